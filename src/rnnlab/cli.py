@@ -1,0 +1,206 @@
+"""The `rnnlab` command line.
+
+    rnnlab train --preset seed --data ../shared/data/imdb
+    rnnlab evaluate runs/seed-... --json
+    rnnlab predict runs/seed-... "What a film!"
+
+Training flags are built from the `TrainConfig` fields, so every field is a flag and flags
+override the preset. Bad input exits with code 2 and one line; never a traceback.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .config import FIELD_TYPES, PRESETS, TrainConfig, ConfigError, preset as get_preset, with_overrides
+from .data import DataError
+from .io import RunError
+
+CHOICES = {"model": ("rnn", "lstm", "gru", "bow", "transformer", "cnn"), "pool": ("last", "mean", "max"),
+           "truncate": ("head", "tail"), "batching": ("bucket", "random"),
+           "device": ("auto", "cpu", "cuda", "mps")}
+HELP = {
+    "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
+    "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings and between layers.",
+    "bidirectional": "Read the review both ways.", "pool": "How the classifier reads the hidden states.",
+    "vocab_size": "Vocabulary size incl. <pad> and <unk>.", "strip_html": "Remove <br /> tags first.",
+    "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
+    "batch_size": "Training batch size.", "batching": "bucket: by length (fast); random: the notebook's.",
+    "lr": "Adam learning rate.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
+    "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
+    "test_every_epoch": "Measure test accuracy every epoch (the notebook does).",
+    "eval_batch_size": "Evaluation batch size.", "seed": "Random seed.", "device": "Where to train.",
+}
+
+
+class InputError(click.ClickException):
+    """Bad input: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def _fail(e: Exception) -> None:
+    raise InputError(str(e)) from None
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def config_options(f):
+    """Add one --flag per TrainConfig field (default None: keep the preset's value)."""
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        name = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            opt = click.option(f"{name}/--no-{field.name.replace('_', '-')}", field.name, default=None,
+                               help=HELP.get(field.name))
+        elif field.name in CHOICES:
+            opt = click.option(name, field.name, type=click.Choice(CHOICES[field.name]), default=None,
+                               help=HELP.get(field.name))
+        else:
+            typ = {"int": int, "float": float, "str": str}[field.type]
+            opt = click.option(name, field.name, type=typ, default=None, help=HELP.get(field.name))
+        f = opt(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rnnlab")
+def main():
+    """rnnlab: a vanilla RNN on IMDB, and its four shortfalls measured."""
+
+
+@main.command()
+@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True,
+              help="Named configuration; flags override its values.")
+@click.option("--data", "data_path", type=str, default=None,
+              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: runs/<preset>-<time>).")
+@click.option("--resume", "resume", type=click.Path(path_type=Path), default=None,
+              help="Continue an interrupted run directory to its configured epochs.")
+@config_options
+def train(preset_name, data_path, out, resume, **flags):
+    """Train a model; prints one JSON summary line last."""
+    from .data import load_imdb
+    from .runs import Run
+    from .train import Divergence, Interrupted, prepare, train as train_run
+
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    try:
+        if resume is not None:
+            run = Run(resume)
+            cfg = run.config()
+            if overrides:
+                cfg = with_overrides(cfg, {k: v for k, v in overrides.items() if k in ("epochs", "device")})
+        else:
+            cfg = with_overrides(get_preset(preset_name), overrides)
+            out = out or Path("runs") / f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
+                               "choose another --out (or --resume it)")
+        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+        data = prepare(cfg, load_imdb(data_path), _log)
+        if resume is not None:
+            run.vocab()  # a resumed run must agree with its saved vocabulary
+            if run.vocab().itos != data.vocab.itos:
+                raise RunError(f"{resume}: vocabulary differs from this data; resume with the same --data")
+        else:
+            run = Run.create(out, cfg, data.vocab, data.source)
+    except (DataError, RunError, ConfigError, ValueError) as e:
+        _fail(e)
+    _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
+         f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
+    try:
+        summary = train_run(cfg, data, run, log=_log)
+    except Interrupted as e:
+        _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
+        if resume is None:
+            run.discard_if_empty()
+        sys.exit(130)
+    except Divergence as e:
+        _log(f"stopped: {e}. The last good epoch's weights are kept in {run.path}; "
+             "try gradient clipping (--clip 1.0) or a lower --lr")
+        if resume is None:
+            run.discard_if_empty()
+        sys.exit(1)
+    except (RunError, ValueError) as e:
+        _fail(e)
+    click.echo(json.dumps(summary))
+
+
+def _open_run(run_dir: Path, device: str):
+    from .runs import Run
+    from .train import resolve_device
+
+    try:
+        dev = resolve_device(device)
+        cfg, vocab, model = Run(run_dir).load_model(dev)
+    except (RunError, ConfigError, ValueError) as e:
+        _fail(e)
+    return cfg, vocab, model, dev
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_path", default=None, help="CSV, parquet dir, aclImdb dir or tarball (test split).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+def evaluate(run_dir, data_path, as_json, device):
+    """Accuracy, confusion matrix and accuracy by review length of a saved run."""
+    from .data import load_eval_split
+    from .evaluate import evaluate_run
+
+    cfg, vocab, model, dev = _open_run(run_dir, device)
+    try:
+        split = load_eval_split(data_path)
+    except DataError as e:
+        _fail(e)
+    rep = evaluate_run(cfg, vocab, model, split, dev)
+    rep["data"] = split.source
+    if as_json:
+        click.echo(json.dumps(rep))
+        return
+    (tn, fp), (fn, tp) = rep["confusion"]["matrix"]
+    click.echo(f"{split.source}: {rep['n']} reviews, accuracy {rep['acc']:.4f}")
+    click.echo(f"confusion (rows true, cols predicted):\n           neg     pos\n  neg  {tn:7d} {fp:7d}\n  pos  {fn:7d} {tp:7d}")
+    click.echo("accuracy by review length (tokens):")
+    for b in rep["by_length"]:
+        click.echo(f"  {b['bucket']:>8}  n={b['n']:6d}  acc={b['acc']:.4f}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per review.")
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+def predict(run_dir, texts, as_json, device):
+    """Classify TEXTS (or one review per line of stdin): label and P(positive).
+
+    Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review, or one of only
+    unknown words, is read as a single <unk> token and still gets a prediction.
+    """
+    from .evaluate import predict_texts
+
+    cfg, vocab, model, dev = _open_run(run_dir, device)
+    if not texts:
+        raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+        texts = [line for line in raw.splitlines()]
+        if not texts:
+            raise InputError("no review given: pass TEXT arguments or lines on stdin")
+    probs = predict_texts(cfg, vocab, model, list(texts), dev)
+    out = []
+    for p in probs:
+        label = "positive" if p > 0.5 else "negative"
+        out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json
+                   else f"{label}\t{p:.4f}")
+    click.echo("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

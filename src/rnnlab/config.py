@@ -1,0 +1,130 @@
+"""Frozen run configuration and named presets.
+
+    from rnnlab.config import preset, with_overrides
+    cfg = with_overrides(preset("seed"), {"epochs": 2})
+
+A preset is just a named `TrainConfig`. Overrides are checked: an unknown key or a
+value of the wrong type raises `ConfigError` (the CLI turns it into a usage error).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+MODEL_KINDS = ("rnn", "lstm", "gru", "bow", "transformer", "cnn")
+POOLS = ("last", "mean", "max")
+TRUNCATE = ("head", "tail")
+BATCHING = ("bucket", "random")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (data path and output dir excluded)."""
+
+    # model
+    model: str = "rnn"  # one of MODEL_KINDS
+    embed_dim: int = 100
+    hidden_dim: int = 128
+    layers: int = 1
+    dropout: float = 0.0  # on embeddings and between layers
+    bidirectional: bool = False
+    pool: str = "last"  # how the classifier reads the sequence of hidden states
+    # text
+    vocab_size: int = 20000  # including <pad>=0 and <unk>=1
+    strip_html: bool = False  # replace "<br />" tags by spaces before tokenising
+    max_len: int = 0  # 0 = full review
+    truncate: str = "head"  # head: keep the first max_len tokens; tail: keep the last
+    # optimisation
+    batch_size: int = 64
+    batching: str = "bucket"  # bucket: length-bucketed; random: the notebook's shuffled batches
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip: float = 0.0  # max gradient norm; 0 = no clipping
+    epochs: int = 5
+    # evaluation
+    val_fraction: float = 0.1  # stratified, seeded, carved from train; 0 = none
+    test_every_epoch: bool = False  # the notebook prints test accuracy each epoch
+    eval_batch_size: int = 256
+    # reproducibility
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _validate(c: TrainConfig) -> None:
+    for f in fields(c):
+        v = getattr(c, f.name)
+        want = {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+        ok = isinstance(v, want) and not (want is int and isinstance(v, bool))
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
+    choices = {"model": MODEL_KINDS, "pool": POOLS, "truncate": TRUNCATE,
+               "batching": BATCHING, "device": DEVICES}
+    for name, allowed in choices.items():
+        if getattr(c, name) not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")
+    for name in ("embed_dim", "hidden_dim", "layers", "batch_size", "epochs", "eval_batch_size"):
+        if getattr(c, name) <= 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(c, name)}")
+    if c.vocab_size < 3:
+        raise ConfigError(f"vocab_size must be at least 3 (<pad>, <unk> and one word), got {c.vocab_size}")
+    if c.max_len < 0:
+        raise ConfigError(f"max_len must be >= 0 (0 = full length), got {c.max_len}")
+    if not 0.0 <= c.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {c.dropout}")
+    if not 0.0 <= c.val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {c.val_fraction}")
+    if c.lr <= 0:
+        raise ConfigError(f"lr must be positive, got {c.lr}")
+    if c.clip < 0 or c.weight_decay < 0:
+        raise ConfigError("clip and weight_decay must be >= 0")
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+
+
+def from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Build a config from a dict (e.g. config.json); unknown keys raise."""
+    unknown = sorted(set(d) - set(FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    return TrainConfig(**d)
+
+
+def with_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    unknown = sorted(set(overrides) - set(FIELD_TYPES))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    return dataclasses.replace(cfg, **overrides)
+
+
+# The notebook, exactly: its tokenizer, 20k vocabulary, 100/128 sizes, batch 64, Adam 1e-3,
+# full length, no clipping, 5 epochs, trained on all 25k train reviews, test accuracy each epoch.
+SEED = TrainConfig(val_fraction=0.0, test_every_epoch=True, epochs=5)
+
+# The best vanilla tanh RNN reading its final hidden state found by validation accuracy on
+# 2 CPU cores (see README "The tuned preset" and benchmarks/tune_rnn.py).
+TUNED = TrainConfig(
+    strip_html=True, max_len=400, truncate="tail", clip=1.0, epochs=6,
+)
+
+PRESETS: dict[str, TrainConfig] = {"seed": SEED, "tuned": TUNED, "default": TrainConfig()}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,255 @@
+"""Load IMDB-style review data from any of the forms people have it in.
+
+    from rnnlab.data import load_imdb
+    ds = load_imdb("../shared/data/imdb")          # parquet dir, aclImdb dir or tarball
+    ds.train.texts[0], ds.train.labels[0]
+
+Forms: a directory with `train.parquet`/`test.parquet` (columns text, label); an `aclImdb`
+directory or `aclImdb*.tar.gz` tarball (read in place); a CSV (`text,label` or
+`review,sentiment`) for evaluating on one's own file; or no path: the Hugging Face hub.
+Every loader returns rows in the same order (negatives first, each class by review id,
+as the HF parquet files), and everything read is validated: bad data raises `DataError`
+with a one-line message naming the file and the problem.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_VAR = "RNNLAB_DATA"
+HUB_NAME = "stanfordnlp/imdb"
+
+
+class DataError(ValueError):
+    """Input data is missing or malformed (message names the file and the problem)."""
+
+
+@dataclass
+class Split:
+    """One split: review texts and 0/1 labels (0 = negative, 1 = positive)."""
+
+    texts: list[str]
+    labels: np.ndarray  # (N,) int64
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx) -> "Split":
+        idx = np.asarray(idx, dtype=np.int64)
+        return Split([self.texts[i] for i in idx], self.labels[idx], self.source)
+
+
+@dataclass
+class Dataset:
+    """Train and test splits and where they came from."""
+
+    train: Split
+    test: Split
+    source: str
+
+
+def resolve_data_path(path: str | os.PathLike | None) -> str | None:
+    """--data PATH, else $RNNLAB_DATA, else None (meaning: the Hugging Face hub)."""
+    if path:
+        return str(path)
+    env = os.environ.get(ENV_VAR, "").strip()
+    return env or None
+
+
+def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
+    """Load train and test splits from `path` (resolved as `resolve_data_path`)."""
+    path = resolve_data_path(path)
+    if path is None:
+        return _load_hub()
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or directory")
+    if p.is_file():
+        if _is_tarball(p):
+            return _load_acl_tarball(p)
+        if p.suffix.lower() == ".csv":
+            raise DataError(f"{p}: a CSV holds one split; training needs a train and a test split "
+                            "(use a parquet directory, an aclImdb directory or tarball)")
+        raise DataError(f"{p}: not a data directory, aclImdb tarball or CSV")
+    return _load_dir(p)
+
+
+def load_eval_split(path: str | os.PathLike | None = None) -> Split:
+    """The split to evaluate on: a CSV file itself, else the test split of the dataset."""
+    resolved = resolve_data_path(path)
+    if resolved is not None and Path(resolved).is_file() and Path(resolved).suffix.lower() == ".csv":
+        return load_csv(resolved)
+    return load_imdb(resolved).test
+
+
+# --- directory forms ---------------------------------------------------------------------
+
+def _load_dir(p: Path) -> Dataset:
+    tr, te = p / "train.parquet", p / "test.parquet"
+    if tr.exists() or te.exists():
+        for f in (tr, te):
+            if not f.exists():
+                raise DataError(f"{f}: missing split (need both train.parquet and test.parquet)")
+        return Dataset(load_parquet(tr), load_parquet(te), str(p))
+    acl = p if (p / "train").is_dir() or (p / "test").is_dir() else p / "aclImdb"
+    if acl.is_dir():
+        return Dataset(_load_acl_split(acl, "train"), _load_acl_split(acl, "test"), str(acl))
+    tars = sorted(p.glob("aclImdb*.tar.gz"))
+    if tars:
+        return _load_acl_tarball(tars[0])
+    raise DataError(f"{p}: no train.parquet/test.parquet, aclImdb directory or aclImdb*.tar.gz here")
+
+
+def load_parquet(f: str | os.PathLike) -> Split:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = Path(f)
+    try:
+        table = pq.read_table(f)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{f}: cannot read parquet ({_first_line(e)})") from None
+    cols = set(table.column_names)
+    if not {"text", "label"} <= cols:
+        raise DataError(f"{f}: needs columns 'text' and 'label', found {sorted(cols)}")
+    texts = table.column("text").to_pylist()
+    labels = table.column("label").to_pylist()
+    return _validated(texts, labels, str(f))
+
+
+def load_csv(f: str | os.PathLike) -> Split:
+    """A CSV with columns text,label (0/1) or review,sentiment (positive/negative)."""
+    import pandas as pd
+
+    f = Path(f)
+    if not f.is_file():
+        raise DataError(f"{f}: no such file")
+    try:
+        df = pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{f}: not UTF-8 text") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+        raise DataError(f"{f}: cannot parse CSV ({_first_line(e)})") from None
+    cols = [c.strip().lower() for c in df.columns]
+    df.columns = cols
+    if {"text", "label"} <= set(cols):
+        texts, raw = df["text"].tolist(), df["label"].tolist()
+        labels = [_parse_int_label(v) for v in raw]
+    elif {"review", "sentiment"} <= set(cols):
+        texts, raw = df["review"].tolist(), df["sentiment"].tolist()
+        m = {"positive": 1, "pos": 1, "negative": 0, "neg": 0}
+        labels = [m.get(str(v).strip().lower(), v) for v in raw]
+    else:
+        raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(cols)}")
+    return _validated(texts, labels, str(f))
+
+
+def _parse_int_label(v):
+    s = str(v).strip()
+    return int(s) if s in ("0", "1") else v
+
+
+_ACL_NAME = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+
+
+def _load_acl_split(root: Path, split: str) -> Split:
+    d = root / split
+    if not d.is_dir():
+        raise DataError(f"{d}: missing split directory")
+    rows = []
+    for label, cls in ((0, "neg"), (1, "pos")):
+        cdir = d / cls
+        if not cdir.is_dir():
+            raise DataError(f"{cdir}: missing class directory")
+        for fp in cdir.glob("*.txt"):
+            m = re.match(r"(\d+)_(\d+)\.txt$", fp.name)
+            if not m:
+                continue
+            try:
+                text = fp.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{fp}: not UTF-8 text") from None
+            rows.append((label, int(m.group(1)), text))
+    return _acl_rows_to_split(rows, str(d))
+
+
+def _load_acl_tarball(f: Path) -> Dataset:
+    rows: dict[str, list] = {"train": [], "test": []}
+    try:
+        with tarfile.open(f, "r:*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                m = _ACL_NAME.search(member.name)
+                if not m:
+                    continue
+                split, cls, rid = m.group(1), m.group(2), int(m.group(3))
+                raw = tar.extractfile(member).read()
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{f}: {member.name} is not UTF-8 text") from None
+                rows[split].append((1 if cls == "pos" else 0, rid, text))
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{f}: truncated or corrupt archive ({_first_line(e)})") from None
+    for split in ("train", "test"):
+        if not rows[split]:
+            raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
+    return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
+                   _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+
+
+def _acl_rows_to_split(rows: list, source: str) -> Split:
+    rows.sort(key=lambda r: (r[0], r[1]))  # negatives first, then by review id: the HF order
+    return _validated([r[2] for r in rows], [r[0] for r in rows], source)
+
+
+# --- hub -----------------------------------------------------------------------------------
+
+def _load_hub() -> Dataset:
+    """The seed's own source. Needs internet; used when no --data and no $RNNLAB_DATA."""
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset(HUB_NAME)
+    except Exception as e:  # network, hub or cache errors: one line, not a traceback
+        raise DataError(f"hub {HUB_NAME}: cannot load ({_first_line(e)}); "
+                        f"pass --data PATH or set {ENV_VAR} to a local copy") from None
+    return Dataset(_validated(ds["train"]["text"], ds["train"]["label"], f"hub:{HUB_NAME}:train"),
+                   _validated(ds["test"]["text"], ds["test"]["label"], f"hub:{HUB_NAME}:test"),
+                   f"hub:{HUB_NAME}")
+
+
+# --- validation ----------------------------------------------------------------------------
+
+def _validated(texts: list, labels: list, source: str) -> Split:
+    if len(texts) == 0:
+        raise DataError(f"{source}: no rows")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise DataError(f"{source}: row {i}: text is {'missing' if t is None else type(t).__name__}, not a string")
+    for i, y in enumerate(labels):
+        if isinstance(y, bool) or not isinstance(y, (int, np.integer)) or y not in (0, 1):
+            raise DataError(f"{source}: row {i}: label {y!r} is not 0 or 1")
+    arr = np.asarray(labels, dtype=np.int64)
+    if len(np.unique(arr)) < 2:
+        raise DataError(f"{source}: only one class present (label {int(arr[0])}); need both 0 and 1")
+    return Split(list(texts), arr, source)
+
+
+def _is_tarball(p: Path) -> bool:
+    n = p.name.lower()
+    return n.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0][:200] if s else type(e).__name__

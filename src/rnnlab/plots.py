@@ -1,0 +1,37 @@
+"""Figures drawn from saved numbers (matplotlib, Agg backend, written atomically)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+
+def save_figure(fig, path: str | os.PathLike, **kw) -> None:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), bbox_inches="tight", **kw)
+    plt.close(fig)
+
+
+def learning_curve(metrics: list[dict], path: str | os.PathLike) -> None:
+    """Train loss (left) and validation/test accuracy (right) per epoch."""
+    ep = [r["epoch"] for r in metrics]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a.plot(ep, [r["train_loss"] for r in metrics], "o-", label="train loss")
+    if any("val_loss" in r for r in metrics):
+        a.plot(ep, [r.get("val_loss") for r in metrics], "s--", label="val loss")
+    a.set_xlabel("epoch"); a.set_ylabel("BCE loss"); a.legend(); a.grid(alpha=0.3)
+    for key, style in (("val_acc", "s-"), ("test_acc", "o-")):
+        if any(key in r for r in metrics):
+            b.plot(ep, [r.get(key) for r in metrics], style, label=key.replace("_", " "))
+    b.set_xlabel("epoch"); b.set_ylabel("accuracy"); b.grid(alpha=0.3)
+    if b.lines:
+        b.legend()
+    fig.suptitle("learning curve")
+    save_figure(fig, path, dpi=110)

@@ -1,0 +1,239 @@
+"""The training loop, evaluation and data preparation for one run.
+
+    from rnnlab.config import preset
+    from rnnlab.data import load_imdb
+    from rnnlab.train import prepare, train
+    data = prepare(preset("seed"), load_imdb("../shared/data/imdb"))
+    summary = train(preset("seed"), data, "runs/seed")
+
+Adam + BCE-with-logits as in the notebook. Each step records the unclipped gradient norm,
+then clips (if asked) and steps. Each epoch is saved with the optimizer and RNG state, so an
+interrupted run resumes exactly; the selected weights (best validation accuracy, or the last
+epoch when there is no validation split) are `model.safetensors`.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batching import Encoded, batch_indices
+from .config import TrainConfig
+from .data import Dataset
+from .models import build_model
+from .runs import Run
+from .text import Vocab, encode_corpus
+
+
+class Divergence(RuntimeError):
+    """The loss or gradient became non-finite."""
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived during training."""
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple MPS is not available")
+    return torch.device(name)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, val_idx): `fraction` of each class to validation, seeded."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        val.append(rng.permutation(idx)[: int(round(len(idx) * fraction))])
+    val_idx = np.sort(np.concatenate(val))
+    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
+    return train_idx, val_idx
+
+
+@dataclass
+class Prepared:
+    """Encoded train/val/test splits and the vocabulary of one configuration."""
+
+    train: Encoded
+    val: Encoded | None
+    test: Encoded
+    vocab: Vocab
+    source: str
+
+
+def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s: None) -> Prepared:
+    """Tokenise (cached), build the vocabulary, truncate, carve the validation split."""
+    corpus = encode_corpus(ds, cfg.strip_html, progress=log)
+    vocab = corpus.vocab(cfg.vocab_size)
+    full = Encoded.from_corpus(corpus, "train", ds.train.labels, cfg.vocab_size, cfg.max_len, cfg.truncate)
+    test = Encoded.from_corpus(corpus, "test", ds.test.labels, cfg.vocab_size, cfg.max_len, cfg.truncate)
+    val = None
+    if cfg.val_fraction > 0:
+        tr_idx, val_idx = stratified_split(full.labels, cfg.val_fraction, cfg.seed)
+        full, val = full.subset(tr_idx), full.subset(val_idx)
+    return Prepared(full, val, test, vocab, ds.source)
+
+
+@torch.no_grad()
+def predict_proba(model, enc: Encoded, batch_size: int = 256, device="cpu") -> np.ndarray:
+    """P(positive) for every review of `enc`, in its order. Puts the model back in train mode."""
+    was_training = model.training
+    model.eval()
+    probs = np.empty(len(enc), dtype=np.float32)
+    for idx in batch_indices(enc.lengths, batch_size, shuffle=False):
+        tokens, lengths, _ = enc.collate(idx)
+        probs[idx] = torch.sigmoid(model(tokens.to(device), lengths.to(device))).float().cpu().numpy()
+    model.train(was_training)
+    return probs
+
+
+def evaluate(model, enc: Encoded, batch_size: int = 256, device="cpu") -> dict:
+    """Accuracy and mean BCE loss on `enc`."""
+    p = predict_proba(model, enc, batch_size, device).astype(np.float64)
+    y = enc.labels
+    eps = 1e-7
+    loss = -np.mean(y * np.log(np.clip(p, eps, 1)) + (1 - y) * np.log(np.clip(1 - p, eps, 1)))
+    return {"acc": float(np.mean((p > 0.5) == (y == 1))), "loss": float(loss)}
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __enter__(self):
+        self._old = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None] = print,
+          progress: bool | None = None) -> dict:
+    """Train (or resume) `run` to cfg.epochs; returns the summary dict."""
+    device = resolve_device(cfg.device)
+    set_seed(cfg.seed)
+    model = build_model(cfg, len(data.vocab)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           **({"fused": True} if device.type in ("cpu", "cuda") else {}))
+    metrics, start_epoch = run.restore(model, opt)  # ([], 1) for a fresh run
+    if progress is None:
+        progress = sys.stderr.isatty()
+    best = max(metrics, key=lambda r: (r.get("val_acc") or 0.0, r["epoch"]), default=None)
+    max_norm = cfg.clip if cfg.clip > 0 else float("inf")  # inf: measure the norm, never clip
+    params = [p for p in model.parameters() if p.requires_grad]
+    with _StopFlag() as stop:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
+            bar = _bar(len(batches), f"epoch {epoch}/{cfg.epochs}", progress)
+            model.train()
+            losses, norms, n_tokens = [], [], 0
+            t0 = time.perf_counter()
+            for step, idx in enumerate(batches, 1):
+                tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
+                loss = F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # unclipped norm
+                if not (math.isfinite(loss.item()) and math.isfinite(norm)):
+                    raise Divergence(f"non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} "
+                                     f"at epoch {epoch}, step {step}")
+                opt.step()
+                losses.append(loss.item())
+                norms.append(norm)
+                n_tokens += int(lengths.sum())
+                if bar is not None:
+                    bar.update(1)
+                    if step % 20 == 0:
+                        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                if stop.signal:
+                    if bar is not None:
+                        bar.close()
+                    raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0
+            if bar is not None:
+                bar.close()
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 3),
+                   "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
+                   "grad_norm_median": float(np.median(norms)), "steps": len(batches)}
+            if data.val is not None:
+                v = evaluate(model, data.val, cfg.eval_batch_size, device)
+                row.update(val_acc=v["acc"], val_loss=v["loss"])
+            if cfg.test_every_epoch:
+                row["test_acc"] = evaluate(model, data.test, cfg.eval_batch_size, device)["acc"]
+            metrics.append(row)
+            improved = best is None or data.val is None or row["val_acc"] > best["val_acc"]
+            if improved:
+                best = row
+            run.save_epoch(model, opt, metrics, improved)
+            log(_epoch_line(row))
+    return finish(cfg, data, run, model, metrics, device)
+
+
+def finish(cfg, data: Prepared, run: Run, model, metrics: list[dict], device) -> dict:
+    """Load the selected epoch's weights, measure test accuracy once, write the summary."""
+    best = max(metrics, key=lambda r: (r.get("val_acc") or 0.0, r["epoch"])) if data.val is not None else metrics[-1]
+    run.load_weights(model)
+    test = evaluate(model, data.test, cfg.eval_batch_size, device)
+    summary = {"test_acc": round(test["acc"], 4), "test_loss": round(test["loss"], 4),
+               "best_epoch": best["epoch"], "val_acc": best.get("val_acc"),
+               "epochs": len(metrics), "train_seconds_per_epoch": round(float(np.median(
+                   [r["train_seconds"] for r in metrics])), 2),
+               "tokens_per_second": int(np.median([r["tokens_per_second"] for r in metrics])),
+               "device": str(device), "run_dir": str(run.path)}
+    run.save_summary(summary)
+    return summary
+
+
+def _epoch_line(r: dict) -> str:
+    s = f"epoch {r['epoch']} | loss {r['train_loss']:.4f}"
+    if "val_acc" in r:
+        s += f" | val acc {r['val_acc']:.4f}"
+    if "test_acc" in r:
+        s += f" | test acc {r['test_acc']:.4f}"
+    return s + f" | {r['train_seconds']:.1f}s ({r['tokens_per_second'] / 1e3:.0f}k tok/s) | grad max {r['grad_norm_max']:.2f}"
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,147 @@
+"""Training end to end on synthetic data: learning, determinism, run files, divergence, resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_reviews, write_parquet_dir
+from rnnlab.config import TrainConfig, with_overrides
+from rnnlab.data import load_imdb
+from rnnlab.runs import Run
+from rnnlab.train import Divergence, prepare, stratified_split, train
+
+SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2,
+             test_every_epoch=False, eval_batch_size=64)
+TIMING = {"train_seconds", "tokens_per_second"}
+
+
+def _run(tmp_path, data_dir, name="run", **over):
+    cfg = with_overrides(TrainConfig(), {**SMALL, **over})
+    data = prepare(cfg, load_imdb(data_dir))
+    run = Run.create(tmp_path / name, cfg, data.vocab, data.source)
+    return train(cfg, data, run, log=lambda s: None), run
+
+
+@pytest.fixture(scope="module")
+def learn_data(tmp_path_factory):
+    """600 short synthetic reviews: one or two polar words among 4-20 filler words."""
+    return write_parquet_dir(tmp_path_factory.mktemp("learn") / "imdb",
+                             make_reviews(600, seed=3, min_len=4, max_len=20), make_reviews(200, seed=4, min_len=4, max_len=20))
+
+
+@pytest.mark.parametrize("kind,epochs,lr", [("rnn", 12, 3e-3), ("lstm", 10, 1e-2), ("gru", 10, 1e-2),
+                                             ("bow", 15, 3e-2), ("transformer", 10, 3e-3), ("cnn", 8, 1e-2)])
+def test_each_model_kind_learns_the_synthetic_task(tmp_path, learn_data, kind, epochs, lr):
+    summary, run = _run(tmp_path, learn_data, model=kind, epochs=epochs, lr=lr, clip=1.0)
+    first = run.metrics()[0]["train_loss"]
+    assert run.metrics()[-1]["train_loss"] < first
+    assert summary["test_acc"] >= 0.8, summary  # chance is 0.5: polar words decide the label
+
+
+def test_cpu_run_repeats_exactly(tmp_path, tiny_data):
+    a, ra = _run(tmp_path, tiny_data, "a", epochs=2, dropout=0.2)
+    b, rb = _run(tmp_path, tiny_data, "b", epochs=2, dropout=0.2)
+    c, rc = _run(tmp_path, tiny_data, "c", epochs=2, dropout=0.2, seed=1)
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in TIMING} for m in ms]  # noqa: E731
+    assert strip(ra.metrics()) == strip(rb.metrics())
+    assert strip(ra.metrics()) != strip(rc.metrics())
+
+
+def test_run_directory_contents(tmp_path, tiny_data):
+    summary, run = _run(tmp_path, tiny_data, epochs=2, test_every_epoch=True)
+    for f in ("config.json", "meta.json", "vocab.json", "metrics.jsonl", "model.safetensors",
+              "learning_curve.png", "summary.json", "checkpoint.json"):
+        assert (run.path / f).is_file(), f
+    rows = run.metrics()
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_loss", "val_acc", "test_acc", "train_seconds", "tokens_per_second",
+                "grad_norm_max", "grad_norm_median"):
+        assert all(key in r for r in rows), key
+    assert summary["best_epoch"] in (1, 2) and 0 <= summary["test_acc"] <= 1
+    assert not list(run.path.glob("*.tmp")) and not list(run.path.glob(".*"))
+    # weights are a plain safetensors state dict that reloads into a fresh model
+    cfg, vocab, model = Run(run.path).load_model()
+    assert len(vocab) <= cfg.vocab_size and not model.training
+
+
+def test_gradient_clipping_records_unclipped_norm(tmp_path, tiny_data):
+    _, run = _run(tmp_path, tiny_data, epochs=1, clip=1e-3, lr=0.5)
+    assert run.metrics()[0]["grad_norm_max"] > 1e-3  # the norm before clipping is what is recorded
+
+
+def test_divergence_stops_and_keeps_last_good_weights(tmp_path, tiny_data, monkeypatch):
+    import rnnlab.train as T
+
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 3})
+    data = prepare(cfg, load_imdb(tiny_data))
+    run = Run.create(tmp_path / "div", cfg, data.vocab, data.source)
+    real = T.F.binary_cross_entropy_with_logits
+    calls = {"n": 0}
+
+    def flaky(logits, y):
+        calls["n"] += 1
+        out = real(logits, y)
+        return out * float("nan") if calls["n"] == len(T.batch_indices(data.train.lengths, 16)) + 3 else out
+
+    monkeypatch.setattr(T.F, "binary_cross_entropy_with_logits", flaky)
+    with pytest.raises(Divergence, match=r"epoch 2, step 3"):
+        train(cfg, data, run, log=lambda s: None)
+    assert [r["epoch"] for r in run.metrics()] == [1]
+    from safetensors import safe_open
+
+    with safe_open(run.path / "model.safetensors", "pt") as f:
+        assert f.metadata()["epoch"] == "1"
+
+
+def test_stratified_split_is_seeded_and_stratified():
+    y = np.array([0] * 600 + [1] * 400)
+    tr, va = stratified_split(y, 0.1, 0)
+    assert len(va) == 100 and y[va].sum() == 40 and len(np.intersect1d(tr, va)) == 0
+    assert (stratified_split(y, 0.1, 0)[1] == va).all() and not (stratified_split(y, 0.1, 1)[1] == va).all()
+
+
+@pytest.fixture(scope="module")
+def medium_data(tmp_path_factory):
+    """Enough reviews that an epoch takes ~1 s, so a signal can land mid-run."""
+    return write_parquet_dir(tmp_path_factory.mktemp("medium") / "imdb",
+                             make_reviews(3000, seed=5, max_len=120), make_reviews(200, seed=6))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
+    args = ["--preset", "default", "--data", str(medium_data), "--epochs", "4", "--hidden-dim", "32",
+            "--embed-dim", "32", "--vocab-size", "80", "--dropout", "0.1", "--batch-size", "32"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "rnnlab.cli", "train"]
+    full = subprocess.run(cmd + args + ["--out", str(tmp_path / "full")], capture_output=True, text=True, env=env)
+    assert full.returncode == 0, full.stderr
+    proc = subprocess.Popen(cmd + args + ["--out", str(tmp_path / "cut")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    ck = tmp_path / "cut" / "checkpoint.json"
+    deadline = time.time() + 120
+    while not ck.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    done = [json.loads(line)["epoch"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert 1 <= len(done) < 4
+    res = subprocess.run(cmd + ["--resume", str(tmp_path / "cut"), "--data", str(medium_data)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    strip = lambda p: [{k: v for k, v in json.loads(l).items() if k not in TIMING}  # noqa: E731
+                       for l in (p / "metrics.jsonl").read_text().splitlines()]
+    assert strip(tmp_path / "cut") == strip(tmp_path / "full")
+    a, b = json.loads(full.stdout.splitlines()[-1]), json.loads(res.stdout.splitlines()[-1])
+    assert a["test_acc"] == b["test_acc"] and a["best_epoch"] == b["best_epoch"]
+    assert torch.equal(*(Run(tmp_path / d).load_model()[2].fc.weight for d in ("full", "cut")))
