@@ -99,8 +99,6 @@ def test_tricky_texts_survive_every_form(tmp_path, form):
     assert_same_dataset(load_imdb(LOADER_FORMS[form](tmp_path, s)), ref)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: data._load_acl_split reads review files with Path.read_text "
-                   "(universal newlines), turning \\r\\n and \\r into \\n; parquet and the tarball keep them")
 def test_carriage_returns_survive_the_acl_directory(tmp_path):
     s = _tricky_splits(extra="windows\r\nline endings\rand old mac ones")
     ref = load_imdb(write_parquet_dir(tmp_path / "pq", *s))
@@ -146,8 +144,6 @@ def test_truncated_tarball_raises_one_line_data_error(tmp_path):
     assert "\n" not in msg and str(f) in msg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: data._load_acl_tarball: tarfile treats a bad member header "
-                   "after the first as end-of-archive, so a corrupted .tar.gz silently loads a partial split")
 def test_corrupted_tarball_is_an_error_not_a_partial_split(tmp_path):
     raw = bytearray(_tarball_bytes(tmp_path, (make_reviews(200, 1), make_reviews(100, 2))))
     i = int(len(raw) * 0.95)  # inside the test reviews: train is complete, test is cut short
@@ -160,8 +156,6 @@ def test_corrupted_tarball_is_an_error_not_a_partial_split(tmp_path):
         print(len(ds.train), len(ds.test))  # shows the partial split when it loads
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: data._load_acl_tarball: a truncated plain .tar (no gzip "
-                   "stream to notice) loads the reviews before the cut without an error")
 def test_truncated_plain_tar_is_an_error_not_a_partial_split(tmp_path):
     tr, te = make_reviews(200, 1), make_reviews(100, 2)
     f = tmp_path / "aclImdb.tar"

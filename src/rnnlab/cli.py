@@ -89,7 +89,7 @@ def train(preset_name, data_path, out, resume, **flags):
     """Train a model; prints one JSON summary line last."""
     from .data import load_imdb
     from .runs import Run
-    from .train import Divergence, Interrupted, prepare, train as train_run
+    from .train import Divergence, Interrupted, prepare, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
@@ -104,6 +104,7 @@ def train(preset_name, data_path, out, resume, **flags):
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
                                "choose another --out (or --resume it)")
+        resolve_device(cfg.device)  # fail before anything is written
         _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
         data = prepare(cfg, load_imdb(data_path), _log)
         if resume is not None:
@@ -124,12 +125,15 @@ def train(preset_name, data_path, out, resume, **flags):
             run.discard_if_empty()
         sys.exit(130)
     except Divergence as e:
-        _log(f"stopped: {e}. The last good epoch's weights are kept in {run.path}; "
-             "try gradient clipping (--clip 1.0) or a lower --lr")
         if resume is None:
             run.discard_if_empty()
+        kept = (f"the last good epoch's weights are kept in {run.path}" if run.path.exists()
+                else "no epoch had completed, so nothing was kept")
+        _log(f"stopped: {e}; {kept}. Try gradient clipping (--clip 1.0) or a lower --lr")
         sys.exit(1)
     except (RunError, ValueError) as e:
+        if resume is None:
+            run.discard_if_empty()
         _fail(e)
     click.echo(json.dumps(summary))
 
@@ -190,7 +194,9 @@ def predict(run_dir, texts, as_json, device):
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
         raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-        texts = [line for line in raw.splitlines()]
+        texts = [line.removesuffix("\r") for line in raw.split("\n")]  # only \n ends a review
+        if texts and texts[-1] == "":
+            texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
     probs = predict_texts(cfg, vocab, model, list(texts), dev)

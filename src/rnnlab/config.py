@@ -9,6 +9,7 @@ value of the wrong type raises `ConfigError` (the CLI turns it into a usage erro
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -71,6 +72,8 @@ def _validate(c: TrainConfig) -> None:
             ok = True
         if not ok:
             raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
+        if want is float and ok and not math.isfinite(v):
+            raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
     choices = {"model": MODEL_KINDS, "pool": POOLS, "truncate": TRUNCATE,
                "batching": BATCHING, "device": DEVICES}
     for name, allowed in choices.items():

@@ -172,7 +172,7 @@ def _load_acl_split(root: Path, split: str) -> Split:
             if not m:
                 continue
             try:
-                text = fp.read_text(encoding="utf-8")
+                text = fp.read_bytes().decode("utf-8")  # bytes as stored: keep \r\n like the tarball
             except UnicodeDecodeError:
                 raise DataError(f"{fp}: not UTF-8 text") from None
             rows.append((label, int(m.group(1)), text))
@@ -196,6 +196,7 @@ def _load_acl_tarball(f: Path) -> Dataset:
                 except UnicodeDecodeError:
                     raise DataError(f"{f}: {member.name} is not UTF-8 text") from None
                 rows[split].append((1 if cls == "pos" else 0, rid, text))
+            _check_archive_end(tar, f)
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
@@ -205,6 +206,19 @@ def _load_acl_tarball(f: Path) -> Dataset:
             raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
     return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
                    _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+
+
+def _check_archive_end(tar: tarfile.TarFile, f: Path) -> None:
+    """tarfile takes a bad header for the end of the archive: make sure it really ended."""
+    fileobj = tar.fileobj
+    if hasattr(fileobj, "_fp") or type(fileobj).__name__ in ("GzipFile", "BZ2File", "LZMAFile"):
+        while fileobj.read(1 << 20):  # reading to the end verifies the compressed stream's checksum
+            pass
+        return
+    fileobj.seek(tar.offset)
+    rest = fileobj.read()
+    if len(rest) < 1024 or rest.strip(b"\0"):
+        raise DataError(f"{f}: truncated or corrupt archive (data after the last readable member)")
 
 
 def _acl_rows_to_split(rows: list, source: str) -> Split:
