@@ -2,17 +2,18 @@
 
     python benchmarks/speed.py --data ../shared/data/imdb --epochs 5 [--out benchmarks/results/speed.json]
 
-Runs ../shared/bench/seed_baseline.py (the notebook as a script) and `rnnlab train --preset seed`
+Runs `rnnlab train --preset seed` and ../shared/bench/seed_baseline.py (the notebook as a script)
 for the same number of epochs on the same machine, one after the other, and prints:
 per-epoch training seconds (median over epochs, first epoch included and also shown apart),
 tokens/s, the speed-up ratio, test accuracy after the last epoch for both, the achieved
 FLOP/s as a fraction of this machine's measured matmul throughput, and a dense-vs-packed
-micro-benchmark on real length buckets. Timings are medians; the hardware is printed with them.
+micro-benchmark on real length buckets, and the peak memory (RSS) of the rnnlab training run. Timings are medians; the hardware is printed with them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -105,9 +106,10 @@ def main() -> None:
     print(json.dumps({"machine": env}), flush=True)
     gemm = matmul_gflops()
     print(json.dumps({"matmul_gflops": round(gemm, 1)}), flush=True)
+    ours, summary = run_rnnlab(args.data, args.epochs, args.seed)
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB; only child so far
     base = run_baseline(args.data, args.epochs, args.seed)
     print(json.dumps({"baseline": base}), flush=True)
-    ours, summary = run_rnnlab(args.data, args.epochs, args.seed)
     print(json.dumps({"rnnlab": [{k: r[k] for k in ("epoch", "train_loss", "test_acc", "train_seconds",
                                                    "tokens_per_second")} for r in ours]}), flush=True)
     micro = dense_vs_packed(args.data)
@@ -128,7 +130,7 @@ def main() -> None:
         "rnnlab_test_acc_by_epoch": [r["test_acc"] for r in ours],
         "rnnlab_achieved_gflops": round(achieved, 1), "matmul_gflops": round(gemm, 1),
         "fraction_of_matmul_throughput": round(achieved / gemm, 3),
-        **micro, "machine": f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}",
+        "rnnlab_train_peak_rss_mb": round(peak_mb), **micro, "machine": f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}",
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -32,6 +32,21 @@ CANDIDATES = {
     "clip1 html tail400 drop0.3": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail", "dropout": 0.3},
     "clip1 html tail400 lr5e-4 e8": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail", "lr": 5e-4, "epochs": 8},
     "clip1 html tail400 h256": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail", "hidden_dim": 256},
+    "clip1 html tail200 orth e10": {"clip": 1.0, "strip_html": True, "max_len": 200, "truncate": "tail",
+                                    "recurrent_init": "orthogonal", "epochs": 10},
+    "clip1 html tail400 orth drop0.3 e10": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
+                                            "recurrent_init": "orthogonal", "dropout": 0.3, "epochs": 10},
+    "clip1 html tail200 drop0.3 lr2e-3 e10": {"clip": 1.0, "strip_html": True, "max_len": 200, "truncate": "tail",
+                                              "dropout": 0.3, "lr": 2e-3, "epochs": 10},
+    "small e32 h32 v10k tail500 orth e10": {"clip": 1.0, "strip_html": True, "max_len": 500, "truncate": "tail",
+                                            "recurrent_init": "orthogonal", "embed_dim": 32, "hidden_dim": 32,
+                                            "vocab_size": 10000, "epochs": 10},
+    "e64 h64 tail300 orth drop0.3 e10": {"clip": 1.0, "strip_html": True, "max_len": 300, "truncate": "tail",
+                                         "recurrent_init": "orthogonal", "embed_dim": 64, "hidden_dim": 64,
+                                         "dropout": 0.3, "epochs": 10},
+    "tail300 orth wd drop0.5 e12": {"clip": 1.0, "strip_html": True, "max_len": 300, "truncate": "tail",
+                                    "recurrent_init": "orthogonal", "dropout": 0.5, "weight_decay": 1e-6,
+                                    "epochs": 12},
 }
 
 

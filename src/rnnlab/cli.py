@@ -23,10 +23,10 @@ from .io import RunError
 
 CHOICES = {"model": ("rnn", "lstm", "gru", "bow", "transformer", "cnn"), "pool": ("last", "mean", "max"),
            "truncate": ("head", "tail"), "batching": ("bucket", "random"),
-           "device": ("auto", "cpu", "cuda", "mps")}
+           "device": ("auto", "cpu", "cuda", "mps"), "recurrent_init": ("default", "orthogonal")}
 HELP = {
     "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
-    "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings and between layers.",
+    "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.", "dropout": "Dropout on embeddings and between layers.",
     "bidirectional": "Read the review both ways.", "pool": "How the classifier reads the hidden states.",
     "vocab_size": "Vocabulary size incl. <pad> and <unk>.", "strip_html": "Remove <br /> tags first.",
     "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
@@ -120,9 +120,12 @@ def train(preset_name, data_path, out, resume, **flags):
     try:
         summary = train_run(cfg, data, run, log=_log)
     except Interrupted as e:
-        _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
         if resume is None:
             run.discard_if_empty()
+        if run.path.exists():
+            _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
+        else:
+            _log(f"interrupted ({e}) before the first epoch completed; nothing was saved")
         sys.exit(130)
     except Divergence as e:
         if resume is None:

@@ -18,6 +18,7 @@ POOLS = ("last", "mean", "max")
 TRUNCATE = ("head", "tail")
 BATCHING = ("bucket", "random")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INITS = ("default", "orthogonal")
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,7 @@ class TrainConfig:
     dropout: float = 0.0  # on embeddings and between layers
     bidirectional: bool = False
     pool: str = "last"  # how the classifier reads the sequence of hidden states
+    recurrent_init: str = "default"  # default: PyTorch's uniform; orthogonal: W_hh orthogonal
     # text
     vocab_size: int = 20000  # including <pad>=0 and <unk>=1
     strip_html: bool = False  # replace "<br />" tags by spaces before tokenising
@@ -75,7 +77,8 @@ def _validate(c: TrainConfig) -> None:
         if want is float and ok and not math.isfinite(v):
             raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
     choices = {"model": MODEL_KINDS, "pool": POOLS, "truncate": TRUNCATE,
-               "batching": BATCHING, "device": DEVICES}
+               "batching": BATCHING, "device": DEVICES,
+               "recurrent_init": INITS}
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")

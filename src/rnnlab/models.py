@@ -111,7 +111,7 @@ class RecurrentClassifier(nn.Module):
 
     def __init__(self, kind: str, vocab_size: int, embed_dim: int, hidden_dim: int,
                  layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
-                 pool: str = "last"):
+                 pool: str = "last", recurrent_init: str = "default"):
         super().__init__()
         cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
         self.kind, self.pool, self.bidirectional, self.p = kind, pool, bidirectional, dropout
@@ -126,6 +126,11 @@ class RecurrentClassifier(nn.Module):
             self.fwd = nn.ModuleList(cls(d, hidden_dim, batch_first=True, **extra) for d in dims)
             self.bwd = nn.ModuleList(cls(d, hidden_dim, batch_first=True, **extra) for d in dims)
         self.fc = nn.Linear(hidden_dim * (2 if bidirectional else 1), 1)
+        if recurrent_init == "orthogonal":  # norm-preserving W_hh: gradients neither vanish nor blow up at init
+            for name, p in self.named_parameters():
+                if "weight_hh" in name:
+                    for block in p.data.split(hidden_dim, 0):  # LSTM/GRU stack their gates
+                        nn.init.orthogonal_(block)
 
     def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Top-layer hidden states (B, T, H*directions); entries past a review's end are junk."""
@@ -260,7 +265,7 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> nn.Module:
     k = cfg.model
     if k in ("rnn", "lstm", "gru"):
         return RecurrentClassifier(k, vocab_size, cfg.embed_dim, cfg.hidden_dim, cfg.layers,
-                                   cfg.dropout, cfg.bidirectional, cfg.pool)
+                                   cfg.dropout, cfg.bidirectional, cfg.pool, cfg.recurrent_init)
     if k == "bow":
         return BagOfEmbeddings(vocab_size, cfg.embed_dim, cfg.dropout)
     if k == "transformer":
