@@ -47,6 +47,10 @@ CANDIDATES = {
     "tail300 orth wd drop0.5 e12": {"clip": 1.0, "strip_html": True, "max_len": 300, "truncate": "tail",
                                     "recurrent_init": "orthogonal", "dropout": 0.5, "weight_decay": 1e-6,
                                     "epochs": 12},
+    "tail400 orth drop0.5 e16": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
+                                 "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16},
+    "tail300 orth drop0.3 e16": {"clip": 1.0, "strip_html": True, "max_len": 300, "truncate": "tail",
+                                 "recurrent_init": "orthogonal", "dropout": 0.3, "epochs": 16},
 }
 
 

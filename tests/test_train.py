@@ -113,7 +113,7 @@ def test_stratified_split_is_seeded_and_stratified():
 def medium_data(tmp_path_factory):
     """Enough reviews that an epoch takes ~1 s, so a signal can land mid-run."""
     return write_parquet_dir(tmp_path_factory.mktemp("medium") / "imdb",
-                             make_reviews(3000, seed=5, max_len=120), make_reviews(200, seed=6))
+                             make_reviews(1500, seed=5, max_len=100), make_reviews(200, seed=6))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
