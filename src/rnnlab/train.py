@@ -165,6 +165,10 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             losses, norms, n_tokens = [], [], 0
             t0 = time.perf_counter()
             for step, idx in enumerate(batches, 1):
+                if cfg.lr_schedule == "cosine":  # a pure function of the global step: resumes exactly
+                    done = ((epoch - 1) * len(batches) + step - 1) / (cfg.epochs * len(batches))
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
                 tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
                 loss = F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
                 opt.zero_grad(set_to_none=True)
