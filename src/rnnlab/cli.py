@@ -23,7 +23,8 @@ from .io import RunError
 
 CHOICES = {"model": ("rnn", "lstm", "gru", "bow", "transformer", "cnn"), "pool": ("last", "mean", "max"),
            "truncate": ("head", "tail"), "batching": ("bucket", "random"),
-           "device": ("auto", "cpu", "cuda", "mps"), "recurrent_init": ("default", "orthogonal")}
+           "device": ("auto", "cpu", "cuda", "mps"), "recurrent_init": ("default", "orthogonal"),
+           "lr_schedule": ("constant", "cosine")}
 HELP = {
     "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
     "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.", "dropout": "Dropout on embeddings and between layers.",
@@ -31,7 +32,7 @@ HELP = {
     "vocab_size": "Vocabulary size incl. <pad> and <unk>.", "strip_html": "Remove <br /> tags first.",
     "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
     "batch_size": "Training batch size.", "batching": "bucket: by length (fast); random: the notebook's.",
-    "lr": "Adam learning rate.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
+    "lr": "Adam learning rate.", "lr_schedule": "constant, or cosine decay to 0 over the run.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
     "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
     "test_every_epoch": "Measure test accuracy every epoch (the notebook does).",
     "eval_batch_size": "Evaluation batch size.", "seed": "Random seed.", "device": "Where to train.",
