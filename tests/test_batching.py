@@ -54,3 +54,17 @@ def test_eval_order_is_sorted_and_complete():
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(10))
     assert (np.diff(enc.lengths[flat]) >= 0).all()
+
+
+def test_test_only_words_map_to_unk_when_vocab_exceeds_corpus():
+    """A corpus with fewer words than vocab_size: unseen test words must still be <unk> (id 1)."""
+    from rnnlab.data import Dataset, Split
+    from rnnlab.text import encode_corpus
+
+    tr = Split(["good film", "bad film"], np.array([1, 0]), "t")
+    te = Split(["novel words here", "good"], np.array([1, 0]), "t")
+    corpus = encode_corpus(Dataset(tr, te, "t"), use_cache=False)
+    vocab = corpus.vocab(20000)
+    ids, starts, lengths = corpus.split("test", 20000)
+    assert len(vocab) == 5 and ids.max() < len(vocab)
+    assert ids[:3].tolist() == [1, 1, 1]

@@ -93,7 +93,8 @@ class Corpus:
         """(flat ids remapped to the vocabulary, starts, lengths) of 'train' or 'test'."""
         ids = self.train_ids if name == "train" else self.test_ids
         off = self.train_offsets if name == "train" else self.test_offsets
-        ids = np.where(ids < vocab_size, ids, UNK).astype(np.int64)
+        limit = min(vocab_size, len(self.words) + 2)  # a small corpus may have fewer words than asked
+        ids = np.where(ids < limit, ids, UNK).astype(np.int64)  # test-only words -> <unk>
         return ids, off[:-1].copy(), np.diff(off)
 
 
