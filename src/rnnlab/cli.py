@@ -212,5 +212,48 @@ def predict(run_dir, texts, as_json, device):
     click.echo("\n".join(out))
 
 
+SHORTFALLS = ("long-reviews", "vanishing-gradients", "serial", "bottleneck")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(SHORTFALLS + ("all",)))
+@click.option("--data", "data_path", type=str, default=None,
+              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
+@click.option("--quick", is_flag=True, help="A data subset and a small sweep: all four in a few minutes.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/shortfalls"), show_default=True,
+              help="Each experiment writes OUT/<name>/{results.csv,<name>.png,<name>.svg,verdict.json}.")
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+def shortfall(name, data_path, quick, out, device):
+    """Measure a shortfall of the vanilla RNN (or all four); one JSON verdict line per experiment."""
+    from .data import load_imdb
+    from .experiments import EXPERIMENTS
+    from .io import read_json
+    from .train import Divergence, Interrupted, resolve_device
+
+    try:
+        resolve_device(device)
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: output path is a file, not a directory")
+        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+        ds = load_imdb(data_path)
+    except (DataError, RunError, ValueError) as e:
+        _fail(e)
+    for n in SHORTFALLS if name == "all" else (name,):
+        try:
+            EXPERIMENTS[n](ds, out, quick=quick, device=device, log=_log)
+        except (Interrupted, KeyboardInterrupt) as e:
+            _log(f"interrupted ({e or 'Ctrl-C'}) during {n}; finished experiments are kept under {out}")
+            sys.exit(130)
+        except Divergence as e:
+            _log(f"stopped: {n}: {e}")
+            sys.exit(1)
+        except (DataError, RunError, ConfigError) as e:
+            _fail(f"{n}: {e}")
+        v = read_json(out / n / "verdict.json")
+        click.echo(json.dumps({"experiment": n, "holds": v["holds"], "claim": v["claim"], "mode": v["mode"],
+                               "seconds": v["seconds"], "dir": str(out / n),
+                               "questions": [{"claim": q["claim"], "holds": q["holds"]} for q in v.get("questions", [])]}))
+
+
 if __name__ == "__main__":
     main()
