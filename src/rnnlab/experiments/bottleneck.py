@@ -30,8 +30,8 @@ from ..data import DataError, Dataset
 from ..evaluate import length_buckets
 from ..text import UNK, tokenize
 from ..train import resolve_device
-from .common import (BASE, Log, accuracy, fit, mean_sd, predict, prepare_untruncated, subsample, tagged, title,
-                     truncated, verdict_line, verdict_record, write_artifacts)
+from .common import (BASE, Log, accuracy, conclude, fit, mean_sd, predict, prepare_untruncated, subsample,
+                     tagged, title, truncated)
 
 NAME = "bottleneck"
 COLUMNS = ("part", "pool", "hidden_dim", "seed", "bucket", "filler", "distance", "metric", "value")
@@ -108,12 +108,10 @@ def run(ds: Dataset, out_dir: Path, quick: bool = False, device: str = "auto", l
         log(f"{label}: test acc {acc:.4f}; follows the planted sentence "
             + ", ".join(f"{f} {follows[(f, near)]:.2f}@{near} -> {follows[(f, far)]:.2f}@{far}" for f in FILLERS))
     judged = verdict(rows)
-    fig = figure(rows, judged)
-    record = verdict_record(NAME, judged, quick=quick, ds=ds, device=dev, settings=sw, started=started)
-    record["planted_sentence_examples"] = {"positive": probes["examples"][1][:3], "negative": probes["examples"][0][:3]}
-    out = write_artifacts(out_dir, NAME, rows, COLUMNS, fig, record)
-    log(f"{verdict_line(judged['holds'])}: {judged['claim']} -> {out}")
-    return rows
+    examples = {"positive": probes["examples"][1][:3], "negative": probes["examples"][0][:3]}
+    return conclude(NAME, rows, COLUMNS, judged, figure(rows, judged), out_dir, log,
+                    extra={"planted_sentence_examples": examples},
+                    quick=quick, ds=ds, device=dev, settings=sw, started=started)
 
 
 # --- the retention probe ------------------------------------------------------------------------

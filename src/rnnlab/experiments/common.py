@@ -238,6 +238,14 @@ def verdict_record(name: str, judged: dict, *, quick: bool, ds: Dataset, device,
             "hardware": environment(), "seconds": round(time.perf_counter() - started, 1)}
 
 
+def conclude(name: str, rows: list[dict], columns: Sequence[str], judged: dict, fig, out_dir: str | Path,
+             log: Log, extra: dict | None = None, **record) -> list[dict]:
+    """Write a finished experiment's rows, figure and verdict, log the verdict; returns the rows."""
+    out = write_artifacts(out_dir, name, rows, columns, fig, {**verdict_record(name, judged, **record), **(extra or {})})
+    log(f"{verdict_line(judged['holds'])}: {judged['claim']} -> {out}")
+    return rows
+
+
 def verdict_line(holds: bool) -> str:
     return "holds" if holds else "does not hold"
 

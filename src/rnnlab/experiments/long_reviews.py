@@ -22,8 +22,8 @@ from ..config import with_overrides
 from ..data import Dataset
 from ..evaluate import length_buckets
 from ..train import resolve_device
-from .common import (BASE, Log, accuracy, fit, linear_fit, mean_sd, predict, prepare_untruncated, subsample,
-                     tagged, title, truncated, verdict_line, verdict_record, write_artifacts)
+from .common import (BASE, Log, accuracy, conclude, fit, linear_fit, mean_sd, predict, prepare_untruncated,
+                     subsample, tagged, title, truncated)
 
 NAME = "long-reviews"
 COLUMNS = ("part", "max_len", "truncate", "seed", "bucket", "metric", "value")
@@ -94,11 +94,8 @@ def run(ds: Dataset, out_dir: Path, quick: bool = False, device: str = "auto", l
         log(f"{label}: test acc {acc:.4f}, {fitted.seconds_per_epoch:.1f} s/epoch, "
             f"{fitted.tokens_per_second / 1e3:.0f}k tok/s")
     judged = verdict(rows)
-    fig = figure(rows, judged)
-    out = write_artifacts(out_dir, NAME, rows, COLUMNS, fig,
-                          verdict_record(NAME, judged, quick=quick, ds=ds, device=dev, settings=sw, started=started))
-    log(f"{verdict_line(judged['holds'])}: {judged['claim']} -> {out}")
-    return rows
+    return conclude(NAME, rows, COLUMNS, judged, figure(rows, judged), out_dir, log,
+                    quick=quick, ds=ds, device=dev, settings=sw, started=started)
 
 
 def _settings(rows: list[dict]) -> list[tuple[int, str]]:

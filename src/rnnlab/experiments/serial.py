@@ -30,8 +30,8 @@ from ..config import with_overrides
 from ..data import Dataset
 from ..models import build_model, count_parameters
 from ..train import resolve_device, set_seed
-from .common import (BASE, Log, fixed_length_batch, linear_fit, one, prepare_untruncated, subsample, sync,
-                     tagged, title, verdict_line, verdict_record, write_artifacts)
+from .common import (BASE, Log, conclude, fixed_length_batch, linear_fit, one, prepare_untruncated, subsample,
+                     sync, tagged, title)
 
 NAME = "serial"
 COLUMNS = ("part", "model", "threads", "seq_len", "repeat", "metric", "value")
@@ -115,11 +115,8 @@ def run(ds: Dataset, out_dir: Path, quick: bool = False, device: str = "auto", l
     finally:
         torch.set_num_threads(old_threads)
     judged = verdict(rows)
-    fig = figure(rows, judged)
-    out = write_artifacts(out_dir, NAME, rows, COLUMNS, fig,
-                          verdict_record(NAME, judged, quick=quick, ds=ds, device=dev, settings=sw, started=started))
-    log(f"{verdict_line(judged['holds'])}: {judged['claim']} -> {out}")
-    return rows
+    return conclude(NAME, rows, COLUMNS, judged, figure(rows, judged), out_dir, log,
+                    quick=quick, ds=ds, device=dev, settings=sw, started=started)
 
 
 def step_seconds(model, tokens, lengths, labels, dev) -> float:

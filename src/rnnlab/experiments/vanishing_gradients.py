@@ -33,9 +33,8 @@ from ..config import preset, with_overrides
 from ..data import Dataset
 from ..models import build_model
 from ..train import resolve_device, set_seed
-from .common import (UNDERFLOW, Log, accuracy, fit, fixed_length_batch, linear_fit, one, predict,
-                     prepare_untruncated, subsample, tagged, title, truncated, verdict_line, verdict_record,
-                     write_artifacts)
+from .common import (Log, UNDERFLOW, accuracy, conclude, fit, fixed_length_batch, linear_fit, one, predict,
+                     prepare_untruncated, subsample, tagged, title, truncated)
 
 NAME = "vanishing-gradients"
 COLUMNS = ("part", "model", "stage", "clip", "seq_len", "distance", "step", "metric", "value")
@@ -121,11 +120,8 @@ def run(ds: Dataset, out_dir: Path, quick: bool = False, device: str = "auto", l
             log(f"{kind} {stage}: g_first/g_last at length {max(sw.lengths)} = {far:.3g}")
 
     judged = verdict(rows)
-    fig = figure(rows, judged)
-    out = write_artifacts(out_dir, NAME, rows, COLUMNS, fig,
-                          verdict_record(NAME, judged, quick=quick, ds=ds, device=dev, settings=sw, started=started))
-    log(f"{verdict_line(judged['holds'])}: {judged['claim']} -> {out}")
-    return rows
+    return conclude(NAME, rows, COLUMNS, judged, figure(rows, judged), out_dir, log,
+                    quick=quick, ds=ds, device=dev, settings=sw, started=started)
 
 
 # --- measurements -------------------------------------------------------------------------------
