@@ -13,7 +13,7 @@ import pytest
 
 import rnnlab.data as data_mod
 import rnnlab.text as text_mod
-from rnnlab.data import (DataError, Dataset, Split, load_csv, load_eval_split, load_imdb, load_parquet,
+from rnnlab.data import (DataError, Dataset, Split, load_csv, load_eval_split, load_imdb,
                          resolve_data_path)
 from rnnlab.text import PAD, UNK, Vocab, encode_corpus, tokenize
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from .config import FIELD_TYPES, PRESETS, TrainConfig, ConfigError, preset as get_preset, with_overrides
+from .config import PRESETS, TrainConfig, ConfigError, preset as get_preset, with_overrides
 from .data import DataError
 from .io import RunError
 
