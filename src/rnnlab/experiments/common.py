@@ -28,7 +28,6 @@ from ..io import write_json, write_text
 from ..models import build_model
 from ..plots import save_figure
 from ..runs import Run, environment
-from ..text import UNK
 from ..train import Prepared, predict_proba, prepare, resolve_device, train
 
 Log = Callable[[str], None]
@@ -71,12 +70,7 @@ def subsample(ds: Dataset, n_train: int, n_test: int, seed: int = 0) -> Dataset:
 def prepare_untruncated(cfg: TrainConfig, ds: Dataset, log: Log) -> Prepared:
     """Tokenised (cached) train and test splits at full length, no validation split."""
     prep = prepare(with_overrides(cfg, {"max_len": 0, "val_fraction": 0.0}), ds, log)
-    # A small subset can have fewer train words than vocab_size; a test word never seen in train
-    # then gets the id just past the vocabulary (text.Corpus.split). Read it as <unk>.
-    V = len(prep.vocab)
-    fix = lambda e: e if e.ids.max(initial=0) < V else Encoded(np.where(e.ids < V, e.ids, UNK), e.starts,  # noqa: E731
-                                                               e.lengths, e.labels)
-    return Prepared(fix(prep.train), None, fix(prep.test), prep.vocab, prep.source)
+    return Prepared(prep.train, None, prep.test, prep.vocab, prep.source)
 
 
 def truncated(prep: Prepared, max_len: int, truncate: str) -> Prepared:
