@@ -255,5 +255,34 @@ def shortfall(name, data_path, quick, out, device):
                                "questions": [{"claim": q["claim"], "holds": q["holds"]} for q in v.get("questions", [])]}))
 
 
+# --- rnnlab report (src/rnnlab/report.py) ---------------------------------------------------------
+
+@main.command("report")
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("results/lab"), required=False)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="The HTML file (one file, figures embedded). Default: RUNS_DIR/report.html.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None,
+              help="The Markdown twin. Default: next to --out, with .md.")
+@click.option("--assets", type=click.Path(path_type=Path), default=None,
+              help="Copy the Markdown's figures here. Default: link them in place when the Markdown is "
+                   "inside RUNS_DIR, else MARKDOWN_DIR/figures.")
+def report_command(runs_dir, out, markdown, assets):
+    """Render RUNS_DIR (default results/lab) to one self-contained HTML page and a Markdown twin.
+
+    Reads RUNS_DIR/seed, RUNS_DIR/shortfalls/<name> and RUNS_DIR/compare as `rnnlab lab` writes them;
+    a missing part gets a section naming the command that makes it. Prints one JSON line last.
+    """
+    from .report import write_report
+
+    try:
+        written = write_report(runs_dir, out, markdown, assets)
+    except (RunError, OSError) as e:
+        _fail(e)
+    for problem in written["problems"]:
+        _log(f"warning: unreadable: {problem}")
+    _log(f"report: {written['html']} and {written['markdown']} ({written['hold']} of {written['claims']} claims hold)")
+    click.echo(json.dumps(written))
+
+
 if __name__ == "__main__":
     main()
