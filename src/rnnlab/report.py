@@ -389,6 +389,11 @@ def compare_section(d: Path, data: str) -> Section:
         sec.add(table)
     sec.add(figure_block(d / "compare.png", "comparison figure"))
     v = verdict_blocks(sec, d / "verdict.json")
+    if (d / "results.csv").exists():
+        try:
+            sec.add(*csv_blocks(d / "results.csv", "compare/results.csv"))
+        except ReportError as e:
+            sec.add(("unreadable", str(e)))
     if v is not None:
         if v.get("mode") == "quick":
             sec.add(("warn", QUICK_NOTE))
