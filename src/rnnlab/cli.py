@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -253,6 +254,88 @@ def shortfall(name, data_path, quick, out, device):
         click.echo(json.dumps({"experiment": n, "holds": v["holds"], "claim": v["claim"], "mode": v["mode"],
                                "seconds": v["seconds"], "dir": str(out / n),
                                "questions": [{"claim": q["claim"], "holds": q["holds"]} for q in v.get("questions", [])]}))
+
+
+@main.command()
+@click.option("--data", "data_path", type=str, default=None,
+              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
+@click.option("--quick", is_flag=True, help="A data subset, 1 seed, 2 epochs: a few minutes.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per model [default: 3; quick: 1].")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/compare"), show_default=True,
+              help="Writes OUT/{table.csv,table.md,results.csv,compare.png,compare.svg,verdict.json}.")
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+def compare(data_path, quick, seeds, out, device):
+    """RNN, LSTM, GRU, bag-of-words and a Transformer side by side; resumes an interrupted run."""
+    from .compare import run as run_compare
+    from .data import load_imdb
+    from .train import Divergence, Interrupted, resolve_device
+
+    try:
+        resolve_device(device)
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: output path is a file, not a directory")
+        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+        ds = load_imdb(data_path)
+    except (DataError, RunError, ValueError) as e:
+        _fail(e)
+    try:
+        command = shlex.join(["rnnlab", "compare", *(["--data", data_path] if data_path else []),
+                              *(["--quick"] if quick else []), *(["--seeds", str(seeds)] if seeds else []),
+                              "--out", str(out), *(["--device", device] if device != "auto" else [])])
+        run_compare(ds, out, quick=quick, seeds=seeds, device=device, log=_log, command=command)
+    except (Interrupted, KeyboardInterrupt) as e:
+        _log(f"interrupted ({e or 'Ctrl-C'}); finished jobs are kept under {out / 'jobs'}: rerun to resume")
+        sys.exit(130)
+    except Divergence as e:
+        _log(f"stopped: {e}")
+        sys.exit(1)
+    except (DataError, RunError, ConfigError) as e:
+        _fail(e)
+    _echo_compare(out)
+
+
+@main.command()
+@click.option("--data", "data_path", type=str, default=None,
+              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
+@click.option("--quick", is_flag=True, help="Every step on a subset with short schedules (~10 min on 2 cores).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per model in the comparison.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results/lab"), show_default=True,
+              help="Writes OUT/{seed,shortfalls,compare}/ and OUT/report.html, OUT/report.md.")
+@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+def lab(data_path, quick, seeds, out, device):
+    """The whole lab: seed exercise, four shortfalls, comparison, report. Rerun to resume."""
+    from .data import load_imdb
+    from .lab import run_lab
+    from .train import Divergence, Interrupted, resolve_device
+
+    try:
+        resolve_device(device)
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: output path is a file, not a directory")
+        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+        ds = load_imdb(data_path)
+    except (DataError, RunError, ValueError) as e:
+        _fail(e)
+    try:
+        result = run_lab(ds, out, quick=quick, device=device, log=_log, data_arg=data_path, seeds=seeds)
+    except (Interrupted, KeyboardInterrupt) as e:
+        _log(f"interrupted ({e or 'Ctrl-C'}); finished steps are kept under {out}: rerun the same command to resume")
+        sys.exit(130)
+    except Divergence as e:
+        _log(f"stopped: {e}")
+        sys.exit(1)
+    except (DataError, RunError, ConfigError) as e:
+        _fail(e)
+    click.echo(json.dumps(result))
+
+
+def _echo_compare(out: Path) -> None:
+    from .io import read_json
+
+    v = read_json(out / "verdict.json")
+    click.echo(json.dumps({"experiment": "compare", "holds": v["holds"], "claim": v["claim"], "mode": v["mode"],
+                           "seconds": v["seconds"], "dir": str(out),
+                           "questions": [{"claim": q["claim"], "holds": q["holds"]} for q in v["questions"]]}))
 
 
 # --- rnnlab report (src/rnnlab/report.py) ---------------------------------------------------------
