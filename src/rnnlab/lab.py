@@ -71,12 +71,14 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", l
 
     # 4. the report
     log(f"[lab] 4/4 report -> {out / 'report.html'}")
-    from .report import render_report
+    from .report import write_report
 
-    render_report(out, out / "report.html")
+    written = write_report(out, out / "report.html")
     status["report"] = "ran"
-    log(f"[lab] done in {time.perf_counter() - started:.0f} s: open {out / 'report.html'}")
-    return {"steps": status, "report": str(out / "report.html"), "mode": mode}
+    log(f"[lab] done in {time.perf_counter() - started:.0f} s: {written['hold']} of {written['claims']} claims "
+        f"hold; open {written['html']} (Markdown twin: {written['markdown']})")
+    return {"steps": status, "report": written["html"], "markdown": written["markdown"], "mode": mode,
+            "claims": written["claims"], "hold": written["hold"]}
 
 
 def _finished(verdict: Path, mode: str, ds: Dataset) -> bool:
