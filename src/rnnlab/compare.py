@@ -76,12 +76,13 @@ def contenders(quick: bool = False) -> list[Contender]:
     """The models compared. `quick` shortens every schedule (and only that)."""
     seed = with_overrides(SEED, {"val_fraction": 0.1, "test_every_epoch": False})
     tuned = TUNED
-    gated = with_overrides(TrainConfig(), {**BUDGET, "dropout": 0.5, "epochs": 5})
+    # dropout 0.2: at the tuned RNN's 0.5 the gated models were still near 0.77 validation after 5 epochs
+    gated = with_overrides(TrainConfig(), {**BUDGET, "dropout": 0.2, "epochs": 6})
     bow = with_overrides(TrainConfig(), {**BUDGET, "model": "bow", "dropout": 0.5, "lr": 5e-3, "epochs": 10})
     # d_model 64, 4 heads, feed-forward 128, 2 pre-LN layers: ~67k weights besides the embedding, on the
     # order of the RNN's 30k and the LSTM's 117k
     tf = with_overrides(TrainConfig(), {**BUDGET, "model": "transformer", "embed_dim": 64, "hidden_dim": 64,
-                                        "layers": 2, "dropout": 0.1, "pool": "mean", "epochs": 4})
+                                        "layers": 2, "dropout": 0.1, "pool": "mean", "epochs": 3})
     out = [
         Contender("rnn-seed", "vanilla RNN (seed preset)", "vanilla", seed, {"hidden_dim": 32}, True),
         Contender("rnn-tuned", "vanilla RNN (tuned preset)", "vanilla", tuned, {"hidden_dim": 32}, True),
