@@ -72,3 +72,14 @@ def test_out_is_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
     r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "f")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_markdown_twin_elsewhere_with_its_figures(labbed, tmp_path):
+    _, _, out = labbed
+    d = out.parent
+    r = _invoke(d, "--markdown", str(tmp_path / "docs" / "RESULTS.md"))
+    assert r.exit_code == 0, (r.output, r.exception)
+    md = (tmp_path / "docs" / "RESULTS.md").read_text()
+    links = [line.split("](", 1)[1].split(")", 1)[0] for line in md.splitlines() if line.startswith("![")]
+    assert links and all((tmp_path / "docs" / link).is_file() for link in links)
+    assert all(link.startswith("figures/") for link in links)

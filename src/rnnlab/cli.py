@@ -301,8 +301,10 @@ def compare(data_path, quick, seeds, out, device):
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per model in the comparison.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/lab"), show_default=True,
               help="Writes OUT/{seed,shortfalls,compare}/ and OUT/report.html, OUT/report.md.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None,
+              help="Write the report's Markdown twin here (figures copied next to it) instead of OUT/report.md.")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-def lab(data_path, quick, seeds, out, device):
+def lab(data_path, quick, seeds, out, markdown, device):
     """The whole lab: seed exercise, four shortfalls, comparison, report. Rerun to resume."""
     from .data import load_imdb
     from .lab import run_lab
@@ -317,7 +319,10 @@ def lab(data_path, quick, seeds, out, device):
     except (DataError, RunError, ValueError) as e:
         _fail(e)
     try:
-        result = run_lab(ds, out, quick=quick, device=device, log=_log, data_arg=data_path, seeds=seeds)
+        if markdown is not None and markdown.is_dir():
+            raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
+        result = run_lab(ds, out, quick=quick, device=device, log=_log, data_arg=data_path, seeds=seeds,
+                         markdown=markdown)
     except (Interrupted, KeyboardInterrupt) as e:
         _log(f"interrupted ({e or 'Ctrl-C'}); finished steps are kept under {out}: rerun the same command to resume")
         sys.exit(130)

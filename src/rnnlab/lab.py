@@ -1,6 +1,6 @@
 """The whole lab in one command: the seed exercise, the four shortfalls, the comparison, the report.
 
-    rnnlab lab --data ../shared/data/imdb --out results/lab [--quick]
+    rnnlab lab --data ../shared/data/imdb --out results/lab [--quick] [--markdown docs/RESULTS.md]
     from rnnlab.lab import run_lab
     run_lab(ds, Path("results/lab"), quick=True, device="cpu", log=print, data_arg="../shared/data/imdb")
 
@@ -34,8 +34,12 @@ STEPS = ("seed", "shortfalls", "compare", "report")
 
 
 def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", log: Log = print,
-            data_arg: str | None = None, seeds: int | None = None) -> dict:
-    """Run (or resume) every step; returns {step: 'ran' | 'kept'} and where the report is."""
+            data_arg: str | None = None, seeds: int | None = None, markdown: Path | None = None) -> dict:
+    """Run (or resume) every step; returns {step: 'ran' | 'kept'} and where the report is.
+
+    `markdown`: write the report's Markdown twin there instead of OUT/report.md, with its figures
+    copied into `figures/` next to it (how docs/RESULTS.md is made).
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out}: output path is a file, not a directory")
@@ -73,7 +77,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", l
     log(f"[lab] 4/4 report -> {out / 'report.html'}")
     from .report import write_report
 
-    written = write_report(out, out / "report.html")
+    written = write_report(out, out / "report.html", markdown=markdown)
     status["report"] = "ran"
     log(f"[lab] done in {time.perf_counter() - started:.0f} s: {written['hold']} of {written['claims']} claims "
         f"hold; open {written['html']} (Markdown twin: {written['markdown']})")
