@@ -193,7 +193,7 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             seconds = time.perf_counter() - t0
             if bar is not None:
                 bar.close()
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 3),
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
                    "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
                    "grad_norm_median": float(np.median(norms)), "steps": len(batches)}
             if data.val is not None:
