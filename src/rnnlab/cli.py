@@ -9,6 +9,7 @@ override the preset. Bad input exits with code 2 and one line; never a traceback
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -213,6 +214,38 @@ def predict(run_dir, texts, as_json, device):
     click.echo("\n".join(out))
 
 
+def _load_for(out: Path, data_path: str | None, device: str):
+    """Check the device and the output path, then load the data; bad input -> one line, exit 2."""
+    from .data import load_imdb
+    from .train import resolve_device
+
+    try:
+        resolve_device(device)
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: output path is a file, not a directory")
+        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+        return load_imdb(data_path)
+    except (DataError, RunError, ValueError) as e:
+        _fail(e)
+
+
+@contextlib.contextmanager
+def _stops_cleanly(kept: str, name: str = ""):
+    """Ctrl-C/SIGTERM -> exit 130 saying what is `kept`; divergence -> exit 1; bad input -> exit 2."""
+    from .train import Divergence, Interrupted
+
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as e:
+        _log(f"interrupted ({e or 'Ctrl-C'}){f' during {name}' if name else ''}; {kept}")
+        sys.exit(130)
+    except Divergence as e:
+        _log(f"stopped: {f'{name}: ' if name else ''}{e}")
+        sys.exit(1)
+    except (DataError, RunError, ConfigError) as e:
+        _fail(f"{name}: {e}" if name else e)
+
+
 SHORTFALLS = ("long-reviews", "vanishing-gradients", "serial", "bottleneck")
 
 
@@ -226,30 +259,13 @@ SHORTFALLS = ("long-reviews", "vanishing-gradients", "serial", "bottleneck")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
 def shortfall(name, data_path, quick, out, device):
     """Measure a shortfall of the vanilla RNN (or all four); one JSON verdict line per experiment."""
-    from .data import load_imdb
     from .experiments import EXPERIMENTS
     from .io import read_json
-    from .train import Divergence, Interrupted, resolve_device
 
-    try:
-        resolve_device(device)
-        if out.exists() and not out.is_dir():
-            raise RunError(f"{out}: output path is a file, not a directory")
-        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
-        ds = load_imdb(data_path)
-    except (DataError, RunError, ValueError) as e:
-        _fail(e)
+    ds = _load_for(out, data_path, device)
     for n in SHORTFALLS if name == "all" else (name,):
-        try:
+        with _stops_cleanly(f"finished experiments are kept under {out}", n):
             EXPERIMENTS[n](ds, out, quick=quick, device=device, log=_log)
-        except (Interrupted, KeyboardInterrupt) as e:
-            _log(f"interrupted ({e or 'Ctrl-C'}) during {n}; finished experiments are kept under {out}")
-            sys.exit(130)
-        except Divergence as e:
-            _log(f"stopped: {n}: {e}")
-            sys.exit(1)
-        except (DataError, RunError, ConfigError) as e:
-            _fail(f"{n}: {e}")
         v = read_json(out / n / "verdict.json")
         click.echo(json.dumps({"experiment": n, "holds": v["holds"], "claim": v["claim"], "mode": v["mode"],
                                "seconds": v["seconds"], "dir": str(out / n),
@@ -267,30 +283,13 @@ def shortfall(name, data_path, quick, out, device):
 def compare(data_path, quick, seeds, out, device):
     """RNN, LSTM, GRU, bag-of-words and a Transformer side by side; resumes an interrupted run."""
     from .compare import run as run_compare
-    from .data import load_imdb
-    from .train import Divergence, Interrupted, resolve_device
 
-    try:
-        resolve_device(device)
-        if out.exists() and not out.is_dir():
-            raise RunError(f"{out}: output path is a file, not a directory")
-        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
-        ds = load_imdb(data_path)
-    except (DataError, RunError, ValueError) as e:
-        _fail(e)
-    try:
+    ds = _load_for(out, data_path, device)
+    with _stops_cleanly(f"finished jobs are kept under {out / 'jobs'}: rerun to resume"):
         command = shlex.join(["rnnlab", "compare", *(["--data", data_path] if data_path else []),
                               *(["--quick"] if quick else []), *(["--seeds", str(seeds)] if seeds else []),
                               "--out", str(out), *(["--device", device] if device != "auto" else [])])
         run_compare(ds, out, quick=quick, seeds=seeds, device=device, log=_log, command=command)
-    except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({e or 'Ctrl-C'}); finished jobs are kept under {out / 'jobs'}: rerun to resume")
-        sys.exit(130)
-    except Divergence as e:
-        _log(f"stopped: {e}")
-        sys.exit(1)
-    except (DataError, RunError, ConfigError) as e:
-        _fail(e)
     _echo_compare(out)
 
 
@@ -306,31 +305,14 @@ def compare(data_path, quick, seeds, out, device):
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
 def lab(data_path, quick, seeds, out, markdown, device):
     """The whole lab: seed exercise, four shortfalls, comparison, report. Rerun to resume."""
-    from .data import load_imdb
     from .lab import run_lab
-    from .train import Divergence, Interrupted, resolve_device
 
-    try:
-        resolve_device(device)
-        if out.exists() and not out.is_dir():
-            raise RunError(f"{out}: output path is a file, not a directory")
-        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
-        ds = load_imdb(data_path)
-    except (DataError, RunError, ValueError) as e:
-        _fail(e)
-    try:
+    ds = _load_for(out, data_path, device)
+    with _stops_cleanly(f"finished steps are kept under {out}: rerun the same command to resume"):
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         result = run_lab(ds, out, quick=quick, device=device, log=_log, data_arg=data_path, seeds=seeds,
                          markdown=markdown)
-    except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({e or 'Ctrl-C'}); finished steps are kept under {out}: rerun the same command to resume")
-        sys.exit(130)
-    except Divergence as e:
-        _log(f"stopped: {e}")
-        sys.exit(1)
-    except (DataError, RunError, ConfigError) as e:
-        _fail(e)
     click.echo(json.dumps(result))
 
 
