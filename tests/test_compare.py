@@ -92,6 +92,21 @@ def test_second_run_reuses_finished_jobs(compared):
     assert not list((out / "runs").glob("*/ckpt-*"))  # finished jobs keep only the selected weights
 
 
+def test_jobs_stay_valid_when_a_config_field_is_added_later(compared):
+    """A key stored before a field existed (its default changes nothing) still matches; a key whose
+    config differs in a real setting does not."""
+    from rnnlab.compare import _normalised
+
+    _, _, out = compared
+    stored = json.loads((out / "jobs" / "rnn-tuned-seed0.json").read_text())["key"]
+    older = {**stored, "config": {k: v for k, v in stored["config"].items() if k != "step_loss"}}
+    assert _normalised(older) == stored
+    changed = {**stored, "config": {**stored["config"], "hidden_dim": 7}}
+    assert _normalised(changed) != stored
+    assert _normalised({**stored, "config": {**stored["config"], "no_such_field": 1}}) is None
+    assert _normalised("garbage") is None
+
+
 def _rows_for(acc: dict, ratio: dict, slope: dict, gap: dict, drop: dict) -> list[dict]:
     rows = []
     for m, (mean, sd) in acc.items():

@@ -140,3 +140,19 @@ def test_factory_raises_on_unknown_kind_and_counts_seed_parameters():
     object.__setattr__(bad, "model", "foo")
     with pytest.raises(ValueError, match="unknown model kind"):
         build_model(bad, 10)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_every_step_logits_end_with_the_prediction(bidirectional):
+    torch.manual_seed(0)
+    m = RecurrentClassifier("rnn", 50, 8, 12, bidirectional=bidirectional).eval()
+    tokens, lengths = _batch()
+    logits, steps = m(tokens, lengths, every_step=True)
+    assert torch.equal(logits, m(tokens, lengths))
+    assert steps.shape == tokens.shape
+    at_end = steps[torch.arange(len(lengths)), lengths - 1]
+    if bidirectional:  # the step at len-1 pairs the forward end with the backward state at len-1
+        assert not torch.allclose(at_end, logits)
+        assert torch.allclose(steps[:, 0][lengths == 1], logits[lengths == 1])
+    else:  # unidirectional: the prediction is the classifier on the state at the last real token
+        assert torch.allclose(at_end, logits, atol=1e-6)

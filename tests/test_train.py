@@ -16,7 +16,8 @@ from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import TrainConfig, with_overrides
 from rnnlab.data import load_imdb
 from rnnlab.runs import Run
-from rnnlab.train import Divergence, prepare, stratified_split, train
+from rnnlab.models import RecurrentClassifier
+from rnnlab.train import Divergence, _loss, prepare, stratified_split, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2,
              test_every_epoch=False, eval_batch_size=64)
@@ -44,6 +45,30 @@ def test_each_model_kind_learns_the_synthetic_task(tmp_path, learn_data, kind, e
     first = run.metrics()[0]["train_loss"]
     assert run.metrics()[-1]["train_loss"] < first
     assert summary["test_acc"] >= 0.8, summary  # chance is 0.5: polar words decide the label
+
+
+def test_step_loss_learns_and_changes_training(tmp_path, learn_data):
+    base, rb = _run(tmp_path, learn_data, "base", epochs=3, lr=3e-3, clip=1.0)
+    summary, run = _run(tmp_path, learn_data, "steps", epochs=12, lr=3e-3, clip=1.0, step_loss=0.5)
+    assert summary["test_acc"] >= 0.8, summary
+    steps3 = _run(tmp_path, learn_data, "steps3", epochs=3, lr=3e-3, clip=1.0, step_loss=0.5)[1]
+    assert [m["train_loss"] for m in steps3.metrics()] != [m["train_loss"] for m in rb.metrics()]
+
+
+def test_step_loss_mixes_final_and_real_steps_only():
+    torch.manual_seed(0)
+    m = RecurrentClassifier("rnn", 30, 6, 8).eval()
+    tokens = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
+    lengths = torch.tensor([3, 5])
+    labels = torch.tensor([1.0, 0.0])
+    logits, steps = m(tokens, lengths, every_step=True)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    real = torch.cat([steps[0, :3], steps[1, :5]])
+    want = 0.75 * bce(logits, labels) + 0.25 * bce(real, torch.tensor([1.0] * 3 + [0.0] * 5))
+    assert torch.allclose(_loss(m, tokens, lengths, labels, 0.25), want)
+    assert torch.allclose(_loss(m, tokens, lengths, labels, 0.0), bce(logits, labels))
+    wider = torch.cat([tokens, torch.zeros(2, 4, dtype=tokens.dtype)], 1)  # more padding: same loss
+    assert torch.allclose(_loss(m, wider, lengths, labels, 0.25), want)
 
 
 def test_cpu_run_repeats_exactly(tmp_path, tiny_data):

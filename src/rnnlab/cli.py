@@ -35,6 +35,7 @@ HELP = {
     "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
     "batch_size": "Training batch size.", "batching": "bucket: by length (fast); random: the notebook's.",
     "lr": "Adam learning rate.", "lr_schedule": "constant, or cosine decay to 0 over the run.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
+    "step_loss": "Weight of a training-only loss on every hidden state (target replication; 0 = off).",
     "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
     "test_every_epoch": "Measure test accuracy every epoch (the notebook does).",
     "eval_batch_size": "Evaluation batch size.", "seed": "Random seed.", "device": "Where to train.",

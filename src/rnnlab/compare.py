@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import SEED, TUNED, TrainConfig, with_overrides
+from .config import SEED, TUNED, ConfigError, TrainConfig, from_dict, with_overrides
 from .data import Dataset
 from .evaluate import length_buckets
 from .experiments.common import (Log, accuracy, fixed_length_batch, linear_fit, mean_sd, rounded, rows_to_csv,
@@ -80,9 +80,10 @@ def contenders(quick: bool = False) -> list[Contender]:
     gated = with_overrides(TrainConfig(), {**BUDGET, "dropout": 0.2, "epochs": 6})
     bow = with_overrides(TrainConfig(), {**BUDGET, "model": "bow", "dropout": 0.5, "lr": 5e-3, "epochs": 10})
     # d_model 64, 4 heads, feed-forward 128, 2 pre-LN layers: ~67k weights besides the embedding, on the
-    # order of the RNN's 30k and the LSTM's 117k
+    # order of the RNN's 30k and the LSTM's 117k. 5 epochs: at 3 validation accuracy was still rising
+    # (0.869-0.874 at epoch 3 over 3 seeds)
     tf = with_overrides(TrainConfig(), {**BUDGET, "model": "transformer", "embed_dim": 64, "hidden_dim": 64,
-                                        "layers": 2, "dropout": 0.1, "pool": "mean", "epochs": 3})
+                                        "layers": 2, "dropout": 0.1, "pool": "mean", "epochs": 5})
     out = [
         Contender("rnn-seed", "vanilla RNN (seed preset)", "vanilla", seed, {"hidden_dim": 32}, True),
         Contender("rnn-tuned", "vanilla RNN (tuned preset)", "vanilla", tuned, {"hidden_dim": 32}, True),
@@ -151,7 +152,7 @@ def run(ds: Dataset, out_dir: Path, quick: bool = False, seeds: int | None = Non
         f = out / "jobs" / f"{tag}.json"
         key = _job_key(c, s, small, st, ds, dev)
         done = _read_job(f)
-        if done is not None and done.get("key") == key:
+        if done is not None and _normalised(done.get("key")) == key:
             log(f"{i}/{len(jobs)} {tag}: done earlier, kept ({f})")
             rows += done["rows"]
             continue
@@ -192,6 +193,20 @@ def _job_key(c: Contender, seed: int, small: bool, st: Settings, ds: Dataset, de
     cfg = c.cfg.to_dict() if c.cfg is not None else {"tfidf_cs": list(st.tfidf_cs)}
     return {"model": c.name, "seed": seed, "small": small, "config": cfg, "data": ds.source,
             "grad_len": st.grad_len, "time_lengths": list(st.time_lengths), "device": str(dev)}
+
+
+def _normalised(key) -> dict | None:
+    """A stored job key with its config re-read through TrainConfig, so a config field added
+    later (at its default, which changes nothing) does not invalidate finished jobs."""
+    if not isinstance(key, dict):
+        return None
+    cfg = key.get("config")
+    if isinstance(cfg, dict) and "model" in cfg:
+        try:
+            cfg = from_dict(cfg).to_dict()
+        except (ConfigError, TypeError):
+            return None
+    return {**key, "config": cfg}
 
 
 def _read_job(f: Path) -> dict | None:

@@ -51,6 +51,10 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant, or cosine: decays to 0 over all steps of all epochs
     weight_decay: float = 0.0
     clip: float = 0.0  # max gradient norm; 0 = no clipping
+    # weight of the per-step loss ("target replication", Lipton et al. 2016): every hidden state
+    # also predicts the label during training, so early tokens get gradient without crossing the
+    # whole review; the classifier still reads only the final state. 0 = the final-state loss only.
+    step_loss: float = 0.0
     epochs: int = 5
     # evaluation
     val_fraction: float = 0.1  # stratified, seeded, carved from train; 0 = none
@@ -99,6 +103,10 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"lr must be positive, got {c.lr}")
     if c.clip < 0 or c.weight_decay < 0:
         raise ConfigError("clip and weight_decay must be >= 0")
+    if not 0.0 <= c.step_loss < 1.0:
+        raise ConfigError(f"step_loss must be in [0, 1), got {c.step_loss}")
+    if c.step_loss > 0 and (c.model not in ("rnn", "lstm", "gru") or c.pool != "last"):
+        raise ConfigError("step_loss needs a recurrent model (rnn, lstm, gru) reading its last state (pool last)")
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}

@@ -145,7 +145,12 @@ class RecurrentClassifier(nn.Module):
             x = torch.cat([run_recurrent(f, x), back], -1)  # (B, T, 2H)
         return x
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, every_step: bool = False):
+        """Logits (B,); with `every_step`, also the classifier applied to every state, (B, T).
+
+        The per-step logits serve the training-only step loss (`TrainConfig.step_loss`); the
+        prediction is always the first result, read from the pooled (by default final) state.
+        """
         lengths = lengths.to(tokens.device)
         out = self.states(tokens, lengths)
         if self.bidirectional and self.pool == "last":
@@ -153,7 +158,10 @@ class RecurrentClassifier(nn.Module):
             feat = torch.cat([_pool(out[..., :H], lengths, "last"), out[:, 0, H:]], -1)
         else:
             feat = _pool(out, lengths, self.pool)
-        return self.fc(self.drop(feat)).squeeze(-1)
+        logits = self.fc(self.drop(feat)).squeeze(-1)
+        if every_step:
+            return logits, self.fc(self.drop(out)).squeeze(-1)
+        return logits
 
     def unrolled(self, tokens: torch.Tensor, lengths: torch.Tensor,
                  embedded: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:

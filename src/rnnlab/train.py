@@ -169,7 +169,7 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                     for group in opt.param_groups:
                         group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
                 tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
-                loss = F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
+                loss = _loss(model, tokens, lengths, labels, cfg.step_loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # unclipped norm
@@ -208,6 +208,18 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             run.save_epoch(model, opt, metrics, improved)
             log(_epoch_line(row))
     return finish(cfg, data, run, model, metrics, device)
+
+
+def _loss(model, tokens, lengths, labels, step_weight: float) -> torch.Tensor:
+    """BCE on the prediction; with a step weight, mixed with the mean BCE of every real step."""
+    if step_weight == 0:
+        return F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
+    logits, steps = model(tokens, lengths, every_step=True)  # (B,), (B, T)
+    real = (torch.arange(steps.shape[1], device=steps.device)[None, :] < lengths[:, None]).to(steps.dtype)
+    per_step = F.binary_cross_entropy_with_logits(steps, labels[:, None].expand_as(steps), reduction="none")
+    step_loss = (per_step * real).sum() / real.sum()
+    final = F.binary_cross_entropy_with_logits(logits, labels)
+    return (1.0 - step_weight) * final + step_weight * step_loss
 
 
 def finish(cfg, data: Prepared, run: Run, model, metrics: list[dict], device) -> dict:
