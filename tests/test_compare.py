@@ -98,7 +98,8 @@ def test_jobs_stay_valid_when_a_config_field_is_added_later(compared):
     from rnnlab.compare import _normalised
 
     _, _, out = compared
-    stored = json.loads((out / "jobs" / "rnn-tuned-seed0.json").read_text())["key"]
+    stored = json.loads((out / "jobs" / "lstm-seed0.json").read_text())["key"]
+    assert stored["config"]["step_loss"] == 0.0  # at its default: as if written before the field existed
     older = {**stored, "config": {k: v for k, v in stored["config"].items() if k != "step_loss"}}
     assert _normalised(older) == stored
     changed = {**stored, "config": {**stored["config"], "hidden_dim": 7}}
