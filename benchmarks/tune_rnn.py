@@ -62,6 +62,12 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
     "tail400 orth drop0.5 e16 steps0.5 lr5e-4": {"clip": 1.0, "strip_html": True, "max_len": 400,
                                                  "truncate": "tail", "recurrent_init": "orthogonal",
                                                  "dropout": 0.5, "epochs": 16, "step_loss": 0.5, "lr": 5e-4},
+    "tail400 orth drop0.5 e16 steps0.9": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
+                                          "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
+                                          "step_loss": 0.9},
+    "tail400 orth drop0.5 e16 steps0.95": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
+                                           "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
+                                           "step_loss": 0.95},
     # the tuned preset is named in rnnlab/config.py (TUNED), measured over 3 seeds by
     # rnnlab compare (its rnn-tuned rows); the preset before the step loss was measured by
     # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds_without_step_loss.json)
