@@ -76,8 +76,6 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
 # The compare command's Transformer (rnnlab/compare.py) as the base, for its bar of 0.87: at
 # constant lr it peaks at epochs 3-5 on validation (0.874 / 0.878 / 0.879, seeds 0-2) and overfits.
 TRANSFORMER_CANDIDATES = {
-    # run once in session 3, but stopped during its final test evaluation, so its row never reached
-    # tune_transformer.csv (its validation accuracy peaked at 0.865, epoch 4): rerun to record it
     "transformer cosine": {"lr_schedule": "cosine"},
     "transformer drop0.3": {"dropout": 0.3},
 }
