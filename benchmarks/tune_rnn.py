@@ -26,6 +26,9 @@ from rnnlab.runs import Run
 from rnnlab.train import prepare, train
 
 BASE = dict(val_fraction=0.1, test_every_epoch=False, epochs=6)
+# the recipe the later candidates build on ("tail400 orth drop0.5 e16")
+RECIPE = {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail", "recurrent_init": "orthogonal",
+          "dropout": 0.5, "epochs": 16}
 CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/results/tune.csv)
     "seed+val": {},
     "clip1 html tail400": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail"},
@@ -43,31 +46,18 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
     "small e32 h32 v10k tail500 orth e10": {"clip": 1.0, "strip_html": True, "max_len": 500, "truncate": "tail",
                                             "recurrent_init": "orthogonal", "embed_dim": 32, "hidden_dim": 32,
                                             "vocab_size": 10000, "epochs": 10},
-    "tail400 orth drop0.5 e16": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
-                                 "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16},
+    "tail400 orth drop0.5 e16": RECIPE,
     "tail400 orth drop0.5 cos e16": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
                                      "recurrent_init": "orthogonal", "dropout": 0.5, "lr_schedule": "cosine",
                                      "epochs": 16},
     # session 3: target replication (a training-only loss on every hidden state) and a
     # bidirectional RNN, each on top of the recipe above
-    "tail400 orth drop0.5 e16 steps0.5": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
-                                          "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
-                                          "step_loss": 0.5},
-    "tail400 orth drop0.5 e16 bidir": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
-                                       "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
-                                       "bidirectional": True},
-    "tail400 orth drop0.5 e16 steps0.8": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
-                                          "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
-                                          "step_loss": 0.8},
-    "tail400 orth drop0.5 e16 steps0.5 lr5e-4": {"clip": 1.0, "strip_html": True, "max_len": 400,
-                                                 "truncate": "tail", "recurrent_init": "orthogonal",
-                                                 "dropout": 0.5, "epochs": 16, "step_loss": 0.5, "lr": 5e-4},
-    "tail400 orth drop0.5 e16 steps0.9": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
-                                          "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
-                                          "step_loss": 0.9},
-    "tail400 orth drop0.5 e16 steps0.95": {"clip": 1.0, "strip_html": True, "max_len": 400, "truncate": "tail",
-                                           "recurrent_init": "orthogonal", "dropout": 0.5, "epochs": 16,
-                                           "step_loss": 0.95},
+    "tail400 orth drop0.5 e16 steps0.5": {**RECIPE, "step_loss": 0.5},
+    "tail400 orth drop0.5 e16 bidir": {**RECIPE, "bidirectional": True},
+    "tail400 orth drop0.5 e16 steps0.8": {**RECIPE, "step_loss": 0.8},
+    "tail400 orth drop0.5 e16 steps0.5 lr5e-4": {**RECIPE, "step_loss": 0.5, "lr": 5e-4},
+    "tail400 orth drop0.5 e16 steps0.9": {**RECIPE, "step_loss": 0.9},
+    "tail400 orth drop0.5 e16 steps0.95": {**RECIPE, "step_loss": 0.95},
     # the tuned preset is named in rnnlab/config.py (TUNED), measured over 3 seeds by
     # rnnlab compare (its rnn-tuned rows); the preset before the step loss was measured by
     # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds_without_step_loss.json)
@@ -133,7 +123,10 @@ def _merge_row(out: Path, row: dict) -> None:
     run at once, e.g. with --threads 1 each: a lock file serialises the rewrite)."""
     with open(out.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = list(csv.DictReader(open(out, newline=""))) if out.exists() else []
+        rows = []
+        if out.exists():
+            with open(out, newline="") as fh:
+                rows = list(csv.DictReader(fh))
         key = (row["candidate"], str(row["seed"]))
         rows = [r for r in rows if (r["candidate"], r["seed"]) != key] + [{k: str(v) for k, v in row.items()}]
         tmp = out.with_suffix(".tmp")

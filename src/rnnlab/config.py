@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-MODEL_KINDS = ("rnn", "lstm", "gru", "bow", "transformer", "cnn")
+RECURRENT_KINDS = ("rnn", "lstm", "gru")
+MODEL_KINDS = (*RECURRENT_KINDS, "bow", "transformer", "cnn")
 POOLS = ("last", "mean", "max")
 TRUNCATE = ("head", "tail")
 BATCHING = ("bucket", "random")
@@ -105,7 +106,7 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError("clip and weight_decay must be >= 0")
     if not 0.0 <= c.step_loss < 1.0:
         raise ConfigError(f"step_loss must be in [0, 1), got {c.step_loss}")
-    if c.step_loss > 0 and (c.model not in ("rnn", "lstm", "gru") or c.pool != "last"):
+    if c.step_loss > 0 and (c.model not in RECURRENT_KINDS or c.pool != "last"):
         raise ConfigError("step_loss needs a recurrent model (rnn, lstm, gru) reading its last state (pool last)")
 
 

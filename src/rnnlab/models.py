@@ -22,10 +22,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import TrainConfig
+from .config import RECURRENT_KINDS, TrainConfig
 
 
-def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+def mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """(B, T) bool, True at real tokens."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
@@ -35,7 +35,7 @@ def _pool(out: torch.Tensor, lengths: torch.Tensor, pool: str) -> torch.Tensor:
     B, T, _ = out.shape
     if pool == "last":
         return out[torch.arange(B, device=out.device), lengths - 1]
-    m = _mask(lengths, T).unsqueeze(-1)  # (B, T, 1)
+    m = mask(lengths, T).unsqueeze(-1)  # (B, T, 1)
     if pool == "mean":
         return (out * m).sum(1) / lengths.clamp(min=1).unsqueeze(-1).to(out.dtype)
     return out.masked_fill(~m, float("-inf")).max(1).values
@@ -178,7 +178,7 @@ class RecurrentClassifier(nn.Module):
         x = self.drop(self.embedding(tokens)) if embedded is None else embedded  # (B, T, E)
         B, T, _ = x.shape
         xw = x @ W_ih.T + b  # (B, T, H): the input projection has no time dependence
-        live = _mask(lengths.to(tokens.device), T).unsqueeze(-1)  # (B, T, 1)
+        live = mask(lengths.to(tokens.device), T).unsqueeze(-1)  # (B, T, 1)
         h = x.new_zeros(B, W_hh.shape[0])
         hs = []
         for t in range(T):
@@ -250,7 +250,7 @@ class TransformerClassifier(nn.Module):
         B, T = tokens.shape
         lengths = lengths.to(tokens.device)
         x = self.embedding(tokens) * self.scale + self.pos(T, tokens.device)  # (B, T, E)
-        out = self.encoder(x, src_key_padding_mask=~_mask(lengths, T))  # (B, T, E)
+        out = self.encoder(x, src_key_padding_mask=~mask(lengths, T))  # (B, T, E)
         return self.fc(_pool(self.norm(out), lengths, self.pool)).squeeze(-1)
 
 
@@ -274,7 +274,7 @@ class CNNClassifier(nn.Module):
 def build_model(cfg: TrainConfig, vocab_size: int) -> nn.Module:
     """The one factory: a classifier for `cfg.model`; raises on an unknown kind."""
     k = cfg.model
-    if k in ("rnn", "lstm", "gru"):
+    if k in RECURRENT_KINDS:
         return RecurrentClassifier(k, vocab_size, cfg.embed_dim, cfg.hidden_dim, cfg.layers,
                                    cfg.dropout, cfg.bidirectional, cfg.pool, cfg.recurrent_init)
     if k == "bow":

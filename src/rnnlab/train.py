@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .batching import Encoded, batch_indices
 from .config import TrainConfig
 from .data import Dataset
-from .models import build_model
+from .models import build_model, mask
 from .runs import Run
 from .text import Vocab, encode_corpus
 
@@ -215,7 +215,7 @@ def _loss(model, tokens, lengths, labels, step_weight: float) -> torch.Tensor:
     if step_weight == 0:
         return F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
     logits, steps = model(tokens, lengths, every_step=True)  # (B,), (B, T)
-    real = (torch.arange(steps.shape[1], device=steps.device)[None, :] < lengths[:, None]).to(steps.dtype)
+    real = mask(lengths, steps.shape[1]).to(steps.dtype)
     per_step = F.binary_cross_entropy_with_logits(steps, labels[:, None].expand_as(steps), reduction="none")
     step_loss = (per_step * real).sum() / real.sum()
     final = F.binary_cross_entropy_with_logits(logits, labels)
