@@ -58,6 +58,8 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
     "tail400 orth drop0.5 e16 steps0.5 lr5e-4": {**RECIPE, "step_loss": 0.5, "lr": 5e-4},
     "tail400 orth drop0.5 e16 steps0.9": {**RECIPE, "step_loss": 0.9},
     "tail400 orth drop0.5 e16 steps0.95": {**RECIPE, "step_loss": 0.95},
+    "tail400 orth drop0.5 e16 steps0.8 w2v": {**RECIPE, "step_loss": 0.8, "embed_init": "word2vec"},
+    "tail400 orth drop0.5 e16 steps0.8 avg0.998": {**RECIPE, "step_loss": 0.8, "weight_average": 0.998},
     # the tuned preset is named in rnnlab/config.py (TUNED), measured over 3 seeds by
     # rnnlab compare (its rnn-tuned rows); the preset before the step loss was measured by
     # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds_without_step_loss.json)
@@ -68,6 +70,8 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
 TRANSFORMER_CANDIDATES = {
     "transformer cosine": {"lr_schedule": "cosine"},
     "transformer drop0.3": {"dropout": 0.3},
+    "transformer w2v": {"embed_init": "word2vec"},
+    "transformer w2v avg0.998": {"embed_init": "word2vec", "weight_average": 0.998},
 }
 
 

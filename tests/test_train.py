@@ -11,13 +11,14 @@ import time
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from conftest import make_reviews, write_parquet_dir
-from rnnlab.config import TrainConfig, with_overrides
+from rnnlab.config import ConfigError, TrainConfig, with_overrides
 from rnnlab.data import load_imdb
 from rnnlab.runs import Run
 from rnnlab.models import RecurrentClassifier
-from rnnlab.train import Divergence, _loss, prepare, stratified_split, train
+from rnnlab.train import Divergence, _loss, evaluate, prepare, stratified_split, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2,
              test_every_epoch=False, eval_batch_size=64)
@@ -169,3 +170,42 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
     a, b = json.loads(full.stdout.splitlines()[-1]), json.loads(res.stdout.splitlines()[-1])
     assert a["test_acc"] == b["test_acc"] and a["best_epoch"] == b["best_epoch"]
     assert torch.equal(*(Run(tmp_path / d).load_model()[2].fc.weight for d in ("full", "cut")))
+
+
+def test_weight_average_is_what_gets_scored_and_saved(tmp_path, learn_data):
+    summary, run = _run(tmp_path, learn_data, "avg", epochs=12, lr=3e-3, clip=1.0, weight_average=0.95)
+    assert summary["test_acc"] >= 0.8, summary
+    plain = _run(tmp_path, learn_data, "plain", epochs=3, lr=3e-3, clip=1.0)[1]
+    avg3 = _run(tmp_path, learn_data, "avg3", epochs=3, lr=3e-3, clip=1.0, weight_average=0.95)[1]
+    assert [m["val_acc"] for m in avg3.metrics()] != [m["val_acc"] for m in plain.metrics()]
+    ck = avg3.path / json.loads((avg3.path / "checkpoint.json").read_text())["dir"]
+    saved, live = load_file(avg3.path / "model.safetensors"), load_file(ck / "last.safetensors")
+    average = {k.removeprefix("module."): v for k, v in load_file(ck / "average.safetensors").items()
+               if k.startswith("module.")}
+    assert saved.keys() == live.keys() == average.keys()
+    if avg3.metrics()[-1]["val_acc"] >= max(m["val_acc"] for m in avg3.metrics()):  # the last epoch is the best
+        assert all(torch.equal(saved[k], average[k]) for k in saved)
+    assert not all(torch.equal(average[k], live[k]) for k in live)
+    cfg, vocab, model = avg3.load_model()  # the saved weights score the recorded validation accuracy
+    data = prepare(cfg, load_imdb(learn_data))
+    best = max(avg3.metrics(), key=lambda r: (r["val_acc"], r["epoch"]))
+    assert evaluate(model, data.val)["acc"] == pytest.approx(best["val_acc"])
+
+
+@pytest.mark.parametrize("weight_average", [0.0, 0.9])
+def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average):
+    over = {**SMALL, "dropout": 0.2, "weight_average": weight_average}
+    straight = _run(tmp_path, tiny_data, "straight", epochs=3, **over)[1]
+    cut = _run(tmp_path, tiny_data, "cut", epochs=1, **over)[1]
+    cfg = with_overrides(TrainConfig(), {**over, "epochs": 3})
+    train(cfg, prepare(cfg, load_imdb(tiny_data)), Run(cut.path), log=lambda s: None)
+    strip = lambda ms: [{k: v for k, v in m.items() if k not in TIMING} for m in ms]  # noqa: E731
+    assert strip(Run(cut.path).metrics()) == strip(straight.metrics())
+    a, b = load_file(straight.path / "model.safetensors"), load_file(cut.path / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_weight_average_must_be_a_decay(value):
+    with pytest.raises(ConfigError, match="weight_average must be in"):
+        TrainConfig(weight_average=value)

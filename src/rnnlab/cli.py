@@ -26,16 +26,18 @@ from .io import RunError
 CHOICES = {"model": ("rnn", "lstm", "gru", "bow", "transformer", "cnn"), "pool": ("last", "mean", "max"),
            "truncate": ("head", "tail"), "batching": ("bucket", "random"),
            "device": ("auto", "cpu", "cuda", "mps"), "recurrent_init": ("default", "orthogonal"),
-           "lr_schedule": ("constant", "cosine")}
+           "lr_schedule": ("constant", "cosine"), "embed_init": ("random", "word2vec")}
 HELP = {
     "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
-    "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.", "dropout": "Dropout on embeddings and between layers.",
+    "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.",
+    "embed_init": "Embedding init: random, or word2vec learnt from the training split's text.", "dropout": "Dropout on embeddings and between layers.",
     "bidirectional": "Read the review both ways.", "pool": "How the classifier reads the hidden states.",
     "vocab_size": "Vocabulary size incl. <pad> and <unk>.", "strip_html": "Remove <br /> tags first.",
     "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
     "batch_size": "Training batch size.", "batching": "bucket: by length (fast); random: the notebook's.",
     "lr": "Adam learning rate.", "lr_schedule": "constant, or cosine decay to 0 over the run.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
     "step_loss": "Weight of a training-only loss on every hidden state (target replication; 0 = off).",
+    "weight_average": "Decay of a per-step moving average of the weights, used for evaluation (0 = off).",
     "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
     "test_every_epoch": "Measure test accuracy every epoch (the notebook does).",
     "eval_batch_size": "Evaluation batch size.", "seed": "Random seed.", "device": "Where to train.",

@@ -21,6 +21,7 @@ BATCHING = ("bucket", "random")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("default", "orthogonal")
 SCHEDULES = ("constant", "cosine")
+EMBED_INITS = ("random", "word2vec")
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,9 @@ class TrainConfig:
     bidirectional: bool = False
     pool: str = "last"  # how the classifier reads the sequence of hidden states
     recurrent_init: str = "default"  # default: PyTorch's uniform; orthogonal: W_hh orthogonal
+    # random: PyTorch's N(0, 1); word2vec: skip-gram vectors learnt from the training split's text
+    # (no labels, no validation or test text) before training, then fine-tuned (see rnnlab.pretrain)
+    embed_init: str = "random"
     # text
     vocab_size: int = 20000  # including <pad>=0 and <unk>=1
     strip_html: bool = False  # replace "<br />" tags by spaces before tokenising
@@ -56,6 +60,9 @@ class TrainConfig:
     # also predicts the label during training, so early tokens get gradient without crossing the
     # whole review; the classifier still reads only the final state. 0 = the final-state loss only.
     step_loss: float = 0.0
+    # decay of an exponential moving average of the weights (Polyak averaging), updated every step;
+    # validation, the epoch choice, test and the saved model all use the average. 0 = off.
+    weight_average: float = 0.0
     epochs: int = 5
     # evaluation
     val_fraction: float = 0.1  # stratified, seeded, carved from train; 0 = none
@@ -85,7 +92,7 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
     choices = {"model": MODEL_KINDS, "pool": POOLS, "truncate": TRUNCATE,
                "batching": BATCHING, "device": DEVICES,
-               "recurrent_init": INITS, "lr_schedule": SCHEDULES}
+               "recurrent_init": INITS, "lr_schedule": SCHEDULES, "embed_init": EMBED_INITS}
     for name, allowed in choices.items():
         if getattr(c, name) not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")
@@ -104,6 +111,8 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"lr must be positive, got {c.lr}")
     if c.clip < 0 or c.weight_decay < 0:
         raise ConfigError("clip and weight_decay must be >= 0")
+    if not 0.0 <= c.weight_average < 1.0:
+        raise ConfigError(f"weight_average must be in [0, 1), got {c.weight_average}")
     if not 0.0 <= c.step_loss < 1.0:
         raise ConfigError(f"step_loss must be in [0, 1), got {c.step_loss}")
     if c.step_loss > 0 and (c.model not in RECURRENT_KINDS or c.pool != "last"):

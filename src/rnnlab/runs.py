@@ -71,15 +71,20 @@ class Run:
         write_json(path / "config.json", cfg.to_dict())  # last: its presence marks a run
         return run
 
-    def save_epoch(self, model, opt, metrics: list[dict], improved: bool) -> None:
+    def save_epoch(self, model, opt, metrics: list[dict], improved: bool, average=None) -> None:
+        """Checkpoint one finished epoch. `average` (a torch AveragedModel, or None): its weights are
+        the ones evaluated, so they become best/model.safetensors; the live model's resume training."""
         epoch = metrics[-1]["epoch"]
         ck = self.path / f"ckpt-{epoch}"
         ck.mkdir(exist_ok=True)
         meta = {"epoch": str(epoch)}
         save_tensors(ck / "last.safetensors", model.state_dict(), meta)
+        scored = model.state_dict() if average is None else average.module.state_dict()
+        if average is not None:
+            save_tensors(ck / "average.safetensors", average.state_dict(), meta)
         prev = self._checkpoint()
         if improved:
-            save_tensors(ck / "best.safetensors", model.state_dict(), meta)
+            save_tensors(ck / "best.safetensors", scored, meta)
         elif prev:
             shutil.copyfile(self.path / prev["dir"] / "best.safetensors", ck / "best.safetensors")
         save_tensors(ck / "optimizer.safetensors", _flatten_optimizer(opt))
@@ -89,7 +94,7 @@ class Run:
         save_tensors(ck / "rng.safetensors", rng)
         write_jsonl(self.path / "metrics.jsonl", metrics)
         if improved:
-            save_tensors(self.path / "model.safetensors", model.state_dict(), meta)
+            save_tensors(self.path / "model.safetensors", scored, meta)
         best_epoch = epoch if improved else prev["best_epoch"]
         write_json(self.path / "checkpoint.json", {"epoch": epoch, "dir": ck.name, "best_epoch": best_epoch})
         if prev and prev["dir"] != ck.name:
@@ -167,6 +172,14 @@ class Run:
         if len(metrics) != ck["epoch"]:
             raise RunError(f"{self.path / 'metrics.jsonl'}: has {len(metrics)} epochs, checkpoint says {ck['epoch']}")
         return metrics, ck["epoch"] + 1
+
+    def restore_average(self, average) -> None:
+        """Load the weight average of the last completed epoch (--resume with weight_average)."""
+        ck = self._checkpoint()
+        f = self.path / ck["dir"] / "average.safetensors"
+        if not f.exists():
+            raise RunError(f"{f}: missing (the run averages its weights)")
+        _load_state(average, load_tensors(f), f)
 
     def load_model(self, device="cpu"):
         """(config, vocab, model in eval mode) from a saved run; every file checked."""

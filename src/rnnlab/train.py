@@ -24,11 +24,13 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .batching import Encoded, batch_indices
 from .config import TrainConfig
 from .data import Dataset
 from .models import build_model, mask
+from .pretrain import init_embedding, word2vec_embeddings
 from .runs import Run
 from .text import Vocab, encode_corpus
 
@@ -151,6 +153,18 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                            **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     metrics, start_epoch = run.restore(model, opt)  # ([], 1) for a fresh run
+    if cfg.embed_init == "word2vec" and start_epoch == 1:
+        t0 = time.perf_counter()
+        vectors, found = word2vec_embeddings(data.train, len(data.vocab), cfg.embed_dim, cfg.seed)
+        init_embedding(model.embedding, vectors, found)
+        log(f"word2vec embeddings for {int(found.sum()):,} of {len(data.vocab):,} words from "
+            f"{len(data.train):,} training reviews in {time.perf_counter() - t0:.0f} s")
+    average = None
+    if cfg.weight_average > 0:  # a copy of the model whose weights trail the live ones
+        average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.weight_average), use_buffers=True)
+        if start_epoch > 1:
+            run.restore_average(average)
+    scored = model if average is None else average.module  # what validation, test and the files see
     if progress is None:
         progress = sys.stderr.isatty()
     best = max(metrics, key=lambda r: (r.get("val_acc") or 0.0, r["epoch"]), default=None)
@@ -177,6 +191,8 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                     raise Divergence(f"non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} "
                                      f"at epoch {epoch}, step {step}")
                 opt.step()
+                if average is not None:
+                    average.update_parameters(model)
                 losses.append(loss.item())
                 norms.append(norm)
                 n_tokens += int(lengths.sum())
@@ -197,15 +213,15 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                    "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
                    "grad_norm_median": float(np.median(norms)), "steps": len(batches)}
             if data.val is not None:
-                v = evaluate(model, data.val, cfg.eval_batch_size, device)
+                v = evaluate(scored, data.val, cfg.eval_batch_size, device)
                 row.update(val_acc=v["acc"], val_loss=v["loss"])
             if cfg.test_every_epoch:
-                row["test_acc"] = evaluate(model, data.test, cfg.eval_batch_size, device)["acc"]
+                row["test_acc"] = evaluate(scored, data.test, cfg.eval_batch_size, device)["acc"]
             metrics.append(row)
             improved = best is None or data.val is None or row["val_acc"] > best["val_acc"]
             if improved:
                 best = row
-            run.save_epoch(model, opt, metrics, improved)
+            run.save_epoch(model, opt, metrics, improved, average)
             log(_epoch_line(row))
     return finish(cfg, data, run, model, metrics, device)
 
