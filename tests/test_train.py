@@ -192,9 +192,9 @@ def test_weight_average_is_what_gets_scored_and_saved(tmp_path, learn_data):
     assert evaluate(model, data.val)["acc"] == pytest.approx(best["val_acc"])
 
 
-@pytest.mark.parametrize("weight_average", [0.0, 0.9])
-def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average):
-    over = {**SMALL, "dropout": 0.2, "weight_average": weight_average}
+@pytest.mark.parametrize("weight_average,skip_spikes", [(0.0, 0.0), (0.9, 1.5)])
+def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average, skip_spikes):
+    over = {**SMALL, "dropout": 0.2, "weight_average": weight_average, "skip_spikes": skip_spikes}
     straight = _run(tmp_path, tiny_data, "straight", epochs=3, **over)[1]
     cut = _run(tmp_path, tiny_data, "cut", epochs=1, **over)[1]
     cfg = with_overrides(TrainConfig(), {**over, "epochs": 3})
@@ -209,3 +209,16 @@ def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average):
 def test_weight_average_must_be_a_decay(value):
     with pytest.raises(ConfigError, match="weight_average must be in"):
         TrainConfig(weight_average=value)
+
+
+def test_skip_spikes_skips_steps_above_the_last_epochs_median(tmp_path, tiny_data):
+    plain = _run(tmp_path, tiny_data, "plain", epochs=3)[1].metrics()
+    tight = _run(tmp_path, tiny_data, "tight", epochs=3, skip_spikes=1.01)[1].metrics()
+    loose = _run(tmp_path, tiny_data, "loose", epochs=3, skip_spikes=1e9)[1].metrics()
+    assert tight[0]["skipped_steps"] == 0  # no median before epoch 1 ends
+    assert all(0 < m["skipped_steps"] < m["steps"] for m in tight[1:])  # about half the steps beat the median
+    assert [m["skipped_steps"] for m in loose] == [0, 0, 0]
+    assert [m["train_loss"] for m in loose] == [m["train_loss"] for m in plain]
+    assert tight[0]["train_loss"] == plain[0]["train_loss"] and tight[1]["train_loss"] != plain[1]["train_loss"]
+    with pytest.raises(ConfigError, match="skip_spikes"):
+        TrainConfig(skip_spikes=0.5)

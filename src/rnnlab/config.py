@@ -63,6 +63,10 @@ class TrainConfig:
     # decay of an exponential moving average of the weights (Polyak averaging), updated every step;
     # validation, the epoch choice, test and the saved model all use the average. 0 = off.
     weight_average: float = 0.0
+    # skip the update of a step whose unclipped gradient norm exceeds this multiple of the previous
+    # epoch's median norm (an exploding-gradient spike: even clipped, its direction is the exploding
+    # one, and it lands in Adam's moments). 0 = never skip; epoch 1 has no median yet and never skips.
+    skip_spikes: float = 0.0
     epochs: int = 5
     # evaluation
     val_fraction: float = 0.1  # stratified, seeded, carved from train; 0 = none
@@ -111,6 +115,8 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"lr must be positive, got {c.lr}")
     if c.clip < 0 or c.weight_decay < 0:
         raise ConfigError("clip and weight_decay must be >= 0")
+    if c.skip_spikes != 0 and not c.skip_spikes > 1:
+        raise ConfigError(f"skip_spikes must be 0 (off) or a multiple of the median above 1, got {c.skip_spikes}")
     if not 0.0 <= c.weight_average < 1.0:
         raise ConfigError(f"weight_average must be in [0, 1), got {c.weight_average}")
     if not 0.0 <= c.step_loss < 1.0:

@@ -7,7 +7,8 @@
     summary = train(preset("seed"), data, "runs/seed")
 
 Adam + BCE-with-logits as in the notebook. Each step records the unclipped gradient norm,
-then clips (if asked) and steps. Each epoch is saved with the optimizer and RNG state, so an
+then clips (if asked) and steps, or
+skips the step when its norm is a spike (`skip_spikes`, if asked). Each epoch is saved with the optimizer and RNG state, so an
 interrupted run resumes exactly; the selected weights (best validation accuracy, or the last
 epoch when there is no validation split) are `model.safetensors`.
 """
@@ -175,7 +176,9 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
             bar = _bar(len(batches), f"epoch {epoch}/{cfg.epochs}", progress)
             model.train()
-            losses, norms, n_tokens = [], [], 0
+            losses, norms, n_tokens, skipped = [], [], 0, 0
+            # resumes exactly: the previous epoch's median is in the saved metrics
+            limit = cfg.skip_spikes * metrics[-1]["grad_norm_median"] if cfg.skip_spikes and metrics else math.inf
             t0 = time.perf_counter()
             for step, idx in enumerate(batches, 1):
                 if cfg.lr_schedule == "cosine":  # a pure function of the global step: resumes exactly
@@ -190,9 +193,12 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                 if not (math.isfinite(loss.item()) and math.isfinite(norm)):
                     raise Divergence(f"non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} "
                                      f"at epoch {epoch}, step {step}")
-                opt.step()
-                if average is not None:
-                    average.update_parameters(model)
+                if norm > limit:
+                    skipped += 1
+                else:
+                    opt.step()
+                    if average is not None:
+                        average.update_parameters(model)
                 losses.append(loss.item())
                 norms.append(norm)
                 n_tokens += int(lengths.sum())
@@ -212,6 +218,8 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
                    "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
                    "grad_norm_median": float(np.median(norms)), "steps": len(batches)}
+            if cfg.skip_spikes:
+                row["skipped_steps"] = skipped
             if data.val is not None:
                 v = evaluate(scored, data.val, cfg.eval_batch_size, device)
                 row.update(val_acc=v["acc"], val_loss=v["loss"])
