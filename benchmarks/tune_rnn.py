@@ -62,6 +62,10 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
     "tail400 orth drop0.5 e16 steps0.8 avg0.998": {**RECIPE, "step_loss": 0.8, "weight_average": 0.998},
     "tail400 orth drop0.5 e16 steps0.8 w2v lr5e-4": {**RECIPE, "step_loss": 0.8, "embed_init": "word2vec", "lr": 5e-4},
     "tail400 orth drop0.5 e24 steps0.8 skip10": {**RECIPE, "step_loss": 0.8, "skip_spikes": 10.0, "epochs": 24},
+    "tail400 orth drop0.5 e16 steps0.8 w2v frozen": {**RECIPE, "step_loss": 0.8, "embed_init": "word2vec",
+                                                     "freeze_embedding": True},
+    "tail400 orth drop0.2 e16 steps0.8 w2v frozen": {**RECIPE, "step_loss": 0.8, "embed_init": "word2vec",
+                                                     "freeze_embedding": True, "dropout": 0.2},
     # the tuned preset is named in rnnlab/config.py (TUNED), measured over 3 seeds by
     # rnnlab compare (its rnn-tuned rows); the preset before the step loss was measured by
     # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds_without_step_loss.json)

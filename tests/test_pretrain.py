@@ -73,3 +73,20 @@ def test_training_starts_from_the_training_splits_word2vec_vectors(tmp_path, tin
 def test_embed_init_must_be_known():
     with pytest.raises(ConfigError, match="embed_init must be one of random, word2vec"):
         TrainConfig(embed_init="glove")
+
+
+def test_frozen_embedding_keeps_the_vectors_while_the_rest_trains(tmp_path, tiny_data):
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 2, "lr": 1e-2, "embed_init": "word2vec",
+                                         "freeze_embedding": True})
+    data = prepare(cfg, load_imdb(tiny_data))
+    run = Run.create(tmp_path / "frozen", cfg, data.vocab, data.source)
+    train(cfg, data, run, log=lambda s: None)
+    vectors, found = word2vec_embeddings(data.train, len(data.vocab), cfg.embed_dim, cfg.seed)
+    saved = load_file(tmp_path / "frozen" / "model.safetensors")
+    emb = next(v for k, v in saved.items() if "embedding" in k)
+    assert torch.equal(emb[torch.from_numpy(found)], torch.from_numpy(vectors[found]))
+    torch.manual_seed(cfg.seed)  # the same init as the run: the recurrent weights must have moved
+    from rnnlab.models import build_model
+    init = build_model(cfg, len(data.vocab)).state_dict()
+    moved = [k for k in saved if "embedding" not in k and not torch.equal(saved[k], init[k])]
+    assert moved

@@ -30,7 +30,8 @@ CHOICES = {"model": ("rnn", "lstm", "gru", "bow", "transformer", "cnn"), "pool":
 HELP = {
     "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
     "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.",
-    "embed_init": "Embedding init: random, or word2vec learnt from the training split's text.", "dropout": "Dropout on embeddings and between layers.",
+    "embed_init": "Embedding init: random, or word2vec learnt from the training split's text.",
+    "freeze_embedding": "Keep the embedding at its init (train only the layers above it).", "dropout": "Dropout on embeddings and between layers.",
     "bidirectional": "Read the review both ways.", "pool": "How the classifier reads the hidden states.",
     "vocab_size": "Vocabulary size incl. <pad> and <unk>.", "strip_html": "Remove <br /> tags first.",
     "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",

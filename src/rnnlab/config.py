@@ -44,6 +44,7 @@ class TrainConfig:
     # random: PyTorch's N(0, 1); word2vec: skip-gram vectors learnt from the training split's text
     # (no labels, no validation or test text) before training, then fine-tuned (see rnnlab.pretrain)
     embed_init: str = "random"
+    freeze_embedding: bool = False  # keep the embedding at its init: only the layers above it train
     # text
     vocab_size: int = 20000  # including <pad>=0 and <unk>=1
     strip_html: bool = False  # replace "<br />" tags by spaces before tokenising

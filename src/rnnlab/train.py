@@ -160,6 +160,8 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
         init_embedding(model.embedding, vectors, found)
         log(f"word2vec embeddings for {int(found.sum()):,} of {len(data.vocab):,} words from "
             f"{len(data.train):,} training reviews in {time.perf_counter() - t0:.0f} s")
+    if cfg.freeze_embedding:
+        model.embedding.weight.requires_grad_(False)
     average = None
     if cfg.weight_average > 0:  # a copy of the model whose weights trail the live ones
         average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.weight_average), use_buffers=True)
