@@ -19,14 +19,10 @@ from pathlib import Path
 
 import click
 
-from .config import PRESETS, TrainConfig, ConfigError, preset as get_preset, with_overrides
+from .config import CHOICES, PRESETS, TrainConfig, ConfigError, preset as get_preset, with_overrides
 from .data import DataError
 from .io import RunError
 
-CHOICES = {"model": ("rnn", "lstm", "gru", "bow", "transformer", "cnn"), "pool": ("last", "mean", "max"),
-           "truncate": ("head", "tail"), "batching": ("bucket", "random"),
-           "device": ("auto", "cpu", "cuda", "mps"), "recurrent_init": ("default", "orthogonal"),
-           "lr_schedule": ("constant", "cosine"), "embed_init": ("random", "word2vec")}
 HELP = {
     "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
     "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.",

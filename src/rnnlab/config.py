@@ -22,6 +22,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("default", "orthogonal")
 SCHEDULES = ("constant", "cosine")
 EMBED_INITS = ("random", "word2vec")
+# the fields that take one of a fixed set of values (validation here, --flag choices in the CLI)
+CHOICES = {"model": MODEL_KINDS, "pool": POOLS, "truncate": TRUNCATE, "batching": BATCHING, "device": DEVICES,
+           "recurrent_init": INITS, "lr_schedule": SCHEDULES, "embed_init": EMBED_INITS}
 
 
 class ConfigError(ValueError):
@@ -95,10 +98,7 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
         if want is float and ok and not math.isfinite(v):
             raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
-    choices = {"model": MODEL_KINDS, "pool": POOLS, "truncate": TRUNCATE,
-               "batching": BATCHING, "device": DEVICES,
-               "recurrent_init": INITS, "lr_schedule": SCHEDULES, "embed_init": EMBED_INITS}
-    for name, allowed in choices.items():
+    for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")
     for name in ("embed_dim", "hidden_dim", "layers", "batch_size", "epochs", "eval_batch_size"):

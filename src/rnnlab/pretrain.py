@@ -1,7 +1,8 @@
 """Word2vec embeddings learnt from the training split's own text, to initialise a model's embedding.
 
-    from rnnlab.pretrain import word2vec_embeddings
-    weights = word2vec_embeddings(data.train, vocab_size=20000, dim=100, seed=0)  # (20000, 100)
+    from rnnlab.pretrain import init_embedding, word2vec_embeddings
+    vectors, found = word2vec_embeddings(data.train, vocab_size=20000, dim=100, seed=0)  # (20000, 100), (20000,)
+    init_embedding(model.embedding, vectors, found)
 
 Labels are never read and no other split is touched: the vectors come from the reviews the model
 trains on (after truncation, as the model sees them), so validation and test stay unseen. Skip-gram
