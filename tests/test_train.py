@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -192,9 +193,10 @@ def test_weight_average_is_what_gets_scored_and_saved(tmp_path, learn_data):
     assert evaluate(model, data.val)["acc"] == pytest.approx(best["val_acc"])
 
 
-@pytest.mark.parametrize("weight_average,skip_spikes", [(0.0, 0.0), (0.9, 1.5)])
-def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average, skip_spikes):
-    over = {**SMALL, "dropout": 0.2, "weight_average": weight_average, "skip_spikes": skip_spikes}
+@pytest.mark.parametrize("weight_average,skip_spikes,val_checks", [(0.0, 0.0, 1), (0.9, 1.5, 3)])
+def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average, skip_spikes, val_checks):
+    over = {**SMALL, "dropout": 0.2, "weight_average": weight_average, "skip_spikes": skip_spikes,
+            "val_checks": val_checks}
     straight = _run(tmp_path, tiny_data, "straight", epochs=3, **over)[1]
     cut = _run(tmp_path, tiny_data, "cut", epochs=1, **over)[1]
     cfg = with_overrides(TrainConfig(), {**over, "epochs": 3})
@@ -222,3 +224,23 @@ def test_skip_spikes_skips_steps_above_the_last_epochs_median(tmp_path, tiny_dat
     assert tight[0]["train_loss"] == plain[0]["train_loss"] and tight[1]["train_loss"] != plain[1]["train_loss"]
     with pytest.raises(ConfigError, match="skip_spikes"):
         TrainConfig(skip_spikes=0.5)
+
+
+def test_val_checks_select_the_best_pass_and_save_its_weights(tmp_path, learn_data):
+    summary, run = _run(tmp_path, learn_data, "checks", epochs=3, lr=3e-2, clip=1.0, dropout=0.3, val_checks=4)
+    ms = run.metrics()
+    steps = ms[0]["steps"]
+    for m in ms:  # four passes, evenly spaced, the last at the epoch's end; val_acc is the best one
+        assert [p[0] for p in m["val_passes"]] == [math.ceil(k * steps / 4) for k in (1, 2, 3, 4)]
+        top = max(m["val_passes"], key=lambda p: p[1])
+        assert m["val_acc"] == pytest.approx(top[1], abs=1e-6) and m["val_step"] == top[0]
+    best = max(ms, key=lambda r: (r["val_acc"], r["epoch"]))
+    assert (summary["best_epoch"], summary["best_step"]) == (best["epoch"], best["val_step"])
+    assert best["val_step"] < steps  # this seed and rate peak mid-epoch: the case the weights must follow
+    cfg, vocab, model = run.load_model()  # the saved weights score the selected pass, mid-epoch or not
+    assert evaluate(model, prepare(cfg, load_imdb(learn_data)).val)["acc"] == pytest.approx(best["val_acc"])
+    ends = _run(tmp_path, learn_data, "ends", epochs=3, lr=3e-2, clip=1.0, dropout=0.3)[1].metrics()
+    assert [m["train_loss"] for m in ends] == [m["train_loss"] for m in ms]  # passes do not change training
+    assert [m["val_acc"] for m in ends] == pytest.approx([m["val_passes"][-1][1] for m in ms], abs=1e-6)
+    with pytest.raises(ConfigError, match="val_checks"):
+        TrainConfig(val_checks=0)

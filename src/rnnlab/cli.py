@@ -35,6 +35,7 @@ HELP = {
     "lr": "Adam learning rate.", "lr_schedule": "constant, or cosine decay to 0 over the run.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
     "step_loss": "Weight of a training-only loss on every hidden state (target replication; 0 = off).",
     "weight_average": "Decay of a per-step moving average of the weights, used for evaluation (0 = off).",
+    "val_checks": "Validation passes per epoch; the best pass's weights are kept (1 = at the epoch's end).",
     "skip_spikes": "Skip steps whose gradient norm exceeds this multiple of the last epoch's median (0 = off).",
     "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
     "test_every_epoch": "Measure test accuracy every epoch (the notebook does).",

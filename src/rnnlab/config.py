@@ -74,6 +74,10 @@ class TrainConfig:
     epochs: int = 5
     # evaluation
     val_fraction: float = 0.1  # stratified, seeded, carved from train; 0 = none
+    # validation passes per epoch, evenly spaced over its steps, the last at the epoch's end. An
+    # epoch's val_acc is its best pass and the kept weights are that pass's: with more than one,
+    # a peak between two epoch ends can be selected. 1 = at the epoch's end only.
+    val_checks: int = 1
     test_every_epoch: bool = False  # the notebook prints test accuracy each epoch
     eval_batch_size: int = 256
     # reproducibility
@@ -101,7 +105,7 @@ def _validate(c: TrainConfig) -> None:
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")
-    for name in ("embed_dim", "hidden_dim", "layers", "batch_size", "epochs", "eval_batch_size"):
+    for name in ("embed_dim", "hidden_dim", "layers", "batch_size", "epochs", "eval_batch_size", "val_checks"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(c, name)}")
     if c.vocab_size < 3:

@@ -71,15 +71,17 @@ class Run:
         write_json(path / "config.json", cfg.to_dict())  # last: its presence marks a run
         return run
 
-    def save_epoch(self, model, opt, metrics: list[dict], improved: bool, average=None) -> None:
+    def save_epoch(self, model, opt, metrics: list[dict], improved: bool, average=None,
+                   best_state: dict | None = None) -> None:
         """Checkpoint one finished epoch. `average` (a torch AveragedModel, or None): its weights are
-        the ones evaluated, so they become best/model.safetensors; the live model's resume training."""
+        the ones evaluated, so they become best/model.safetensors; the live model's resume training.
+        `best_state`: when improved, the weights to keep as best instead (a mid-epoch validation pass's)."""
         epoch = metrics[-1]["epoch"]
         ck = self.path / f"ckpt-{epoch}"
         ck.mkdir(exist_ok=True)
         meta = {"epoch": str(epoch)}
         save_tensors(ck / "last.safetensors", model.state_dict(), meta)
-        scored = model.state_dict() if average is None else average.module.state_dict()
+        scored = best_state or (model.state_dict() if average is None else average.module.state_dict())
         if average is not None:
             save_tensors(ck / "average.safetensors", average.state_dict(), meta)
         prev = self._checkpoint()

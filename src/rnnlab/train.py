@@ -181,7 +181,11 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             losses, norms, n_tokens, skipped = [], [], 0, 0
             # resumes exactly: the previous epoch's median is in the saved metrics
             limit = cfg.skip_spikes * metrics[-1]["grad_norm_median"] if cfg.skip_spikes and metrics else math.inf
+            # validation passes at evenly spaced steps, the last at the epoch's end
+            checks = {math.ceil(k * len(batches) / cfg.val_checks) for k in range(1, cfg.val_checks + 1)}
+            passes, held = [], None  # held: the epoch's best mid-epoch weights, if they beat the run's best
             t0 = time.perf_counter()
+            eval_seconds = 0.0
             for step, idx in enumerate(batches, 1):
                 if cfg.lr_schedule == "cosine":  # a pure function of the global step: resumes exactly
                     done = ((epoch - 1) * len(batches) + step - 1) / (cfg.epochs * len(batches))
@@ -212,9 +216,17 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                     if bar is not None:
                         bar.close()
                     raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
+                if data.val is not None and step in checks:
+                    te = time.perf_counter()
+                    v = evaluate(scored, data.val, cfg.eval_batch_size, device)
+                    passes.append({"step": step, "acc": v["acc"], "loss": v["loss"]})
+                    top = max(passes, key=lambda c: c["acc"])
+                    if step < len(batches) and top is passes[-1] and (best is None or v["acc"] > best["val_acc"]):
+                        held = {k: t.detach().clone() for k, t in scored.state_dict().items()}
+                    eval_seconds += time.perf_counter() - te
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 - eval_seconds
             if bar is not None:
                 bar.close()
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
@@ -222,16 +234,21 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                    "grad_norm_median": float(np.median(norms)), "steps": len(batches)}
             if cfg.skip_spikes:
                 row["skipped_steps"] = skipped
+            top = None
             if data.val is not None:
-                v = evaluate(scored, data.val, cfg.eval_batch_size, device)
-                row.update(val_acc=v["acc"], val_loss=v["loss"])
+                top = max(passes, key=lambda c: c["acc"])  # the first of equals: the earliest pass
+                row.update(val_acc=top["acc"], val_loss=top["loss"])
+                if cfg.val_checks > 1:
+                    row.update(val_step=top["step"], val_passes=[[c["step"], round(c["acc"], 6)] for c in passes])
             if cfg.test_every_epoch:
                 row["test_acc"] = evaluate(scored, data.test, cfg.eval_batch_size, device)["acc"]
             metrics.append(row)
             improved = best is None or data.val is None or row["val_acc"] > best["val_acc"]
             if improved:
                 best = row
-            run.save_epoch(model, opt, metrics, improved, average)
+            # a mid-epoch pass won: its weights (held) are the best ones, not the epoch's last
+            mid = improved and top is not None and top["step"] < len(batches)
+            run.save_epoch(model, opt, metrics, improved, average, best_state=held if mid else None)
             log(_epoch_line(row))
     return finish(cfg, data, run, model, metrics, device)
 
@@ -255,6 +272,7 @@ def finish(cfg, data: Prepared, run: Run, model, metrics: list[dict], device) ->
     test = evaluate(model, data.test, cfg.eval_batch_size, device)
     summary = {"test_acc": round(test["acc"], 4), "test_loss": round(test["loss"], 4),
                "best_epoch": best["epoch"], "val_acc": best.get("val_acc"),
+               **({"best_step": best["val_step"]} if "val_step" in best else {}),
                "epochs": len(metrics), "train_seconds_per_epoch": round(float(np.median(
                    [r["train_seconds"] for r in metrics])), 2),
                "tokens_per_second": int(np.median([r["tokens_per_second"] for r in metrics])),
