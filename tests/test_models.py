@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 
 from rnnlab.config import TrainConfig
-from rnnlab.models import (RecurrentClassifier, build_model, count_parameters, reverse_within,
-                           tanh_rnn_layer)
+from rnnlab.models import (RecurrentClassifier, build_model, count_parameters, orthogonality_penalty,
+                           reverse_within, tanh_rnn_layer)
 
 KINDS = ["rnn", "lstm", "gru", "bow", "transformer", "cnn"]
 
@@ -156,3 +156,17 @@ def test_every_step_logits_end_with_the_prediction(bidirectional):
         assert torch.allclose(steps[:, 0][lengths == 1], logits[lengths == 1])
     else:  # unidirectional: the prediction is the classifier on the state at the last real token
         assert torch.allclose(at_end, logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_orthogonality_penalty_is_zero_for_orthogonal_recurrence_only(kind):
+    torch.manual_seed(0)
+    ortho = RecurrentClassifier(kind, 30, 8, 16, layers=2, recurrent_init="orthogonal")
+    assert float(orthogonality_penalty(ortho)) == pytest.approx(0.0, abs=1e-9)
+    with torch.no_grad():  # scale one gate block of one layer by 2: each of its 16 singular values 1 -> 2
+        ortho.rnn.weight_hh_l1[:16].mul_(2.0)
+    assert float(orthogonality_penalty(ortho)) == pytest.approx(16 * (4 - 1) ** 2, rel=1e-4)
+    penalty = orthogonality_penalty(RecurrentClassifier(kind, 30, 8, 16))  # PyTorch's uniform init
+    assert float(penalty) > 1.0
+    penalty.backward()  # differentiable: it is added to the training loss
+    assert float(orthogonality_penalty(build_model(TrainConfig(model="bow"), 30))) == 0.0

@@ -18,7 +18,7 @@ from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import ConfigError, TrainConfig, with_overrides
 from rnnlab.data import load_imdb
 from rnnlab.runs import Run
-from rnnlab.models import RecurrentClassifier
+from rnnlab.models import RecurrentClassifier, orthogonality_penalty
 from rnnlab.train import Divergence, _loss, evaluate, prepare, stratified_split, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2,
@@ -244,3 +244,22 @@ def test_val_checks_select_the_best_pass_and_save_its_weights(tmp_path, learn_da
     assert [m["val_acc"] for m in ends] == pytest.approx([m["val_passes"][-1][1] for m in ms], abs=1e-6)
     with pytest.raises(ConfigError, match="val_checks"):
         TrainConfig(val_checks=0)
+
+
+def test_orthogonal_penalty_keeps_the_recurrence_orthogonal(tmp_path, learn_data):
+    over = dict(epochs=4, lr=3e-2, clip=1.0, recurrent_init="orthogonal")
+    free = _run(tmp_path, learn_data, "free", **over)[1].load_model()[2]
+    held = _run(tmp_path, learn_data, "held", orthogonal_penalty=1.0, **over)[1].load_model()[2]
+    assert float(orthogonality_penalty(held)) < 0.2 * float(orthogonality_penalty(free))
+    with pytest.raises(ConfigError, match="orthogonal_penalty needs a recurrent model"):
+        TrainConfig(model="bow", orthogonal_penalty=0.1)
+
+
+def test_cosine_holds_the_full_rate_for_lr_hold_then_decays(tmp_path, tiny_data):
+    rates = lambda **o: [m["lr"] for m in _run(tmp_path, tiny_data, str(o), epochs=4, **o)[1].metrics()]  # noqa: E731
+    assert rates() == [1e-3] * 4
+    held, plain = rates(lr_schedule="cosine", lr_hold=0.5), rates(lr_schedule="cosine")
+    assert held[:2] == [1e-3, 1e-3] and 1e-3 > held[2] > held[3] and held[3] < 0.2e-3
+    assert all(h >= p for h, p in zip(held, plain)) and plain[0] < 1e-3
+    with pytest.raises(ConfigError, match="lr_hold needs"):
+        TrainConfig(lr_hold=0.5)

@@ -106,6 +106,20 @@ def run_recurrent(module: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
     return module(x)[0]  # cuDNN's fused kernel on a GPU
 
 
+def orthogonality_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum over the recurrent weight matrices (each gate's H x H block) of ||W W^T - I||_F^2.
+
+    Zero for an orthogonal W_hh; grows as the recurrence expands or contracts some directions
+    (a spectral radius far from 1: chaotic or forgetful dynamics). 0 for a model without W_hh.
+    """
+    blocks = [b for name, p in model.named_parameters() if "weight_hh" in name
+              for b in p.split(p.shape[1], 0)]  # LSTM/GRU stack their gates
+    if not blocks:
+        return torch.zeros(())
+    eye = torch.eye(blocks[0].shape[1], dtype=blocks[0].dtype, device=blocks[0].device)
+    return sum(((b @ b.T - eye) ** 2).sum() for b in blocks)
+
+
 class RecurrentClassifier(nn.Module):
     """Embedding -> RNN/LSTM/GRU -> pooled hidden states -> Linear(1)."""
 

@@ -30,7 +30,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .batching import Encoded, batch_indices
 from .config import TrainConfig
 from .data import Dataset
-from .models import build_model, mask
+from .models import build_model, mask, orthogonality_penalty
 from .pretrain import init_embedding, word2vec_embeddings
 from .runs import Run
 from .text import Vocab, encode_corpus
@@ -189,10 +189,13 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             for step, idx in enumerate(batches, 1):
                 if cfg.lr_schedule == "cosine":  # a pure function of the global step: resumes exactly
                     done = ((epoch - 1) * len(batches) + step - 1) / (cfg.epochs * len(batches))
+                    done = max(0.0, (done - cfg.lr_hold) / (1.0 - cfg.lr_hold))  # 0 while held
                     for group in opt.param_groups:
                         group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
                 tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
                 loss = _loss(model, tokens, lengths, labels, cfg.step_loss)
+                if cfg.orthogonal_penalty:
+                    loss = loss + cfg.orthogonal_penalty * orthogonality_penalty(model)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # unclipped norm
@@ -231,7 +234,8 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                 bar.close()
             row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
                    "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
-                   "grad_norm_median": float(np.median(norms)), "steps": len(batches)}
+                   "grad_norm_median": float(np.median(norms)), "steps": len(batches),
+                   "lr": opt.param_groups[0]["lr"]}  # at the epoch's last step
             if cfg.skip_spikes:
                 row["skipped_steps"] = skipped
             top = None
