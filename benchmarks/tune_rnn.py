@@ -66,6 +66,16 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
                                                      "freeze_embedding": True},
     "tail400 orth drop0.2 e16 steps0.8 w2v frozen": {**RECIPE, "step_loss": 0.8, "embed_init": "word2vec",
                                                      "freeze_embedding": True, "dropout": 0.2},
+    # session 5, with one thread per run, three runs at a time: validation 8 times per epoch (the
+    # epoch-end accuracy swings by 0.05-0.1 within a few dozen steps), then on top of it a soft
+    # orthogonality penalty on W_hh, and 8 more epochs whose rate decays (cosine) after the first 16
+    "tail400 orth drop0.5 e16 steps0.8 vc8": {**RECIPE, "step_loss": 0.8, "val_checks": 8},
+    "tail400 orth drop0.5 e16 steps0.8 vc8 orthpen1e-4": {**RECIPE, "step_loss": 0.8, "val_checks": 8,
+                                                          "orthogonal_penalty": 1e-4},
+    "tail400 orth drop0.5 e16 steps0.8 vc8 orthpen1e-3": {**RECIPE, "step_loss": 0.8, "val_checks": 8,
+                                                          "orthogonal_penalty": 1e-3},
+    "tail400 orth drop0.5 e24 steps0.8 vc8 anneal": {**RECIPE, "step_loss": 0.8, "val_checks": 8, "epochs": 24,
+                                                     "lr_schedule": "cosine", "lr_hold": 0.66667},
     # the tuned preset is named in rnnlab/config.py (TUNED), measured over 3 seeds by
     # rnnlab compare (its rnn-tuned rows); the preset before the step loss was measured by
     # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds_without_step_loss.json)

@@ -169,7 +169,7 @@ SEED = TrainConfig(val_fraction=0.0, test_every_epoch=True, epochs=5)
 # 2 CPU cores (see README "The tuned preset" and benchmarks/tune_rnn.py).
 TUNED = TrainConfig(
     strip_html=True, max_len=400, truncate="tail", clip=1.0, recurrent_init="orthogonal",
-    dropout=0.5, epochs=16, step_loss=0.8,
+    dropout=0.5, epochs=32, step_loss=0.8, val_checks=8, lr_schedule="cosine", lr_hold=0.75,
 )
 
 PRESETS: dict[str, TrainConfig] = {"seed": SEED, "tuned": TUNED, "default": TrainConfig()}
