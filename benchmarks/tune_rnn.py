@@ -76,9 +76,11 @@ CANDIDATES = {  # the candidates actually run, in order (results: benchmarks/res
                                                           "orthogonal_penalty": 1e-3},
     "tail400 orth drop0.5 e24 steps0.8 vc8 anneal": {**RECIPE, "step_loss": 0.8, "val_checks": 8, "epochs": 24,
                                                      "lr_schedule": "cosine", "lr_hold": 0.66667},
-    # the tuned preset is named in rnnlab/config.py (TUNED), measured over 3 seeds by
-    # rnnlab compare (its rnn-tuned rows); the preset before the step loss was measured by
-    # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds_without_step_loss.json)
+    "tail400 orth drop0.5 e32 steps0.8 vc8 anneal": {**RECIPE, "step_loss": 0.8, "val_checks": 8, "epochs": 32,
+                                                     "lr_schedule": "cosine", "lr_hold": 0.75},
+    # the last one is the tuned preset (rnnlab/config.py TUNED), measured over 3 seeds by
+    # benchmarks/seeds.py --preset tuned (benchmarks/results/tuned_seeds.json); earlier versions of
+    # the preset: rnnlab compare's rnn-tuned rows, tuned_seeds_without_step_loss.json
 }
 
 # The compare command's Transformer (rnnlab/compare.py) as it was before this search (random

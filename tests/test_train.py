@@ -261,5 +261,6 @@ def test_cosine_holds_the_full_rate_for_lr_hold_then_decays(tmp_path, tiny_data)
     held, plain = rates(lr_schedule="cosine", lr_hold=0.5), rates(lr_schedule="cosine")
     assert held[:2] == [1e-3, 1e-3] and 1e-3 > held[2] > held[3] and held[3] < 0.2e-3
     assert all(h >= p for h, p in zip(held, plain)) and plain[0] < 1e-3
-    with pytest.raises(ConfigError, match="lr_hold needs"):
-        TrainConfig(lr_hold=0.5)
+    assert rates(lr_hold=0.5) == [1e-3] * 4  # the constant schedule ignores the hold
+    with pytest.raises(ConfigError, match="lr_hold must be in"):
+        TrainConfig(lr_hold=1.0)

@@ -33,7 +33,7 @@ HELP = {
     "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
     "batch_size": "Training batch size.", "batching": "bucket: by length (fast); random: the notebook's.",
     "lr": "Adam learning rate.", "lr_schedule": "constant, or cosine decay to 0 over the run.",
-    "lr_hold": "With cosine: share of the run at the full rate before the decay starts.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
+    "lr_hold": "Cosine only: share of the run at the full rate before the decay starts.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
     "step_loss": "Weight of a training-only loss on every hidden state (target replication; 0 = off).",
     "weight_average": "Decay of a per-step moving average of the weights, used for evaluation (0 = off).",
     "orthogonal_penalty": "Weight of a penalty sum ||W_hh W_hh^T - I||^2 keeping the recurrence orthogonal (0 = off).",

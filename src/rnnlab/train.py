@@ -9,8 +9,9 @@
 Adam + BCE-with-logits as in the notebook. Each step records the unclipped gradient norm,
 then clips (if asked) and steps, or skips the step when its norm is a spike (`skip_spikes`, if
 asked). Each epoch is saved with the optimizer and RNG state, so an interrupted run resumes
-exactly; the selected weights (best validation accuracy, or the last epoch when there is no
-validation split) are `model.safetensors`.
+exactly; the selected weights (the best validation pass: one at each epoch's end, or
+`val_checks` evenly spaced ones; the last epoch when there is no validation split) are
+`model.safetensors`.
 """
 from __future__ import annotations
 
