@@ -162,11 +162,11 @@ def test_every_step_logits_end_with_the_prediction(bidirectional):
 def test_orthogonality_penalty_is_zero_for_orthogonal_recurrence_only(kind):
     torch.manual_seed(0)
     ortho = RecurrentClassifier(kind, 30, 8, 16, layers=2, recurrent_init="orthogonal")
-    assert float(orthogonality_penalty(ortho)) == pytest.approx(0.0, abs=1e-9)
+    assert orthogonality_penalty(ortho).item() == pytest.approx(0.0, abs=1e-9)
     with torch.no_grad():  # scale one gate block of one layer by 2: each of its 16 singular values 1 -> 2
         ortho.rnn.weight_hh_l1[:16].mul_(2.0)
-    assert float(orthogonality_penalty(ortho)) == pytest.approx(16 * (4 - 1) ** 2, rel=1e-4)
+    assert orthogonality_penalty(ortho).item() == pytest.approx(16 * (4 - 1) ** 2, rel=1e-4)
     penalty = orthogonality_penalty(RecurrentClassifier(kind, 30, 8, 16))  # PyTorch's uniform init
-    assert float(penalty) > 1.0
+    assert penalty.item() > 1.0
     penalty.backward()  # differentiable: it is added to the training loss
-    assert float(orthogonality_penalty(build_model(TrainConfig(model="bow"), 30))) == 0.0
+    assert orthogonality_penalty(build_model(TrainConfig(model="bow"), 30)).item() == 0.0

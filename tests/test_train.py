@@ -250,7 +250,7 @@ def test_orthogonal_penalty_keeps_the_recurrence_orthogonal(tmp_path, learn_data
     over = dict(epochs=4, lr=3e-2, clip=1.0, recurrent_init="orthogonal")
     free = _run(tmp_path, learn_data, "free", **over)[1].load_model()[2]
     held = _run(tmp_path, learn_data, "held", orthogonal_penalty=1.0, **over)[1].load_model()[2]
-    assert float(orthogonality_penalty(held)) < 0.2 * float(orthogonality_penalty(free))
+    assert orthogonality_penalty(held).item() < 0.2 * orthogonality_penalty(free).item()
     with pytest.raises(ConfigError, match="orthogonal_penalty needs a recurrent model"):
         TrainConfig(model="bow", orthogonal_penalty=0.1)
 
