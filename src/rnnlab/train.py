@@ -184,7 +184,8 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
             limit = cfg.skip_spikes * metrics[-1]["grad_norm_median"] if cfg.skip_spikes and metrics else math.inf
             # validation passes at evenly spaced steps, the last at the epoch's end
             checks = {math.ceil(k * len(batches) / cfg.val_checks) for k in range(1, cfg.val_checks + 1)}
-            passes, held = [], None  # held: the epoch's best mid-epoch weights, if they beat the run's best
+            passes, held = [], None  # held: the best mid-epoch weights that beat the run's best so far
+            floor = best["val_acc"] if best is not None and data.val is not None else -math.inf
             t0 = time.perf_counter()
             eval_seconds = 0.0
             for step, idx in enumerate(batches, 1):
@@ -224,9 +225,8 @@ def train(cfg: TrainConfig, data: Prepared, run: Run, log: Callable[[str], None]
                     te = time.perf_counter()
                     v = evaluate(scored, data.val, cfg.eval_batch_size, device)
                     passes.append({"step": step, "acc": v["acc"], "loss": v["loss"]})
-                    top = max(passes, key=lambda c: c["acc"])
-                    if step < len(batches) and top is passes[-1] and (best is None or v["acc"] > best["val_acc"]):
-                        held = {k: t.detach().clone() for k, t in scored.state_dict().items()}
+                    if step < len(batches) and v["acc"] > floor:
+                        held, floor = {k: t.detach().clone() for k, t in scored.state_dict().items()}, v["acc"]
                     eval_seconds += time.perf_counter() - te
             if device.type == "cuda":
                 torch.cuda.synchronize()
