@@ -1,12 +1,15 @@
 """Atomic file writes and the run directory's file formats (JSON, JSONL, safetensors).
 
 Every artifact is written to a temporary name in the same directory and renamed into place,
-so a killed process never leaves a truncated file that a later command trips on. Loading a run
-reads only JSON and safetensors: a shared run can never execute code.
+so a killed process never leaves a truncated file that a later command trips on. A write the
+file system refuses (disk full, read-only, no permission, a file in the way) raises
+StorageError, one line naming the path and the fault, and leaves no temporary file behind.
+Loading a run reads only JSON and safetensors: a shared run can never execute code.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -19,6 +22,28 @@ class RunError(ValueError):
     """A run directory or one of its files is missing, malformed or inconsistent."""
 
 
+class StorageError(RunError):
+    """The file system refused a write: `cannot write PATH: no space left on device`."""
+
+
+# faults of the environment, not of the program: each becomes one StorageError line
+_FAULTS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+           errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+           errno.EPERM: "operation not permitted", errno.ENOTDIR: "a parent path is a file, not a directory",
+           errno.EEXIST: "a file is in the way", errno.EISDIR: "it is a directory"}
+
+
+def fault(e: OSError) -> str:
+    """What the file system refused, as a short lower-case phrase."""
+    return _FAULTS.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+
+
+def _raise_if_refused(path: Path, e: BaseException) -> None:
+    """Raise StorageError if `e` is the file system refusing to write `path`."""
+    if isinstance(e, OSError) and e.errno in _FAULTS:
+        raise StorageError(f"cannot write {path}: {fault(e)}") from None
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -27,15 +52,20 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only on success."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        _raise_if_refused(path, e)
+        raise
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # gone already, or the file system refuses even this
             os.unlink(tmp)
+        _raise_if_refused(path, e)
         raise
 
 
@@ -89,11 +119,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    data = save(tensors, metadata=metadata)  # bytes, so a full disk is Python's OSError, not a Rust one
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.write_bytes(data)
 
 
 def load_tensors(path: str | os.PathLike) -> dict:
