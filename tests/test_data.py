@@ -425,12 +425,19 @@ def test_encode_corpus_second_call_hits_the_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(text_mod, "_encode_texts", counting)
     first = encode_corpus(ds)
     assert len(calls) == 2
-    assert list((tmp_path / "cache").glob(f"corpus-{first.key}.npz"))
+    entry = tmp_path / "cache" / f"corpus-{first.key}"
+    assert sorted(f.name for f in entry.iterdir()) == sorted(["manifest.json", "words.json", "counts.npy",
+                                                              "train_ids.npy", "train_offsets.npy",
+                                                              "test_ids.npy", "test_offsets.npy"])
     second = encode_corpus(ds)
     assert len(calls) == 2
     assert second.key == first.key and second.words == first.words
     for name in ("counts", "train_ids", "train_offsets", "test_ids", "test_offsets"):
         np.testing.assert_array_equal(getattr(second, name), getattr(first, name), err_msg=name)
+        assert isinstance(getattr(second, name).base, np.memmap), f"{name} is not memory-mapped"
+        assert not getattr(first, name).flags.writeable and not getattr(second, name).flags.writeable
+    for got in (first.split("train", 10), second.split("test", 10)):  # callers get arrays of their own
+        assert all(type(a) is np.ndarray and a.flags.writeable and a.base is None for a in got)
 
     # a different strip_html is a different key: it must tokenise again (and so fail here)
     with pytest.raises(AssertionError, match="cache miss"):
@@ -449,14 +456,15 @@ def test_encode_corpus_cache_key_follows_the_data(monkeypatch, tmp_path):
     assert len({a.key, b.key, encode_corpus(c).key}) == 3  # texts and labels both count
 
 
-def test_broken_cache_entry_is_rebuilt(monkeypatch, tmp_path):
+def test_broken_cache_entry_is_rebuilt(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
     ds = _ds(["a b b", "c"])
     first = encode_corpus(ds)
-    (tmp_path / "cache" / f"corpus-{first.key}.npz").write_bytes(b"not an npz")
+    (tmp_path / "cache" / f"corpus-{first.key}" / "train_ids.npy").write_bytes(b"not an npy")
     again = encode_corpus(ds)
     assert again.words == first.words
     np.testing.assert_array_equal(again.train_ids, first.train_ids)
+    assert f"corpus-{first.key}" in capsys.readouterr().err  # the rebuild was reported (more in test_faults)
 
 
 # --- the shared full IMDB copy ---------------------------------------------------------------

@@ -9,24 +9,42 @@ The tokenizer is the notebook's: lowercase, every character outside [a-z0-9] and
 becomes a space, split on whitespace. `strip_html` first removes the site's `<br />` tags.
 Vocabulary order is by train count, ties broken alphabetically, so it never depends on
 row order. An empty review (no tokens) is read as a single `<unk>`.
+
+The cache is one directory per data and text settings, `$RNNLAB_CACHE/corpus-<key>/`: one
+`.npy` per array, `words.json`, and `manifest.json` (format version, key, each file's size
+and sha256). Arrays are memory-mapped read-only, so parallel workers share one copy.
+A builder writes into its own `.corpus-<key>.<host>.<pid>.<random>.tmp` directory and
+renames it into place; if another process got there first, its entry is used. An entry
+that fails any check is reported in one warning line, removed and rebuilt; temporary
+directories of dead processes (or older than an hour) are swept away. A cache that cannot
+be written (read-only, full, no permission, a file in the way) is reported in one warning
+line and the corpus is kept in memory. Old `corpus-<key>.npz` files (format 1) are ignored.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import secrets
+import shutil
+import socket
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .data import Dataset
+from .io import fault
 
 PAD, UNK = 0, 1
 _NON_ALNUM = re.compile(r"[^a-z0-9\s]")
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 1: one .npz file; 2: a directory of .npy files and a manifest
 
 
 def tokenize(text: str, strip_html: bool = False) -> list[str]:
@@ -121,19 +139,30 @@ def cache_dir() -> Path:
 
 
 def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
-                  progress=None) -> Corpus:
-    """Tokenise train and test; cached on disk keyed by the data and text settings."""
+                  progress: Callable[[str], None] | None = None) -> Corpus:
+    """Tokenise train and test; cached on disk keyed by the data and text settings.
+
+    Cache warnings go to `progress` (else stderr); a cache fault never fails the call.
+    """
     key = hashlib.sha256(
         f"{dataset_fingerprint(ds)}|strip_html={strip_html}|v{CACHE_VERSION}".encode()
     ).hexdigest()[:24]
-    path = cache_dir() / f"corpus-{key}.npz"
-    if use_cache and path.exists():
-        try:
-            return _load_corpus(path, strip_html, key)
-        except (OSError, ValueError, KeyError):
-            pass  # a broken cache entry is rebuilt below
+    entry = cache_dir() / f"corpus-{key}"
+    warn = progress or (lambda msg: print(msg, file=sys.stderr))
+    if use_cache:
+        _sweep(entry.parent)
+        corpus = _cached(entry, strip_html, key, warn)
+        if corpus is not None:
+            return corpus
     if progress:
         progress("tokenising train and test (first run only; cached afterwards)")
+    corpus = _encode(ds, strip_html, key)
+    if use_cache:
+        corpus = _store(entry, corpus, warn)
+    return corpus
+
+
+def _encode(ds: Dataset, strip_html: bool, key: str) -> Corpus:
     tr_toks, tr_off = _encode_texts(ds.train.texts, strip_html)
     te_toks, te_off = _encode_texts(ds.test.texts, strip_html)
     from collections import Counter
@@ -151,25 +180,156 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
     tr_ids = np.fromiter((index[w] for t in tr_toks for w in t), dtype=np.int32, count=int(tr_off[-1]))
     te_ids = np.fromiter((index.get(w, oov) for t in te_toks for w in t), dtype=np.int32,
                          count=int(te_off[-1]))
-    corpus = Corpus(words, counts, tr_ids, tr_off, te_ids, te_off, strip_html, key)
-    if use_cache:
-        _save_corpus(path, corpus)
-    return corpus
+    for a in (counts, tr_ids, tr_off, te_ids, te_off):
+        a.flags.writeable = False  # read-only, as the memory-mapped arrays of a cache hit are
+    return Corpus(words, counts, tr_ids, tr_off, te_ids, te_off, strip_html, key)
 
 
-def _save_corpus(path: Path, c: Corpus) -> None:
-    from .io import atomic_path
+# --- the disk cache --------------------------------------------------------------------------
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, words=np.frombuffer(json.dumps(c.words).encode(), dtype=np.uint8),
-                     counts=c.counts, train_ids=c.train_ids, train_offsets=c.train_offsets,
-                     test_ids=c.test_ids, test_offsets=c.test_offsets)
+_ARRAYS = {"counts": np.int64, "train_ids": np.int32, "train_offsets": np.int64,
+           "test_ids": np.int32, "test_offsets": np.int64}
+_FILES = ["words.json", *(f"{name}.npy" for name in _ARRAYS)]
+_HOST = socket.gethostname()
+_STALE_SECONDS = 3600  # a temporary directory this old is abandoned, whoever made it
 
 
-def _load_corpus(path: Path, strip_html: bool, key: str) -> Corpus:
-    with np.load(path, allow_pickle=False) as z:
-        words = json.loads(z["words"].tobytes().decode())
-        return Corpus(words, z["counts"], z["train_ids"], z["train_offsets"],
-                      z["test_ids"], z["test_offsets"], strip_html, key)
+def _private_name(entry: Path) -> Path:
+    """`.corpus-<key>.<host>.<pid>.<random>.tmp`: never read as an entry; swept once its owner is gone."""
+    return entry.with_name(f".{entry.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _cached(entry: Path, strip_html: bool, key: str, warn) -> Corpus | None:
+    """The verified entry, or None; a broken entry is reported once and removed."""
+    if not os.path.lexists(entry):
+        return None
+    try:
+        return _load_corpus(entry, strip_html, key)
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with it, it is rebuilt
+        warn(f"warning: corpus cache {entry} is unusable ({_why(e)}); rebuilding it")
+        _discard(entry)
+        return None
+
+
+def _store(entry: Path, corpus: Corpus, warn) -> Corpus:
+    """Write `corpus` as `entry` via a private temporary directory and one rename."""
+    tmp = _private_name(entry)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        _save_corpus(tmp, corpus)
+        try:
+            os.rename(tmp, entry)
+            return corpus
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    except Exception as e:  # noqa: BLE001 - the run goes on without a cache
+        warn(f"warning: cannot write corpus cache {entry.parent}: {_why(e, with_file=False)}; "
+             "continuing without a cache")
+        return corpus
+    finally:
+        _remove(tmp)
+    # another process renamed its entry into place first: use it (verified), as later runs will
+    return _cached(entry, corpus.strip_html, corpus.key, warn) or corpus
+
+
+def _save_corpus(d: Path, c: Corpus) -> None:
+    """Write each array as .npy, the words as JSON, then the manifest that vouches for them."""
+    def put(name: str, write) -> None:
+        with open(d / name, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename publishes it
+
+    put("words.json", lambda fh: fh.write(json.dumps(c.words).encode()))
+    for name in _ARRAYS:
+        put(f"{name}.npy", lambda fh: np.save(fh, getattr(c, name), allow_pickle=False))
+    files = {f: {"bytes": (d / f).stat().st_size, "sha256": _sha256(d / f)} for f in _FILES}
+    manifest = {"version": CACHE_VERSION, "key": c.key, "files": files}
+    put("manifest.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+
+
+def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
+    """Check the manifest, then every file's size and sha256, then map the arrays read-only."""
+    try:
+        m = json.loads((entry / "manifest.json").read_bytes())
+    except ValueError as e:
+        raise ValueError(f"manifest.json: malformed JSON ({e})") from None
+    if not isinstance(m, dict) or m.get("version") != CACHE_VERSION:
+        raise ValueError(f"format version {m.get('version') if isinstance(m, dict) else None!r}, "
+                         f"this rnnlab reads {CACHE_VERSION}")
+    if m.get("key") != key:
+        raise ValueError(f"manifest key {m.get('key')!r} is not {key}")
+    if not isinstance(m.get("files"), dict) or sorted(m["files"]) != sorted(_FILES):
+        raise ValueError("manifest.json does not list the cache files")
+    for name, want in m["files"].items():
+        size = (entry / name).stat().st_size
+        if size != want["bytes"]:
+            raise ValueError(f"{name}: {size} bytes, manifest says {want['bytes']}")
+        if _sha256(entry / name) != want["sha256"]:
+            raise ValueError(f"{name}: checksum mismatch")
+    words = json.loads((entry / "words.json").read_bytes())
+    arrays = {}
+    for name, dtype in _ARRAYS.items():
+        a = np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+        if a.dtype != dtype or a.ndim != 1:
+            raise ValueError(f"{name}.npy: {a.dtype} {a.shape}, expected 1-d {np.dtype(dtype)}")
+        arrays[name] = a  # a read-only view of the mapped file
+    return Corpus(words, strip_html=strip_html, key=key, **arrays)
+
+
+def _sha256(f: Path) -> str:
+    with open(f, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()  # ~40 ms for the full IMDB ids
+
+
+def _why(e: Exception, with_file: bool = True) -> str:
+    """One short line: what went wrong (with a cache file, named by its base name)."""
+    if isinstance(e, OSError):
+        return f"{Path(e.filename).name}: {fault(e)}" if e.filename and with_file else fault(e)
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _remove(p: Path) -> None:
+    """Delete a file or directory tree, as far as the file system allows."""
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def _discard(entry: Path) -> None:
+    """Move a broken entry aside in one rename (so no reader sees it half deleted), then delete it."""
+    aside = _private_name(entry)
+    try:
+        os.rename(entry, aside)
+    except OSError:
+        return  # already gone (another process), or the file system is read-only
+    _remove(aside)
+
+
+def _sweep(cache: Path) -> None:
+    """Delete temporary directories left by builders that died: dead pid on this host, or old."""
+    try:
+        for p in cache.glob(".corpus-*.tmp"):
+            parts = p.name.split(".")  # ['', 'corpus-<key>', *host, pid, random, 'tmp']
+            host, pid = ".".join(parts[2:-3]), parts[-3]
+            dead = host == _HOST and pid.isdigit() and not _alive(int(pid))
+            if dead or time.time() - p.lstat().st_mtime > _STALE_SECONDS:
+                _remove(p)
+    except OSError:
+        pass  # an unreadable cache directory is reported when it is written
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
