@@ -163,6 +163,7 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
 
 
 def _encode(ds: Dataset, strip_html: bool, key: str) -> Corpus:
+    """Tokenise both splits, rank the train words, and map every token to its id."""
     tr_toks, tr_off = _encode_texts(ds.train.texts, strip_html)
     te_toks, te_off = _encode_texts(ds.test.texts, strip_html)
     from collections import Counter
@@ -252,18 +253,7 @@ def _save_corpus(d: Path, c: Corpus) -> None:
 
 def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
     """Check the manifest, then every file's size and sha256, then map the arrays read-only."""
-    try:
-        m = json.loads((entry / "manifest.json").read_bytes())
-    except ValueError as e:
-        raise ValueError(f"manifest.json: malformed JSON ({e})") from None
-    if not isinstance(m, dict) or m.get("version") != CACHE_VERSION:
-        raise ValueError(f"format version {m.get('version') if isinstance(m, dict) else None!r}, "
-                         f"this rnnlab reads {CACHE_VERSION}")
-    if m.get("key") != key:
-        raise ValueError(f"manifest key {m.get('key')!r} is not {key}")
-    if not isinstance(m.get("files"), dict) or sorted(m["files"]) != sorted(_FILES):
-        raise ValueError("manifest.json does not list the cache files")
-    for name, want in m["files"].items():
+    for name, want in _read_manifest(entry, key).items():
         size = (entry / name).stat().st_size
         if size != want["bytes"]:
             raise ValueError(f"{name}: {size} bytes, manifest says {want['bytes']}")
@@ -277,6 +267,26 @@ def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
             raise ValueError(f"{name}.npy: {a.dtype} {a.shape}, expected 1-d {np.dtype(dtype)}")
         arrays[name] = a  # a read-only view of the mapped file
     return Corpus(words, strip_html=strip_html, key=key, **arrays)
+
+
+def _read_manifest(entry: Path, key: str) -> dict:
+    """{file name: {"bytes": n, "sha256": hex}} of an entry of this format version and key."""
+    try:
+        m = json.loads((entry / "manifest.json").read_bytes())
+    except ValueError as e:
+        raise ValueError(f"manifest.json: malformed JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise ValueError("manifest.json is not a JSON object")
+    if m.get("version") != CACHE_VERSION:
+        raise ValueError(f"format version {m.get('version')!r}, this rnnlab reads {CACHE_VERSION}")
+    if m.get("key") != key:
+        raise ValueError(f"manifest key {m.get('key')!r} is not {key}")
+    files = m.get("files")
+    if not (isinstance(files, dict) and sorted(files) == sorted(_FILES) and all(
+            isinstance(f, dict) and isinstance(f.get("bytes"), int) and isinstance(f.get("sha256"), str)
+            for f in files.values())):
+        raise ValueError("manifest.json: 'files' does not give each cache file's bytes and sha256")
+    return files
 
 
 def _sha256(f: Path) -> str:

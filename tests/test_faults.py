@@ -1,0 +1,548 @@
+"""Machine faults around the corpus cache and the atomic writes: what the user sees (one line
+naming the path and the fault, never a traceback) and that the next run works and gives the
+same corpus.
+
+Full and read-only disks are real tmpfs mounts where this process may mount (root); elsewhere
+the same errno is raised at every write call under the directory, so the cases still run.
+`RNNLAB_TEST_NO_MOUNT=1` forces the injected faults. Run as a script, this file is the worker
+process of the concurrency and killed-builder cases.
+"""
+from __future__ import annotations
+
+import builtins
+import errno
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import rnnlab.text as text_mod
+from rnnlab.data import load_imdb
+from rnnlab.io import RunError, StorageError, write_json, write_jsonl, write_text
+from rnnlab.text import CACHE_VERSION, encode_corpus
+
+from conftest import make_reviews, write_parquet_dir
+
+ARRAYS = ("counts", "train_ids", "train_offsets", "test_ids", "test_offsets")
+
+
+def digest(c) -> str:
+    """One hash of everything a corpus holds."""
+    h = hashlib.sha256(json.dumps(c.words).encode())
+    for name in ARRAYS:
+        h.update(np.ascontiguousarray(getattr(c, name)).tobytes())
+    return h.hexdigest()
+
+
+def is_mapped(c) -> bool:
+    """Whether the corpus came from the disk cache (its arrays are views of memory maps)."""
+    return all(isinstance(getattr(c, name).base, np.memmap) for name in ARRAYS)
+
+
+# --- disks that fill up or turn read-only ----------------------------------------------------
+
+def _sh(*argv) -> bool:
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+@functools.lru_cache(maxsize=None)
+def can_mount() -> bool:
+    """Whether this process may mount a tmpfs (checked once)."""
+    if os.environ.get("RNNLAB_TEST_NO_MOUNT"):
+        return False
+    probe = tempfile.mkdtemp(prefix="rnnlab-mount-probe-")
+    try:
+        return _sh("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe) and _sh("umount", probe)
+    except OSError:  # no mount program
+        return False
+    finally:
+        os.rmdir(probe)
+
+
+def _inject(monkeypatch, root: Path, current: Callable[[], int | None]) -> None:
+    """Refuse every write call under `root` with errno current() (while it is set)."""
+    root = str(root)
+
+    def check(path) -> None:
+        err = current()
+        if err and not isinstance(path, int):
+            p = os.path.abspath(os.fsdecode(path))
+            if p == root or p.startswith(root + os.sep):
+                raise OSError(err, os.strerror(err), os.fsdecode(path))
+
+    real = {"open": builtins.open, "os_open": os.open, "mkdir": os.mkdir, "rename": os.rename,
+            "replace": os.replace}
+
+    def open_(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+"):
+            check(file)
+        return real["open"](file, mode, *a, **k)
+
+    def os_open(path, flags, *a, **k):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            check(path)
+        return real["os_open"](path, flags, *a, **k)
+
+    def mkdir(path, *a, **k):
+        if current() != errno.ENOSPC:  # a full tmpfs still makes directories and renames
+            check(path)
+        return real["mkdir"](path, *a, **k)
+
+    def moves(name):
+        def move(src, dst, *a, **k):
+            if current() != errno.ENOSPC:
+                check(src)
+                check(dst)
+            return real[name](src, dst, *a, **k)
+        return move
+
+    for target, fn in ((builtins, open_), (io, open_)):
+        monkeypatch.setattr(target, "open", fn)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "rename", moves("rename"))
+    monkeypatch.setattr(os, "replace", moves("replace"))
+
+
+class Disk:
+    """A small file system at `path` that can be filled or made read-only, and healed:
+    a real tmpfs where `mount` works, else the errno injected at the write calls."""
+
+    def __init__(self, path: Path, monkeypatch):
+        self.path, self.real, self.fault = path, can_mount(), None
+        path.mkdir(parents=True)
+        if self.real:
+            assert _sh("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(path))
+        else:
+            _inject(monkeypatch, path, lambda: self.fault)
+
+    def fill(self) -> None:
+        if not self.real:
+            self.fault = errno.ENOSPC
+            return
+        with open(self.path / "filler", "wb", buffering=0) as fh:
+            with pytest.raises(OSError) as e:
+                while True:
+                    fh.write(b"\0" * 4096)
+        assert e.value.errno == errno.ENOSPC
+
+    def read_only(self) -> None:
+        if not self.real:
+            self.fault = errno.EROFS
+            return
+        assert _sh("mount", "-o", "remount,ro", str(self.path))
+
+    def heal(self) -> None:
+        self.fault = None
+        if self.real:
+            assert _sh("mount", "-o", "remount,rw", str(self.path))
+            (self.path / "filler").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self.real:
+            import gc
+
+            gc.collect()  # drop memory maps of files on it
+            assert _sh("umount", str(self.path)) or _sh("umount", "-l", str(self.path))
+
+
+@pytest.fixture
+def disk(tmp_path, monkeypatch):
+    d = Disk(tmp_path / "disk", monkeypatch)
+    yield d
+    monkeypatch.undo()  # restore open() & co before unmounting
+    d.close()
+
+
+# --- a tiny data set and the world a case runs in --------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    return write_parquet_dir(tmp_path_factory.mktemp("faults") / "imdb", make_reviews(40, seed=5),
+                             make_reviews(20, seed=6))
+
+
+@pytest.fixture(scope="module")
+def reference(small_data):
+    return encode_corpus(load_imdb(small_data), use_cache=False)
+
+
+@dataclass
+class World:
+    """What a case sets up: the data, the cache directory (RNNLAB_CACHE) and a mountable disk."""
+
+    tmp: Path
+    data: Path
+    key: str
+    disk: Disk
+    monkeypatch: pytest.MonkeyPatch
+    cache: Path = None
+    left: Path = None  # what a case expects the run to sweep away, or to leave alone
+    gone: list = None
+    kept: list = None
+
+    def use(self, cache: Path) -> Path:
+        self.cache = cache
+        self.monkeypatch.setenv("RNNLAB_CACHE", str(cache))
+        return cache
+
+    @property
+    def entry(self) -> Path:
+        return self.cache / f"corpus-{self.key}"
+
+    def build(self) -> Path:
+        """A valid cache entry, made by an ordinary run."""
+        encode_corpus(load_imdb(self.data))
+        assert (self.entry / "manifest.json").is_file()
+        return self.entry
+
+    def edit_manifest(self, fn) -> None:
+        f = self.build() / "manifest.json"
+        f.write_text(json.dumps(fn(json.loads(f.read_text()))))
+
+
+def _truncate(f: Path) -> None:
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])
+
+
+def _flip_last_byte(f: Path) -> None:
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 0xFF
+    f.write_bytes(bytes(raw))
+
+
+def _plant(cache: Path, key: str, host: str, pid: int, age_s: float = 0) -> Path:
+    """A builder's temporary directory, half written."""
+    d = cache / f".corpus-{key}.{host}.{pid}.dead0000.tmp"
+    d.mkdir(parents=True)
+    (d / "words.json").write_text('["the", "fi')
+    (d / "train_ids.npy").write_bytes(b"\x93NUMPY")
+    if age_s:
+        t = time.time() - age_s
+        os.utime(d, (t, t))
+    return d
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _killed_builder(w: World) -> None:
+    """A real builder process, killed (SIGKILL) while it writes its temporary directory."""
+    w.use(w.tmp / "cache")
+    p = subprocess.Popen([sys.executable, __file__, "killed", str(w.data)], stdout=subprocess.PIPE,
+                         env={**os.environ, "RNNLAB_CACHE": str(w.cache)})
+    try:
+        assert p.stdout.readline().strip() == b"writing", "the worker did not start writing"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()  # reaped: its pid is dead now
+    left = list(w.cache.glob(f".corpus-{w.key}.*.{p.pid}.*.tmp"))
+    assert len(left) == 1 and not w.entry.exists()
+    w.left = left[0]
+
+
+def _old_npz(w: World) -> None:
+    """An entry of the format-1 cache (one .npz, the key ending in |v1) from an older checkout."""
+    w.use(w.tmp / "cache").mkdir()
+    old = w.cache / "corpus-0123456789abcdef01234567.npz"
+    np.savez(old, words=np.frombuffer(b'["a"]', dtype=np.uint8), counts=np.ones(1, np.int64))
+    w.left = old
+
+
+def _stale_temp_dirs(w: World) -> None:
+    """Half-written temporary directories: of a dead builder here, an old one elsewhere (swept);
+    of a live builder here, a recent one elsewhere (kept)."""
+    w.use(w.tmp / "cache")
+    w.gone = [_plant(w.cache, w.key, text_mod._HOST, _dead_pid()),
+              _plant(w.cache, "ffffffffffffffffffffffff", "otherhost", 4242, age_s=7200)]
+    w.kept = [_plant(w.cache, w.key, text_mod._HOST, os.getppid()),  # a live builder
+              _plant(w.cache, w.key, "otherhost", 4242)]  # another machine's, recent
+
+
+def _swept(w: World) -> None:
+    """Temporary directories of dead or old builders are gone; those of live ones are not."""
+    assert not w.left or not w.left.exists(), f"{w.left.name} was not swept"
+    assert not [d.name for d in w.gone or [] if d.exists()], "a dead builder's directory is left"
+    assert all(d.exists() for d in w.kept or []), "a live builder's directory was removed"
+
+
+def _left_alone(w: World) -> None:
+    assert w.left.is_file(), f"{w.left.name} was removed"
+
+
+def _entry_unusable(reason: str) -> Callable[[World], str]:
+    return lambda w: rf"^warning: corpus cache {re.escape(str(w.entry))} is unusable \({reason}\); rebuilding it$"
+
+
+def _cannot_write(fault: str) -> Callable[[World], str]:
+    return lambda w: (rf"^warning: cannot write corpus cache {re.escape(str(w.cache))}: {fault}; "
+                      r"continuing without a cache$")
+
+
+@dataclass
+class Case:
+    """`setup(w)` makes the cache the next run meets; `lines` are regexes of the lines that run
+    prints, in order ([]: silent). `check(w)` looks at what the run left; `heal(w)` clears an
+    environment fault; the run after prints `next_lines`, and the one after that nothing."""
+
+    id: str
+    setup: Callable[[World], object]
+    lines: list[Callable[[World], str]]
+    heal: Callable[[World], None] | None = None
+    check: Callable[[World], None] | None = None
+    next_lines: list[Callable[[World], str]] = ()
+
+
+def _on_cache(fn) -> Callable[[World], object]:
+    """Damage a valid entry in RNNLAB_CACHE=tmp/cache."""
+    def setup(w: World):
+        w.use(w.tmp / "cache")
+        return fn(w)
+    return setup
+
+
+CASES = [
+    # --- a damaged entry: reported, removed, rebuilt ---------------------------------------
+    Case("truncated-npy", _on_cache(lambda w: _truncate(w.build() / "train_ids.npy")),
+         [_entry_unusable(r"train_ids\.npy: \d+ bytes, manifest says \d+")]),
+    Case("flipped-byte-npy", _on_cache(lambda w: _flip_last_byte(w.build() / "test_ids.npy")),
+         [_entry_unusable(r"test_ids\.npy: checksum mismatch")]),
+    Case("truncated-words", _on_cache(lambda w: _truncate(w.build() / "words.json")),
+         [_entry_unusable(r"words\.json: \d+ bytes, manifest says \d+")]),
+    Case("garbage-manifest", _on_cache(lambda w: (w.build() / "manifest.json").write_bytes(b"\x00\xffgarbage{")),
+         [_entry_unusable(r"manifest\.json: malformed JSON \(.*\)")]),
+    Case("manifest-not-an-object", _on_cache(lambda w: (w.build() / "manifest.json").write_text("[2]")),
+         [_entry_unusable(r"manifest\.json is not a JSON object")]),
+    Case("manifest-without-sizes", _on_cache(lambda w: w.edit_manifest(
+        lambda m: {**m, "files": {f: {} for f in m["files"]}})),
+         [_entry_unusable(r"manifest\.json: .*")]),
+    Case("manifest-of-another-key", _on_cache(lambda w: w.edit_manifest(lambda m: {**m, "key": "0" * 24})),
+         [_entry_unusable(r"manifest key '0+' is not [0-9a-f]{24}")]),
+    Case("other-format-version", _on_cache(lambda w: w.edit_manifest(lambda m: {**m, "version": CACHE_VERSION + 1})),
+         [_entry_unusable(rf"format version {CACHE_VERSION + 1}, this rnnlab reads {CACHE_VERSION}")]),
+    Case("missing-npy", _on_cache(lambda w: (w.build() / "test_offsets.npy").unlink()),
+         [_entry_unusable(r"test_offsets\.npy: no such file or directory")]),
+    Case("missing-manifest", _on_cache(lambda w: (w.build() / "manifest.json").unlink()),
+         [_entry_unusable(r"manifest\.json: no such file or directory")]),
+    Case("entry-is-a-file", _on_cache(lambda w: (w.cache.mkdir(), w.entry.write_bytes(b"PK\x03\x04"))),
+         [_entry_unusable(r"manifest\.json: a parent path is a file, not a directory")]),
+    # --- leftovers that are not entries: ignored or swept, silently ---------------------------
+    Case("killed-builder-temp-dir", _killed_builder, [], check=_swept),
+    Case("stale-and-live-temp-dirs", _stale_temp_dirs, [], check=_swept),
+    Case("old-npz-era-file", _old_npz, [], check=_left_alone),
+    # --- a cache that cannot be written: one line, the run goes on in memory ------------------
+    Case("cache-on-a-full-disk", lambda w: (w.use(w.disk.path), w.disk.fill()),
+         [_cannot_write("no space left on device")], heal=lambda w: w.disk.heal()),
+    Case("cache-on-a-read-only-disk", lambda w: (w.use(w.disk.path), w.disk.read_only()),
+         [_cannot_write("read-only file system")], heal=lambda w: w.disk.heal()),
+    Case("cache-dir-below-read-only-disk", lambda w: (w.use(w.disk.path / "rnnlab"), w.disk.read_only()),
+         [_cannot_write("read-only file system")], heal=lambda w: w.disk.heal()),
+    Case("valid-entry-on-a-read-only-disk", lambda w: (w.use(w.disk.path), w.build(), w.disk.read_only()),
+         [], heal=lambda w: w.disk.heal()),
+    Case("broken-entry-on-a-read-only-disk",
+         lambda w: (w.use(w.disk.path), _truncate(w.build() / "counts.npy"), w.disk.read_only()),
+         [_entry_unusable(r"counts\.npy: \d+ bytes, manifest says \d+"), _cannot_write("read-only file system")],
+         heal=lambda w: w.disk.heal(),  # the entry could not be removed while read-only: now it is
+         next_lines=[_entry_unusable(r"counts\.npy: \d+ bytes, manifest says \d+")]),
+    Case("cache-path-is-a-file", lambda w: w.use(w.tmp / "cachefile").write_text("x"),
+         [_cannot_write("a file is in the way")], heal=lambda w: w.cache.unlink()),
+    Case("cache-parent-is-a-file", lambda w: ((w.tmp / "afile").write_text("x"), w.use(w.tmp / "afile" / "cache")),
+         [_cannot_write("a parent path is a file, not a directory")], heal=lambda w: (w.tmp / "afile").unlink()),
+    Case("cache-permission-denied", lambda w: (w.use(w.tmp / "locked"), _inject(
+        w.monkeypatch, w.tmp / "locked", lambda: None if getattr(w, "healed", False) else errno.EACCES)),
+         [_cannot_write("permission denied")], heal=lambda w: setattr(w, "healed", True)),
+]
+
+
+def _run(capsys, data: Path):
+    """One run as a user's: encode the data, and the lines it printed."""
+    corpus = encode_corpus(load_imdb(data))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return corpus, [ln for ln in (out + err).splitlines() if ln.strip()]
+
+
+def _assert_lines(lines: list[str], want: list[str]) -> None:
+    assert len(lines) == len(want), f"expected {len(want)} line(s), got {lines}"
+    for ln, rx in zip(lines, want):
+        assert re.search(rx, ln), f"{rx!r} does not match {ln!r}"
+
+
+def _no_temp_dir_of_this_process(cache: Path) -> None:
+    if cache.is_dir():
+        assert not list(cache.glob(f".corpus-*.{os.getpid()}.*.tmp")), sorted(p.name for p in cache.iterdir())
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_cache_fault(case, tmp_path, disk, small_data, reference, monkeypatch, capsys):
+    w = World(tmp_path, small_data, reference.key, disk, monkeypatch)
+    case.setup(w)
+    capsys.readouterr()  # what setup printed is not the run's
+    corpus, lines = _run(capsys, small_data)
+    _assert_lines(lines, [rx(w) for rx in case.lines])
+    assert digest(corpus) == digest(reference)
+    _no_temp_dir_of_this_process(w.cache)
+    if case.check:
+        case.check(w)
+    if case.heal:
+        case.heal(w)
+    for want in (case.next_lines, []):  # the next run rebuilds (or reads) the cache; the one after reads it
+        corpus, lines = _run(capsys, small_data)
+        _assert_lines(lines, [rx(w) for rx in want])
+        assert digest(corpus) == digest(reference)
+    assert is_mapped(corpus), "the run after the fault does not read the cache"
+    _no_temp_dir_of_this_process(w.cache)
+
+
+def test_fault_case_ids_are_unique():
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+# --- two builders at once ----------------------------------------------------------------------
+
+def test_two_processes_build_the_same_entry_at_once(tmp_path, small_data, reference):
+    """Both tokenise and write their own temporary directory, then (a barrier holds them until
+    both have) race to rename it into place: one wins, the other uses the winner's entry."""
+    env = {**os.environ, "RNNLAB_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, __file__, "race", str(small_data), str(tmp_path / "barrier")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and err.decode().strip() == "", err.decode()
+    got = [json.loads(out) for out, _ in results]
+    assert [g["digest"] for g in got] == [digest(reference)] * 2
+    assert sorted(g["mapped"] for g in got) == [False, True], "no race: one process must have used the other's entry"
+    cache = tmp_path / "cache"
+    assert sorted(p.name for p in cache.iterdir()) == [f"corpus-{reference.key}"]  # no temporary directory left
+    assert digest(text_mod._load_corpus(cache / f"corpus-{reference.key}", False, reference.key)) == digest(reference)
+
+
+# --- a real process, as a user runs it -----------------------------------------------------------
+
+CLI_CASES = ["truncated-npy", "garbage-manifest", "cache-path-is-a-file"]  # faults a child process meets too
+
+
+@pytest.mark.parametrize("case_id", CLI_CASES)
+def test_cli_train_warns_once_and_trains(case_id, tmp_path, disk, small_data, reference, monkeypatch):
+    """`rnnlab train` in a real process: exit 0, the case's warning line(s) on stderr, no traceback."""
+    case = next(c for c in CASES if c.id == case_id)
+    w = World(tmp_path, small_data, reference.key, disk, monkeypatch)
+    case.setup(w)
+    argv = [sys.executable, "-m", "rnnlab.cli", "train", "--data", str(small_data), "--out", str(tmp_path / "run"),
+            "--preset", "seed", "--epochs", "1", "--hidden-dim", "8", "--embed-dim", "8", "--vocab-size", "50",
+            "--device", "cpu"]
+    p = subprocess.run(argv, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 0 and "Traceback" not in err, err
+    _assert_lines([ln for ln in err.splitlines() if ln.startswith("warning")], [rx(w) for rx in case.lines])
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
+# --- atomic writes ---------------------------------------------------------------------------------
+
+def _save_tensors(p: Path) -> None:
+    import torch
+
+    from rnnlab.io import save_tensors
+
+    save_tensors(p, {"w": torch.arange(20000, dtype=torch.float32)})
+
+
+WRITES = {
+    "write_text": lambda p: write_text(p, "x" * 20000),
+    "write_json": lambda p: write_json(p, {"rows": list(range(5000))}),
+    "write_jsonl": lambda p: write_jsonl(p, [{"i": i} for i in range(2000)]),
+    "save_tensors": _save_tensors,
+}
+
+# fault -> (make it: returns the path to write, the phrase the error names)
+WRITE_FAULTS = {
+    "full-disk": (lambda d, tmp: (d.fill(), d.path / "out.bin")[1], "no space left on device"),
+    "read-only-disk": (lambda d, tmp: (d.read_only(), d.path / "out.bin")[1], "read-only file system"),
+    "parent-is-a-file": (lambda d, tmp: (tmp / "runs").write_text("x") and tmp / "runs" / "out.bin",
+                         "a parent path is a file, not a directory"),
+    "path-is-a-directory": (lambda d, tmp: ((tmp / "out.bin").mkdir(), tmp / "out.bin")[1], "it is a directory"),
+}
+
+
+@pytest.mark.parametrize("fault", list(WRITE_FAULTS))
+@pytest.mark.parametrize("write", list(WRITES))
+def test_atomic_write_fault_is_one_storage_error(write, fault, tmp_path, disk):
+    (disk.path / "out.bin").write_bytes(b"the previous version")  # a failed write keeps it whole
+    make, phrase = WRITE_FAULTS[fault]
+    path = make(disk, tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(StorageError) as e:
+        WRITES[write](path)
+    assert str(e.value) == f"cannot write {path}: {phrase}"
+    assert isinstance(e.value, RunError) and isinstance(e.value, ValueError)  # the CLI's one-line error
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before, "a temporary file was left behind, or a file was changed"
+    disk.heal()
+    if fault in ("full-disk", "read-only-disk"):  # the next write works
+        WRITES[write](path)
+        assert sorted(p.name for p in disk.path.iterdir()) == ["out.bin"]
+
+
+def test_cli_train_to_a_full_disk_is_one_error_line(tmp_path, disk, small_data):
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    disk.fill()
+    out = disk.path / "run"
+    res = CliRunner().invoke(main, ["train", "--data", str(small_data), "--out", str(out), "--preset", "seed",
+                                    "--epochs", "1", "--hidden-dim", "8", "--embed-dim", "8", "--vocab-size", "50",
+                                    "--device", "cpu"])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in res.output, res.output
+    assert re.search(rf"cannot write {re.escape(str(out))}/\S+: no space left on device", errors[0]), errors[0]
+
+
+# --- the worker process ------------------------------------------------------------------------
+
+def _worker(mode: str, data: str, *rest: str) -> None:
+    """build: one ordinary run. killed: write half a temporary directory, say so, wait to be killed.
+    race: build, then wait at a barrier until two processes have written, then rename."""
+    if mode == "killed":
+        def half(d, c):
+            (d / "words.json").write_text('["the", "fi')
+            print("writing", flush=True)
+            time.sleep(120)
+        text_mod._save_corpus = half
+    if mode == "race":
+        real, barrier = text_mod._save_corpus, Path(rest[0])
+
+        def save_then_wait(d, c):
+            real(d, c)
+            barrier.mkdir(exist_ok=True)
+            (barrier / str(os.getpid())).touch()
+            deadline = time.time() + 60
+            while len(list(barrier.iterdir())) < 2 and time.time() < deadline:
+                time.sleep(0.01)
+        text_mod._save_corpus = save_then_wait
+    c = encode_corpus(load_imdb(data))
+    print(json.dumps({"digest": digest(c), "mapped": is_mapped(c)}))
+
+
+if __name__ == "__main__":
+    _worker(*sys.argv[1:])
