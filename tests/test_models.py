@@ -6,10 +6,12 @@ import torch
 import torch.nn as nn
 
 from rnnlab.config import TrainConfig
-from rnnlab.models import (RecurrentClassifier, build_model, count_parameters, orthogonality_penalty,
-                           reverse_within, tanh_rnn_layer)
+from rnnlab.kernels import tanh_rnn_layer
+from rnnlab.models import RecurrentClassifier, build_model, count_parameters
 
 KINDS = ["rnn", "lstm", "gru", "bow", "transformer", "cnn"]
+# every (model, pool) a config accepts: only the recurrent models have a last state to read
+KIND_POOL = [(k, p) for k in KINDS for p in ("last", "mean", "max") if k in ("rnn", "lstm", "gru") or p != "last"]
 
 
 def _batch(B=6, T=17, V=50, seed=0):
@@ -80,8 +82,7 @@ def test_unrolled_matches_fused_and_exposes_dl_dh():
     assert hs[0].grad[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("pool", ["last", "mean", "max"])
+@pytest.mark.parametrize("kind,pool", KIND_POOL)
 def test_output_independent_of_padding_and_batch(kind, pool):
     torch.manual_seed(3)
     cfg = TrainConfig(model=kind, embed_dim=8, hidden_dim=8, pool=pool, vocab_size=50)
@@ -98,37 +99,6 @@ def test_output_independent_of_padding_and_batch(kind, pool):
             torch.testing.assert_close(padded, together[i:i + 1], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_bidirectional_reads_each_review_reversed(kind):
-    torch.manual_seed(4)
-    cfg = TrainConfig(model=kind, embed_dim=6, hidden_dim=5, bidirectional=True, layers=2, vocab_size=50)
-    model = build_model(cfg, 50).eval()
-    tokens, lengths = _batch(B=4, T=12)
-    with torch.no_grad():
-        out = model(tokens, lengths)
-        # reference: the same weights through a packed nn bidirectional module, layer by layer
-        x = model.embedding(tokens)
-        for f, b in zip(model.fwd, model.bwd):
-            ref = nn.RNNBase  # noqa: F841 (documentation only)
-            mod = type(f)(x.shape[-1], 5, batch_first=True, bidirectional=True,
-                          **({"nonlinearity": "tanh"} if kind == "rnn" else {}))
-            sd = {**{k: v for k, v in f.state_dict().items()},
-                  **{k + "_reverse": v for k, v in b.state_dict().items()}}
-            mod.load_state_dict(sd)
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            y, h = mod(packed)
-            x, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=12)
-        h = h[0] if isinstance(h, tuple) else h
-        ref = model.fc(torch.cat([h[-2], h[-1]], -1)).squeeze(-1)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
-
-
-def test_reverse_within_keeps_padding_in_place():
-    x = torch.arange(10.0).view(2, 5, 1)
-    r = reverse_within(x, torch.tensor([3, 5]))
-    assert r[0, :, 0].tolist() == [2, 1, 0, 3, 4] and r[1, :, 0].tolist() == [9, 8, 7, 6, 5]
-
-
 def test_factory_raises_on_unknown_kind_and_counts_seed_parameters():
     import dataclasses
 
@@ -142,31 +112,40 @@ def test_factory_raises_on_unknown_kind_and_counts_seed_parameters():
         build_model(bad, 10)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_every_step_logits_end_with_the_prediction(bidirectional):
-    torch.manual_seed(0)
-    m = RecurrentClassifier("rnn", 50, 8, 12, bidirectional=bidirectional).eval()
-    tokens, lengths = _batch()
-    logits, steps = m(tokens, lengths, every_step=True)
-    assert torch.equal(logits, m(tokens, lengths))
-    assert steps.shape == tokens.shape
-    at_end = steps[torch.arange(len(lengths)), lengths - 1]
-    if bidirectional:  # the step at len-1 pairs the forward end with the backward state at len-1
-        assert not torch.allclose(at_end, logits)
-        assert torch.allclose(steps[:, 0][lengths == 1], logits[lengths == 1])
-    else:  # unidirectional: the prediction is the classifier on the state at the last real token
-        assert torch.allclose(at_end, logits, atol=1e-6)
+@pytest.mark.parametrize("kind,pool", KIND_POOL)
+def test_forward_steps_is_the_prediction_on_every_prefix(kind, pool):
+    """The running opinion: steps[:, t] is what the model outputs for the review cut after token t."""
+    torch.manual_seed(5)
+    model = build_model(TrainConfig(model=kind, embed_dim=8, hidden_dim=8, pool=pool, vocab_size=50), 50).eval()
+    tokens, lengths = _batch(B=4, T=11)
+    lengths[1] = 1  # a one-token review must be there
+    tokens[1, 1:] = 0
+    with torch.no_grad():
+        logits, steps = model.forward_steps(tokens, lengths)
+        assert steps.shape == tokens.shape
+        torch.testing.assert_close(logits, model(tokens, lengths))
+        for b in range(len(lengths)):
+            for t in range(int(lengths[b])):  # slow reference: the model on the prefix alone
+                ref = model(tokens[b:b + 1, : t + 1], torch.tensor([t + 1]))
+                torch.testing.assert_close(steps[b, t], ref[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(steps[torch.arange(4), lengths - 1], logits, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_orthogonality_penalty_is_zero_for_orthogonal_recurrence_only(kind):
-    torch.manual_seed(0)
-    ortho = RecurrentClassifier(kind, 30, 8, 16, layers=2, recurrent_init="orthogonal")
-    assert orthogonality_penalty(ortho).item() == pytest.approx(0.0, abs=1e-9)
-    with torch.no_grad():  # scale one gate block of one layer by 2: each of its 16 singular values 1 -> 2
-        ortho.rnn.weight_hh_l1[:16].mul_(2.0)
-    assert orthogonality_penalty(ortho).item() == pytest.approx(16 * (4 - 1) ** 2, rel=1e-4)
-    penalty = orthogonality_penalty(RecurrentClassifier(kind, 30, 8, 16))  # PyTorch's uniform init
-    assert penalty.item() > 1.0
-    penalty.backward()  # differentiable: it is added to the training loss
-    assert orthogonality_penalty(build_model(TrainConfig(model="bow"), 30)).item() == 0.0
+@pytest.mark.parametrize("kind", ["bow", "transformer", "cnn"])
+def test_models_without_a_last_state_refuse_pool_last(kind):
+    from rnnlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no last state"):
+        TrainConfig(model=kind, pool="last")
+    with pytest.raises(ValueError, match="no last state"):  # the model itself refuses too, not only the config
+        from rnnlab.models import BagOfEmbeddings, CNNClassifier, TransformerClassifier
+
+        {"bow": lambda: BagOfEmbeddings(10, 4, pool="last"), "cnn": lambda: CNNClassifier(10, 4, 4, pool="last"),
+         "transformer": lambda: TransformerClassifier(10, 4, 4, pool="last")}[kind]()
+
+
+def test_transformer_refuses_a_width_its_heads_cannot_split():
+    from rnnlab.models import TransformerClassifier
+
+    with pytest.raises(ValueError, match="not divisible by 4 attention heads"):
+        TransformerClassifier(10, 6, 8, pool="mean")

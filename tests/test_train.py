@@ -17,20 +17,22 @@ from safetensors.torch import load_file
 from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import ConfigError, TrainConfig, with_overrides
 from rnnlab.data import load_imdb
-from rnnlab.runs import Run
-from rnnlab.models import RecurrentClassifier, orthogonality_penalty
-from rnnlab.train import Divergence, _loss, evaluate, prepare, stratified_split, train
+from rnnlab.models import RecurrentClassifier
+from rnnlab.prepare import prepare, stratified_split
+from rnnlab.runs import RunDir
+from rnnlab.scoring import score
+from rnnlab.train import BestWeights, Divergence, lr_at, objective, train
 
-SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2,
-             test_every_epoch=False, eval_batch_size=64)
+SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2, test_every_epoch=False)
 TIMING = {"train_seconds", "tokens_per_second"}
 
 
 def _run(tmp_path, data_dir, name="run", **over):
     cfg = with_overrides(TrainConfig(), {**SMALL, **over})
-    data = prepare(cfg, load_imdb(data_dir))
-    run = Run.create(tmp_path / name, cfg, data.vocab, data.source)
-    return train(cfg, data, run, log=lambda s: None), run
+    ds = load_imdb(data_dir)
+    data = prepare(cfg, ds)
+    run = RunDir.create(tmp_path / name, cfg, data.vocab, ds)
+    return train(cfg, data, run, log=lambda s: None).summary, run
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def learn_data(tmp_path_factory):
 @pytest.mark.parametrize("kind,epochs,lr", [("rnn", 12, 3e-3), ("lstm", 10, 1e-2), ("gru", 10, 1e-2),
                                              ("bow", 15, 3e-2), ("transformer", 10, 3e-3), ("cnn", 8, 1e-2)])
 def test_each_model_kind_learns_the_synthetic_task(tmp_path, learn_data, kind, epochs, lr):
-    summary, run = _run(tmp_path, learn_data, model=kind, epochs=epochs, lr=lr, clip=1.0)
+    pool = "last" if kind in ("rnn", "lstm", "gru") else "mean"
+    summary, run = _run(tmp_path, learn_data, model=kind, epochs=epochs, lr=lr, clip=1.0, pool=pool)
     first = run.metrics()[0]["train_loss"]
     assert run.metrics()[-1]["train_loss"] < first
     assert summary["test_acc"] >= 0.8, summary  # chance is 0.5: polar words decide the label
@@ -63,14 +66,14 @@ def test_step_loss_mixes_final_and_real_steps_only():
     tokens = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
     lengths = torch.tensor([3, 5])
     labels = torch.tensor([1.0, 0.0])
-    logits, steps = m(tokens, lengths, every_step=True)
+    logits, steps = m.forward_steps(tokens, lengths)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     real = torch.cat([steps[0, :3], steps[1, :5]])
     want = 0.75 * bce(logits, labels) + 0.25 * bce(real, torch.tensor([1.0] * 3 + [0.0] * 5))
-    assert torch.allclose(_loss(m, tokens, lengths, labels, 0.25), want)
-    assert torch.allclose(_loss(m, tokens, lengths, labels, 0.0), bce(logits, labels))
+    assert torch.allclose(objective(m, tokens, lengths, labels, 0.25), want)
+    assert torch.allclose(objective(m, tokens, lengths, labels, 0.0), bce(logits, labels))
     wider = torch.cat([tokens, torch.zeros(2, 4, dtype=tokens.dtype)], 1)  # more padding: same loss
-    assert torch.allclose(_loss(m, wider, lengths, labels, 0.25), want)
+    assert torch.allclose(objective(m, wider, lengths, labels, 0.25), want)
 
 
 def test_cpu_run_repeats_exactly(tmp_path, tiny_data):
@@ -95,21 +98,72 @@ def test_run_directory_contents(tmp_path, tiny_data):
     assert summary["best_epoch"] in (1, 2) and 0 <= summary["test_acc"] <= 1
     assert not list(run.path.glob("*.tmp")) and not list(run.path.glob(".*"))
     # weights are a plain safetensors state dict that reloads into a fresh model
-    cfg, vocab, model = Run(run.path).load_model()
+    cfg, vocab, model = RunDir(run.path).load_model()
     assert len(vocab) <= cfg.vocab_size and not model.training
+    meta = json.loads((run.path / "meta.json").read_text())  # where the run came from
+    assert meta["data"]["path"] == str(tiny_data.resolve()) and len(meta["data"]["fingerprint"]) == 64
+    assert meta["environment"]["rnnlab"]
 
 
-def test_gradient_clipping_records_unclipped_norm(tmp_path, tiny_data):
-    _, run = _run(tmp_path, tiny_data, epochs=1, clip=1e-3, lr=0.5)
-    assert run.metrics()[0]["grad_norm_max"] > 1e-3  # the norm before clipping is what is recorded
+def test_clipping_applies_and_the_unclipped_norm_is_recorded(tmp_path, tiny_data):
+    seen = []
+
+    def after_step(model, row):  # the gradients the optimizer stepped with are still in .grad
+        applied = torch.norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+        seen.append((row["grad_norm"], float(applied)))
+
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 1, "clip": 1e-3})
+    ds = load_imdb(tiny_data)
+    metrics = train(cfg, prepare(cfg, ds), log=lambda s: None, on_step=after_step).metrics
+    assert metrics[0]["grad_norm_max"] == max(n for n, _ in seen) > 1e-3  # the norm before clipping is recorded
+    assert all(applied == pytest.approx(1e-3, rel=1e-3) for n, applied in seen if n > 1e-3)  # and clipped
+    free = with_overrides(cfg, {"clip": 0.0})
+    seen.clear()
+    train(free, prepare(free, ds), log=lambda s: None, on_step=after_step)
+    assert all(applied == pytest.approx(n, rel=1e-4) for n, applied in seen)  # clip 0: never clipped
+
+
+def test_train_without_a_run_dir_or_a_test_split_writes_nothing(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 2})
+    data = prepare(cfg, load_imdb(tiny_data))
+    data.test = None
+    trained = train(cfg, data, log=lambda s: None)
+    assert "test_acc" not in trained.summary and len(trained.metrics) == 2 and not trained.model.training
+    assert score(trained.model, data.val)["acc"] == pytest.approx(trained.summary["val_acc"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_best_weights_keep_the_earliest_of_equal_passes():
+    m = RecurrentClassifier("rnn", 10, 4, 4)
+    best = BestWeights()
+    assert best.offer(0.7, 1, 5, m)
+    first = {k: v.clone() for k, v in best.state.items()}
+    with torch.no_grad():
+        m.fc.weight.add_(1.0)
+    assert not best.offer(0.7, 2, 5, m)  # a tie keeps the earlier pass and its weights
+    assert (best.epoch, best.step) == (1, 5) and all(torch.equal(first[k], best.state[k]) for k in first)
+    assert best.offer(0.71, 2, 5, m) and best.epoch == 2 and torch.equal(best.state["fc.weight"], m.fc.weight)
+
+
+def test_on_a_validation_tie_the_summary_and_the_saved_weights_name_the_same_epoch(tmp_path, tiny_data, monkeypatch):
+    import rnnlab.train as T
+
+    monkeypatch.setattr(T, "score", lambda model, enc, device="cpu": {"acc": 0.5, "loss": 0.7})  # every pass ties
+    summary, run = _run(tmp_path, tiny_data, epochs=3)
+    from safetensors import safe_open
+
+    with safe_open(run.path / "model.safetensors", "pt") as f:
+        assert summary["best_epoch"] == int(f.metadata()["epoch"]) == 1
 
 
 def test_divergence_stops_and_keeps_last_good_weights(tmp_path, tiny_data, monkeypatch):
     import rnnlab.train as T
 
     cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 3})
-    data = prepare(cfg, load_imdb(tiny_data))
-    run = Run.create(tmp_path / "div", cfg, data.vocab, data.source)
+    ds = load_imdb(tiny_data)
+    data = prepare(cfg, ds)
+    run = RunDir.create(tmp_path / "div", cfg, data.vocab, ds)
     real = T.F.binary_cross_entropy_with_logits
     calls = {"n": 0}
 
@@ -170,60 +224,20 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
     assert strip(tmp_path / "cut") == strip(tmp_path / "full")
     a, b = json.loads(full.stdout.splitlines()[-1]), json.loads(res.stdout.splitlines()[-1])
     assert a["test_acc"] == b["test_acc"] and a["best_epoch"] == b["best_epoch"]
-    assert torch.equal(*(Run(tmp_path / d).load_model()[2].fc.weight for d in ("full", "cut")))
+    assert torch.equal(*(RunDir(tmp_path / d).load_model()[2].fc.weight for d in ("full", "cut")))
 
 
-def test_weight_average_is_what_gets_scored_and_saved(tmp_path, learn_data):
-    summary, run = _run(tmp_path, learn_data, "avg", epochs=12, lr=3e-3, clip=1.0, weight_average=0.95)
-    assert summary["test_acc"] >= 0.8, summary
-    plain = _run(tmp_path, learn_data, "plain", epochs=3, lr=3e-3, clip=1.0)[1]
-    avg3 = _run(tmp_path, learn_data, "avg3", epochs=3, lr=3e-3, clip=1.0, weight_average=0.95)[1]
-    assert [m["val_acc"] for m in avg3.metrics()] != [m["val_acc"] for m in plain.metrics()]
-    ck = avg3.path / json.loads((avg3.path / "checkpoint.json").read_text())["dir"]
-    saved, live = load_file(avg3.path / "model.safetensors"), load_file(ck / "last.safetensors")
-    average = {k.removeprefix("module."): v for k, v in load_file(ck / "average.safetensors").items()
-               if k.startswith("module.")}
-    assert saved.keys() == live.keys() == average.keys()
-    if avg3.metrics()[-1]["val_acc"] >= max(m["val_acc"] for m in avg3.metrics()):  # the last epoch is the best
-        assert all(torch.equal(saved[k], average[k]) for k in saved)
-    assert not all(torch.equal(average[k], live[k]) for k in live)
-    cfg, vocab, model = avg3.load_model()  # the saved weights score the recorded validation accuracy
-    data = prepare(cfg, load_imdb(learn_data))
-    best = max(avg3.metrics(), key=lambda r: (r["val_acc"], r["epoch"]))
-    assert evaluate(model, data.val)["acc"] == pytest.approx(best["val_acc"])
-
-
-@pytest.mark.parametrize("weight_average,skip_spikes,val_checks", [(0.0, 0.0, 1), (0.9, 1.5, 3)])
-def test_resumed_run_equals_straight_run(tmp_path, tiny_data, weight_average, skip_spikes, val_checks):
-    over = {**SMALL, "dropout": 0.2, "weight_average": weight_average, "skip_spikes": skip_spikes,
-            "val_checks": val_checks}
+@pytest.mark.parametrize("val_checks,schedule", [(1, "constant"), (3, "cosine")])
+def test_resumed_run_equals_straight_run(tmp_path, tiny_data, val_checks, schedule):
+    over = {**SMALL, "dropout": 0.2, "val_checks": val_checks, "lr_schedule": schedule, "step_loss": 0.5}
     straight = _run(tmp_path, tiny_data, "straight", epochs=3, **over)[1]
     cut = _run(tmp_path, tiny_data, "cut", epochs=1, **over)[1]
     cfg = with_overrides(TrainConfig(), {**over, "epochs": 3})
-    train(cfg, prepare(cfg, load_imdb(tiny_data)), Run(cut.path), log=lambda s: None)
+    train(cfg, prepare(cfg, load_imdb(tiny_data)), RunDir(cut.path), log=lambda s: None)
     strip = lambda ms: [{k: v for k, v in m.items() if k not in TIMING} for m in ms]  # noqa: E731
-    assert strip(Run(cut.path).metrics()) == strip(straight.metrics())
+    assert strip(RunDir(cut.path).metrics()) == strip(straight.metrics())
     a, b = load_file(straight.path / "model.safetensors"), load_file(cut.path / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.parametrize("value", [-0.1, 1.0])
-def test_weight_average_must_be_a_decay(value):
-    with pytest.raises(ConfigError, match="weight_average must be in"):
-        TrainConfig(weight_average=value)
-
-
-def test_skip_spikes_skips_steps_above_the_last_epochs_median(tmp_path, tiny_data):
-    plain = _run(tmp_path, tiny_data, "plain", epochs=3)[1].metrics()
-    tight = _run(tmp_path, tiny_data, "tight", epochs=3, skip_spikes=1.01)[1].metrics()
-    loose = _run(tmp_path, tiny_data, "loose", epochs=3, skip_spikes=1e9)[1].metrics()
-    assert tight[0]["skipped_steps"] == 0  # no median before epoch 1 ends
-    assert all(0 < m["skipped_steps"] < m["steps"] for m in tight[1:])  # about half the steps beat the median
-    assert [m["skipped_steps"] for m in loose] == [0, 0, 0]
-    assert [m["train_loss"] for m in loose] == [m["train_loss"] for m in plain]
-    assert tight[0]["train_loss"] == plain[0]["train_loss"] and tight[1]["train_loss"] != plain[1]["train_loss"]
-    with pytest.raises(ConfigError, match="skip_spikes"):
-        TrainConfig(skip_spikes=0.5)
 
 
 def test_val_checks_select_the_best_pass_and_save_its_weights(tmp_path, learn_data):
@@ -234,25 +248,16 @@ def test_val_checks_select_the_best_pass_and_save_its_weights(tmp_path, learn_da
         assert [p[0] for p in m["val_passes"]] == [math.ceil(k * steps / 4) for k in (1, 2, 3, 4)]
         top = max(m["val_passes"], key=lambda p: p[1])
         assert m["val_acc"] == pytest.approx(top[1], abs=1e-6) and m["val_step"] == top[0]
-    best = max(ms, key=lambda r: (r["val_acc"], r["epoch"]))
+    best = max(ms, key=lambda r: (r["val_acc"], -r["epoch"]))  # the earliest of equals
     assert (summary["best_epoch"], summary["best_step"]) == (best["epoch"], best["val_step"])
     assert best["val_step"] < steps  # this seed and rate peak mid-epoch: the case the weights must follow
     cfg, vocab, model = run.load_model()  # the saved weights score the selected pass, mid-epoch or not
-    assert evaluate(model, prepare(cfg, load_imdb(learn_data)).val)["acc"] == pytest.approx(best["val_acc"])
+    assert score(model, prepare(cfg, load_imdb(learn_data)).val)["acc"] == pytest.approx(best["val_acc"])
     ends = _run(tmp_path, learn_data, "ends", epochs=3, lr=3e-2, clip=1.0, dropout=0.3)[1].metrics()
     assert [m["train_loss"] for m in ends] == [m["train_loss"] for m in ms]  # passes do not change training
     assert [m["val_acc"] for m in ends] == pytest.approx([m["val_passes"][-1][1] for m in ms], abs=1e-6)
     with pytest.raises(ConfigError, match="val_checks"):
         TrainConfig(val_checks=0)
-
-
-def test_orthogonal_penalty_keeps_the_recurrence_orthogonal(tmp_path, learn_data):
-    over = dict(epochs=4, lr=3e-2, clip=1.0, recurrent_init="orthogonal")
-    free = _run(tmp_path, learn_data, "free", **over)[1].load_model()[2]
-    held = _run(tmp_path, learn_data, "held", orthogonal_penalty=1.0, **over)[1].load_model()[2]
-    assert orthogonality_penalty(held).item() < 0.2 * orthogonality_penalty(free).item()
-    with pytest.raises(ConfigError, match="orthogonal_penalty needs a recurrent model"):
-        TrainConfig(model="bow", orthogonal_penalty=0.1)
 
 
 def test_cosine_holds_the_full_rate_for_lr_hold_then_decays(tmp_path, tiny_data):
@@ -264,3 +269,11 @@ def test_cosine_holds_the_full_rate_for_lr_hold_then_decays(tmp_path, tiny_data)
     assert rates(lr_hold=0.5) == [1e-3] * 4  # the constant schedule ignores the hold
     with pytest.raises(ConfigError, match="lr_hold must be in"):
         TrainConfig(lr_hold=1.0)
+
+
+def test_lr_at_is_a_pure_function_of_the_step():
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine", lr_hold=0.5, epochs=2)
+    rates = [lr_at(cfg, step, 100) for step in range(100)]
+    assert rates[:50] == [1e-3] * 50 and rates[50] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(rates[50:], rates[51:])) and rates[-1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 49 / 50)))
+    assert lr_at(TrainConfig(lr=2e-3), 77, 100) == 2e-3

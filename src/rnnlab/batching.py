@@ -28,6 +28,7 @@ class Encoded:
     starts: np.ndarray  # (N,) int64
     lengths: np.ndarray  # (N,) int64, >= 1
     labels: np.ndarray  # (N,) int64
+    full: "Encoded | None" = None  # the same reviews before truncation (None: these are)
 
     @classmethod
     def from_corpus(cls, corpus, split: str, labels: np.ndarray, vocab_size: int,
@@ -51,10 +52,14 @@ class Encoded:
             return self
         keep = np.minimum(self.lengths, max_len)
         starts = self.starts + (self.lengths - keep if truncate == "tail" else 0)
-        return Encoded(self.ids, starts, keep, self.labels)
+        return Encoded(self.ids, starts, keep, self.labels, self.untruncated())
+
+    def untruncated(self) -> "Encoded":
+        return self if self.full is None else self.full
 
     def subset(self, idx: np.ndarray) -> "Encoded":
-        return Encoded(self.ids, self.starts[idx], self.lengths[idx], self.labels[idx])
+        return Encoded(self.ids, self.starts[idx], self.lengths[idx], self.labels[idx],
+                       None if self.full is None else self.full.subset(idx))
 
     def __len__(self) -> int:
         return len(self.lengths)

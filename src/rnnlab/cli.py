@@ -1,57 +1,109 @@
-"""The `rnnlab` command line.
+"""The `rnnlab` command line (also `python -m rnnlab`).
 
     rnnlab train --preset seed --data ../shared/data/imdb
     rnnlab evaluate runs/seed-... --json
     rnnlab predict runs/seed-... "What a film!"
+    rnnlab lab --data ../shared/data/imdb
 
 Training flags are built from the `TrainConfig` fields, so every field is a flag and flags
-override the preset. Bad input exits with code 2 and one line; never a traceback.
+override the preset (or `--config FILE`). Bad input and faults of the machine exit with one line
+on stderr and a non-zero code, never a traceback (set RNNLAB_DEBUG=1 to see one).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import shlex
+import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from .config import CHOICES, PRESETS, TrainConfig, ConfigError, preset as get_preset, with_overrides
+from .config import CHOICES, PRESETS, ConfigError, TrainConfig, from_dict, preset as get_preset, with_overrides
 from .data import DataError
 from .io import RunError
 
-HELP = {
-    "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size.",
-    "layers": "Recurrent/encoder layers.", "recurrent_init": "Initialisation of the recurrent weights.",
-    "embed_init": "Embedding init: random, or word2vec learnt from the training split's text.",
-    "freeze_embedding": "Keep the embedding at its init (train only the layers above it).", "dropout": "Dropout on embeddings and between layers.",
-    "bidirectional": "Read the review both ways.", "pool": "How the classifier reads the hidden states.",
-    "vocab_size": "Vocabulary size incl. <pad> and <unk>.", "strip_html": "Remove <br /> tags first.",
-    "max_len": "Keep at most N tokens per review (0 = all).", "truncate": "Which part --max-len keeps.",
-    "batch_size": "Training batch size.", "batching": "bucket: by length (fast); random: the notebook's.",
-    "lr": "Adam learning rate.", "lr_schedule": "constant, or cosine decay to 0 over the run.",
-    "lr_hold": "Cosine only: share of the run at the full rate before the decay starts.", "weight_decay": "Adam weight decay.", "clip": "Max gradient norm (0 = off).",
-    "step_loss": "Weight of a training-only loss on every hidden state (target replication; 0 = off).",
-    "weight_average": "Decay of a per-step moving average of the weights, used for evaluation (0 = off).",
-    "orthogonal_penalty": "Weight of a penalty sum ||W_hh W_hh^T - I||^2 keeping the recurrence orthogonal (0 = off).",
-    "val_checks": "Validation passes per epoch; the best pass's weights are kept (1 = at the epoch's end).",
-    "skip_spikes": "Skip steps whose gradient norm exceeds this multiple of the last epoch's median (0 = off).",
-    "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
-    "test_every_epoch": "Measure test accuracy every epoch (the notebook does).",
-    "eval_batch_size": "Evaluation batch size.", "seed": "Random seed.", "device": "Where to train.",
-}
+# --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
+GROUPS = {
+    "Model": ("model", "embed_dim", "hidden_dim", "layers", "dropout", "pool", "recurrent_init"),
+    "Text": ("vocab_size", "strip_html", "max_len", "truncate"),
+    "Optimisation": ("batch_size", "batching", "lr", "lr_schedule", "lr_hold", "clip", "step_loss", "epochs"),
+    "Evaluation": ("val_fraction", "val_checks", "test_every_epoch"),
+    "Run": ("seed", "device"),
+}
+HELP = {
+    "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size (d_model's feed-forward/2 "
+    "for the transformer).", "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings, between "
+    "layers and before the classifier.", "pool": "How the classifier reads the states: the last real one, mean or max.",
+    "recurrent_init": "Initialisation of W_hh.", "vocab_size": "Vocabulary size incl. <pad> and <unk>.",
+    "strip_html": "Remove <br /> tags first.", "max_len": "Keep at most N tokens per review (0 = all).",
+    "truncate": "Which part --max-len keeps.", "batch_size": "Training batch size.",
+    "batching": "bucket: by length (fast); random: the notebook's shuffled batches.", "lr": "Adam learning rate.",
+    "lr_schedule": "constant, or cosine decay to 0 by the last step.",
+    "lr_hold": "Cosine only: share of the run at the full rate before the decay.",
+    "clip": "Max gradient norm (0 = off).",
+    "step_loss": "Weight of a training-only loss on every hidden state (target replication; 0 = off).",
+    "epochs": "Training epochs.", "val_fraction": "Validation share carved from train (0 = none).",
+    "val_checks": "Validation passes per epoch; the best pass's weights are kept.",
+    "test_every_epoch": "Measure test accuracy every epoch (the notebook does).", "seed": "Random seed.",
+    "device": "Where to train.",
+}
+assert sorted(f for g in GROUPS.values() for f in g) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+RESUMABLE = ("epochs", "device")  # what --resume may change: extend a run, move it to another device
+
+
+def _preset_values(name: str) -> str:
+    """'seed 5 · tuned 32 · rnn, lstm, gru, bow, transformer 4': each preset's value of one field."""
+    by_value: dict[str, list[str]] = {}
+    for p, cfg in PRESETS.items():
+        if p != "default":
+            v = getattr(cfg, name)
+            by_value.setdefault(str(v).lower() if isinstance(v, bool) else str(v), []).append(p)
+    return " · ".join(f"{', '.join(ps)} {v}" for v, ps in by_value.items())
+
+
+def config_options(f):
+    """Add one --flag per TrainConfig field (default None: keep the preset's value)."""
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        name = "--" + field.name.replace("_", "-")
+        help_ = f"{HELP[field.name]} [{_preset_values(field.name)}]"
+        if field.type == "bool":
+            opt = click.option(f"{name}/--no-{field.name.replace('_', '-')}", field.name, default=None, help=help_)
+        elif field.name in CHOICES:
+            opt = click.option(name, field.name, type=click.Choice(CHOICES[field.name]), default=None, help=help_)
+        else:
+            opt = click.option(name, field.name, type={"int": int, "float": float}[field.type], default=None,
+                               help=help_)
+        f = opt(f)
+    return f
+
+
+class GroupedCommand(click.Command):
+    """--help lists the training options under Model, Text, Optimisation, Evaluation, Run."""
+
+    def format_options(self, ctx, formatter):
+        rows: dict[str, list] = {g: [] for g in ("Data and output", *GROUPS)}
+        group_of = {f: g for g, fs in GROUPS.items() for f in fs}
+        for p in self.get_params(ctx):
+            rec = p.get_help_record(ctx)
+            if rec:
+                rows[group_of.get(p.name, "Data and output")].append(rec)
+        for group, recs in rows.items():
+            with formatter.section(f"{group} options"):
+                formatter.write_dl(recs)
+
+
+# --- errors: one line, a non-zero exit ----------------------------------------------------------------
 
 class InputError(click.ClickException):
-    """Bad input: one line on stderr, exit code 2."""
+    """Bad input or a fault of the machine: one line on stderr, exit code 2."""
 
     exit_code = 2
 
 
-def _fail(e: Exception) -> None:
+def _fail(e) -> None:
     raise InputError(str(e)) from None
 
 
@@ -59,73 +111,95 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def config_options(f):
-    """Add one --flag per TrainConfig field (default None: keep the preset's value)."""
-    for field in reversed(dataclasses.fields(TrainConfig)):
-        name = "--" + field.name.replace("_", "-")
-        if field.type == "bool":
-            opt = click.option(f"{name}/--no-{field.name.replace('_', '-')}", field.name, default=None,
-                               help=HELP.get(field.name))
-        elif field.name in CHOICES:
-            opt = click.option(name, field.name, type=click.Choice(CHOICES[field.name]), default=None,
-                               help=HELP.get(field.name))
-        else:
-            typ = {"int": int, "float": float, "str": str}[field.type]
-            opt = click.option(name, field.name, type=typ, default=None, help=HELP.get(field.name))
-        f = opt(f)
-    return f
+class Main(click.Group):
+    """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MemoryError:
+            _log("error: out of memory; use a smaller --batch-size or --max-len")
+            sys.exit(2)
+        except OSError as e:
+            if os.environ.get("RNNLAB_DEBUG"):
+                raise
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            _log(f"error: {where}{e.strerror or e}")
+            sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="rnnlab")
 def main():
     """rnnlab: a vanilla RNN on IMDB, and its four shortfalls measured."""
 
 
-@main.command()
-@click.option("--preset", "preset_name", type=click.Choice(sorted(PRESETS)), default="seed", show_default=True,
-              help="Named configuration; flags override its values.")
-@click.option("--data", "data_path", type=str, default=None,
-              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
+DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the Hugging Face hub."
+
+
+# --- train ----------------------------------------------------------------------------------------------
+
+@main.command(cls=GroupedCommand)
+@click.option("--preset", "preset_name", type=click.Choice(list(PRESETS)), default="seed", show_default=True,
+              help="Named configuration; flags override its values (`rnnlab presets` lists them).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="Start from a TOML or JSON config (e.g. a run's config.json) instead of a preset.")
+@click.option("--data", "data_path", type=str, default=None, help=DATA_HELP + " With --resume: the run's data.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Run directory (default: runs/<preset>-<time>).")
 @click.option("--resume", "resume", type=click.Path(path_type=Path), default=None,
               help="Continue an interrupted run directory to its configured epochs.")
+@click.option("--show-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
+@click.option("--tensorboard", "tb_dir", type=click.Path(path_type=Path), default=None,
+              help="Also log per-step loss, gradient norm, learning rate and per-epoch accuracy for TensorBoard here "
+                   "(needs `pip install rnnlab[tensorboard]`).")
 @config_options
-def train(preset_name, data_path, out, resume, **flags):
+def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir, **flags):
     """Train a model; prints one JSON summary line last."""
     from .data import load_imdb
-    from .runs import Run
-    from .train import Divergence, Interrupted, prepare, resolve_device, train as train_run
+    from .prepare import prepare
+    from .runs import RunDir, run_data_path
+    from .train import Divergence, Interrupted, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
         if resume is not None:
-            run = Run(resume)
-            cfg = run.config()
-            if overrides:
-                cfg = with_overrides(cfg, {k: v for k, v in overrides.items() if k in ("epochs", "device")})
+            run = RunDir(resume)
+            saved = run.config()
+            changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v and k not in RESUMABLE}
+            if changed or config_file or preset_name != "seed":
+                k, v = next(iter(changed.items())) if changed else ("preset/config", "")
+                raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config ({getattr(saved, k, '')}); "
+                               "a resumed run keeps its config (only --epochs and --device may change)")
+            cfg = with_overrides(saved, overrides)
+            data_path = data_path or run_data_path(run)
         else:
-            cfg = with_overrides(get_preset(preset_name), overrides)
+            base = _read_config_file(config_file) if config_file else get_preset(preset_name)
+            cfg = with_overrides(base, overrides)
+        if show_config:
+            click.echo(json.dumps(cfg.to_dict(), indent=2))
+            return
+        if resume is None:
             out = out or Path("runs") / f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
                                "choose another --out (or --resume it)")
         resolve_device(cfg.device)  # fail before anything is written
+        on_step, on_epoch = _tensorboard(tb_dir) if tb_dir else (None, None)
         _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
-        data = prepare(cfg, load_imdb(data_path), _log)
+        ds = load_imdb(data_path)
+        data = prepare(cfg, ds, _log)
         if resume is not None:
-            run.vocab()  # a resumed run must agree with its saved vocabulary
             if run.vocab().itos != data.vocab.itos:
-                raise RunError(f"{resume}: vocabulary differs from this data; resume with the same --data")
+                raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
         else:
-            run = Run.create(out, cfg, data.vocab, data.source)
+            run = RunDir.create(out, cfg, data.vocab, ds)
     except (DataError, RunError, ConfigError, ValueError) as e:
         _fail(e)
     _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
          f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
     try:
-        summary = train_run(cfg, data, run, log=_log)
+        trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
     except Interrupted as e:
         if resume is None:
             run.discard_if_empty()
@@ -144,39 +218,103 @@ def train(preset_name, data_path, out, resume, **flags):
     except (RunError, ValueError) as e:
         if resume is None:
             run.discard_if_empty()
+        if run.path.exists() and (run.path / "checkpoint.json").exists():
+            _fail(f"{e} (completed epochs are kept: free the space, then rnnlab train --resume {run.path})")
         _fail(e)
-    click.echo(json.dumps(summary))
+    click.echo(json.dumps(trained.summary))
 
+
+def _read_config_file(path: Path) -> TrainConfig:
+    """A TOML or JSON file of TrainConfig fields (a run's config.json works as it is)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            d = tomllib.loads(text)
+        else:
+            d = json.loads(text)
+    except ValueError as e:
+        raise RunError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({e})") from None
+    if not isinstance(d, dict):
+        raise RunError(f"{path}: needs a table/object of config fields")
+    try:
+        return from_dict(d)
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{path}: {e}") from None
+
+
+def _tensorboard(log_dir: Path):
+    """(on_step, on_epoch) hooks writing TensorBoard scalars to `log_dir`."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'") from None
+    writer = SummaryWriter(str(log_dir))
+    steps = {"n": 0}
+
+    def on_step(model, row):
+        steps["n"] += 1
+        for k in ("loss", "grad_norm", "lr"):
+            writer.add_scalar(f"step/{k}", row[k], steps["n"])
+
+    def on_epoch(row):
+        for k in ("train_loss", "val_acc", "val_loss", "test_acc"):
+            if row.get(k) is not None:
+                writer.add_scalar(f"epoch/{k}", row[k], row["epoch"])
+        writer.flush()
+
+    return on_step, on_epoch
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+def presets(names):
+    """Print the named configurations (all, or NAMES) as JSON."""
+    try:
+        click.echo(json.dumps({n: get_preset(n).to_dict() for n in (names or PRESETS)}, indent=2))
+    except ConfigError as e:
+        _fail(e)
+
+
+# --- evaluate, predict ----------------------------------------------------------------------------------
 
 def _open_run(run_dir: Path, device: str):
-    from .runs import Run
+    from .runs import RunDir
     from .train import resolve_device
 
     try:
         dev = resolve_device(device)
-        cfg, vocab, model = Run(run_dir).load_model(dev)
+        cfg, vocab, model = RunDir(run_dir).load_model(dev)
     except (RunError, ConfigError, ValueError) as e:
         _fail(e)
     return cfg, vocab, model, dev
 
 
+DEVICE = click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--data", "data_path", default=None, help="CSV, parquet dir, aclImdb dir or tarball (test split).")
+@click.option("--data", "data_path", default=None,
+              help="CSV, parquet dir, aclImdb dir or tarball (its test split). Default: the run's own test split.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+@DEVICE
 def evaluate(run_dir, data_path, as_json, device):
     """Accuracy, confusion matrix and accuracy by review length of a saved run."""
     from .data import load_eval_split
-    from .evaluate import evaluate_run
+    from .runs import RunDir, run_data_path
+    from .scoring import evaluate_split
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     try:
-        split = load_eval_split(data_path)
-    except DataError as e:
+        split = load_eval_split(data_path or run_data_path(RunDir(run_dir)))
+    except (DataError, RunError) as e:
         _fail(e)
-    rep = evaluate_run(cfg, vocab, model, split, dev)
-    rep["data"] = split.source
+    rep = {**evaluate_split(cfg, vocab, model, split, dev), "data": split.source}
     if as_json:
         click.echo(json.dumps(rep))
         return
@@ -192,14 +330,14 @@ def evaluate(run_dir, data_path, as_json, device):
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per review.")
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
+@DEVICE
 def predict(run_dir, texts, as_json, device):
     """Classify TEXTS (or one review per line of stdin): label and P(positive).
 
     Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review, or one of only
     unknown words, is read as a single <unk> token and still gets a prediction.
     """
-    from .evaluate import predict_texts
+    from .scoring import predict_texts
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
@@ -209,152 +347,129 @@ def predict(run_dir, texts, as_json, device):
             texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    probs = predict_texts(cfg, vocab, model, list(texts), dev)
     out = []
-    for p in probs:
+    for p in predict_texts(cfg, vocab, model, list(texts), dev):
         label = "positive" if p > 0.5 else "negative"
-        out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json
-                   else f"{label}\t{p:.4f}")
+        out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json else f"{label}\t{p:.4f}")
     click.echo("\n".join(out))
 
 
-def _load_for(out: Path, data_path: str | None, device: str):
-    """Check the device and the output path, then load the data; bad input -> one line, exit 2."""
-    from .data import load_imdb
-    from .train import resolve_device
+# --- experiments, lab, report ---------------------------------------------------------------------------
+
+def _lab_options(f):
+    """The options every experiment command shares."""
+    for opt in reversed([
+        click.option("--data", "data_path", type=str, default=None, help=DATA_HELP),
+        click.option("--quick", is_flag=True, help="A data subset, one seed, short schedules: a smoke test, not evidence."),
+        click.option("--jobs", type=click.IntRange(min=1), default=None,
+                     help="Worker processes running independent jobs side by side [default: the cores / --threads]."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Torch threads per job (results depend on it: summation order)."),
+        click.option("--ray", "ray_address", default=None,
+                     help="Send the jobs to this Ray cluster (e.g. auto, ray://host:10001, or 'local'); "
+                          "needs `pip install rnnlab[ray]`."),
+        DEVICE,
+    ]):
+        f = opt(f)
+    return f
+
+
+def _runner(jobs, threads, ray_address, log):
+    from .jobs import Runner
+
+    return Runner(workers=jobs, threads=threads, ray_address=ray_address, log=log)
+
+
+def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_address):
+    """Run the named experiments into OUT/<name>/; one JSON verdict line per experiment."""
+    from .experiments import EXPERIMENTS
+    from .lab import load_data, run_experiments
+    from .train import Interrupted
 
     try:
-        resolve_device(device)
-        if out.exists() and not out.is_dir():
-            raise RunError(f"{out}: output path is a file, not a directory")
-        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
-        return load_imdb(data_path)
-    except (DataError, RunError, ValueError) as e:
-        _fail(e)
-
-
-@contextlib.contextmanager
-def _stops_cleanly(kept: str, name: str = ""):
-    """Ctrl-C/SIGTERM -> exit 130 saying what is `kept`; divergence -> exit 1; bad input -> exit 2."""
-    from .train import Divergence, Interrupted
-
-    try:
-        yield
+        ds = load_data(out, data_path, device, _log)
+        with _runner(jobs, threads, ray_address, _log) as runner:
+            verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
+                                       runner=runner, log=_log, data_arg=data_path)
     except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({e or 'Ctrl-C'}){f' during {name}' if name else ''}; {kept}")
+        _log(f"interrupted ({e or 'Ctrl-C'}); finished jobs are kept under {out}: rerun the same command to resume")
         sys.exit(130)
-    except Divergence as e:
-        _log(f"stopped: {f'{name}: ' if name else ''}{e}")
-        sys.exit(1)
-    except (DataError, RunError, ConfigError) as e:
-        _fail(f"{name}: {e}" if name else e)
-
-
-SHORTFALLS = ("long-reviews", "vanishing-gradients", "serial", "bottleneck")
+    except (DataError, RunError, ConfigError, ValueError) as e:
+        _fail(e)
+    for v in verdicts:
+        click.echo(json.dumps({k: v[k] for k in ("experiment", "outcome", "claim", "mode", "seconds")}
+                              | {"dir": str(out / v["experiment"])}))
 
 
 @main.command()
-@click.argument("name", type=click.Choice(SHORTFALLS + ("all",)))
-@click.option("--data", "data_path", type=str, default=None,
-              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
-@click.option("--quick", is_flag=True, help="A data subset and a small sweep: all four in a few minutes.")
+@click.argument("name", type=click.Choice(["long-reviews", "vanishing-gradients", "serial", "bottleneck", "all"]))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/shortfalls"), show_default=True,
               help="Each experiment writes OUT/<name>/{results.csv,<name>.png,<name>.svg,verdict.json}.")
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-def shortfall(name, data_path, quick, out, device):
+@_lab_options
+def shortfall(name, out, **opts):
     """Measure a shortfall of the vanilla RNN (or all four); one JSON verdict line per experiment."""
-    from .experiments import EXPERIMENTS
-    from .io import read_json
+    from .experiments import SHORTFALLS
 
-    ds = _load_for(out, data_path, device)
-    for n in SHORTFALLS if name == "all" else (name,):
-        with _stops_cleanly(f"finished experiments are kept under {out}", n):
-            EXPERIMENTS[n](ds, out, quick=quick, device=device, log=_log)
-        v = read_json(out / n / "verdict.json")
-        click.echo(json.dumps({"experiment": n, "holds": v["holds"], "claim": v["claim"], "mode": v["mode"],
-                               "seconds": v["seconds"], "dir": str(out / n),
-                               "questions": [{"claim": q["claim"], "holds": q["holds"]} for q in v.get("questions", [])]}))
+    _experiments(SHORTFALLS if name == "all" else (name,), out=out, **opts)
 
 
 @main.command()
-@click.option("--data", "data_path", type=str, default=None,
-              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
-@click.option("--quick", is_flag=True, help="A data subset, 1 seed, 2 epochs: a few minutes.")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per model [default: 3; quick: 1].")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results/compare"), show_default=True,
-              help="Writes OUT/{table.csv,table.md,results.csv,compare.png,compare.svg,verdict.json}.")
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-def compare(data_path, quick, seeds, out, device):
-    """RNN, LSTM, GRU, bag-of-words and a Transformer side by side; resumes an interrupted run."""
-    from .compare import run as run_compare
-
-    ds = _load_for(out, data_path, device)
-    with _stops_cleanly(f"finished jobs are kept under {out / 'jobs'}: rerun to resume"):
-        command = shlex.join(["rnnlab", "compare", *(["--data", data_path] if data_path else []),
-                              *(["--quick"] if quick else []), *(["--seeds", str(seeds)] if seeds else []),
-                              "--out", str(out), *(["--device", device] if device != "auto" else [])])
-        run_compare(ds, out, quick=quick, seeds=seeds, device=device, log=_log, command=command)
-    _echo_compare(out)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+              help="Writes OUT/compare/{table.csv,results.csv,compare.png,compare.svg,verdict.json}.")
+@_lab_options
+def compare(out, **opts):
+    """RNN, LSTM, GRU, bag-of-words and a Transformer at one budget; resumes an interrupted run."""
+    _experiments(("compare",), out=out, **opts)
 
 
 @main.command()
-@click.option("--data", "data_path", type=str, default=None,
-              help="Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the HF hub.")
-@click.option("--quick", is_flag=True, help="Every step on a subset with short schedules (~10 min on 2 cores).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per model in the comparison.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/lab"), show_default=True,
-              help="Writes OUT/{seed,shortfalls,compare}/ and OUT/report.html, OUT/report.md.")
+              help="Writes OUT/<experiment>/ for every experiment and OUT/report.html, OUT/report.md.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="Write the report's Markdown twin here (figures copied next to it) instead of OUT/report.md.")
-@click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-def lab(data_path, quick, seeds, out, markdown, device):
-    """The whole lab: seed exercise, four shortfalls, comparison, report. Rerun to resume."""
-    from .lab import run_lab
+@_lab_options
+def lab(out, markdown, data_path, quick, jobs, threads, ray_address, device):
+    """The whole lab: the seed exercise, four shortfalls, the comparison, the report. Rerun to resume."""
+    from .lab import load_data, run_lab
+    from .train import Interrupted
 
-    ds = _load_for(out, data_path, device)
-    with _stops_cleanly(f"finished steps are kept under {out}: rerun the same command to resume"):
+    try:
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
-        result = run_lab(ds, out, quick=quick, device=device, log=_log, data_arg=data_path, seeds=seeds,
-                         markdown=markdown)
+        ds = load_data(out, data_path, device, _log)
+        with _runner(jobs, threads, ray_address, _log) as runner:
+            result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,
+                             markdown=markdown)
+    except (Interrupted, KeyboardInterrupt) as e:
+        _log(f"interrupted ({e or 'Ctrl-C'}); finished jobs are kept under {out}: rerun the same command to resume")
+        sys.exit(130)
+    except (DataError, RunError, ConfigError, ValueError) as e:
+        _fail(e)
     click.echo(json.dumps(result))
 
 
-def _echo_compare(out: Path) -> None:
-    from .io import read_json
-
-    v = read_json(out / "verdict.json")
-    click.echo(json.dumps({"experiment": "compare", "holds": v["holds"], "claim": v["claim"], "mode": v["mode"],
-                           "seconds": v["seconds"], "dir": str(out),
-                           "questions": [{"claim": q["claim"], "holds": q["holds"]} for q in v["questions"]]}))
-
-
-# --- rnnlab report (src/rnnlab/report.py) ---------------------------------------------------------
-
 @main.command("report")
-@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("results/lab"), required=False)
+@click.argument("lab_dir", type=click.Path(path_type=Path), default=Path("results/lab"), required=False)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="The HTML file (one file, figures embedded). Default: RUNS_DIR/report.html.")
+              help="The HTML file (one file, figures embedded). Default: LAB_DIR/report.html.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
-              help="The Markdown twin. Default: next to --out, with .md.")
-@click.option("--assets", type=click.Path(path_type=Path), default=None,
-              help="Copy the Markdown's figures here. Default: link them in place when the Markdown is "
-                   "inside RUNS_DIR, else MARKDOWN_DIR/figures.")
-def report_command(runs_dir, out, markdown, assets):
-    """Render RUNS_DIR (default results/lab) to one self-contained HTML page and a Markdown twin.
+              help="The Markdown twin. Default: next to --out, with .md; its figures are copied into figures/ "
+                   "next to it when it lies outside LAB_DIR.")
+def report_command(lab_dir, out, markdown):
+    """Render LAB_DIR (default results/lab) to one self-contained HTML page and a Markdown twin.
 
-    Reads RUNS_DIR/seed, RUNS_DIR/shortfalls/<name> and RUNS_DIR/compare as `rnnlab lab` writes them;
-    a missing part gets a section naming the command that makes it. Prints one JSON line last.
+    Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
+    command that makes it. Prints one JSON line last.
     """
     from .report import write_report
 
     try:
-        written = write_report(runs_dir, out, markdown, assets)
-    except (RunError, OSError) as e:
+        written = write_report(lab_dir, out, markdown)
+    except RunError as e:
         _fail(e)
     for problem in written["problems"]:
         _log(f"warning: unreadable: {problem}")
-    _log(f"report: {written['html']} and {written['markdown']} ({written['hold']} of {written['claims']} claims hold)")
+    _log(f"report: {written['html']} and {written['markdown']} ({written['summary']})")
     click.echo(json.dumps(written))
 
 

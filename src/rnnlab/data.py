@@ -53,6 +53,21 @@ class Dataset:
     test: Split
     source: str
 
+    def fingerprint(self) -> str:
+        """sha256 of every row (texts and labels) of both splits, computed once."""
+        if getattr(self, "_fingerprint", None) is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for split in (self.train, self.test):
+                h.update(str(len(split)).encode())
+                for t in split.texts:
+                    h.update(t.encode("utf-8", "surrogatepass"))
+                    h.update(b"\x00")
+                h.update(split.labels.tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
 
 def resolve_data_path(path: str | os.PathLike | None) -> str | None:
     """--data PATH, else $RNNLAB_DATA, else None (meaning: the Hugging Face hub)."""

@@ -1,123 +1,173 @@
-"""The whole lab in one command: the seed exercise, the four shortfalls, the comparison, the report.
+"""The whole lab in one command: the notebook's exercise, the four shortfalls, the comparison, the report.
 
-    rnnlab lab --data ../shared/data/imdb --out results/lab [--quick] [--markdown docs/RESULTS.md]
+    rnnlab lab --data ../shared/data/imdb --out results/lab [--quick] [--jobs 2] [--markdown docs/RESULTS.md]
     from rnnlab.lab import run_lab
-    run_lab(ds, Path("results/lab"), quick=True, device="cpu", log=print, data_arg="../shared/data/imdb")
+    run_lab(ds, Path("results/lab"), quick=True, runner=Runner(workers=2), data_arg="../shared/data/imdb")
 
-OUT/seed is an `rnnlab train --preset seed` run, OUT/shortfalls/<name>/ the four experiments,
-OUT/compare/ the comparison, OUT/report.html and OUT/report.md the report. A step whose results
-already exist for the same mode and data is skipped, and an interrupted step picks up where it
-stopped (finished epochs of the seed run, finished experiments, finished compare jobs), so rerunning
-an interrupted lab resumes it. `--quick` runs every step on a subset with short schedules (about
-10 minutes on 2 CPU cores): a smoke test of the whole pipeline, not evidence.
+Every experiment's jobs (rnnlab.experiments) are gathered and run together, the longest first, so
+the workers stay busy; a model several experiments need is trained once. Then each experiment writes
+OUT/<name>/ from its jobs' rows, and the report renders OUT/report.html and OUT/report.md. Finished
+jobs are kept in OUT/jobs/ (keyed by their arguments and the data's fingerprint), so rerunning an
+interrupted lab resumes it, and a rerun on other data or in the other mode redoes what differs.
+OUT/lab.json records the commit, the machine, the wall time of each phase and, in full mode, the
+seed baseline's epoch time on this machine (../shared/bench/seed_baseline.py, for scale).
 """
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from . import compare
-from .config import SEED, with_overrides
-from .data import Dataset
+import numpy as np
+
+from .config import NOTEBOOK, from_dict, with_overrides
+from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
-from .experiments.common import subsample
-from .io import RunError, read_json
-from .runs import Run
-from .train import prepare, train
+from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
+from .io import RunError, write_json, write_text
+from .jobs import Job, Runner
+from .runs import environment
 
 Log = Callable[[str], None]
+QUICK_SEED = {"n_train": 1000, "n_test": 600, "epochs": 2}  # the notebook's exercise in --quick mode
+BASELINE = Path(__file__).resolve().parents[3] / "shared" / "bench" / "seed_baseline.py"
 
-QUICK_SEED = {"n_train": 2000, "n_test": 1000, "epochs": 2}  # the seed exercise in --quick mode
-STEPS = ("seed", "shortfalls", "compare", "report")
 
+def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset:
+    """Check the device and the output path, then load the data (DataError/RunError/ValueError on bad input)."""
+    from .train import resolve_device
 
-def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", log: Log = print,
-            data_arg: str | None = None, seeds: int | None = None, markdown: Path | None = None) -> dict:
-    """Run (or resume) every step; returns {step: 'ran' | 'kept'} and where the report is.
-
-    `markdown`: write the report's Markdown twin there instead of OUT/report.md, with its figures
-    copied into `figures/` next to it (how docs/RESULTS.md is made).
-    """
-    out = Path(out)
+    resolve_device(device)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out}: output path is a file, not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    log(f"loading data ({data_arg or 'RNNLAB_DATA or hub'})")
+    return load_imdb(data_arg)
+
+
+def run_experiments(experiments, ds: Dataset, out: Path, quick: bool = False, device: str = "auto",
+                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None) -> list[dict]:
+    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts."""
+    runner = runner or Runner(workers=1, log=log)
     mode = "quick" if quick else "full"
-    data_flag = ["--data", data_arg] if data_arg else []
-    quick_flag = ["--quick"] if quick else []
-    status: dict[str, str] = {}
-    started = time.perf_counter()
+    jobs = [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
+    runner.run(jobs, ds, data_arg, out / "jobs")
+    return [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
+                           data_arg=data_arg) for e in experiments]
 
-    # 1. the seed exercise
-    log(f"[lab] 1/4 the seed exercise -> {out / 'seed'}")
-    status["seed"] = _seed_exercise(ds, out / "seed", quick, device, log)
 
-    # 2. the four shortfalls
-    for i, (name, experiment) in enumerate(EXPERIMENTS.items(), 1):
-        d = out / "shortfalls" / name
-        if _finished(d / "verdict.json", mode, ds):
-            log(f"[lab] 2/4 shortfall {i}/4 {name}: results exist ({mode}, same data), kept")
-            status[name] = "kept"
-            continue
-        log(f"[lab] 2/4 shortfall {i}/4 {name} -> {d}")
-        experiment(ds, out / "shortfalls", quick=quick, device=device, log=log)
-        status[name] = "ran"
-
-    # 3. the comparison (resumes job by job)
-    log(f"[lab] 3/4 compare -> {out / 'compare'}")
-    kept = _finished(out / "compare" / "verdict.json", mode, ds)
-    cmd = shlex.join(["rnnlab", "compare", *data_flag, *quick_flag, *(["--seeds", str(seeds)] if seeds else []),
-                      "--out", str(out / "compare")])
-    compare.run(ds, out / "compare", quick=quick, seeds=seeds, device=device, log=log, command=cmd)
-    status["compare"] = "kept" if kept else "ran"
-
-    # 4. the report
-    log(f"[lab] 4/4 report -> {out / 'report.html'}")
+def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", runner: Runner | None = None,
+            log: Log = print, data_arg: str | None = None, markdown: Path | None = None) -> dict:
+    """Run (or resume) every step; returns the phases' wall times, the verdicts and where the report is."""
     from .report import write_report
 
-    written = write_report(out, out / "report.html", markdown=markdown)
-    status["report"] = "ran"
-    log(f"[lab] done in {time.perf_counter() - started:.0f} s: {written['hold']} of {written['claims']} claims "
-        f"hold; open {written['html']} (Markdown twin: {written['markdown']})")
-    return {"steps": status, "report": written["html"], "markdown": written["markdown"], "mode": mode,
-            "claims": written["claims"], "hold": written["hold"]}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = runner or Runner(workers=1, log=log)
+    mode = "quick" if quick else "full"
+    started = time.perf_counter()
+    phases = {}
+    experiments = list(EXPERIMENTS.values())
+    seed_jobs = exercise_jobs(mode, device)
+    parquet = data_arg and (Path(data_arg) / "train.parquet").exists()
+    extra = [baseline_job(data_arg)] if mode == "full" and BASELINE.exists() and parquet else []
+    jobs = seed_jobs + extra + [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
+    log(f"[lab] {len(jobs)} jobs: the notebook's exercise, {len(experiments)} experiments"
+        f"{' and the seed baseline' if extra else ''}; {runner.workers} worker(s) x {runner.threads} thread(s)")
+    t0 = time.perf_counter()
+    results = runner.run(jobs, ds, data_arg, out / "jobs")
+    phases["jobs"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_exercise(out / "seed", [({"seed": s}, j) for s, j in zip(SEEDS[mode], seed_jobs)], results)
+    verdicts = [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
+                               data_arg=data_arg) for e in experiments]
+    phases["experiments"] = time.perf_counter() - t0
+    record = {"mode": mode, "data": ds.source, "command": shlex.join(["rnnlab", *sys.argv[1:]]),
+              "environment": environment(), "workers": runner.workers, "threads_per_job": runner.threads,
+              "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
+              "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode),
+              **({"seed_baseline_epoch_seconds": results[extra[0].key][0]["value"]} if extra else {})}
+    t0 = time.perf_counter()
+    written = write_report(out, out / "report.html", markdown=markdown, record=record)
+    phases["report"] = time.perf_counter() - t0
+    record["phases_seconds"] = {k: round(v, 1) for k, v in phases.items()}
+    record["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_json(out / "lab.json", record)
+    log(f"[lab] done in {record['wall_seconds']:.0f} s: {written['summary']}; open {written['html']}")
+    return {"report": written["html"], "markdown": written["markdown"], "mode": mode,
+            "wall_seconds": record["wall_seconds"], "outcomes": {v["experiment"]: v["outcome"] for v in verdicts}}
 
 
-def _finished(verdict: Path, mode: str, ds: Dataset) -> bool:
-    """Whether an experiment's verdict exists, is readable, and was made in `mode` on this data."""
-    if not verdict.exists():
-        return False
-    try:
-        v = read_json(verdict)
-    except RunError:
-        return False
-    return isinstance(v, dict) and v.get("mode") == mode and str(v.get("data", "")).startswith(ds.source)
+# --- the notebook's exercise ------------------------------------------------------------------------
 
-
-def _seed_exercise(ds: Dataset, run_dir: Path, quick: bool, device: str, log: Log) -> str:
-    """The notebook's run (seed preset); in quick mode on a subset for 2 epochs."""
-    cfg = with_overrides(SEED, {"device": device})
-    if quick:
-        ds = subsample(ds, QUICK_SEED["n_train"], QUICK_SEED["n_test"])
+def exercise_jobs(mode: str, device: str = "auto") -> list[Job]:
+    """The notebook's recipe (preset `notebook`: shuffled batches, whole reviews, 5 epochs, all 25,000
+    training reviews, test accuracy after every epoch), one job per seed."""
+    cfg = with_overrides(NOTEBOOK, {"device": device} if device != "auto" else {})
+    data = {"n_train": 0, "n_test": 0}
+    if mode == "quick":
         cfg = with_overrides(cfg, {"epochs": QUICK_SEED["epochs"]})
-    run = Run(run_dir)
-    if (run_dir / "config.json").exists():
-        try:
-            same = run.config() == cfg and read_json(run_dir / "meta.json").get("data") == ds.source
-        except (RunError, ValueError):
-            same = False
-        if same and (run_dir / "summary.json").exists():
-            log("[lab] the seed exercise: finished earlier with the same config and data, kept")
-            return "kept"
-        if not same:
-            raise RunError(f"{run_dir}: holds a run with another config or data; "
-                           "choose another --out or remove it")
-        log("[lab] the seed exercise: resuming the interrupted run")
-    data = prepare(cfg, ds, log)
-    if not (run_dir / "config.json").exists():
-        run = Run.create(run_dir, cfg, data.vocab, data.source)
-    summary = train(cfg, data, run, log=log)
-    log(f"[lab] the seed exercise: test acc {summary['test_acc']:.4f} after {summary['epochs']} epochs")
-    return "ran"
+        data = {k: QUICK_SEED[k] for k in ("n_train", "n_test")}
+    return [Job("rnnlab.lab:exercise_job", {"cfg": with_overrides(cfg, {"seed": s}).to_dict(), **data},
+                label=f"the notebook's exercise, seed {s}", cost=cfg.epochs * 3.0) for s in SEEDS[mode]]
+
+
+def exercise_job(ds: Dataset, cfg: dict, n_train: int, n_test: int) -> list[dict]:
+    from .prepare import prepare, subsample
+    from .train import train
+
+    cfg = from_dict(cfg)
+    ds = subsample(ds, n_train, n_test)
+    trained = train(cfg, prepare(cfg, ds), log=lambda s: None, progress=False)
+    return [{"part": "epoch", "epoch": r["epoch"], "metric": m, "value": float(r[m])}
+            for r in trained.metrics for m in ("test_acc", "train_loss", "train_seconds", "grad_norm_max")]
+
+
+def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict) -> None:
+    """OUT/seed/results.csv (per seed and epoch) and its learning-curve figure."""
+    from .plots import exercise_figure, save_figure
+
+    rows = [{**tag, **r} for tag, job in tagged for r in results[job.key]]
+    d.mkdir(parents=True, exist_ok=True)
+    write_text(d / "results.csv", rows_to_csv(rows))
+    fig = exercise_figure(rows)
+    save_figure(fig, d / "seed.svg")
+    save_figure(fig, d / "seed.png", dpi=120)
+    last = max(r["epoch"] for r in rows)
+    final = [r["value"] for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
+    write_json(d / "summary.json", {"config": tagged[0][1].args["cfg"], "epochs": last,
+                                    "test_acc_by_seed": final, "test_acc_mean": float(np.mean(final))})
+
+
+def baseline_job(data_arg: str) -> Job:
+    return Job("rnnlab.lab:baseline_epoch", {"data": str(Path(data_arg).resolve())},
+               label="seed baseline, one epoch", cost=8.0)
+
+
+def baseline_epoch(ds: Dataset, data: str) -> list[dict]:
+    """Seconds of one training epoch of ../shared/bench/seed_baseline.py on this machine (for scale)."""
+    import json
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(BASELINE), data, "1"], capture_output=True, text=True,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": str(__import__("torch").get_num_threads())})
+    epochs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith('{"epoch"')]
+    if r.returncode or not epochs:
+        raise RunError(f"{BASELINE}: failed ({(r.stderr.strip().splitlines() or ['no output'])[-1]})")
+    return [{"part": "baseline", "metric": "epoch_seconds", "value": float(epochs[0]["train_s"])}]
+
+
+def _job_seconds(store: Path, experiments, mode: str) -> dict:
+    """Seconds of the jobs each experiment reads (a job shared by several counts for each)."""
+    from .io import read_json
+
+    out = {}
+    for e in experiments:
+        total = 0.0
+        for _, job in e.module().jobs(mode):
+            f = store / f"{job.key}.json"
+            if f.exists():
+                total += float(read_json(f).get("seconds", 0.0))
+        out[e.name] = round(total, 1)
+    return out

@@ -11,6 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 
+# one colour per model in every figure
+MODEL_COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "bow": "tab:gray", "tfidf": "black",
+                "transformer": "tab:purple", "cnn": "tab:olive"}
+
 
 def save_figure(fig, path: str | os.PathLike, **kw) -> None:
     path = Path(path)
@@ -35,3 +39,20 @@ def learning_curve(metrics: list[dict], path: str | os.PathLike) -> None:
         b.legend()
     fig.suptitle("learning curve")
     save_figure(fig, path, dpi=110)
+
+
+def exercise_figure(rows: list[dict]):
+    """The notebook's exercise: test accuracy and training loss per epoch, one line per seed."""
+    seeds = sorted({r["seed"] for r in rows})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for s in seeds:
+        for ax, metric in ((a, "test_acc"), (b, "train_loss")):
+            pts = sorted((r["epoch"], r["value"]) for r in rows if r["seed"] == s and r["metric"] == metric)
+            ax.plot(*zip(*pts), "o-", label=f"seed {s}")
+    a.set_ylim(0.45, 1.0)
+    a.axhline(0.5, color="k", lw=0.8, ls=":")
+    a.set_xlabel("epoch"); a.set_ylabel("test accuracy"); a.grid(alpha=0.3); a.legend(fontsize=8)
+    b.set_xlabel("epoch"); b.set_ylabel("training loss (BCE)"); b.grid(alpha=0.3)
+    fig.suptitle(f"The notebook's exercise (preset notebook: shuffled batches, whole reviews), {len(seeds)} seeds")
+    fig.tight_layout()
+    return fig

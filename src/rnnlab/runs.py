@@ -15,6 +15,7 @@ point resumes from its last completed epoch. Loading reads only JSON and safeten
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -29,14 +30,48 @@ from .io import RunError, load_tensors, read_json, read_jsonl, save_tensors, wri
 from .text import Vocab
 
 
+def data_record(ds) -> dict:
+    """Where a run's data came from: the absolute path (or the hub name) and a fingerprint of its rows."""
+    src = ds.source
+    local = not src.startswith("hub:") and " (subset" not in src
+    return {"source": src, "path": str(Path(src).resolve()) if local else None, "fingerprint": ds.fingerprint()}
+
+
+def run_data_path(run: "RunDir") -> str | None:
+    """The data a run was trained on, to resume or evaluate it: its absolute path (None: the hub)."""
+    meta = read_json(run.path / "meta.json")
+    data = meta.get("data") if isinstance(meta, dict) else None
+    path = data.get("path") if isinstance(data, dict) else data if isinstance(data, str) else None
+    if path and not Path(path).exists():
+        raise RunError(f"{run.path}: its data {path} is gone; pass --data")
+    return path
+
+
 def environment() -> dict:
     """Hardware and versions written next to every number."""
-    env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__,
+    env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__, **_git(),
            "platform": platform.platform(), "processor": _cpu_name(), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
+
+
+def _git() -> dict:
+    """The commit of the rnnlab checkout (and whether it had uncommitted changes); {} when not in git."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode:
+            return {}
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {}
 
 
 def _cpu_name() -> str:
@@ -49,7 +84,7 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-class Run:
+class RunDir:
     """A run directory being written (training) or read (evaluate, predict, resume)."""
 
     def __init__(self, path: str | os.PathLike):
@@ -57,48 +92,45 @@ class Run:
 
     # --- creating --------------------------------------------------------------------------
     @classmethod
-    def create(cls, path, cfg: TrainConfig, vocab: Vocab, data_source: str) -> "Run":
+    def create(cls, path, cfg: TrainConfig, vocab: Vocab, ds) -> "RunDir":
+        """A new run directory for training `cfg` on the Dataset `ds` (its absolute path and fingerprint are kept)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunError(f"{path}: output path is a file, not a directory")
         if path.is_dir() and any(path.iterdir()):
             raise RunError(f"{path}: output directory is not empty (use another --out, or --resume it)")
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
         write_json(path / "vocab.json", vocab.to_json())
-        write_json(path / "meta.json", {"command": sys.argv, "data": data_source,
-                                        "environment": environment()})
+        write_json(path / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
         write_json(path / "config.json", cfg.to_dict())  # last: its presence marks a run
-        return run
+        return cls(path)
 
-    def save_epoch(self, model, opt, metrics: list[dict], improved: bool, average=None,
-                   best_state: dict | None = None) -> None:
-        """Checkpoint one finished epoch. `average` (a torch AveragedModel, or None): its weights are
-        the ones evaluated, so they become best/model.safetensors; the live model's resume training.
-        `best_state`: when improved, the weights to keep as best instead (a mid-epoch validation pass's)."""
+    def save_epoch(self, model, opt, metrics: list[dict], best) -> None:
+        """Checkpoint one finished epoch; `best` (train.BestWeights) holds the selected weights so far.
+
+        The checkpoint directory is complete before checkpoint.json points to it, so a run killed or
+        out of space at any point resumes from its last completed epoch.
+        """
         epoch = metrics[-1]["epoch"]
         ck = self.path / f"ckpt-{epoch}"
-        ck.mkdir(exist_ok=True)
-        meta = {"epoch": str(epoch)}
-        save_tensors(ck / "last.safetensors", model.state_dict(), meta)
-        scored = best_state or (model.state_dict() if average is None else average.module.state_dict())
-        if average is not None:
-            save_tensors(ck / "average.safetensors", average.state_dict(), meta)
+        shutil.rmtree(ck, ignore_errors=True)  # a partial one left by an earlier failure
+        ck.mkdir()
+        try:
+            save_tensors(ck / "last.safetensors", model.state_dict(), {"epoch": str(epoch)})
+            save_tensors(ck / "best.safetensors", best.state, {"epoch": str(best.epoch)})
+            save_tensors(ck / "optimizer.safetensors", _flatten_optimizer(opt))
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+            save_tensors(ck / "rng.safetensors", rng)
+        except BaseException:
+            shutil.rmtree(ck, ignore_errors=True)
+            raise
         prev = self._checkpoint()
-        if improved:
-            save_tensors(ck / "best.safetensors", scored, meta)
-        elif prev:
-            shutil.copyfile(self.path / prev["dir"] / "best.safetensors", ck / "best.safetensors")
-        save_tensors(ck / "optimizer.safetensors", _flatten_optimizer(opt))
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        save_tensors(ck / "rng.safetensors", rng)
         write_jsonl(self.path / "metrics.jsonl", metrics)
-        if improved:
-            save_tensors(self.path / "model.safetensors", scored, meta)
-        best_epoch = epoch if improved else prev["best_epoch"]
-        write_json(self.path / "checkpoint.json", {"epoch": epoch, "dir": ck.name, "best_epoch": best_epoch})
+        save_tensors(self.path / "model.safetensors", best.state, {"epoch": str(best.epoch)})
+        write_json(self.path / "checkpoint.json", {"epoch": epoch, "dir": ck.name, "best_epoch": best.epoch,
+                                                   "best_step": best.step, "best_acc": best.acc})
         if prev and prev["dir"] != ck.name:
             shutil.rmtree(self.path / prev["dir"], ignore_errors=True)
         from .plots import learning_curve
@@ -152,11 +184,17 @@ class Run:
         f = Path(file) if file else self.path / "model.safetensors"
         _load_state(model, load_tensors(f), f)
 
-    def restore(self, model, opt) -> tuple[list[dict], int]:
-        """Load the last completed epoch for --resume: (metrics so far, next epoch)."""
+    def restore(self, model, opt):
+        """For --resume: load the last completed epoch into `model` and `opt`, and the torch RNG.
+
+        Returns (metrics of the completed epochs, train.BestWeights of the run so far); a run with
+        no completed epoch returns ([], an empty BestWeights) and leaves everything as it is.
+        """
+        from .train import BestWeights
+
         ck = self._checkpoint()
         if ck is None:
-            return [], 1
+            return [], BestWeights()
         d = self.path / ck["dir"]
         _load_state(model, load_tensors(d / "last.safetensors"), d / "last.safetensors")
         _unflatten_optimizer(opt, load_tensors(d / "optimizer.safetensors"), d / "optimizer.safetensors")
@@ -168,20 +206,18 @@ class Run:
             states = [rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng]
             if states:
                 torch.cuda.set_rng_state_all(states)
-        # model.safetensors must be the best of the epochs kept (a kill may have left a later one)
-        shutil.copyfile(d / "best.safetensors", self.path / "model.safetensors")
         metrics = [r for r in self.metrics() if r.get("epoch", 0) <= ck["epoch"]]
-        if len(metrics) != ck["epoch"]:
-            raise RunError(f"{self.path / 'metrics.jsonl'}: has {len(metrics)} epochs, checkpoint says {ck['epoch']}")
-        return metrics, ck["epoch"] + 1
-
-    def restore_average(self, average) -> None:
-        """Load the weight average of the last completed epoch (--resume with weight_average)."""
-        ck = self._checkpoint()
-        f = self.path / ck["dir"] / "average.safetensors"
-        if not f.exists():
-            raise RunError(f"{f}: missing (the run averages its weights)")
-        _load_state(average, load_tensors(f), f)
+        if [r.get("epoch") for r in metrics] != list(range(1, ck["epoch"] + 1)):
+            raise RunError(f"{self.path / 'metrics.jsonl'}: has epochs {[r.get('epoch') for r in metrics]}, "
+                           f"checkpoint.json says 1..{ck['epoch']}")
+        best_state = load_tensors(d / "best.safetensors")
+        _check_state(model, best_state, d / "best.safetensors")
+        row = metrics[ck["best_epoch"] - 1]
+        acc = ck.get("best_acc", row.get("val_acc"))
+        best = BestWeights(-math.inf if acc is None else acc, ck["best_epoch"], ck.get("best_step"), best_state)
+        # model.safetensors must be the best of the epochs kept (a kill may have left a later one)
+        save_tensors(self.path / "model.safetensors", best_state, {"epoch": str(best.epoch)})
+        return metrics, best
 
     def load_model(self, device="cpu"):
         """(config, vocab, model in eval mode) from a saved run; every file checked."""
@@ -199,7 +235,8 @@ class Run:
             raise RunError(f"{self.path}: no such run directory")
 
 
-def _load_state(model, state: dict, f) -> None:
+def _check_state(model, state: dict, f) -> None:
+    """Raise RunError unless `state` has exactly `model`'s keys and shapes, all finite."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
@@ -208,8 +245,12 @@ def _load_state(model, state: dict, f) -> None:
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise RunError(f"{f}: {k} has shape {tuple(state[k].shape)}, the config/vocabulary needs {tuple(v.shape)}")
-        if not torch.isfinite(state[k]).all() and state[k].is_floating_point():
+        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
             raise RunError(f"{f}: {k} holds non-finite values")
+
+
+def _load_state(model, state: dict, f) -> None:
+    _check_state(model, state, f)
     model.load_state_dict(state)
 
 

@@ -123,17 +123,6 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
     return toks, offsets
 
 
-def dataset_fingerprint(ds: Dataset) -> str:
-    h = hashlib.sha256()
-    for split in (ds.train, ds.test):
-        h.update(str(len(split)).encode())
-        for t in split.texts:
-            h.update(t.encode("utf-8", "surrogatepass"))
-            h.update(b"\x00")
-        h.update(split.labels.tobytes())
-    return h.hexdigest()
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("RNNLAB_CACHE", Path.home() / ".cache" / "rnnlab"))
 
@@ -145,7 +134,7 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
     Cache warnings go to `progress` (else stderr); a cache fault never fails the call.
     """
     key = hashlib.sha256(
-        f"{dataset_fingerprint(ds)}|strip_html={strip_html}|v{CACHE_VERSION}".encode()
+        f"{ds.fingerprint()}|strip_html={strip_html}|v{CACHE_VERSION}".encode()
     ).hexdigest()[:24]
     entry = cache_dir() / f"corpus-{key}"
     warn = progress or (lambda msg: print(msg, file=sys.stderr))

@@ -1,0 +1,83 @@
+"""Intervals and verdicts: every claim is a test that the data could fail, or leave undecided.
+
+    from rnnlab.experiments.stats import t_interval, judge
+    est, lo, hi = t_interval([0.012, 0.020, 0.009])            # 95% t interval of the mean over seeds
+    v = judge("Tail beats head", "mean over seeds of acc(tail) - acc(head) > 0", [0.012, 0.020, 0.009],
+              threshold=0.0, direction="above")
+    v["outcome"]   # "holds" if the whole interval clears the threshold, "does not hold" if it lies
+                   # wholly on the other side, "inconclusive" if it straddles it
+
+The criterion is written in code before any data is read; the effect size, its interval and the
+threshold go into verdict.json with the outcome, so a reader can see how far the data was from
+deciding the other way.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "inconclusive"
+
+
+def finite(values: Iterable) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+
+
+def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t interval of the mean of the finite values (NaN bounds for n < 2)."""
+    from scipy import stats
+
+    v = finite(values)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return m, m - half, m + half
+
+
+def outcome(low: float, high: float, threshold: float, direction: str) -> str:
+    """`direction` "above": the claim is effect > threshold; "below": effect < threshold."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return UNDECIDED
+    if direction == "below":
+        low, high, threshold = -high, -low, -threshold
+    if low > threshold:
+        return HOLDS
+    if high < threshold:
+        return FAILS
+    return UNDECIDED
+
+
+def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: float, direction: str,
+          effect: str = "", numbers: dict | None = None, transform: str = "") -> dict:
+    """A verdict from per-seed effect sizes: their mean, its 95% t interval and the outcome."""
+    est, lo, hi = t_interval(per_seed)
+    return {"claim": claim, "criterion": criterion, "outcome": outcome(lo, hi, threshold, direction),
+            "effect": {"name": effect or criterion, "estimate": est, "ci95": [lo, hi], "threshold": threshold,
+                       "direction": direction, "n": int(len(finite(per_seed))),
+                       "interval": "95% Student t interval of the mean over seeds" + (f" ({transform})" if transform else ""),
+                       "per_seed": [float(v) for v in per_seed]},
+            "numbers": numbers or {}}
+
+
+def combine(parts: Sequence[str]) -> str:
+    """All parts hold -> holds; any part does not hold -> does not hold; else inconclusive."""
+    if parts and all(p == HOLDS for p in parts):
+        return HOLDS
+    if any(p == FAILS for p in parts):
+        return FAILS
+    return UNDECIDED
+
+
+def distance(v: dict) -> str:
+    """How far the interval is from the threshold, in words (for figures and the report)."""
+    e = v.get("effect") or {}
+    lo, hi = (e.get("ci95") or [math.nan, math.nan])
+    if not e or lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    t = e["threshold"]
+    return f"{e['estimate']:.3g} [{lo:.3g}, {hi:.3g}] vs threshold {t:.3g}"

@@ -1,0 +1,200 @@
+"""The lab's independent units of work, run side by side: worker processes here, or a Ray cluster.
+
+    from rnnlab.jobs import Job, Runner
+    with Runner(workers=2, threads=1) as runner:
+        rows = runner.run(jobs, ds, data_arg="../shared/data/imdb", store=Path("results/lab/jobs"))
+
+A `Job` names a function ("module:function") and JSON-able keyword arguments; the function is called
+as `fn(ds, **args)` and returns tidy rows (a list of dicts). Every job runs with a fixed number of
+torch threads, so its numbers do not depend on how many run at once (only its timings do). Each
+finished job is written to STORE/<key>.json, and a rerun keeps it: an interrupted lab resumes.
+Worker processes load the data once each from `data_arg` and share the tokenised corpus through the
+memory-mapped cache. `exclusive` jobs (timings) run alone in this process after all others.
+With `ray_address` the jobs go to a Ray cluster (`pip install rnnlab[ray]`; "local" starts one
+here) and their rows come back into the same files.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .io import RunError, read_json, write_json
+
+
+class JobError(RunError):
+    """A job failed; the finished ones are kept."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of an experiment: `fn(ds, **args) -> rows`."""
+
+    fn: str  # "rnnlab.experiments.compare:train_job"
+    args: dict = field(hash=False)  # JSON-able keyword arguments
+    label: str = ""  # for the log
+    cost: float = 1.0  # relative run time: the longest start first
+    exclusive: bool = False  # timing: runs alone, after every other job
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps({"fn": self.fn, "args": self.args}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def execute(job: Job, ds, threads: int) -> list[dict]:
+    """Run one job here with `threads` torch threads; returns its rows."""
+    import torch
+
+    module, name = job.fn.split(":")
+    fn = getattr(importlib.import_module(module), name)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(ds, **job.args)
+    finally:
+        torch.set_num_threads(old)
+
+
+_WORKER: dict = {}  # per worker process: the dataset, loaded once
+
+
+def _worker_execute(job: Job, data_arg: str | None, threads: int) -> tuple[list[dict], float]:
+    from .data import load_imdb
+
+    if "ds" not in _WORKER:
+        _WORKER["ds"] = load_imdb(data_arg)
+    t0 = time.perf_counter()
+    return execute(job, _WORKER["ds"], threads), time.perf_counter() - t0
+
+
+class Runner:
+    """Runs jobs in `workers` processes (1: in this process) or on Ray, each with `threads` threads."""
+
+    def __init__(self, workers: int | None = None, threads: int = 1, ray_address: str | None = None,
+                 log: Callable[[str], None] = print):
+        self.threads = threads
+        self.workers = workers or max(1, (os.cpu_count() or 1) // threads)
+        self.ray_address = ray_address
+        self.log = log
+        self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, jobs: list[Job], ds, data_arg: str | None, store: Path) -> dict[str, list[dict]]:
+        """{job.key: rows} for every job, from STORE where finished earlier, else by running it."""
+        store = Path(store)
+        store.mkdir(parents=True, exist_ok=True)
+        results: dict[str, list[dict]] = {}
+        todo = []
+        fingerprint = ds.fingerprint()
+        for job in {j.key: j for j in jobs}.values():  # the same job asked twice runs once
+            done = _read(store / f"{job.key}.json", job, fingerprint)
+            if done is not None:
+                results[job.key] = done
+            else:
+                todo.append(job)
+        if results:
+            self.log(f"{len(results)} of {len(results) + len(todo)} jobs finished earlier, kept ({store})")
+        parallel = sorted((j for j in todo if not j.exclusive), key=lambda j: -j.cost)
+        count = {"done": 0}
+
+        def finished(job: Job, rows: list[dict], seconds: float) -> None:
+            write_json(store / f"{job.key}.json", {"fn": job.fn, "args": job.args, "data": fingerprint,
+                                                   "label": job.label, "rows": rows, "seconds": round(seconds, 1),
+                                                   "threads": self.threads})
+            results[job.key] = rows
+            count["done"] += 1
+            self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
+
+        if self.ray_address:
+            self._run_ray(parallel, data_arg, finished)
+        elif self.workers > 1 and len(parallel) > 1:
+            self._run_pool(parallel, data_arg, finished)
+        else:
+            for job in parallel:
+                t0 = time.perf_counter()
+                finished(job, execute(job, ds, self.threads), time.perf_counter() - t0)
+        for job in (j for j in todo if j.exclusive):  # timings: alone, in this process
+            self.log(f"[jobs] {job.label}: running alone (a timing)")
+            t0 = time.perf_counter()
+            finished(job, execute(job, ds, self.threads), time.perf_counter() - t0)
+        return results
+
+    def _run_pool(self, jobs: list[Job], data_arg, finished) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pending = {self._pool.submit(_worker_execute, job, data_arg, self.threads): job for job in jobs}
+        self.log(f"[jobs] {len(jobs)} jobs on {self.workers} worker processes x {self.threads} thread(s)")
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = pending.pop(fut)
+                    try:
+                        rows, seconds = fut.result()
+                    except (KeyboardInterrupt, RunError, ValueError) as e:
+                        raise JobError(f"job {job.label} failed: {e}") from None
+                    finished(job, rows, seconds)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for p in list(getattr(self._pool, "_processes", {}).values()):
+                p.terminate()
+            self._pool = None
+            raise
+
+    def _run_ray(self, jobs: list[Job], data_arg, finished) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RunError("--ray needs the ray package: pip install 'rnnlab[ray]'") from None
+        if not ray.is_initialized():
+            address = None if self.ray_address == "local" else self.ray_address
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     **({"num_cpus": os.cpu_count()} if address is None else {}))
+        remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
+        pending = {remote.remote(job, data_arg, self.threads): job for job in jobs}
+        self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(done[0])
+                try:
+                    rows, seconds = ray.get(done[0])
+                except ray.exceptions.RayTaskError as e:
+                    raise JobError(f"job {job.label} failed on Ray: {str(e).splitlines()[0][:200]}") from None
+                finished(job, rows, seconds)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+
+def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
+    """A finished job's rows, or None when missing, unreadable, or made by another job or on other data."""
+    if not path.exists():
+        return None
+    try:
+        d = read_json(path)
+    except RunError:
+        return None
+    if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and d.get("fn") == job.fn
+            and d.get("data") == fingerprint
+            and json.dumps(d.get("args"), sort_keys=True) == json.dumps(job.args, sort_keys=True, default=str)):
+        return None
+    return d["rows"]

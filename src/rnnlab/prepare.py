@@ -1,0 +1,77 @@
+"""Data preparation: from loaded reviews to the encoded train, validation and test splits of one config.
+
+    from rnnlab.prepare import prepare, subsample
+    data = prepare(cfg, load_imdb("../shared/data/imdb"))   # data.train, data.val, data.test, data.vocab
+    small = subsample(ds, n_train=2000, n_test=1000)        # a seeded, class-balanced subset
+
+Tokenising is cached on disk (rnnlab.text); the vocabulary is the `vocab_size` most frequent
+training words; each review is cut to `max_len` tokens (its head or its tail); the validation
+split is `val_fraction` of each class of train, seeded by `cfg.seed`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from .batching import Encoded
+from .config import TrainConfig
+from .data import Dataset, Split
+from .text import Vocab, encode_corpus
+
+
+@dataclass
+class Prepared:
+    """Encoded splits and the vocabulary of one configuration (val None: no validation split)."""
+
+    train: Encoded
+    val: Encoded | None
+    test: Encoded | None
+    vocab: Vocab
+    source: str
+
+    def truncated(self, max_len: int, truncate: str) -> "Prepared":
+        """The same reviews, each cut to `max_len` tokens (head: its start; tail: its end; 0: whole)."""
+        cut = lambda e: None if e is None else e.truncated(max_len, truncate)  # noqa: E731
+        return replace(self, train=cut(self.train), val=cut(self.val), test=cut(self.test))
+
+
+def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s: None) -> Prepared:
+    """Tokenise (cached), build the vocabulary, truncate, carve the validation split."""
+    corpus = encode_corpus(ds, cfg.strip_html, progress=log)
+    full = Encoded.from_corpus(corpus, "train", ds.train.labels, cfg.vocab_size, cfg.max_len, cfg.truncate)
+    test = Encoded.from_corpus(corpus, "test", ds.test.labels, cfg.vocab_size, cfg.max_len, cfg.truncate)
+    val = None
+    if cfg.val_fraction > 0:
+        tr_idx, val_idx = stratified_split(full.labels, cfg.val_fraction, cfg.seed)
+        full, val = full.subset(tr_idx), full.subset(val_idx)
+    return Prepared(full, val, test, corpus.vocab(cfg.vocab_size), ds.source)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, val_idx): `fraction` of each class to validation, seeded."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        val.append(rng.permutation(idx)[: int(round(len(idx) * fraction))])
+    val_idx = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+
+
+def subsample(ds: Dataset, n_train: int, n_test: int, seed: int = 0) -> Dataset:
+    """A seeded, class-balanced subset: n/2 reviews of each class (n <= 0: the whole split)."""
+
+    def pick(split: Split, n: int) -> Split:
+        if n <= 0 or n >= len(split):
+            return split
+        rng = np.random.default_rng(seed)
+        idx = [rng.choice(c, min(len(c), n // 2), replace=False)
+               for c in (np.flatnonzero(split.labels == y) for y in (0, 1))]
+        return split.subset(np.sort(np.concatenate(idx)))
+
+    if n_train <= 0 and n_test <= 0:
+        return ds
+    return Dataset(pick(ds.train, n_train), pick(ds.test, n_test),
+                   f"{ds.source} (subset: {n_train or 'all'} train / {n_test or 'all'} test, seed {seed})")
