@@ -18,8 +18,8 @@ import time
 import torch
 
 from rnnlab.data import load_imdb
-from rnnlab.evaluate import predict_texts
-from rnnlab.runs import Run, environment
+from rnnlab.scoring import predict_texts
+from rnnlab.runs import RunDir, environment
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     texts = [t.replace("\n", " ") for t in load_imdb(args.data).test.texts]
-    cfg, vocab, model = Run(args.run_dir).load_model("cpu")
+    cfg, vocab, model = RunDir(args.run_dir).load_model("cpu")
     predict_texts(cfg, vocab, model, texts[:500])  # warm-up
     times = []
     for _ in range(args.repeats):

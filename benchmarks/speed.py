@@ -67,7 +67,7 @@ def dense_vs_packed(data: str, n_batches: int = 40) -> dict:
     from rnnlab.config import preset
     from rnnlab.data import load_imdb
     from rnnlab.models import build_model
-    from rnnlab.train import prepare
+    from rnnlab.prepare import prepare
 
     cfg = preset("seed")
     prep = prepare(cfg, load_imdb(data))
