@@ -1,60 +1,183 @@
-"""The CLI as a user calls it: help, train, evaluate, predict (happy paths)."""
+"""The CLI as a user calls it: help, train, evaluate, predict, presets, configs, resume, and the values it prints."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
-CMD = [sys.executable, "-m", "rnnlab.cli"]
+from rnnlab.cli import main
+
+CMD = [sys.executable, "-m", "rnnlab"]
+SMALL = ["--epochs", "2", "--embed-dim", "16", "--hidden-dim", "16"]
 
 
-@pytest.mark.parametrize("sub", [[], ["train"], ["evaluate"], ["predict"]])
+@pytest.mark.parametrize("sub", [[], ["train"], ["evaluate"], ["predict"], ["lab"], ["shortfall"], ["compare"],
+                                 ["report"], ["presets"]])
 def test_help_on_every_command(sub):
     r = subprocess.run(CMD + sub + ["--help"], capture_output=True, text=True)
-    assert r.returncode == 0 and "Usage:" in r.stdout
+    assert r.returncode == 0 and "Usage: rnnlab" in r.stdout
 
 
-def test_train_evaluate_predict(tmp_path, tiny_data):
-    out = tmp_path / "run"
-    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), "--epochs", "2", "--embed-dim", "16",
-                              "--hidden-dim", "16", "--out", str(out)], capture_output=True, text=True)
+def test_train_help_groups_options_and_shows_each_presets_value():
+    out = CliRunner().invoke(main, ["train", "--help"], terminal_width=200).output
+    heads = [line for line in out.splitlines() if line.endswith("options:")]
+    assert heads == ["Data and output options:", "Model options:", "Text options:", "Optimisation options:",
+                     "Evaluation options:", "Run options:"]
+    epochs = next(line for line in out.splitlines() if line.strip().startswith("--epochs"))
+    assert "seed, notebook 5" in epochs and "tuned 32" in epochs  # the presets' values, not one default
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory, tiny_data):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.strip().splitlines()[-1])  # the last line is one JSON object
-    assert summary["run_dir"] == str(out) and summary["best_epoch"] == 2 and "test_acc" in summary
-    assert "epoch 1 |" in r.stderr and "test acc" in r.stderr  # seed preset: test accuracy each epoch
-    # default output directory and preset are recorded
+    return out, json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def test_train_prints_a_summary_and_records_where_it_came_from(seed_run, tiny_data):
+    out, summary, stderr = seed_run
+    assert summary["run_dir"] == str(out) and summary["best_epoch"] == 2 and 0 <= summary["test_acc"] <= 1
+    assert "epoch 1 |" in stderr and "test acc" in stderr  # seed preset: test accuracy each epoch
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["val_fraction"] == 0.0 and cfg["test_every_epoch"] is True and cfg["hidden_dim"] == 16
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["data"]["path"] == str(tiny_data.resolve())  # absolute, whatever was typed
+    from rnnlab.data import load_imdb
 
-    r = subprocess.run(CMD + ["evaluate", str(out), "--data", str(tiny_data), "--json"], capture_output=True, text=True)
+    assert meta["data"]["fingerprint"] == load_imdb(tiny_data).fingerprint()
+    assert meta["environment"]["rnnlab"] and "git_commit" in meta["environment"]
+
+
+def test_evaluate_defaults_to_the_runs_own_test_split(seed_run, tiny_data, monkeypatch):
+    out, summary, _ = seed_run
+    r = subprocess.run(CMD + ["evaluate", str(out), "--json"], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["n"] == 120 and abs(rep["acc"] - summary["test_acc"]) < 1e-3
-    assert sum(map(sum, rep["confusion"]["matrix"])) == 120
-    assert sum(b["n"] for b in rep["by_length"]) == 120
-
-    csv = tmp_path / "mine.csv"
-    csv.write_text("review,sentiment\n\"great, excellent film\",positive\nawful and boring,negative\n")
-    r = subprocess.run(CMD + ["evaluate", str(out), "--data", str(csv)], capture_output=True, text=True)
-    assert r.returncode == 0 and "2 reviews" in r.stdout
-
-    r = subprocess.run(CMD + ["predict", str(out), "great excellent", "awful terrible"], capture_output=True, text=True)
-    lines = r.stdout.strip().splitlines()
-    assert r.returncode == 0 and len(lines) == 2
-    assert all(l.split("\t")[0] in ("positive", "negative") and 0 <= float(l.split("\t")[1]) <= 1 for l in lines)
-    r = subprocess.run(CMD + ["predict", str(out), "--json"], input="one\ntwo\nthree\n", capture_output=True, text=True)
-    assert [json.loads(l)["label"] in ("positive", "negative") for l in r.stdout.splitlines()] == [True] * 3
+    assert rep["n"] == 120 and rep["acc"] == summary["test_acc"] and str(tiny_data.resolve()) in rep["data"]
+    (tn, fp), (fn, tp) = rep["confusion"]["matrix"]
+    assert tn + fp == tp + fn == 60  # rows are the true classes (60 of each in the tiny test split)
+    assert (tp + tn) / 120 == pytest.approx(rep["acc"], abs=1e-4)
 
 
-def test_flags_override_preset_and_unknown_values_fail(tmp_path, tiny_data):
-    r = subprocess.run(CMD + ["train", "--preset", "tuned", "--data", str(tiny_data), "--epochs", "1",
-                              "--hidden-dim", "8", "--embed-dim", "8", "--out", str(tmp_path / "t")],
-                       capture_output=True, text=True)
+def test_evaluation_numbers_on_hand_made_probabilities():
+    from rnnlab.scoring import evaluation
+
+    probs = np.array([0.9, 0.8, 0.2, 0.6, 0.4, 0.1, 0.7])
+    labels = np.array([1, 1, 1, 0, 0, 0, 1])
+    lengths = np.array([5, 100, 101, 200, 401, 800, 801])
+    rep = evaluation(probs, labels, lengths)
+    # rows true neg / true pos, columns predicted neg / pos: 2 true negatives, 1 false positive (0.6),
+    # 1 false negative (0.2), 3 true positives
+    assert rep["confusion"]["matrix"] == [[2, 1], [1, 3]] and rep["acc"] == round(5 / 7, 4)
+    # edges: 100 is in 0-100, 101 and 200 in 100-200, 800 in 400-800, 801 in 800+; empty buckets are left out
+    assert rep["by_length"] == [{"bucket": "0-100", "n": 2, "acc": 1.0}, {"bucket": "100-200", "n": 2, "acc": 0.0},
+                                {"bucket": "400-800", "n": 2, "acc": 1.0}, {"bucket": "800+", "n": 1, "acc": 1.0}]
+
+
+def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
+    """A model trained on the synthetic task (polar words decide) must call polar reviews right."""
+    out = tmp_path / "bow"
+    r = subprocess.run(CMD + ["train", "--preset", "bow", "--data", str(tiny_data), "--epochs", "15", "--lr", "0.03",
+                              "--embed-dim", "8", "--val-fraction", "0.1", "--out", str(out)], capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
-    cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    r = subprocess.run(CMD + ["predict", str(out), "--json", "great excellent wonderful superb",
+                              "awful terrible boring worst"], capture_output=True, text=True)
+    pos, neg = (json.loads(line) for line in r.stdout.splitlines())
+    assert pos["label"] == "positive" and neg["label"] == "negative" and pos["p_positive"] > 0.7 > 0.3 > neg["p_positive"]
+    r2 = subprocess.run(CMD + ["predict", str(out)], input="great excellent wonderful superb\n", capture_output=True,
+                        text=True)
+    assert r2.stdout.split("\t") == ["positive", f"{pos['p_positive']:.4f}\n"]  # stdin and arguments agree
+
+
+def test_presets_and_show_config_print_the_resolved_configuration(tiny_data):
     from rnnlab.config import TUNED
 
-    assert cfg["epochs"] == 1 and cfg["hidden_dim"] == 8 and cfg["max_len"] == TUNED.max_len
-    assert cfg["truncate"] == TUNED.truncate and cfg["clip"] == TUNED.clip
+    r = subprocess.run(CMD + ["presets", "tuned"], capture_output=True, text=True)
+    assert json.loads(r.stdout) == {"tuned": TUNED.to_dict()}
+    r = subprocess.run(CMD + ["train", "--preset", "tuned", "--epochs", "3", "--show-config"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and json.loads(r.stdout) == {**TUNED.to_dict(), "epochs": 3}
+
+
+@pytest.mark.parametrize("kind", ["json", "toml"])
+def test_config_file_repeats_a_run_and_flags_override_it(tmp_path, seed_run, kind):
+    out, _, _ = seed_run
+    saved = json.loads((out / "config.json").read_text())
+    f = tmp_path / f"cfg.{kind}"
+    if kind == "json":
+        f.write_text((out / "config.json").read_text())  # a run's own config.json, as it is
+    else:
+        f.write_text("".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n"
+                             for k, v in saved.items()))
+    r = subprocess.run(CMD + ["train", "--config", str(f), "--seed", "7", "--show-config"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {**saved, "seed": 7}
+    f.write_text("{not json" if kind == "json" else "epochs = = 3")
+    r = subprocess.run(CMD + ["train", "--config", str(f)], capture_output=True, text=True)
+    assert r.returncode == 2 and str(f) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_reuses_the_runs_data_and_refuses_a_changed_flag(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--lr", "0.1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--lr 0.1 differs from the run's config (0.001)" in r.stderr
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--preset", "tuned"], capture_output=True, text=True)
+    assert r.returncode == 2 and "drop --preset" in r.stderr
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True,
+                       cwd="/", env={**__import__("os").environ, "RNNLAB_DATA": "/nonexistent"})
+    assert r.returncode == 0, r.stderr  # the run's own data, not $RNNLAB_DATA or the hub
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_offline_without_data_fails_within_seconds(tmp_path, monkeypatch):
+    from rnnlab.data import DataError, load_imdb
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no cached copy
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.setattr("rnnlab.data.HUB_HOST", "hub.invalid")  # a name that never resolves, as offline
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="unreachable"):
+        load_imdb(None)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_tensorboard_logs_steps_and_epochs(tmp_path, tiny_data):
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(tmp_path / "run"),
+                              "--tensorboard", str(tmp_path / "tb")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ev = EventAccumulator(str(tmp_path / "tb"))
+    ev.Reload()
+    tags = set(ev.Tags()["scalars"])
+    assert {"step/loss", "step/grad_norm", "step/lr", "epoch/train_loss", "epoch/test_acc"} <= tags
+    assert [s.step for s in ev.Scalars("epoch/test_acc")] == [1, 2]
+
+
+def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_data, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tb(name, *a, **k):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_tb)
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), *SMALL, "--out", str(tmp_path / "r"),
+                                    "--tensorboard", str(tmp_path / "tb")])
+    assert res.exit_code == 2 and "pip install 'rnnlab[tensorboard]'" in res.output
+    assert not (tmp_path / "r").exists()

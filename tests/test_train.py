@@ -277,3 +277,28 @@ def test_lr_at_is_a_pure_function_of_the_step():
     assert rates[:50] == [1e-3] * 50 and rates[50] == pytest.approx(1e-3)
     assert all(a > b for a, b in zip(rates[50:], rates[51:])) and rates[-1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 49 / 50)))
     assert lr_at(TrainConfig(lr=2e-3), 77, 100) == 2e-3
+
+
+@pytest.mark.parametrize("step_weight", [0.0, 0.5])
+def test_unequal_batches_run_in_chunks_with_the_same_loss_and_gradient(step_weight, monkeypatch):
+    import rnnlab.train as T
+
+    torch.manual_seed(0)
+    m = RecurrentClassifier("rnn", 40, 6, 8)
+    lengths = torch.tensor([3, 40, 5, 2, 38, 7] * 6)  # shuffled batch: mostly padding when padded whole
+    tokens = torch.randint(2, 40, (len(lengths), 40)) * (torch.arange(40)[None, :] < lengths[:, None])
+    labels = (torch.arange(len(lengths)) % 2).float()
+    assert T.length_chunks(lengths) is not None and T.length_chunks(lengths.clamp(min=39)) is None
+
+    def loss_and_grads():
+        m.zero_grad()
+        loss = objective(m, tokens, lengths, labels, step_weight)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in m.parameters()]
+
+    chunked = loss_and_grads()
+    monkeypatch.setattr(T, "length_chunks", lambda lengths: None)
+    whole = loss_and_grads()
+    torch.testing.assert_close(chunked[0], whole[0], atol=1e-6, rtol=1e-5)
+    for a, b in zip(chunked[1], whole[1]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)

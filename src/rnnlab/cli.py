@@ -11,6 +11,7 @@ on stderr and a non-zero code, never a traceback (set RNNLAB_DEBUG=1 to see one)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from .config import CHOICES, PRESETS, ConfigError, TrainConfig, from_dict, preset as get_preset, with_overrides
+from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError
 from .io import RunError
 
@@ -158,8 +159,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     """Train a model; prints one JSON summary line last."""
     from .data import load_imdb
     from .prepare import prepare
-    from .runs import RunDir, run_data_path
-    from .train import Divergence, Interrupted, resolve_device, train as train_run
+    from .runs import RunDir, read_config, run_data_path
+    from .train import Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
@@ -167,14 +168,17 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             run = RunDir(resume)
             saved = run.config()
             changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v and k not in RESUMABLE}
-            if changed or config_file or preset_name != "seed":
-                k, v = next(iter(changed.items())) if changed else ("preset/config", "")
-                raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config ({getattr(saved, k, '')}); "
+            explicit = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
+            if config_file or explicit:
+                raise RunError("a resumed run keeps its own config: drop --preset/--config (only --epochs and "
+                               "--device may change)")
+            for k, v in changed.items():
+                raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config ({getattr(saved, k)}); "
                                "a resumed run keeps its config (only --epochs and --device may change)")
             cfg = with_overrides(saved, overrides)
             data_path = data_path or run_data_path(run)
         else:
-            base = _read_config_file(config_file) if config_file else get_preset(preset_name)
+            base = read_config(config_file) if config_file else get_preset(preset_name)
             cfg = with_overrides(base, overrides)
         if show_config:
             click.echo(json.dumps(cfg.to_dict(), indent=2))
@@ -215,36 +219,13 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 else "no epoch had completed, so nothing was kept")
         _log(f"stopped: {e}; {kept}. Try gradient clipping (--clip 1.0) or a lower --lr")
         sys.exit(1)
-    except (RunError, ValueError) as e:
+    except (RunError, ValueError, OutOfMemory) as e:
         if resume is None:
             run.discard_if_empty()
         if run.path.exists() and (run.path / "checkpoint.json").exists():
-            _fail(f"{e} (completed epochs are kept: free the space, then rnnlab train --resume {run.path})")
+            _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")
         _fail(e)
     click.echo(json.dumps(trained.summary))
-
-
-def _read_config_file(path: Path) -> TrainConfig:
-    """A TOML or JSON file of TrainConfig fields (a run's config.json works as it is)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            d = tomllib.loads(text)
-        else:
-            d = json.loads(text)
-    except ValueError as e:
-        raise RunError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} ({e})") from None
-    if not isinstance(d, dict):
-        raise RunError(f"{path}: needs a table/object of config fields")
-    try:
-        return from_dict(d)
-    except (ConfigError, TypeError) as e:
-        raise RunError(f"{path}: {e}") from None
 
 
 def _tensorboard(log_dir: Path):
@@ -380,22 +361,34 @@ def _runner(jobs, threads, ray_address, log):
     return Runner(workers=jobs, threads=threads, ray_address=ray_address, log=log)
 
 
+@contextlib.contextmanager
+def _stops_cleanly(out: Path):
+    """Ctrl-C/SIGTERM -> exit 130; a failed job or bad input -> one line, exit 2; finished jobs stay."""
+    from .jobs import JobError
+    from .train import Interrupted
+
+    resume = f"finished jobs are kept under {out}: rerun the same command to resume"
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as e:
+        _log(f"interrupted ({e or 'Ctrl-C'}); {resume}")
+        sys.exit(130)
+    except JobError as e:
+        _fail(f"{e}; {resume}")
+    except (DataError, RunError, ConfigError, ValueError) as e:
+        _fail(e)
+
+
 def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_address):
     """Run the named experiments into OUT/<name>/; one JSON verdict line per experiment."""
     from .experiments import EXPERIMENTS
     from .lab import load_data, run_experiments
-    from .train import Interrupted
 
-    try:
+    with _stops_cleanly(out):
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner:
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
                                        runner=runner, log=_log, data_arg=data_path)
-    except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({e or 'Ctrl-C'}); finished jobs are kept under {out}: rerun the same command to resume")
-        sys.exit(130)
-    except (DataError, RunError, ConfigError, ValueError) as e:
-        _fail(e)
     for v in verdicts:
         click.echo(json.dumps({k: v[k] for k in ("experiment", "outcome", "claim", "mode", "seconds")}
                               | {"dir": str(out / v["experiment"])}))
@@ -429,22 +422,16 @@ def compare(out, **opts):
               help="Write the report's Markdown twin here (figures copied next to it) instead of OUT/report.md.")
 @_lab_options
 def lab(out, markdown, data_path, quick, jobs, threads, ray_address, device):
-    """The whole lab: the seed exercise, four shortfalls, the comparison, the report. Rerun to resume."""
+    """The whole lab: the notebook's exercise, four shortfalls, the comparison, the report. Rerun to resume."""
     from .lab import load_data, run_lab
-    from .train import Interrupted
 
-    try:
+    with _stops_cleanly(out):
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner:
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,
                              markdown=markdown)
-    except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({e or 'Ctrl-C'}); finished jobs are kept under {out}: rerun the same command to resume")
-        sys.exit(130)
-    except (DataError, RunError, ConfigError, ValueError) as e:
-        _fail(e)
     click.echo(json.dumps(result))
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 ENV_VAR = "RNNLAB_DATA"
 HUB_NAME = "stanfordnlp/imdb"
+HUB_HOST = "huggingface.co"
 
 
 class DataError(ValueError):
@@ -244,17 +245,61 @@ def _acl_rows_to_split(rows: list, source: str) -> Split:
 # --- hub -----------------------------------------------------------------------------------
 
 def _load_hub() -> Dataset:
-    """The seed's own source. Needs internet; used when no --data and no $RNNLAB_DATA."""
+    """The seed's own source, used when no --data and no $RNNLAB_DATA: a copy in the local Hugging Face
+    cache, else a download; without a network that fails within a few seconds, not after retries."""
     try:
+        cached = _hub_cache_has(HUB_NAME)
+        if not cached and not _reachable(HUB_HOST):
+            raise ConnectionError(f"{HUB_HOST} is unreachable (offline?) and no copy is cached")
         from datasets import load_dataset
 
-        ds = load_dataset(HUB_NAME)
+        ds = _offline(lambda: load_dataset(HUB_NAME)) if cached else load_dataset(HUB_NAME)
     except Exception as e:  # network, hub or cache errors: one line, not a traceback
         raise DataError(f"hub {HUB_NAME}: cannot load ({_first_line(e)}); "
                         f"pass --data PATH or set {ENV_VAR} to a local copy") from None
     return Dataset(_validated(ds["train"]["text"], ds["train"]["label"], f"hub:{HUB_NAME}:train"),
                    _validated(ds["test"]["text"], ds["test"]["label"], f"hub:{HUB_NAME}:test"),
                    f"hub:{HUB_NAME}")
+
+
+def _hub_cache_has(name: str) -> bool:
+    """Whether the datasets cache holds a download of `name` (its folder is owner___name)."""
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets"))
+    return (cache / name.replace("/", "___")).is_dir()
+
+
+def _offline(fn):
+    """Run `fn` with the Hugging Face libraries in offline mode (no network request at all)."""
+    import datasets.config
+    import huggingface_hub.constants as hub
+
+    old = datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE = True
+    try:
+        return fn()
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE = old
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to host:443 opens within `timeout` seconds (name lookup included)."""
+    import socket
+    import threading
+
+    ok = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(ok)
 
 
 # --- validation ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from .io import RunError, read_json, write_json
 
 
 class JobError(RunError):
-    """A job failed; the finished ones are kept."""
+    """A job failed; the finished ones are kept (rerunning the same command resumes)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,11 @@ class Job:
 
 
 def execute(job: Job, ds, threads: int) -> list[dict]:
-    """Run one job here with `threads` torch threads; returns its rows."""
+    """Run one job here with `threads` torch threads; returns its rows. A failure is a JobError naming
+    the job (an interrupt stays an interrupt)."""
     import torch
+
+    from .train import Interrupted
 
     module, name = job.fn.split(":")
     fn = getattr(importlib.import_module(module), name)
@@ -59,6 +62,10 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
     torch.set_num_threads(threads)
     try:
         return fn(ds, **job.args)
+    except Interrupted:
+        raise
+    except Exception as e:  # noqa: BLE001 - a failed job is one line; the finished ones stay stored
+        raise JobError(f"job '{job.label}' failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}") from e
     finally:
         torch.set_num_threads(old)
 
@@ -144,10 +151,7 @@ class Runner:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = pending.pop(fut)
-                    try:
-                        rows, seconds = fut.result()
-                    except (KeyboardInterrupt, RunError, ValueError) as e:
-                        raise JobError(f"job {job.label} failed: {e}") from None
+                    rows, seconds = fut.result()  # a JobError (or an interrupt) from the worker
                     finished(job, rows, seconds)
         except BaseException:
             for fut in pending:
@@ -177,7 +181,7 @@ class Runner:
                 try:
                     rows, seconds = ray.get(done[0])
                 except ray.exceptions.RayTaskError as e:
-                    raise JobError(f"job {job.label} failed on Ray: {str(e).splitlines()[0][:200]}") from None
+                    raise JobError(f"job '{job.label}' failed on Ray: {str(e.cause if getattr(e, 'cause', None) else e).splitlines()[0][:300]}") from None
                 finished(job, rows, seconds)
         except BaseException:
             for ref in pending:

@@ -26,7 +26,8 @@ import torch
 
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
-from .io import RunError, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
+from .io import (RunError, StorageError, fault, load_tensors, read_json, read_jsonl, save_tensors, write_json,
+                 write_jsonl)
 from .text import Vocab
 
 
@@ -35,6 +36,28 @@ def data_record(ds) -> dict:
     src = ds.source
     local = not src.startswith("hub:") and " (subset" not in src
     return {"source": src, "path": str(Path(src).resolve()) if local else None, "fingerprint": ds.fingerprint()}
+
+
+def read_config(path: str | os.PathLike) -> TrainConfig:
+    """A TrainConfig from a TOML or JSON file of its fields (a run's config.json works as it is)."""
+    path = Path(path)
+    if path.suffix.lower() != ".toml":
+        d = read_json(path)
+    else:
+        import tomllib
+
+        try:
+            d = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"{path}: missing") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise RunError(f"{path}: not valid TOML ({e})") from None
+    if not isinstance(d, dict):
+        raise RunError(f"{path}: needs an object/table of config fields")
+    try:
+        return from_dict(d)
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{path}: {e}") from None
 
 
 def run_data_path(run: "RunDir") -> str | None:
@@ -99,10 +122,18 @@ class RunDir:
             raise RunError(f"{path}: output path is a file, not a directory")
         if path.is_dir() and any(path.iterdir()):
             raise RunError(f"{path}: output directory is not empty (use another --out, or --resume it)")
-        path.mkdir(parents=True, exist_ok=True)
-        write_json(path / "vocab.json", vocab.to_json())
-        write_json(path / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
-        write_json(path / "config.json", cfg.to_dict())  # last: its presence marks a run
+        made = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            write_json(path / "vocab.json", vocab.to_json())
+            write_json(path / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
+            write_json(path / "config.json", cfg.to_dict())  # last: its presence marks a run
+        except BaseException as e:
+            if made:
+                shutil.rmtree(path, ignore_errors=True)  # no half-made run directory
+            if isinstance(e, OSError):  # mkdir refused (a refused write is already a StorageError)
+                raise StorageError(f"cannot write {path}: {fault(e)}") from None
+            raise
         return cls(path)
 
     def save_epoch(self, model, opt, metrics: list[dict], best) -> None:
@@ -160,13 +191,7 @@ class RunDir:
 
     def config(self) -> TrainConfig:
         self._require_dir()
-        d = read_json(self.path / "config.json")
-        if not isinstance(d, dict):
-            raise RunError(f"{self.path / 'config.json'}: not a JSON object")
-        try:
-            return from_dict(d)
-        except (ConfigError, TypeError) as e:
-            raise RunError(f"{self.path / 'config.json'}: {e}") from None
+        return read_config(self.path / "config.json")
 
     def vocab(self) -> Vocab:
         self._require_dir()

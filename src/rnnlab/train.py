@@ -19,6 +19,7 @@ is saved with the optimizer and RNG state, so an interrupted run resumes exactly
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
@@ -44,6 +45,10 @@ class Divergence(RuntimeError):
 
 class Interrupted(RuntimeError):
     """SIGINT or SIGTERM arrived during training."""
+
+
+class OutOfMemory(RuntimeError):
+    """A batch did not fit in the device's memory."""
 
 
 @dataclass
@@ -78,9 +83,10 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                 for group in opt.param_groups:
                     group["lr"] = lr
                 tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
-                loss = objective(model, tokens, lengths, labels, cfg.step_loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                with _memory_guard(cfg, epoch, step, tokens.shape):
+                    loss = objective(model, tokens, lengths, labels, cfg.step_loss)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # the unclipped norm
                 if not (math.isfinite(loss.item()) and math.isfinite(norm)):
                     raise Divergence(f"non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} "
@@ -120,16 +126,53 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     return _finish(cfg, data, model, metrics, best, device, run_dir)
 
 
+@contextlib.contextmanager
+def _memory_guard(cfg: TrainConfig, epoch: int, step: int, shape):
+    """Out of memory on a batch -> OutOfMemory naming the batch and what to change."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "memory" not in str(e).lower():
+            raise
+        raise OutOfMemory(f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
+                          f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
+                          "smaller --batch-size or a --max-len") from None
+
+
 def objective(model, tokens, lengths, labels, step_weight: float) -> torch.Tensor:
-    """BCE on the prediction; with a step weight, mixed with the mean BCE of every real step's logit."""
+    """BCE on the prediction; with a step weight, mixed with the mean BCE of every real step's logit.
+
+    A batch of very unequal lengths (the notebook's shuffled batches) runs as length-sorted chunks, each
+    cut to its own longest review: the same loss, without computing on the padding.
+    """
+    chunks = length_chunks(lengths)
+    if chunks is None:
+        final, steps = _losses(model, tokens, lengths, labels, step_weight)
+    else:
+        parts = [(i, _losses(model, tokens[i, : int(lengths[i].max())], lengths[i], labels[i], step_weight))
+                 for i in chunks]
+        final = sum(len(i) / len(lengths) * f for i, (f, _) in parts)
+        steps = sum(lengths[i].sum() / lengths.sum() * s for i, (_, s) in parts) if step_weight else None
+    return final if not step_weight else (1.0 - step_weight) * final + step_weight * steps
+
+
+def _losses(model, tokens, lengths, labels, step_weight: float):
+    """(mean BCE of the predictions, mean BCE of every real step's logit or None without a step weight)."""
     if step_weight == 0:
-        return F.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
+        return F.binary_cross_entropy_with_logits(model(tokens, lengths), labels), None
     logits, steps = model.forward_steps(tokens, lengths)  # (B,), (B, T)
     real = mask(lengths, steps.shape[1]).to(steps.dtype)
     per_step = F.binary_cross_entropy_with_logits(steps, labels[:, None].expand_as(steps), reduction="none")
-    step_loss = (per_step * real).sum() / real.sum()
-    final = F.binary_cross_entropy_with_logits(logits, labels)
-    return (1.0 - step_weight) * final + step_weight * step_loss
+    return F.binary_cross_entropy_with_logits(logits, labels), (per_step * real).sum() / real.sum()
+
+
+def length_chunks(lengths: torch.Tensor, waste: float = 1.5, size: int = 16) -> list[torch.Tensor] | None:
+    """Index chunks of `size` reviews sorted by length, when the padded batch would compute over more
+    than `waste` times its real tokens; None when it would not (length-bucketed batches)."""
+    if len(lengths) * int(lengths.max()) <= waste * int(lengths.sum()):
+        return None
+    order = torch.argsort(lengths, descending=True, stable=True)
+    return [order[i:i + size] for i in range(0, len(order), size)]
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
