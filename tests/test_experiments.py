@@ -189,6 +189,22 @@ def test_long_reviews_without_the_bag_leaves_its_claims_undecided():
     assert lr_outcomes(v) == {**LR_EXPECTED, "deeper": UNDECIDED, "control": UNDECIDED}
 
 
+def test_long_reviews_tail_vs_head_pairs_each_seed_with_itself():
+    """Seed 0's head-400 run missing: the tail-minus-head effect is averaged over N within each seed, so it
+    can only use the seeds measured at every N (1 and 2), each with its own difference."""
+    rows = without(long_rows(**LR_BASE), model="rnn", max_len=400, truncate="head", seed=0)
+    tail = long_reviews.verdict(rows)["questions"][0]
+    assert tail["effect"]["per_seed"] == pytest.approx(LR_BASE["tail_gain"][1:], abs=1e-9)
+
+
+def test_long_reviews_deeper_drop_pairs_each_seed_with_itself():
+    """The bag's by-length rows of seed 0 missing: the RNN-minus-bag difference pairs each seed's RNN drop
+    with the same seed's bag drop, so only seeds 1 and 2 remain, with their own differences."""
+    rows = without(long_rows(**LR_BASE), model="bow", part="by_length", seed=0)
+    deeper = long_reviews.verdict(rows)["questions"][1]
+    assert deeper["effect"]["per_seed"] == pytest.approx(LR_BASE["deeper"][1:], abs=1e-9)
+
+
 # --- vanishing gradients -------------------------------------------------------------------------
 
 VANISHED = vg.VANISHED
@@ -576,6 +592,15 @@ def test_bottleneck_without_the_transformer_leaves_only_the_control_undecided():
     assert bn_outcomes(v) == {**BN_EXPECTED, "control": UNDECIDED}
 
 
+def test_bottleneck_wider_is_not_judged_on_the_reference_size():
+    """Only hidden 32, 64 and 128 measured (no size wider than the reference 128; quick mode always is so:
+    sizes 16, 32 judged at 32): "a wider state still forgets" has no data and must be inconclusive, not
+    judged again on the hidden-128 rows."""
+    v = bottleneck.verdict(bn_rows(**BN_BASE, sizes=(32, 64, 128)))
+    wider = v["questions"][1]
+    assert wider["outcome"] == UNDECIDED
+
+
 # --- compare -------------------------------------------------------------------------------------
 
 CMP_MODELS = ("rnn", "lstm", "gru", "bow", "tfidf", "transformer")
@@ -721,7 +746,15 @@ def test_compare_without_tfidf_leaves_the_long_review_claim_undecided():
     assert cmp_outcomes(v) == {**CMP_EXPECTED, "long": UNDECIDED}
 
 
-# --- every experiment: the registry and the figures --------------------------------------------------
+def test_compare_long_reviews_pairs_each_seed_with_itself():
+    """tf-idf's by-length rows of seed 0 missing: each gated model's drop is compared with tf-idf's drop of
+    the same seed, so only seeds 1 and 2 remain, each with its own difference."""
+    rows = without(cmp_rows(**CMP_BASE), model="tfidf", part="by_length", seed=0)
+    long_ = compare.verdict(rows)["questions"][1]
+    assert long_["effect"]["lstm"]["per_seed"] == pytest.approx(CMP_BASE["lstm_long"][1:], abs=1e-9)
+
+
+# --- every experiment: no rows at all, and the figures ---------------------------------------------
 
 BUILDERS = {
     "long-reviews": (long_reviews, lambda: long_rows(**LR_BASE), "bow"),
@@ -736,6 +769,14 @@ def test_every_registered_experiment_is_covered_here():
     """The registry and these tests name the same experiments, and each module is the registry's."""
     assert set(BUILDERS) == set(EXPERIMENTS)
     assert all(EXPERIMENTS[name].module() is mod for name, (mod, _, _) in BUILDERS.items())
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_verdict_without_rows_is_inconclusive(name):
+    """An experiment none of whose rows came back: the verdict is inconclusive (nothing was measured), not
+    an exception."""
+    mod = BUILDERS[name][0]
+    assert mod.verdict([])["outcome"] == UNDECIDED
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
