@@ -1,0 +1,161 @@
+"""rnnlab.experiments.stats: the 95% t interval against scipy and a hand computation, the three
+outcomes on either side of a threshold (boundaries and NaN bounds included), combine() and judge().
+
+    pytest tests/test_stats.py
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rnnlab.experiments.stats import FAILS, HOLDS, UNDECIDED, combine, distance, judge, outcome, t_interval
+
+T_975_DF2 = 4.302652729749464  # Student t, 97.5% quantile, 2 degrees of freedom (from tables)
+
+
+def test_t_interval_of_one_two_three_by_hand():
+    """[1, 2, 3]: mean 2, sd 1, so the half-width is t(0.975, 2) * 1 / sqrt(3) = 2.484."""
+    est, lo, hi = t_interval([1.0, 2.0, 3.0])
+    half = T_975_DF2 / math.sqrt(3)
+    assert est == 2.0
+    assert lo == pytest.approx(2.0 - half, abs=1e-9) and hi == pytest.approx(2.0 + half, abs=1e-9)
+    assert hi - 2.0 == pytest.approx(2.4841, abs=1e-4)
+
+
+@pytest.mark.parametrize("values", [[0.012, 0.020, 0.009], [-5.1, -4.2, -6.0, -5.5], [0.3, 0.31]])
+def test_t_interval_agrees_with_scipy(values):
+    """Against scipy.stats.t.interval with the standard error of the mean, for 2, 3 and 4 values."""
+    v = np.asarray(values)
+    ref_lo, ref_hi = sps.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=sps.sem(v))
+    est, lo, hi = t_interval(values)
+    assert est == pytest.approx(v.mean(), rel=1e-12)
+    assert lo == pytest.approx(ref_lo, rel=1e-9) and hi == pytest.approx(ref_hi, rel=1e-9)
+
+
+def test_t_interval_level_is_honoured():
+    """A 90% interval is scipy's 90% interval, narrower than the 95% one."""
+    v = [1.0, 2.0, 4.0]
+    ref_lo, ref_hi = sps.t.interval(0.90, 2, loc=np.mean(v), scale=sps.sem(v))
+    _, lo90, hi90 = t_interval(v, level=0.90)
+    _, lo95, hi95 = t_interval(v)
+    assert (lo90, hi90) == pytest.approx((ref_lo, ref_hi), rel=1e-9)
+    assert hi90 - lo90 < hi95 - lo95
+
+
+def test_t_interval_drops_missing_and_non_finite_values():
+    """None, NaN and inf are not seeds: [1, NaN, 2, None, 3, inf] is judged as [1, 2, 3]."""
+    assert t_interval([1.0, math.nan, 2.0, None, 3.0, math.inf]) == pytest.approx(t_interval([1.0, 2.0, 3.0]))
+
+
+def test_t_interval_with_fewer_than_two_values_has_no_bounds():
+    """One value: the mean and NaN bounds; none: all NaN."""
+    est, lo, hi = t_interval([0.7])
+    assert est == 0.7 and math.isnan(lo) and math.isnan(hi)
+    assert all(math.isnan(x) for x in t_interval([]))
+    assert all(math.isnan(x) for x in t_interval([math.nan, None]))
+
+
+def test_t_interval_of_identical_values_is_a_point():
+    """Zero spread: the interval collapses onto the mean."""
+    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+
+
+@pytest.mark.parametrize("low, high, threshold, direction, expected", [
+    (0.1, 0.2, 0.0, "above", HOLDS),          # wholly above
+    (-0.2, -0.1, 0.0, "above", FAILS),        # wholly below
+    (-0.1, 0.1, 0.0, "above", UNDECIDED),     # straddles
+    (0.0, 0.1, 0.0, "above", UNDECIDED),      # touches the threshold from above: not wholly beyond
+    (-0.1, 0.0, 0.0, "above", UNDECIDED),     # touches it from below: not wholly on the other side
+    (-0.2, -0.1, 0.0, "below", HOLDS),
+    (0.1, 0.2, 0.0, "below", FAILS),
+    (-0.1, 0.1, 0.0, "below", UNDECIDED),
+    (-0.1, 0.0, 0.0, "below", UNDECIDED),
+    (0.0, 0.1, 0.0, "below", UNDECIDED),
+    (-5.0, -4.0, -3.0, "below", HOLDS),       # a non-zero threshold: log10 ratio below -3
+    (-2.9, -1.0, -3.0, "below", FAILS),
+    (-3.5, -2.5, -3.0, "below", UNDECIDED),
+    (0.25, 0.4, 0.2, "above", HOLDS),
+    (0.05, 0.15, 0.2, "above", FAILS),
+    (0.01, 0.011, 0.01, "above", UNDECIDED),  # low == threshold
+])
+def test_outcome_table(low, high, threshold, direction, expected):
+    """holds only when the interval lies strictly beyond the threshold on the claimed side, does not hold
+    when strictly on the other side, inconclusive otherwise (including touching the threshold)."""
+    assert outcome(low, high, threshold, direction) == expected
+
+
+@pytest.mark.parametrize("low, high", [(math.nan, 0.5), (0.5, math.nan), (math.nan, math.nan)])
+@pytest.mark.parametrize("direction", ["above", "below"])
+def test_outcome_with_a_nan_bound_is_inconclusive(low, high, direction):
+    """No interval (one seed, no data): never holds, never fails, even if the known bound is far away."""
+    assert outcome(low, high, 0.0, direction) == UNDECIDED
+
+
+@pytest.mark.parametrize("parts, expected", [
+    ([HOLDS, HOLDS, HOLDS], HOLDS),
+    ([HOLDS], HOLDS),
+    ([HOLDS, FAILS], FAILS),
+    ([FAILS, UNDECIDED], FAILS),
+    ([UNDECIDED, FAILS, HOLDS], FAILS),
+    ([HOLDS, UNDECIDED], UNDECIDED),
+    ([UNDECIDED, UNDECIDED], UNDECIDED),
+    ([], UNDECIDED),  # nothing judged: nothing holds
+])
+def test_combine(parts, expected):
+    """All hold -> holds; any fails -> does not hold; else (or nothing to combine) inconclusive."""
+    assert combine(parts) == expected
+
+
+def test_judge_reports_the_interval_it_judged():
+    """Three seeds wholly above the threshold: holds, with scipy's interval, n, and the inputs as per_seed."""
+    v = [0.012, 0.015, 0.010]
+    j = judge("claim", "crit", v, threshold=0.0, direction="above", effect="acc gain", numbers={"k": 1},
+              transform="on log10 ratios")
+    ref_lo, ref_hi = sps.t.interval(0.95, 2, loc=np.mean(v), scale=sps.sem(v))
+    assert j["outcome"] == HOLDS and j["claim"] == "claim" and j["criterion"] == "crit" and j["numbers"] == {"k": 1}
+    e = j["effect"]
+    assert e["name"] == "acc gain" and e["threshold"] == 0.0 and e["direction"] == "above" and e["n"] == 3
+    assert e["per_seed"] == v
+    assert e["estimate"] == pytest.approx(np.mean(v)) and e["ci95"] == pytest.approx([ref_lo, ref_hi])
+    assert "on log10 ratios" in e["interval"]
+
+
+def test_judge_the_same_values_against_the_other_side():
+    """The same seeds judged for the opposite claim: does not hold (the interval is wholly above 0);
+    the docstring's example seeds, whose interval reaches below 0, are inconclusive either way."""
+    assert judge("c", "k", [0.012, 0.015, 0.010], 0.0, "below")["outcome"] == FAILS
+    assert judge("c", "k", [0.012, 0.020, 0.009], 0.0, "above")["outcome"] == UNDECIDED
+    assert judge("c", "k", [0.012, 0.020, 0.009], 0.0, "below")["outcome"] == UNDECIDED
+
+
+def test_judge_with_one_seed_is_inconclusive():
+    """n = 1, however large the effect: no interval, so inconclusive; the estimate is that value."""
+    j = judge("c", "k", [0.9], 0.0, "above")
+    assert j["outcome"] == UNDECIDED
+    assert j["effect"]["estimate"] == 0.9 and j["effect"]["n"] == 1
+    assert all(math.isnan(b) for b in j["effect"]["ci95"])
+
+
+def test_judge_with_no_seeds_is_inconclusive():
+    """No data at all: inconclusive, n = 0, an empty per_seed."""
+    j = judge("c", "k", [], 0.0, "below")
+    assert j["outcome"] == UNDECIDED and j["effect"]["n"] == 0 and j["effect"]["per_seed"] == []
+
+
+def test_judge_counts_only_finite_seeds_but_lists_them_all():
+    """A NaN seed is listed (a reader sees it) but not counted; the interval is that of the other two."""
+    j = judge("c", "k", [0.1, math.nan, 0.3], 0.0, "above")
+    assert j["effect"]["n"] == 2 and len(j["effect"]["per_seed"]) == 3 and math.isnan(j["effect"]["per_seed"][1])
+    ref_lo, ref_hi = sps.t.interval(0.95, 1, loc=0.2, scale=sps.sem([0.1, 0.3]))
+    assert j["effect"]["ci95"] == pytest.approx([ref_lo, ref_hi])
+
+
+def test_distance_in_words():
+    """The estimate, its interval and the threshold in words; nothing without an interval."""
+    j = judge("c", "k", [1.0, 2.0, 3.0], 0.0, "above")
+    assert distance(j) == f"2 [{2 - 2.4841:.3g}, {2 + 2.4841:.3g}] vs threshold 0"
+    assert distance(judge("c", "k", [1.0], 0.0, "above")) == ""
+    assert distance({}) == ""
