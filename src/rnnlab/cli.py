@@ -442,7 +442,9 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, device):
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="The Markdown twin. Default: next to --out, with .md; its figures are copied into figures/ "
                    "next to it when it lies outside LAB_DIR.")
-def report_command(lab_dir, out, markdown):
+@click.option("--readme", type=click.Path(path_type=Path), default=None,
+              help="Also rewrite the results block of this README (between its results markers) from LAB_DIR.")
+def report_command(lab_dir, out, markdown, readme):
     """Render LAB_DIR (default results/lab) to one self-contained HTML page and a Markdown twin.
 
     Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
@@ -450,8 +452,12 @@ def report_command(lab_dir, out, markdown):
     """
     from .report import write_report
 
+    from .report import write_readme_block
+
     try:
         written = write_report(lab_dir, out, markdown)
+        if readme is not None:
+            write_readme_block(lab_dir, readme)
     except RunError as e:
         _fail(e)
     for problem in written["problems"]:

@@ -312,6 +312,47 @@ overflow-x:auto}.headline{font-size:1.2rem;font-weight:600}
 """
 
 
+README_START, README_END = "<!-- results: rendered by `rnnlab report --readme`; do not edit -->", "<!-- /results -->"
+
+
+def readme_block(sections: list[Section], lab: Path) -> str:
+    """The README's results: each experiment's claim, outcome and effect, and the comparison's accuracies."""
+    rows = []
+    for s in sections:
+        try:
+            v = read_json(lab / s.id / "verdict.json") if s.id in EXPERIMENTS else None
+        except RunError:
+            v = None
+        if v:
+            est, ci, thr, _ = effect_cells(v.get("effect") or {})
+            rows.append([EXPERIMENTS[s.id].title, v["claim"], v["outcome"], f"{est} {ci}", thr])
+    out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
+    table = next((t for t in [_table(lab)] if t), None)
+    if table:
+        out.append(Table(["model", "test accuracy, mean [95% interval]", "seeds", "budget"],
+                         [[t["model"], f"{fmt(t['test_acc_mean'])} [{fmt(t['test_acc_ci95_low'])}, "
+                           f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"]] for t in table]).md(None))
+    return "\n\n".join(out)
+
+
+def _table(lab: Path) -> list[dict] | None:
+    try:
+        return read_json(lab / "compare" / "verdict.json")["numbers"]["table"]
+    except (RunError, KeyError, TypeError):
+        return None
+
+
+def write_readme_block(lab: Path, readme: Path) -> None:
+    """Replace the block between the README's results markers with one rendered from LAB."""
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ReportError(f"{readme}: has no results markers ({README_START} ... {README_END})")
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    block = readme_block(collect(lab), lab)
+    write_text(readme, f"{head}{README_START}\n{block}\n{README_END}{tail}")
+
+
 def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike | None = None,
                  markdown: str | os.PathLike | None = None, record: dict | None = None) -> dict:
     """Render LAB to `out` (default LAB/report.html) and its Markdown twin (default: `out` with .md).

@@ -180,11 +180,11 @@ def _fade(rows, near, far, **m) -> list[float]:
 
 def verdict(rows: list[dict]) -> dict:
     """Judge the claim from the rows alone (pure: tests feed it hand-made rows)."""
-    dists = sorted({r["distance"] for r in rows if r["part"] == "probe"})
+    dists = sorted({r["distance"] for r in rows if r["part"] == "probe"}) or [0]
     near, far = dists[0], dists[-1]
     last_h = sorted({r["hidden_dim"] for r in rows if r["part"] == "probe" and r["model"] == "rnn" and r["pool"] == "last"})
-    ref = 128 if 128 in last_h else last_h[-1]
-    widest = last_h[-1]
+    ref = 128 if 128 in last_h else (last_h[0] if last_h else 128)
+    widest = max(last_h, default=ref)
     final = {"model": "rnn", "hidden_dim": ref, "pool": "last"}
     fade_crit = (f"follow rate at distance {near} minus at distance {far}, paired by seed; holds if the 95% interval "
                  f"lies above {FADE}, does not hold if below")
@@ -192,8 +192,8 @@ def verdict(rows: list[dict]) -> dict:
                     f"tokens before the end far more often than one planted {far} tokens before it",
                     fade_crit, _fade(rows, near, far, **final), FADE, "above", effect="drop in follow rate, near - far")
     wider = judge(f"A wider state still forgets: the same at hidden {widest}", fade_crit,
-                  _fade(rows, near, far, model="rnn", hidden_dim=widest, pool="last"), FADE, "above",
-                  effect=f"drop in follow rate, hidden {widest}")
+                  _fade(rows, near, far, model="rnn", hidden_dim=widest, pool="last") if widest > ref else [],
+                  FADE, "above", effect=f"drop in follow rate, hidden {widest}")  # nothing wider: undecided
     pooled = {p: judge(f"Reading all hidden states ({p} pooling) relieves it: far from the end, the {p}-pooled RNN "
                        "follows the passage more often than the final-state RNN",
                        f"follow rate at distance {far}, {p}-pooled minus final-state (hidden {ref}), paired by seed; "

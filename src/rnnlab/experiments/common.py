@@ -183,9 +183,20 @@ def by_seed(rows: list[dict], **match) -> dict[int, float]:
     return {r["seed"]: r["value"] for r in rows if all(r.get(k) == v for k, v in match.items())}
 
 
+def diff(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
+    """{seed: a[seed] - b[seed]} over the seeds both have."""
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+
+
 def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    """a[seed] - b[seed] over the seeds both have."""
-    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    """a[seed] - b[seed] over the seeds both have, in seed order."""
+    return list(diff(a, b).values())
+
+
+def mean_over(parts: list[dict[int, float]]) -> list[float]:
+    """Per seed, the mean of the parts, over the seeds every part has."""
+    seeds = sorted(set.intersection(*(set(p) for p in parts))) if parts else []
+    return [float(np.mean([p[s] for p in parts])) for s in seeds]
 
 
 def mean_sd(vals: Sequence[float]) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
-from .common import DATA, SEEDS, by_seed, fit, mean_sd, paired, title, values
+from .common import DATA, SEEDS, by_seed, diff, fit, mean_sd, paired, title, values
 from .serial import SWEEP, speedups, timing_job_for
 from .stats import combine, judge, t_interval
 
@@ -134,7 +134,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
         est, lo, hi = t_interval(acc)
         cfg = PRESETS.get(m)
         timing = speedups(rows, m) if any(r["part"] == "timing" and r["model"] == m for r in rows) else {}
-        med400 = [r["value"] for r in rows if r["part"] == "timing" and r["model"] == m and r["seq_len"] == 512]
+        med512 = [r["value"] for r in rows if r["part"] == "timing" and r["model"] == m and r["seq_len"] == 512]
         table.append({
             "model": m, "description": LABELS[m], "family": FAMILY[m],
             "budget": (f"preset {m}: {cfg.epochs} epochs, last {cfg.max_len} tokens, best epoch on validation"
@@ -147,7 +147,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
             f"acc_{FULL_READ}": mean_sd(list(_bucket(rows, m, FULL_READ).values()))[0],
             "log10_grad_first_over_last_400": mean_sd(list(_log_ratio(rows, m).values()))[0],
             "probe_fade": mean_sd(_fade(rows, m))[0],
-            "ms_per_batch_512": float(np.median(med400)) * 1e3 if med400 else float("nan"),
+            "ms_per_batch_512": float(np.median(med512)) * 1e3 if med512 else float("nan"),
             "thread_speedup": float(np.mean(list(timing.values()))) if timing else float("nan"),
             f"test_acc_hidden_{SMALL}": mean_sd(list(_acc(rows, m, f"hidden {SMALL}").values()))[0],
         })
@@ -177,12 +177,12 @@ def verdict(rows: list[dict]) -> dict:
                f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; above {VANISHED:g} for each gated "
                "model (95% intervals over seeds)",
                {k: (list(_log_ratio(rows, k).values()), VANISHED, "above") for k in GATED}, also=[rnn])
-    tfidf_drop = paired(_bucket(rows, "tfidf", FULL_READ), _bucket(rows, "tfidf", SHORT))
+    tfidf_drop = diff(_bucket(rows, "tfidf", FULL_READ), _bucket(rows, "tfidf", SHORT))
     long_ = both("Gates do not fix long reviews: the LSTM and the GRU lose more accuracy from short reviews "
                  "(<= 100 tokens) to long ones they still read whole (200-400 tokens) than tf-idf, which has no memory",
                  "per seed, (acc on 200-400 - acc on 0-100) of the model minus that of tf-idf; below 0",
-                 {k: ([a - b for a, b in zip(paired(_bucket(rows, k, FULL_READ), _bucket(rows, k, SHORT)), tfidf_drop)],
-                      0.0, "below") for k in GATED})
+                 {k: (paired(diff(_bucket(rows, k, FULL_READ), _bucket(rows, k, SHORT)), tfidf_drop), 0.0, "below")
+                  for k in GATED})
     memory = both("Gates do not fix the fixed-size memory: the LSTM's and the GRU's follow rate in the retention "
                   "probe fades with distance, as the RNN's does",
                   f"follow rate nearest minus farthest distance, paired by seed; above {FADE} (the Transformer, which "

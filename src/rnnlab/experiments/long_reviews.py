@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import BOW, RNN, with_overrides
-from .common import SEEDS, by_seed, fit, mean_sd, paired, title, values
+from .common import SEEDS, by_seed, diff, fit, mean_over, mean_sd, paired, title, values
 from .stats import judge
 
 NAME = "long-reviews"
@@ -80,21 +80,21 @@ def verdict(rows: list[dict]) -> dict:
                     GAIN, "below", effect=f"acc(whole) - acc(last {COMPARATOR}), bag of embeddings")
     both = sorted({r["max_len"] for r in rows if r.get("truncate") == "head"}
                   & {r["max_len"] for r in rows if r.get("truncate") == "tail"})
-    tail_head = [np.mean(d) for d in zip(*(paired(_acc(rows, "rnn", n, "tail"), _acc(rows, "rnn", n, "head"))
-                                           for n in both))] if both else []
+    tail_head = mean_over([diff(_acc(rows, "rnn", n, "tail"), _acc(rows, "rnn", n, "head")) for n in both])
     tail = judge(f"The end of a review carries more than its start: keeping the last N tokens beats keeping the "
                  f"first N (N = {', '.join(map(str, both))})",
                  "test accuracy tail minus head, averaged over N, paired by seed; holds if the 95% interval lies above 0",
                  tail_head, 0.0, "above", effect="acc(tail N) - acc(head N), mean over N")
-    drop = {m: paired(_bucket_acc(rows, m, LONG), _bucket_acc(rows, m, SHORT)) for m in ("rnn", "bow")}
+    drop = {m: diff(_bucket_acc(rows, m, LONG), _bucket_acc(rows, m, SHORT)) for m in ("rnn", "bow")}
     deeper = judge("Long reviews hurt the RNN more than the bag of embeddings: reading whole reviews, its accuracy "
                    "on reviews over 400 tokens falls further below its accuracy on reviews of at most 100",
                    "per seed, (acc on > 400 tokens - acc on <= 100) of the RNN minus that of the bag of embeddings; "
                    "holds if the 95% interval lies below 0",
-                   [r - b for r, b in zip(drop["rnn"], drop["bow"])], 0.0, "below",
-                   effect="RNN's long-short drop minus the bag's", numbers={"long_minus_short": drop})
+                   paired(drop["rnn"], drop["bow"]), 0.0, "below",
+                   effect="RNN's long-short drop minus the bag's",
+                   numbers={"long_minus_short": {m: list(d.values()) for m, d in drop.items()}})
     settings_ = sorted({(r["model"], r["max_len"], r["truncate"]) for r in rows if r["part"] == "accuracy"})
-    main["numbers"] = {"test_acc_mean_sd": {f"{m} {n or 'whole'} {t}": mean_sd(list(_acc(rows, m, n, t).values()))
+    main["numbers"] = {"test_acc_mean_sd": {f"{m} {n or ''} {t}".replace("  ", " "): mean_sd(list(_acc(rows, m, n, t).values()))
                                             for m, n, t in settings_}}
     main["questions"] = [tail, deeper]
     main["controls"] = [control]
