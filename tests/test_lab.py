@@ -132,6 +132,7 @@ class Runs:
     first_out: Path
     first_files: dict  # its job files {name: (bytes, mtime)} and results.csv files, right after it ended
     first_results: dict
+    first_record: dict  # its lab.json
     rerun: Done  # the same command again
     stopped: Done | None  # quick, --jobs 2 --threads 1 into two_out, Ctrl-C once 2 jobs are stored
     two_out: Path
@@ -168,6 +169,7 @@ def runs(tmp_path_factory, tiny_data) -> Runs:
         done = first.wait()
         assert done.rc == 0, f"the first lab failed:\n{done.stderr}"
         first_files, first_results = job_files(first_out), results(first_out)
+        first_record = json.loads((first_out / "lab.json").read_text())
         time.sleep(0.05)  # a rewritten file would have another mtime
         rerun = Lab(logs, "rerun", lab_args(tiny_data, first_out, "--jobs", "1")).wait()
 
@@ -184,7 +186,7 @@ def runs(tmp_path_factory, tiny_data) -> Runs:
         run = Lab(logs, "full", lab_args(tiny_data, full_out, "--jobs", "2", "--threads", "1", quick=False))
         run.until(lambda: "worker processes" in run.stderr())
         run.kill()
-        return Runs(done, first_out, first_files, first_results, rerun, stopped, two_out, stored_at_stop,
+        return Runs(done, first_out, first_files, first_results, first_record, rerun, stopped, two_out, stored_at_stop,
                     resumed.wait(), other, other_out, other_fp, other_files, run.stderr(), job_files(full_out))
     finally:
         for p in (first, two, resumed):
@@ -213,7 +215,7 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
     assert summary["epochs"] == lab.QUICK_SEED["epochs"] and len(summary["test_acc_by_seed"]) == 1
     assert {r["metric"] for r in untimed_rows(seed / "results.csv")} >= {"test_acc", "train_loss"}
     assert (seed / "seed.png").read_bytes()[:8] == PNG_MAGIC and b"<svg" in (seed / "seed.svg").read_bytes()[:2000]
-    record = json.loads((out / "lab.json").read_text())
+    record = runs.first_record
     assert record["mode"] == "quick" and record["workers"] == 1 and record["threads_per_job"] == 1
     assert set(record["phases_seconds"]) == {"jobs", "experiments", "report"}
     assert all(v >= 0 for v in record["phases_seconds"].values()) and record["phases_seconds"]["jobs"] > 0
