@@ -1,85 +1,323 @@
-"""`rnnlab lab --quick`: every step runs on tiny synthetic data and the report is written; a rerun
-keeps every finished step; an interrupted step resumes; an --out holding a different run stops."""
+"""`rnnlab lab --quick` end to end, in real processes, on tiny synthetic data: every part written; a rerun
+keeps every job and rewrites the same results; 2 worker processes, interrupted with Ctrl-C and resumed,
+give the rows of one uninterrupted process (timings aside); other data or full mode reuse no job; an
+--out that is a file is one line and exit 2.
+
+Lab runs (the module fixture `runs`, two at a time): an uninterrupted quick lab with --jobs 1, then its
+rerun, then two short runs on copies of its jobs (other --data; no --quick), stopped once they have
+shown what they reuse; meanwhile a quick lab with --jobs 2 --threads 1, interrupted with SIGINT to its
+process group (Ctrl-C) once 2 jobs are stored, then resumed by the same command.
+"""
 from __future__ import annotations
 
+import csv
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+import rnnlab
 from conftest import make_reviews, write_parquet_dir
-from rnnlab import compare, lab
+from rnnlab import lab
 from rnnlab.cli import main
-from rnnlab.experiments import MODULES
-from test_compare import TINY as TINY_COMPARE
-from test_experiments import TINY as TINY_SHORTFALLS
+from rnnlab.data import load_imdb
+from rnnlab.experiments import EXPERIMENTS
+from rnnlab.experiments.common import TIMING, _on_device
+
+SRC = Path(rnnlab.__file__).resolve().parents[1]
+PARTS = ["seed", *EXPERIMENTS]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OUTCOMES = {"holds", "does not hold", "inconclusive"}
+LOG_PREFIXES = ("loading data", "[lab] ", "[jobs] ")  # what a lab logs on stderr while it works
 
 
-def _invoke(d, *extra):
-    data = write_parquet_dir(d / "imdb", make_reviews(200, seed=1), make_reviews(100, seed=2))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RNNLAB_CACHE", str(d / "cache"))
-        mp.setattr(compare, "QUICK", TINY_COMPARE)
-        mp.setattr(lab, "QUICK_SEED", {"n_train": 0, "n_test": 0, "epochs": 2})
-        for name, sweep in TINY_SHORTFALLS.items():
-            mp.setattr(MODULES[name], "QUICK", sweep)
-        return CliRunner().invoke(main, ["lab", "--quick", "--seeds", "1", "--data", str(data), "--out",
-                                         str(d / "lab"), "--device", "cpu", *extra])
+# --- running `rnnlab lab` in a process of its own -----------------------------------------------------
+
+@dataclass
+class Done:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stderr.splitlines()
+
+
+class Lab:
+    """`python -m rnnlab.cli ARGS` in its own process group (as a terminal runs it), output to files."""
+
+    def __init__(self, workdir: Path, name: str, args: list[str]):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.out, self.err = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
+        env = {k: v for k, v in os.environ.items() if k not in ("RNNLAB_DATA", "RNNLAB_DEBUG")}
+        env.update(PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]), HF_HUB_OFFLINE="1",
+                   HF_DATASETS_OFFLINE="1", RNNLAB_CACHE=str(workdir.parent / "cache"))
+        with open(self.out, "w") as o, open(self.err, "w") as e:
+            self.proc = subprocess.Popen([sys.executable, "-m", "rnnlab.cli", *args], stdout=o, stderr=e, env=env,
+                                         cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    def until(self, condition, timeout: float = 300) -> bool:
+        """Wait until condition() holds: True; False if the lab ends or the time runs out first."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def signal(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)  # the whole group, as Ctrl-C in a terminal does
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(30)
+
+    def wait(self, timeout: float = 600) -> Done:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the lab did not end within {timeout} s:\n{self.stderr()}")
+        return Done(rc, self.out.read_text(), self.stderr())
+
+
+def lab_args(data: Path, out: Path, *extra: str, quick: bool = True) -> list[str]:
+    return ["lab", *(["--quick"] if quick else []), "--data", str(data), "--out", str(out), "--device", "cpu", *extra]
+
+
+def job_files(out: Path) -> dict[str, tuple[bytes, int]]:
+    return {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted((out / "jobs").glob("*.json"))}
+
+
+def results(out: Path) -> dict[str, bytes]:
+    return {p: (out / p / "results.csv").read_bytes() for p in PARTS}
+
+
+def untimed_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r["metric"] not in TIMING]
+
+
+def stored(f: Path) -> dict:
+    return json.loads(f.read_text())
+
+
+def not_logging(lines: list[str]) -> list[str]:
+    """The lines that are not the lab's progress log."""
+    return [line for line in lines if not line.startswith(LOG_PREFIXES) and "finished earlier, kept" not in line]
+
+
+# --- the runs ---------------------------------------------------------------------------------------
+# Two labs at a time (a --jobs 1 lab leaves the second core idle): the uninterrupted --jobs 1 lab, then
+# its rerun and the two short runs on copies of its jobs, while the --jobs 2 lab is interrupted and resumed.
+
+@dataclass
+class Runs:
+    first: Done  # quick, --jobs 1, uninterrupted, into first_out
+    first_out: Path
+    first_files: dict  # its job files {name: (bytes, mtime)} and results.csv files, right after it ended
+    first_results: dict
+    first_record: dict  # its lab.json
+    rerun: Done  # the same command again
+    stopped: Done | None  # quick, --jobs 2 --threads 1 into two_out, Ctrl-C once 2 jobs are stored
+    two_out: Path
+    stored_at_stop: dict  # its job files then
+    resumed: Done  # the same command again
+    other: Done | None  # on a copy of first's jobs, --data OTHER; Ctrl-C once it has stored a job
+    other_out: Path
+    other_fp: str  # the other data's fingerprint
+    other_files: dict  # {name: bytes} then
+    full: str  # on a copy of first's jobs, without --quick: its log until its jobs went to the workers
+    full_files: dict  # the job files then (it was killed there)
 
 
 @pytest.fixture(scope="module")
-def labbed(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lab")
-    first = _invoke(d)
-    second = _invoke(d)
-    return first, second, d / "lab"
+def runs(tmp_path_factory, tiny_data) -> Runs:
+    base = tmp_path_factory.mktemp("lab")
+    other_data = write_parquet_dir(base / "other-imdb", make_reviews(240, seed=11), make_reviews(120, seed=12))
+    other_fp = load_imdb(other_data).fingerprint()
+    logs = base / "logs"
+    first_out, two_out, other_out, full_out = (base / n for n in ("first", "two", "other", "full"))
+    two_args = lab_args(tiny_data, two_out, "--jobs", "2", "--threads", "1")
+    first = Lab(logs, "first", lab_args(tiny_data, first_out, "--jobs", "1"))
+    two = Lab(logs, "interrupted", two_args)
+    resumed = None
+    try:
+        stopped = None
+        if two.until(lambda: len(list((two_out / "jobs").glob("*.json"))) >= 2):
+            two.signal(signal.SIGINT)
+            stopped = two.wait(120)
+        else:
+            two.kill()
+        stored_at_stop = job_files(two_out)
+        resumed = Lab(logs, "resumed", two_args)
+        done = first.wait()
+        assert done.rc == 0, f"the first lab failed:\n{done.stderr}"
+        first_files, first_results = job_files(first_out), results(first_out)
+        first_record = json.loads((first_out / "lab.json").read_text())
+        time.sleep(0.05)  # a rewritten file would have another mtime
+        rerun = Lab(logs, "rerun", lab_args(tiny_data, first_out, "--jobs", "1")).wait()
+
+        shutil.copytree(first_out / "jobs", other_out / "jobs")
+        run = Lab(logs, "other", lab_args(other_data, other_out, "--jobs", "1"))
+        other = None
+        if run.until(lambda: any(stored(f)["data"] == other_fp for f in (other_out / "jobs").glob("*.json"))):
+            run.signal(signal.SIGINT)
+            other = run.wait(120)
+        run.kill()
+        other_files = {f.name: f.read_bytes() for f in (other_out / "jobs").glob("*.json")}
+
+        shutil.copytree(first_out / "jobs", full_out / "jobs")
+        run = Lab(logs, "full", lab_args(tiny_data, full_out, "--jobs", "2", "--threads", "1", quick=False))
+        run.until(lambda: "worker processes" in run.stderr())
+        run.kill()
+        return Runs(done, first_out, first_files, first_results, first_record, rerun, stopped, two_out, stored_at_stop,
+                    resumed.wait(), other, other_out, other_fp, other_files, run.stderr(), job_files(full_out))
+    finally:
+        for p in (first, two, resumed):
+            if p is not None and p.proc.poll() is None:
+                p.kill()
 
 
-def test_lab_runs_every_step_and_writes_the_report(labbed):
-    first, _, out = labbed
-    assert first.exit_code == 0, (first.output, first.exception)
-    result = json.loads(first.stdout.strip().splitlines()[-1])
-    assert result["mode"] == "quick"
-    assert result["steps"] == {"seed": "ran", "long-reviews": "ran", "vanishing-gradients": "ran", "serial": "ran",
-                               "bottleneck": "ran", "compare": "ran", "report": "ran"}
-    assert json.loads((out / "seed" / "summary.json").read_text())["epochs"] == 2
-    for name in MODULES:
-        assert json.loads((out / "shortfalls" / name / "verdict.json").read_text())["mode"] == "quick"
-    assert (out / "compare" / "table.md").exists()
-    html = (out / "report.html").read_text()
-    assert html.startswith("<!DOCTYPE html>") or html.lstrip().lower().startswith("<!doctype html>")
-    assert (out / "report.md").exists()
+# --- one uninterrupted lab ----------------------------------------------------------------------------
+
+def test_quick_lab_writes_every_part(runs, tiny_data):
+    out, files = runs.first_out, runs.first_files
+    result = json.loads(runs.first.stdout.strip().splitlines()[-1])
+    assert result["mode"] == "quick" and result["report"] == str(out / "report.html")
+    assert set(result["outcomes"]) == set(EXPERIMENTS) and set(result["outcomes"].values()) <= OUTCOMES
+    for name in EXPERIMENTS:
+        d = out / name
+        v = json.loads((d / "verdict.json").read_text())
+        assert v["experiment"] == name and v["mode"] == "quick" and v["outcome"] == result["outcomes"][name]
+        assert v["device"] == "cpu" and v["workers"] == 1 and v["threads_per_job"] == 1
+        header, *rows = (d / "results.csv").read_text().splitlines()
+        assert {"part", "metric", "value"} <= set(header.split(",")) and rows, name
+        assert (d / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+        assert b"<svg" in (d / f"{name}.svg").read_bytes()[:2000]
+    seed = out / "seed"
+    summary = json.loads((seed / "summary.json").read_text())
+    assert summary["epochs"] == lab.QUICK_SEED["epochs"] and len(summary["test_acc_by_seed"]) == 1
+    assert {r["metric"] for r in untimed_rows(seed / "results.csv")} >= {"test_acc", "train_loss"}
+    assert (seed / "seed.png").read_bytes()[:8] == PNG_MAGIC and b"<svg" in (seed / "seed.svg").read_bytes()[:2000]
+    record = runs.first_record
+    assert record["mode"] == "quick" and record["workers"] == 1 and record["threads_per_job"] == 1
+    assert set(record["phases_seconds"]) == {"jobs", "experiments", "report"}
+    assert all(v >= 0 for v in record["phases_seconds"].values()) and record["phases_seconds"]["jobs"] > 0
+    assert record["jobs"] == len(files) > 10
+    assert set(record["job_seconds_by_experiment"]) == set(EXPERIMENTS)
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (out / "report.md").read_text().startswith("# rnnlab report")
+    fp = load_imdb(tiny_data).fingerprint()
+    assert all(stored(out / "jobs" / name)["data"] == fp for name in files)
+    assert not list(out.rglob(".*.tmp"))
 
 
-def test_rerun_keeps_every_finished_step(labbed):
-    _, second, _ = labbed
-    assert second.exit_code == 0, (second.output, second.exception)
-    steps = json.loads(second.stdout.strip().splitlines()[-1])["steps"]
-    assert {k: v for k, v in steps.items() if k != "report"} == {
-        "seed": "kept", "long-reviews": "kept", "vanishing-gradients": "kept", "serial": "kept",
-        "bottleneck": "kept", "compare": "kept"}
+def test_the_logged_job_count_is_the_number_of_jobs_run(runs):
+    """A model several experiments need is one job: the log's count is of distinct jobs, as lab.json's."""
+    n = len(runs.first_files)
+    (line,) = [x for x in runs.first.lines if x.startswith("[lab] ") and " jobs: " in x]
+    assert f"[jobs] {n}/{n} " in runs.first.stderr
+    assert line.startswith(f"[lab] {n} jobs: "), (line, n)
 
 
-def test_other_run_in_out_is_refused(tmp_path):
-    (tmp_path / "lab" / "seed").mkdir(parents=True)
-    (tmp_path / "lab" / "seed" / "config.json").write_text(json.dumps({"epochs": 99}))
-    r = _invoke(tmp_path)
-    assert r.exit_code == 2 and "Traceback" not in r.output
-    assert "another config" in r.stderr or "config" in r.stderr
+# --- its rerun ----------------------------------------------------------------------------------------
+
+def test_rerun_keeps_every_job(runs):
+    n = len(runs.first_files)
+    assert runs.rerun.rc == 0, runs.rerun.stderr
+    assert f"{n} of {n} jobs finished earlier, kept ({runs.first_out / 'jobs'})" in runs.rerun.lines
+    assert not [line for line in runs.rerun.lines if line.startswith("[jobs] ")]  # nothing ran
+    assert job_files(runs.first_out) == runs.first_files  # same bytes, same mtimes
 
 
-def test_out_is_a_file(tmp_path):
-    (tmp_path / "f").write_text("x")
-    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "f")])
-    assert r.exit_code == 2 and "Traceback" not in r.output
+def test_rerun_rewrites_byte_identical_results(runs):
+    assert runs.rerun.rc == 0, runs.rerun.stderr
+    assert results(runs.first_out) == runs.first_results
 
 
-def test_markdown_twin_elsewhere_with_its_figures(labbed, tmp_path):
-    _, _, out = labbed
-    d = out.parent
-    r = _invoke(d, "--markdown", str(tmp_path / "docs" / "RESULTS.md"))
-    assert r.exit_code == 0, (r.output, r.exception)
-    md = (tmp_path / "docs" / "RESULTS.md").read_text()
-    links = [line.split("](", 1)[1].split(")", 1)[0] for line in md.splitlines() if line.startswith("![")]
-    assert links and all((tmp_path / "docs" / link).is_file() for link in links)
-    assert all(link.startswith("figures/") for link in links)
+# --- two workers, interrupted, resumed -------------------------------------------------------------------
+
+def test_ctrl_c_exits_130_with_one_line_saying_how_to_resume(runs):
+    stopped = runs.stopped
+    assert stopped is not None, "the --jobs 2 lab ended before it had stored 2 jobs"
+    assert stopped.rc == 130, stopped.stderr
+    assert "Traceback" not in stopped.stderr, stopped.stderr
+    (line,) = not_logging(stopped.lines)
+    assert line.startswith("interrupted (") and f"finished jobs are kept under {runs.two_out}" in line
+    assert line.endswith("rerun the same command to resume")
+    assert len(runs.stored_at_stop) >= 2 and not list((runs.two_out / "jobs").glob(".*.tmp"))
+
+
+def test_the_resumed_lab_keeps_the_jobs_stored_before_ctrl_c(runs):
+    kept, resumed, out = runs.stored_at_stop, runs.resumed, runs.two_out
+    assert resumed.rc == 0, resumed.stderr
+    n = len(runs.first_files)
+    assert len(kept) >= 2 and f"{len(kept)} of {n} jobs finished earlier, kept ({out / 'jobs'})" in resumed.lines
+    now = job_files(out)
+    assert {k: now[k] for k in kept} == kept and len(now) == n
+    record = json.loads((out / "lab.json").read_text())
+    assert record["workers"] == 2 and record["threads_per_job"] == 1
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_two_workers_interrupted_and_resumed_give_the_rows_of_one_uninterrupted_process(runs, part):
+    assert runs.resumed.rc == 0, runs.resumed.stderr
+    a = untimed_rows(runs.first_out / part / "results.csv")
+    b = untimed_rows(runs.two_out / part / "results.csv")
+    assert len(a) >= 5 and a == b, [(x, y) for x, y in zip(a, b) if x != y][:3]
+
+
+# --- other data, full mode: nothing reused ---------------------------------------------------------------
+
+def _untimed_rows_of(blob: bytes) -> list[dict]:
+    return [r for r in json.loads(blob)["rows"] if r.get("metric") not in TIMING]
+
+
+def test_other_data_reuses_no_job(runs):
+    done, files, now = runs.other, runs.first_files, runs.other_files
+    assert done is not None, "the lab on other data stored no job run on it"
+    assert not [line for line in done.lines if "finished earlier, kept" in line], done.stderr
+    assert done.rc == 130 and not_logging(done.lines)[-1].endswith("rerun the same command to resume"), done.stderr
+    assert set(now) == set(files)  # the same jobs (keys), run again on the other data
+    rerun = {n for n, blob in now.items() if json.loads(blob)["data"] == runs.other_fp}
+    assert rerun and all(now[n] == files[n][0] for n in set(now) - rerun)  # the others: untouched so far
+    for n in rerun:  # its rows are the other reviews'
+        assert _untimed_rows_of(now[n]) != _untimed_rows_of(files[n][0]), n
+
+
+def test_full_mode_reuses_no_quick_job(runs, tiny_data):
+    log = runs.full
+    full = lab.exercise_jobs("full", "cpu") + ([lab.baseline_job(str(tiny_data))] if lab.BASELINE.exists() else [])
+    full += [_on_device(j, "cpu") for e in EXPERIMENTS.values() for _, j in e.module().jobs("full")]
+    parallel = {j.key for j in full if not j.exclusive}
+    assert "finished earlier, kept" not in log, log
+    assert f"[jobs] {len(parallel)} jobs on 2 worker processes x 1 thread(s)" in log.splitlines(), log
+    assert {n: b for n, (b, _) in runs.full_files.items()} == {n: b for n, (b, _) in runs.first_files.items()}
+
+
+# --- bad --out ------------------------------------------------------------------------------------------
+
+def test_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, tiny_data):
+    f = tmp_path / "results.txt"
+    f.write_text("not a directory")
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(f), "--device", "cpu"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("Error: ") and str(f) in line and "is a file" in line, line
+    assert r.stdout == "" and f.read_text() == "not a directory"

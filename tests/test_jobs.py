@@ -1,0 +1,354 @@
+"""rnnlab.jobs: the Runner runs jobs in this process, in spawn worker processes or on Ray with the same rows
+(timings aside); finished jobs are stored and kept on rerun, and redone when the job or the data differs
+or the stored file is damaged; a failing job is a JobError naming it, with the finished ones kept;
+exclusive jobs run alone, last, in this process; a job listed twice runs once.
+
+Fake jobs live in tests/fake_jobs.py (worker processes import them by name); real ones are the quick
+lab's own (fit, tf-idf, the notebook's exercise) on tiny synthetic data.
+
+    RNNLAB_NO_RAY=1 pytest tests/test_jobs.py     # where ray cannot be installed: the Ray tests fail otherwise
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import fake_jobs
+import rnnlab
+from conftest import make_reviews, write_parquet_dir
+from rnnlab.data import load_imdb
+from rnnlab.experiments import EXPERIMENTS, compare, long_reviews
+from rnnlab.experiments.common import TIMING, _on_device
+from rnnlab.jobs import Job, JobError, Runner
+from rnnlab.lab import exercise_jobs, run_experiments
+
+TESTS = Path(__file__).resolve().parent
+SRC = Path(rnnlab.__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _env(tmp_path_factory):
+    """Module fixtures run before conftest's per-test environment: the same isolation for them (and for the
+    worker processes they start, which inherit it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        mp.delenv("RNNLAB_DATA", raising=False)
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("HF_DATASETS_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def ds(tiny_data):
+    return load_imdb(tiny_data)
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory) -> Path:
+    """Another synthetic dataset (other reviews, other sizes): another fingerprint."""
+    return write_parquet_dir(tmp_path_factory.mktemp("other") / "imdb", make_reviews(200, seed=7),
+                             make_reviews(100, seed=8))
+
+
+@pytest.fixture(scope="module")
+def other_ds(other_data):
+    return load_imdb(other_data)
+
+
+def echo(name: str, calls: Path, cost: float = 1.0, **kw) -> Job:
+    return Job("fake_jobs:echo", {"name": name, "calls": str(calls), **kw}, label=f"echo {name}", cost=cost)
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("metric") not in TIMING]
+
+
+def snapshot(store: Path) -> dict[str, tuple[bytes, int]]:
+    return {f.name: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(store.glob("*.json"))}
+
+
+# --- the store: kept, redone -------------------------------------------------------------------------
+
+def test_a_job_is_keyed_by_its_function_and_arguments_only():
+    a = Job("fake_jobs:echo", {"name": "a", "n": [1, 2]}, label="one", cost=1.0)
+    assert a.key == Job("fake_jobs:echo", {"n": [1, 2], "name": "a"}, label="another label", cost=9.0).key
+    assert a.key != Job("fake_jobs:echo", {"name": "a", "n": [1, 3]}).key
+    assert a.key != Job("fake_jobs:fail", {"name": "a", "n": [1, 2]}).key
+    assert re.fullmatch(r"[0-9a-f]{20}", a.key)
+
+
+def test_a_finished_job_is_stored_and_kept_on_rerun(ds, tiny_data, tmp_path):
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    jobs = [echo("a", calls), echo("b", calls)]
+    first = Runner(workers=1, log=lambda s: None).run(jobs, ds, str(tiny_data), store)
+    assert sorted(f.name for f in store.glob("*.json")) == sorted(f"{j.key}.json" for j in jobs)
+    stored = json.loads((store / f"{jobs[0].key}.json").read_text())
+    assert stored["fn"] == "fake_jobs:echo" and stored["args"] == jobs[0].args and stored["label"] == "echo a"
+    assert stored["data"] == ds.fingerprint() and stored["threads"] == 1 and stored["rows"] == first[jobs[0].key]
+    before = snapshot(store)
+    time.sleep(0.05)  # an mtime of a rewrite would differ
+
+    log: list[str] = []
+    second = Runner(workers=1, log=log.append).run(jobs, ds, str(tiny_data), store)
+    assert second == first
+    assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 1  # not run again
+    assert snapshot(store) == before  # files untouched: same bytes, same mtime
+    assert log == [f"2 of 2 jobs finished earlier, kept ({store})"]
+
+
+def test_a_changed_job_is_run_and_the_other_kept(ds, tiny_data, tmp_path):
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    old = echo("a", calls)
+    Runner(workers=1, log=lambda s: None).run([old], ds, str(tiny_data), store)
+    before = snapshot(store)
+    new = echo("a", calls, sleep=0.01)  # other arguments: another job
+    log: list[str] = []
+    rows = Runner(workers=1, log=log.append).run([new], ds, str(tiny_data), store)
+    assert fake_jobs.calls(calls, "a") == 2 and rows[new.key][0]["name"] == "a"
+    assert (store / f"{new.key}.json").is_file()
+    assert snapshot(store)[f"{old.key}.json"] == before[f"{old.key}.json"]
+    assert not any("kept" in line for line in log)
+
+
+def test_a_job_stored_on_other_data_is_run_again(ds, other_ds, tiny_data, other_data, tmp_path):
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    job = echo("a", calls)
+    Runner(workers=1, log=lambda s: None).run([job], ds, str(tiny_data), store)
+    assert ds.fingerprint() != other_ds.fingerprint()
+    log: list[str] = []
+    rows = Runner(workers=1, log=log.append).run([job], other_ds, str(other_data), store)
+    assert fake_jobs.calls(calls, "a") == 2
+    assert rows[job.key][0]["data"] == other_ds.fingerprint() and rows[job.key][0]["reviews"] == 200
+    assert json.loads((store / f"{job.key}.json").read_text())["data"] == other_ds.fingerprint()
+    assert not any("kept" in line for line in log)
+
+
+DAMAGE = {
+    "truncated": lambda text: text[: len(text) // 2],
+    "empty": lambda text: "",
+    "not JSON": lambda text: "\x00\xff{not json",
+    "not an object": lambda text: "[1, 2, 3]\n",
+    "rows not a list": lambda text: json.dumps({**json.loads(text), "rows": "many"}),
+    "another job's file": lambda text: json.dumps({**json.loads(text), "args": {"name": "zzz"}}),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_job_file_is_run_again_not_fatal(ds, tiny_data, tmp_path, damage):
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    job = echo("a", calls)
+    Runner(workers=1, log=lambda s: None).run([job], ds, str(tiny_data), store)
+    f = store / f"{job.key}.json"
+    f.write_bytes(DAMAGE[damage](f.read_text()).encode("utf-8", "surrogateescape"))
+    rows = Runner(workers=1, log=lambda s: None).run([job], ds, str(tiny_data), store)
+    assert fake_jobs.calls(calls, "a") == 2
+    assert rows[job.key][0]["name"] == "a"
+    assert json.loads(f.read_text())["rows"] == rows[job.key]  # rewritten whole
+
+
+def test_the_same_job_listed_twice_runs_once(ds, tiny_data, tmp_path):
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    job = echo("a", calls)
+    twin = Job(job.fn, dict(job.args), label="the same job, another label", cost=5.0)
+    log: list[str] = []
+    rows = Runner(workers=1, log=log.append).run([job, twin, job, echo("b", calls)], ds, str(tiny_data), store)
+    assert fake_jobs.calls(calls, "a") == 1 and fake_jobs.calls(calls, "b") == 1
+    assert set(rows) == {job.key, echo("b", calls).key} and len(list(store.glob("*.json"))) == 2
+    assert sum(line.startswith("[jobs] ") for line in log) == 2 and "[jobs] 2/2" in log[-1]
+
+
+def test_each_job_runs_with_the_runners_thread_count(ds, tiny_data, tmp_path):
+    before = torch.get_num_threads()
+    rows = Runner(workers=1, threads=3, log=lambda s: None).run([echo("a", tmp_path / "calls")], ds,
+                                                                 str(tiny_data), tmp_path / "jobs")
+    assert next(iter(rows.values()))[0]["threads"] == 3
+    assert torch.get_num_threads() == before  # restored afterwards
+
+
+# --- failures --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["ValueError", "RuntimeError"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_job_is_a_job_error_naming_it_and_the_finished_are_kept(ds, tiny_data, tmp_path, workers, kind):
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    ok = [echo("a", calls, cost=5.0), echo("b", calls, cost=5.0)]
+    # cheapest, so it starts last; in workers it waits a little so both others are done before it fails
+    bad = Job("fake_jobs:fail", {"name": "bad", "kind": kind, "calls": str(calls), "sleep": 1.0 if workers > 1 else 0},
+              label="the broken job", cost=0.1)
+    with Runner(workers=workers, threads=1, log=lambda s: None) as runner:
+        with pytest.raises(JobError) as err:
+            runner.run([bad, *ok], ds, str(tiny_data), store)
+    msg = str(err.value)
+    assert "the broken job" in msg and "bad broke" in msg and len(msg.splitlines()) == 1, msg
+    assert fake_jobs.calls(calls, "bad") == 1
+    assert sorted(f.name for f in store.glob("*.json")) == sorted(f"{j.key}.json" for j in ok)
+    log: list[str] = []
+    Runner(workers=1, log=log.append).run(ok, ds, str(tiny_data), store)
+    assert log == [f"2 of 2 jobs finished earlier, kept ({store})"]
+    assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 1
+
+
+# --- real jobs: in this process and in two worker processes -----------------------------------------
+
+def fit_jobs() -> list[Job]:
+    """The quick lab's long-reviews fits: RNN and bag of embeddings, each with every experiment's measures."""
+    return [_on_device(j, "cpu") for _, j in long_reviews.jobs("quick")]
+
+
+def tfidf_job() -> Job:
+    (job,) = [j for tag, j in compare.jobs("quick") if tag["model"] == "tfidf"]
+    return job
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """One Runner with 2 spawn worker processes, shared (as the lab shares one across its experiments)."""
+    log: list[str] = []
+    with Runner(workers=2, threads=1, log=log.append) as runner:
+        yield runner, log
+
+
+@pytest.fixture(scope="module")
+def real_runs(ds, tiny_data, tmp_path_factory, pool):
+    """{"inproc" | "pool": (results, log, dir)} of the same real jobs (and the notebook's exercise)."""
+    base = tmp_path_factory.mktemp("real")
+    jobs = [*fit_jobs(), tfidf_job(), *exercise_jobs("quick", "cpu")]
+    log: list[str] = []
+    with Runner(workers=1, threads=1, log=log.append) as runner:
+        out = {"inproc": (runner.run(jobs, ds, str(tiny_data), base / "inproc" / "jobs"), log, base / "inproc")}
+    runner, log = pool
+    log.clear()
+    out["pool"] = (runner.run(jobs, ds, str(tiny_data), base / "pool" / "jobs"), list(log), base / "pool")
+    return out
+
+
+def test_real_jobs_give_the_same_rows_in_process_and_in_two_worker_processes(real_runs, ds):
+    (inproc, _, d1), (pool, log, d2) = real_runs["inproc"], real_runs["pool"]
+    fits = [j.key for j in fit_jobs()]
+    keys = [*fits, tfidf_job().key]
+    assert f"[jobs] {len(keys) + 1} jobs on 2 worker processes x 1 thread(s)" in log  # + the exercise
+    assert all(len(untimed(inproc[k])) < len(inproc[k]) for k in fits)  # each fit has timed rows, left out
+    for k in keys:
+        a, b = untimed(inproc[k]), untimed(pool[k])
+        assert len(a) >= 5, (k, a)
+        assert a == b, (k, [(x, y) for x, y in zip(a, b) if x != y][:3])
+        stored = json.loads((d2 / "jobs" / f"{k}.json").read_text())
+        assert stored["data"] == ds.fingerprint() and stored["threads"] == 1
+        assert untimed(stored["rows"]) == a
+    assert any(r["metric"] == "test_acc" for k in keys for r in untimed(inproc[k]))
+
+
+def test_the_notebooks_exercise_gives_the_same_rows_in_process_and_in_workers(real_runs):
+    """Its per-epoch rows include train_seconds: a timing, which rnnlab.experiments.common.TIMING must list."""
+    (inproc, _, _), (pool, _, _) = real_runs["inproc"], real_runs["pool"]
+    (job,) = exercise_jobs("quick", "cpu")
+    a, b = untimed(inproc[job.key]), untimed(pool[job.key])
+    assert {r["metric"] for r in a} >= {"test_acc", "train_loss"}
+    assert a == b, [(x, y) for x, y in zip(a, b) if x != y][:3]
+
+
+def test_exclusive_jobs_run_last_alone_in_this_process(ds, tiny_data, tmp_path, pool):
+    calls = tmp_path / "calls"
+    timing = Job("fake_jobs:echo", {"name": "timing", "calls": str(calls)}, label="a timing", cost=100.0,
+                 exclusive=True)
+    others = [echo(n, calls, sleep=0.3) for n in "abc"]
+    runner, log = pool
+    log.clear()
+    rows = runner.run([timing, *others], ds, str(tiny_data), tmp_path / "jobs")
+    t = rows[timing.key][0]
+    assert t["pid"] == os.getpid() and t["threads"] == 1
+    assert all(rows[j.key][0]["pid"] != os.getpid() for j in others)  # in worker processes
+    assert len({rows[j.key][0]["pid"] for j in others}) <= 2
+    assert t["start"] >= max(rows[j.key][0]["end"] for j in others)  # after every other job, so alone
+    assert "[jobs] 3 jobs on 2 worker processes x 1 thread(s)" in log
+    assert log.index("[jobs] a timing: running alone (a timing)") > max(
+        i for i, line in enumerate(log) if re.match(r"\[jobs\] \d/4 echo", line))
+
+
+def test_a_runner_reused_on_other_data_runs_the_jobs_on_that_data(ds, other_ds, tiny_data, other_data, tmp_path, pool):
+    """One Runner (its worker processes) asked to run jobs on one dataset, then on another."""
+    calls = tmp_path / "calls"
+    jobs = [echo("a", calls), echo("b", calls)]
+    runner, _ = pool
+    first = runner.run(jobs, ds, str(tiny_data), tmp_path / "one")
+    second = runner.run(jobs, other_ds, str(other_data), tmp_path / "two")
+    assert {r[0]["data"] for r in first.values()} == {ds.fingerprint()}
+    assert {r[0]["data"] for r in second.values()} == {other_ds.fingerprint()}, \
+        "the worker processes ran the jobs on the first dataset, stored as the second's"
+
+
+# --- Ray --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """Ray is started by the Runner (ray_address="local") within this fixture and shut down after it."""
+    if os.environ.get("RNNLAB_NO_RAY") == "1":
+        pytest.skip("RNNLAB_NO_RAY=1: the Ray tests are off")
+    try:
+        import ray
+    except ImportError:
+        pytest.fail("ray is not installed: pip install -e '.[test]' (or '.[ray]'); RNNLAB_NO_RAY=1 turns these off")
+    assert not ray.is_initialized()
+    with pytest.MonkeyPatch.context() as mp:  # Ray's workers see PYTHONPATH, not this process's sys.path
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r["metric"] not in TIMING]
+
+
+def test_ray_gives_the_same_rows_as_this_process(ray_local, real_runs, ds, tiny_data, tmp_path):
+    inproc_dir = real_runs["inproc"][2]  # its jobs/ already holds long-reviews' jobs, run in this process
+    exp = [EXPERIMENTS["long-reviews"]]
+    run_experiments(exp, ds, inproc_dir, quick=True, device="cpu", runner=Runner(workers=1, log=lambda s: None),
+                    log=lambda s: None, data_arg=str(tiny_data))
+    log: list[str] = []
+    with Runner(threads=1, ray_address="local", log=log.append) as runner:
+        run_experiments(exp, ds, tmp_path, quick=True, device="cpu", runner=runner, log=log.append,
+                        data_arg=str(tiny_data))
+    assert ray_local.is_initialized()
+    n = len(long_reviews.jobs("quick"))
+    assert f"[jobs] {n} jobs on Ray (local), 1 thread(s) each" in log
+    assert len(list((tmp_path / "jobs").glob("*.json"))) == n
+    a, b = _csv_rows(inproc_dir / "long-reviews" / "results.csv"), _csv_rows(tmp_path / "long-reviews" / "results.csv")
+    assert len(a) > 20 and a == b, [(x, y) for x, y in zip(a, b) if x != y][:3]
+
+
+def test_a_failing_job_on_ray_is_a_job_error_naming_it_and_why(ray_local, ds, tiny_data, tmp_path):
+    calls = tmp_path / "calls"
+    ok = echo("a", calls, cost=5.0)
+    bad = Job("fake_jobs:fail", {"name": "bad", "calls": str(calls), "sleep": 1.0}, label="the broken job", cost=0.1)
+    with pytest.raises(JobError) as err:
+        with Runner(threads=1, ray_address="local", log=lambda s: None) as runner:
+            runner.run([ok, bad], ds, str(tiny_data), tmp_path / "jobs")
+    msg = str(err.value)
+    assert "the broken job" in msg and "bad broke" in msg, msg  # the cause, not only where it ran
+    assert "\x1b[" not in msg, repr(msg)  # no terminal colour codes
+    assert (tmp_path / "jobs" / f"{ok.key}.json").is_file()
+
+
+def test_ray_runs_the_jobs_on_the_data_it_is_given(ray_local, ds, other_ds, tiny_data, other_data, tmp_path):
+    """Two Runners on the same Ray instance, one dataset each (Ray keeps its worker processes)."""
+    calls = tmp_path / "calls"
+    jobs = [echo("a", calls), echo("b", calls)]
+    with Runner(threads=1, ray_address="local", log=lambda s: None) as runner:
+        first = runner.run(jobs, ds, str(tiny_data), tmp_path / "one")
+    with Runner(threads=1, ray_address="local", log=lambda s: None) as runner:
+        second = runner.run(jobs, other_ds, str(other_data), tmp_path / "two")
+    assert all(r[0]["pid"] != os.getpid() for r in first.values())  # ran on Ray's workers
+    assert {r[0]["data"] for r in first.values()} == {ds.fingerprint()}
+    assert {r[0]["data"] for r in second.values()} == {other_ds.fingerprint()}, \
+        "Ray's workers ran the jobs on the first dataset, stored as the second's"
