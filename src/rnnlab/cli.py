@@ -23,6 +23,7 @@ import click
 
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError
+from .experiments import SHORTFALLS
 from .io import RunError
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
@@ -395,14 +396,12 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["long-reviews", "vanishing-gradients", "serial", "bottleneck", "all"]))
+@click.argument("name", type=click.Choice([*SHORTFALLS, "all"]))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/shortfalls"), show_default=True,
               help="Each experiment writes OUT/<name>/{results.csv,<name>.png,<name>.svg,verdict.json}.")
 @_lab_options
 def shortfall(name, out, **opts):
     """Measure a shortfall of the vanilla RNN (or all four); one JSON verdict line per experiment."""
-    from .experiments import SHORTFALLS
-
     _experiments(SHORTFALLS if name == "all" else (name,), out=out, **opts)
 
 

@@ -20,8 +20,10 @@ import importlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -70,14 +72,14 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
         torch.set_num_threads(old)
 
 
-_WORKER: dict = {}  # per worker process: the dataset, loaded once
+_WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
 
 
 def _worker_execute(job: Job, data_arg: str | None, threads: int) -> tuple[list[dict], float]:
     from .data import load_imdb
 
-    if "ds" not in _WORKER:
-        _WORKER["ds"] = load_imdb(data_arg)
+    if _WORKER.get("arg", object()) != data_arg:
+        _WORKER.update(arg=data_arg, ds=load_imdb(data_arg))
     t0 = time.perf_counter()
     return execute(job, _WORKER["ds"], threads), time.perf_counter() - t0
 
@@ -151,13 +153,15 @@ class Runner:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     job = pending.pop(fut)
-                    rows, seconds = fut.result()  # a JobError (or an interrupt) from the worker
+                    try:
+                        rows, seconds = fut.result()  # a JobError (or an interrupt) from the worker
+                    except BrokenProcessPool as e:
+                        raise JobError(f"job '{job.label}': its worker process died ({e})") from None
                     finished(job, rows, seconds)
         except BaseException:
-            for fut in pending:
-                fut.cancel()
+            procs = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for p in list(getattr(self._pool, "_processes", {}).values()):
+            for p in procs:  # the running jobs too: their results would be thrown away
                 p.terminate()
             self._pool = None
             raise
@@ -181,7 +185,8 @@ class Runner:
                 try:
                     rows, seconds = ray.get(done[0])
                 except ray.exceptions.RayTaskError as e:
-                    raise JobError(f"job '{job.label}' failed on Ray: {str(e.cause if getattr(e, 'cause', None) else e).splitlines()[0][:300]}") from None
+                    why = re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(e, "cause", None) or e)).strip().splitlines()
+                    raise JobError(f"job '{job.label}' failed on Ray: {why[-1][:300] if why else type(e).__name__}") from None
                 finished(job, rows, seconds)
         except BaseException:
             for ref in pending:

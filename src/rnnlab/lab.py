@@ -73,13 +73,14 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     parquet = data_arg and (Path(data_arg) / "train.parquet").exists()
     extra = [baseline_job(data_arg)] if mode == "full" and BASELINE.exists() and parquet else []
     jobs = seed_jobs + extra + [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
-    log(f"[lab] {len(jobs)} jobs: the notebook's exercise, {len(experiments)} experiments"
+    log(f"[lab] {len({j.key for j in jobs})} jobs: the notebook's exercise, {len(experiments)} experiments"
         f"{' and the seed baseline' if extra else ''}; {runner.workers} worker(s) x {runner.threads} thread(s)")
     t0 = time.perf_counter()
     results = runner.run(jobs, ds, data_arg, out / "jobs")
     phases["jobs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_exercise(out / "seed", [({"seed": s}, j) for s, j in zip(SEEDS[mode], seed_jobs)], results)
+    write_exercise(out / "seed", [({"seed": s}, j) for s, j in zip(SEEDS[mode], seed_jobs)], results, mode,
+                   len(ds.train) if mode == "full" else QUICK_SEED["n_train"])
     verdicts = [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
                                data_arg=data_arg) for e in experiments]
     phases["experiments"] = time.perf_counter() - t0
@@ -124,7 +125,7 @@ def exercise_job(ds: Dataset, cfg: dict, n_train: int, n_test: int) -> list[dict
             for r in trained.metrics for m in ("test_acc", "train_loss", "train_seconds", "grad_norm_max")]
 
 
-def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict) -> None:
+def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict, mode: str, train_reviews: int) -> None:
     """OUT/seed/results.csv (per seed and epoch) and its learning-curve figure."""
     from .plots import exercise_figure, save_figure
 
@@ -136,8 +137,9 @@ def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict) -> No
     save_figure(fig, d / "seed.png", dpi=120)
     last = max(r["epoch"] for r in rows)
     final = [r["value"] for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
-    write_json(d / "summary.json", {"config": tagged[0][1].args["cfg"], "epochs": last,
-                                    "test_acc_by_seed": final, "test_acc_mean": float(np.mean(final))})
+    write_json(d / "summary.json", {"config": tagged[0][1].args["cfg"], "epochs": last, "mode": mode,
+                                    "train_reviews": train_reviews, "test_acc_by_seed": final,
+                                    "test_acc_mean": float(np.mean(final))})
 
 
 def baseline_job(data_arg: str) -> Job:

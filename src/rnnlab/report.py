@@ -178,22 +178,36 @@ def run_blocks(v: dict) -> list:
 
 # --- sections ----------------------------------------------------------------------------------------
 
-def _command(sub: str, lab: Path, data: str | None) -> str:
-    return shlex.join(["rnnlab", *sub.split(), *(["--data", data] if data else []), "--out", str(lab)])
+def _command(lab: Path, known: dict) -> str:
+    data, quick = known.get("data"), known.get("mode") == "quick"
+    return shlex.join(["rnnlab", "lab", *(["--quick"] if quick else []), *(["--data", data] if data else []),
+                       "--out", str(lab)])
 
 
-def experiment_section(name: str, lab: Path, data: str | None) -> Section:
+def _record(path: Path, keys: tuple[str, ...]) -> dict:
+    """A JSON object with `keys`, or RunError saying why not."""
+    d = read_json(path)
+    if not isinstance(d, dict) or not all(k in d for k in keys):
+        raise RunError(f"{path}: not what rnnlab writes (needs {', '.join(keys)})")
+    return d
+
+
+def _not_there(sec: Section, path: Path, err: RunError, lab: Path, known: dict) -> Section:
+    missing = not path.exists()
+    sec.outcome = "missing" if missing else "unreadable"
+    sec.blocks += [Text("Not made yet." if missing else f"Unreadable: {err}"), Text("Make it with:"),
+                   Code(_command(lab, known))]
+    return sec
+
+
+def experiment_section(name: str, lab: Path, known: dict) -> Section:
     e = EXPERIMENTS[name]
     sec = Section(name, e.title, [Text(e.question)])
     d = lab / name
     try:
-        v = read_json(d / "verdict.json")
+        v = _record(d / "verdict.json", ("claim", "criterion", "outcome"))
     except RunError as err:
-        missing = not (d / "verdict.json").exists()
-        sec.outcome = "missing" if missing else "unreadable"
-        sec.blocks += [Text("Not measured yet." if missing else f"Unreadable: {err}"), Text("Make it with:"),
-                       Code(_command("lab", lab, data))]
-        return sec
+        return _not_there(sec, d / "verdict.json", err, lab, known)
     sec.outcome, sec.claim, sec.mode = v.get("outcome", ""), v.get("claim", ""), v.get("mode", "")
     if sec.mode == "quick":
         sec.blocks.append(Text("Quick mode: a data subset, one seed, short schedules. A smoke test, not evidence."))
@@ -204,18 +218,20 @@ def experiment_section(name: str, lab: Path, data: str | None) -> Section:
     return sec
 
 
-def exercise_section(lab: Path, data: str | None) -> Section:
+def exercise_section(lab: Path, known: dict) -> Section:
     sec = Section("seed", "The notebook's exercise")
+    f = lab / "seed" / "summary.json"
     try:
-        s = read_json(lab / "seed" / "summary.json")
-    except RunError:
-        sec.outcome = "missing"
-        sec.blocks += [Text("Not run yet. Make it with:"), Code(_command("lab", lab, data))]
-        return sec
-    sec.claim = f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of {len(s['test_acc_by_seed'])} seeds)"
+        s = _record(f, ("test_acc_mean", "test_acc_by_seed", "epochs", "train_reviews", "mode"))
+    except RunError as err:
+        return _not_there(sec, f, err, lab, known)
+    sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of "
+                           f"{len(s['test_acc_by_seed'])} seeds)"), s["mode"]
+    if sec.mode == "quick":
+        sec.blocks.append(Text("Quick mode: a data subset, one seed, short schedules. A smoke test, not evidence."))
     sec.blocks += [Text("The notebook's recipe (preset notebook): embedding 100, vanilla tanh RNN with 128 hidden units "
                         "read at its last step, Adam 1e-3, batch 64 shuffled as the notebook's DataLoader does, whole "
-                        "reviews, all 25,000 training reviews, test accuracy after every epoch."),
+                        f"reviews, {s['train_reviews']:,} training reviews, test accuracy after every epoch."),
                    Table(["seed", "test accuracy after the last epoch"],
                          [[str(i), fmt(a)] for i, a in enumerate(s["test_acc_by_seed"])])]
     if (lab / "seed" / "seed.png").exists():
@@ -248,20 +264,21 @@ def collect(lab: Path, record: dict | None = None) -> list[Section]:
             record = read_json(lab / "lab.json")
         except RunError:
             record = None
-    data = _known_data(lab)
-    sections = [exercise_section(lab, data), *(experiment_section(n, lab, data) for n in EXPERIMENTS)]
-    return sections + ([lab_section(record)] if record else [])
+    known = _known(lab)
+    sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS)]
+    return sections + ([lab_section(record)] if isinstance(record, dict) else [])
 
 
-def _known_data(lab: Path) -> str | None:
+def _known(lab: Path) -> dict:
+    """The data path and mode any part recorded, for the command that makes the missing parts."""
     for n in EXPERIMENTS:
         try:
-            d = read_json(lab / n / "verdict.json").get("data", "")
-        except (RunError, AttributeError):
+            v = _record(lab / n / "verdict.json", ("data", "mode"))
+        except RunError:
             continue
-        if d and not str(d).startswith("hub:"):
-            return str(d).split(" (subset")[0]
-    return None
+        d = str(v["data"]).split(" (subset")[0]
+        return {"data": None if d.startswith("hub:") else d, "mode": v["mode"]}
+    return {}
 
 
 # --- rendering ----------------------------------------------------------------------------------------

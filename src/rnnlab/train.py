@@ -88,9 +88,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # the unclipped norm
-                if not (math.isfinite(loss.item()) and math.isfinite(norm)):
-                    raise Divergence(f"non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} "
-                                     f"at epoch {epoch}, step {step}")
+                _check_finite(loss.item(), norm, epoch, step)
                 opt.step()
                 losses.append(loss.item())
                 norms.append(norm)
@@ -104,16 +102,9 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                     passes.append({"step": step, **score(model, data.val, device)})
                     best.offer(passes[-1]["acc"], epoch, step, model)
                     eval_seconds += time.perf_counter() - te
-            seconds = time.perf_counter() - t0 - eval_seconds
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
-                   "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
-                   "grad_norm_median": float(np.median(norms)), "steps": len(batches), "lr": lr}
-            if passes:
-                top = max(passes, key=lambda p: p["acc"])  # the first of equals: the earliest pass
-                row.update(val_acc=top["acc"], val_loss=top["loss"])
-                if cfg.val_checks > 1:
-                    row.update(val_step=top["step"], val_passes=[[p["step"], round(p["acc"], 6)] for p in passes])
-            else:
+            row = _epoch_row(epoch, losses, norms, n_tokens, time.perf_counter() - t0 - eval_seconds, lr, passes,
+                             cfg.val_checks)
+            if not passes:
                 best.take(epoch, model)  # no validation split: the last epoch is kept
             if cfg.test_every_epoch:
                 row["test_acc"] = score(model, data.test, device)["acc"]
@@ -124,6 +115,24 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                 on_epoch(row)
             log(_epoch_line(row))
     return _finish(cfg, data, model, metrics, best, device, run_dir)
+
+
+def _check_finite(loss: float, norm: float, epoch: int, step: int) -> None:
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise Divergence(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient'} at epoch {epoch}, step {step}")
+
+
+def _epoch_row(epoch, losses, norms, n_tokens, seconds, lr, passes, val_checks) -> dict:
+    """One line of metrics.jsonl; the epoch's val_acc is its best validation pass (the earliest of equals)."""
+    row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
+           "tokens_per_second": round(n_tokens / seconds), "grad_norm_max": float(np.max(norms)),
+           "grad_norm_median": float(np.median(norms)), "steps": len(losses), "lr": lr}
+    if passes:
+        top = max(passes, key=lambda p: p["acc"])
+        row.update(val_acc=top["acc"], val_loss=top["loss"])
+        if val_checks > 1:
+            row.update(val_step=top["step"], val_passes=[[p["step"], round(p["acc"], 6)] for p in passes])
+    return row
 
 
 @contextlib.contextmanager

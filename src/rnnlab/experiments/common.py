@@ -46,7 +46,7 @@ DATA = {"full": {"n_train": 10000, "n_test": 10000}, "quick": {"n_train": 1000, 
 SEEDS = {"full": (0, 1, 2), "quick": (0,)}
 QUICK_EPOCHS = 1
 MEASURES = ("vanishing_gradients", "bottleneck")  # modules whose measure() sees every trained model
-TIMING = {"train_seconds_per_epoch", "tokens_per_second", "seconds", "median_seconds", "flops_per_second",
+TIMING = {"train_seconds", "train_seconds_per_epoch", "tokens_per_second", "seconds", "median_seconds", "flops_per_second",
           "fraction_of_matmul_peak", "matmul_flops_per_second", "job_seconds"}  # depend on the machine's load
 
 
