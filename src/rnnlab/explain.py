@@ -49,6 +49,7 @@ import math
 import os
 import shutil
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -125,6 +126,23 @@ class Explanation:
     @classmethod
     def from_dict(cls, d: dict) -> "Explanation":
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+def attribution_warning(e: Explanation) -> str:
+    """"" when the attributions add up to the logit change (within 5%, or 0.01); else what went wrong."""
+    if e.attribution is None:
+        return ""
+    gap = e.logit - e.baseline_logit
+    if abs(e.attribution_delta) <= max(0.05 * abs(gap), 0.01):
+        return ""
+    return (f"completeness fails: the attributions add up to {sum(e.attribution):+.3f}, the logit moved {gap:+.3f} "
+            "from the blank review. The model's answer jumps somewhere on the straight path between them and the "
+            "integration steps miss it: read these attributions as rough (more --ig-steps may help)")
+
+
+def vanished(e: Explanation) -> int:
+    """How many tokens' gradient is exactly 0: below float32's smallest number (about 1e-45)."""
+    return sum(g == 0 for g in e.grad_norm)
 
 
 def reading(cfg) -> str:
@@ -402,13 +420,19 @@ def header_lines(e: Explanation) -> list[str]:
            f"  running opinion = P(positive) from {e.reading}",
            f"  {e.truncation}" if e.truncation else f"  read all {len(e)} tokens of the review"]
     if e.attribution is not None:
-        out.append(f"  attribution: {e.attribution_note}; sum {sum(e.attribution):+.4f} = logit {e.logit:+.4f} "
-                   f"- baseline {e.baseline_logit:+.4f} (convergence delta {e.attribution_delta:+.2e})")
+        out.append(f"  attribution: {e.attribution_note}. Sum {sum(e.attribution):+.4f}; logit {e.logit:+.4f} "
+                   f"- baseline {e.baseline_logit:+.4f} = {e.logit - e.baseline_logit:+.4f} "
+                   f"(convergence delta {e.attribution_delta:+.2e})")
         pos, neg = top_words(e)
         out.append("  pushed towards positive: " + (", ".join(f"{w} {a:+.3f}" for w, a in pos) or "-"))
         out.append("  pushed towards negative: " + (", ".join(f"{w} {a:+.3f}" for w, a in neg) or "-"))
+        if attribution_warning(e):
+            out.append(f"  warning: {attribution_warning(e)}")
     else:
         out.append(f"  {e.attribution_note}")
+    if vanished(e):
+        out.append(f"  ||dL/dx_t|| is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning signal "
+                   "reaches them at all")
     return out
 
 
@@ -561,10 +585,18 @@ def _flow(exps: list[Explanation], al: Alignment, colours: list[list]) -> str:
     return f'<div class="flow">{" ".join(out)}</div>'
 
 
+def _nice(span: float, target: int) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about `target` ticks over `span`."""
+    raw = max(span, 1e-12) / target
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+
+
 def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]], title: str, log: bool = False,
                y_range: tuple[float, float] | None = None, ref: float | None = None, shade: bool = False,
                tips: list[str] | None = None) -> str:
-    """A line per series over the aligned tokens; hovering a token's column shows `tips`."""
+    """A line per series over the aligned tokens (continued across tokens a run did not read; on a log axis a
+    0 is a triangle at the bottom); hovering a token's column shows `tips`."""
     W, H, L, R, T, B = 1000, 190, 52, 12, 22, 26
     n = len(al.rows)
     vals = [v for _, _, ys in series for v in ys if v is not None and (v > 0 or not log)]
@@ -576,7 +608,7 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]],
         lo, hi = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
         hi = hi if hi > lo else lo + 1
     else:
-        lo, hi = min(vals), max(vals)
+        lo, hi = min(0.0, min(vals)), max(vals)
         hi = hi if hi > lo else lo + 1
     tf = (lambda v: math.log10(v)) if log else (lambda v: v)
     X = lambda k: L + (W - L - R) * (k + 0.5) / n  # noqa: E731
@@ -589,35 +621,40 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]],
         g.append(f'<rect x="{L}" y="{Y(ref):.1f}" width="{W - L - R}" height="{H - B - Y(ref):.1f}" '
                  'fill="rgb(202,0,32)" fill-opacity=".07"/>')
     g.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#bbb"/>')
-    ticks = [10.0 ** e for e in range(int(lo), int(hi) + 1)] if log else [lo, (lo + hi) / 2, hi]
-    if log and len(ticks) > 6:
-        ticks = ticks[:: math.ceil(len(ticks) / 6)]
-    for v in ticks:
-        lab = f"1e{int(round(math.log10(v)))}" if log else f"{v:.2g}"
+    if log:
+        step = max(1, math.ceil((hi - lo) / 6))
+        ticks = [(10.0 ** e, f"1e{e}") for e in range(int(hi), int(lo) - 1, -step)]
+    else:
+        step = _nice(hi - lo, 4)
+        lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step  # the axis ends on ticks
+        ticks = [(v, f"{v:g}") for v in np.arange(lo, hi + step / 2, step)]
+    for v, lab in ticks:
         g.append(f'<text x="{L - 5}" y="{Y(v) + 4:.1f}" text-anchor="end">{lab}</text>')
         g.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#eee"/>')
     if ref is not None:
         g.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(ref):.1f}" y2="{Y(ref):.1f}" stroke="#888" '
                  'stroke-dasharray="4 3"/>')
-    step = max(1, math.ceil(n / 10))
-    for k in range(0, n, step):
+    step = int(_nice(n, 10)) if n > 10 else 1
+    for k in [0] + list(range(step - 1, n, step)):
         g.append(f'<text x="{X(k):.1f}" y="{H - 8}" text-anchor="middle">{k + 1}</text>')
     for name, colour, ys in series:
-        seg, segs = [], []
+        segs, seg = [], []
         for k, v in enumerate(ys):
-            if v is None or (log and v <= 0):
-                if seg:
-                    segs.append(seg)
+            if v is None:
+                continue  # a token this run did not read: the line goes on
+            if log and v <= 0:
+                segs.append(seg)
                 seg = []
+                g.append(f'<path d="M{X(k) - 3:.1f},{H - B - 6} h6 l-3,5 z" fill="{colour}" fill-opacity=".6"/>')
             else:
                 seg.append(f"{X(k):.1f},{Y(v):.1f}")
         segs.append(seg)
-        for s in segs:
-            if len(s) == 1:
-                x, y = s[0].split(",")
+        for sg in segs:
+            if len(sg) == 1:
+                x, y = sg[0].split(",")
                 g.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>')
-            elif s:
-                g.append(f'<polyline points="{" ".join(s)}" fill="none" stroke="{colour}" stroke-width="1.6" '
+            elif sg:
+                g.append(f'<polyline points="{" ".join(sg)}" fill="none" stroke="{colour}" stroke-width="1.6" '
                          'stroke-linejoin="round"/>')
     if tips:
         w = (W - L - R) / n
@@ -645,21 +682,23 @@ def _card(e: Explanation) -> str:
         truth = f" · true label {'positive' if e.true_label else 'negative'} ({'right' if ok else 'wrong'})"
     lines = [f'<h3>{_esc(e.run)} <span class="note">({_esc(e.model)}, pool {_esc(e.pool)})</span></h3>',
              f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{_esc(truth)}</p>',
-             f"<p>Running opinion = P(positive) from {_esc(e.reading)}.</p>",
-             f"<p>{_esc(e.truncation) if e.truncation else f'Read all {len(e)} tokens of the review.'}</p>"]
+             f"<p>{_esc(e.truncation[0].upper() + e.truncation[1:]) if e.truncation else f'Read all {len(e)} tokens.'}"
+             f" Running opinion: {_esc(e.reading)}.</p>"]
     if e.attribution is not None:
-        gap = e.logit - e.baseline_logit
-        warn = abs(e.attribution_delta) > 0.05 * max(abs(gap), 1e-3)
-        lines.append(f"<p>Attribution: {_esc(e.attribution_note)}. The attributions add up to "
-                     f"{sum(e.attribution):+.4f} = logit {e.logit:+.4f} &minus; baseline {e.baseline_logit:+.4f} "
-                     f'<span class="{"warn" if warn else "note"}">(convergence delta {e.attribution_delta:+.1e}'
-                     f'{"; large: use more --ig-steps" if warn else ""})</span>.</p>')
         pos, neg = top_words(e)
         fmt = lambda ws: ", ".join(f"<b>{_esc(w)}</b> {a:+.2f}" for w, a in ws) or "none"  # noqa: E731
         lines.append(f'<p><span class="pos">Towards positive:</span> {fmt(pos)}. '
                      f'<span class="neg">Towards negative:</span> {fmt(neg)}.</p>')
+        warn = attribution_warning(e)
+        lines.append(f"<p>The attributions add up to {sum(e.attribution):+.3f}; the logit moved "
+                     f"{e.logit - e.baseline_logit:+.3f} from the blank review ({e.baseline_logit:+.3f} to "
+                     f"{e.logit:+.3f}; convergence delta {e.attribution_delta:+.1e})."
+                     + (' <span class="warn">Completeness fails: read them as rough.</span>' if warn else "") + "</p>")
     else:
-        lines.append(f'<p class="warn">{_esc(e.attribution_note)}.</p>')
+        lines.append(f'<p class="warn">{_esc(e.attribution_note[0].upper() + e.attribution_note[1:])}.</p>')
+    if vanished(e):
+        lines.append(f"<p>The gradient is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning "
+                     "signal reaches them.</p>")
     return '<div class="card">' + "".join(lines) + "</div>"
 
 
@@ -694,18 +733,25 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
             _flow(exps, al, [[opinion_colour(p) for p in e.opinion] for e in exps]),
             "<h2>Which words decided it (attribution)</h2>"]
     if any(has_attr):
-        body += ['<p class="note">Integrated Gradients: how much each word moved the final logit away from a '
-                 "review of the same length with no words. Blue pushed towards positive, red towards negative; "
-                 "colours are relative to each run's strongest word.</p>",
-                 scale("towards negative", "towards positive"), bars,
+        ok = next(e for e in exps if e.attribution is not None)
+        body += ['<p class="note">How much each word moved the final logit away from a review of the same length '
+                 f"with no words: {_esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
+                 "colours are relative to each run's strongest word. By completeness the attributions add up to "
+                 "the logit's change; Captum's convergence delta is how far they miss it.</p>"]
+        body += [f'<p class="warn">{_esc(e.run)}: {_esc(attribution_warning(e))}.</p>'
+                 for e in exps if attribution_warning(e)]
+        body += [scale("towards negative", "towards positive"), bars,
                  _flow(exps, al, [attribution_colours(e.attribution) if e.attribution is not None else []
                                   for e in exps])]
     else:
         body.append(f'<p class="warn">{_esc(exps[0].attribution_note)}.</p>')
+    zeros = "; ".join(f"{_esc(e.run)}: {vanished(e)} of {len(e)}" for e in exps if vanished(e))
     body += ["<h2>Gradient reaching each word (log scale)</h2>",
              '<p class="note">||dL/dx_t||: how strongly the loss of the final answer (against the predicted '
              "label) reacts to each word's embedding. For a vanilla RNN it fades by orders of magnitude towards "
-             "the start of a long review: the vanishing gradient, on one review.</p>",
+             "the start of a long review: the vanishing gradient, on one review."
+             + (f" A triangle at the bottom: exactly 0 in float32, below its smallest number ({zeros} tokens)."
+                if zeros else "") + "</p>",
              _chart_legend(exps), _svg_chart(al, gn, "||dL/dx_t|| at the embedding output", log=True, tips=tips)]
     if dh:
         body += ["<h2>How far each word moves the hidden state</h2>",
@@ -745,37 +791,57 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
                              sharex=True, gridspec_kw={"height_ratios": heights})
     axes = list(np.atleast_1d(axes))
     colour = lambda i: LINE_COLOURS[i % len(LINE_COLOURS)]  # noqa: E731
-    as_array = lambda vals: np.array([np.nan if v is None else v for v in vals], dtype=float)  # noqa: E731
+    def line(a, i, field, **kw):  # a run's values at the rows it read; across the others the line goes on
+        v = al.values(exps, field, i)
+        k = np.array([j for j, y in enumerate(v) if y is not None])
+        y = np.array([y for y in v if y is not None], dtype=float)
+        if field == "grad_norm":
+            a.semilogy(k[y > 0], y[y > 0], color=colour(i), **kw)
+            return k[y == 0]
+        a.plot(k, y, color=colour(i), **kw)
+        return None
 
     ax = axes[0]
     ax.axhspan(0.5, 1, color=_hex(POS_RGB), alpha=0.06)
     ax.axhspan(0, 0.5, color=_hex(NEG_RGB), alpha=0.06)
     ax.axhline(0.5, color="#888", lw=0.8, ls="--")
     for i, e in enumerate(exps):
-        ax.plot(x, as_array(al.values(exps, "opinion", i)), color=colour(i), lw=1.3,
-                label=f"{e.run} ({e.model}): {e.label} {e.p_positive:.3f}")
+        line(ax, i, "opinion", lw=1.3, label=f"{e.run} ({e.model}): {e.label} {e.p_positive:.3f}")
     ax.set_ylim(0, 1)
     ax.set_ylabel("P(positive)\nafter token")
     ax.legend(fontsize=8, loc="best")
-    ax.set_title("running opinion" + (f" ({al.note})" if len(exps) > 1 else ""), fontsize=9, loc="left")
+    ax.set_title("running opinion: P(positive) had the review ended after this token"
+                 + ("\n" + textwrap.fill(al.note, 170) if len(exps) > 1 else ""), fontsize=8, loc="left")
     for a, i in zip(axes[1:], with_attr):
-        v = as_array(al.values(exps, "attribution", i))
-        a.bar(x, v, width=1.0, color=np.where(v >= 0, _hex(POS_RGB), _hex(NEG_RGB)))
+        e = exps[i]
+        v = np.array([np.nan if y is None else y for y in al.values(exps, "attribution", i)], dtype=float)
+        a.bar(x, np.nan_to_num(v), width=1.0, color=np.where(v >= 0, _hex(POS_RGB), _hex(NEG_RGB)))
         a.axhline(0, color="#888", lw=0.6)
         a.set_ylabel("attribution", fontsize=8)
-        a.set_title(f"{exps[i].run}: Integrated Gradients (delta {exps[i].attribution_delta:+.1e})",
-                    fontsize=9, loc="left")
+        warn = " - completeness fails: rough" if attribution_warning(e) else ""
+        a.set_title(f"{e.run}: Integrated Gradients of the final logit (sum {sum(e.attribution):+.3f}, "
+                    f"logit - baseline {e.logit - e.baseline_logit:+.3f}, delta {e.attribution_delta:+.1e}{warn})",
+                    fontsize=8, loc="left")
     a = axes[1 + len(with_attr)]
-    for i, e in enumerate(exps):
-        a.semilogy(x, as_array(al.values(exps, "grad_norm", i)), color=colour(i), lw=1.1, label=e.run)
+    zeros = [(i, line(a, i, "grad_norm", lw=1.1, label=e.run)) for i, e in enumerate(exps)]
+    bottom = a.get_ylim()[0]
+    for i, k in zeros:
+        if len(k):
+            a.scatter(k, np.full(len(k), bottom), marker="v", s=10, color=colour(i), alpha=0.6, clip_on=False,
+                      label=f"{exps[i].run}: exactly 0 ({len(k)} tokens)")
+    a.set_ylim(bottom=bottom)
     a.set_ylabel("||dL/dx_t||\n(log)")
-    a.set_title("gradient of the loss at each word's embedding", fontsize=9, loc="left")
+    a.set_title("gradient of the loss at each word's embedding (triangles: exactly 0 in float32)"
+                if any(len(k) for _, k in zeros) else "gradient of the loss at each word's embedding",
+                fontsize=8, loc="left")
+    if len(exps) > 1 or any(len(k) for _, k in zeros):
+        a.legend(fontsize=7, loc="upper left")
     if recurrent:
         a = axes[-1]
         for i in recurrent:
-            a.plot(x, as_array(al.values(exps, "state_change", i)), color=colour(i), lw=1.1, label=exps[i].run)
+            line(a, i, "state_change", lw=1.1, label=exps[i].run)
         a.set_ylabel("||h_t - h_t-1||")
-        a.set_title("how far each word moves the hidden state", fontsize=9, loc="left")
+        a.set_title("how far each word moves the hidden state", fontsize=8, loc="left")
     k = max(1, math.ceil(n / max_labels))
     axes[-1].set_xticks(x[::k])
     axes[-1].set_xticklabels([f"{al.rows[j][0][:14]} {j + 1}" for j in x[::k]], rotation=90, fontsize=7)
