@@ -390,3 +390,5 @@ def test_pick_reviews(runs, data):
             (el,) = explain_runs([lstm], text, attribution=False)
             assert (e.p_positive > 0.5) != (y == 1) and (el.p_positive > 0.5) == (y == 1)
     assert picks[1]["index"] is not None  # the tiny test set has short reviews
+    found = [p["index"] for p in picks if p["index"] is not None]
+    assert len(found) == len(set(found))  # no review picked twice

@@ -878,8 +878,9 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
     - "short": between short[0] and short[1] tokens as the RNN reads them;
     - "RNN wrong, LSTM right" (only with `lstm`): the vanilla RNN's answer is wrong, the LSTM's right.
 
-    Each dict: rule, criterion (the rule in words), index (into `split`, None if no review meets it),
-    n_tokens, label, and the models' P(positive) (and, for the first rule, the token where it was decided).
+    A review picked by one rule is not picked again by a later one. Each dict: rule, criterion (the rule
+    in words), index (into `split`, None if no review meets it), n_tokens, label, and the models'
+    P(positive) (rnn_p, lstm_p; for the first rule also the token where it was decided).
     Then, for instance:  for p in picks: write_html(explain_runs([rnn, lstm], split.texts[p["index"]]), ...)
     """
     import torch
@@ -893,11 +894,12 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
     n_tok = enc.lengths
     labels = np.asarray(split.labels)
     picks = []
+    taken = lambda idx: idx[~np.isin(idx, [p["index"] for p in picks if p["index"] is not None])]  # noqa: E731
 
     crit = (f"the first review (seeded order, seed {seed}) of at least {long_min} tokens whose running opinion "
             f"from {rnn.name} crosses 0.5 for the last time in its last {late:.0%} of tokens")
     found = {"rule": "long, decided late", "criterion": crit, "index": None}
-    cands = order[n_tok[order] >= long_min]
+    cands = taken(order[n_tok[order] >= long_min])
     dev = _device_of(rnn.model)
     for lo in range(0, len(cands), batch_size):
         idx = cands[lo:lo + batch_size]
@@ -915,8 +917,9 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
     picks.append(found)
 
     lo_, hi_ = short
-    crit = f"the first review (seeded order, seed {seed}) of {lo_} to {hi_} tokens as {rnn.name} reads it"
-    cands = order[(n_tok[order] >= lo_) & (n_tok[order] <= hi_)]
+    crit = (f"the first review (seeded order, seed {seed}) of {lo_} to {hi_} tokens as {rnn.name} reads it, "
+            "not picked above")
+    cands = taken(order[(n_tok[order] >= lo_) & (n_tok[order] <= hi_)])
     found = {"rule": "short", "criterion": crit, "index": None}
     if len(cands):
         i = int(cands[0])
@@ -926,12 +929,12 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
 
     if lstm is not None:
         crit = (f"the first review (seeded order, seed {seed}) that {rnn.name} classifies wrongly "
-                f"and {lstm.name} rightly")
+                f"and {lstm.name} rightly, not picked above")
         found = {"rule": "RNN wrong, LSTM right", "criterion": crit, "index": None}
         enc_l, _ = encode_texts(lstm.vocab, split.texts, split.labels, lstm.cfg.max_len, lstm.cfg.truncate)
-        step = 256
-        for lo in range(0, len(order), step):
-            idx = order[lo:lo + step]
+        step, rest = 256, taken(order)
+        for lo in range(0, len(rest), step):
+            idx = rest[lo:lo + step]
             p_r = predict_proba(rnn.model, enc.subset(idx), dev)
             p_l = predict_proba(lstm.model, enc_l.subset(idx), _device_of(lstm.model))
             ok_r, ok_l = (p_r > 0.5) == (labels[idx] == 1), (p_l > 0.5) == (labels[idx] == 1)
