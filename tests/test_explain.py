@@ -103,6 +103,7 @@ def test_running_opinion_is_the_model_on_each_prefix(runs, kind):
     # the last value is what `rnnlab predict` prints, exactly
     p = float(predict_texts(run.cfg, run.vocab, run.model, [REVIEW])[0])
     assert e.opinion[-1] == p == e.p_positive
+    assert float(torch.sigmoid(torch.tensor(e.logit, dtype=torch.float32))) == p  # and the logit behind it
     assert e.label == ("positive" if p > 0.5 else "negative")
     assert (e.state_change is not None) == (kind.startswith(("rnn", "lstm", "gru")))
 
@@ -153,6 +154,12 @@ def test_tokens_as_the_run_reads_them(runs):
     assert tail.words == full.words[-12:] and tail.start == len(full) - 12 and head.words == full.words[:12]
     assert "last 12" in tail.truncation and "cut" in tail.truncation and full.truncation == ""
     assert "first 12" in head.truncation
+
+
+def test_threads_are_restored(runs):
+    with torch_threads(2):
+        explain_runs([runs["gru"]], REVIEW, attribution=False, threads=1)
+        assert torch.get_num_threads() == 2
 
 
 def test_explanation_round_trips_through_json(runs):

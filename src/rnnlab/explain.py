@@ -182,13 +182,13 @@ def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int 
 
     p = float(predict_proba(model, enc, device)[0])  # the number `rnnlab predict` prints
     with torch.no_grad():
-        logit, steps = model.forward_steps(tokens, lengths)
+        logit = float(model(tokens, lengths)[0])  # the logit behind it (sigmoid(logit) == p)
+        _, steps = model.forward_steps(tokens, lengths)
     opinion = torch.sigmoid(steps[0, :L]).float().cpu().numpy().astype(np.float64)
     if abs(opinion[-1] - p) > LAST_STEP_TOLERANCE:
         raise RuntimeError(f"{run.name}: forward_steps' last step ({opinion[-1]:.6f}) is not the model's "
                            f"answer ({p:.6f})")
     opinion[-1] = p  # the model's answer itself, not a second computation of it
-    logit = float(logit[0])
 
     attr, note, delta, base = None, NO_CAPTUM, None, None
     if attribution is not False and ig_steps > 0:
@@ -199,7 +199,7 @@ def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int 
         except ImportError:
             if attribution:
                 raise
-    elif ig_steps <= 0 or attribution is False:
+    else:
         note = "attribution not computed (switched off)"
 
     grad = embedding_grad_norm(model, tokens, lengths, float(p > 0.5))
