@@ -59,7 +59,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, atomic_path, write_text
+from .io import RunError, write_text
 
 IG_STEPS = 50
 IG_BUDGET = 4_000_000  # per Captum internal batch: tokens, or for the Transformer attention scores (T^2 a path)
@@ -502,15 +502,18 @@ def _table(exps: list[Explanation], al: Alignment) -> list[str]:
     rows = []
     for k, (word, idx) in enumerate(al.rows):
         unk = any(j is not None and e.ids[j] == 1 for e, j in zip(exps, idx))
-        cells = [str(k + 1 + (exps[0].start if not multi else 0)), word + (" (unk)" if unk else "")]
+        cells = [str(k + 1), word + (" (unk)" if unk else "")]
         for i, e in enumerate(exps):
             for _, field, spec in cols:
                 arr = getattr(e, field)
                 cells.append("" if idx[i] is None or arr is None else _fmt(arr[idx[i]], spec))
         rows.append(cells)
     widths = [max(len(c) for c in col) for col in zip(head, *rows)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return [fmt(head).rstrip()] + [fmt(r).rstrip() for r in rows]
+
+    def fmt(cells):  # the token left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [fmt(head)] + [fmt(r) for r in rows]
 
 
 # --- HTML: one self-contained page ------------------------------------------------------------------
@@ -1015,6 +1018,9 @@ def command(run_dirs, text, review, data_path, split_name, html_path, png_path, 
     For every token as each run reads it: the running opinion (P(positive) had the review ended
     there), its Integrated Gradients attribution, the gradient norm at its embedding and, for
     recurrent models, how far it moves the hidden state. Several RUN_DIRs are aligned token by token.
+
+    The Transformer and the CNN are run once per prefix: a 1,000-token review through the lab's
+    Transformer took about 70 s on 2 busy CPU cores (400 tokens, its cut: 7 s; a vanilla RNN: under 1 s).
     """
     from .cli import InputError  # here, not above: cli imports this module
 
