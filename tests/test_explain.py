@@ -156,10 +156,13 @@ def test_tokens_as_the_run_reads_them(runs):
     assert "first 12" in head.truncation
 
 
-def test_threads_are_restored(runs):
+def test_the_model_and_torch_are_left_as_they_were(runs):
+    run = load_run(runs["lstm"])
+    run.model.train()
     with torch_threads(2):
-        explain_runs([runs["gru"]], REVIEW, attribution=False, threads=1)
+        explain_runs([run], REVIEW, threads=1)
         assert torch.get_num_threads() == 2
+    assert run.model.training and all(p.grad is None for p in run.model.parameters())
 
 
 def test_explanation_round_trips_through_json(runs):

@@ -163,7 +163,17 @@ def _device_of(model):
 
 def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int = IG_STEPS,
             source: str = "", true_label: int | None = None) -> Explanation:
-    """Explain one review with one run. attribution: None = if Captum is installed, True = required."""
+    """Explain one review with one run (in eval mode; the model's mode is restored after)."""
+    was_training = run.model.training
+    try:
+        return _explain(run, text, attribution, ig_steps, source, true_label)
+    finally:
+        run.model.train(was_training)
+
+
+def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, source: str,
+             true_label: int | None) -> Explanation:
+    """attribution: None = if Captum is installed, True = required (ImportError without it), False = none."""
     import torch
 
     from .scoring import encode_texts, predict_proba
