@@ -824,7 +824,8 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     ax.set_ylabel("P(positive)\nafter token")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("running opinion: P(positive) had the review ended after this token"
-                 + ("\n" + textwrap.fill(al.note, 170) if len(exps) > 1 else ""), fontsize=8, loc="left")
+                 + ("\n" + textwrap.fill(al.note, int(fig.get_figwidth() * 14)) if len(exps) > 1 else ""),
+                 fontsize=8, loc="left")
     for a, i in zip(axes[1:], with_attr):
         e = exps[i]
         v = np.array([np.nan if y is None else y for y in al.values(exps, "attribution", i)], dtype=float)
@@ -859,7 +860,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     axes[-1].set_xticks(x[::k])
     axes[-1].set_xticklabels([f"{al.rows[j][0][:14]} {j + 1}" for j in x[::k]], rotation=90, fontsize=7)
     axes[-1].set_xlim(-0.5, n - 0.5)
-    axes[-1].set_xlabel(f"token (every {k}{'st' if k == 1 else 'th'} labelled)" if k > 1 else "token")
+    axes[-1].set_xlabel(f"token (one in {k} labelled)" if k > 1 else "token")
     for a in axes:
         a.grid(alpha=0.25)
     src = next((e.source for e in exps if e.source), "")
