@@ -465,5 +465,9 @@ def report_command(lab_dir, out, markdown, readme):
     click.echo(json.dumps(written))
 
 
+from .explain import command as explain_command  # noqa: E402
+main.add_command(explain_command, "explain")
+
+
 if __name__ == "__main__":
     main()

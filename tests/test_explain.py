@@ -1,0 +1,404 @@
+"""`rnnlab explain` against references: the running opinion against one forward pass per prefix, its last
+value against `predict`, Integrated Gradients' completeness, the gradient norm against the explicit loop,
+runs aligned by token, the HTML page in headless Chromium (every token there, nothing loaded from
+anywhere), the PNG, bad input, and the reviews `pick_reviews` chooses. Tiny runs on synthetic data.
+
+    pytest tests/test_explain.py                          # needs chromium (RNNLAB_NO_BROWSER=1: skip that test)
+    RNNLAB_ARTIFACTS=out pytest tests/test_explain.py     # keeps the screenshot in out/
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rnnlab.cli import main
+from rnnlab.config import preset, with_overrides
+from rnnlab.data import load_imdb
+from rnnlab.io import save_tensors
+from rnnlab.explain import (Explanation, Run, align, decided_at, explain_runs, load_run, pick_reviews,
+                            render_html, render_terminal, torch_threads, write_html, write_png)
+from rnnlab.prepare import prepare
+from rnnlab.runs import RunDir
+from rnnlab.scoring import predict_texts
+from rnnlab.train import set_seed, train
+
+from conftest import make_reviews, write_parquet_dir
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = dict(embed_dim=8, hidden_dim=8, vocab_size=50, epochs=1, device="cpu", val_fraction=0.0,
+            test_every_epoch=False)
+KINDS = {  # name -> overrides of the seed preset
+    "rnn": {}, "lstm": {"model": "lstm"}, "gru": {"model": "gru"}, "bow": {"model": "bow", "pool": "mean"},
+    "transformer": {"model": "transformer", "pool": "mean"}, "cnn": {"model": "cnn", "pool": "max"},
+    "rnn-mean": {"pool": "mean"}, "rnn-tail": {"max_len": 12, "truncate": "tail"},
+    "rnn-head": {"max_len": 12, "truncate": "head"}, "rnn-strip": {"strip_html": True},
+}
+REVIEW = "The film was <br /><br />great, the zzyzx plot dull but the ending was really wonderful and superb."
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_parquet_dir(tmp_path_factory.mktemp("explain") / "imdb", make_reviews(240, seed=1),
+                             make_reviews(120, seed=2))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data) -> dict[str, Path]:
+    """One tiny saved run per model kind (and a few cuts), trained one epoch: config, vocabulary, weights."""
+    root = tmp_path_factory.mktemp("explain-runs")
+    ds = load_imdb(data)
+    out = {}
+    with pytest.MonkeyPatch.context() as mp, torch_threads(1):  # tiny models: a second thread only waits
+        mp.setenv("RNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        for name, over in KINDS.items():
+            cfg = with_overrides(preset("seed"), {**TINY, **over})
+            set_seed(0)
+            prepared = prepare(cfg, ds)
+            trained = train(cfg, prepared, None, log=lambda s: None, progress=False)
+            RunDir.create(root / name, cfg, prepared.vocab, ds)  # what load_model reads, without the
+            save_tensors(root / name / "model.safetensors", trained.model.state_dict())  # per-epoch plots
+            out[name] = root / name
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with torch_threads(1):  # tiny models on a shared machine: a second thread only waits
+        yield
+
+
+def _slow_reference(run: Run, text: str) -> np.ndarray:
+    """P(positive) of the review cut after each token: one forward pass per prefix."""
+    from rnnlab.scoring import encode_texts
+
+    enc, _ = encode_texts(run.vocab, [text], None, run.cfg.max_len, run.cfg.truncate)
+    tokens, lengths, _ = enc.collate(np.array([0]))
+    with torch.no_grad():
+        return np.array([torch.sigmoid(run.model(tokens[:, :t + 1], torch.tensor([t + 1]))).item()
+                         for t in range(int(lengths[0]))])
+
+
+# --- the numbers ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "bow", "transformer", "cnn", "rnn-mean", "rnn-tail"])
+def test_running_opinion_is_the_model_on_each_prefix(runs, kind):
+    run = load_run(runs[kind])
+    (e,) = explain_runs([run], REVIEW, attribution=False)
+    ref = _slow_reference(run, REVIEW)
+    assert len(e.opinion) == len(ref) == len(e.words) == len(e.grad_norm)
+    np.testing.assert_allclose(e.opinion, ref, atol=2e-6, rtol=0)
+    # the last value is what `rnnlab predict` prints, exactly
+    p = float(predict_texts(run.cfg, run.vocab, run.model, [REVIEW])[0])
+    assert e.opinion[-1] == p == e.p_positive
+    assert float(torch.sigmoid(torch.tensor(e.logit, dtype=torch.float32))) == p  # and the logit behind it
+    assert e.label == ("positive" if p > 0.5 else "negative")
+    assert (e.state_change is not None) == (kind.startswith(("rnn", "lstm", "gru")))
+
+
+def test_reading_says_what_the_opinion_is(runs):
+    exps = explain_runs([runs[k] for k in ("rnn", "rnn-mean", "bow", "transformer")], REVIEW, attribution=False)
+    assert "hidden state after this token" in exps[0].reading
+    assert "pooled prefix" in exps[1].reading and "pooled prefix" in exps[2].reading
+    assert "prefix ending here" in exps[3].reading and "prefix ending here" in exps[2].reading
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "transformer"])
+def test_attribution_is_complete(runs, kind):
+    """Integrated Gradients: the attributions add up to f(x) - f(baseline), up to the convergence delta."""
+    pytest.importorskip("captum")
+    run = load_run(runs[kind])
+    (e,) = explain_runs([run], REVIEW, ig_steps=64)
+    gap = e.logit - e.baseline_logit
+    assert abs(sum(e.attribution) - gap) <= 1e-3 + 1e-2 * abs(gap), (sum(e.attribution), gap)
+    assert abs((sum(e.attribution) - gap) - e.attribution_delta) < 1e-4  # Captum's delta is that residual
+    # the baseline: <pad> tokens, whose embedding row is zero, read with the review's length
+    assert torch.count_nonzero(run.model.embedding.weight[0]) == 0
+    tokens = torch.zeros(1, len(e.words), dtype=torch.long)
+    with torch.no_grad():
+        assert e.baseline_logit == pytest.approx(float(run.model(tokens, torch.tensor([len(e.words)]))), abs=1e-6)
+
+
+def test_gradient_norm_matches_the_explicit_loop(runs):
+    """||dL/dx_t|| through the fused kernel equals the one through the vanilla RNN written out over time."""
+    run = load_run(runs["rnn"])
+    (e,) = explain_runs([run], REVIEW, attribution=False)
+    ids = torch.tensor([e.ids])
+    x = run.model.embedding(ids).detach().requires_grad_(True)
+    logit, _ = run.model.unrolled(ids, torch.tensor([len(e.ids)]), embedded=x)
+    target = torch.tensor([1.0 if e.p_positive > 0.5 else 0.0])
+    torch.nn.functional.binary_cross_entropy_with_logits(logit, target).backward()
+    np.testing.assert_allclose(e.grad_norm, x.grad[0].norm(dim=-1).numpy(), rtol=1e-4, atol=1e-9)
+    h = run.model.states(ids, torch.tensor([len(e.ids)]))[0].detach()
+    ref = [float(h[0].norm())] + [float((h[t] - h[t - 1]).norm()) for t in range(1, len(h))]
+    np.testing.assert_allclose(e.state_change, ref, rtol=1e-5)
+
+
+def test_tokens_as_the_run_reads_them(runs):
+    full, tail, head, strip = explain_runs([runs[k] for k in ("rnn", "rnn-tail", "rnn-head", "rnn-strip")], REVIEW,
+                                           attribution=False)
+    assert full.words[:4] == ["the", "film", "was", "br"] and "br" not in strip.words
+    assert full.ids[full.words.index("zzyzx")] == 1  # unknown word, shown as itself
+    assert tail.words == full.words[-12:] and tail.start == len(full) - 12 and head.words == full.words[:12]
+    assert "last 12" in tail.truncation and "cut" in tail.truncation and full.truncation == ""
+    assert "first 12" in head.truncation
+
+
+def test_the_model_and_torch_are_left_as_they_were(runs):
+    run = load_run(runs["lstm"])
+    run.model.train()
+    with torch_threads(2):
+        explain_runs([run], REVIEW, threads=1)
+        assert torch.get_num_threads() == 2
+    assert run.model.training and all(p.grad is None for p in run.model.parameters())
+
+
+def test_explanation_round_trips_through_json(runs):
+    (e,) = explain_runs([runs["lstm"]], REVIEW, source="a test")
+    back = Explanation.from_dict(json.loads(e.to_json()))
+    assert back == e and back.source == "a test"
+
+
+def test_without_captum_attribution_is_reported_unavailable(runs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "captum", None)  # `import captum` now raises ImportError
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    (e,) = explain_runs([runs["rnn"]], REVIEW)
+    assert e.attribution is None and "rnnlab[explain]" in e.attribution_note
+    assert e.opinion and e.grad_norm  # everything else still works
+    with pytest.raises(ImportError):
+        explain_runs([runs["rnn"]], REVIEW, attribution=True)
+    res = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--plain"])
+    assert res.exit_code == 0 and "note: attribution unavailable" in res.stderr and "rnnlab[explain]" in res.stderr
+    res = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--attribution"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "Captum" in res.stderr
+
+
+# --- side by side ---------------------------------------------------------------------------------
+
+def test_alignment_by_position_on_the_shared_tail(runs):
+    exps = explain_runs([runs["rnn"], runs["rnn-tail"], runs["lstm"]], REVIEW, attribution=False)
+    al = align(exps)
+    assert [w for w, _ in al.rows] == exps[0].words
+    n = len(exps[0])
+    assert [idx[1] for _, idx in al.rows] == [None] * (n - 12) + list(range(12))
+    assert [idx[2] for _, idx in al.rows] == list(range(n))
+    assert "shared tail" in al.note
+    assert align([exps[0], exps[2]]).note.endswith("aligned one to one")
+    head = explain_runs([runs["rnn-head"], runs["rnn"]], REVIEW, attribution=False)
+    assert "shared head" in align(head).note
+
+
+def test_alignment_of_different_tokenisers_keeps_every_token(runs):
+    exps = explain_runs([runs["rnn-strip"], runs["rnn"], runs["rnn-tail"]], REVIEW, attribution=False)
+    al = align(exps)
+    assert "tokenise differently" in al.note
+    for i, e in enumerate(exps):  # every token of every run, once, in order
+        assert [idx[i] for _, idx in al.rows if idx[i] is not None] == list(range(len(e)))
+        assert [w for w, idx in al.rows if idx[i] is not None] == e.words
+    br = [idx for w, idx in al.rows if w == "br"]
+    assert br and all(idx[0] is None and idx[1] is not None for idx in br)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def test_terminal_views(runs):
+    exps = explain_runs([runs["rnn"]], REVIEW)
+    plain = render_terminal(exps, colour=False)
+    assert "\x1b[" not in plain and "hidden state after this token" in plain and "zzyzx (unk)" in plain
+    table = plain.splitlines()[plain.splitlines().index("") + 1:]
+    assert table[0].split() == ["t", "token", "p_pos", "attr", "|dL/dx|", "|dh|"] and len(table) == 1 + len(exps[0])
+    assert f"{exps[0].opinion[-1]:.4f}" in table[-1]
+    coloured = render_terminal(exps, colour=True, width=60)
+    assert "\x1b[48;5;" in coloured and all(w in coloured for w in exps[0].words)
+    both = explain_runs([runs["rnn"], runs["rnn-tail"]], REVIEW, attribution=False)
+    assert "shared tail" in render_terminal(both, colour=False)
+    assert render_terminal(both, colour=True, width=70).count("rnn-tail") >= 3  # a bar row per wrapped line
+
+
+class _Tokens(HTMLParser):
+    """Collects the text of every element of class `w` (a token), per view."""
+
+    def __init__(self):
+        super().__init__()
+        self.words, self._in = [], False
+
+    def handle_starttag(self, tag, attrs):
+        if "w" in (dict(attrs).get("class") or "").split():
+            self._in = True
+            self.words.append("")
+
+    def handle_endtag(self, tag):
+        self._in = False
+
+    def handle_data(self, data):
+        if self._in:
+            self.words[-1] += data
+
+
+EXTERNAL = re.compile(r"""(?:\b(?:src|href|action|poster|data)\s*=|url\(|@import|<script|<link|<iframe|<img|"""
+                      r"""<object|<embed|https?:|//[a-z])""", re.IGNORECASE)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("RNNLAB_NO_BROWSER") == "1":
+        pytest.skip("RNNLAB_NO_BROWSER=1")
+    pytest.fail("no chromium on PATH (apt-get install chromium), needed to render the page; "
+                "set RNNLAB_NO_BROWSER=1 to skip this test")
+
+
+@pytest.mark.browser
+def test_html_renders_in_headless_chromium(runs, tmp_path):
+    if os.environ.get("RNNLAB_NO_BROWSER") == "1":
+        pytest.skip("RNNLAB_NO_BROWSER=1")
+    browser = _chromium()
+    text = REVIEW + ' A "quoted" <b>bold</b> & <script>alert(1)</script> ending.'
+    exps = explain_runs([runs["rnn"], runs["rnn-tail"], runs["transformer"]], text, source="a test review")
+    page = tmp_path / "explain.html"
+    write_html(exps, page)
+    src = page.read_text(encoding="utf-8")
+    assert not EXTERNAL.search(src), EXTERNAL.search(src)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-extensions", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    r = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    parser = _Tokens()
+    parser.feed(r.stdout)
+    rows = [w for w, _ in align(exps).rows]
+    assert parser.words == rows * 2  # the opinion view and the attribution view, every token in order
+    assert "alert(1)" not in r.stdout.split("<body")[0] and "<script" not in r.stdout  # escaped, not run
+    artifacts = Path(os.environ.get("RNNLAB_ARTIFACTS") or REPO / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "explain.png"
+    r = subprocess.run(flags + ["--hide-scrollbars", f"--screenshot={shot}", "--window-size=900,2200",
+                                page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 20_000
+
+
+def test_html_single_run_and_without_attribution(runs, tmp_path):
+    (e,) = explain_runs([runs["bow"]], REVIEW, attribution=False)
+    src = render_html([e])
+    assert src.count('class="t w') == len(e) and "attribution not computed" in src
+    assert "How far each word moves" not in src  # no hidden state in a bag of words
+    assert not EXTERNAL.search(src)
+
+
+def test_png(runs, tmp_path):
+    exps = explain_runs([runs["rnn"], runs["rnn-tail"], runs["bow"]], REVIEW)
+    f = write_png(exps, tmp_path / "e.png")
+    assert f.read_bytes()[:8] == PNG_MAGIC and f.stat().st_size > 20_000
+
+
+def test_a_long_review_renders_quickly(runs, tmp_path):
+    """1,000 tokens through a (tiny) vanilla RNN to HTML; the real-size timing is in the report."""
+    words = " ".join(np.random.default_rng(0).choice(["great", "awful", "the", "film", "plot"], 1000))
+    t0 = time.perf_counter()
+    exps = explain_runs([runs["rnn"]], words)
+    write_html(exps, tmp_path / "long.html")
+    seconds = time.perf_counter() - t0
+    assert len(exps[0]) == 1000 and seconds < 20, seconds  # generous: the machine may be busy
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def test_cli_text_stdin_json_html_png(runs, tmp_path):
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["lstm"]), "--text", REVIEW, "--json",
+                                  "--html", str(tmp_path / "e.html"), "--png", str(tmp_path / "e.png")])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert [x["run"] for x in out["runs"]] == ["rnn", "lstm"] and out["source"] == "--text"
+    assert len(out["alignment"]["rows"]) == len(out["runs"][0]["words"])
+    assert (tmp_path / "e.html").stat().st_size > 0 and (tmp_path / "e.png").stat().st_size > 0
+    p = float(predict_texts(*RunDir(runs["rnn"]).load_model(), [REVIEW])[0])
+    assert out["runs"][0]["opinion"][-1] == out["runs"][0]["p_positive"] == p  # JSON keeps it exactly
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--plain"], input=REVIEW)
+    assert r.exit_code == 0 and "wonderful" in r.stdout and "\x1b[" not in r.stdout
+
+
+def test_cli_review_from_a_dataset(runs, data):
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "3", "--data", str(data), "--json"])
+    assert r.exit_code == 0, r.output
+    e = json.loads(r.stdout)["runs"][0]
+    ds = load_imdb(data)
+    assert e["true_label"] == int(ds.test.labels[3]) and e["source"].startswith("test review 3 of")
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "3", "--split", "train", "--json"])
+    assert r.exit_code == 0, r.output  # the run's own data by default
+    assert json.loads(r.stdout)["runs"][0]["true_label"] == int(ds.train.labels[3])
+
+
+BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the error line must contain)
+    "unknown-run": (["{tmp}/no-such-run", "--text", "good"], r"no-such-run: no such run directory"),
+    "empty-text": (["{run}", "--text", "   "], r"empty review"),
+    "empty-stdin": (["{run}"], r"empty review"),
+    "index-out-of-range": (["{run}", "--review", "120", "--data", "{data}"], r"--review 120: .* 120 reviews"),
+    "data-missing": (["{run}", "--review", "1", "--data", "{tmp}/nowhere"], r"nowhere: no such file"),
+    "html-is-a-dir": (["{run}", "--text", "good", "--html", "{tmp}"], r"--html .*: is a directory"),
+    "png-in-missing-dir": (["{run}", "--text", "good", "--png", "{tmp}/a/b.png"], r"--png .*: no such directory"),
+    "text-and-review": (["{run}", "--text", "good", "--review", "1"], r"not both"),
+    "data-without-review": (["{run}", "--text", "good", "--data", "{data}"], r"only with --review"),
+    "negative-review": (["{run}", "--review", "-1"], r"-1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input(case, runs, data, tmp_path):
+    argv, needle = BAD[case]
+    argv = [a.format(run=runs["rnn"], data=data, tmp=tmp_path) for a in argv]
+    r = CliRunner().invoke(main, ["explain", *argv], input="" if case == "empty-stdin" else None)
+    assert r.exit_code == 2, r.output
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), r.exception
+    assert "Traceback" not in r.output and r.stdout == ""
+    err = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith(("Usage:", "Try "))]
+    assert len(err) == 1 and re.search(needle, err[0]), r.stderr
+
+
+def test_bad_input_in_a_real_process(runs, tmp_path):
+    """As a shell runs it: one line on stderr, exit 2, no traceback."""
+    r = subprocess.run([sys.executable, "-m", "rnnlab.cli", "explain", str(tmp_path / "nope"), "--text", "x"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+# --- picking reviews ------------------------------------------------------------------------------
+
+def test_decided_at():
+    assert decided_at([0.9, 0.8, 0.7]) == 0  # never crossed
+    assert decided_at([0.9, 0.2, 0.3, 0.6, 0.7]) == 3
+    assert decided_at([0.2, 0.7, 0.4]) == 2
+
+
+def test_pick_reviews(runs, data):
+    split = load_imdb(data).test
+    picks = pick_reviews(split, runs["rnn"], runs["lstm"], long_min=40, late=0.5, short=(5, 15))
+    assert [p["rule"] for p in picks] == ["long, decided late", "short", "RNN wrong, LSTM right"]
+    rnn, lstm = load_run(runs["rnn"]), load_run(runs["lstm"])
+    for p in picks:
+        assert p["criterion"]
+        if p["index"] is None:
+            continue
+        text, y = split.texts[p["index"]], int(split.labels[p["index"]])
+        (e,) = explain_runs([rnn], text, attribution=False)
+        if p["rule"] == "long, decided late":
+            assert len(e) >= 40 and decided_at(e.opinion) >= 0.5 * len(e) and decided_at(e.opinion) > 0
+        elif p["rule"] == "short":
+            assert 5 <= len(e) <= 15
+        else:
+            (el,) = explain_runs([lstm], text, attribution=False)
+            assert (e.p_positive > 0.5) != (y == 1) and (el.p_positive > 0.5) == (y == 1)
+    assert picks[1]["index"] is not None  # the tiny test set has short reviews
+    found = [p["index"] for p in picks if p["index"] is not None]
+    assert len(found) == len(set(found))  # no review picked twice
