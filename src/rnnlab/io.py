@@ -69,6 +69,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
@@ -122,9 +127,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict | None =
     from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    data = save(tensors, metadata=metadata)  # bytes, so a full disk is Python's OSError, not a Rust one
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes(path, save(tensors, metadata=metadata))  # bytes, so a full disk is Python's OSError, not Rust's
 
 
 def load_tensors(path: str | os.PathLike) -> dict:

@@ -5,7 +5,8 @@
         rows = runner.run(jobs, ds, data_arg="../shared/data/imdb", store=Path("results/lab/jobs"))
 
 A `Job` names a function ("module:function") and JSON-able keyword arguments; the function is called
-as `fn(ds, **args)` and returns tidy rows (a list of dicts). Every job runs with a fixed number of
+as `fn(ds, **args)` and returns tidy rows (a list of dicts), or {"rows": rows, "files": {name: bytes}}
+whose files land in STORE/<key>/ (a trained model, say). Every job runs with a fixed number of
 torch threads, so its numbers do not depend on how many run at once (only its timings do). Each
 finished job is written to STORE/<key>.json, and a rerun keeps it: an interrupted lab resumes.
 Worker processes load the data once each from `data_arg` and share the tokenised corpus through the
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import RunError, read_json, write_json
+from .io import RunError, read_json, write_bytes, write_json
 
 
 class JobError(RunError):
@@ -121,10 +122,14 @@ class Runner:
         parallel = sorted((j for j in todo if not j.exclusive), key=lambda j: -j.cost)
         count = {"done": 0}
 
-        def finished(job: Job, rows: list[dict], seconds: float) -> None:
+        def finished(job: Job, result, seconds: float) -> None:
+            rows, files = (result["rows"], result["files"]) if isinstance(result, dict) else (result, {})
+            for name, blob in files.items():  # before the record: a recorded job has its files
+                (store / job.key).mkdir(exist_ok=True)
+                write_bytes(store / job.key / name, blob)
             write_json(store / f"{job.key}.json", {"fn": job.fn, "args": job.args, "data": fingerprint,
-                                                   "label": job.label, "rows": rows, "seconds": round(seconds, 1),
-                                                   "threads": self.threads})
+                                                   "label": job.label, "rows": rows, "files": sorted(files),
+                                                   "seconds": round(seconds, 1), "threads": self.threads})
             results[job.key] = rows
             count["done"] += 1
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
@@ -203,7 +208,7 @@ def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
     except RunError:
         return None
     if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and d.get("fn") == job.fn
-            and d.get("data") == fingerprint
+            and d.get("data") == fingerprint and all((path.parent / job.key / f).is_file() for f in d.get("files", []))
             and json.dumps(d.get("args"), sort_keys=True) == json.dumps(job.args, sort_keys=True, default=str)):
         return None
     return d["rows"]

@@ -84,6 +84,9 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     verdicts = [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
                                data_arg=data_arg) for e in experiments]
     phases["experiments"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    explain_reviews(out / "explain", ds, out / "jobs", mode, device, log)
+    phases["explain"] = time.perf_counter() - t0
     record = {"mode": mode, "data": ds.source, "command": shlex.join(["rnnlab", *sys.argv[1:]]),
               "environment": environment(), "workers": runner.workers, "threads_per_job": runner.threads,
               "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
@@ -140,6 +143,41 @@ def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict, mode:
     write_json(d / "summary.json", {"config": tagged[0][1].args["cfg"], "epochs": last, "mode": mode,
                                     "train_reviews": train_reviews, "test_acc_by_seed": final,
                                     "test_acc_mean": float(np.mean(final))})
+
+
+# --- three real reviews, word by word -----------------------------------------------------------------
+
+EXPLAINED = ("rnn", "lstm", "transformer")  # the comparison's models whose first seed keeps its weights
+
+
+def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, log: Log) -> None:
+    """Pick three test reviews by stated rules (rnnlab.explain.pick_reviews) and explain each with the
+    comparison's vanilla RNN, LSTM and Transformer (seed 0): OUT/explain/picks.json, review-<i>.html/.png."""
+    from .config import PRESETS
+    from .experiments.common import DATA, fit
+    from .explain import explain_runs, load_run, pick_reviews, write_html, write_png
+    from .prepare import subsample
+
+    runs = []
+    for name in EXPLAINED:
+        key = _on_device(fit(with_overrides(PRESETS[name], {"seed": 0}), mode), device).key
+        if not (store / key / "model.safetensors").exists():
+            log(f"[lab] explain: no kept model for {name} in {store}; skipped")
+            return
+        runs.append(load_run(store / key))
+        runs[-1].name = name
+    test = subsample(ds, **DATA[mode]).test
+    picks = pick_reviews(test, runs[0], runs[1])
+    d.mkdir(parents=True, exist_ok=True)
+    for p in (p for p in picks if p["index"] is not None):
+        exps = explain_runs(runs, test.texts[p["index"]], source=f"test review {p['index']} of the lab's test subset",
+                            true_label=p["label"])
+        p["files"] = {"html": f"review-{p['index']}.html", "png": f"review-{p['index']}.png"}
+        write_html(exps, d / p["files"]["html"], title=f"{p['rule']}: test review {p['index']}")
+        write_png(exps, d / p["files"]["png"])
+        p["explanations"] = [e.to_dict() for e in exps]
+        log(f"[lab] explain: {p['rule']}: test review {p['index']} ({p['n_tokens']} tokens)")
+    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "picks": picks})
 
 
 def baseline_job(data_arg: str) -> Job:

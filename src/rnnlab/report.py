@@ -64,11 +64,11 @@ class Outcome:
     claim: str
 
     def html(self, link) -> str:
-        return (f'<p class="verdict {OUTCOME_CLASS.get(self.outcome, "unknown")}"><span class="badge">'
-                f"{_esc(self.outcome)}</span> {_esc(self.claim)}</p>")
+        badge = f'<span class="badge">{_esc(self.outcome)}</span> ' if self.outcome else ""
+        return f'<p class="verdict {OUTCOME_CLASS.get(self.outcome, "unknown")}">{badge}<b>{_esc(self.claim)}</b></p>'
 
     def md(self, link) -> str:
-        return f"**{self.outcome.upper()}**: {_md(self.claim)}"
+        return f"**{self.outcome.upper()}**: {_md(self.claim)}" if self.outcome else f"**{_md(self.claim)}**"
 
 
 @dataclass
@@ -239,6 +239,37 @@ def exercise_section(lab: Path, known: dict) -> Section:
     return sec
 
 
+ILLUSTRATES = {"long, decided late": "long reviews and the fixed memory: the verdict comes from the last sentences",
+               "short": "a review short enough that nothing is forgotten",
+               "RNN wrong, LSTM right": "vanishing gradients: what the gated model keeps and the vanilla RNN loses"}
+
+
+def explain_section(lab: Path, known: dict) -> Section:
+    sec = Section("explain", "Inside the models: three reviews, word by word")
+    f = lab / "explain" / "picks.json"
+    try:
+        picks = _record(f, ("models", "picks"))
+    except RunError as err:
+        return _not_there(sec, f, err, lab, known)
+    sec.blocks.append(Text(f"Each review is read by the comparison's {', '.join(picks['models'])} (preset, first seed). "
+                           "The running opinion is P(positive) had the review ended at that word; the attribution "
+                           "is Integrated Gradients; the gradient norm is ||dL/dx_t|| at each word's embedding "
+                           "(rnnlab explain). The reviews were picked by the rules below, not by hand."))
+    for p in picks["picks"]:
+        if p.get("index") is None:
+            sec.blocks.append(Text(f"{p['rule']}: no test review met the rule ({p['criterion']})."))
+            continue
+        sec.blocks += [Outcome("", f"{p['rule']}: test review {p['index']} ({p['n_tokens']} tokens, label "
+                                   f"{'positive' if p['label'] else 'negative'})"),
+                       Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}.", note=True)]
+        png = lab / "explain" / p.get("files", {}).get("png", "")
+        if png.is_file():
+            sec.blocks.append(Figure(png, f"{p['rule']}: the review word by word"))
+        sec.blocks.append(Text(f"Interactive page: explain/{p['files']['html']} (hover a word for its numbers).",
+                               note=True))
+    return sec
+
+
 def lab_section(record: dict) -> Section:
     env = record.get("environment", {})
     rows = [["command", record.get("command", "")], ["machine", f"{env.get('processor', '?')}, {env.get('cpu_count', '?')} "
@@ -265,7 +296,8 @@ def collect(lab: Path, record: dict | None = None) -> list[Section]:
         except RunError:
             record = None
     known = _known(lab)
-    sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS)]
+    sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS),
+                explain_section(lab, known)]
     return sections + ([lab_section(record)] if isinstance(record, dict) else [])
 
 

@@ -18,8 +18,10 @@ written atomically, so a killed experiment never leaves a truncated file.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import io
+import json
 import shlex
 import sys
 import time
@@ -51,19 +53,27 @@ TIMING = {"train_seconds", "train_seconds_per_epoch", "tokens_per_second", "seco
 
 
 def fit(cfg: TrainConfig, mode: str) -> Job:
-    """The job that trains `cfg` on the lab's data budget and measures it for every experiment."""
+    """The job that trains `cfg` on the lab's data budget and measures it for every experiment.
+
+    The first seed of each lab preset (rnn, lstm, gru, bow, transformer) also keeps its trained model
+    (in the job's store directory, as a run directory) for `rnnlab explain` in the lab and the report.
+    """
+    from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER
+
+    keep = cfg.seed == 0 and dataclasses.replace(cfg, device="auto") in (RNN, LSTM, GRU, BOW, TRANSFORMER)
     if mode == "quick":
         cfg = with_overrides(cfg, {"epochs": QUICK_EPOCHS})
     cost = cfg.epochs * (1 + cfg.hidden_dim / 128) ** 2 * {"rnn": 1, "lstm": 2.6, "gru": 2, "bow": 0.2,
                                                            "transformer": 6, "cnn": 1}[cfg.model]
     cost *= (cfg.max_len or 600) / 400
     label = f"{cfg.model} h{cfg.hidden_dim} {cfg.pool} len {cfg.max_len or 'all'} {cfg.truncate} clip {cfg.clip} seed {cfg.seed}"
-    return Job("rnnlab.experiments.common:fit_job", {"cfg": cfg.to_dict(), "mode": mode, **DATA[mode]},
-               label=label, cost=cost)
+    return Job("rnnlab.experiments.common:fit_job", {"cfg": cfg.to_dict(), "mode": mode, **DATA[mode],
+                                                     **({"keep": True} if keep else {})}, label=label, cost=cost)
 
 
-def fit_job(ds: Dataset, cfg: dict, mode: str, n_train: int, n_test: int) -> list[dict]:
-    """Train `cfg` on the subset, then every experiment's measurements of the trained model."""
+def fit_job(ds: Dataset, cfg: dict, mode: str, n_train: int, n_test: int, keep: bool = False):
+    """Train `cfg` on the subset, then every experiment's measurements of the trained model; with `keep`,
+    also the model's files (config.json, vocab.json, model.safetensors: a run directory's)."""
     from ..prepare import prepare, subsample
     from ..scoring import predict_proba
     from ..train import resolve_device, train
@@ -83,7 +93,14 @@ def fit_job(ds: Dataset, cfg: dict, mode: str, n_train: int, n_test: int) -> lis
     rows = accuracy_rows(fitted)
     for name in MEASURES:
         rows += importlib.import_module(f"rnnlab.experiments.{name}").measure(fitted)
-    return rows
+    if not keep:
+        return rows
+    from safetensors.torch import save
+
+    files = {"config.json": json.dumps(cfg.to_dict(), indent=2).encode(),
+             "vocab.json": json.dumps(data.vocab.to_json()).encode(),
+             "model.safetensors": save({k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()})}
+    return {"rows": rows, "files": files}
 
 
 def accuracy_rows(f: "Fitted") -> list[dict]:
