@@ -149,7 +149,9 @@ def test_notebook_installs_from_the_checkout_then_runs_top_to_bottom(tmp_path, m
         assert f"rnnlab {'compare' if name == 'compare' else 'shortfall ' + name} --data {data}" in shown
         assert v["command"].startswith(f"rnnlab {'compare' if name == 'compare' else 'shortfall'} ")
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 6  # the learning curve, the four shortfalls and the comparison, shown inline
+    picked = [p for p in json.loads((out / "explain" / "picks.json").read_text())["picks"] if p["index"] is not None]
+    # the learning curve, the four shortfalls, the comparison and each picked review, shown inline
+    assert len(picked) >= 1 and len(images) == 6 + len(picked)
     assert any("P(positive) = " in t for t in printed.values())
     explain = next(printed[id(c)] for c in nb.cells if c.cell_type == "code" and "rnnlab.explain" in c.source)
     if "Explaining a review needs a newer rnnlab" not in explain:

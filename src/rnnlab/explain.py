@@ -782,6 +782,7 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
 def write_html(explanations: list[Explanation], path: str | os.PathLike, title: str | None = None) -> Path:
     """Write the explanations of one review (one run or several, aligned) as one self-contained HTML page."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, render_html(explanations, title))
     return path
 
@@ -794,6 +795,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     from .plots import plt, save_figure
 
     exps, path = explanations, Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     al = align(exps)
     n = len(al.rows)
     x = np.arange(n)

@@ -47,14 +47,16 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
 
 
 def run_experiments(experiments, ds: Dataset, out: Path, quick: bool = False, device: str = "auto",
-                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None) -> list[dict]:
-    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts."""
+                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None,
+                    command: str | None = None) -> list[dict]:
+    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts.
+    `command`: what verdict.json records as the command that made them (default: this process's)."""
     runner = runner or Runner(workers=1, log=log)
     mode = "quick" if quick else "full"
     jobs = [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
     runner.run(jobs, ds, data_arg, out / "jobs")
     return [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
-                           data_arg=data_arg) for e in experiments]
+                           data_arg=data_arg, command=command) for e in experiments]
 
 
 def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", runner: Runner | None = None,
@@ -79,7 +81,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     results = runner.run(jobs, ds, data_arg, out / "jobs")
     phases["jobs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_exercise(out / "seed", [({"seed": s}, j) for s, j in zip(SEEDS[mode], seed_jobs)], results, mode,
+    write_exercise(out / "seed", seed_jobs[0].args["cfg"], [r for j in seed_jobs for r in results[j.key]], mode,
                    len(ds.train) if mode == "full" else QUICK_SEED["n_train"])
     verdicts = [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
                                data_arg=data_arg) for e in experiments]
@@ -124,15 +126,20 @@ def exercise_job(ds: Dataset, cfg: dict, n_train: int, n_test: int) -> list[dict
     cfg = from_dict(cfg)
     ds = subsample(ds, n_train, n_test)
     trained = train(cfg, prepare(cfg, ds), log=lambda s: None, progress=False)
-    return [{"part": "epoch", "epoch": r["epoch"], "metric": m, "value": float(r[m])}
-            for r in trained.metrics for m in ("test_acc", "train_loss", "train_seconds", "grad_norm_max")]
+    return exercise_rows(trained.metrics, cfg.seed)
 
 
-def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict, mode: str, train_reviews: int) -> None:
-    """OUT/seed/results.csv (per seed and epoch) and its learning-curve figure."""
+def exercise_rows(metrics: list[dict], seed: int) -> list[dict]:
+    """The exercise's rows from a run's per-epoch metrics."""
+    return [{"seed": seed, "part": "epoch", "epoch": r["epoch"], "metric": m, "value": float(r[m])}
+            for r in metrics for m in ("test_acc", "train_loss", "train_seconds", "grad_norm_max")]
+
+
+def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_reviews: int) -> None:
+    """OUT/seed/: results.csv (per seed and epoch), its learning-curve figure and summary.json, where
+    `rnnlab report` reads the notebook's exercise (rows: exercise_rows of each seed's run)."""
     from .plots import exercise_figure, save_figure
 
-    rows = [{**tag, **r} for tag, job in tagged for r in results[job.key]]
     d.mkdir(parents=True, exist_ok=True)
     write_text(d / "results.csv", rows_to_csv(rows))
     fig = exercise_figure(rows)
@@ -140,7 +147,7 @@ def write_exercise(d: Path, tagged: list[tuple[dict, Job]], results: dict, mode:
     save_figure(fig, d / "seed.png", dpi=120)
     last = max(r["epoch"] for r in rows)
     final = [r["value"] for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
-    write_json(d / "summary.json", {"config": tagged[0][1].args["cfg"], "epochs": last, "mode": mode,
+    write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode,
                                     "train_reviews": train_reviews, "test_acc_by_seed": final,
                                     "test_acc_mean": float(np.mean(final))})
 
