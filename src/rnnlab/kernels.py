@@ -92,94 +92,98 @@ class _LSTMLayer(torch.autograd.Function):
     def forward(ctx, x, W_ih, W_hh, b_ih, b_hh):
         B, T, E = x.shape
         H = W_hh.shape[1]
+        chunks = _chunks(T, B)
+        K = chunks[0][1]
         scale = x.new_ones(4 * H, 1)
         scale[2 * H:3 * H] = 2.0  # g rows doubled: tanh(a) = 2 sigmoid(2a) - 1
         WiT = (W_ih * scale).t().contiguous()  # (E, 4H)
         WhT = (W_hh * scale).t().contiguous()  # (H, 4H)
         b = (b_ih + b_hh) * scale[:, 0]  # (4H,)
-        ws = _take(T * B * (E + 1) + T * B * 4 * H + (T + 1) * B * H + B * H, x)
-        X1, G, C2, tc = _carve(ws, (T, B, E + 1), (T, B, 4 * H), (T + 1, B, H), (B, H))
-        # X1[t] = [x_t | 1]; G[t] = gates i, f, 2g, o; C2[t] = 2 c_{t-1} (2c: tanh(c) is one sigmoid)
+        ws = _take(T * B * (E + 1) + T * B * 6 * H + K * B * 4 * H + (K + 1) * B * H + K * B * H, x)
+        X1, D, G, C2, TC = _carve(ws, (T, B, E + 1), (T, B, 6 * H), (K, B, 4 * H), (K + 1, B, H), (K, B, H))
+        # saved: X1[t] = [x_t | 1] and D[t], the local derivatives of step t (below);
+        # per chunk: G[k] gates i, f, 2g, o; C2[k] = 2 c_{t-1} (so tanh(c) is one sigmoid); TC[k] = tanh(c_t)
         X1[..., E] = 1.0
         C2[0] = 0.0
         Hs = x.new_empty(T + 1, B, H)  # Hs[t] = h_{t-1}; Hs[1:] is the output
         Hs[0] = 0.0
-        m1, m2 = x.new_tensor(-1.0), x.new_tensor(-2.0)
+        m1, m2, half, two = (x.new_tensor(v) for v in (-1.0, -2.0, 0.5, 2.0))
         xt = x.detach().transpose(0, 1)  # (T, B, E) view
         gates = G.unbind(0)
-        i_, f_, g_, o_ = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))  # T x (B, H)
-        h_, c_ = Hs.unbind(0), C2.unbind(0)
+        i_, f_, g_, o_ = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))  # K x (B, H)
+        h_, c_, tc_ = Hs.unbind(0), C2.unbind(0), TC.unbind(0)
         add, mul, sigmoid = torch.add, torch.mul, torch.sigmoid
-        for t0, t1 in _chunks(T, B):
+        for t0, t1 in chunks:
+            n = t1 - t0
             X1[t0:t1, :, :E].copy_(xt[t0:t1])
-            torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=G[t0:t1].view(-1, 4 * H))
-            for t in range(t0, t1):
-                a = gates[t]  # (B, 4H): x_t W_ih^T + b, plus h_{t-1} W_hh^T
-                if t:
-                    a.addmm_(h_[t], WhT)
+            torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=G[:n].view(-1, 4 * H))
+            if t0:
+                C2[0].copy_(C2[K])  # 2c of the previous chunk's last step
+            for k in range(n):
+                a = gates[k]  # (B, 4H): x_t W_ih^T + b, plus h_{t-1} W_hh^T
+                if t0 + k:
+                    a.addmm_(h_[t0 + k], WhT)
                 a.sigmoid_()  # i, f, sigmoid(2 a_g), o
-                g2 = add(m2, g_[t], alpha=4, out=g_[t])  # 2g = 4 sigmoid(2 a_g) - 2
-                c2 = mul(f_[t], c_[t], out=c_[t + 1])
-                c2.addcmul_(i_[t], g2)  # 2c_t = f 2c_{t-1} + i 2g
-                add(m1, sigmoid(c2, out=tc), alpha=2, out=tc)  # tanh(c_t)
-                mul(o_[t], tc, out=h_[t + 1])  # h_t
-        ctx.save_for_backward(X1, G, C2, Hs, W_ih, W_hh)
+                g2 = add(m2, g_[k], alpha=4, out=g_[k])  # 2g = 4 sigmoid(2 a_g) - 2
+                c2 = mul(f_[k], c_[k], out=c_[k + 1])
+                c2.addcmul_(i_[k], g2)  # 2c_t = f 2c_{t-1} + i 2g
+                tc = add(m1, sigmoid(c2, out=tc_[k]), alpha=2, out=tc_[k])  # tanh(c_t)
+                mul(o_[k], tc, out=h_[t0 + k + 1])  # h_t
+            # D[t] = [f | (i-i^2) 2g | (f-f^2) 2c_{t-1} | i (2 - (2g)^2/2) | (o-o^2) tanh c | o (1 - tanh(c)^2)/2]:
+            # backward multiplies the first four by e = dL/d(2c), the fifth by dh: [carry | dG_i dG_f dG_g dG_o]
+            g, d, tc = G[:n], D[t0:t1], TC[:n]
+            torch.addcmul(g, g, g, value=-1.0, out=d[..., H:5 * H])  # s - s^2 (the g slot is rewritten)
+            d[..., :H].copy_(g[..., H:2 * H])
+            d[..., H:2 * H].mul_(g[..., 2 * H:3 * H])
+            d[..., 2 * H:3 * H].mul_(C2[:n])
+            torch.addcmul(two, g[..., 2 * H:3 * H], g[..., 2 * H:3 * H], value=-0.5, out=d[..., 3 * H:4 * H])
+            d[..., 3 * H:4 * H].mul_(g[..., :H])
+            d[..., 4 * H:5 * H].mul_(tc)
+            torch.addcmul(half, tc, tc, value=-0.5, out=d[..., 5 * H:]).mul_(g[..., 3 * H:4 * H])
+        ctx.save_for_backward(X1, D, Hs, W_ih, W_hh)
         weakref.finalize(ctx, _give, ws)  # back to the pool once the graph is gone
         return Hs[1:]
 
     @staticmethod
     def backward(ctx, dhs):  # dhs: (T, B, H)
-        X1, G, C2, Hs, W_ih, W_hh = ctx.saved_tensors
-        T, B, H = C2.shape[0] - 1, C2.shape[1], C2.shape[2]
+        X1, D, Hs, W_ih, W_hh = ctx.saved_tensors
+        T, B, H = D.shape[0], D.shape[1], D.shape[2] // 6
         E = X1.shape[2] - 1
         chunks = _chunks(T, B)
         K = chunks[0][1]
-        ws = _take(2 * K * B * 5 * H + 2 * K * B * H + K * B * H + K * B * E, G)
-        Dbuf, Abuf, TCc, Xc = _carve(ws, (2, K, B, 5 * H), (2, K, B, H), (K, B, H), (K * B, E))
-        # D[k] = [f | (i-i^2) 2g | (f-f^2) 2c_{t-1} | i (2 - (2g)^2/2) | (o-o^2) tanh c]   (B, 5H)
-        # times e = dL/d(2c) (first four) and dh (last): [e f (the carry) | dG_i dG_f dG_g dG_o]
-        dWi = G.new_zeros(4 * H, E + 1)  # [dW_ih | db]
-        dWh = G.new_zeros(4 * H, H)
-        dX = G.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
-        m1, half, two = G.new_tensor(-1.0), G.new_tensor(0.5), G.new_tensor(2.0)
+        ws = _take(2 * K * B * 5 * H + K * B * E, D)
+        Wbuf, Xc = _carve(ws, (2, K, B, 5 * H), (K * B, E))  # W[k] = [e f (the carry) | dG_i dG_f dG_g dG_o]
+        dWiT = D.new_zeros(E + 1, 4 * H)  # [dW_ih | db]^T
+        dWhT = D.new_zeros(H, 4 * H)
+        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
         dh_in = dhs.unbind(0)
         dh = dh_in[T - 1]
-        dhb, e = G.new_empty(B, H), G.new_empty(B, H)
+        dhb, e = D.new_empty(B, H), D.new_empty(B, H)
         carry = None
         mul, addcmul, addmm = torch.mul, torch.addcmul, torch.addmm
-        for j, (t0, t1) in enumerate(reversed(chunks)):
+        for j, (t0, t1) in enumerate(reversed(chunks)):  # two work buffers: the carry survives a chunk boundary
             n = t1 - t0
-            D, A, g = Dbuf[j % 2, :n], Abuf[j % 2, :n], G[t0:t1]  # (n, B, .)
-            gi, gf, gg, go = g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H], g[..., 3 * H:]
-            tc = torch.sigmoid(C2[t0 + 1:t1 + 1], out=TCc[:n])
-            tc = torch.add(m1, tc, alpha=2, out=tc)  # tanh(c_t)
-            addcmul(g, g, g, value=-1.0, out=D[..., H:])  # s - s^2 (the g slot is rewritten below)
-            D[..., :H].copy_(gf)
-            D[..., H:2 * H].mul_(gg)
-            D[..., 2 * H:3 * H].mul_(C2[t0:t1])
-            addcmul(two, gg, gg, value=-0.5, out=D[..., 3 * H:4 * H]).mul_(gi)
-            D[..., 4 * H:].mul_(tc)
-            addcmul(half, tc, tc, value=-0.5, out=A).mul_(go)  # o (1 - tanh(c)^2) / 2
-            Dk, Ak = D.unbind(0), A.unbind(0)
-            De, Do = D[..., :4 * H].unflatten(-1, (4, H)).unbind(0), D[..., 4 * H:].unbind(0)
+            d, w = D[t0:t1], Wbuf[j % 2, :n]
+            de, do, A = d[..., :4 * H].unflatten(-1, (4, H)).unbind(0), d[..., 4 * H:5 * H].unbind(0), d[..., 5 * H:].unbind(0)
+            we, wo, w_ = w[..., :4 * H].unflatten(-1, (4, H)).unbind(0), w[..., 4 * H:].unbind(0), w.unbind(0)
             for k in range(n - 1, -1, -1):
                 if carry is None:
-                    mul(dh, Ak[k], out=e)
+                    mul(dh, A[k], out=e)
                 else:
-                    addcmul(carry, dh, Ak[k], out=e)  # e_t = e_{t+1} f_{t+1} + dh_t o (1 - tanh^2) / 2
-                De[k].mul_(e.unsqueeze(1))  # (B, 4, H)
-                Do[k].mul_(dh)
-                carry = Dk[k][:, :H]
+                    addcmul(carry, dh, A[k], out=e)  # e_t = e_{t+1} f_{t+1} + dh_t o (1 - tanh(c)^2) / 2
+                mul(de[k], e.unsqueeze(1), out=we[k])  # (B, 4, H)
+                mul(do[k], dh, out=wo[k])
+                carry = w_[k][:, :H]
                 if t0 + k:
-                    dh = addmm(dh_in[t0 + k - 1], Dk[k][:, H:], W_hh, out=dhb)  # dL/dh_{t-1}
-            dG = D[..., H:].reshape(n * B, 4 * H)  # view, rows (t, b), gates i, f, g, o
-            dWi.addmm_(dG.t(), X1[t0:t1].view(n * B, E + 1))
-            dWh.addmm_(dG.t(), Hs[t0:t1].view(n * B, H))
+                    dh = addmm(dh_in[t0 + k - 1], w_[k][:, H:], W_hh, out=dhb)  # dL/dh_{t-1}
+            dG = w[..., H:].reshape(n * B, 4 * H)  # view, rows (t, b), gates i, f, g, o
+            dWiT.addmm_(X1[t0:t1].view(n * B, E + 1).t(), dG)
+            dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
             if dX is not None:
                 _dx_chunk(dX, dG, W_ih, Xc, t0, t1)
         _give(ws)
-        db = dWi[:, E]
-        return dX, dWi[:, :E], dWh, db, db.clone()
+        db = dWiT[E]
+        return dX, dWiT[:E].t(), dWhT.t(), db, db.clone()
 
 
 class _GRULayer(torch.autograd.Function):
@@ -189,98 +193,93 @@ class _GRULayer(torch.autograd.Function):
     def forward(ctx, x, W_ih, W_hh, b_ih, b_hh):
         B, T, E = x.shape
         H = W_hh.shape[1]
+        chunks = _chunks(T, B)
+        K = chunks[0][1]
         scale = x.new_ones(3 * H, 1)
         scale[2 * H:] = 2.0  # n rows doubled: n = tanh(a) = 2 sigmoid(2a) - 1
         WiT = (W_ih * scale).t().contiguous()  # (E, 3H)
         WhT = (W_hh * scale).t().contiguous()  # (H, 3H)
         b = (b_ih + b_hh) * scale[:, 0]  # r, z: b_i + b_h; n: 2 (b_in + b_hn)
         bhn2 = 2.0 * b_hh[2 * H:]
-        chunks = _chunks(T, B)
-        K = chunks[0][1]
-        ws = _take(T * B * (E + 1) + T * B * 3 * H + T * B * H + K * B * H, x)
-        X1, S, N, XN = _carve(ws, (T, B, E + 1), (T, B, 3 * H), (T, B, H), (K, B, H))
-        # X1[t] = [x_t | 1]; S[t] = r, z, 2 (W_hn h + b_hn); N[t] = n_t; XN: the chunk's 2 (W_in x + b_in)
+        ws = _take(T * B * (E + 1) + T * B * 5 * H + K * B * 3 * H + 3 * K * B * H, x)
+        X1, D, S, N, XN, tmp = _carve(ws, (T, B, E + 1), (T, B, 5 * H), (K, B, 3 * H), (K, B, H), (K, B, H), (K, B, H))
+        # saved: X1[t] = [x_t | 1] and D[t], the local derivatives of step t (below); per chunk:
+        # S[k] = r, z, 2 (W_in x + b_in + W_hn h + b_hn); N[k] = n_t; XN[k] = 2 (W_in x + b_in)
         X1[..., E] = 1.0
         Hs = x.new_empty(T + 1, B, H)  # Hs[t] = h_{t-1}; Hs[1:] is the output
         Hs[0] = 0.0
-        m1 = x.new_tensor(-1.0)
+        m1, zero, one = x.new_tensor(-1.0), x.new_tensor(0.0), x.new_tensor(1.0)
         xt = x.detach().transpose(0, 1)
         s_ = S.unbind(0)
         rz_, r_, z_ = S[..., :2 * H].unbind(0), S[..., :H].unbind(0), S[..., H:2 * H].unbind(0)
         sn_, n_, h_, xn_ = S[..., 2 * H:].unbind(0), N.unbind(0), Hs.unbind(0), XN.unbind(0)
         lerp, add = torch.lerp, torch.add
         for t0, t1 in chunks:
+            n = t1 - t0
             X1[t0:t1, :, :E].copy_(xt[t0:t1])
-            torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=S[t0:t1].view(-1, 3 * H))
-            xn = torch.sub(S[t0:t1, :, 2 * H:], bhn2, out=XN[:t1 - t0])
-            for t in range(t0, t1):
-                if t:
-                    s_[t].addmm_(h_[t], WhT)  # S_n = 2 (W_in x + b_in + W_hn h + b_hn)
-                rz_[t].sigmoid_()  # r, z
-                n = lerp(xn_[t - t0], sn_[t], r_[t], out=n_[t])  # 2 (W_in x + b_in + r (W_hn h + b_hn))
-                add(m1, n.sigmoid_(), alpha=2, out=n)  # n_t
-                lerp(n, h_[t], z_[t], out=h_[t + 1])  # h_t = (1 - z) n + z h_{t-1}
-            S[t0:t1, :, 2 * H:].sub_(xn)  # keep 2 (W_hn h + b_hn) for backward
-        ctx.save_for_backward(X1, S, N, Hs, W_ih, W_hh)
+            torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=S[:n].view(-1, 3 * H))
+            torch.sub(S[:n, :, 2 * H:], bhn2, out=XN[:n])
+            for k in range(n):
+                if t0 + k:
+                    s_[k].addmm_(h_[t0 + k], WhT)  # S_n = 2 (W_in x + b_in + W_hn h + b_hn)
+                rz_[k].sigmoid_()  # r, z
+                nk = lerp(xn_[k], sn_[k], r_[k], out=n_[k])  # 2 (W_in x + b_in + r (W_hn h + b_hn))
+                add(m1, nk.sigmoid_(), alpha=2, out=nk)  # n_t
+                lerp(nk, h_[t0 + k], z_[k], out=h_[t0 + k + 1])  # h_t = (1 - z) n + z h_{t-1}
+            # D[t] = [D_n r | D_n hn (r-r^2) | (h_{t-1}-n)(z-z^2) | D_n | z], D_n = (1-z)(1-n^2), hn = W_hn h + b_hn;
+            # backward multiplies it by dh: [dL/dhn | dG_r | dG_z | dG_n | the direct path dh z]
+            s, d, nt, tm = S[:n], D[t0:t1], N[:n], tmp[:n]
+            r, z, Dn = s[..., :H], s[..., H:2 * H], d[..., 3 * H:4 * H]
+            d[..., 4 * H:].copy_(z)
+            torch.addcmul(s[..., :2 * H], s[..., :2 * H], s[..., :2 * H], value=-1.0, out=d[..., H:3 * H])
+            torch.addcmul(one, nt, nt, value=-1.0, out=Dn)
+            Dn.addcmul_(Dn, z, value=-1.0)  # (1 - n^2)(1 - z)
+            torch.mul(Dn, r, out=d[..., :H])
+            torch.sub(s[..., 2 * H:], XN[:n], out=tm).mul_(Dn)  # 2 hn D_n
+            torch.addcmul(zero, d[..., H:2 * H], tm, value=0.5, out=d[..., H:2 * H])
+            d[..., 2 * H:3 * H].mul_(torch.sub(Hs[t0:t1], nt, out=tm))
+        ctx.save_for_backward(X1, D, Hs, W_ih, W_hh)
         weakref.finalize(ctx, _give, ws)
         return Hs[1:]
 
     @staticmethod
     def backward(ctx, dhs):
-        X1, S, N, Hs, W_ih, W_hh = ctx.saved_tensors
-        T, B, H = N.shape
+        X1, D, Hs, W_ih, W_hh = ctx.saved_tensors
+        T, B, H = D.shape[0], D.shape[1], D.shape[2] // 5
         E = X1.shape[2] - 1
         chunks = _chunks(T, B)
         K = chunks[0][1]
         W_nrz = torch.cat([W_hh[2 * H:], W_hh[:2 * H]])  # W_hh's rows in the order n, r, z
-        ws = _take(2 * K * B * 4 * H + 2 * K * B * H + K * B * H + K * B * E + K * B, S)
-        Dbuf, DH, tmp, Xc, ones = _carve(ws, (2, K, B, 4 * H), (2, K, B, H), (K, B, H), (K * B, E), (K * B,))
-        # D[k] = [D_n r | D_n hn (r-r^2) | (h_{t-1}-n)(z-z^2) | D_n] (B, 4H), D_n = (1-z)(1-n^2), hn = W_hn h + b_hn;
-        # times dh: [dL/dhn | dG_r | dG_z | dG_n]: dG_h = D[:, :3H] (rows n, r, z), dG_i = D[:, H:] (r, z, n)
+        ws = _take(K * B * 5 * H + K * B * E + K * B, D)
+        Wbuf, Xc, ones = _carve(ws, (K, B, 5 * H), (K * B, E), (K * B,))
         ones.fill_(1.0)
-        dWi = S.new_zeros(3 * H, E + 1)  # [dW_ih | db_ih]
-        dWh = S.new_zeros(3 * H, H)  # rows n, r, z
-        dbhn = S.new_zeros(H)
-        dX = S.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
-        one = S.new_tensor(1.0)
+        dWiT = D.new_zeros(E + 1, 3 * H)  # [dW_ih | db_ih]^T, columns r, z, n
+        dWhT = D.new_zeros(H, 3 * H)  # columns n, r, z
+        dbhn = D.new_zeros(H)
+        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
         dh_in = dhs.unbind(0)
-        addcmul, addmm = torch.addcmul, torch.addmm
-        order = list(reversed(chunks))
-        DH[0, order[0][1] - order[0][0] - 1].copy_(dh_in[T - 1])
-        for j, (t0, t1) in enumerate(order):
+        dh = dh_in[T - 1]
+        dhb = D.new_empty(B, H)
+        mul, add = torch.mul, torch.add
+        for t0, t1 in reversed(chunks):
             n = t1 - t0
-            D, dhc, tm = Dbuf[j % 2, :n], DH[j % 2, :n], tmp[:n]
-            s = S[t0:t1]
-            r, z, rz, hn2 = s[..., :H], s[..., H:2 * H], s[..., :2 * H], s[..., 2 * H:]
-            nt, hp = N[t0:t1], Hs[t0:t1]
-            Dn = D[..., 3 * H:]
-            addcmul(rz, rz, rz, value=-1.0, out=D[..., H:3 * H])  # r - r^2, z - z^2
-            addcmul(one, nt, nt, value=-1.0, out=Dn)
-            Dn.addcmul_(Dn, z, value=-1.0)  # (1 - n^2)(1 - z)
-            torch.mul(Dn, r, out=D[..., :H])
-            D[..., H:2 * H].mul_(hn2).mul_(Dn).mul_(0.5)
-            D[..., 2 * H:3 * H].mul_(torch.sub(hp, nt, out=tm))
-            Dk, z_, dh_ = D.unbind(0), z.unbind(0), dhc.unbind(0)
-            Dh = D[..., :3 * H].unflatten(-1, (3, H)).unbind(0)
-            nxt = DH[(j + 1) % 2, order[j + 1][1] - order[j + 1][0] - 1] if j + 1 < len(order) else None
+            w = Wbuf[:n]
+            d5, w5, w_ = D[t0:t1].unflatten(-1, (5, H)).unbind(0), w.unflatten(-1, (5, H)).unbind(0), w.unbind(0)
             for k in range(n - 1, -1, -1):
-                dh = dh_[k]
-                Dh[k].mul_(dh.unsqueeze(1))  # (B, 3, H)
+                mul(d5[k], dh.unsqueeze(1), out=w5[k])  # (B, 5, H)
                 if t0 + k:
-                    out = dh_[k - 1] if k else nxt
-                    addcmul(dh_in[t0 + k - 1], dh, z_[k], out=out)  # direct path h_{t-1} -> h_t
-                    addmm(out, Dk[k][:, :3 * H], W_nrz, out=out)  # dL/dh_{t-1}
-            Dn.mul_(dhc)  # dG_n = dh D_n
-            dGh, dGi = D[..., :3 * H].reshape(n * B, 3 * H), D[..., H:].reshape(n * B, 3 * H)
-            dWh.addmm_(dGh.t(), Hs[t0:t1].view(n * B, H))
-            dbhn.addmv_(D[..., :H].reshape(n * B, H).t(), ones[:n * B])
-            dWi.addmm_(dGi.t(), X1[t0:t1].view(n * B, E + 1))
+                    dh = add(dh_in[t0 + k - 1], w_[k][:, 4 * H:], out=dhb)  # direct path h_{t-1} -> h_t
+                    dh.addmm_(w_[k][:, :3 * H], W_nrz)  # dL/dh_{t-1}
+            dGh, dGi = w[..., :3 * H].reshape(n * B, 3 * H), w[..., H:4 * H].reshape(n * B, 3 * H)
+            dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dGh)
+            dbhn.addmv_(w[..., :H].reshape(n * B, H).t(), ones[:n * B])
+            dWiT.addmm_(X1[t0:t1].view(n * B, E + 1).t(), dGi)
             if dX is not None:
                 _dx_chunk(dX, dGi, W_ih, Xc, t0, t1)
         _give(ws)
-        dW_hh = torch.cat([dWh[H:], dWh[:H]])  # rows back to r, z, n
-        db_hh = torch.cat([dWi[:2 * H, E], dbhn])  # r, z: as b_ih; n: dL/dhn summed
-        return dX, dWi[:, :E], dW_hh, dWi[:, E].clone(), db_hh
+        dW_hh = torch.cat([dWhT[:, H:], dWhT[:, :H]], 1).t()  # rows back to r, z, n
+        db_hh = torch.cat([dWiT[E, :2 * H], dbhn])  # r, z: as b_ih; n: dL/dhn summed
+        return dX, dWiT[:E].t(), dW_hh, dWiT[E].clone(), db_hh
 
 
 def lstm_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh) -> torch.Tensor:
