@@ -108,3 +108,16 @@ def test_pooled_buffers_never_shared_between_live_graphs(kind):
     outs.append(layer(xs[2], *_weights(m)))  # ...and are taken again here
     for x, out, ref in zip(xs, outs, refs):
         torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_backward_twice_with_retain_graph(kind):
+    """Backward leaves the saved tensors intact: a second pass gives the same gradients."""
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(4)
+    m = cls(4, 3, batch_first=True)
+    x = torch.randn(2, 7, 4, requires_grad=True)
+    loss = layer(x, *_weights(m)).square().sum()
+    first = torch.autograd.grad(loss, [x, *_weights(m)], retain_graph=True)
+    for a, b in zip(torch.autograd.grad(loss, [x, *_weights(m)]), first):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

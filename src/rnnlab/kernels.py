@@ -8,31 +8,40 @@
 Both are `torch.autograd.Function`s with exactly nn.LSTM's / nn.GRU's equations and weight
 layouts (LSTM gates i, f, g, o; GRU r, z, n with b_hn inside r * (W_hn h + b_hn)), in float32
 or float64, and return gradients for x (so the embedding trains) and all four weight tensors.
-`tests/test_kernels.py` checks values and gradients against the nn modules, and gradcheck.
-Stack calls for several layers (with dropout between them as nn.LSTM does).
+One unidirectional layer with biases and a zero initial state; stack calls for more layers
+(with dropout between them, as nn.LSTM does). `tests/test_kernels.py` checks values and
+gradients against the nn modules, and gradcheck.
 
-On CPU, nn.GRU runs one autograd node per op and step, and nn.LSTM runs oneDNN's LSTM well
-below the machine's matmul throughput; these kernels spend most of a training step in matrix
-products (benchmarks/kernels.py measures both). What makes them fast:
+On CPU, nn.GRU runs one autograd node per op and step (~0.4 of the machine's sgemm
+throughput in matmul FLOP/s) and nn.LSTM runs oneDNN's fused LSTM (~0.55-0.8); these kernels
+run at ~0.65-0.75, so most of their time is the matmuls themselves: the speed-up over nn.GRU
+is large, over nn.LSTM bounded (benchmarks/kernels.py measures all three). How:
 
 - Time is cut into chunks of ~ROWS_PER_CHUNK rows (K steps x B). Per chunk the input
-  projection of its K steps is one addmm, written where each step then adds its recurrent term
-  in place (one addmm per step), while the chunk is still in cache.
-- Few elementwise kernels per step, because each costs a fixed few microseconds: tanh is ~5x
-  slower than sigmoid on CPU, so the g / n pre-activations are doubled (their weight rows x2)
-  and tanh(a) = 2 sigmoid(2a) - 1. One in-place sigmoid covers all four LSTM gates; the LSTM
-  keeps 2c, so tanh(c) is one more sigmoid. A GRU step is addmm, sigmoid (r, z),
-  lerp (n's pre-activation, lerp(W_in x, W_in x + W_hn h, r)), sigmoid, add, lerp (h).
-- Backward: the local derivatives of a chunk are a handful of chunk-wide ops, laid out so each
-  step is one broadcast multiply of dL/dc (LSTM) or dL/dh (GRU) into them, one or two small
-  ops and one addmm for dL/dh_{t-1}. Per chunk, dL/dx is one matmul and each weight gradient
-  is one accumulating matmul; a column of ones next to x_t gives the bias gradient with it.
-- The large internal buffers (gates, cell states) come from a small pool and go back to it
-  when the autograd graph is freed: a fresh 50 MB buffer costs ~15 ms of page faults per call.
-  The pool never holds a tensor the caller can see (outputs and gradients are fresh).
+  projection of its K steps is one addmm into a chunk buffer, where each step then adds its
+  recurrent term in place (one addmm per step) while the chunk is in cache.
+- Few elementwise kernels per step, as each costs a fixed few microseconds: tanh is ~5x slower
+  than sigmoid on CPU, so the g / n pre-activations are doubled (their weight rows x2) and
+  tanh(a) = 2 sigmoid(2a) - 1. One in-place sigmoid covers all four LSTM gates, and the LSTM
+  keeps 2c, so tanh(c) is one more sigmoid: addmm, sigmoid, add, mul, addcmul, sigmoid, add,
+  mul. A GRU step is addmm, sigmoid (r, z), lerp (n's pre-activation is
+  lerp(W_in x, W_in x + W_hn h, r)), sigmoid, add, lerp (h = lerp(n, h_{t-1}, z)).
+- After each chunk's steps, still in cache, a handful of chunk-wide ops turn its gates into
+  the local derivatives that backward needs (saved instead of the gates: computing them there
+  costs half as much as from the cold saved gates in backward). They are laid out so a
+  backward step is one broadcast multiply of dL/dc (LSTM) or dL/dh (GRU) into them, one or two
+  small ops, and one addmm for dL/dh_{t-1}.
+- Per backward chunk, dL/dx is one matmul and each weight gradient one accumulating matmul
+  (transposed, dW^T += [x | 1]^T dG: ~10% faster here); the column of ones next to x_t gives
+  the bias gradient with it.
+- The large internal buffers come from a small pool and go back to it when the autograd graph
+  is freed: a fresh 100 MB buffer costs ~30 ms of page faults on this machine. The pool never
+  holds a tensor the caller can see (outputs and gradients are always fresh); backward only
+  reads the saved tensors, so retain_graph works.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -40,25 +49,30 @@ import torch
 ROWS_PER_CHUNK = 1024  # K = ROWS_PER_CHUNK // B steps per chunk: matmuls big enough, buffers cache-sized
 POOL_KEEP = 4  # internal buffers kept for reuse (most recently released first)
 _pool: list[torch.Tensor] = []
+_lock = threading.RLock()  # finalizers run on any thread, or inside _take (garbage collection)
 
 
 def _take(numel: int, like: torch.Tensor) -> torch.Tensor:
     """A flat internal buffer of at least `numel` elements: the smallest pooled one that fits."""
-    fits = [k for k, b in enumerate(_pool) if b.dtype == like.dtype and b.device == like.device
-            and b.numel() >= numel]
-    if not fits:
-        return like.new_empty(numel)
-    return _pool.pop(min(fits, key=lambda k: _pool[k].numel()))
+    with _lock:
+        fits = [b for b in _pool if b.dtype == like.dtype and b.device == like.device and b.numel() >= numel]
+        best = min(fits, key=torch.Tensor.numel, default=None)
+        for k, b in enumerate(_pool):
+            if b is best:  # by identity: a finalizer may have changed the list meanwhile
+                return _pool.pop(k)
+    return like.new_empty(numel)
 
 
 def _give(buf: torch.Tensor) -> None:
-    _pool.append(buf)
-    del _pool[:-POOL_KEEP]
+    with _lock:
+        _pool.append(buf)
+        del _pool[:-POOL_KEEP]
 
 
 def clear_pool() -> None:
     """Free the pooled internal buffers."""
-    _pool.clear()
+    with _lock:
+        _pool.clear()
 
 
 def _carve(buf: torch.Tensor, *shapes):
@@ -159,23 +173,26 @@ class _LSTMLayer(torch.autograd.Function):
         dh_in = dhs.unbind(0)
         dh = dh_in[T - 1]
         dhb, e = D.new_empty(B, H), D.new_empty(B, H)
+        e1 = e.unsqueeze(1)
         carry = None
         mul, addcmul, addmm = torch.mul, torch.addcmul, torch.addmm
         for j, (t0, t1) in enumerate(reversed(chunks)):  # two work buffers: the carry survives a chunk boundary
             n = t1 - t0
             d, w = D[t0:t1], Wbuf[j % 2, :n]
-            de, do, A = d[..., :4 * H].unflatten(-1, (4, H)).unbind(0), d[..., 4 * H:5 * H].unbind(0), d[..., 5 * H:].unbind(0)
-            we, wo, w_ = w[..., :4 * H].unflatten(-1, (4, H)).unbind(0), w[..., 4 * H:].unbind(0), w.unbind(0)
+            de = d[..., :4 * H].unflatten(-1, (4, H)).unbind(0)  # n x (B, 4, H)
+            do, A = d[..., 4 * H:5 * H].unbind(0), d[..., 5 * H:].unbind(0)
+            we, wo = w[..., :4 * H].unflatten(-1, (4, H)).unbind(0), w[..., 4 * H:].unbind(0)
+            wc, wg = w[..., :H].unbind(0), w[..., H:].unbind(0)
             for k in range(n - 1, -1, -1):
                 if carry is None:
                     mul(dh, A[k], out=e)
                 else:
                     addcmul(carry, dh, A[k], out=e)  # e_t = e_{t+1} f_{t+1} + dh_t o (1 - tanh(c)^2) / 2
-                mul(de[k], e.unsqueeze(1), out=we[k])  # (B, 4, H)
+                mul(de[k], e1, out=we[k])  # (B, 4, H)
                 mul(do[k], dh, out=wo[k])
-                carry = w_[k][:, :H]
+                carry = wc[k]
                 if t0 + k:
-                    dh = addmm(dh_in[t0 + k - 1], w_[k][:, H:], W_hh, out=dhb)  # dL/dh_{t-1}
+                    dh = addmm(dh_in[t0 + k - 1], wg[k], W_hh, out=dhb)  # dL/dh_{t-1}
             dG = w[..., H:].reshape(n * B, 4 * H)  # view, rows (t, b), gates i, f, g, o
             dWiT.addmm_(X1[t0:t1].view(n * B, E + 1).t(), dG)
             dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
@@ -258,18 +275,20 @@ class _GRULayer(torch.autograd.Function):
         dbhn = D.new_zeros(H)
         dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
         dh_in = dhs.unbind(0)
-        dh = dh_in[T - 1]
         dhb = D.new_empty(B, H)
+        dh1, dhb1 = dh_in[T - 1].unsqueeze(1), dhb.unsqueeze(1)  # dL/dh_t as (B, 1, H)
         mul, add = torch.mul, torch.add
         for t0, t1 in reversed(chunks):
             n = t1 - t0
             w = Wbuf[:n]
-            d5, w5, w_ = D[t0:t1].unflatten(-1, (5, H)).unbind(0), w.unflatten(-1, (5, H)).unbind(0), w.unbind(0)
+            d5, w5 = D[t0:t1].unflatten(-1, (5, H)).unbind(0), w.unflatten(-1, (5, H)).unbind(0)
+            wh, wz = w[..., :3 * H].unbind(0), w[..., 4 * H:].unbind(0)
             for k in range(n - 1, -1, -1):
-                mul(d5[k], dh.unsqueeze(1), out=w5[k])  # (B, 5, H)
+                mul(d5[k], dh1, out=w5[k])  # (B, 5, H)
                 if t0 + k:
-                    dh = add(dh_in[t0 + k - 1], w_[k][:, 4 * H:], out=dhb)  # direct path h_{t-1} -> h_t
-                    dh.addmm_(w_[k][:, :3 * H], W_nrz)  # dL/dh_{t-1}
+                    add(dh_in[t0 + k - 1], wz[k], out=dhb)  # direct path h_{t-1} -> h_t
+                    dhb.addmm_(wh[k], W_nrz)  # dL/dh_{t-1}
+                    dh1 = dhb1
             dGh, dGi = w[..., :3 * H].reshape(n * B, 3 * H), w[..., H:4 * H].reshape(n * B, 3 * H)
             dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dGh)
             dbhn.addmv_(w[..., :H].reshape(n * B, H).t(), ones[:n * B])
