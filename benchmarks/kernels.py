@@ -15,6 +15,10 @@ reports each variant's matmul FLOP/s as a fraction of it; the matmul FLOPs of a 
 counted by formula: forward 2*B*T*(E*G*H + H*G*H), G = 4 (LSTM), 3 (GRU), 1 (RNN), backward
 twice that. Wall time is the measure; the process CPU time and the load average (other jobs on
 the machine) are recorded next to it.
+
+"lstm / gru matmuls only" (skip with --no-floor) run the same step with a layer that does only
+the kernels' matmuls, with their shapes and nothing else: their speed-up over nn.LSTM / nn.GRU
+is the most any kernel of this design could reach on this machine.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from rnnlab.models import tanh_rnn_layer
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 PAIRS = [("lstm", "nn.LSTM", "lstm_layer"), ("gru", "nn.GRU", "gru_layer"), ("rnn", "nn.RNN", "tanh_rnn_layer")]
 KERNEL = {"lstm_layer": lstm_layer, "gru_layer": gru_layer, "tanh_rnn_layer": tanh_rnn_layer}
+FLOOR = {"lstm": "lstm matmuls only", "gru": "gru matmuls only"}  # the floor of the kernels' design
 MODULE = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -76,12 +81,69 @@ def step_flops(kind: str, B: int, T: int, E: int, H: int) -> int:
     return 3 * 2 * B * T * (E * G * H + H * G * H)
 
 
+class _MatmulsOnly(torch.autograd.Function):
+    """The matmuls of lstm_layer / gru_layer / tanh_rnn_layer with their shapes, and nothing else.
+
+    Forward: per chunk of K steps the input projection, then one (B, H) @ (H, G*H) addmm per
+    step; backward: one (B, G*H) @ (G*H, H) addmm per step, per chunk dW^T += [x | 1]^T dG,
+    dW_hh^T += h^T dG, dx = dG W_ih. Values are meaningless; the time is the matmul floor of a
+    kernel built this way (the elementwise work, copies and allocations are what it leaves out).
+    """
+
+    @staticmethod
+    def forward(ctx, x, W_ih, W_hh, b, K):
+        B, T, E = x.shape
+        GH, H = W_hh.shape
+        X1 = x.new_zeros(T, B, E + 1)
+        X1[..., :E] = x.detach().transpose(0, 1)
+        Hs = x.new_zeros(T + 1, B, H)
+        Gc = x.new_empty(K, B, GH)
+        WiT, WhT = W_ih.t().contiguous(), W_hh.t().contiguous()
+        gates, h_ = Gc.unbind(0), Hs.unbind(0)
+        for t0 in range(0, T, K):
+            n = min(T, t0 + K) - t0
+            torch.addmm(b, X1[t0:t0 + n, :, :E].reshape(-1, E), WiT, out=Gc[:n].view(-1, GH))
+            for k in range(n):
+                if t0 + k:
+                    gates[k].addmm_(h_[t0 + k], WhT)
+        ctx.save_for_backward(X1, Hs, W_ih, W_hh)
+        ctx.K = K
+        return Hs[1:]
+
+    @staticmethod
+    def backward(ctx, dhs):
+        X1, Hs, W_ih, W_hh = ctx.saved_tensors
+        T, B, E1 = X1.shape
+        GH, H, K = W_hh.shape[0], W_hh.shape[1], ctx.K
+        W = dhs.new_zeros(K, B, GH)
+        dWiT, dWhT, dX = dhs.new_zeros(E1, GH), dhs.new_zeros(H, GH), dhs.new_empty(B, T, E1 - 1)
+        tmp, dh = dhs.new_empty(K * B, E1 - 1), dhs.new_empty(B, H)
+        w_, dh_in = W.unbind(0), dhs.unbind(0)
+        for t0 in reversed(range(0, T, K)):
+            n = min(T, t0 + K) - t0
+            for k in range(n - 1, -1, -1):
+                if t0 + k:
+                    torch.addmm(dh_in[t0 + k - 1], w_[k], W_hh, out=dh)
+            dG = W[:n].view(n * B, GH)
+            dWiT.addmm_(X1[t0:t0 + n].view(n * B, E1).t(), dG)
+            dWhT.addmm_(Hs[t0:t0 + n].view(n * B, H).t(), dG)
+            y = torch.mm(dG, W_ih, out=tmp[:n * B])
+            dX[:, t0:t0 + n].copy_(y.view(n, B, -1).transpose(0, 1))
+        return dX, dWiT[:-1].t(), dWhT.t(), dWiT[-1], None
+
+
+def matmuls_only(x, W_ih, W_hh, b_ih, b_hh):
+    from rnnlab import kernels
+    K = max(1, min(x.shape[1], kernels.ROWS_PER_CHUNK // x.shape[0]))
+    return _MatmulsOnly.apply(x, W_ih, W_hh, b_ih + b_hh, K).transpose(0, 1)
+
+
 class Variant:
     """Embedding -> layer (nn module or kernel on the module's weights) -> Linear(last state) -> BCE."""
 
     def __init__(self, kind: str, kernel: str | None, args, seed: int = 0):
         torch.manual_seed(seed)
-        self.kernel = KERNEL[kernel] if kernel else None
+        self.kernel = (matmuls_only if kernel in FLOOR.values() else KERNEL[kernel]) if kernel else None
         self.emb = nn.Embedding(args.vocab, args.embed, padding_idx=0)
         self.rnn = MODULE[kind](args.embed, args.hidden, batch_first=True)
         self.fc = nn.Linear(args.hidden, 1)
@@ -113,8 +175,9 @@ def measure(threads: int, args) -> dict:
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(1, args.vocab, (args.batch, args.steps), generator=g)
     y = torch.randint(0, 2, (args.batch,), generator=g).float()
-    names = [n for kind, ref, ker in PAIRS if kind in args.kinds for n in (ref, ker)]
-    kind_of = {n: kind for kind, ref, ker in PAIRS for n in (ref, ker)}
+    names = [n for kind, ref, ker in PAIRS if kind in args.kinds
+             for n in (ref, ker, *([FLOOR[kind]] if args.floor and kind in FLOOR else []))]
+    kind_of = {n: kind for kind, ref, ker in PAIRS for n in (ref, ker, FLOOR.get(kind))}
     variants = {n: Variant(kind_of[n], None if n.startswith("nn.") else n, args) for n in names}
     wall = {n: [] for n in names}
     cpu = {n: [] for n in names}
@@ -146,14 +209,15 @@ def measure(threads: int, args) -> dict:
             "fraction_of_sgemm": round(flops / med / 1e9 / ref_gemm, 3),
             "wall_ms": [round(1000 * v, 1) for v in wall[n]],
         }
-    for kind, ref, ker in PAIRS:
-        if kind in args.kinds:
-            ratios = [a / b for a, b in zip(wall[ref], wall[ker])]
-            res["speedups"][f"{ker} vs {ref}"] = {
-                "median": round(statistics.median(ratios), 2), "min": round(min(ratios), 2),
-                "max": round(max(ratios), 2),
-                "of_medians": round(statistics.median(wall[ref]) / statistics.median(wall[ker]), 2),
-                "cpu_time": round(statistics.median(cpu[ref]) / statistics.median(cpu[ker]), 2)}
+    pairs = [(ref, ker) for kind, ref, ker in PAIRS if kind in args.kinds]
+    pairs += [(ref, FLOOR[kind]) for kind, ref, _ in PAIRS if FLOOR.get(kind) in names]  # the bound
+    for ref, ker in pairs:
+        ratios = [a / b for a, b in zip(wall[ref], wall[ker])]
+        res["speedups"][f"{ker} vs {ref}"] = {
+            "median": round(statistics.median(ratios), 2), "min": round(min(ratios), 2),
+            "max": round(max(ratios), 2),
+            "of_medians": round(statistics.median(wall[ref]) / statistics.median(wall[ker]), 2),
+            "cpu_time": round(statistics.median(cpu[ref]) / statistics.median(cpu[ker]), 2)}
     return res
 
 
@@ -180,6 +244,8 @@ def main() -> None:
     ap.add_argument("--kinds", default="lstm,gru,rnn", help="which pairs: lstm, gru, rnn")
     ap.add_argument("--optimizer", choices=["none", "sgd", "adam"], default="none",
                     help="also time an optimizer step")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip the matmuls-only variants (the speed-up bound of the kernels' design)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=400, help="sequence length T")
     ap.add_argument("--embed", type=int, default=100)
