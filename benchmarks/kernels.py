@@ -86,16 +86,18 @@ class _MatmulsOnly(torch.autograd.Function):
 
     Forward: per chunk of K steps the input projection, then one (B, H) @ (H, G*H) addmm per
     step; backward: one (B, G*H) @ (G*H, H) addmm per step, per chunk dW^T += [x | 1]^T dG,
-    dW_hh^T += h^T dG, dx = dG W_ih. Values are meaningless; the time is the matmul floor of a
-    kernel built this way (the elementwise work, copies and allocations are what it leaves out).
+    dW_hh^T += h^T dG, dx = dG W_ih, plus the kernels' two layout copies (x in, dx out) and its
+    buffers (zero-filled, not pooled). Values are meaningless; the time is about the floor of a
+    kernel built this way: what it leaves out is the elementwise work.
     """
 
     @staticmethod
     def forward(ctx, x, W_ih, W_hh, b, K):
         B, T, E = x.shape
         GH, H = W_hh.shape
-        X1 = x.new_zeros(T, B, E + 1)
+        X1 = x.new_empty(T, B, E + 1)
         X1[..., :E] = x.detach().transpose(0, 1)
+        X1[..., E] = 1.0
         Hs = x.new_zeros(T + 1, B, H)
         Gc = x.new_empty(K, B, GH)
         WiT, WhT = W_ih.t().contiguous(), W_hh.t().contiguous()
