@@ -13,7 +13,8 @@ logits[b]. The per-step logits also serve the training-only step loss (`TrainCon
 Padding never reaches a result: a recurrence is causal, so its state at step len-1 is the same
 whether the batch is padded or not; pooling and attention mask the padding. Batches run dense,
 never packed (packed sequences run several times slower on CPU). On CPU the recurrences train
-through the hand-written kernels of `rnnlab.kernels`, on a GPU through cuDNN.
+through the hand-written kernels of `rnnlab.kernels` (the vanilla RNN's nonlinearity is always
+tanh), on a GPU through cuDNN.
 `RecurrentClassifier.unrolled` writes the vanilla RNN out as an explicit loop over time and keeps
 each h_t, so experiments can read dL/dh_t. tests/test_models.py checks all of them against nn.RNN.
 """
@@ -26,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import RECURRENT_KINDS, TrainConfig
-from .kernels import tanh_rnn_layer
+from .kernels import gru_layer, lstm_layer, tanh_rnn_layer
 
 
 def mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -77,14 +78,14 @@ class Classifier(nn.Module):
 
 def run_recurrent(module: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
     """An nn.RNN/LSTM/GRU on dense (B, T, F) input -> top-layer states (B, T, H)."""
-    if isinstance(module, nn.RNN) and module.nonlinearity == "tanh" and x.device.type == "cpu":
-        for layer in range(module.num_layers):
-            if layer:
-                x = F.dropout(x, module.dropout, module.training)
-            x = tanh_rnn_layer(x, *(getattr(module, f"{n}_l{layer}")
-                                    for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
-        return x
-    return module(x)[0]  # cuDNN's fused kernel on a GPU
+    if x.device.type != "cpu":
+        return module(x)[0]  # cuDNN's fused kernels on a GPU
+    layer_fn = {nn.RNN: tanh_rnn_layer, nn.LSTM: lstm_layer, nn.GRU: gru_layer}[type(module)]
+    for layer in range(module.num_layers):
+        if layer:
+            x = F.dropout(x, module.dropout, module.training)
+        x = layer_fn(x, *(getattr(module, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+    return x
 
 
 class RecurrentClassifier(Classifier):

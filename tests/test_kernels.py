@@ -1,0 +1,123 @@
+"""The LSTM / GRU training kernels against nn.LSTM / nn.GRU: values, every gradient, gradcheck."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from rnnlab import kernels
+from rnnlab.kernels import gru_layer, lstm_layer
+
+LAYERS = {"lstm": (nn.LSTM, lstm_layer), "gru": (nn.GRU, gru_layer)}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: a second thread only adds OpenMP hand-offs (seconds on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _weights(module: nn.RNNBase, layer: int = 0):
+    return [getattr(module, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def _reference(module, x, w):
+    """The nn module's output and gradients of (out * w).sum() w.r.t. x and every parameter."""
+    out = module(x)[0]
+    grads = torch.autograd.grad((out * w).sum(), [x, *module.parameters()])
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("B,T", [(3, 1), (5, 2), (8, 17), (4, 17)])
+@pytest.mark.parametrize("rows", [1024, 8])  # one chunk, or chunks of 1-2 steps (chunk boundaries)
+def test_matches_nn_module_values_and_gradients(kind, B, T, rows, monkeypatch):
+    monkeypatch.setattr(kernels, "ROWS_PER_CHUNK", rows)
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(B * 100 + T)
+    m = cls(6, 5, batch_first=True)
+    with torch.no_grad():  # non-zero, distinct biases: b_hn must sit inside r * (W_hn h + b_hn)
+        for p in m.parameters():
+            p.uniform_(-0.8, 0.8)
+    x = torch.randn(B, T, 6, requires_grad=True)
+    w = torch.randn(B, T, 5)
+    ref, ref_grads = _reference(m, x, w)
+    out = layer(x, *_weights(m))
+    assert out.shape == (B, T, 5)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    grads = torch.autograd.grad((out * w).sum(), [x, *_weights(m)])
+    for name, a, b in zip(["x", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_can_fail(kind):
+    """The comparison above is not vacuous: a changed W_hh or a swapped bias changes the result."""
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(0)
+    m = cls(4, 3, batch_first=True)
+    x = torch.randn(2, 9, 4)
+    W_ih, W_hh, b_ih, b_hh = _weights(m)
+    ref = m(x)[0]
+    assert not torch.allclose(layer(x, W_ih, W_hh * 1.5, b_ih, b_hh), ref, atol=1e-4)
+    b = b_ih + b_hh  # the same sum: only the GRU's b_hn, inside r * (...), tells them apart
+    swapped = layer(x, W_ih, W_hh, b, torch.zeros_like(b))
+    assert torch.allclose(swapped, ref, atol=1e-5) == (kind == "lstm")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gradcheck_float64(kind, monkeypatch):
+    monkeypatch.setattr(kernels, "ROWS_PER_CHUNK", 4)  # B=2: chunks of 2 steps
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(1)
+    m = cls(3, 2).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    ws = [p.detach().clone().requires_grad_() for p in _weights(m)]
+    assert torch.autograd.gradcheck(layer, (x, *ws), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_two_stacked_layers_match_two_layer_module(kind):
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(2)
+    m = cls(7, 4, num_layers=2, batch_first=True)
+    x = torch.randn(5, 13, 7, requires_grad=True)
+    w = torch.randn(5, 13, 4)
+    ref, ref_grads = _reference(m, x, w)
+    out = layer(layer(x, *_weights(m, 0)), *_weights(m, 1))
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    params = [x, *_weights(m, 0), *_weights(m, 1)]  # the module's parameter order
+    for a, b in zip(torch.autograd.grad((out * w).sum(), params), ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_pooled_buffers_never_shared_between_live_graphs(kind):
+    """Two forwards alive at once (and one under no_grad) keep their own saved buffers."""
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(3)
+    m = cls(4, 3, batch_first=True)
+    xs = [torch.randn(3, 11, 4, requires_grad=True) for _ in range(3)]
+    refs = [_reference(m, x, torch.ones(3, 11, 3))[1][0] for x in xs]
+    outs = [layer(x, *_weights(m)) for x in xs[:2]]
+    with torch.no_grad():
+        layer(xs[2], *_weights(m))  # its buffers go straight back to the pool...
+    outs.append(layer(xs[2], *_weights(m)))  # ...and are taken again here
+    for x, out, ref in zip(xs, outs, refs):
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_backward_twice_with_retain_graph(kind):
+    """Backward leaves the saved tensors intact: a second pass gives the same gradients."""
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(4)
+    m = cls(4, 3, batch_first=True)
+    x = torch.randn(2, 7, 4, requires_grad=True)
+    loss = layer(x, *_weights(m)).square().sum()
+    first = torch.autograd.grad(loss, [x, *_weights(m)], retain_graph=True)
+    for a, b in zip(torch.autograd.grad(loss, [x, *_weights(m)]), first):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
