@@ -39,11 +39,11 @@ from rnnlab.report import write_report  # noqa: E402
 SRC = Path(rnnlab.__file__).resolve().parents[1]
 DATA = "/data/imdb"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SECTIONS = ["seed", *EXPERIMENTS, "lab"]
+SECTIONS = ["seed", *EXPERIMENTS, "explain", "lab"]
 OUTCOME = {"long-reviews": "holds", "vanishing-gradients": "does not hold", "serial": "inconclusive",
            "bottleneck": "holds", "compare": "does not hold"}
 BADGE_CLASS = {"holds": "holds", "does not hold": "fails", "inconclusive": "unknown"}
-FIGURES = {"seed": "seed/seed.png", **{n: f"{n}/{n}.png" for n in EXPERIMENTS}}
+FIGURES = {"seed": "seed/seed.png", **{n: f"{n}/{n}.png" for n in EXPERIMENTS}, "explain": "explain/review-7.png"}
 
 
 # --- a lab directory, by hand ------------------------------------------------------------------------
@@ -97,6 +97,13 @@ def make_lab(root: Path, record: bool = True) -> Path:
         (d / "results.csv").write_text("model,part,metric,value\nrnn,accuracy,test_acc,0.81\n")
         _png(d / f"{name}.png", name)
         (d / f"{name}.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'></svg>")
+    (root / "explain").mkdir()
+    write_json(root / "explain" / "picks.json", {"mode": "quick", "models": ["rnn", "lstm", "transformer"], "picks": [
+        {"rule": "long, decided late", "criterion": "a rule no review met", "index": None},
+        {"rule": "short", "criterion": "the first review of 15 to 40 tokens", "index": 7, "n_tokens": 21, "label": 1,
+         "files": {"html": "review-7.html", "png": "review-7.png"}}]})
+    _png(root / "explain" / "review-7.png", "review 7")
+    (root / "explain" / "review-7.html").write_text("<!DOCTYPE html><html><body>review 7</body></html>")
     if record:
         write_json(root / "lab.json", {
             "mode": "quick", "data": DATA, "command": f"rnnlab lab --quick --data {DATA}",
@@ -223,7 +230,7 @@ def test_outcome_badges_match_the_verdicts(lab):
         ((cls, badge),) = page.badges[name]
         assert cls == f"verdict {BADGE_CLASS[outcome]}" and badge == outcome, (name, cls, badge)
     assert page.badges["seed"] == [] and page.badges["lab"] == []
-    assert written["outcomes"] == {"seed": "", **OUTCOME}
+    assert written["outcomes"] == {"seed": "", **OUTCOME, "explain": ""}
     assert written["summary"] == "2 holds, 2 does not hold, 1 inconclusive (of 5 claims)"
     assert written["summary"] in page.header and written["missing"] == written["problems"] == []
     md = (lab / "report.md").read_text()

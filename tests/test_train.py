@@ -230,10 +230,21 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
 @pytest.mark.parametrize("val_checks,schedule", [(1, "constant"), (3, "cosine")])
 def test_resumed_run_equals_straight_run(tmp_path, tiny_data, val_checks, schedule):
     over = {**SMALL, "dropout": 0.2, "val_checks": val_checks, "lr_schedule": schedule, "step_loss": 0.5}
+    from rnnlab.train import Interrupted
+
     straight = _run(tmp_path, tiny_data, "straight", epochs=3, **over)[1]
-    cut = _run(tmp_path, tiny_data, "cut", epochs=1, **over)[1]
     cfg = with_overrides(TrainConfig(), {**over, "epochs": 3})
-    train(cfg, prepare(cfg, load_imdb(tiny_data)), RunDir(cut.path), log=lambda s: None)
+    ds = load_imdb(tiny_data)
+    cut = RunDir.create(tmp_path / "cut", cfg, prepare(cfg, ds).vocab, ds)
+
+    def stop_after_epoch_1(row):  # as a kill after epoch 1 would: the same config, stopped
+        if row["epoch"] == 1:
+            raise Interrupted("stopped after epoch 1")
+
+    with pytest.raises(Interrupted):
+        train(cfg, prepare(cfg, ds), cut, log=lambda s: None, on_epoch=stop_after_epoch_1)
+    assert [m["epoch"] for m in cut.metrics()] == [1]
+    train(cfg, prepare(cfg, ds), RunDir(cut.path), log=lambda s: None)
     strip = lambda ms: [{k: v for k, v in m.items() if k not in TIMING} for m in ms]  # noqa: E731
     assert strip(RunDir(cut.path).metrics()) == strip(straight.metrics())
     a, b = load_file(straight.path / "model.safetensors"), load_file(cut.path / "model.safetensors")

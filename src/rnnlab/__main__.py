@@ -1,4 +1,5 @@
 """`python -m rnnlab ...` is the `rnnlab` command."""
 from .cli import main
 
-main(prog_name="rnnlab")
+if __name__ == "__main__":  # not in the lab's spawned worker processes, which import this module
+    main(prog_name="rnnlab")

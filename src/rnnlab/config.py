@@ -153,7 +153,7 @@ TUNED = TrainConfig(
 # the same tokens per review (the last 400, <br /> stripped), epochs, batch size, clipping and
 # selection (the epoch with the best accuracy on a 10% validation split). Each model keeps only
 # the settings of its documented recipe (dropout, learning rate, sizes); none was tuned further.
-BUDGET = dict(strip_html=True, max_len=400, truncate="tail", clip=1.0, val_fraction=0.1, epochs=4)
+BUDGET = dict(strip_html=True, max_len=400, truncate="tail", clip=1.0, val_fraction=0.1, epochs=3)
 RNN = TrainConfig(**BUDGET)  # the notebook's model and optimiser at the lab's budget
 LSTM = TrainConfig(**BUDGET, model="lstm", dropout=0.2)
 GRU = TrainConfig(**BUDGET, model="gru", dropout=0.2)

@@ -23,8 +23,6 @@ import multiprocessing
 import os
 import re
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -76,6 +74,16 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
 _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
 
 
+def _worker_init() -> None:
+    """A worker leaves Ctrl-C to the parent (which stops the pool) and dies on SIGTERM, as a process should."""
+    import signal
+
+    from . import train
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    train.StopOnSignal.enabled = False
+
+
 def _worker_execute(job: Job, data_arg: str | None, threads: int) -> tuple[list[dict], float]:
     from .data import load_imdb
 
@@ -101,7 +109,8 @@ class Runner:
 
     def __exit__(self, *exc):
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
+            self._pool.join()
             self._pool = None
 
     def run(self, jobs: list[Job], ds, data_arg: str | None, store: Path) -> dict[str, list[dict]]:
@@ -149,25 +158,24 @@ class Runner:
         return results
 
     def _run_pool(self, jobs: list[Job], data_arg, finished) -> None:
+        # multiprocessing's Pool, whose terminate() is safe mid-task (a terminated worker cannot leave a
+        # queue locked for the parent, as it can with concurrent.futures' executor)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        pending = {self._pool.submit(_worker_execute, job, data_arg, self.threads): job for job in jobs}
+            self._pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+        pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self.workers} worker processes x {self.threads} thread(s)")
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = pending.pop(fut)
-                    try:
-                        rows, seconds = fut.result()  # a JobError (or an interrupt) from the worker
-                    except BrokenProcessPool as e:
-                        raise JobError(f"job '{job.label}': its worker process died ({e})") from None
+                done = [r for r in pending if r.ready()]
+                if not done:
+                    time.sleep(0.05)
+                for r in done:
+                    job = pending.pop(r)
+                    rows, seconds = r.get()  # a JobError (or an interrupt) from the worker
                     finished(job, rows, seconds)
         except BaseException:
-            procs = list((getattr(self._pool, "_processes", None) or {}).values())
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            for p in procs:  # the running jobs too: their results would be thrown away
-                p.terminate()
+            self._pool.terminate()  # the running jobs too: their results would be thrown away
+            self._pool.join()
             self._pool = None
             raise
 

@@ -64,11 +64,22 @@ class Outcome:
     claim: str
 
     def html(self, link) -> str:
-        badge = f'<span class="badge">{_esc(self.outcome)}</span> ' if self.outcome else ""
-        return f'<p class="verdict {OUTCOME_CLASS.get(self.outcome, "unknown")}">{badge}<b>{_esc(self.claim)}</b></p>'
+        return (f'<p class="verdict {OUTCOME_CLASS.get(self.outcome, "unknown")}"><span class="badge">'
+                f"{_esc(self.outcome)}</span> {_esc(self.claim)}</p>")
 
     def md(self, link) -> str:
-        return f"**{self.outcome.upper()}**: {_md(self.claim)}" if self.outcome else f"**{_md(self.claim)}**"
+        return f"**{self.outcome.upper()}**: {_md(self.claim)}"
+
+
+@dataclass
+class Heading:
+    text: str
+
+    def html(self, link) -> str:
+        return f"<h3>{_esc(self.text)}</h3>"
+
+    def md(self, link) -> str:
+        return f"### {_md(self.text)}"
 
 
 @dataclass
@@ -259,8 +270,8 @@ def explain_section(lab: Path, known: dict) -> Section:
         if p.get("index") is None:
             sec.blocks.append(Text(f"{p['rule']}: no test review met the rule ({p['criterion']})."))
             continue
-        sec.blocks += [Outcome("", f"{p['rule']}: test review {p['index']} ({p['n_tokens']} tokens, label "
-                                   f"{'positive' if p['label'] else 'negative'})"),
+        sec.blocks += [Heading(f"{p['rule']}: test review {p['index']} ({p['n_tokens']} tokens, label "
+                               f"{'positive' if p['label'] else 'negative'})"),
                        Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}.", note=True)]
         png = lab / "explain" / p.get("files", {}).get("png", "")
         if png.is_file():

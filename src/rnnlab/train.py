@@ -253,14 +253,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 class StopOnSignal:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step."""
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (not in the lab's worker processes,
+    which leave signals to the parent: `enabled` False)."""
+
+    enabled = True
 
     def __init__(self):
         self.signal = None
 
     def __enter__(self):
         self._old = {}
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in (signal.SIGINT, signal.SIGTERM) if self.enabled else ():
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: leave signals alone

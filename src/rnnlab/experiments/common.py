@@ -58,9 +58,7 @@ def fit(cfg: TrainConfig, mode: str) -> Job:
     The first seed of each lab preset (rnn, lstm, gru, bow, transformer) also keeps its trained model
     (in the job's store directory, as a run directory) for `rnnlab explain` in the lab and the report.
     """
-    from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER
-
-    keep = cfg.seed == 0 and dataclasses.replace(cfg, device="auto") in (RNN, LSTM, GRU, BOW, TRANSFORMER)
+    keep = cfg.seed == 0 and is_lab_preset(cfg)
     if mode == "quick":
         cfg = with_overrides(cfg, {"epochs": QUICK_EPOCHS})
     cost = cfg.epochs * (1 + cfg.hidden_dim / 128) ** 2 * {"rnn": 1, "lstm": 2.6, "gru": 2, "bow": 0.2,
@@ -69,6 +67,15 @@ def fit(cfg: TrainConfig, mode: str) -> Job:
     label = f"{cfg.model} h{cfg.hidden_dim} {cfg.pool} len {cfg.max_len or 'all'} {cfg.truncate} clip {cfg.clip} seed {cfg.seed}"
     return Job("rnnlab.experiments.common:fit_job", {"cfg": cfg.to_dict(), "mode": mode, **DATA[mode],
                                                      **({"keep": True} if keep else {})}, label=label, cost=cost)
+
+
+def is_lab_preset(cfg: TrainConfig, *besides: str) -> bool:
+    """Whether `cfg` is one of the lab's presets (rnn, lstm, gru, bow, transformer) but for its seed, device,
+    epochs (quick mode) and the fields named in `besides`."""
+    from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER
+
+    return any(dataclasses.replace(cfg, seed=p.seed, device=p.device, epochs=p.epochs,
+                                   **{k: getattr(p, k) for k in besides}) == p for p in (RNN, LSTM, GRU, BOW, TRANSFORMER))
 
 
 def fit_job(ds: Dataset, cfg: dict, mode: str, n_train: int, n_test: int, keep: bool = False):
