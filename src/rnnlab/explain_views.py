@@ -1,0 +1,520 @@
+"""The views of `rnnlab explain`: a terminal view, one self-contained HTML page and a PNG figure.
+
+    from rnnlab.explain import explain_runs
+    from rnnlab.explain_views import render_terminal, write_html, write_png
+    exps = explain_runs(["runs/seed", "runs/lstm"], text)
+    print(render_terminal(exps, colour=True)); write_html(exps, "review.html"); write_png(exps, "review.png")
+
+Tokens are coloured by the running opinion (and, on the page, by attribution); the numbers are on hover;
+the page wraps long reviews (no horizontal scroll) and loads nothing from anywhere.
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from .explain import Alignment, Explanation, align, attribution_warning, vanished
+from .io import write_text
+
+# --- colours ------------------------------------------------------------------------------------------
+
+NEG_RGB, MID_RGB, POS_RGB = (202, 0, 32), (247, 247, 247), (5, 113, 176)  # ColorBrewer RdBu ends, grey middle
+
+
+def _rgb(x: float) -> tuple[int, int, int]:
+    """x in [-1, 1] -> red (-1), light grey (0), blue (+1)."""
+    x = max(-1.0, min(1.0, x))
+    end = POS_RGB if x > 0 else NEG_RGB
+    a = abs(x)
+    return tuple(round(m + (e - m) * a) for m, e in zip(MID_RGB, end))
+
+
+def opinion_colour(p: float) -> tuple[int, int, int]:
+    return _rgb(2 * p - 1)
+
+
+def attribution_colours(attr: list[float] | None) -> list[tuple[int, int, int]]:
+    """Each token's attribution relative to the run's largest |attribution| ([] without attribution)."""
+    if attr is None:
+        return []
+    top = max((abs(a) for a in attr), default=0.0) or 1.0
+    return [_rgb(a / top) for a in attr]
+
+
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % rgb
+
+
+def _dark(rgb) -> bool:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] < 140
+
+
+# --- the terminal -----------------------------------------------------------------------------------
+
+def _ansi256(rgb) -> int:
+    levels = (0, 95, 135, 175, 215, 255)
+    return 16 + sum(min(range(6), key=lambda k: abs(levels[k] - c)) * m for c, m in zip(rgb, (36, 6, 1)))
+
+
+def _bg(rgb, s: str) -> str:
+    fg = 15 if _dark(rgb) else 16
+    return f"\x1b[48;5;{_ansi256(rgb)}m\x1b[38;5;{fg}m{s}\x1b[0m"
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "" if x is None else format(x, spec)
+
+
+def header_lines(e: Explanation) -> list[str]:
+    """What a reader needs before the tokens: the run, its answer, what the numbers mean, any cut."""
+    truth = "" if e.true_label is None else f" (true label: {'positive' if e.true_label else 'negative'})"
+    out = [f"{e.run} ({e.model}, pool {e.pool}): {e.label}, P(positive) = {e.p_positive:.4f}{truth}",
+           f"  running opinion = P(positive) from {e.reading}",
+           f"  {e.truncation}" if e.truncation else f"  read all {len(e)} tokens of the review"]
+    if e.attribution is not None:
+        out.append(f"  attribution: {e.attribution_note}. Sum {sum(e.attribution):+.4f}; logit {e.logit:+.4f} "
+                   f"- baseline {e.baseline_logit:+.4f} = {e.logit - e.baseline_logit:+.4f} "
+                   f"(convergence delta {e.attribution_delta:+.2e})")
+        pos, neg = top_words(e)
+        out.append("  pushed towards positive: " + (", ".join(f"{w} {a:+.3f}" for w, a in pos) or "-"))
+        out.append("  pushed towards negative: " + (", ".join(f"{w} {a:+.3f}" for w, a in neg) or "-"))
+        if attribution_warning(e):
+            out.append(f"  warning: {attribution_warning(e)}")
+    else:
+        out.append(f"  {e.attribution_note}")
+    if vanished(e):
+        out.append(f"  ||dL/dx_t|| is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning signal "
+                   "reaches them at all")
+    return out
+
+
+def top_words(e: Explanation, k: int = 5) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The k tokens with the largest positive and the k with the most negative attribution."""
+    if e.attribution is None:
+        return [], []
+    order = np.argsort(e.attribution)
+    pos = [(e.words[j], e.attribution[j]) for j in order[::-1][:k] if e.attribution[j] > 0]
+    neg = [(e.words[j], e.attribution[j]) for j in order[:k] if e.attribution[j] < 0]
+    return pos, neg
+
+
+def render_terminal(exps: list[Explanation], colour: bool, width: int | None = None) -> str:
+    """Colour: the words on their running-opinion colour (one run) or one bar per run under each word.
+    Plain: a table, one row per aligned token, with every number of every run."""
+    al = align(exps)
+    lines = []
+    for e in exps:
+        lines += header_lines(e)
+    if len(exps) > 1:
+        lines.append(f"aligned: {al.note}")
+    lines.append("")
+    if not colour:
+        return "\n".join(lines + _table(exps, al)) + "\n"
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    legend = ("colour: running opinion " + _bg(_rgb(-1), " 0 negative ") + _bg(_rgb(-0.5), " 0.25 ")
+              + _bg(_rgb(0), " 0.5 ") + _bg(_rgb(0.5), " 0.75 ") + _bg(_rgb(1), " 1 positive ")
+              + "; underlined: not in the vocabulary (<unk>)")
+    if len(exps) == 1:
+        e, row, used = exps[0], [], 0
+        for j, w in enumerate(e.words):
+            cell = ("\x1b[4m" if e.ids[j] == 1 else "") + _bg(opinion_colour(e.opinion[j]), w)
+            if used + len(w) + 1 > width and row:
+                lines.append(" ".join(row))
+                row, used = [], 0
+            row.append(cell)
+            used += len(w) + 1
+        lines.append(" ".join(row))
+        return "\n".join(lines + ["", legend]) + "\n"
+    label_w = max(len(e.run) for e in exps) + 2
+    words, bars, used = [], [[] for _ in exps], 0
+    blocks = []
+    for word, idx in al.rows:
+        w = max(len(word), 1)
+        if used + w + 1 > width - label_w and words:
+            blocks.append((words, bars))
+            words, bars, used = [], [[] for _ in exps], 0
+        words.append(word.ljust(w))
+        for i, e in enumerate(exps):
+            bars[i].append(" " * w if idx[i] is None else _bg(opinion_colour(e.opinion[idx[i]]), " " * w))
+        used += w + 1
+    blocks.append((words, bars))
+    for ws, bs in blocks:
+        lines.append(" " * label_w + " ".join(ws))
+        for e, b in zip(exps, bs):
+            lines.append(e.run[:label_w - 2].ljust(label_w) + " ".join(b))
+        lines.append("")
+    return "\n".join(lines + [legend]) + "\n"
+
+
+def _table(exps: list[Explanation], al: Alignment) -> list[str]:
+    cols = [("p_pos", "opinion", ".4f"), ("attr", "attribution", "+.4f"), ("|dL/dx|", "grad_norm", ".2e"),
+            ("|dh|", "state_change", ".4f")]
+    multi = len(exps) > 1
+    head = ["t", "token"] + [f"{name}:{e.run}" if multi else name for e in exps for name, _, _ in cols]
+    rows = []
+    for k, (word, idx) in enumerate(al.rows):
+        unk = any(j is not None and e.ids[j] == 1 for e, j in zip(exps, idx))
+        cells = [str(k + 1), word + (" (unk)" if unk else "")]
+        for i, e in enumerate(exps):
+            for _, field, spec in cols:
+                arr = getattr(e, field)
+                cells.append("" if idx[i] is None or arr is None else _fmt(arr[idx[i]], spec))
+        rows.append(cells)
+    widths = [max(len(c) for c in col) for col in zip(head, *rows)]
+
+    def fmt(cells):  # the token left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [fmt(head)] + [fmt(r) for r in rows]
+
+
+# --- HTML: one self-contained page ------------------------------------------------------------------
+
+CSS = """
+:root{color-scheme:light}
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#222;
+  max-width:1100px;margin:0 auto;padding:18px 22px 40px;background:#fff;overflow-wrap:anywhere}
+h1{font-size:1.45em;margin:.2em 0 .1em}h2{font-size:1.15em;margin:1.6em 0 .4em;border-bottom:1px solid #ddd}
+.sub{color:#555;margin:.1em 0 .8em}.note{color:#555;font-size:.9em}.warn{color:#a04000}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{flex:1 1 300px;border:1px solid #ddd;border-radius:8px;padding:10px 14px;background:#fafafa}
+.card h3{margin:0 0 4px;font-size:1.05em}.card p{margin:3px 0;font-size:.92em}
+.verdict{font-weight:600}.pos{color:rgb(5,113,176)}.neg{color:rgb(202,0,32)}
+.flow{line-height:2.05;font-size:15px}
+.t{padding:2px 3px;border-radius:3px;white-space:pre-wrap}
+.unk{text-decoration:underline dotted 1.5px}
+.c{display:inline-flex;flex-direction:column;vertical-align:top;margin:0 3px 7px 0;max-width:100%}
+.c .w{padding:0 1px;line-height:1.3}.c i{display:block;height:6px;margin-top:1px;border-radius:1px}
+.c i.x{background:repeating-linear-gradient(45deg,#fff 0 2px,#ccc 2px 4px)}
+.legend{display:flex;align-items:center;gap:8px;font-size:.85em;color:#444;margin:4px 0 8px;flex-wrap:wrap}
+.scale{display:inline-block;width:180px;height:12px;border-radius:2px;
+  background:linear-gradient(90deg,rgb(202,0,32),rgb(247,247,247),rgb(5,113,176))}
+svg{width:100%;height:auto;display:block}
+svg text{font:11px system-ui,sans-serif;fill:#444}
+table{border-collapse:collapse;font-size:.9em}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
+"""
+LINE_COLOURS = ("#222222", "#7b3294", "#1b9e77", "#d95f02", "#666666", "#e7298a")
+
+
+def _esc(s) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _tip(word: str, exps: list[Explanation], idx: list[int | None], pos: int) -> str:
+    """The numbers behind one token, for its title attribute."""
+    parts = [f"token {pos}: {word}"]
+    for e, j in zip(exps, idx):
+        who = f"{e.run}: " if len(exps) > 1 else ""
+        if j is None:
+            parts.append(f"{who}not read")
+            continue
+        s = (f"{who}P(positive) {e.opinion[j]:.3f}, attribution {_num(e.attribution and e.attribution[j], '+.4f')}"
+             f", |dL/dx| {e.grad_norm[j]:.2e}")
+        if e.state_change is not None:
+            s += f", |h_t - h_t-1| {e.state_change[j]:.3f}"
+        if e.ids[j] == 1:
+            s += " (<unk>: not in the vocabulary)"
+        parts.append(s)
+    return "\n".join(parts)
+
+
+def _flow(exps: list[Explanation], al: Alignment, colours: list[list]) -> str:
+    """Tokens in reading order; one run: each word on its colour; several: one bar per run under each word."""
+    out = []
+    for k, (word, idx) in enumerate(al.rows):
+        tip = _esc(_tip(word, exps, idx, k + 1))
+        unk = any(j is not None and e.ids[j] == 1 for e, j in zip(exps, idx))
+        if len(exps) == 1:
+            rgb = colours[0][idx[0]]
+            style = f"background:{_hex(rgb)}" + (";color:#fff" if _dark(rgb) else "")
+            out.append(f'<span class="t w{" unk" if unk else ""}" style="{style}" title="{tip}">{_esc(word)}</span>')
+        else:
+            bars = "".join('<i class="x"></i>' if j is None or not colours[i] else
+                           f'<i style="background:{_hex(colours[i][j])}"></i>' for i, j in enumerate(idx))
+            out.append(f'<span class="c" title="{tip}"><span class="w{" unk" if unk else ""}">{_esc(word)}'
+                       f"</span>{bars}</span>")
+    return f'<div class="flow">{" ".join(out)}</div>'
+
+
+def _nice(span: float, target: int) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about `target` ticks over `span`."""
+    raw = max(span, 1e-12) / target
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+
+
+def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]], title: str, log: bool = False,
+               y_range: tuple[float, float] | None = None, ref: float | None = None, shade: bool = False,
+               tips: list[str] | None = None) -> str:
+    """A line per series over the aligned tokens (continued across tokens a run did not read; on a log axis a
+    0 is a triangle at the bottom); hovering a token's column shows `tips`."""
+    W, H, L, R, T, B = 1000, 190, 52, 12, 22, 26
+    n = len(al.rows)
+    vals = [v for _, _, ys in series for v in ys if v is not None and (v > 0 or not log)]
+    if not vals:
+        return ""
+    if y_range:
+        lo, hi = y_range
+    elif log:
+        lo, hi = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
+        hi = hi if hi > lo else lo + 1
+    else:
+        lo, hi = min(0.0, min(vals)), max(vals)
+        hi = hi if hi > lo else lo + 1
+    tf = (lambda v: math.log10(v)) if log else (lambda v: v)
+    X = lambda k: L + (W - L - R) * (k + 0.5) / n  # noqa: E731
+    Y = lambda v: T + (H - T - B) * (1 - (tf(v) - lo) / (hi - lo))  # noqa: E731
+    g = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{_esc(title)}"><title>{_esc(title)}</title>',
+         f'<text x="{L}" y="14" style="font-weight:600">{_esc(title)}</text>']
+    if shade and ref is not None:
+        g.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{Y(ref) - T:.1f}" fill="rgb(5,113,176)" '
+                 'fill-opacity=".07"/>')
+        g.append(f'<rect x="{L}" y="{Y(ref):.1f}" width="{W - L - R}" height="{H - B - Y(ref):.1f}" '
+                 'fill="rgb(202,0,32)" fill-opacity=".07"/>')
+    g.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#bbb"/>')
+    if log:
+        step = max(1, math.ceil((hi - lo) / 6))
+        ticks = [(10.0 ** e, f"1e{e}") for e in range(int(hi), int(lo) - 1, -step)]
+    else:
+        step = _nice(hi - lo, 4)
+        lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step  # the axis ends on ticks
+        ticks = [(v, f"{v:g}") for v in np.arange(lo, hi + step / 2, step)]
+    for v, lab in ticks:
+        g.append(f'<text x="{L - 5}" y="{Y(v) + 4:.1f}" text-anchor="end">{lab}</text>')
+        g.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#eee"/>')
+    if ref is not None:
+        g.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(ref):.1f}" y2="{Y(ref):.1f}" stroke="#888" '
+                 'stroke-dasharray="4 3"/>')
+    step = int(_nice(n, 10)) if n > 10 else 1
+    for k in [0] + list(range(step - 1, n, step)):
+        g.append(f'<text x="{X(k):.1f}" y="{H - 8}" text-anchor="middle">{k + 1}</text>')
+    for name, colour, ys in series:
+        segs, seg = [], []
+        for k, v in enumerate(ys):
+            if v is None:
+                continue  # a token this run did not read: the line goes on
+            if log and v <= 0:
+                segs.append(seg)
+                seg = []
+                g.append(f'<path d="M{X(k) - 3:.1f},{H - B - 6} h6 l-3,5 z" fill="{colour}" fill-opacity=".6"/>')
+            else:
+                seg.append(f"{X(k):.1f},{Y(v):.1f}")
+        segs.append(seg)
+        for sg in segs:
+            if len(sg) == 1:
+                x, y = sg[0].split(",")
+                g.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>')
+            elif sg:
+                g.append(f'<polyline points="{" ".join(sg)}" fill="none" stroke="{colour}" stroke-width="1.6" '
+                         'stroke-linejoin="round"/>')
+    if tips:
+        w = (W - L - R) / n
+        for k, tip in enumerate(tips):
+            g.append(f'<rect x="{L + k * w:.2f}" y="{T}" width="{w:.2f}" height="{H - T - B}" fill="#000" '
+                     f'fill-opacity="0"><title>{_esc(tip)}</title></rect>')
+    g.append("</svg>")
+    return "".join(g)
+
+
+def _chart_legend(exps: list[Explanation]) -> str:
+    if len(exps) == 1:
+        return ""
+    return '<div class="legend">' + " ".join(
+        f'<span><svg width="22" height="10" style="display:inline;width:22px"><line x1="0" x2="22" y1="5" y2="5" '
+        f'stroke="{LINE_COLOURS[i % len(LINE_COLOURS)]}" stroke-width="3"/></svg> {_esc(e.run)}</span>'
+        for i, e in enumerate(exps)) + "</div>"
+
+
+def _card(e: Explanation) -> str:
+    cls = "pos" if e.label == "positive" else "neg"
+    truth = ""
+    if e.true_label is not None:
+        ok = (e.true_label == 1) == (e.label == "positive")
+        truth = f" · true label {'positive' if e.true_label else 'negative'} ({'right' if ok else 'wrong'})"
+    lines = [f'<h3>{_esc(e.run)} <span class="note">({_esc(e.model)}, pool {_esc(e.pool)})</span></h3>',
+             f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{_esc(truth)}</p>',
+             f"<p>{_esc(e.truncation[0].upper() + e.truncation[1:]) if e.truncation else f'Read all {len(e)} tokens.'}"
+             f" Running opinion: {_esc(e.reading)}.</p>"]
+    if e.attribution is not None:
+        pos, neg = top_words(e)
+        fmt = lambda ws: ", ".join(f"<b>{_esc(w)}</b> {a:+.2f}" for w, a in ws) or "none"  # noqa: E731
+        lines.append(f'<p><span class="pos">Towards positive:</span> {fmt(pos)}. '
+                     f'<span class="neg">Towards negative:</span> {fmt(neg)}.</p>')
+        warn = attribution_warning(e)
+        lines.append(f"<p>The attributions add up to {sum(e.attribution):+.3f}; the logit moved "
+                     f"{e.logit - e.baseline_logit:+.3f} from the blank review ({e.baseline_logit:+.3f} to "
+                     f"{e.logit:+.3f}; convergence delta {e.attribution_delta:+.1e})."
+                     + (' <span class="warn">Completeness fails: read them as rough.</span>' if warn else "") + "</p>")
+    else:
+        lines.append(f'<p class="warn">{_esc(e.attribution_note[0].upper() + e.attribution_note[1:])}.</p>')
+    if vanished(e):
+        lines.append(f"<p>The gradient is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning "
+                     "signal reaches them.</p>")
+    return '<div class="card">' + "".join(lines) + "</div>"
+
+
+def render_html(exps: list[Explanation], title: str | None = None) -> str:
+    """The page: a card per run, the running opinion as lines and as coloured words, the attribution
+    as coloured words, the gradient norm (log) and the state change; every number on hover."""
+    al = align(exps)
+    multi = len(exps) > 1
+    src = next((e.source for e in exps if e.source), "")
+    title = title or ("How " + ("these models read" if multi else f"{exps[0].run} reads") + " one review, word by word")
+    tips = [_tip(w, exps, idx, k + 1) for k, (w, idx) in enumerate(al.rows)]
+    colour = lambda i: LINE_COLOURS[i % len(LINE_COLOURS)]  # noqa: E731
+    op = [(e.run, colour(i), al.values(exps, "opinion", i)) for i, e in enumerate(exps)]
+    gn = [(e.run, colour(i), al.values(exps, "grad_norm", i)) for i, e in enumerate(exps)]
+    dh = [(e.run, colour(i), al.values(exps, "state_change", i)) for i, e in enumerate(exps) if e.state_change]
+    bars = ("" if not multi else '<p class="note">Under each word, one bar per run, top to bottom: '
+            + ", ".join(_esc(e.run) for e in exps) + "; a hatched bar: that run did not read the word.</p>")
+    scale = lambda left, right: (f'<div class="legend">{left} <span class="scale"></span> {right}'  # noqa: E731
+                                 '<span>· dotted underline: not in the vocabulary (&lt;unk&gt;) · hover a word '
+                                 'for its numbers</span></div>')
+    has_attr = [e.attribution is not None for e in exps]
+    body = [f"<h1>{_esc(title)}</h1>",
+            f'<p class="sub">{_esc(src) + " · " if src else ""}{len(al.rows)} tokens'
+            + (f" · {_esc(al.note)}" if multi else "") + "</p>",
+            '<div class="cards">' + "".join(_card(e) for e in exps) + "</div>",
+            "<h2>Running opinion</h2>",
+            '<p class="note">P(positive) if the review ended after each token. Above the dashed line the model '
+            "would say positive, below it negative.</p>",
+            _chart_legend(exps),
+            _svg_chart(al, op, "P(positive) after each token", y_range=(0.0, 1.0), ref=0.5, shade=True, tips=tips),
+            scale("negative (0)", "(1) positive"), bars,
+            _flow(exps, al, [[opinion_colour(p) for p in e.opinion] for e in exps]),
+            "<h2>Which words decided it (attribution)</h2>"]
+    if any(has_attr):
+        ok = next(e for e in exps if e.attribution is not None)
+        body += ['<p class="note">How much each word moved the final logit away from a review of the same length '
+                 f"with no words: {_esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
+                 "colours are relative to each run's strongest word. By completeness the attributions add up to "
+                 "the logit's change; Captum's convergence delta is how far they miss it.</p>"]
+        body += [f'<p class="warn">{_esc(e.run)}: {_esc(attribution_warning(e))}.</p>'
+                 for e in exps if attribution_warning(e)]
+        body += [scale("towards negative", "towards positive"), bars,
+                 _flow(exps, al, [attribution_colours(e.attribution) if e.attribution is not None else []
+                                  for e in exps])]
+    else:
+        body.append(f'<p class="warn">{_esc(exps[0].attribution_note)}.</p>')
+    zeros = "; ".join(f"{_esc(e.run)}: {vanished(e)} of {len(e)}" for e in exps if vanished(e))
+    body += ["<h2>Gradient reaching each word (log scale)</h2>",
+             '<p class="note">||dL/dx_t||: how strongly the loss of the final answer (against the predicted '
+             "label) reacts to each word's embedding. For a vanilla RNN it fades by orders of magnitude towards "
+             "the start of a long review: the vanishing gradient, on one review."
+             + (f" A triangle at the bottom: exactly 0 in float32, below its smallest number ({zeros} tokens)."
+                if zeros else "") + "</p>",
+             _chart_legend(exps), _svg_chart(al, gn, "||dL/dx_t|| at the embedding output", log=True, tips=tips)]
+    if dh:
+        body += ["<h2>How far each word moves the hidden state</h2>",
+                 '<p class="note">||h_t - h_{t-1}|| of the top recurrent layer (h_{-1} = 0).</p>',
+                 _chart_legend([e for e in exps if e.state_change]),
+                 _svg_chart(al, dh, "||h_t - h_(t-1)||", tips=tips)]
+    body.append('<p class="note">Made by rnnlab explain. Self-contained: nothing on this page is loaded from '
+                "anywhere.</p>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+
+
+def write_html(explanations: list[Explanation], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write the explanations of one review (one run or several, aligned) as one self-contained HTML page."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, render_html(explanations, title))
+    return path
+
+
+# --- PNG ----------------------------------------------------------------------------------------------
+
+def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labels: int = 60) -> Path:
+    """A figure: the running opinion of every run; each run's attribution as bars; the gradient norm on a
+    log axis (and ||h_t - h_{t-1}|| for recurrent runs). Token labels under every k-th token."""
+    from .plots import plt, save_figure
+
+    exps, path = explanations, Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    al = align(exps)
+    n = len(al.rows)
+    x = np.arange(n)
+    with_attr = [i for i, e in enumerate(exps) if e.attribution is not None]
+    recurrent = [i for i, e in enumerate(exps) if e.state_change is not None]
+    heights = [2.6] + [1.5] * len(with_attr) + [2.2] + ([1.6] if recurrent else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(max(9.0, min(18.0, 6 + n / 40)), sum(heights) + 1.2),
+                             sharex=True, gridspec_kw={"height_ratios": heights})
+    axes = list(np.atleast_1d(axes))
+    colour = lambda i: LINE_COLOURS[i % len(LINE_COLOURS)]  # noqa: E731
+    def line(a, i, field, **kw):  # a run's values at the rows it read; across the others the line goes on
+        v = al.values(exps, field, i)
+        k = np.array([j for j, y in enumerate(v) if y is not None])
+        y = np.array([y for y in v if y is not None], dtype=float)
+        if field == "grad_norm":
+            a.semilogy(k[y > 0], y[y > 0], color=colour(i), **kw)
+            return k[y == 0]
+        a.plot(k, y, color=colour(i), **kw)
+        return None
+
+    ax = axes[0]
+    ax.axhspan(0.5, 1, color=_hex(POS_RGB), alpha=0.06)
+    ax.axhspan(0, 0.5, color=_hex(NEG_RGB), alpha=0.06)
+    ax.axhline(0.5, color="#888", lw=0.8, ls="--")
+    for i, e in enumerate(exps):
+        line(ax, i, "opinion", lw=1.3, label=f"{e.run} ({e.model}): {e.label} {e.p_positive:.3f}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("P(positive)\nafter token")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("running opinion: P(positive) had the review ended after this token"
+                 + ("\n" + textwrap.fill(al.note, int(fig.get_figwidth() * 14)) if len(exps) > 1 else ""),
+                 fontsize=8, loc="left")
+    for a, i in zip(axes[1:], with_attr):
+        e = exps[i]
+        v = np.array([np.nan if y is None else y for y in al.values(exps, "attribution", i)], dtype=float)
+        a.bar(x, np.nan_to_num(v), width=1.0, color=np.where(v >= 0, _hex(POS_RGB), _hex(NEG_RGB)))
+        a.axhline(0, color="#888", lw=0.6)
+        a.set_ylabel("attribution", fontsize=8)
+        warn = " - completeness fails: rough" if attribution_warning(e) else ""
+        a.set_title(f"{e.run}: Integrated Gradients of the final logit (sum {sum(e.attribution):+.3f}, "
+                    f"logit - baseline {e.logit - e.baseline_logit:+.3f}, delta {e.attribution_delta:+.1e}{warn})",
+                    fontsize=8, loc="left")
+    a = axes[1 + len(with_attr)]
+    zeros = [(i, line(a, i, "grad_norm", lw=1.1, label=e.run)) for i, e in enumerate(exps)]
+    bottom = a.get_ylim()[0]
+    for i, k in zeros:
+        if len(k):
+            a.scatter(k, np.full(len(k), bottom), marker="v", s=10, color=colour(i), alpha=0.6, clip_on=False,
+                      label=f"{exps[i].run}: exactly 0 ({len(k)} tokens)")
+    a.set_ylim(bottom=bottom)
+    a.set_ylabel("||dL/dx_t||\n(log)")
+    a.set_title("gradient of the loss at each word's embedding (triangles: exactly 0 in float32)"
+                if any(len(k) for _, k in zeros) else "gradient of the loss at each word's embedding",
+                fontsize=8, loc="left")
+    if len(exps) > 1 or any(len(k) for _, k in zeros):
+        a.legend(fontsize=7, loc="upper left")
+    if recurrent:
+        a = axes[-1]
+        for i in recurrent:
+            line(a, i, "state_change", lw=1.1, label=exps[i].run)
+        a.set_ylabel("||h_t - h_t-1||")
+        a.set_title("how far each word moves the hidden state", fontsize=8, loc="left")
+    k = max(1, math.ceil(n / max_labels))
+    axes[-1].set_xticks(x[::k])
+    axes[-1].set_xticklabels([f"{al.rows[j][0][:14]} {j + 1}" for j in x[::k]], rotation=90, fontsize=7)
+    axes[-1].set_xlim(-0.5, n - 0.5)
+    axes[-1].set_xlabel(f"token (one in {k} labelled)" if k > 1 else "token")
+    for a in axes:
+        a.grid(alpha=0.25)
+    src = next((e.source for e in exps if e.source), "")
+    fig.suptitle(f"rnnlab explain: {src or 'one review'}, {n} tokens", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    return path
