@@ -181,3 +181,44 @@ def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_data, monkey
                                     "--tensorboard", str(tmp_path / "tb")])
     assert res.exit_code == 2 and "pip install 'rnnlab[tensorboard]'" in res.output
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_and_predict_cut_reviews_as_the_run_was_trained(tmp_path, tiny_data):
+    """A run trained on the last 3 tokens with <br /> stripped reads new text the same way: only the last 3
+    words of a review decide, and a review that differs only before them gets the same probability."""
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--preset", "rnn", "--data", str(tiny_data), "--epochs", "1", "--max-len", "3",
+                              "--embed-dim", "8", "--hidden-dim", "8", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    same_end = ["awful film " * 60 + "great excellent wonderful", "superb " * 5 + "great excellent wonderful",
+                "great excellent<br />wonderful"]
+    r = subprocess.run(CMD + ["predict", str(out), "--json", *same_end], capture_output=True, text=True)
+    probs = [json.loads(line)["p_positive"] for line in r.stdout.splitlines()]
+    assert len(set(probs)) == 1, probs  # the head differs, the last 3 tokens (br stripped) do not
+    r = subprocess.run(CMD + ["predict", str(out), "--json", "great excellent<br />br wonderful"],
+                       capture_output=True, text=True)
+    assert json.loads(r.stdout)["p_positive"] != probs[0]  # a literal "br" word is read, a tag is not
+    csv = tmp_path / "mine.csv"
+    csv.write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in zip(same_end, (1, 0, 1))))
+    r = subprocess.run(CMD + ["evaluate", str(out), "--data", str(csv), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["acc"] in (round(1 / 3, 4), round(2 / 3, 4))  # one probability for all three reviews
+    assert [(b["bucket"], b["n"]) for b in rep["by_length"]] == [("0-100", 2), ("100-200", 1)]  # own length: 123
+
+
+@pytest.mark.parametrize("args", [["train", "--device", "cuda", "--epochs", "1"], ["evaluate", "RUN", "--device", "cuda"],
+                                  ["predict", "RUN", "x", "--device", "cuda"], ["lab", "--quick", "--device", "cuda"],
+                                  ["shortfall", "serial", "--quick", "--device", "cuda"],
+                                  ["compare", "--quick", "--device", "cuda"], ["explain", "RUN", "--text", "x", "--device", "cuda"]])
+def test_device_cuda_without_a_gpu_is_one_line_for_every_command(args, seed_run, tiny_data, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: see test_gpu.py")
+    args = [str(seed_run[0]) if a == "RUN" else a for a in args]
+    if args[0] in ("train", "lab", "shortfall", "compare"):
+        args += ["--data", str(tiny_data)] + (["--out", str(tmp_path / "o")])
+    r = subprocess.run(CMD + args, capture_output=True, text=True)
+    assert r.returncode == 2 and "no CUDA GPU is available" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -149,3 +149,32 @@ def test_transformer_refuses_a_width_its_heads_cannot_split():
 
     with pytest.raises(ValueError, match="not divisible by 4 attention heads"):
         TransformerClassifier(10, 6, 8, pool="mean")
+
+
+@pytest.mark.parametrize("T", [1, 2, 9])
+def test_tanh_kernel_two_layers_match_nn_rnn(T):
+    """Two stacked kernel layers (as run_recurrent stacks them) against nn.RNN(num_layers=2), short T too."""
+    from rnnlab.models import run_recurrent
+
+    torch.manual_seed(T)
+    rnn = nn.RNN(5, 4, num_layers=2, batch_first=True)
+    x = torch.randn(3, T, 5, requires_grad=True)
+    ref = rnn(x)[0]
+    w = torch.randn_like(ref)
+    (ref * w).sum().backward()
+    want = [p.grad.clone() for p in rnn.parameters()] + [x.grad.clone()]
+    rnn.zero_grad()
+    x.grad = None
+    out = run_recurrent(rnn, x)
+    torch.testing.assert_close(out, ref, atol=2e-6, rtol=1e-5)
+    (out * w).sum().backward()
+    for a, b in zip([p.grad for p in rnn.parameters()] + [x.grad], want):
+        torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
+
+
+def test_tanh_kernel_gradcheck_float64():
+    torch.manual_seed(0)
+    args = (torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True),
+            *(torch.randn(*s, dtype=torch.float64, requires_grad=True) * 0.5 for s in ((4, 3), (4, 4), (4,), (4,))))
+    args = tuple(a.detach().requires_grad_() for a in args)
+    assert torch.autograd.gradcheck(tanh_rnn_layer, args, eps=1e-6, atol=1e-6)

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import ConfigError, TrainConfig, with_overrides
 from rnnlab.data import load_imdb
-from rnnlab.models import RecurrentClassifier
+from rnnlab.io import RunError
+from rnnlab.models import RecurrentClassifier, build_model
 from rnnlab.prepare import prepare, stratified_split
 from rnnlab.runs import RunDir
 from rnnlab.scoring import score
@@ -313,3 +314,35 @@ def test_unequal_batches_run_in_chunks_with_the_same_loss_and_gradient(step_weig
     torch.testing.assert_close(chunked[0], whole[0], atol=1e-6, rtol=1e-5)
     for a, b in zip(chunked[1], whole[1]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+@pytest.fixture
+def two_epoch_run(tmp_path, tiny_data):
+    return _run(tmp_path, tiny_data, "r", epochs=2)[1]
+
+
+def test_resume_refuses_a_missing_rng_state(two_epoch_run):
+    from safetensors.torch import save_file
+
+    ck = two_epoch_run.path / json.loads((two_epoch_run.path / "checkpoint.json").read_text())["dir"]
+    save_file({"other": torch.zeros(1)}, str(ck / "rng.safetensors"))
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match="no torch RNG state"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
+
+
+def test_resume_refuses_metrics_that_disagree_with_the_checkpoint(two_epoch_run):
+    f = two_epoch_run.path / "metrics.jsonl"
+    f.write_text(f.read_text().splitlines()[0] + "\n")  # one epoch where the checkpoint says two
+    cfg = two_epoch_run.config()
+    m = build_model(cfg, len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match=r"has epochs \[1\], checkpoint.json says 1..2"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
+
+
+def test_resume_with_other_data_refuses_a_different_vocabulary(two_epoch_run, tmp_path):
+    other = write_parquet_dir(tmp_path / "other", make_reviews(240, seed=21), make_reviews(120, seed=22))
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(two_epoch_run.path), "--epochs", "3",
+                        "--data", str(other)], capture_output=True, text=True)
+    assert r.returncode == 2 and "vocabulary differs from this data" in r.stderr and "Traceback" not in r.stderr
+    assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]  # nothing trained, nothing lost

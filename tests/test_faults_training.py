@@ -1,0 +1,175 @@
+"""Faults of the machine while training and running the lab: what the user sees, that nothing half-made is
+left, and that fixing the fault and resuming ends with the metrics of a run that never met it.
+
+| fault                                         | what the user sees (exit 2, one line)                      |
+|-----------------------------------------------|-------------------------------------------------------------|
+| disk full while saving epoch 2                | cannot write RUN/ckpt-2/...: no space left on device (completed epochs are kept: rnnlab train --resume RUN) |
+| out of memory on a batch                      | out of memory on a batch of B reviews x T tokens (... --batch-size ...): use a smaller --batch-size or a --max-len |
+| --out on a read-only file system              | cannot write OUT: read-only file system                     |
+| --out is a file                               | OUT: exists and is a file; choose another --out             |
+| the lab's store on a full disk mid-lab        | cannot write OUT/jobs/KEY.json: no space left on device     |
+| a corrupt finished job in the lab's store     | (nothing: the job is run again)                             |
+"""
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import rnnlab.io as io_mod
+import rnnlab.train as train_mod
+from rnnlab.cli import main
+from rnnlab.data import load_imdb
+from rnnlab.runs import RunDir
+
+TIMING = {"train_seconds", "tokens_per_second"}
+ARGS = ["--preset", "default", "--epochs", "3", "--embed-dim", "16", "--hidden-dim", "16", "--vocab-size", "60",
+        "--batch-size", "16", "--val-fraction", "0.2", "--dropout", "0.2"]
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, tiny_data):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *ARGS])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_disk_full_while_saving_an_epoch_then_resume(tmp_path, tiny_data, straight, monkeypatch):
+    out = tmp_path / "run"
+    real = io_mod.write_bytes
+
+    def full_from_epoch_2(path, data):  # the disk fills while epoch 2's checkpoint is written
+        if "ckpt-2" in str(path):
+            raise io_mod.StorageError(f"cannot write {path}: no space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(io_mod, "write_bytes", full_from_epoch_2)
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *ARGS])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and "no space left on device" in lines[0] and f"--resume {out}" in lines[0]
+    assert "Traceback" not in res.output
+    assert sorted(p.name for p in out.glob("ckpt-*")) == ["ckpt-1"]  # no partial ckpt-2 left behind
+    assert json.loads((out / "checkpoint.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(io_mod, "write_bytes", real)  # space freed
+    res = CliRunner().invoke(main, ["train", "--resume", str(out)])
+    assert res.exit_code == 0, res.output
+    assert _strip(RunDir(out).metrics()) == _strip(RunDir(straight).metrics())
+    assert json.loads(res.output.strip().splitlines()[-1])["test_acc"] == \
+        json.loads((straight / "summary.json").read_text())["test_acc"]
+
+
+def test_out_of_memory_on_a_batch_names_it_keeps_epochs_and_resumes(tmp_path, tiny_data, straight, monkeypatch):
+    out = tmp_path / "run"
+    real = train_mod.objective
+    calls = {"n": 0}
+
+    def oom_in_epoch_2(model, tokens, lengths, labels, w):
+        calls["n"] += 1
+        if calls["n"] == 13:  # 12 steps an epoch at this size: the first step of epoch 2
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(model, tokens, lengths, labels, w)
+
+    monkeypatch.setattr(train_mod, "objective", oom_in_epoch_2)
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *ARGS])
+    assert res.exit_code == 2, res.output
+    assert "out of memory on a batch of 16 reviews" in res.output and "--batch-size 16" in res.output
+    assert "use a smaller --batch-size or a --max-len" in res.output and "Traceback" not in res.output
+    assert [m["epoch"] for m in RunDir(out).metrics()] == [1]
+    monkeypatch.setattr(train_mod, "objective", real)
+    res = CliRunner().invoke(main, ["train", "--resume", str(out)])
+    assert res.exit_code == 0, res.output
+    assert _strip(RunDir(out).metrics()) == _strip(RunDir(straight).metrics())
+
+
+def test_out_of_ram_in_a_real_process_is_one_line(tmp_path, tiny_data):
+    """A real allocation failure: the process may use at most 3 GB of address space, and one batch of
+    2,000 reviews x 60 tokens through a 4096-wide LSTM needs more."""
+    cmd = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--preset", "lstm", "--epochs", "1",
+           "--hidden-dim", "4096", "--batch-size", "2000", "--val-fraction", "0"]
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+            "from rnnlab.cli import main; sys.argv = ['rnnlab'] + sys.argv[1:]; main()")
+    r = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and ("out of memory" in r.stderr), r.stderr[-2000:]
+    assert not (tmp_path / "r").exists()  # no epoch completed: no half-made run
+
+
+def test_a_corrupt_finished_job_is_run_again_and_the_rows_are_the_same(tmp_path, tiny_data):
+    from rnnlab.experiments import EXPERIMENTS
+    from rnnlab.lab import run_experiments
+
+    ds = load_imdb(tiny_data)
+    run_experiments([EXPERIMENTS["long-reviews"]], ds, tmp_path, quick=True, log=lambda s: None)
+    before = (tmp_path / "long-reviews" / "results.csv").read_text()
+    job = sorted((tmp_path / "jobs").glob("*.json"))[0]
+    job.write_text(job.read_text()[: len(job.read_text()) // 2])  # a half-written file, as after a crash
+    run_experiments([EXPERIMENTS["long-reviews"]], ds, tmp_path, quick=True, log=lambda s: None)
+    after = (tmp_path / "long-reviews" / "results.csv").read_text()
+    strip = lambda text: [line for line in text.splitlines() if "seconds" not in line and "per_second" not in line]  # noqa: E731
+    assert strip(after) == strip(before)
+    json.loads(job.read_text())  # rewritten whole
+
+
+def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_path, tiny_data, monkeypatch):
+    real = io_mod.write_text
+    state = {"n": 0}
+
+    def full_after_3_jobs(path, text):
+        if "/jobs/" in str(path) and str(path).endswith(".json"):
+            state["n"] += 1
+            if state["n"] > 3:
+                raise io_mod.StorageError(f"cannot write {path}: no space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(io_mod, "write_text", full_after_3_jobs)
+    out = tmp_path / "lab"
+    res = CliRunner().invoke(main, ["shortfall", "long-reviews", "--quick", "--data", str(tiny_data), "--out", str(out),
+                                    "--jobs", "1"])
+    assert res.exit_code == 2 and "no space left on device" in res.output and "Traceback" not in res.output
+    assert len(list((out / "jobs").glob("*.json"))) == 3 and not list((out / "jobs").glob(".*.tmp"))
+    monkeypatch.setattr(io_mod, "write_text", real)
+    res = CliRunner().invoke(main, ["shortfall", "long-reviews", "--quick", "--data", str(tiny_data), "--out", str(out),
+                                    "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    assert (out / "long-reviews" / "verdict.json").is_file()
+
+
+def test_read_only_out_and_out_that_is_a_file(tmp_path, tiny_data, monkeypatch):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(f), *ARGS])
+    assert res.exit_code == 2 and "exists and is a file" in res.output
+    res = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(f)])
+    assert res.exit_code == 2 and "output path is a file" in res.output
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                             capture_output=True).returncode == 0
+    if not mounted:  # no mount here: the file system's answer, injected at the mkdir
+        import pathlib
+
+        real_mkdir = pathlib.Path.mkdir
+
+        def ro_mkdir(self, *a, **k):
+            if str(self).startswith(str(ro)):
+                raise OSError(errno.EROFS, "Read-only file system", str(self))
+            return real_mkdir(self, *a, **k)
+
+        monkeypatch.setattr(pathlib.Path, "mkdir", ro_mkdir)
+    try:
+        res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(ro / "run"), *ARGS])
+        assert res.exit_code == 2 and "read-only file system" in res.output and "Traceback" not in res.output
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(ro)])
