@@ -209,8 +209,20 @@ class TransformerClassifier(Classifier):
         B, T = tokens.shape
         lengths = lengths.to(tokens.device)
         x = self.embedding(tokens) * self.scale + sinusoidal_positions(T, self.dim, tokens.device)
-        out = self.encoder(x, src_key_padding_mask=~mask(lengths, T))  # (B, T, E)
+        out = _without_fastpath(self.encoder, x, ~mask(lengths, T)) if x.device.type == "cpu" else \
+            self.encoder(x, src_key_padding_mask=~mask(lengths, T))  # (B, T, E)
         return self.fc(pool_states(self.norm(out), lengths, self.pool)).squeeze(-1)
+
+
+def _without_fastpath(encoder, x, padding):
+    """The encoder without PyTorch's inference fast path, which on the CPU is ~3x slower than the plain
+    path for these sizes (measured: 0.81 s vs 0.28 s per forward of 64 x 400 tokens, one thread)."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        return encoder(x, src_key_padding_mask=padding)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 class CNNClassifier(Classifier):

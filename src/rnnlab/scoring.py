@@ -12,7 +12,7 @@ import torch
 
 from .batching import Encoded, batch_indices
 
-EVAL_BATCH = 256
+EVAL_BATCH = 64  # the training batch; larger batches were slower on the CPU and held more memory
 LENGTH_EDGES = (0, 100, 200, 400, 800)  # review-length buckets in tokens (before truncation)
 
 

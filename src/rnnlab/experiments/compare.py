@@ -55,7 +55,7 @@ def jobs(mode: str):
                         fit(with_overrides(PRESETS[name], {"seed": s, "hidden_dim": SMALL}), mode)))
         out.append(({"model": "tfidf", "setting": "lab", "seed": s},
                     Job("rnnlab.experiments.compare:tfidf_job", {"seed": s, "cs": list(TFIDF_CS), **DATA[mode]},
-                        label=f"tfidf seed {s}", cost=1.0)))
+                        label=f"tfidf seed {s}", cost=30.0)))
     out += [({"model": m, "setting": "lab"}, timing_job_for(m, mode)) for m in PRESETS if m in SWEEP[mode]["models"]]
     return out
 
