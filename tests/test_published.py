@@ -1,0 +1,45 @@
+"""What is published is what the committed raw files say: docs/RESULTS.md, its figures and the README's
+results block re-rendered from docs/lab/ (the full lab's raw files) must equal the committed ones, byte for
+byte, so no stale or hand-edited number can stay."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rnnlab.report import write_readme_block, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB, RESULTS, README = ROOT / "docs" / "lab", ROOT / "docs" / "RESULTS.md", ROOT / "README.md"
+
+pytestmark = pytest.mark.skipif(not (LAB / "lab.json").exists(), reason="no committed full lab in docs/lab")
+
+
+def test_results_md_and_its_figures_rerender_identically(tmp_path):
+    md = tmp_path / "docs" / "RESULTS.md"
+    write_report(LAB, tmp_path / "report.html", markdown=md)
+    assert md.read_text(encoding="utf-8") == RESULTS.read_text(encoding="utf-8")
+    for fig in sorted((md.parent / "figures").iterdir()):
+        assert fig.read_bytes() == (RESULTS.parent / "figures" / fig.name).read_bytes(), fig.name
+
+
+def test_readme_results_block_rerenders_identically(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copyfile(README, readme)
+    write_readme_block(LAB, readme)
+    assert readme.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
+
+
+def test_the_published_lab_is_the_full_lab_on_three_seeds():
+    lab = json.loads((LAB / "lab.json").read_text())
+    assert lab["mode"] == "full"
+    for name in ("long-reviews", "vanishing-gradients", "serial", "bottleneck", "compare"):
+        verdict = json.loads((LAB / name / "verdict.json").read_text())
+        assert verdict["mode"] == "full" and (LAB / name / "results.csv").stat().st_size > 0, name
+
+
+def test_readme_quotes_the_lab_wall_time_from_lab_json():
+    minutes = round(json.loads((LAB / "lab.json").read_text())["wall_seconds"] / 60)
+    assert f"{minutes} minutes" in README.read_text(encoding="utf-8")
