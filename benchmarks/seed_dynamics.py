@@ -1,7 +1,7 @@
 """Does batching by length change what a learner of the notebook sees? Per-epoch test accuracy over seeds.
 
     python benchmarks/seed_dynamics.py --data ../shared/data/imdb --seeds 0 1 2 --jobs 2 \\
-        --out benchmarks/results/seed_dynamics.json
+        --out benchmarks/results/seed_dynamics.json [--pipelines seed notebook]
 
 Three pipelines, 5 epochs each, test accuracy after every epoch, on the same seeds:
   seed      `rnnlab train --preset seed`: the notebook's recipe with length-bucketed batches (fast)
@@ -27,6 +27,9 @@ from rnnlab.experiments.stats import t_interval
 from rnnlab.runs import environment
 
 BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "seed_baseline.py"
+
+
+PIPELINES = ("baseline", "notebook", "seed")  # the longest first
 
 
 def run(pipeline: str, seed: int, args) -> list[float]:
@@ -59,17 +62,19 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--keep", default="benchmarks/runs/seed_dynamics")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
     args = ap.parse_args()
     Path(args.keep).mkdir(parents=True, exist_ok=True)
-    tasks = [(p, s) for s in args.seeds for p in ("baseline", "notebook", "seed")]  # the longest first
+    pipelines = [p for p in PIPELINES if p in args.pipelines]
+    tasks = [(p, s) for s in args.seeds for p in pipelines]  # the longest first
     with ThreadPoolExecutor(args.jobs) as pool:
         accs = dict(zip(tasks, pool.map(lambda t: run(*t, args), tasks)))
     result = {"seeds": args.seeds, "threads_per_run": 1, "epochs": 5, "by_pipeline": {}, "seed_minus_notebook": {}}
-    for p in ("seed", "notebook", "baseline"):
+    for p in reversed(pipelines):
         a = np.array([accs[(p, s)] for s in args.seeds])
         result["by_pipeline"][p] = {"test_acc_by_seed": a.tolist(), "mean_by_epoch": a.mean(0).round(4).tolist(),
                                     "sd_by_epoch": a.std(0, ddof=1).round(4).tolist() if len(a) > 1 else None}
-    for epoch in (1, 5):
+    for epoch in (1, 5) if {"seed", "notebook"} <= set(pipelines) else ():
         d = [accs[("seed", s)][epoch - 1] - accs[("notebook", s)][epoch - 1] for s in args.seeds]
         m, lo, hi = t_interval(d)
         result["seed_minus_notebook"][f"epoch {epoch}"] = {"per_seed": d, "mean": m, "ci95": [lo, hi]}

@@ -151,20 +151,28 @@ def _dx_chunk(dX, dG, W_ih, tmp, t0, t1):
     dX[:, t0:t1].copy_(y.view(n, B, -1).transpose(0, 1))
 
 
+def _sizes(x, W_hh):
+    """B, T, E, H, the chunks of time steps and K, the steps per chunk."""
+    B, T, E = x.shape
+    chunks = _chunks(T, B)
+    return B, T, E, W_hh.shape[1], chunks, chunks[0][1]
+
+
+def _doubled_rows(W_ih, W_hh, b_ih, b_hh, rows: slice):
+    """W_ih^T, W_hh^T (E or H, G) and b_ih + b_hh with the gate rows `rows` doubled: a tanh gate computed as
+    tanh(a) = 2 sigmoid(2a) - 1, so every gate of a step is one in-place sigmoid."""
+    scale = W_ih.new_ones(W_ih.shape[0], 1)
+    scale[rows] = 2.0
+    return (W_ih * scale).t().contiguous(), (W_hh * scale).t().contiguous(), (b_ih + b_hh) * scale[:, 0]
+
+
 class _LSTMLayer(torch.autograd.Function):
     """One LSTM layer, zero initial state: x (B, T, E) -> states (T, B, H), time-major."""
 
     @staticmethod
     def forward(ctx, x, W_ih, W_hh, b_ih, b_hh):
-        B, T, E = x.shape
-        H = W_hh.shape[1]
-        chunks = _chunks(T, B)
-        K = chunks[0][1]
-        scale = x.new_ones(4 * H, 1)
-        scale[2 * H:3 * H] = 2.0  # g rows doubled: tanh(a) = 2 sigmoid(2a) - 1
-        WiT = (W_ih * scale).t().contiguous()  # (E, 4H)
-        WhT = (W_hh * scale).t().contiguous()  # (H, 4H)
-        b = (b_ih + b_hh) * scale[:, 0]  # (4H,)
+        B, T, E, H, chunks, K = _sizes(x, W_hh)
+        WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))  # the g rows
         ws = _take(T * B * (E + 1) + T * B * 6 * H + K * B * 4 * H + (K + 1) * B * H + K * B * H, x)
         X1, D, G, C2, TC = _carve(ws, (T, B, E + 1), (T, B, 6 * H), (K, B, 4 * H), (K + 1, B, H), (K, B, H))
         # saved: X1[t] = [x_t | 1] and D[t], the local derivatives of step t (below);
@@ -260,15 +268,8 @@ class _GRULayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, W_ih, W_hh, b_ih, b_hh):
-        B, T, E = x.shape
-        H = W_hh.shape[1]
-        chunks = _chunks(T, B)
-        K = chunks[0][1]
-        scale = x.new_ones(3 * H, 1)
-        scale[2 * H:] = 2.0  # n rows doubled: n = tanh(a) = 2 sigmoid(2a) - 1
-        WiT = (W_ih * scale).t().contiguous()  # (E, 3H)
-        WhT = (W_hh * scale).t().contiguous()  # (H, 3H)
-        b = (b_ih + b_hh) * scale[:, 0]  # r, z: b_i + b_h; n: 2 (b_in + b_hn)
+        B, T, E, H, chunks, K = _sizes(x, W_hh)
+        WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))  # the n rows; b_n: 2 (b_in + b_hn)
         bhn2 = 2.0 * b_hh[2 * H:]
         ws = _take(T * B * (E + 1) + T * B * 5 * H + K * B * 3 * H + 3 * K * B * H, x)
         X1, D, S, N, XN, tmp = _carve(ws, (T, B, E + 1), (T, B, 5 * H), (K, B, 3 * H), (K, B, H), (K, B, H), (K, B, H))

@@ -13,141 +13,23 @@ The HTML embeds its figures as data: URIs and loads nothing from anywhere.
 """
 from __future__ import annotations
 
-import base64
-import html
-import math
 import os
 import shlex
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .io import RunError, atomic_path, read_json, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval; \"inconclusive\" means the interval straddles "
          "the threshold declared before the data was read.")
-OUTCOME_CLASS = {"holds": "holds", "does not hold": "fails", "inconclusive": "unknown"}
 
 
 class ReportError(RunError):
     """LAB is missing or holds nothing rnnlab made."""
-
-
-# --- blocks: each renders itself to HTML and to Markdown ------------------------------------------
-
-def _esc(s) -> str:
-    return html.escape(str(s))
-
-
-def _md(s) -> str:
-    return str(s).replace("|", "\\|").replace("_", "\\_").replace("<", "&lt;")
-
-
-@dataclass
-class Text:
-    text: str
-    note: bool = False
-
-    def html(self, link) -> str:
-        return f'<p class="{"note" if self.note else ""}">{_esc(self.text)}</p>'
-
-    def md(self, link) -> str:
-        return f"<sub>{_md(self.text)}</sub>" if self.note else _md(self.text)
-
-
-@dataclass
-class Outcome:
-    outcome: str
-    claim: str
-
-    def html(self, link) -> str:
-        return (f'<p class="verdict {OUTCOME_CLASS.get(self.outcome, "unknown")}"><span class="badge">'
-                f"{_esc(self.outcome)}</span> {_esc(self.claim)}</p>")
-
-    def md(self, link) -> str:
-        return f"**{self.outcome.upper()}**: {_md(self.claim)}"
-
-
-@dataclass
-class Heading:
-    text: str
-
-    def html(self, link) -> str:
-        return f"<h3>{_esc(self.text)}</h3>"
-
-    def md(self, link) -> str:
-        return f"### {_md(self.text)}"
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-    caption: str = ""
-
-    def html(self, link) -> str:
-        head = "".join(f"<th>{_esc(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in self.rows)
-        cap = f"<caption>{_esc(self.caption)}</caption>" if self.caption else ""
-        return f'<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-    def md(self, link) -> str:
-        lines = ["| " + " | ".join(_md(h) for h in self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in self.rows]
-        return (f"{_md(self.caption)}\n\n" if self.caption else "") + "\n".join(lines)
-
-
-@dataclass
-class Figure:
-    png: Path
-    alt: str
-
-    def html(self, link) -> str:
-        data = base64.b64encode(self.png.read_bytes()).decode()
-        return f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(self.alt)}"></figure>'
-
-    def md(self, link) -> str:
-        return f"![{_md(self.alt)}]({link(self.png)})"
-
-
-@dataclass
-class Code:
-    text: str
-
-    def html(self, link) -> str:
-        return f"<pre><code>{_esc(self.text)}</code></pre>"
-
-    def md(self, link) -> str:
-        return f"```bash\n{self.text}\n```"
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    blocks: list = field(default_factory=list)
-    outcome: str = ""  # the verdict, or "missing" / "unreadable" / "" (a part without a claim)
-    claim: str = ""
-    mode: str = ""
-
-
-# --- numbers in words ------------------------------------------------------------------------------
-
-def fmt(x) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}" if abs(x) >= 10_000 else str(x)
-    if isinstance(x, float):
-        return "n/a" if not math.isfinite(x) else f"{x:.4g}"
-    if isinstance(x, (list, tuple)):
-        return ", ".join(fmt(v) for v in x)
-    return str(x)
 
 
 def effect_cells(e: dict) -> list[str]:
@@ -340,36 +222,24 @@ def overview(sections: list[Section]) -> Table:
 
 def render_html(sections: list[Section], lab: Path) -> str:
     head = summary(sections)
-    body = "\n".join(f'<section id="{_esc(s.id)}"><h2>{_esc(s.title)}</h2>' + "\n".join(b.html(None) for b in s.blocks)
+    body = "\n".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>' + "\n".join(b.html(None) for b in s.blocks)
                      + "</section>" for s in sections)
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>rnnlab report: {_esc(head)}</title><style>{CSS}</style></head><body>\n"
-            f"<header><h1>rnnlab report</h1><p class=\"headline\">{_esc(head)}</p><p>{_esc(INTRO)}</p>"
+            f"<title>rnnlab report: {esc(head)}</title><style>{CSS}</style></head><body>\n"
+            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(INTRO)}</p>"
             f"{overview(sections).html(None)}<p class=\"note\">Rendered {time.strftime('%Y-%m-%d %H:%M')} from "
-            f"{_esc(lab)} by rnnlab report.</p></header>\n{body}\n</body></html>\n")
+            f"{esc(lab)} by rnnlab report.</p></header>\n{body}\n</body></html>\n")
 
 
 def render_markdown(sections: list[Section], lab: Path, link) -> str:
-    out = ["# rnnlab report", f"**{_md(summary(sections))}**", _md(INTRO), overview(sections).md(link),
-           f"<sub>Rendered from {_md(lab)} by rnnlab report.</sub>"]
+    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(INTRO), overview(sections).md(link),
+           f"<sub>Rendered from {md_text(lab)} by rnnlab report.</sub>"]
     for s in sections:
-        out.append(f"## {_md(s.title)}")
+        out.append(f"## {md_text(s.title)}")
         out += [b.md(link) for b in s.blocks]
     return "\n\n".join(out) + "\n"
 
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;max-width:960px;margin:2rem auto;
-padding:0 1rem;line-height:1.5;color:#1f2328;background:#fff}h2{border-bottom:1px solid #d0d7de;margin-top:2.5rem}
-img{max-width:100%;height:auto}table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem;display:block;
-overflow-x:auto;max-width:100%}caption{text-align:left;font-size:.8rem;color:#59636e}
-th,td{border:1px solid #d0d7de;padding:.2rem .5rem;text-align:left;vertical-align:top}thead th{background:#f6f8fa}
-.badge{display:inline-block;padding:.05rem .6rem;border-radius:1rem;font-weight:700;font-size:.75rem;color:#fff;
-text-transform:uppercase}.holds .badge{background:#1a7f37}.fails .badge{background:#cf222e}
-.unknown .badge{background:#6e7781}.note{font-size:.85rem;color:#59636e}pre{background:#f6f8fa;padding:.6rem;
-overflow-x:auto}.headline{font-size:1.2rem;font-weight:600}
-"""
 
 
 README_START, README_END = "<!-- results: rendered by `rnnlab report --readme`; do not edit -->", "<!-- /results -->"
