@@ -1,0 +1,70 @@
+"""How long `rnnlab explain` takes to render one real 1,000-token review to HTML, per model, on CPU.
+
+    python benchmarks/explain.py RUN_DIR [RUN_DIR ...] --data ../shared/data/imdb \\
+        --out benchmarks/results/explain.json
+
+The review: the first test review with at least 1,000 tokens, cut to its first 1,000 words. Per run:
+the library call (`explain_runs` + `write_html`, model loaded once, Integrated Gradients included),
+median of --repeats after a warm-up, and the command end to end (`rnnlab explain RUN --text ... --html`,
+process start-up and model loading included), median of --repeats.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rnnlab.data import load_imdb
+from rnnlab.explain import explain_runs, load_run
+from rnnlab.explain_views import write_html
+from rnnlab.runs import environment
+from rnnlab.text import tokenize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    ds = load_imdb(args.data)
+    index = next(i for i, t in enumerate(ds.test.texts) if len(tokenize(t)) >= 1000)
+    text = " ".join(tokenize(ds.test.texts[index])[:1000])
+    result = {"review": f"test review {index}, first 1,000 tokens", "tokens": 1000, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "review.html"
+        for path in args.runs:
+            run = load_run(path)
+            timings = []
+            for k in range(args.repeats + 1):  # the first is a warm-up
+                t0 = time.perf_counter()
+                write_html(explain_runs([run], text), page)
+                timings.append(time.perf_counter() - t0)
+            cli = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                r = subprocess.run([sys.executable, "-m", "rnnlab", "explain", path, "--text", text, "--html", str(page)],
+                                   capture_output=True, text=True)
+                cli.append(time.perf_counter() - t0)
+                if r.returncode:
+                    sys.exit(f"{path}: {r.stderr.strip().splitlines()[-1]}")
+            result["runs"][run.cfg.model] = {"run": path, "max_len": run.cfg.max_len,
+                                             "library_seconds_median": round(statistics.median(timings[1:]), 3),
+                                             "library_seconds": [round(t, 3) for t in timings[1:]],
+                                             "cli_seconds_median": round(statistics.median(cli), 3)}
+            print(run.cfg.model, result["runs"][run.cfg.model], flush=True)
+    env = environment()
+    result["machine"] = f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
