@@ -17,18 +17,20 @@ LAB, RESULTS, README = ROOT / "docs" / "lab", ROOT / "docs" / "RESULTS.md", ROOT
 pytestmark = pytest.mark.skipif(not (LAB / "lab.json").exists(), reason="no committed full lab in docs/lab")
 
 
-def test_results_md_and_its_figures_rerender_identically(tmp_path):
+def test_results_md_and_its_figures_rerender_identically(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the page names the lab as the command gave it: docs/lab
     md = tmp_path / "docs" / "RESULTS.md"
-    write_report(LAB, tmp_path / "report.html", markdown=md)
+    write_report(Path("docs/lab"), tmp_path / "report.html", markdown=md)
     assert md.read_text(encoding="utf-8") == RESULTS.read_text(encoding="utf-8")
     for fig in sorted((md.parent / "figures").iterdir()):
         assert fig.read_bytes() == (RESULTS.parent / "figures" / fig.name).read_bytes(), fig.name
 
 
-def test_readme_results_block_rerenders_identically(tmp_path):
+def test_readme_results_block_rerenders_identically(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
     readme = tmp_path / "README.md"
     shutil.copyfile(README, readme)
-    write_readme_block(LAB, readme)
+    write_readme_block(Path("docs/lab"), readme)
     assert readme.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
 
 

@@ -158,7 +158,7 @@ def explain_section(lab: Path, known: dict) -> Section:
         png = lab / "explain" / p.get("files", {}).get("png", "")
         if png.is_file():
             sec.blocks.append(Figure(png, f"{p['rule']}: the review word by word"))
-        sec.blocks.append(Text(f"Interactive page: explain/{p['files']['html']} (hover a word for its numbers).",
+        sec.blocks.append(Text(f"Interactive page: explain/{p['files']['html']} in the lab's folder (hover a word for its numbers).",
                                note=True))
     return sec
 
