@@ -52,6 +52,12 @@ class Done:
         return self.stderr.splitlines()
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default disposition: a test suite run in the background by a script inherits SIGINT ignored
+    (a shell without job control does that to its background commands), and Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Lab:
     """`python -m rnnlab.cli ARGS` in its own process group (as a terminal runs it), output to files."""
 
@@ -63,7 +69,8 @@ class Lab:
                    HF_DATASETS_OFFLINE="1", RNNLAB_CACHE=str(workdir.parent / "cache"))
         with open(self.out, "w") as o, open(self.err, "w") as e:
             self.proc = subprocess.Popen([sys.executable, "-m", "rnnlab.cli", *args], stdout=o, stderr=e, env=env,
-                                         cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True)
+                                         cwd=workdir, stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_as_in_a_terminal)
 
     def stderr(self) -> str:
         return self.err.read_text()
