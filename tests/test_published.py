@@ -14,9 +14,10 @@ from rnnlab.report import write_readme_block, write_report
 ROOT = Path(__file__).resolve().parents[1]
 LAB, RESULTS, README = ROOT / "docs" / "lab", ROOT / "docs" / "RESULTS.md", ROOT / "README.md"
 
-pytestmark = pytest.mark.skipif(not (LAB / "lab.json").exists(), reason="no committed full lab in docs/lab")
+needs_lab = pytest.mark.skipif(not (LAB / "lab.json").exists(), reason="no committed full lab in docs/lab")
 
 
+@needs_lab
 def test_results_md_and_its_figures_rerender_identically(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the page names the lab as the command gave it: docs/lab
     md = tmp_path / "docs" / "RESULTS.md"
@@ -26,6 +27,7 @@ def test_results_md_and_its_figures_rerender_identically(tmp_path, monkeypatch):
         assert fig.read_bytes() == (RESULTS.parent / "figures" / fig.name).read_bytes(), fig.name
 
 
+@needs_lab
 def test_readme_results_block_rerenders_identically(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     readme = tmp_path / "README.md"
@@ -34,6 +36,7 @@ def test_readme_results_block_rerenders_identically(tmp_path, monkeypatch):
     assert readme.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
 
 
+@needs_lab
 def test_the_published_lab_is_the_full_lab_on_three_seeds():
     lab = json.loads((LAB / "lab.json").read_text())
     assert lab["mode"] == "full"
@@ -42,6 +45,11 @@ def test_the_published_lab_is_the_full_lab_on_three_seeds():
         assert verdict["mode"] == "full" and (LAB / name / "results.csv").stat().st_size > 0, name
 
 
+@needs_lab
 def test_readme_quotes_the_lab_wall_time_from_lab_json():
     minutes = round(json.loads((LAB / "lab.json").read_text())["wall_seconds"] / 60)
     assert f"{minutes} minutes" in README.read_text(encoding="utf-8")
+
+
+def test_readme_is_at_most_8000_characters():
+    assert len(README.read_text(encoding="utf-8")) <= 8000
