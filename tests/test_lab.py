@@ -266,7 +266,7 @@ def test_ctrl_c_exits_130_with_one_line_saying_how_to_resume(runs):
     assert stopped.rc == 130, stopped.stderr
     assert "Traceback" not in stopped.stderr, stopped.stderr
     (line,) = not_logging(stopped.lines)
-    assert line.startswith("interrupted (") and f"finished jobs are kept under {runs.two_out}" in line
+    assert line.startswith("interrupted (Ctrl-C); ") and f"finished jobs are kept under {runs.two_out}" in line
     assert line.endswith("rerun the same command to resume")
     assert len(runs.stored_at_stop) >= 2 and not list((runs.two_out / "jobs").glob(".*.tmp"))
 

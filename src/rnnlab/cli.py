@@ -372,7 +372,7 @@ def _stops_cleanly(out: Path):
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({e or 'Ctrl-C'}); {resume}")
+        _log(f"interrupted ({str(e) or 'Ctrl-C'}); {resume}")
         sys.exit(130)
     except JobError as e:
         _fail(f"{e}; {resume}")
