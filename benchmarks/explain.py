@@ -11,7 +11,6 @@ process start-up and model loading included), median of --repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -19,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import publish
 from rnnlab.data import load_imdb
 from rnnlab.explain import explain_runs, load_run
 from rnnlab.explain_views import write_html
-from rnnlab.runs import environment
 from rnnlab.text import tokenize
 
 
@@ -59,11 +58,7 @@ def main() -> None:
                                              "library_seconds": [round(t, 3) for t in timings[1:]],
                                              "cli_seconds_median": round(statistics.median(cli), 3)}
             print(run.cfg.model, result["runs"][run.cfg.model], flush=True)
-    env = environment()
-    result["machine"] = f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

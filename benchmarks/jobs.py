@@ -11,15 +11,14 @@ summation order), so only the seconds are compared.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
+from common import publish
 from rnnlab.data import load_imdb
 from rnnlab.experiments import compare
 from rnnlab.jobs import Runner
-from rnnlab.runs import environment
 
 
 def main() -> None:
@@ -42,11 +41,7 @@ def main() -> None:
         print(f"{name}: {seconds:.0f} s", flush=True)
     a, b = result["settings"].values()
     result["speedup_of_jobs_over_threads"] = round(b / a, 3)
-    env = environment()
-    result["machine"] = f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

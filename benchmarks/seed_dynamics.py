@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import publish
 from rnnlab.experiments.stats import t_interval
-from rnnlab.runs import environment
 
 BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "seed_baseline.py"
 
@@ -78,11 +78,7 @@ def main() -> None:
         d = [accs[("seed", s)][epoch - 1] - accs[("notebook", s)][epoch - 1] for s in args.seeds]
         m, lo, hi = t_interval(d)
         result["seed_minus_notebook"][f"epoch {epoch}"] = {"per_seed": d, "mean": m, "ci95": [lo, hi]}
-    env = environment()
-    result["machine"] = f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

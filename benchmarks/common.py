@@ -1,0 +1,14 @@
+"""What the benchmark scripts share: naming the machine and writing the result."""
+import json
+from pathlib import Path
+
+from rnnlab.runs import environment
+
+
+def publish(result: dict, out: str | None) -> None:
+    """Add the machine to `result`, print it as JSON and, with `out`, write it there."""
+    env = environment()
+    result["machine"] = f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
+    print(json.dumps(result, indent=2))
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
