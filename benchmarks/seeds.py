@@ -1,5 +1,7 @@
 """Train one preset over several seeds and report test accuracy: median, mean, spread.
 
+The interval is Student's t 95% interval of the mean over seeds (`test_acc_mean_t95`).
+
     python benchmarks/seeds.py --preset tuned --seeds 0 1 2 --data ../shared/data/imdb \\
         --out benchmarks/results/tuned_seeds.json [--jobs 3 --threads 1] [-- --val-checks 8]
 
@@ -21,6 +23,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rnnlab.experiments.stats import t_interval
 from rnnlab.runs import environment
 
 
@@ -62,12 +65,14 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             runs = list(pool.map(lambda s: run_seed(s, base / f"{args.preset}-seed{s}", args, extra), args.seeds))
     accs = [r["test_acc"] for r in runs]
+    mean, low, high = t_interval(accs)
     env = environment()
     result = {"preset": args.preset, "extra_flags": extra, "seeds": args.seeds, "jobs": args.jobs,
               "threads_per_run": args.threads, "runs": runs,
               "test_acc_median": statistics.median(accs), "test_acc_mean": round(statistics.mean(accs), 4),
               "test_acc_min": min(accs), "test_acc_max": max(accs),
               "test_acc_std": round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
+              "test_acc_mean_t95": [round(low, 4), round(high, 4)] if len(accs) > 1 else None,
               "machine": f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"}
     print(json.dumps(result, indent=2))
     if args.out:

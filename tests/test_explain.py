@@ -131,6 +131,30 @@ def test_attribution_is_complete(runs, kind):
         assert e.baseline_logit == pytest.approx(float(run.model(tokens, torch.tensor([len(e.words)]))), abs=1e-6)
 
 
+def test_captum_loads_without_its_package_init_and_leaves_no_trace():
+    """The command loads Captum's one class without `import captum` (matplotlib and all); a later plain
+    import still gets the whole package, and the two classes attribute alike."""
+    pytest.importorskip("captum")
+    code = """
+import sys, torch
+from rnnlab.explain import _layer_integrated_gradients
+Fast = _layer_integrated_gradients()
+assert "matplotlib" not in sys.modules, "matplotlib imported"
+assert not [m for m in sys.modules if m.startswith("captum")], "captum modules left behind"
+import captum, captum.attr
+assert captum.attr._core.layer.layer_integrated_gradients and captum._utils.common and captum.__version__
+torch.manual_seed(0)
+emb, head = torch.nn.Embedding(9, 4), torch.nn.Linear(4, 1)
+f = lambda t: head(emb(t).tanh().mean(1))[:, 0]
+x = torch.tensor([[1, 5, 7, 2]])
+a, b = (cls(f, emb).attribute(x, baselines=torch.zeros_like(x), n_steps=16) for cls in (Fast, captum.attr.LayerIntegratedGradients))
+assert Fast is not captum.attr.LayerIntegratedGradients and torch.equal(a, b)
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
 def test_gradient_norm_matches_the_explicit_loop(runs):
     """||dL/dx_t|| through the fused kernel equals the one through the vanilla RNN written out over time."""
     run = load_run(runs["rnn"])

@@ -230,7 +230,7 @@ def real_runs(ds, tiny_data, tmp_path_factory, pool):
 
 
 def test_real_jobs_give_the_same_rows_in_process_and_in_two_worker_processes(real_runs, ds):
-    (inproc, _, d1), (pool, log, d2) = real_runs["inproc"], real_runs["pool"]
+    (inproc, _, _), (pool, log, d2) = real_runs["inproc"], real_runs["pool"]
     fits = [j.key for j in fit_jobs()]
     keys = [*fits, tfidf_job().key]
     assert f"[jobs] {len(keys) + 1} jobs on 2 worker processes x 1 thread(s)" in log  # + the exercise

@@ -231,10 +231,10 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS):
     Raises ImportError without Captum.
     """
     import torch
-    from captum.attr import LayerIntegratedGradients
 
     from .models import TransformerClassifier
 
+    LayerIntegratedGradients = _layer_integrated_gradients()
     baseline = torch.zeros_like(tokens)  # <pad>: its embedding row is zero (padding_idx=0)
     T = tokens.shape[1]
     per_path = T * T if isinstance(model, TransformerClassifier) else T
@@ -247,6 +247,37 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS):
         base = float(model(baseline, lengths)[0])
     per_token = attr[0].sum(-1).detach().cpu().double().numpy()  # (T,): summed over embedding dimensions
     return per_token.tolist(), float(delta.reshape(-1)[0]), base
+
+
+def _layer_integrated_gradients():
+    """Captum's LayerIntegratedGradients, loaded without Captum's package `__init__`s when they have not run.
+
+    `import captum` imports all of Captum and matplotlib: 0.8 s of the 2.9 s that `rnnlab explain`
+    took on a 1,000-token review (benchmarks/results/explain.json), where the class's own module needs
+    none of it. The two package modules are stood in for (same path, empty) while it loads; then
+    every Captum module loaded this way leaves `sys.modules` (the class keeps its own), so a later
+    `import captum` loads the real packages whole. Any failure falls back to the plain import.
+    Raises ImportError without Captum.
+    """
+    import importlib
+    import importlib.util
+    import types
+
+    if "captum" not in sys.modules and importlib.util.find_spec("captum") is not None:
+        root = importlib.util.find_spec("captum").submodule_search_locations[0]
+        for name, path in (("captum", root), ("captum.attr", os.path.join(root, "attr"))):
+            sys.modules[name] = types.ModuleType(name)
+            sys.modules[name].__path__ = [path]
+        try:
+            return importlib.import_module("captum.attr._core.layer.layer_integrated_gradients").LayerIntegratedGradients
+        except Exception:  # Captum's layout changed: the plain import below
+            pass
+        finally:
+            for name in [m for m in sys.modules if m == "captum" or m.startswith("captum.")]:
+                del sys.modules[name]
+    from captum.attr import LayerIntegratedGradients
+
+    return LayerIntegratedGradients
 
 
 def embedding_grad_norm(model, tokens, lengths, label: float) -> list[float]:
