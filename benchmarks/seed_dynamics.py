@@ -8,7 +8,8 @@ Three pipelines, 5 epochs each, test accuracy after every epoch, on the same see
   notebook  `rnnlab train --preset notebook`: the same with shuffled batches, as the notebook's DataLoader
   baseline  ../shared/bench/seed_baseline.py: the notebook's own code as a script
 Each run uses one torch thread (`--jobs` runs side by side). Reports the per-epoch mean and sd over seeds
-and, at epochs 1 and 5, the difference seed - notebook with its 95% t interval. A run whose output exists
+and, at epochs 1 and 5, the differences seed - notebook and baseline - notebook (paired by seed) with their
+95% t intervals. A run whose output exists
 under --keep is read, not rerun.
 """
 from __future__ import annotations
@@ -69,15 +70,16 @@ def main() -> None:
     tasks = [(p, s) for s in args.seeds for p in pipelines]  # the longest first
     with ThreadPoolExecutor(args.jobs) as pool:
         accs = dict(zip(tasks, pool.map(lambda t: run(*t, args), tasks)))
-    result = {"seeds": args.seeds, "threads_per_run": 1, "epochs": 5, "by_pipeline": {}, "seed_minus_notebook": {}}
+    result = {"seeds": args.seeds, "threads_per_run": 1, "epochs": 5, "by_pipeline": {}}
     for p in reversed(pipelines):
         a = np.array([accs[(p, s)] for s in args.seeds])
         result["by_pipeline"][p] = {"test_acc_by_seed": a.tolist(), "mean_by_epoch": a.mean(0).round(4).tolist(),
                                     "sd_by_epoch": a.std(0, ddof=1).round(4).tolist() if len(a) > 1 else None}
-    for epoch in (1, 5) if {"seed", "notebook"} <= set(pipelines) else ():
-        d = [accs[("seed", s)][epoch - 1] - accs[("notebook", s)][epoch - 1] for s in args.seeds]
-        m, lo, hi = t_interval(d)
-        result["seed_minus_notebook"][f"epoch {epoch}"] = {"per_seed": d, "mean": m, "ci95": [lo, hi]}
+    for a, b in (("seed", "notebook"), ("baseline", "notebook")):
+        for epoch in (1, 5) if {a, b} <= set(pipelines) else ():
+            d = [accs[(a, s)][epoch - 1] - accs[(b, s)][epoch - 1] for s in args.seeds]
+            m, lo, hi = t_interval(d)
+            result.setdefault(f"{a}_minus_{b}", {})[f"epoch {epoch}"] = {"per_seed": d, "mean": m, "ci95": [lo, hi]}
     publish(result, args.out)
 
 
