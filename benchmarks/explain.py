@@ -9,6 +9,7 @@ median of --repeats after a warm-up, and the command end to end (`rnnlab explain
 process start-up and model loading included), median of --repeats. With --before, the same command
 from another checkout's source (e.g. `git worktree add /tmp/old COMMIT`, then `--before /tmp/old/src`)
 runs in the same rounds, alternating with this one, and the ratio of the medians is reported.
+The floor of any command on the machine, `python -c "import torch"`, is timed as often, for scale.
 """
 from __future__ import annotations
 
@@ -71,6 +72,14 @@ def main() -> None:
                 row["cli_before_over_cli"] = round(row["cli_before_seconds_median"] / row["cli_seconds_median"], 2)
             result["runs"][run.cfg.model] = row
             print(run.cfg.model, result["runs"][run.cfg.model], flush=True)
+    floor = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        floor.append(time.perf_counter() - t0)
+    result["import_torch_seconds_median"] = round(statistics.median(floor), 3)
+    result["import_torch_seconds"] = [round(t, 3) for t in floor]
+    print("import torch", result["import_torch_seconds"], flush=True)
     publish(result, args.out)
 
 
