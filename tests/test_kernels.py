@@ -121,3 +121,26 @@ def test_backward_twice_with_retain_graph(kind):
     first = torch.autograd.grad(loss, [x, *_weights(m)], retain_graph=True)
     for a, b in zip(torch.autograd.grad(loss, [x, *_weights(m)]), first):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+_DENORMALS = """
+import sys, torch
+torch.set_num_threads(2)
+{setup}
+x = torch.full((1 << 22,), 1e-30)  # large enough that torch splits the multiply over both threads
+print(int((x * 1e-10).count_nonzero()))  # 1e-40 is a denormal: 0 when flushed in every thread
+"""
+
+
+@pytest.mark.parametrize("setup, nonzero", [
+    ("import rnnlab.models", 0),  # what training, evaluation and explain import first
+    ("from rnnlab.jobs import _worker_init; _worker_init()", 0),  # a lab worker process
+    ("", 1 << 22),  # without rnnlab: the check can fail
+])
+def test_denormals_are_flushed_in_every_thread(setup, nonzero):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _DENORMALS.format(setup=setup)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == nonzero
