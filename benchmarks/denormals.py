@@ -68,11 +68,13 @@ def child(model: str, flush: bool, threads: int) -> float:
 
 
 def train_child(model: str, flush: bool, data: str, out: str) -> None:
+    import importlib
+
     import torch
 
-    import rnnlab.kernels  # noqa: F401 - sets flushing on; the next line decides, before any parallel work
     from rnnlab.cli import main
 
+    importlib.import_module("rnnlab.kernels")  # sets flushing on; the next line decides, before any parallel work
     torch.set_flush_denormal(flush)
     torch.set_num_threads(1)
     main(["train", "--preset", model, "--data", data, "--epochs", "2", "--max-len", "400", "--out", out],
