@@ -562,7 +562,7 @@ def command(run_dirs, text, review, data_path, split_name, html_path, png_path, 
     recurrent models, how far it moves the hidden state. Several RUN_DIRs are aligned token by token.
 
     The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
-    Transformer against 0.3 s through a vanilla RNN on 2 CPU cores (benchmarks/results/explain*.json).
+    Transformer against 0.3 s through a vanilla RNN on the 2-core AMD VM (benchmarks/results/explain*.json).
     """
     from .cli import InputError  # here, not above: cli imports this module
 
