@@ -5,10 +5,15 @@ from pathlib import Path
 from rnnlab.runs import environment
 
 
+def machine() -> str:
+    """This machine in one line: processor, cores, torch."""
+    env = environment()
+    return f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
+
+
 def publish(result: dict, out: str | None) -> None:
     """Add the machine to `result`, print it as JSON and, with `out`, write it there."""
-    env = environment()
-    result["machine"] = f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
+    result["machine"] = machine()
     print(json.dumps(result, indent=2))
     if out:
         Path(out).write_text(json.dumps(result, indent=2) + "\n")

@@ -10,7 +10,8 @@ Three pipelines, 5 epochs each, test accuracy after every epoch, on the same see
 Each run uses one torch thread (`--jobs` runs side by side). Reports the per-epoch mean and sd over seeds
 and, at epochs 1 and 5, the differences seed - notebook and baseline - notebook (paired by seed) with their
 95% t intervals. A run whose output exists
-under --keep is read, not rerun.
+under --keep is read, not rerun; it names the machine it ran on, and the summary names each pipeline's
+(`machine` at the top is where the summary was written).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import publish
+from common import machine, publish
 from rnnlab.experiments.stats import t_interval
 
 BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "seed_baseline.py"
@@ -33,8 +34,8 @@ BASELINE = Path(__file__).resolve().parents[2] / "shared" / "bench" / "seed_base
 PIPELINES = ("baseline", "notebook", "seed")  # the longest first
 
 
-def run(pipeline: str, seed: int, args) -> list[float]:
-    """Test accuracy after each of 5 epochs."""
+def run(pipeline: str, seed: int, args) -> dict:
+    """Test accuracy after each of 5 epochs, and the machine that trained them."""
     out = Path(args.keep) / f"{pipeline}-seed{seed}"
     done = out.with_suffix(".json")
     if done.exists():
@@ -51,9 +52,10 @@ def run(pipeline: str, seed: int, args) -> list[float]:
             if r.returncode == 0 else []
     if r.returncode or len(accs) != 5:
         sys.exit(f"{pipeline} seed {seed} failed: {(r.stderr.strip().splitlines() or ['no output'])[-1]}")
-    done.write_text(json.dumps(accs))
+    kept = {"test_acc": accs, "machine": machine()}
+    done.write_text(json.dumps(kept))
     print(f"{pipeline} seed {seed}: {accs}", flush=True)
-    return accs
+    return kept
 
 
 def main() -> None:
@@ -69,12 +71,14 @@ def main() -> None:
     pipelines = [p for p in PIPELINES if p in args.pipelines]
     tasks = [(p, s) for s in args.seeds for p in pipelines]  # the longest first
     with ThreadPoolExecutor(args.jobs) as pool:
-        accs = dict(zip(tasks, pool.map(lambda t: run(*t, args), tasks)))
+        kept = dict(zip(tasks, pool.map(lambda t: run(*t, args), tasks)))
+    accs = {t: k["test_acc"] for t, k in kept.items()}
     result = {"seeds": args.seeds, "threads_per_run": 1, "epochs": 5, "by_pipeline": {}}
     for p in reversed(pipelines):
         a = np.array([accs[(p, s)] for s in args.seeds])
         result["by_pipeline"][p] = {"test_acc_by_seed": a.tolist(), "mean_by_epoch": a.mean(0).round(4).tolist(),
-                                    "sd_by_epoch": a.std(0, ddof=1).round(4).tolist() if len(a) > 1 else None}
+                                    "sd_by_epoch": a.std(0, ddof=1).round(4).tolist() if len(a) > 1 else None,
+                                    "ran_on": sorted({kept[(p, s)]["machine"] for s in args.seeds})}
     for a, b in (("seed", "notebook"), ("baseline", "notebook")):
         for epoch in (1, 5) if {a, b} <= set(pipelines) else ():
             d = [accs[(a, s)][epoch - 1] - accs[(b, s)][epoch - 1] for s in args.seeds]
