@@ -53,3 +53,20 @@ def test_readme_quotes_the_lab_wall_time_from_lab_json():
 
 def test_readme_is_at_most_8000_characters():
     assert len(README.read_text(encoding="utf-8")) <= 8000
+
+
+@needs_lab
+def test_readme_speed_table_quotes_the_committed_measurements():
+    """Each speed row the README shows is recomputed from the file it names."""
+    readme = README.read_text(encoding="utf-8")
+    phases = json.loads((LAB / "lab.json").read_text())["phases_seconds"]
+    assert (f"jobs {phases['jobs']:,.0f} s, conclusions {phases['experiments']:.0f} s, "
+            f"explain {phases['explain']:.0f} s, report {phases['report']:.0f} s") in readme
+    jobs = json.loads((ROOT / "benchmarks" / "results" / "jobs.json").read_text())
+    s = jobs["settings"]
+    assert (f"{s['--jobs 2 --threads 1']:.0f} vs {s['--jobs 1 --threads 2']:.0f} s: "
+            f"{jobs['speedup_of_jobs_over_threads']:.2f}x") in readme
+    kernels = json.loads((ROOT / "benchmarks" / "results" / "kernels.json").read_text())
+    one_thread = next(r for r in kernels["runs"] if r["threads"] == 1)["speedups"]
+    lstm, gru = one_thread["lstm_layer vs nn.LSTM"]["median"], one_thread["gru_layer vs nn.GRU"]["median"]
+    assert f"{lstm:.2f}x / {gru:.2f}x (bar 1.8x: {'met' if min(lstm, gru) >= 1.8 else 'not met'}" in readme
