@@ -14,7 +14,10 @@ seed baseline's epoch time on this machine (../shared/bench/seed_baseline.py, fo
 """
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -194,11 +197,10 @@ def baseline_job(data_arg: str) -> Job:
 
 def baseline_epoch(ds: Dataset, data: str) -> list[dict]:
     """Seconds of one training epoch of ../shared/bench/seed_baseline.py on this machine (for scale)."""
-    import json
-    import subprocess
+    import torch
 
     r = subprocess.run([sys.executable, str(BASELINE), data, "1"], capture_output=True, text=True,
-                       env={**__import__("os").environ, "OMP_NUM_THREADS": str(__import__("torch").get_num_threads())})
+                       env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
     epochs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith('{"epoch"')]
     if r.returncode or not epochs:
         raise RunError(f"{BASELINE}: failed ({(r.stderr.strip().splitlines() or ['no output'])[-1]})")
