@@ -35,11 +35,14 @@ def compare(a: Path, b: Path) -> dict:
             "only_in_a": int((m["_merge"] == "left_only").sum()), "only_in_b": int((m["_merge"] == "right_only").sum())}
 
 
+def effects(e: dict) -> dict:
+    """An effect's estimate and interval, or each model's where the effect is one per model."""
+    return {"estimate": e["estimate"], "ci95": e["ci95"]} if "estimate" in e else {k: effects(x) for k, x in e.items()}
+
+
 def verdict(lab: Path, name: str) -> list[dict]:
     """The claim, then each of its questions and controls: outcome, effect, interval."""
     v = json.loads((lab / name / "verdict.json").read_text())
-    def effects(e: dict) -> dict:  # one effect, or one per model
-        return {"estimate": e["estimate"], "ci95": e["ci95"]} if "estimate" in e else {k: effects(x) for k, x in e.items()}
     return [{"claim": q["claim"][:80], "outcome": q["outcome"], "effect": effects(q["effect"])}
             for q in [v, *v.get("questions", []), *v.get("controls", [])]]
 
@@ -54,6 +57,9 @@ def main() -> None:
     names = sorted(p.parent.name for p in a.glob("*/results.csv"))
     if not names:
         sys.exit(f"no */results.csv under {a}")
+    missing = [str(b / n / "results.csv") for n in names if not (b / n / "results.csv").is_file()]
+    if missing:
+        sys.exit(f"not in {b}: {', '.join(missing)}")
     result = {"a": args.a, "b": args.b,
               "experiments": {n: compare(a / n / "results.csv", b / n / "results.csv") for n in names},
               "verdicts": {}}
