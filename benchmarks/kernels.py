@@ -1,7 +1,7 @@
 """Training-step speed of the hand-written LSTM / GRU / tanh-RNN kernels vs nn.LSTM / nn.GRU / nn.RNN.
 
     PYTHONPATH=src python benchmarks/kernels.py [--threads 1,2] [--repeats 9] [--warmup 2]
-        [--optimizer none|sgd|adam] [--out benchmarks/results/kernels.json]
+        [--optimizer none|sgd|adam] [--data ../shared/data/imdb] [--out benchmarks/results/kernels.json]
 
 One training step of the notebook's shape: Embedding(20000, 100) -> one recurrent layer
 (100 -> 128) -> Linear on the last state -> BCE -> backward (-> optimizer step), B=64, T=400,
@@ -19,6 +19,15 @@ the machine) are recorded next to it.
 "lstm / gru matmuls only" (skip with --no-floor) run the same step with a layer that does only
 the kernels' matmuls, with their shapes and nothing else: their speed-up over nn.LSTM / nn.GRU
 is the most any kernel of this design could reach on this machine.
+
+"... folded" variants feed the layer `rnnlab.kernels.fold(embedding, tokens)` (each distinct
+token's vector once, as rnnlab's models do in training when no dropout follows the embedding):
+"x_layer folded" is the kernel, "x matmuls only folded" the floor of that design (its matmuls,
+gathers and index_add_s). Their FLOP/s count the dense step's matmul FLOPs (the same work done
+with fewer operations), so a fraction of sgemm above 1 is possible there. --data PATH takes
+the tokens of real reviews (the last 400 of 64 random train reviews at least that long: ~3,000
+distinct tokens); without it the tokens are uniform random ids (~14,000 distinct: the worst
+case for folding).
 """
 from __future__ import annotations
 
@@ -35,13 +44,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlab.kernels import gru_layer, lstm_layer
-from rnnlab.models import tanh_rnn_layer
+from rnnlab.kernels import fold, gru_layer, lstm_layer, tanh_rnn_layer
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-PAIRS = [("lstm", "nn.LSTM", "lstm_layer"), ("gru", "nn.GRU", "gru_layer"), ("rnn", "nn.RNN", "tanh_rnn_layer")]
+PAIRS = [(kind, ref, ker + how) for kind, ref, ker in
+         [("lstm", "nn.LSTM", "lstm_layer"), ("gru", "nn.GRU", "gru_layer"), ("rnn", "nn.RNN", "tanh_rnn_layer")]
+         for how in ("", " folded")]
 KERNEL = {"lstm_layer": lstm_layer, "gru_layer": gru_layer, "tanh_rnn_layer": tanh_rnn_layer}
 FLOOR = {"lstm": "lstm matmuls only", "gru": "gru matmuls only"}  # the floor of the kernels' design
+FOLDED_FLOOR = {k: v + " folded" for k, v in FLOOR.items()}
 MODULE = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
@@ -92,34 +103,43 @@ class _MatmulsOnly(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, W_ih, W_hh, b, K):
-        B, T, E = x.shape
+    def forward(ctx, x, index, W_ih, W_hh, b, K):
+        (B, T), E = (x.shape[:2] if index is None else index.shape), x.shape[-1]
         GH, H = W_hh.shape
-        X1 = x.new_empty(T, B, E + 1)
-        X1[..., :E] = x.detach().transpose(0, 1)
-        X1[..., E] = 1.0
+        WiT, WhT = W_ih.t().contiguous(), W_hh.t().contiguous()
+        if index is None:
+            X1 = x.new_empty(T, B, E + 1)
+            X1[..., :E] = x.detach().transpose(0, 1)
+            X1[..., E] = 1.0
+        else:  # folded: the distinct rows' projection, gathered per chunk
+            X1, P, idx = x.detach(), torch.addmm(b, x.detach(), WiT), index.t().reshape(-1)
         Hs = x.new_zeros(T + 1, B, H)
         Gc = x.new_empty(K, B, GH)
-        WiT, WhT = W_ih.t().contiguous(), W_hh.t().contiguous()
         gates, h_ = Gc.unbind(0), Hs.unbind(0)
         for t0 in range(0, T, K):
             n = min(T, t0 + K) - t0
-            torch.addmm(b, X1[t0:t0 + n, :, :E].reshape(-1, E), WiT, out=Gc[:n].view(-1, GH))
+            if index is None:
+                torch.addmm(b, X1[t0:t0 + n, :, :E].reshape(-1, E), WiT, out=Gc[:n].view(-1, GH))
+            else:
+                torch.index_select(P, 0, idx[t0 * B:(t0 + n) * B], out=Gc[:n].view(-1, GH))
             for k in range(n):
                 if t0 + k:
                     gates[k].addmm_(h_[t0 + k], WhT)
-        ctx.save_for_backward(X1, Hs, W_ih, W_hh)
+        ctx.save_for_backward(X1, Hs, W_ih, W_hh, None if index is None else idx)
         ctx.K = K
         return Hs[1:]
 
     @staticmethod
     def backward(ctx, dhs):
-        X1, Hs, W_ih, W_hh = ctx.saved_tensors
-        T, B, E1 = X1.shape
+        X1, Hs, W_ih, W_hh, idx = ctx.saved_tensors
+        T, B = Hs.shape[0] - 1, Hs.shape[1]
+        E = W_ih.shape[1]
         GH, H, K = W_hh.shape[0], W_hh.shape[1], ctx.K
         W = dhs.new_zeros(K, B, GH)
-        dWiT, dWhT, dX = dhs.new_zeros(E1, GH), dhs.new_zeros(H, GH), dhs.new_empty(B, T, E1 - 1)
-        tmp, dh = dhs.new_empty(K * B, E1 - 1), dhs.new_empty(B, H)
+        dWiT, dWhT = dhs.new_zeros(E + 1, GH), dhs.new_zeros(H, GH)
+        dX = dhs.new_empty(B, T, E) if idx is None else None
+        dP = None if idx is None else dhs.new_zeros(X1.shape[0], GH)
+        tmp, dh = dhs.new_empty(K * B, E), dhs.new_empty(B, H)
         w_, dh_in = W.unbind(0), dhs.unbind(0)
         for t0 in reversed(range(0, T, K)):
             n = min(T, t0 + K) - t0
@@ -127,17 +147,25 @@ class _MatmulsOnly(torch.autograd.Function):
                 if t0 + k:
                     torch.addmm(dh_in[t0 + k - 1], w_[k], W_hh, out=dh)
             dG = W[:n].view(n * B, GH)
-            dWiT.addmm_(X1[t0:t0 + n].view(n * B, E1).t(), dG)
             dWhT.addmm_(Hs[t0:t0 + n].view(n * B, H).t(), dG)
+            if idx is not None:
+                dP.index_add_(0, idx[t0 * B:(t0 + n) * B], dG)
+                continue
+            dWiT.addmm_(X1[t0:t0 + n].view(n * B, E + 1).t(), dG)
             y = torch.mm(dG, W_ih, out=tmp[:n * B])
             dX[:, t0:t0 + n].copy_(y.view(n, B, -1).transpose(0, 1))
-        return dX, dWiT[:-1].t(), dWhT.t(), dWiT[-1], None
+        if idx is not None:
+            torch.mm(X1.t(), dP, out=dWiT[:E])
+            torch.sum(dP, 0, out=dWiT[E])
+            dX = dP @ W_ih
+        return dX, None, dWiT[:-1].t(), dWhT.t(), dWiT[-1], None
 
 
-def matmuls_only(x, W_ih, W_hh, b_ih, b_hh):
+def matmuls_only(x, W_ih, W_hh, b_ih, b_hh, index=None):
     from rnnlab import kernels
-    K = max(1, min(x.shape[1], kernels.ROWS_PER_CHUNK // x.shape[0]))
-    return _MatmulsOnly.apply(x, W_ih, W_hh, b_ih + b_hh, K).transpose(0, 1)
+    B, T = x.shape[:2] if index is None else index.shape
+    K = max(1, min(T, kernels.ROWS_PER_CHUNK // B))
+    return _MatmulsOnly.apply(x, index, W_ih, W_hh, b_ih + b_hh, K).transpose(0, 1)
 
 
 class Variant:
@@ -145,6 +173,9 @@ class Variant:
 
     def __init__(self, kind: str, kernel: str | None, args, seed: int = 0):
         torch.manual_seed(seed)
+        self.folded = bool(kernel) and kernel.endswith(" folded")
+        if kernel:
+            kernel = kernel.removesuffix(" folded")
         self.kernel = (matmuls_only if kernel in FLOOR.values() else KERNEL[kernel]) if kernel else None
         self.emb = nn.Embedding(args.vocab, args.embed, padding_idx=0)
         self.rnn = MODULE[kind](args.embed, args.hidden, batch_first=True)
@@ -156,12 +187,14 @@ class Variant:
         self.params = params
 
     def step(self, tokens: torch.Tensor, y: torch.Tensor) -> None:
-        x = self.emb(tokens)  # (B, T, E)
-        if self.kernel is None:
-            out = self.rnn(x)[0]
+        w = (self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.rnn.bias_ih_l0, self.rnn.bias_hh_l0)
+        if self.folded:  # what rnnlab's models do in training when no dropout sits after the embedding
+            rows, index = fold(self.emb, tokens)
+            out = self.kernel(rows, *w, index=index)
+        elif self.kernel is None:
+            out = self.rnn(self.emb(tokens))[0]
         else:
-            out = self.kernel(x, self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.rnn.bias_ih_l0,
-                              self.rnn.bias_hh_l0)
+            out = self.kernel(self.emb(tokens), *w)
         loss = F.binary_cross_entropy_with_logits(self.fc(out[:, -1]).squeeze(-1), y)
         loss.backward()
         if self.opt is not None:
@@ -170,16 +203,30 @@ class Variant:
             p.grad = None
 
 
+def imdb_tokens(args) -> torch.Tensor:
+    """The last `steps` tokens of `batch` random train reviews at least that long (lab presets' text settings)."""
+    import numpy as np
+
+    from rnnlab.data import load_imdb
+    from rnnlab.text import encode_corpus
+
+    ids, starts, lengths = encode_corpus(load_imdb(args.data), strip_html=True).split("train", args.vocab)
+    long = np.flatnonzero(lengths >= args.steps)
+    pick = np.random.default_rng(0).choice(long, args.batch, replace=False)
+    return torch.from_numpy(np.stack([ids[starts[i] + lengths[i] - args.steps:starts[i] + lengths[i]] for i in pick]))
+
+
 def measure(threads: int, args) -> dict:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()
     gemm = sgemm_gflops()
     g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(1, args.vocab, (args.batch, args.steps), generator=g)
+    tokens = imdb_tokens(args) if args.data else torch.randint(1, args.vocab, (args.batch, args.steps), generator=g)
     y = torch.randint(0, 2, (args.batch,), generator=g).float()
-    names = [n for kind, ref, ker in PAIRS if kind in args.kinds
-             for n in (ref, ker, *([FLOOR[kind]] if args.floor and kind in FLOOR else []))]
-    kind_of = {n: kind for kind, ref, ker in PAIRS for n in (ref, ker, FLOOR.get(kind))}
+    names = list(dict.fromkeys(n for kind, ref, ker in PAIRS if kind in args.kinds
+                               for n in (ref, ker, *([FLOOR[kind], FOLDED_FLOOR[kind]] if args.floor and kind in FLOOR
+                                                     else []))))
+    kind_of = {n: kind for kind, ref, ker in PAIRS for n in (ref, ker, FLOOR.get(kind), FOLDED_FLOOR.get(kind))}
     variants = {n: Variant(kind_of[n], None if n.startswith("nn.") else n, args) for n in names}
     wall = {n: [] for n in names}
     cpu = {n: [] for n in names}
@@ -193,7 +240,7 @@ def measure(threads: int, args) -> dict:
                 wall[n].append(t)
                 cpu[n].append(c)
     gemm_after = sgemm_gflops()
-    res = {"threads": threads, "sgemm_gflops": round(gemm, 1), "sgemm_gflops_after": round(gemm_after, 1),
+    res = {"threads": threads, "distinct_tokens": len(tokens.unique()), "sgemm_gflops": round(gemm, 1), "sgemm_gflops_after": round(gemm_after, 1),
            "load_avg_before": [round(v, 2) for v in load_before],
            "load_avg_after": [round(v, 2) for v in os.getloadavg()], "variants": {}, "speedups": {}}
     ref_gemm = statistics.median([gemm, gemm_after])
@@ -212,7 +259,8 @@ def measure(threads: int, args) -> dict:
             "wall_ms": [round(1000 * v, 1) for v in wall[n]],
         }
     pairs = [(ref, ker) for kind, ref, ker in PAIRS if kind in args.kinds]
-    pairs += [(ref, FLOOR[kind]) for kind, ref, _ in PAIRS if FLOOR.get(kind) in names]  # the bound
+    pairs += list(dict.fromkeys((ref, floor[kind]) for kind, ref, _ in PAIRS for floor in (FLOOR, FOLDED_FLOOR)
+                                if floor.get(kind) in names))  # the bounds
     for ref, ker in pairs:
         ratios = [a / b for a, b in zip(wall[ref], wall[ker])]
         res["speedups"][f"{ker} vs {ref}"] = {
@@ -226,10 +274,10 @@ def measure(threads: int, args) -> dict:
 def table(res: dict) -> str:
     lines = [f"threads {res['threads']}: sgemm {res['sgemm_gflops']} / {res['sgemm_gflops_after']} GFLOP/s "
              f"(before / after), load avg {res['load_avg_before'][0]} -> {res['load_avg_after'][0]}",
-             f"  {'variant':16} {'median ms':>10} {'IQR ms':>15} {'min-max ms':>15} {'cpu ms':>8} "
+             f"  {'variant':24} {'median ms':>10} {'IQR ms':>15} {'min-max ms':>15} {'cpu ms':>8} "
              f"{'GFLOP/s':>8} {'of sgemm':>8}"]
     for n, v in res["variants"].items():
-        lines.append(f"  {n:16} {v['median_ms']:10.1f} {v['iqr_ms'][0]:7.1f}-{v['iqr_ms'][1]:<7.1f} "
+        lines.append(f"  {n:24} {v['median_ms']:10.1f} {v['iqr_ms'][0]:7.1f}-{v['iqr_ms'][1]:<7.1f} "
                      f"{v['min_ms']:7.1f}-{v['max_ms']:<7.1f} {v['cpu_median_ms']:8.1f} "
                      f"{v['achieved_gflops']:8.1f} {v['fraction_of_sgemm']:8.2f}")
     for k, s in res["speedups"].items():
@@ -253,6 +301,8 @@ def main() -> None:
     ap.add_argument("--embed", type=int, default=100)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=20000)
+    ap.add_argument("--data", default=None,
+                    help="IMDB copy: real reviews' tokens (default: uniform random ids, the worst case for folding)")
     ap.add_argument("--out", default=None, help="also write the JSON result here")
     args = ap.parse_args()
     args.kinds = args.kinds.split(",")

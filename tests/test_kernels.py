@@ -53,6 +53,77 @@ def test_matches_nn_module_values_and_gradients(kind, B, T, rows, monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
 
 
+FOLDED = {"rnn": (nn.RNN, kernels.tanh_rnn_layer), **LAYERS}
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("B,T", [(3, 1), (5, 17), (4, 9)])
+@pytest.mark.parametrize("rows", [1024, 8])
+def test_folded_input_matches_embedding_then_nn_module(kind, B, T, rows, monkeypatch):
+    """fold(embedding, tokens) into the layer == embedding(tokens) into the nn module: the states and the
+    gradients of the embedding table (padding row included) and of every weight."""
+    monkeypatch.setattr(kernels, "ROWS_PER_CHUNK", rows)
+    cls, layer = FOLDED[kind]
+    torch.manual_seed(B * 10 + T)
+    emb, m = nn.Embedding(11, 6, padding_idx=0), cls(6, 5, batch_first=True)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.uniform_(-0.8, 0.8)
+    tokens = torch.randint(0, 11, (B, T))
+    tokens[0, -1] = 0  # padding present, and repeated tokens (11 ids over B * T positions)
+    w = torch.randn(B, T, 5)
+    params = [emb.weight, *_weights(m)]
+    ref = m(emb(tokens))[0]
+    ref_grads = torch.autograd.grad((ref * w).sum(), params)
+    rows_, index = kernels.fold(emb, tokens)
+    assert rows_.shape[0] == len(tokens.unique()) and torch.equal(rows_[index], emb(tokens))
+    out = layer(rows_, *_weights(m), index=index)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    grads = torch.autograd.grad((out * w).sum(), params)
+    for name, a, b in zip(["embedding", "weight_ih", "weight_hh", "bias_ih", "bias_hh"], grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
+    assert grads[0][0].abs().sum() == 0  # the padding row gets no gradient, as nn.Embedding's
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_folded_gradcheck_float64(kind, monkeypatch):
+    monkeypatch.setattr(kernels, "ROWS_PER_CHUNK", 4)
+    cls, layer = FOLDED[kind]
+    torch.manual_seed(5)
+    m = cls(3, 2).double()
+    rows_ = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([[0, 1, 1, 3, 2], [3, 3, 0, 2, 1]])
+    ws = [p.detach().clone().requires_grad_() for p in _weights(m)]
+    assert torch.autograd.gradcheck(lambda r, *w: layer(r, *w, index=index), (rows_, *ws), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_models_fold_only_where_the_embedding_feeds_the_layer(kind):
+    """A training step with dropout 0 folds, and gives the dense path's logits and gradients; with dropout it
+    does not fold (a position-wise mask sits between embedding and layer)."""
+    from rnnlab.models import RecurrentClassifier
+
+    torch.manual_seed(6)
+    tokens, lengths = torch.randint(0, 50, (6, 21)), torch.full((6,), 21)
+    model = RecurrentClassifier(kind, 50, 8, 7, layers=2)
+    calls = []
+    model.embedding.register_forward_hook(lambda mod, inp, out: calls.append(tuple(out.shape)))
+    results = []
+    for train in (True, False):
+        model.train(train)
+        logits = model(tokens, lengths)
+        grads = torch.autograd.grad(logits.square().sum(), list(model.parameters()))
+        results.append((logits, grads))
+    assert calls[0] == (len(tokens.unique()), 8) and calls[1] == (6, 21, 8)  # folded, then dense
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-6, rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    dropped = RecurrentClassifier(kind, 50, 8, 7, dropout=0.2).train()
+    dropped.embedding.register_forward_hook(lambda mod, inp, out: calls.append(tuple(out.shape)))
+    dropped(tokens, lengths)
+    assert calls[-1] == (6, 21, 8)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_can_fail(kind):
     """The comparison above is not vacuous: a changed W_hh or a swapped bias changes the result."""

@@ -4,6 +4,8 @@
     m = nn.LSTM(100, 128, batch_first=True)
     out = lstm_layer(x, m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)  # == m(x)[0]
     # x (B, T, E) dense batch-first, zero initial state; out (B, T, H): every hidden state
+    rows, index = fold(embedding, tokens)                # each distinct token's vector once
+    out = lstm_layer(rows, *weights, index=index)         # == lstm_layer(embedding(tokens), *weights)
 
 PyTorch has no fused recurrent kernel for the vanilla RNN on CPU (nn.RNN runs its steps as ordinary
 operators, each recorded for autograd): `tanh_rnn_layer` computes the input projection of all steps
@@ -11,7 +13,17 @@ in one matmul, one matmul and one in-place sigmoid per step, and the weight grad
 matmul after the loop (~1.3x faster per training step than nn.RNN here). `models.run_recurrent`
 uses all three on CPU; on a GPU cuDNN's fused kernels are faster.
 
-Both are `torch.autograd.Function`s with exactly nn.LSTM's / nn.GRU's equations and weight
+Folded input: when the embedding feeds the layer directly (no dropout between them), a layer
+given `fold(embedding, tokens)` projects each distinct token once ((U, E) @ (E, G), U ~3,000
+distinct tokens in a batch of 64 x 400 real review tokens, against 25,600 positions) and gathers
+the projections into each chunk; backward sums each distinct token's gate gradients (index_add_)
+and turns them into the gradients of the rows, W_ih and the bias with two (U x E x G) matmuls,
+where the dense path does three (25,600 x E x G) ones. The same values and gradients, in
+another summation order. `models.RecurrentClassifier` folds in training when its dropout is 0
+(the notebook's presets and the lab's vanilla RNNs; not the gated presets, which drop out
+embedding outputs position by position).
+
+The LSTM and GRU are `torch.autograd.Function`s with exactly nn.LSTM's / nn.GRU's equations and weight
 layouts (LSTM gates i, f, g, o; GRU r, z, n with b_hn inside r * (W_hn h + b_hn)), in float32
 or float64, and return gradients for x (so the embedding trains) and all four weight tensors.
 One unidirectional layer with biases and a zero initial state; stack calls for more layers
@@ -100,11 +112,27 @@ class _TanhRecurrence(torch.autograd.Function):
         return da, dW
 
 
-def tanh_rnn_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh) -> torch.Tensor:
-    """One vanilla tanh RNN layer on dense (B, T, E) input -> (B, T, H), zero initial state."""
-    B, T, E = x.shape
-    xw = torch.addmm(b_ih + b_hh, x.transpose(0, 1).reshape(T * B, E), W_ih.t())  # all steps at once
+def tanh_rnn_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None) -> torch.Tensor:
+    """One vanilla tanh RNN layer on dense (B, T, E) input (or folded: see `fold`) -> (B, T, H), zero initial state."""
+    if index is None:
+        B, T, E = x.shape
+        xw = torch.addmm(b_ih + b_hh, x.transpose(0, 1).reshape(T * B, E), W_ih.t())  # all steps at once
+    else:  # each distinct row projected once, then gathered; autograd sums the gathered rows' gradients
+        B, T = index.shape
+        xw = torch.index_select(torch.addmm(b_ih + b_hh, x, W_ih.t()), 0, index.t().reshape(-1))
     return _TanhRecurrence.apply(xw.view(T, B, -1), W_hh).transpose(0, 1)
+
+
+def fold(embedding: torch.nn.Embedding, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, index) with rows[index] == embedding(tokens): each distinct token's vector once.
+
+    A layer given (rows, index) projects each distinct token once and gathers the projections, and in
+    backward sums each token's gate gradients before two small matmuls: a batch of 64 reviews x 400
+    tokens holds ~3,000 distinct tokens, so this replaces three (25,600 x E x G) matmuls by three
+    (~3,000 x E x G) ones. Only where the embedding feeds the layer directly (no dropout between them).
+    """
+    uniq, index = torch.unique(tokens, return_inverse=True)
+    return embedding(uniq), index
 
 
 ROWS_PER_CHUNK = 1024  # K = ROWS_PER_CHUNK // B steps per chunk: matmuls big enough, buffers cache-sized
@@ -160,11 +188,49 @@ def _dx_chunk(dX, dG, W_ih, tmp, t0, t1):
     dX[:, t0:t1].copy_(y.view(n, B, -1).transpose(0, 1))
 
 
-def _sizes(x, W_hh):
+def _sizes(x, index, W_hh):
     """B, T, E, H, the chunks of time steps and K, the steps per chunk."""
-    B, T, E = x.shape
+    (B, T), E = (x.shape[:2] if index is None else index.shape), x.shape[-1]
     chunks = _chunks(T, B)
     return B, T, E, W_hh.shape[1], chunks, chunks[0][1]
+
+
+def _input(x, index, WiT, b):
+    """Forward's view of the input: xt (T, B, E), time-major, if dense; if folded, the projection of the
+    distinct rows (U, G) and the index in time-major order (T * B,)."""
+    if index is None:
+        return x.detach().transpose(0, 1), None, None
+    return None, torch.addmm(b, x.detach(), WiT), index.t().reshape(-1)
+
+
+def _project(out, X1, xt, P, idx, WiT, b, t0, t1, B):
+    """out (n * B, G) = x_t W_ih^T + b for steps t0..t1; dense: x_t also kept in X1 for backward."""
+    if P is not None:
+        torch.index_select(P, 0, idx[t0 * B:t1 * B], out=out)
+        return
+    E = xt.shape[-1]
+    X1[t0:t1, :, :E].copy_(xt[t0:t1])
+    torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=out)
+
+
+def _input_chunk_grads(dWiT, dX, dP, dG, X1, idx, W_ih, tmp, t0, t1, B):
+    """Backward, per chunk: dense, [dW_ih | db]^T += [x_t | 1]^T dG and dX's rows; folded, dP += dG by row."""
+    if idx is not None:  # a strided source takes index_add_'s slow path (3x): copy dG to a flat buffer first
+        dP.index_add_(0, idx[t0 * B:t1 * B], tmp[:dG.numel()].view(dG.shape).copy_(dG))
+        return
+    dWiT.addmm_(X1[t0:t1].view((t1 - t0) * B, -1).t(), dG)
+    if dX is not None:
+        _dx_chunk(dX, dG, W_ih, tmp[:dG.shape[0] * W_ih.shape[1]].view(dG.shape[0], -1), t0, t1)
+
+
+def _input_grads(ctx, rows, dP, W_ih, dWiT, dX):
+    """After a folded backward: dP (U, G) holds each distinct row's summed gate gradients."""
+    if dP is None:
+        return dX
+    E = W_ih.shape[1]
+    torch.mm(rows.t(), dP, out=dWiT[:E])
+    torch.sum(dP, 0, out=dWiT[E])
+    return dP @ W_ih if ctx.needs_input_grad[0] else None
 
 
 def _doubled_rows(W_ih, W_hh, b_ih, b_hh, rows: slice):
@@ -179,27 +245,27 @@ class _LSTMLayer(torch.autograd.Function):
     """One LSTM layer, zero initial state: x (B, T, E) -> states (T, B, H), time-major."""
 
     @staticmethod
-    def forward(ctx, x, W_ih, W_hh, b_ih, b_hh):
-        B, T, E, H, chunks, K = _sizes(x, W_hh)
+    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh):
+        B, T, E, H, chunks, K = _sizes(x, index, W_hh)
         WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))  # the g rows
-        ws = _take(T * B * (E + 1) + T * B * 6 * H + K * B * 4 * H + (K + 1) * B * H + K * B * H, x)
-        X1, D, G, C2, TC = _carve(ws, (T, B, E + 1), (T, B, 6 * H), (K, B, 4 * H), (K + 1, B, H), (K, B, H))
-        # saved: X1[t] = [x_t | 1] and D[t], the local derivatives of step t (below);
+        E1 = E + 1 if index is None else 0  # X1 only for dense input
+        ws = _take(T * B * E1 + T * B * 6 * H + K * B * 4 * H + (K + 1) * B * H + K * B * H, x)
+        X1, D, G, C2, TC = _carve(ws, (T, B, E1), (T, B, 6 * H), (K, B, 4 * H), (K + 1, B, H), (K, B, H))
+        # saved: X1[t] = [x_t | 1] (dense input) and D[t], the local derivatives of step t (below);
         # per chunk: G[k] gates i, f, 2g, o; C2[k] = 2 c_{t-1} (so tanh(c) is one sigmoid); TC[k] = tanh(c_t)
-        X1[..., E] = 1.0
+        X1[..., E:] = 1.0
         C2[0] = 0.0
         Hs = x.new_empty(T + 1, B, H)  # Hs[t] = h_{t-1}; Hs[1:] is the output
         Hs[0] = 0.0
         m1, m2, half, two = (x.new_tensor(v) for v in (-1.0, -2.0, 0.5, 2.0))
-        xt = x.detach().transpose(0, 1)  # (T, B, E) view
+        xt, P, idx = _input(x, index, WiT, b)
         gates = G.unbind(0)
         i_, f_, g_, o_ = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))  # K x (B, H)
         h_, c_, tc_ = Hs.unbind(0), C2.unbind(0), TC.unbind(0)
         add, mul, sigmoid = torch.add, torch.mul, torch.sigmoid
         for t0, t1 in chunks:
             n = t1 - t0
-            X1[t0:t1, :, :E].copy_(xt[t0:t1])
-            torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=G[:n].view(-1, 4 * H))
+            _project(G[:n].view(-1, 4 * H), X1, xt, P, idx, WiT, b, t0, t1, B)
             if t0:
                 C2[0].copy_(C2[K])  # 2c of the previous chunk's last step
             for k in range(n):
@@ -223,22 +289,23 @@ class _LSTMLayer(torch.autograd.Function):
             d[..., 3 * H:4 * H].mul_(g[..., :H])
             d[..., 4 * H:5 * H].mul_(tc)
             torch.addcmul(half, tc, tc, value=-0.5, out=d[..., 5 * H:]).mul_(g[..., 3 * H:4 * H])
-        ctx.save_for_backward(X1, D, Hs, W_ih, W_hh)
+        ctx.save_for_backward(X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
         weakref.finalize(ctx, _give, ws)  # back to the pool once the graph is gone
         return Hs[1:]
 
     @staticmethod
     def backward(ctx, dhs):  # dhs: (T, B, H)
-        X1, D, Hs, W_ih, W_hh = ctx.saved_tensors
+        X1, D, Hs, W_ih, W_hh, idx = ctx.saved_tensors  # folded: X1 holds the distinct rows (U, E)
         T, B, H = D.shape[0], D.shape[1], D.shape[2] // 6
-        E = X1.shape[2] - 1
+        E = W_ih.shape[1]
         chunks = _chunks(T, B)
         K = chunks[0][1]
-        ws = _take(2 * K * B * 5 * H + K * B * E, D)
-        Wbuf, Xc = _carve(ws, (2, K, B, 5 * H), (K * B, E))  # W[k] = [e f (the carry) | dG_i dG_f dG_g dG_o]
+        ws = _take(2 * K * B * 5 * H + K * B * max(E, 4 * H), D)
+        Wbuf, tmp = _carve(ws, (2, K, B, 5 * H), (K * B * max(E, 4 * H),))  # W[k] = [e f (the carry) | dG_i dG_f dG_g dG_o]
         dWiT = D.new_zeros(E + 1, 4 * H)  # [dW_ih | db]^T
         dWhT = D.new_zeros(H, 4 * H)
-        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
+        dP = None if idx is None else D.new_zeros(X1.shape[0], 4 * H)  # folded: per distinct row
+        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] and idx is None else None
         dh_in = dhs.unbind(0)
         dh = dh_in[T - 1]
         dhb, e = D.new_empty(B, H), D.new_empty(B, H)
@@ -263,40 +330,39 @@ class _LSTMLayer(torch.autograd.Function):
                 if t0 + k:
                     dh = addmm(dh_in[t0 + k - 1], wg[k], W_hh, out=dhb)  # dL/dh_{t-1}
             dG = w[..., H:].reshape(n * B, 4 * H)  # view, rows (t, b), gates i, f, g, o
-            dWiT.addmm_(X1[t0:t1].view(n * B, E + 1).t(), dG)
             dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
-            if dX is not None:
-                _dx_chunk(dX, dG, W_ih, Xc, t0, t1)
+            _input_chunk_grads(dWiT, dX, dP, dG, X1, idx, W_ih, tmp, t0, t1, B)
         _give(ws)
+        dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
         db = dWiT[E]
-        return dX, dWiT[:E].t(), dWhT.t(), db, db.clone()
+        return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone()
 
 
 class _GRULayer(torch.autograd.Function):
     """One GRU layer, zero initial state: x (B, T, E) -> states (T, B, H), time-major."""
 
     @staticmethod
-    def forward(ctx, x, W_ih, W_hh, b_ih, b_hh):
-        B, T, E, H, chunks, K = _sizes(x, W_hh)
+    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh):
+        B, T, E, H, chunks, K = _sizes(x, index, W_hh)
         WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))  # the n rows; b_n: 2 (b_in + b_hn)
         bhn2 = 2.0 * b_hh[2 * H:]
-        ws = _take(T * B * (E + 1) + T * B * 5 * H + K * B * 3 * H + 3 * K * B * H, x)
-        X1, D, S, N, XN, tmp = _carve(ws, (T, B, E + 1), (T, B, 5 * H), (K, B, 3 * H), (K, B, H), (K, B, H), (K, B, H))
-        # saved: X1[t] = [x_t | 1] and D[t], the local derivatives of step t (below); per chunk:
+        E1 = E + 1 if index is None else 0  # X1 only for dense input
+        ws = _take(T * B * E1 + T * B * 5 * H + K * B * 3 * H + 3 * K * B * H, x)
+        X1, D, S, N, XN, tmp = _carve(ws, (T, B, E1), (T, B, 5 * H), (K, B, 3 * H), (K, B, H), (K, B, H), (K, B, H))
+        # saved: X1[t] = [x_t | 1] (dense input) and D[t], the local derivatives of step t (below); per chunk:
         # S[k] = r, z, 2 (W_in x + b_in + W_hn h + b_hn); N[k] = n_t; XN[k] = 2 (W_in x + b_in)
-        X1[..., E] = 1.0
+        X1[..., E:] = 1.0
         Hs = x.new_empty(T + 1, B, H)  # Hs[t] = h_{t-1}; Hs[1:] is the output
         Hs[0] = 0.0
         m1, zero, one = x.new_tensor(-1.0), x.new_tensor(0.0), x.new_tensor(1.0)
-        xt = x.detach().transpose(0, 1)
+        xt, P, idx = _input(x, index, WiT, b)
         s_ = S.unbind(0)
         rz_, r_, z_ = S[..., :2 * H].unbind(0), S[..., :H].unbind(0), S[..., H:2 * H].unbind(0)
         sn_, n_, h_, xn_ = S[..., 2 * H:].unbind(0), N.unbind(0), Hs.unbind(0), XN.unbind(0)
         lerp, add = torch.lerp, torch.add
         for t0, t1 in chunks:
             n = t1 - t0
-            X1[t0:t1, :, :E].copy_(xt[t0:t1])
-            torch.addmm(b, X1[t0:t1, :, :E].reshape(-1, E), WiT, out=S[:n].view(-1, 3 * H))
+            _project(S[:n].view(-1, 3 * H), X1, xt, P, idx, WiT, b, t0, t1, B)
             torch.sub(S[:n, :, 2 * H:], bhn2, out=XN[:n])
             for k in range(n):
                 if t0 + k:
@@ -317,25 +383,26 @@ class _GRULayer(torch.autograd.Function):
             torch.sub(s[..., 2 * H:], XN[:n], out=tm).mul_(Dn)  # 2 hn D_n
             torch.addcmul(zero, d[..., H:2 * H], tm, value=0.5, out=d[..., H:2 * H])
             d[..., 2 * H:3 * H].mul_(torch.sub(Hs[t0:t1], nt, out=tm))
-        ctx.save_for_backward(X1, D, Hs, W_ih, W_hh)
+        ctx.save_for_backward(X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
         weakref.finalize(ctx, _give, ws)
         return Hs[1:]
 
     @staticmethod
     def backward(ctx, dhs):
-        X1, D, Hs, W_ih, W_hh = ctx.saved_tensors
+        X1, D, Hs, W_ih, W_hh, idx = ctx.saved_tensors  # folded: X1 holds the distinct rows (U, E)
         T, B, H = D.shape[0], D.shape[1], D.shape[2] // 5
-        E = X1.shape[2] - 1
+        E = W_ih.shape[1]
         chunks = _chunks(T, B)
         K = chunks[0][1]
         W_nrz = torch.cat([W_hh[2 * H:], W_hh[:2 * H]])  # W_hh's rows in the order n, r, z
-        ws = _take(K * B * 5 * H + K * B * E + K * B, D)
-        Wbuf, Xc, ones = _carve(ws, (K, B, 5 * H), (K * B, E), (K * B,))
+        ws = _take(K * B * 5 * H + K * B * max(E, 3 * H) + K * B, D)
+        Wbuf, tmp, ones = _carve(ws, (K, B, 5 * H), (K * B * max(E, 3 * H),), (K * B,))
         ones.fill_(1.0)
         dWiT = D.new_zeros(E + 1, 3 * H)  # [dW_ih | db_ih]^T, columns r, z, n
         dWhT = D.new_zeros(H, 3 * H)  # columns n, r, z
         dbhn = D.new_zeros(H)
-        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] else None
+        dP = None if idx is None else D.new_zeros(X1.shape[0], 3 * H)  # folded: per distinct row
+        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] and idx is None else None
         dh_in = dhs.unbind(0)
         dhb = D.new_empty(B, H)
         dh1, dhb1 = dh_in[T - 1].unsqueeze(1), dhb.unsqueeze(1)  # dL/dh_t as (B, 1, H)
@@ -354,20 +421,19 @@ class _GRULayer(torch.autograd.Function):
             dGh, dGi = w[..., :3 * H].reshape(n * B, 3 * H), w[..., H:4 * H].reshape(n * B, 3 * H)
             dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dGh)
             dbhn.addmv_(w[..., :H].reshape(n * B, H).t(), ones[:n * B])
-            dWiT.addmm_(X1[t0:t1].view(n * B, E + 1).t(), dGi)
-            if dX is not None:
-                _dx_chunk(dX, dGi, W_ih, Xc, t0, t1)
+            _input_chunk_grads(dWiT, dX, dP, dGi, X1, idx, W_ih, tmp, t0, t1, B)
         _give(ws)
+        dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
         dW_hh = torch.cat([dWhT[:, H:], dWhT[:, :H]], 1).t()  # rows back to r, z, n
         db_hh = torch.cat([dWiT[E, :2 * H], dbhn])  # r, z: as b_ih; n: dL/dhn summed
-        return dX, dWiT[:E].t(), dW_hh, dWiT[E].clone(), db_hh
+        return dX, None, dWiT[:E].t(), dW_hh, dWiT[E].clone(), db_hh
 
 
-def lstm_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh) -> torch.Tensor:
-    """One nn.LSTM layer on dense (B, T, E) input, zero initial state -> all states (B, T, H)."""
-    return _LSTMLayer.apply(x, W_ih, W_hh, b_ih, b_hh).transpose(0, 1)
+def lstm_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None) -> torch.Tensor:
+    """One nn.LSTM layer on dense (B, T, E) input (or folded: x[index], see `fold`), zero initial state -> (B, T, H)."""
+    return _LSTMLayer.apply(x, index, W_ih, W_hh, b_ih, b_hh).transpose(0, 1)
 
 
-def gru_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh) -> torch.Tensor:
-    """One nn.GRU layer on dense (B, T, E) input, zero initial state -> all states (B, T, H)."""
-    return _GRULayer.apply(x, W_ih, W_hh, b_ih, b_hh).transpose(0, 1)
+def gru_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None) -> torch.Tensor:
+    """One nn.GRU layer on dense (B, T, E) input (or folded: x[index], see `fold`), zero initial state -> (B, T, H)."""
+    return _GRULayer.apply(x, index, W_ih, W_hh, b_ih, b_hh).transpose(0, 1)
