@@ -25,7 +25,7 @@ from conftest import make_reviews, write_acl_tarball, write_parquet_dir
 TINY = ["--preset", "seed", "--epochs", "1", "--hidden-dim", "8", "--embed-dim", "8", "--vocab-size", "50",
         "--device", "cpu"]
 # lines a failing command may print besides its one error line: progress logs and click's usage hint
-ALLOWED_EXTRA = ("loading data", "tokenising", "Usage:", "Try ")
+ALLOWED_EXTRA = ("loading data", "tokenising", "train ", "Usage:", "Try ")
 MAX_ERROR_LEN = 400
 PRED_LINE = re.compile(r"^(positive|negative)\t(0(\.\d+)?|1(\.0+)?)$")
 
@@ -207,6 +207,13 @@ def _good(t, ctx):
 CASES = [
     # --- train: the data -----------------------------------------------------------------
     train_case("missing-path", lambda t, c: t / "no-such-data", "no-such-data"),
+    # splits and sizes the data or the machine cannot give: one line, no run directory left behind
+    train_case("validation-split-empty", lambda t, c: c.data, r"leaves no validation reviews", "--val-fraction", "0.001"),
+    train_case("training-split-empty", lambda t, c: c.data, r"leaves no training reviews", "--val-fraction", "0.999"),
+    train_case("model-too-big-for-memory", lambda t, c: c.data, r"out of memory building the rnn .*embed_dim 2000000000",
+               "--embed-dim", "2000000000"),
+    train_case("size-beyond-a-c-integer", lambda t, c: c.data, r"max_len must be below 2\*\*31",
+               "--max-len", "99999999999999999999"),
     train_case("empty-directory", lambda t, c: _mkdir(t / "empty"), "empty"),
     train_case("dir-without-expected-files", lambda t, c: _unrelated_files(t), "stuff"),
     train_case("parquet-missing-label-column", lambda t, c: _pq(t / "d", {"text": ["a", "b"]}),

@@ -139,6 +139,7 @@ def test_resume_reuses_the_runs_data_and_refuses_a_changed_flag(tmp_path, tiny_d
                        cwd="/", env={**__import__("os").environ, "RNNLAB_DATA": "/nonexistent"})
     assert r.returncode == 0, r.stderr  # the run's own data, not $RNNLAB_DATA or the hub
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((out / "config.json").read_text())["epochs"] == 3  # a later plain --resume keeps the new target
 
 
 def test_offline_without_data_fails_within_seconds(tmp_path, monkeypatch):

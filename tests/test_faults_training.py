@@ -121,6 +121,21 @@ def test_a_corrupt_finished_job_is_run_again_and_the_rows_are_the_same(tmp_path,
     json.loads(job.read_text())  # rewritten whole
 
 
+def test_a_damaged_file_of_a_finished_job_runs_the_job_again(tmp_path, tiny_data):
+    """A stored model cut short (a crash, a bad disk) is not the bytes its job recorded: the job runs again and
+    rewrites it, instead of every later run failing on it."""
+    from rnnlab.experiments import EXPERIMENTS
+    from rnnlab.lab import run_experiments
+
+    ds = load_imdb(tiny_data)
+    run_experiments([EXPERIMENTS["compare"]], ds, tmp_path, quick=True, log=lambda s: None)
+    model = sorted((tmp_path / "jobs").glob("*/model.safetensors"))[0]
+    good = model.read_bytes()
+    model.write_bytes(good[:100])
+    run_experiments([EXPERIMENTS["compare"]], ds, tmp_path, quick=True, log=lambda s: None)
+    assert model.read_bytes() == good
+
+
 def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_path, tiny_data, monkeypatch):
     real = io_mod.write_text
     state = {"n": 0}

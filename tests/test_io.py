@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from rnnlab.io import atomic_path, write_text
+from rnnlab.io import StorageError, atomic_path, write_text
 
 
 def test_written_file_has_the_umask_mode(tmp_path):
@@ -25,3 +25,20 @@ def test_failed_write_leaves_nothing(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_is_followed_and_a_special_file_refused(tmp_path):
+    """Writing through a link replaces its target and keeps the link; a FIFO (or a device such as /dev/full) is
+    refused in one line instead of being replaced by a regular file."""
+    target = tmp_path / "real.html"
+    target.write_text("old")
+    link = tmp_path / "link.html"
+    link.symlink_to(target)
+    write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(StorageError, match="pipe: not a regular file"):
+        write_text(fifo, "x")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.html", "pipe", "real.html"]

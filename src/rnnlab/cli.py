@@ -197,6 +197,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         if resume is not None:
             if run.vocab().itos != data.vocab.itos:
                 raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
+            if cfg != saved:
+                run.save_config(cfg)  # the new --epochs holds for the next --resume as well
         else:
             run = RunDir.create(out, cfg, data.vocab, ds)
     except (DataError, RunError, ConfigError, ValueError) as e:

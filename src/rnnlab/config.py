@@ -86,6 +86,8 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
         if want is float and not math.isfinite(v):
             raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
+        if want is int and not -2**31 < v < 2**31:  # torch and numpy take sizes and seeds as C integers
+            raise ConfigError(f"{f.name} must be below 2**31, got {v}")
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")

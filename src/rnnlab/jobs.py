@@ -156,7 +156,8 @@ class Runner:
                 (store / job.key).mkdir(exist_ok=True)
                 write_bytes(store / job.key / name, blob)
             write_json(store / f"{job.key}.json", {"fn": job.fn, "args": job.args, "data": fingerprint,
-                                                   "label": job.label, "rows": rows, "files": sorted(files),
+                                                   "label": job.label, "rows": rows,
+                                                   "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
                                                    "seconds": round(seconds, 1), "threads": self.threads})
             results[job.key] = rows
             count["done"] += 1
@@ -227,7 +228,8 @@ class Runner:
 
 
 def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
-    """A finished job's rows, or None when missing, unreadable, or made by another job or on other data."""
+    """A finished job's rows, or None when missing, unreadable, made by another job or on other data, or when one of
+    its files is missing or not the bytes it wrote (a damaged file: the job runs again)."""
     if not path.exists():
         return None
     try:
@@ -235,7 +237,21 @@ def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
     except RunError:
         return None
     if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and d.get("fn") == job.fn
-            and d.get("data") == fingerprint and all((path.parent / job.key / f).is_file() for f in d.get("files", []))
+            and d.get("data") == fingerprint and _files_intact(path.parent / job.key, d.get("files", {}))
             and json.dumps(d.get("args"), sort_keys=True) == json.dumps(job.args, sort_keys=True, default=str)):
         return None
     return d["rows"]
+
+
+def _files_intact(d: Path, files) -> bool:
+    """Every file of a job record exists with its recorded sha256 (records without hashes: exists)."""
+    if not isinstance(files, (dict, list)):
+        return False
+    for name in files:
+        f = d / str(name)
+        try:
+            if not f.is_file() or (isinstance(files, dict) and hashlib.sha256(f.read_bytes()).hexdigest() != files[name]):
+                return False
+        except OSError:
+            return False
+    return True

@@ -17,7 +17,7 @@ import numpy as np
 
 from .batching import Encoded
 from .config import TrainConfig
-from .data import Dataset, Split
+from .data import DataError, Dataset, Split
 from .text import Vocab, encode_corpus
 
 
@@ -46,6 +46,12 @@ def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s
     if cfg.val_fraction > 0:
         tr_idx, val_idx = stratified_split(full.labels, cfg.val_fraction, cfg.seed)
         full, val = full.subset(tr_idx), full.subset(val_idx)
+        if len(val) == 0 or len(full) == 0:
+            raise DataError(f"{ds.source}: val_fraction {cfg.val_fraction:g} of {len(tr_idx) + len(val_idx)} training "
+                            f"reviews leaves {'no validation' if len(val) == 0 else 'no training'} reviews; "
+                            "use more data or another --val-fraction")
+    if len(full) == 0:
+        raise DataError(f"{ds.source}: no training reviews")
     return Prepared(full, val, test, corpus.vocab(cfg.vocab_size), ds.source)
 
 

@@ -168,6 +168,10 @@ class RunDir:
 
         learning_curve(metrics, self.path / "learning_curve.png")
 
+    def save_config(self, cfg: TrainConfig) -> None:
+        """Rewrite config.json: a resumed run's new --epochs (or --device) holds for its later resumes too."""
+        write_json(self.path / "config.json", cfg.to_dict())
+
     def save_summary(self, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)
 

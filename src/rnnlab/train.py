@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     """Train (or resume `run_dir`) to cfg.epochs; `on_step(model, row)` and `on_epoch(row)` observe it."""
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
-    model = build_model(cfg, len(data.vocab)).to(device)
+    model = _built(cfg, len(data.vocab), device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
     params = list(model.parameters())
@@ -115,6 +115,17 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                 on_epoch(row)
             log(_epoch_line(row))
     return _finish(cfg, data, model, metrics, best, device, run_dir)
+
+
+def _built(cfg: TrainConfig, vocab_size: int, device):
+    """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes."""
+    try:
+        return build_model(cfg, vocab_size).to(device)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "memory" not in str(e).lower():
+            raise
+        raise OutOfMemory(f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
+                          f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes") from None
 
 
 def _check_finite(loss: float, norm: float, epoch: int, step: int) -> None:
