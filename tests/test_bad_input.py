@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -299,6 +300,8 @@ CASES = [
     # --- evaluate / predict on a run directory ---------------------------------------------
     *[c for cmd in ("evaluate", "predict") for c in (
         run_case(f"{cmd}-missing-run-dir", cmd, None, "no-such-run", elsewhere=lambda t: t / "no-such-run"),
+        run_case(f"{cmd}-vocab-tokenizer-not-an-object", cmd,
+                 lambda r: _edit_json(r / "vocab.json", lambda d: {**d, "tokenizer": "x"}), r"'tokenizer' must be an object"),
         run_case(f"{cmd}-run-dir-is-a-file", cmd, None, "runfile", elsewhere=lambda t: _write(t / "runfile", "x")),
         run_case(f"{cmd}-empty-run-dir", cmd, None, r"config\.json", elsewhere=lambda t: _mkdir(t / "empty-run")),
         run_case(f"{cmd}-malformed-config-json", cmd, lambda r: _write(r / "config.json", '{"model": "rnn",'),
@@ -492,6 +495,38 @@ def test_predict_is_the_same_for_argument_and_stdin(run_dir):
 def test_predict_empty_stdin_is_an_error(run_dir):
     res = CliRunner().invoke(main, ["predict", str(run_dir)], input=b"")
     assert_one_line_error(res.output, res.stdout, res.exit_code, "no review")
+
+
+def test_predict_with_stdin_closed_is_one_line(run_dir):
+    """`rnnlab predict RUN <&-`: no stdin at all."""
+    p = subprocess.run([sys.executable, "-m", "rnnlab.cli", "predict", str(run_dir)], capture_output=True,
+                       preexec_fn=lambda: os.close(0), timeout=120)
+    assert p.returncode == 2 and b"Traceback" not in p.stderr and b"no review given" in p.stderr, p.stderr
+
+
+def test_evaluate_with_a_data_path_that_is_not_a_string_is_one_line(run_dir, tmp_path):
+    run = _copy_run(run_dir, tmp_path)
+    _edit_json(run / "meta.json", lambda d: {**d, "data": {**d["data"], "path": 5}})
+    res = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert_one_line_error(res.output, res.stdout, res.exit_code, r"data.path must be a string")
+
+
+def test_sigterm_before_training_is_exit_130_and_leaves_no_run(tmp_path, tiny_parquet):
+    """A signal while the data loads (before the training loop catches it) exits 130 with one line, as Ctrl-C."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab.cli", "train", "--data", str(tiny_parquet), *TINY,
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = ""
+    while not seen.endswith("\n") or not seen.splitlines()[-1].startswith("loading data"):  # the command has started
+        line = proc.stderr.readline()
+        assert line, f"ended before loading data: {seen}"
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    err = seen + proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not out.exists() or (out / "checkpoint.json").exists()  # nothing half-made
 
 
 def test_predict_non_utf8_stdin_in_a_real_process(run_dir):

@@ -135,11 +135,13 @@ def test_resume_reuses_the_runs_data_and_refuses_a_changed_flag(tmp_path, tiny_d
     assert r.returncode == 2 and "--lr 0.1 differs from the run's config (0.001)" in r.stderr
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--preset", "tuned"], capture_output=True, text=True)
     assert r.returncode == 2 and "drop --preset" in r.stderr
+    (out / ".model.safetensors.x1y2.tmp").write_bytes(b"left by a kill -9")
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True,
                        cwd="/", env={**__import__("os").environ, "RNNLAB_DATA": "/nonexistent"})
     assert r.returncode == 0, r.stderr  # the run's own data, not $RNNLAB_DATA or the hub
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert json.loads((out / "config.json").read_text())["epochs"] == 3  # a later plain --resume keeps the new target
+    assert not list(out.glob(".*.tmp"))  # a killed write's temporary file is removed on resume
 
 
 def test_offline_without_data_fails_within_seconds(tmp_path, monkeypatch):

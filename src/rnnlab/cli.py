@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -113,14 +114,23 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
 
     def invoke(self, ctx):
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # SIGTERM as Ctrl-C (training loops catch both)
+            signal.signal(signal.SIGTERM, _interrupt)
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _log("interrupted; nothing past the last completed step was saved")
+            sys.exit(130)
         except MemoryError:
-            _log("error: out of memory; use a smaller --batch-size or --max-len")
+            _log("error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
             sys.exit(2)
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):
@@ -199,6 +209,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
             if cfg != saved:
                 run.save_config(cfg)  # the new --epochs holds for the next --resume as well
+            run.remove_leftovers()
         else:
             run = RunDir.create(out, cfg, data.vocab, ds)
     except (DataError, RunError, ConfigError, ValueError) as e:
@@ -318,13 +329,15 @@ def evaluate(run_dir, data_path, as_json, device):
 def predict(run_dir, texts, as_json, device):
     """Classify TEXTS (or one review per line of stdin): label and P(positive).
 
-    Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review, or one of only
-    unknown words, is read as a single <unk> token and still gets a prediction.
+    Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review is read as a single
+    <unk> token, each unknown word as one <unk>; both still get a prediction.
     """
     from .scoring import predict_texts
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
+        if sys.stdin is None:  # closed (`<&-`)
+            raise InputError("no review given: pass TEXT arguments or lines on stdin")
         raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
         texts = [line.removesuffix("\r") for line in raw.split("\n")]  # only \n ends a review
         if texts and texts[-1] == "":

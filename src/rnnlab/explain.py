@@ -532,6 +532,11 @@ def _check_out(path: Path | None, flag: str) -> None:
         raise ValueError(f"{flag} {path}: is a directory; give a file name")
     if not path.parent.is_dir():
         raise ValueError(f"{flag} {path}: no such directory {path.parent}")
+    if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
+        raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
+
+
+FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp"}  # matplotlib's
 
 
 @click.command("explain")

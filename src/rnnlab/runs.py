@@ -65,6 +65,8 @@ def run_data_path(run: "RunDir") -> str | None:
     meta = read_json(run.path / "meta.json")
     data = meta.get("data") if isinstance(meta, dict) else None
     path = data.get("path") if isinstance(data, dict) else data if isinstance(data, str) else None
+    if path is not None and not isinstance(path, str):
+        raise RunError(f"{run.path / 'meta.json'}: data.path must be a string, got {path!r}")
     if path and not Path(path).exists():
         raise RunError(f"{run.path}: its data {path} is gone; pass --data")
     return path
@@ -167,6 +169,11 @@ class RunDir:
         from .plots import learning_curve
 
         learning_curve(metrics, self.path / "learning_curve.png")
+
+    def remove_leftovers(self) -> None:
+        """Delete the temporary files of writes cut short (a kill -9): never read, and as large as the model."""
+        for f in self.path.glob(".*.tmp"):
+            f.unlink(missing_ok=True)
 
     def save_config(self, cfg: TrainConfig) -> None:
         """Rewrite config.json: a resumed run's new --epochs (or --device) holds for its later resumes too."""

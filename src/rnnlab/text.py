@@ -84,6 +84,8 @@ class Vocab:
         if not all(isinstance(w, str) for w in d["itos"]):
             raise ValueError("vocab.json 'itos' must hold strings")
         tok = d.get("tokenizer", {})
+        if not isinstance(tok, dict):
+            raise ValueError("vocab.json 'tokenizer' must be an object")
         return cls(d["itos"], bool(tok.get("strip_html", False)))
 
 
