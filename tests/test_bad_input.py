@@ -497,6 +497,14 @@ def test_predict_empty_stdin_is_an_error(run_dir):
     assert_one_line_error(res.output, res.stdout, res.exit_code, "no review")
 
 
+def test_evaluate_on_reviews_of_one_class(run_dir, tmp_path):
+    """A CSV of positive reviews only is a fine evaluation set (training data still needs both classes)."""
+    f = _write(tmp_path / "pos.csv", "text,label\ngreat film,1\nloved every minute,1\nsuperb,1\n")
+    res = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(f)])
+    assert res.exit_code == 0, res.output
+    assert f"{f}: 3 reviews, accuracy" in res.stdout, res.stdout
+
+
 def test_predict_with_stdin_closed_is_one_line(run_dir):
     """`rnnlab predict RUN <&-`: no stdin at all."""
     p = subprocess.run([sys.executable, "-m", "rnnlab.cli", "predict", str(run_dir)], capture_output=True,

@@ -283,6 +283,9 @@ DAMAGED = {
     "a list": b'["not", "a", "verdict"]',
     "an older rnnlab's verdict": json.dumps({"experiment": "long-reviews", "claim": "Reading more helps",
                                             "holds": True, "criterion": "slope > 0"}).encode(),
+    "every value null": json.dumps({"experiment": None, "claim": None, "criterion": None, "outcome": None}).encode(),
+    "an effect of the wrong type": json.dumps({"experiment": "long-reviews", "claim": "c", "criterion": "k",
+                                               "outcome": "holds", "effect": "large", "numbers": 3}).encode(),
 }
 
 
@@ -334,6 +337,22 @@ def test_cli_fails_with_one_line_and_exit_2(tmp_path, case):
     assert r.exit_code == 2, (r.output, r.exception)
     (line,) = r.stderr.splitlines()
     assert line.startswith("Error: ") and str(runs) in line and r.stdout == ""
+
+
+def test_a_readme_that_cannot_be_updated_fails_before_anything_is_written(tmp_path):
+    """Not UTF-8, or in a folder that takes no file: one line, exit 2, and no report file written."""
+    runs = tmp_path / "lab"
+    make_lab(runs)
+    readme = runs / "README.md"
+    readme.write_bytes(b"\xff\xfe not text <!-- results")
+    r = CliRunner().invoke(main, ["report", str(runs), "--readme", str(readme)])
+    assert r.exit_code == 2 and r.stderr.splitlines() == [f"Error: {readme}: not UTF-8 text"], r.output
+    assert not (runs / "report.html").exists() and not (runs / "report.md").exists()
+    from rnnlab.report import ReportError, writable
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ReportError, match="a parent path is a file"):
+        writable(tmp_path / "file" / "report.md")
 
 
 # --- the Markdown twin -----------------------------------------------------------------------------

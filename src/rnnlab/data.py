@@ -100,7 +100,7 @@ def load_eval_split(path: str | os.PathLike | None = None) -> Split:
     """The split to evaluate on: a CSV file itself, else the test split of the dataset."""
     resolved = resolve_data_path(path)
     if resolved is not None and Path(resolved).is_file() and Path(resolved).suffix.lower() == ".csv":
-        return load_csv(resolved)
+        return load_csv(resolved, both_classes=False)  # reviews of one class are a fine evaluation set
     return load_imdb(resolved).test
 
 
@@ -139,7 +139,7 @@ def load_parquet(f: str | os.PathLike) -> Split:
     return _validated(texts, labels, str(f))
 
 
-def load_csv(f: str | os.PathLike) -> Split:
+def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
     """A CSV with columns text,label (0/1) or review,sentiment (positive/negative)."""
     import pandas as pd
 
@@ -163,7 +163,7 @@ def load_csv(f: str | os.PathLike) -> Split:
         labels = [m.get(str(v).strip().lower(), v) for v in raw]
     else:
         raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(cols)}")
-    return _validated(texts, labels, str(f))
+    return _validated(texts, labels, str(f), both_classes)
 
 
 def _parse_int_label(v):
@@ -304,7 +304,7 @@ def _reachable(host: str, timeout: float = 3.0) -> bool:
 
 # --- validation ----------------------------------------------------------------------------
 
-def _validated(texts: list, labels: list, source: str) -> Split:
+def _validated(texts: list, labels: list, source: str, both_classes: bool = True) -> Split:
     if len(texts) == 0:
         raise DataError(f"{source}: no rows")
     for i, t in enumerate(texts):
@@ -314,7 +314,7 @@ def _validated(texts: list, labels: list, source: str) -> Split:
         if isinstance(y, bool) or not isinstance(y, (int, np.integer)) or y not in (0, 1):
             raise DataError(f"{source}: row {i}: label {y!r} is not 0 or 1")
     arr = np.asarray(labels, dtype=np.int64)
-    if len(np.unique(arr)) < 2:
+    if both_classes and len(np.unique(arr)) < 2:
         raise DataError(f"{source}: only one class present (label {int(arr[0])}); need both 0 and 1")
     return Split(list(texts), arr, source)
 

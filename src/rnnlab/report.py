@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
-from .io import RunError, atomic_path, read_json, write_text
+from .io import RunError, atomic_path, fault, read_json, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval; \"inconclusive\" means the interval straddles "
@@ -80,7 +80,8 @@ def _command(lab: Path, known: dict) -> str:
 def _record(path: Path, keys: tuple[str, ...]) -> dict:
     """A JSON object with `keys`, or RunError saying why not."""
     d = read_json(path)
-    if not isinstance(d, dict) or not all(k in d for k in keys):
+    if not isinstance(d, dict) or not all(k in d for k in keys) or not all(
+            isinstance(d[k], str) for k in keys if k in ("claim", "criterion", "outcome", "mode")):
         raise RunError(f"{path}: not what rnnlab writes (needs {', '.join(keys)})")
     return d
 
@@ -104,10 +105,16 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
     sec.outcome, sec.claim, sec.mode = v.get("outcome", ""), v.get("claim", ""), v.get("mode", "")
     if sec.mode == "quick":
         sec.blocks.append(Text("Quick mode: a data subset, one seed, short schedules. A smoke test, not evidence."))
-    sec.blocks += verdict_blocks(v)
-    if (d / f"{name}.png").exists():
-        sec.blocks.append(Figure(d / f"{name}.png", f"{e.title}: figure"))
-    sec.blocks += run_blocks(v)
+    try:
+        sec.blocks += verdict_blocks(v)
+        if (d / f"{name}.png").exists():
+            sec.blocks.append(Figure(d / f"{name}.png", f"{e.title}: figure"))
+        sec.blocks += run_blocks(v)
+    except (AttributeError, TypeError, KeyError, ValueError) as err:  # a field of the wrong type
+        sec = Section(name, e.title, [Text(e.question)])
+        return _not_there(sec, d / "verdict.json", RunError(f"{d / 'verdict.json'}: not what rnnlab writes "
+                                                                f"({type(err).__name__}: {err})"),
+                          lab, known)
     return sec
 
 
@@ -253,9 +260,13 @@ def readme_block(sections: list[Section], lab: Path) -> str:
             v = read_json(lab / s.id / "verdict.json") if s.id in EXPERIMENTS else None
         except RunError:
             v = None
-        if v:
+        if s.outcome in ("missing", "unreadable") or not isinstance(v, dict):
+            continue
+        try:
             est, ci, thr, _ = effect_cells(v.get("effect") or {})
-            rows.append([EXPERIMENTS[s.id].title, v["claim"], v["outcome"], f"{est} {ci}", thr])
+        except (AttributeError, TypeError, KeyError, ValueError):
+            continue
+        rows.append([EXPERIMENTS[s.id].title, v["claim"], v["outcome"], f"{est} {ci}", thr])
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = next((t for t in [_table(lab)] if t), None)
     if table:
@@ -272,11 +283,34 @@ def _table(lab: Path) -> list[dict] | None:
         return None
 
 
-def write_readme_block(lab: Path, readme: Path) -> None:
-    """Replace the block between the README's results markers with one rendered from LAB."""
-    text = readme.read_text(encoding="utf-8")
+def readme_text(readme: Path) -> str:
+    """The README's text, checked before anything is written: UTF-8, with the results markers."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(f"{readme}: not UTF-8 text") from None
+    except OSError as e:
+        raise ReportError(f"{readme}: {fault(e)}") from None
     if README_START not in text or README_END not in text:
         raise ReportError(f"{readme}: has no results markers ({README_START} ... {README_END})")
+    return text
+
+
+def writable(*paths: Path) -> None:
+    """ReportError unless each path's folder exists (or can be made) and takes a new file: checked before the
+    first write, so a refused second file never leaves the first one new and the second one old."""
+    for p in paths:
+        parent = p.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            why = "a parent path is a file" if not parent.is_dir() else "permission denied or read-only"
+            raise ReportError(f"cannot write {p}: {why}")
+
+
+def write_readme_block(lab: Path, readme: Path) -> None:
+    """Replace the block between the README's results markers with one rendered from LAB."""
+    text = readme_text(readme)
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     block = readme_block(collect(lab), lab)
@@ -299,6 +333,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
             raise ReportError(f"{p}: is a directory; give a file name")
     if out.resolve() == markdown.resolve():
         raise ReportError(f"{out}: the HTML and the Markdown need different files")
+    writable(out, markdown)
     inside = markdown.parent.resolve().is_relative_to(lab.resolve())
     assets = None if inside else markdown.parent / "figures"
     out.parent.mkdir(parents=True, exist_ok=True)

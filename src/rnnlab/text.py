@@ -126,7 +126,7 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("RNNLAB_CACHE", Path.home() / ".cache" / "rnnlab"))
+    return Path(os.environ.get("RNNLAB_CACHE") or Path.home() / ".cache" / "rnnlab")  # empty: unset
 
 
 def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
