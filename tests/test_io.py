@@ -42,3 +42,17 @@ def test_a_symlink_is_followed_and_a_special_file_refused(tmp_path):
         write_text(fifo, "x")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.html", "pipe", "real.html"]
+
+
+def test_a_file_size_limit_is_one_line_naming_the_file(tmp_path):
+    """Past `ulimit -f` a write fails with EFBIG: StorageError naming the file, and nothing is left behind."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "big.html"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))\n"
+            "from rnnlab.io import StorageError, write_text\n"
+            "try:\n    write_text(sys.argv[1], 'x' * 1000)\nexcept StorageError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == f"cannot write {target}: file too large (a size limit: ulimit -f)", (r.stdout, r.stderr)
+    assert list(tmp_path.iterdir()) == []

@@ -176,6 +176,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     overrides = {k: v for k, v in flags.items() if v is not None}
     try:
         if resume is not None:
+            if out is not None and Path(out).resolve() != Path(resume).resolve():
+                raise RunError(f"--out {out}: a resumed run continues in its own directory ({resume}); drop --out")
             run = RunDir(resume)
             saved = run.config()
             changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v and k not in RESUMABLE}

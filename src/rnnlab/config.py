@@ -96,6 +96,8 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(f"{name} must be positive, got {getattr(c, name)}")
     if c.vocab_size < 3:
         raise ConfigError(f"vocab_size must be at least 3 (<pad>, <unk> and one word), got {c.vocab_size}")
+    if c.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {c.seed}")
     if c.max_len < 0:
         raise ConfigError(f"max_len must be >= 0 (0 = full length), got {c.max_len}")
     if c.lr <= 0:

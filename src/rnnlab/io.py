@@ -30,7 +30,8 @@ class StorageError(RunError):
 _FAULTS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
            errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
            errno.EPERM: "operation not permitted", errno.ENOTDIR: "a parent path is a file, not a directory",
-           errno.EEXIST: "a file is in the way", errno.EISDIR: "it is a directory"}
+           errno.EEXIST: "a file is in the way", errno.EISDIR: "it is a directory",
+           errno.EFBIG: "file too large (a size limit: ulimit -f)"}
 
 
 def fault(e: OSError) -> str:
