@@ -70,6 +70,7 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     one_thread = next(r for r in kernels["runs"] if r["threads"] == 1)["speedups"]
     x = {(k, how): one_thread[f"{k.lower()}_layer{how} vs nn.{k}"]["median"] for k in ("LSTM", "GRU")
          for how in ("", " folded")}
-    bar = ", ".join(f"{k} {'met' if x[k, ' folded'] >= 1.8 else 'not met'}" for k in ("GRU", "LSTM"))
-    assert (f"folded input {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense input (gated presets: "
-            f"dropout) {x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x (bar 1.8x: {bar})") in readme
+    met = [k for k in ("LSTM", "GRU") if x[k, " folded"] >= 1.8]
+    bar = "met" if len(met) == 2 else f"met by the {met[0]} only" if met else "not met"
+    assert (f"folded input {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense (gated presets) "
+            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x (bar 1.8x: {bar})") in readme

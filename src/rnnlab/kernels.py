@@ -1,6 +1,6 @@
 """Hand-written CPU training kernels for one vanilla RNN, LSTM or GRU layer (forward and BPTT).
 
-    from rnnlab.kernels import tanh_rnn_layer, lstm_layer, gru_layer
+    from rnnlab.kernels import fold, gru_layer, lstm_layer, tanh_rnn_layer
     m = nn.LSTM(100, 128, batch_first=True)
     out = lstm_layer(x, m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)  # == m(x)[0]
     # x (B, T, E) dense batch-first, zero initial state; out (B, T, H): every hidden state
@@ -10,7 +10,8 @@
 PyTorch has no fused recurrent kernel for the vanilla RNN on CPU (nn.RNN runs its steps as ordinary
 operators, each recorded for autograd): `tanh_rnn_layer` computes the input projection of all steps
 in one matmul, one matmul and one in-place sigmoid per step, and the weight gradient as one big
-matmul after the loop (~1.3x faster per training step than nn.RNN here). `models.run_recurrent`
+matmul after the loop (1.06-1.3x faster per training step than nn.RNN, by CPU; with folded input,
+below, more: docs/PERFORMANCE.md). `models.run_recurrent`
 uses all three on CPU; on a GPU cuDNN's fused kernels are faster.
 
 Folded input: when the embedding feeds the layer directly (no dropout between them), a layer
