@@ -225,3 +225,19 @@ def test_device_cuda_without_a_gpu_is_one_line_for_every_command(args, seed_run,
     r = subprocess.run(CMD + args, capture_output=True, text=True)
     assert r.returncode == 2 and "no CUDA GPU is available" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_the_cli_runs_from_a_thread_that_cannot_set_signal_handlers():
+    """Commands install a SIGTERM handler (SIGTERM as Ctrl-C); off the main thread that is not allowed and is
+    skipped, not an error (e.g. rnnlab called from a worker thread of a notebook or a server)."""
+    import threading
+
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", CliRunner().invoke(main, ["presets", "seed"])))
+    t.start()
+    t.join()
+    assert out["r"].exit_code == 0 and json.loads(out["r"].output)["seed"]["model"] == "rnn", out["r"].output

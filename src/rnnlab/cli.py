@@ -123,7 +123,8 @@ class Main(click.Group):
 
     def invoke(self, ctx):
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # SIGTERM as Ctrl-C (training loops catch both)
-            signal.signal(signal.SIGTERM, _interrupt)
+            with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+                signal.signal(signal.SIGTERM, _interrupt)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
