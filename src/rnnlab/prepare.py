@@ -46,12 +46,10 @@ def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s
     if cfg.val_fraction > 0:
         tr_idx, val_idx = stratified_split(full.labels, cfg.val_fraction, cfg.seed)
         full, val = full.subset(tr_idx), full.subset(val_idx)
-        if len(val) == 0 or len(full) == 0:
+        if len(val) == 0 or len(full) == 0:  # (the loaded train split itself is never empty: data.py checks)
             raise DataError(f"{ds.source}: val_fraction {cfg.val_fraction:g} of {len(tr_idx) + len(val_idx)} training "
                             f"reviews leaves {'no validation' if len(val) == 0 else 'no training'} reviews; "
                             "use more data or another --val-fraction")
-    if len(full) == 0:
-        raise DataError(f"{ds.source}: no training reviews")
     return Prepared(full, val, test, corpus.vocab(cfg.vocab_size), ds.source)
 
 

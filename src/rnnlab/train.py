@@ -117,12 +117,17 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     return _finish(cfg, data, model, metrics, best, device, run_dir)
 
 
+def _is_out_of_memory(e: BaseException) -> bool:
+    """A CUDA or host allocation failure (the CPU allocator raises a RuntimeError that says "memory")."""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(e).lower()
+
+
 def _built(cfg: TrainConfig, vocab_size: int, device):
     """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes."""
     try:
         return build_model(cfg, vocab_size).to(device)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "memory" not in str(e).lower():
+        if not _is_out_of_memory(e):
             raise
         raise OutOfMemory(f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
                           f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes") from None
@@ -152,7 +157,7 @@ def _memory_guard(cfg: TrainConfig, epoch: int, step: int, shape):
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        if not isinstance(e, (torch.OutOfMemoryError, MemoryError)) and "memory" not in str(e).lower():
+        if not _is_out_of_memory(e):
             raise
         raise OutOfMemory(f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
                           f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
