@@ -303,6 +303,8 @@ CASES = [
     # --- evaluate / predict on a run directory ---------------------------------------------
     *[c for cmd in ("evaluate", "predict") for c in (
         run_case(f"{cmd}-missing-run-dir", cmd, None, "no-such-run", elsewhere=lambda t: t / "no-such-run"),
+        run_case(f"{cmd}-review-given-as-run-dir", cmd, None, r"^Error: x{77}\.\.\.: no such run directory$",
+                 elsewhere=lambda t: "x" * 5000),  # a name too long for a path: cut in the line, not an OSError
         run_case(f"{cmd}-vocab-tokenizer-not-an-object", cmd,
                  lambda r: _edit_json(r / "vocab.json", lambda d: {**d, "tokenizer": "x"}), r"'tokenizer' must be an object"),
         run_case(f"{cmd}-run-dir-is-a-file", cmd, None, "runfile", elsewhere=lambda t: _write(t / "runfile", "x")),

@@ -353,6 +353,18 @@ def test_cli_text_stdin_json_html_png(runs, tmp_path):
     assert r.exit_code == 0 and "wonderful" in r.stdout and "\x1b[" not in r.stdout
 
 
+def test_cli_text_as_arguments(runs):
+    """RUN_DIR... [TEXT]...: the words after the run directories are the review, as with --text."""
+    argv = ["explain", str(runs["rnn"]), str(runs["lstm"])]
+    by_option = CliRunner().invoke(main, [*argv, "--text", "slow start but a wonderful ending", "--json"])
+    by_words = CliRunner().invoke(main, [*argv, "slow start", "but", "a wonderful ending", "--json"])
+    assert by_option.exit_code == 0 and by_words.exit_code == 0, by_words.output
+    a, b = json.loads(by_option.stdout), json.loads(by_words.stdout)
+    assert b["source"] == "TEXT" and [r["run"] for r in b["runs"]] == ["rnn", "lstm"]
+    assert [r["opinion"] for r in a["runs"]] == [r["opinion"] for r in b["runs"]]
+    assert b["runs"][0]["words"] == ["slow", "start", "but", "a", "wonderful", "ending"]
+
+
 def test_cli_review_from_a_dataset(runs, data):
     r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "3", "--data", str(data), "--json"])
     assert r.exit_code == 0, r.output
@@ -377,6 +389,9 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "text-and-review": (["{run}", "--text", "good", "--review", "1"], r"not both"),
     "data-without-review": (["{run}", "--text", "good", "--data", "{data}"], r"only with --review"),
     "negative-review": (["{run}", "--review", "-1"], r"-1"),
+    "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed
+    "mistyped-second-run": (["{run}", "{tmp}/no-such-run"], r"no-such-run: no such run directory .*--text"),
+    "text-and-option": (["{run}", "good", "--text", "good"], r"once: as TEXT or with --text"),
 }
 
 

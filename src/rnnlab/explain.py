@@ -496,6 +496,32 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
 
 # --- the command ----------------------------------------------------------------------------------
 
+def _split_args(args) -> tuple[list[Path], list[str]]:
+    """RUN_DIR... [TEXT]...: the leading arguments that name directories are the runs, the rest the review's
+    words. A lone word that looks like a path is taken for a mistyped run, not for a review."""
+    k = 0
+    while k < len(args) and _is_dir(args[k]):
+        k += 1
+    runs, words = [Path(a) for a in args[:k]], list(args[k:])
+    lone_path = len(words) == 1 and not any(c.isspace() for c in words[0]) and (os.sep in words[0] or "/" in words[0])
+    if not runs or lone_path:
+        hint = " (to explain it as a review: --text)" if runs else ""
+        raise ValueError(f"{_short(words[0])}: no such run directory{hint}")
+    return runs, words
+
+
+def _is_dir(arg: str) -> bool:
+    try:
+        return Path(arg).is_dir()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL: not a directory
+        return False
+
+
+def _short(s: str, n: int = 80) -> str:
+    """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
 def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, int | None]:
     """(text, where it came from, true label or None), from --text, --review N or stdin."""
     if text is not None and review is not None:
@@ -515,13 +541,13 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         raise ValueError("--data is read only with --review N")
     if text is None:
         if sys.stdin is None or sys.stdin.isatty():
-            raise ValueError("no review given: pass --text TEXT, --review N [--data PATH], or the review on stdin")
+            raise ValueError("no review given: pass TEXT (or --text TEXT), --review N [--data PATH], or the review on stdin")
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
         source = "stdin"
     else:
         source = "--text"
     if not text.strip():
-        raise ValueError("empty review: give some text (--text, --review N or stdin)")
+        raise ValueError("empty review: give some text (TEXT, --text, --review N or stdin)")
     return text, source, None
 
 
@@ -540,8 +566,8 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 
 
 @click.command("explain")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR...")
-@click.option("--text", default=None, help="The review. Without --text or --review: read from stdin.")
+@click.argument("args", nargs=-1, required=True, metavar="RUN_DIR... [TEXT]...")
+@click.option("--text", default=None, help="The review, instead of TEXT. Without either or --review: read from stdin.")
 @click.option("--review", type=click.IntRange(min=0), default=None, help="Explain review N (0-based) of --data.")
 @click.option("--data", "data_path", default=None,
               help="With --review: parquet dir, aclImdb dir or tarball. Default: the first run's own data.")
@@ -558,13 +584,14 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 @click.option("--ig-steps", type=click.IntRange(min=1), default=IG_STEPS, show_default=True,
               help="Integration steps of Integrated Gradients.")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
-def command(run_dirs, text, review, data_path, split_name, html_path, png_path, as_json, plain, attribution,
+def command(args, text, review, data_path, split_name, html_path, png_path, as_json, plain, attribution,
             ig_steps, device):
     """Show how trained models read one review, word by word.
 
     For every token as each run reads it: the running opinion (P(positive) had the review ended
     there), its Integrated Gradients attribution, the gradient norm at its embedding and, for
     recurrent models, how far it moves the hidden state. Several RUN_DIRs are aligned token by token.
+    The leading arguments that are directories are the runs; the words after them are the review.
 
     The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
     Transformer against 0.3 s through a vanilla RNN on the 2-core AMD VM (benchmarks/results/explain*.json).
@@ -576,9 +603,15 @@ def command(run_dirs, text, review, data_path, split_name, html_path, png_path, 
         _check_out(png_path, "--png")
         from .train import resolve_device
 
+        run_dirs, words = _split_args(args)
+        if words:
+            if text is not None:
+                raise ValueError("give the review once: as TEXT or with --text, not both")
+            text = " ".join(words)
         dev = resolve_device(device)
         runs = [load_run(r, dev) for r in run_dirs]
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
+        source = "TEXT" if words else source
         exps = explain_runs(runs, text, attribution=attribution, ig_steps=ig_steps, source=source,
                             true_label=truth)
     except ImportError as e:

@@ -267,8 +267,13 @@ class RunDir:
         return cfg, vocab, model.to(device).eval()
 
     def _require_dir(self) -> None:
-        if not self.path.is_dir():
-            raise RunError(f"{self.path}: no such run directory")
+        try:
+            found = self.path.is_dir()
+        except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
+            found = False
+        if not found:
+            shown = str(self.path)
+            raise RunError(f"{shown if len(shown) <= 80 else shown[:77] + '...'}: no such run directory")
 
 
 def _check_state(model, state: dict, f) -> None:
