@@ -139,12 +139,14 @@ class RecurrentClassifier(Classifier):
         b = self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0  # (H,)
         x = self.drop(self.embedding(tokens)) if embedded is None else embedded  # (B, T, E)
         B, T, _ = x.shape
-        xw = x @ W_ih.T + b  # (B, T, H): the input projection has no time dependence
-        live = mask(lengths.to(tokens.device), T).unsqueeze(-1)  # (B, T, 1)
+        # the input projection has no time dependence; unbound into T steps, as indexing xw[:, t] would give
+        # each step's backward a zero-filled (B, T, H) gradient (1 GB and 7 s at T = 800 in float64)
+        xw = (x @ W_ih.T + b).unbind(1)
+        live = mask(lengths.to(tokens.device), T).unsqueeze(-1).unbind(1)  # T x (B, 1)
         h = x.new_zeros(B, W_hh.shape[0])
         hs = []
         for t in range(T):
-            h = torch.where(live[:, t], torch.tanh(xw[:, t] + h @ W_hh.T), h)
+            h = torch.where(live[t], torch.tanh(xw[t] + h @ W_hh.T), h)
             h.retain_grad()
             hs.append(h)
         feat = h if self.pool == "last" else pool_states(torch.stack(hs, 1), lengths.to(tokens.device), self.pool)
