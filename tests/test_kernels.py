@@ -182,6 +182,29 @@ def test_pooled_buffers_never_shared_between_live_graphs(kind):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("folded", [False, True])
+def test_without_grad_same_states_without_the_backward_buffers(kind, folded):
+    """Under no_grad (evaluation, probes, explain's running opinion) the layer skips the local derivatives
+    that only backward reads: the same states, bitwise, and a pooled buffer smaller than them."""
+    cls, layer = LAYERS[kind]
+    torch.manual_seed(5)
+    m, emb = cls(4, 8, batch_first=True), nn.Embedding(30, 4)
+    tokens = torch.randint(0, 30, (3, 40))
+    x, index = kernels.fold(emb, tokens) if folded else (emb(tokens), None)
+    kernels.clear_pool()
+    out = layer(x, *_weights(m), index=index)
+    assert out.requires_grad
+    with_grad, out = out.detach().clone(), None  # the graph is gone: its buffer is back in the pool
+    (buf,) = kernels._pool
+    kernels.clear_pool()
+    with torch.no_grad():
+        without = layer(x, *_weights(m), index=index)
+    assert not without.requires_grad and torch.equal(with_grad, without)
+    derivatives = 40 * 3 * 8 * {"lstm": 6, "gru": 5}[kind]  # D: T x B x (6 or 5) H
+    assert [b.numel() for b in kernels._pool] == [buf.numel() - derivatives]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_backward_twice_with_retain_graph(kind):
     """Backward leaves the saved tensors intact: a second pass gives the same gradients."""
     cls, layer = LAYERS[kind]

@@ -237,16 +237,30 @@ def _doubled_rows(W_ih, W_hh, b_ih, b_hh, rows: slice):
     return (W_ih * scale).t().contiguous(), (W_hh * scale).t().contiguous(), (b_ih + b_hh) * scale[:, 0]
 
 
+def _keep(ctx, grad: bool, ws: torch.Tensor, *saved) -> None:
+    """Save what backward reads, its buffer back to the pool once the graph is gone; without grad, at once."""
+    if not grad:
+        _give(ws)
+        return
+    ctx.save_for_backward(*saved)
+    weakref.finalize(ctx, _give, ws)
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 class _LSTMLayer(torch.autograd.Function):
     """One LSTM layer, zero initial state: x (B, T, E) -> states (T, B, H), time-major."""
 
     @staticmethod
-    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh):
+    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh, grad):
         B, T, E, H, chunks, K = _sizes(x, index, W_hh)
         WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))  # the g rows
         E1 = E + 1 if index is None else 0  # X1 only for dense input
-        ws = _take(T * B * E1 + T * B * 6 * H + K * B * 4 * H + (K + 1) * B * H + K * B * H, x)
-        X1, D, G, C2, TC = _carve(ws, (T, B, E1), (T, B, 6 * H), (K, B, 4 * H), (K + 1, B, H), (K, B, H))
+        TD = T if grad else 0  # D only when a backward may follow
+        ws = _take(T * B * E1 + TD * B * 6 * H + K * B * 4 * H + (K + 1) * B * H + K * B * H, x)
+        X1, D, G, C2, TC = _carve(ws, (T, B, E1), (TD, B, 6 * H), (K, B, 4 * H), (K + 1, B, H), (K, B, H))
         # saved: X1[t] = [x_t | 1] (dense input) and D[t], the local derivatives of step t (below);
         # per chunk: G[k] gates i, f, 2g, o; C2[k] = 2 c_{t-1} (so tanh(c) is one sigmoid); TC[k] = tanh(c_t)
         X1[..., E:] = 1.0
@@ -274,6 +288,8 @@ class _LSTMLayer(torch.autograd.Function):
                 c2.addcmul_(i_[k], g2)  # 2c_t = f 2c_{t-1} + i 2g
                 tc = add(m1, sigmoid(c2, out=tc_[k]), alpha=2, out=tc_[k])  # tanh(c_t)
                 mul(o_[k], tc, out=h_[t0 + k + 1])  # h_t
+            if not grad:
+                continue
             # D[t] = [f | (i-i^2) 2g | (f-f^2) 2c_{t-1} | i (2 - (2g)^2/2) | (o-o^2) tanh c | o (1 - tanh(c)^2)/2]:
             # backward multiplies the first four by e = dL/d(2c), the fifth by dh: [carry | dG_i dG_f dG_g dG_o]
             g, d, tc = G[:n], D[t0:t1], TC[:n]
@@ -285,8 +301,7 @@ class _LSTMLayer(torch.autograd.Function):
             d[..., 3 * H:4 * H].mul_(g[..., :H])
             d[..., 4 * H:5 * H].mul_(tc)
             torch.addcmul(half, tc, tc, value=-0.5, out=d[..., 5 * H:]).mul_(g[..., 3 * H:4 * H])
-        ctx.save_for_backward(X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
-        weakref.finalize(ctx, _give, ws)  # back to the pool once the graph is gone
+        _keep(ctx, grad, ws, X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
         return Hs[1:]
 
     @staticmethod
@@ -331,20 +346,21 @@ class _LSTMLayer(torch.autograd.Function):
         _give(ws)
         dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
         db = dWiT[E]
-        return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone()
+        return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone(), None
 
 
 class _GRULayer(torch.autograd.Function):
     """One GRU layer, zero initial state: x (B, T, E) -> states (T, B, H), time-major."""
 
     @staticmethod
-    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh):
+    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh, grad):
         B, T, E, H, chunks, K = _sizes(x, index, W_hh)
         WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))  # the n rows; b_n: 2 (b_in + b_hn)
         bhn2 = 2.0 * b_hh[2 * H:]
         E1 = E + 1 if index is None else 0  # X1 only for dense input
-        ws = _take(T * B * E1 + T * B * 5 * H + K * B * 3 * H + 3 * K * B * H, x)
-        X1, D, S, N, XN, tmp = _carve(ws, (T, B, E1), (T, B, 5 * H), (K, B, 3 * H), (K, B, H), (K, B, H), (K, B, H))
+        TD = T if grad else 0  # D only when a backward may follow
+        ws = _take(T * B * E1 + TD * B * 5 * H + K * B * 3 * H + 3 * K * B * H, x)
+        X1, D, S, N, XN, tmp = _carve(ws, (T, B, E1), (TD, B, 5 * H), (K, B, 3 * H), (K, B, H), (K, B, H), (K, B, H))
         # saved: X1[t] = [x_t | 1] (dense input) and D[t], the local derivatives of step t (below); per chunk:
         # S[k] = r, z, 2 (W_in x + b_in + W_hn h + b_hn); N[k] = n_t; XN[k] = 2 (W_in x + b_in)
         X1[..., E:] = 1.0
@@ -367,6 +383,8 @@ class _GRULayer(torch.autograd.Function):
                 nk = lerp(xn_[k], sn_[k], r_[k], out=n_[k])  # 2 (W_in x + b_in + r (W_hn h + b_hn))
                 add(m1, nk.sigmoid_(), alpha=2, out=nk)  # n_t
                 lerp(nk, h_[t0 + k], z_[k], out=h_[t0 + k + 1])  # h_t = (1 - z) n + z h_{t-1}
+            if not grad:
+                continue
             # D[t] = [D_n r | D_n hn (r-r^2) | (h_{t-1}-n)(z-z^2) | D_n | z], D_n = (1-z)(1-n^2), hn = W_hn h + b_hn;
             # backward multiplies it by dh: [dL/dhn | dG_r | dG_z | dG_n | the direct path dh z]
             s, d, nt, tm = S[:n], D[t0:t1], N[:n], tmp[:n]
@@ -379,8 +397,7 @@ class _GRULayer(torch.autograd.Function):
             torch.sub(s[..., 2 * H:], XN[:n], out=tm).mul_(Dn)  # 2 hn D_n
             torch.addcmul(zero, d[..., H:2 * H], tm, value=0.5, out=d[..., H:2 * H])
             d[..., 2 * H:3 * H].mul_(torch.sub(Hs[t0:t1], nt, out=tm))
-        ctx.save_for_backward(X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
-        weakref.finalize(ctx, _give, ws)
+        _keep(ctx, grad, ws, X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
         return Hs[1:]
 
     @staticmethod
@@ -422,14 +439,16 @@ class _GRULayer(torch.autograd.Function):
         dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
         dW_hh = torch.cat([dWhT[:, H:], dWhT[:, :H]], 1).t()  # rows back to r, z, n
         db_hh = torch.cat([dWiT[E, :2 * H], dbhn])  # r, z: as b_ih; n: dL/dhn summed
-        return dX, None, dWiT[:E].t(), dW_hh, dWiT[E].clone(), db_hh
+        return dX, None, dWiT[:E].t(), dW_hh, dWiT[E].clone(), db_hh, None
 
 
 def lstm_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None) -> torch.Tensor:
     """One nn.LSTM layer on dense (B, T, E) input (or folded: x[index], see `fold`), zero initial state -> (B, T, H)."""
-    return _LSTMLayer.apply(x, index, W_ih, W_hh, b_ih, b_hh).transpose(0, 1)
+    grad = _needs_grad(x, W_ih, W_hh, b_ih, b_hh)
+    return _LSTMLayer.apply(x, index, W_ih, W_hh, b_ih, b_hh, grad).transpose(0, 1)
 
 
 def gru_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None) -> torch.Tensor:
     """One nn.GRU layer on dense (B, T, E) input (or folded: x[index], see `fold`), zero initial state -> (B, T, H)."""
-    return _GRULayer.apply(x, index, W_ih, W_hh, b_ih, b_hh).transpose(0, 1)
+    grad = _needs_grad(x, W_ih, W_hh, b_ih, b_hh)
+    return _GRULayer.apply(x, index, W_ih, W_hh, b_ih, b_hh, grad).transpose(0, 1)
