@@ -52,6 +52,9 @@ nn.LSTM (the matmuls alone: ~1.35-1.45x). How:
   costs half as much as from the cold saved gates in backward). They are laid out so a
   backward step is one broadcast multiply of dL/dc (LSTM) or dL/dh (GRU) into them, one or two
   small ops, and one addmm for dL/dh_{t-1}.
+- Without grad (under torch.no_grad, or no input requires it: evaluation, probes, explain's running
+  opinion) the forward skips those derivatives and returns its buffer at once: 1.35x (LSTM) and
+  1.5x (GRU) faster at B 256, T 400, and T x B x 6H (5H) floats less memory.
 - Per backward chunk, dL/dx is one matmul and each weight gradient one accumulating matmul
   (transposed, dW^T += [x | 1]^T dG: ~10% faster here); the column of ones next to x_t gives
   the bias gradient with it.
