@@ -34,7 +34,7 @@ import rnnlab  # noqa: E402
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.experiments import EXPERIMENTS  # noqa: E402
 from rnnlab.io import write_json  # noqa: E402
-from rnnlab.report import write_report  # noqa: E402
+from rnnlab.report import README_END, README_START, write_report  # noqa: E402
 
 SRC = Path(rnnlab.__file__).resolve().parents[1]
 DATA = "/data/imdb"
@@ -163,6 +163,12 @@ class Page(HTMLParser):
             self._badge[1] += data
         if self._in_header:
             self.header += data
+
+
+def _readme(where: Path) -> Path:
+    readme = where / "README.md"
+    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n")
+    return readme
 
 
 def md_links(md: Path) -> list[str]:
@@ -320,6 +326,42 @@ def test_a_damaged_exercise_summary_is_shown_as_unreadable_not_missing(lab, dama
     written = json.loads(r.stdout.strip().splitlines()[-1])
     assert written["outcomes"]["seed"] == "unreadable" and "seed" not in written["missing"]
     assert "Unreadable:" in Page((lab / "report.html").read_text()).sections["seed"]
+
+
+FIELD_DAMAGE = {  # id -> (file in the lab, how its parsed JSON is damaged, the section that must say unreadable)
+    "picks not a list": ("explain/picks.json", lambda d: d.update(picks=5), "explain"),
+    "a pick without files": ("explain/picks.json", lambda d: d["picks"][1].pop("files"), "explain"),
+    "a pick without its rule": ("explain/picks.json", lambda d: d["picks"][1].pop("rule"), "explain"),
+    "a pick that is a string": ("explain/picks.json", lambda d: d.update(picks=["a"]), "explain"),
+    "models an int": ("explain/picks.json", lambda d: d.update(models=3), "explain"),
+    "seeds an int": ("seed/summary.json", lambda d: d.update(test_acc_by_seed=3), "seed"),
+    "reviews a word": ("seed/summary.json", lambda d: d.update(train_reviews="many"), "seed"),
+    "phases a list": ("lab.json", lambda d: d.update(phases_seconds=[1]), "lab"),
+    "environment a string": ("lab.json", lambda d: d.update(environment="x"), "lab"),
+}
+
+
+@pytest.mark.parametrize("case", FIELD_DAMAGE)
+def test_a_lab_file_with_fields_of_the_wrong_type_is_unreadable_not_fatal(lab, case):
+    name, damage, section = FIELD_DAMAGE[case]
+    d = json.loads((lab / name).read_text())
+    damage(d)
+    (lab / name).write_text(json.dumps(d))
+    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(_readme(lab.parent))])
+    assert r.exit_code == 0 and r.exception is None or isinstance(r.exception, SystemExit), (r.output, r.exception)
+    page = Page((lab / "report.html").read_text())
+    assert list(page.sections) == SECTIONS
+    assert "Unreadable:" in page.sections[section] and "not what rnnlab writes" in page.sections[section]
+
+
+def test_a_compare_table_row_rnnlab_did_not_write_is_left_out_of_the_readme(lab):
+    v = json.loads((lab / "compare" / "verdict.json").read_text())
+    v.setdefault("numbers", {})["table"] = [{"x": 1}]
+    (lab / "compare" / "verdict.json").write_text(json.dumps(v))
+    readme = _readme(lab.parent)
+    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(readme)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "test accuracy, mean" not in readme.read_text()
 
 
 @pytest.mark.parametrize("case", ["absent", "empty", "unrelated", "out is a directory"])

@@ -94,6 +94,15 @@ def _not_there(sec: Section, path: Path, err: RunError, lab: Path, known: dict) 
     return sec
 
 
+BAD_FIELDS = (AttributeError, TypeError, KeyError, ValueError)  # what a JSON field of the wrong type raises
+
+
+def _bad_fields(sec: Section, path: Path, err: Exception, lab: Path, known: dict) -> Section:
+    """`sec` emptied and shown as unreadable: `path` parsed, but a field is not of the type rnnlab writes."""
+    sec.blocks, sec.claim, sec.mode = sec.blocks[:1] if sec.blocks and isinstance(sec.blocks[0], Text) else [], "", ""
+    return _not_there(sec, path, RunError(f"{path}: not what rnnlab writes ({type(err).__name__}: {err})"), lab, known)
+
+
 def experiment_section(name: str, lab: Path, known: dict) -> Section:
     e = EXPERIMENTS[name]
     sec = Section(name, e.title, [Text(e.question)])
@@ -110,11 +119,8 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         if (d / f"{name}.png").exists():
             sec.blocks.append(Figure(d / f"{name}.png", f"{e.title}: figure"))
         sec.blocks += run_blocks(v)
-    except (AttributeError, TypeError, KeyError, ValueError) as err:  # a field of the wrong type
-        sec = Section(name, e.title, [Text(e.question)])
-        return _not_there(sec, d / "verdict.json", RunError(f"{d / 'verdict.json'}: not what rnnlab writes "
-                                                                f"({type(err).__name__}: {err})"),
-                          lab, known)
+    except BAD_FIELDS as err:
+        return _bad_fields(Section(name, e.title, [Text(e.question)]), d / "verdict.json", err, lab, known)
     return sec
 
 
@@ -125,6 +131,13 @@ def exercise_section(lab: Path, known: dict) -> Section:
         s = _record(f, ("test_acc_mean", "test_acc_by_seed", "epochs", "train_reviews", "mode"))
     except RunError as err:
         return _not_there(sec, f, err, lab, known)
+    try:
+        return _exercise_blocks(sec, s, lab)
+    except BAD_FIELDS as err:
+        return _bad_fields(Section("seed", "The notebook's exercise"), f, err, lab, known)
+
+
+def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
     sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of "
                            f"{len(s['test_acc_by_seed'])} seeds)"), s["mode"]
     if sec.mode == "quick":
@@ -151,6 +164,15 @@ def explain_section(lab: Path, known: dict) -> Section:
         picks = _record(f, ("models", "picks"))
     except RunError as err:
         return _not_there(sec, f, err, lab, known)
+    try:
+        return _explain_blocks(sec, picks, lab)
+    except BAD_FIELDS as err:
+        return _bad_fields(Section("explain", sec.title), f, err, lab, known)
+
+
+def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
+    if not isinstance(picks["models"], list) or not isinstance(picks["picks"], list):
+        raise TypeError("models and picks must be lists")
     sec.blocks.append(Text(f"Each review is read by the comparison's {', '.join(picks['models'])} (preset, first seed). "
                            "The running opinion is P(positive) had the review ended at that word; the attribution "
                            "is Integrated Gradients; the gradient norm is ||dL/dx_t|| at each word's embedding "
@@ -171,6 +193,14 @@ def explain_section(lab: Path, known: dict) -> Section:
 
 
 def lab_section(record: dict) -> Section:
+    try:
+        return _lab_table(record)
+    except BAD_FIELDS as err:
+        return Section("lab", "How the lab was run", [Text(f"Unreadable: lab.json: not what rnnlab writes "
+                                                           f"({type(err).__name__}: {err})")])
+
+
+def _lab_table(record: dict) -> Section:
     env = record.get("environment", {})
     rows = [["command", record.get("command", "")], ["machine", f"{env.get('processor', '?')}, {env.get('cpu_count', '?')} "
              f"cores, torch {env.get('torch', '?')}"], ["commit", f"{env.get('git_commit', 'n/a')}"
@@ -269,10 +299,13 @@ def readme_block(sections: list[Section], lab: Path) -> str:
         rows.append([EXPERIMENTS[s.id].title, v["claim"], v["outcome"], f"{est} {ci}", thr])
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = next((t for t in [_table(lab)] if t), None)
-    if table:
-        out.append(Table(["model", "test accuracy, mean [95% interval]", "seeds", "budget"],
-                         [[t["model"], f"{fmt(t['test_acc_mean'])} [{fmt(t['test_acc_ci95_low'])}, "
-                           f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"]] for t in table]).md(None))
+    try:
+        rows = [[t["model"], f"{fmt(t['test_acc_mean'])} [{fmt(t['test_acc_ci95_low'])}, "
+                 f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"]] for t in table or []]
+    except BAD_FIELDS:
+        rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
+    if rows:
+        out.append(Table(["model", "test accuracy, mean [95% interval]", "seeds", "budget"], rows).md(None))
     return "\n\n".join(out)
 
 
