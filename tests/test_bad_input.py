@@ -109,6 +109,12 @@ def _copy_run(run_dir: Path, tmp: Path) -> Path:
     return dst
 
 
+def _append(f: Path, raw: bytes) -> Path:
+    with open(f, "ab") as fh:
+        fh.write(raw)
+    return f
+
+
 def _edit_json(f: Path, fn) -> None:
     d = json.loads(f.read_text())
     f.write_text(json.dumps(fn(d)))
@@ -278,6 +284,18 @@ CASES = [
     train_case("resume-missing-run", None, "no-such-run", "--resume", "no-such-run"),
     Case("resume-with-another-out", lambda t, c: (["train", "--resume", str(c.run), "--out", str(t / "elsewhere")],
                                                   r"--out .*elsewhere: a resumed run continues", t / "elsewhere")),
+    Case("config-json-nested-too-deeply", lambda t, c: (
+        ["train", "--config", str(_write(t / "deep.json", "[" * 100000 + "]" * 100000)), "--show-config"],
+        r"deep\.json: malformed JSON \(nested too deeply\)", None)),
+    Case("config-toml-nested-too-deeply", lambda t, c: (
+        ["train", "--config", str(_write(t / "deep.toml", "a = " + "[" * 100000 + "]" * 100000)), "--show-config"],
+        r"deep\.toml: not valid TOML", None)),
+    Case("preset-and-config", lambda t, c: (
+        ["train", "--preset", "lstm", "--config", str(_write(t / "e2.toml", "epochs = 2\n")), "--show-config"],
+        r"--preset and --config", None)),
+    Case("resume-metrics-not-utf8", lambda t, c: (
+        ["train", "--resume", str(_append(_copy_run(c.run, t) / "metrics.jsonl", b"\xff\n").parent), "--epochs", "2"],
+        r"metrics\.jsonl: not UTF-8", None)),
     train_case("lr-nan", _good, "lr", "--lr", "nan",
 ),
     train_case("lr-inf", _good, "lr", "--lr", "inf",
@@ -301,10 +319,14 @@ CASES = [
                    lambda t: _pq(t / "d", _good_cols(), _with(_good_cols(), text=_set_at(0, None))),
                    r"test\.parquet.*row 0"),
     # --- evaluate / predict on a run directory ---------------------------------------------
+    run_case("evaluate-meta-nested-too-deeply", "evaluate",  # predict does not read meta.json
+             lambda r: _write(r / "meta.json", '{"a":' * 100000 + "1" + "}" * 100000), r"meta\.json.*nested too deeply"),
     *[c for cmd in ("evaluate", "predict") for c in (
         run_case(f"{cmd}-missing-run-dir", cmd, None, "no-such-run", elsewhere=lambda t: t / "no-such-run"),
         run_case(f"{cmd}-review-given-as-run-dir", cmd, None, r"^Error: x{77}\.\.\.: no such run directory$",
                  elsewhere=lambda t: "x" * 5000),  # a name too long for a path: cut in the line, not an OSError
+        run_case(f"{cmd}-config-nested-too-deeply", cmd,
+                 lambda r: _write(r / "config.json", "[" * 100000 + "]" * 100000), r"config\.json.*nested too deeply"),
         run_case(f"{cmd}-vocab-tokenizer-not-an-object", cmd,
                  lambda r: _edit_json(r / "vocab.json", lambda d: {**d, "tokenizer": "x"}), r"'tokenizer' must be an object"),
         run_case(f"{cmd}-run-dir-is-a-file", cmd, None, "runfile", elsewhere=lambda t: _write(t / "runfile", "x")),

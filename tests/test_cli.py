@@ -126,6 +126,17 @@ def test_config_file_repeats_a_run_and_flags_override_it(tmp_path, seed_run, kin
     assert r.returncode == 2 and str(f) in r.stderr and "Traceback" not in r.stderr
 
 
+def test_resume_refuses_fewer_epochs_than_the_run_has_completed(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)],  # 2 epochs
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "has completed 2 epochs" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # config.json still says 2
+
+
 def test_resume_reuses_the_runs_data_and_refuses_a_changed_flag(tmp_path, tiny_data):
     out = tmp_path / "run"
     r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,

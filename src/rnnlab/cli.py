@@ -190,15 +190,22 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config ({getattr(saved, k)}); "
                                "a resumed run keeps its config (only --epochs and --device may change)")
             cfg = with_overrides(saved, overrides)
+            if cfg.epochs < (done := run.completed_epochs()):
+                raise RunError(f"--epochs {cfg.epochs}: {resume} has completed {done} epochs already "
+                               f"(give at least {done}, or train a new run)")
             data_path = data_path or run_data_path(run)
         else:
+            if config_file and click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT":
+                raise RunError("--preset and --config each give the starting configuration: give one "
+                               "(flags then override it)")
             base = read_config(config_file) if config_file else get_preset(preset_name)
             cfg = with_overrides(base, overrides)
         if show_config:
             click.echo(json.dumps(cfg.to_dict(), indent=2))
             return
         if resume is None:
-            out = out or Path("runs") / f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            start = Path(config_file).stem if config_file else preset_name
+            out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
                                "choose another --out (or --resume it)")

@@ -109,25 +109,33 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"{path}: missing")
+        raise RunError(f"{path}: {'a directory, not a file' if path.is_dir() else 'missing'}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is skipped
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: malformed JSON ({e})") from None
+    except RecursionError:
+        raise RunError(f"{path}: malformed JSON (nested too deeply)") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: missing")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: not UTF-8 ({e})") from None
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
             raise RunError(f"{path}: line {i}: malformed JSON ({e})") from None
+        except RecursionError:
+            raise RunError(f"{path}: line {i}: malformed JSON (nested too deeply)") from None
     return rows
 
 

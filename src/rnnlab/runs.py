@@ -47,11 +47,15 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
         import tomllib
 
         try:
-            d = tomllib.loads(path.read_text(encoding="utf-8"))
+            d = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise RunError(f"{path}: missing") from None
+        except IsADirectoryError:
+            raise RunError(f"{path}: a directory, not a file") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{path}: not valid TOML ({e})") from None
+        except RecursionError:
+            raise RunError(f"{path}: not valid TOML (nested too deeply)") from None
     if not isinstance(d, dict):
         raise RunError(f"{path}: needs an object/table of config fields")
     try:
@@ -188,6 +192,11 @@ class RunDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
     # --- reading ---------------------------------------------------------------------------
+    def completed_epochs(self) -> int:
+        """Epochs the run has completed and saved (0 before its first)."""
+        ck = self._checkpoint()
+        return ck["epoch"] if ck else 0
+
     def _checkpoint(self) -> dict | None:
         f = self.path / "checkpoint.json"
         if not f.exists():

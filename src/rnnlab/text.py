@@ -250,7 +250,10 @@ def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
             raise ValueError(f"{name}: {size} bytes, manifest says {want['bytes']}")
         if _sha256(entry / name) != want["sha256"]:
             raise ValueError(f"{name}: checksum mismatch")
-    words = json.loads((entry / "words.json").read_bytes())
+    try:
+        words = json.loads((entry / "words.json").read_bytes())
+    except RecursionError:
+        raise ValueError("words.json: nested too deeply") from None
     arrays = {}
     for name, dtype in _ARRAYS.items():
         a = np.asarray(np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False))
@@ -264,7 +267,7 @@ def _read_manifest(entry: Path, key: str) -> dict:
     """{file name: {"bytes": n, "sha256": hex}} of an entry of this format version and key."""
     try:
         m = json.loads((entry / "manifest.json").read_bytes())
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"manifest.json: malformed JSON ({e})") from None
     if not isinstance(m, dict):
         raise ValueError("manifest.json is not a JSON object")
