@@ -389,6 +389,7 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "text-and-review": (["{run}", "--text", "good", "--review", "1"], r"not both"),
     "data-without-review": (["{run}", "--text", "good", "--data", "{data}"], r"only with --review"),
     "negative-review": (["{run}", "--review", "-1"], r"-1"),
+    "ig-steps-too-many": (["{run}", "--text", "good", "--ig-steps", "20000"], r"--ig-steps.*1000"),
     "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed
     "mistyped-second-run": (["{run}", "{tmp}/no-such-run"], r"no-such-run: no such run directory .*--text"),
     "text-and-option": (["{run}", "good", "--text", "good"], r"once: as TEXT or with --text"),

@@ -58,6 +58,7 @@ from .data import DataError
 from .io import RunError
 
 IG_STEPS = 50
+IG_STEPS_MAX = 1000  # Captum's Gauss-Legendre nodes solve an n x n eigenproblem: cubic time, in C that ignores Ctrl-C
 IG_BUDGET = 4_000_000  # per Captum internal batch: tokens, or for the Transformer attention scores (T^2 a path)
 LAST_STEP_TOLERANCE = 1e-4  # forward_steps' last step vs the model's answer, in probability
 NO_CAPTUM = "attribution unavailable: Captum is not installed (pip install 'rnnlab[explain]')"
@@ -581,7 +582,7 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 @click.option("--plain", is_flag=True, help="A plain table even on a terminal (no colours).")
 @click.option("--attribution/--no-attribution", default=None,
               help="Integrated Gradients (needs Captum: pip install 'rnnlab[explain]'). Default: if installed.")
-@click.option("--ig-steps", type=click.IntRange(min=1), default=IG_STEPS, show_default=True,
+@click.option("--ig-steps", type=click.IntRange(min=1, max=IG_STEPS_MAX), default=IG_STEPS, show_default=True,
               help="Integration steps of Integrated Gradients.")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
 def command(args, text, review, data_path, split_name, html_path, png_path, as_json, plain, attribution,
