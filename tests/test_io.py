@@ -56,3 +56,21 @@ def test_a_file_size_limit_is_one_line_naming_the_file(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == f"cannot write {target}: file too large (a size limit: ulimit -f)", (r.stdout, r.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_name_the_target_not_the_temporary_file(tmp_path, monkeypatch):
+    """A folder that takes no new file, or a temporary file removed under us, is "cannot write TARGET: why"."""
+    import tempfile
+
+    def no_new_file(prefix, suffix, dir):
+        raise FileNotFoundError(2, "No such file or directory", os.path.join(dir, prefix + "x1y2" + suffix))
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkstemp", no_new_file)
+        with pytest.raises(StorageError, match=r"^cannot write .*a\.html: no such file or directory$"):
+            write_text(tmp_path / "a.html", "x")
+    with pytest.raises(StorageError, match=r"^cannot write .*b\.html: no such file or directory$"):
+        with atomic_path(tmp_path / "b.html") as tmp:
+            tmp.unlink()  # another process took it
+            os.replace(tmp, tmp.with_name("elsewhere"))
+    assert list(tmp_path.iterdir()) == []

@@ -39,9 +39,10 @@ def fault(e: OSError) -> str:
     return _FAULTS.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
 
 
-def _raise_if_refused(path: Path, e: BaseException) -> None:
-    """Raise StorageError if `e` is the file system refusing to write `path`."""
-    if isinstance(e, OSError) and e.errno in _FAULTS:
+def _raise_if_refused(path: Path, e: BaseException, tmp: str | None = None) -> None:
+    """Raise StorageError if `e` is the file system refusing to write `path` (or its temporary file `tmp`),
+    naming `path`: the temporary name means nothing to the user."""
+    if isinstance(e, OSError) and (e.errno in _FAULTS or (tmp is not None and e.filename == tmp)):
         raise StorageError(f"cannot write {path}: {fault(e)}") from None
 
 
@@ -62,9 +63,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise StorageError(f"cannot write {path}: not a regular file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        _raise_if_refused(path, e)
-        raise
+    except OSError as e:  # e.g. a folder that takes no new file (/proc): ENOENT on the temporary name
+        raise StorageError(f"cannot write {path}: {fault(e)}") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -73,7 +73,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException as e:
         with contextlib.suppress(OSError):  # gone already, or the file system refuses even this
             os.unlink(tmp)
-        _raise_if_refused(path, e)
+        _raise_if_refused(path, e, tmp)
         raise
 
 
