@@ -165,6 +165,15 @@ class Page(HTMLParser):
             self.header += data
 
 
+def _full(lab: Path) -> Path:
+    """The fixture lab relabelled as a full lab (the README takes only a full lab's results)."""
+    for f in lab.rglob("*.json"):
+        d = json.loads(f.read_text())
+        if isinstance(d, dict) and d.get("mode") == "quick":
+            f.write_text(json.dumps({**d, "mode": "full"}))
+    return lab
+
+
 def _readme(where: Path) -> Path:
     readme = where / "README.md"
     readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n")
@@ -347,7 +356,7 @@ def test_a_lab_file_with_fields_of_the_wrong_type_is_unreadable_not_fatal(lab, c
     d = json.loads((lab / name).read_text())
     damage(d)
     (lab / name).write_text(json.dumps(d))
-    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(_readme(lab.parent))])
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(_readme(lab.parent))])
     assert r.exit_code == 0 and r.exception is None or isinstance(r.exception, SystemExit), (r.output, r.exception)
     page = Page((lab / "report.html").read_text())
     assert list(page.sections) == SECTIONS
@@ -359,9 +368,20 @@ def test_a_compare_table_row_rnnlab_did_not_write_is_left_out_of_the_readme(lab)
     v.setdefault("numbers", {})["table"] = [{"x": 1}]
     (lab / "compare" / "verdict.json").write_text(json.dumps(v))
     readme = _readme(lab.parent)
-    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(readme)])
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
     assert r.exit_code == 0, (r.output, r.exception)
-    assert "test accuracy, mean" not in readme.read_text()
+    assert "test accuracy, mean" not in readme.read_text() and "| holds |" in readme.read_text()
+
+
+def test_a_quick_lab_does_not_replace_the_readmes_results(lab):
+    """A --quick lab is a smoke test: one line, exit 2, nothing written; the same lab as a full one is taken."""
+    readme = _readme(lab.parent)
+    before = readme.read_text()
+    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(readme)])
+    assert r.exit_code == 2 and "--quick lab" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert readme.read_text() == before and not (lab / "report.html").exists()
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
+    assert r.exit_code == 0 and readme.read_text() != before, r.output
 
 
 @pytest.mark.parametrize("case", ["absent", "empty", "unrelated", "out is a directory"])

@@ -474,12 +474,13 @@ def report_command(lab_dir, out, markdown, readme):
     Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
     command that makes it. Prints one JSON line last.
     """
-    from .report import readme_text, writable, write_readme_block, write_report
+    from .report import full_lab, readme_text, writable, write_readme_block, write_report
 
     try:
         if readme is not None:  # checked first: a README that cannot be updated leaves the report files as they were
             readme_text(readme)
             writable(readme)
+            full_lab(lab_dir)
         written = write_report(lab_dir, out, markdown)
         if readme is not None:
             write_readme_block(lab_dir, readme)

@@ -341,6 +341,14 @@ def writable(*paths: Path) -> None:
             raise ReportError(f"cannot write {p}: {why}")
 
 
+def full_lab(lab: Path) -> None:
+    """ReportError if any part of LAB is a --quick lab's: the README's results are the full lab's evidence."""
+    quick = [s.id for s in collect(lab) if s.mode == "quick"]
+    if quick:
+        raise ReportError(f"{lab}: {', '.join(quick)} made by a --quick lab (a smoke test, not evidence); the README's "
+                          "results come from a full lab: render this one without --readme")
+
+
 def write_readme_block(lab: Path, readme: Path) -> None:
     """Replace the block between the README's results markers with one rendered from LAB."""
     text = readme_text(readme)
