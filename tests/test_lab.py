@@ -328,3 +328,14 @@ def test_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, tiny_data):
     (line,) = r.stderr.splitlines()
     assert line.startswith("Error: ") and str(f) in line and "is a file" in line, line
     assert r.stdout == "" and f.read_text() == "not a directory"
+
+
+def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, tiny_data):
+    (tmp_path / "file").write_text("x")
+    md = tmp_path / "file" / "lab.md"  # a parent path is a file
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(tmp_path / "lab"),
+                                  "--markdown", str(md), "--device", "cpu"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    (line,) = r.stderr.splitlines()
+    assert line == f"Error: cannot write {md}: a parent path is a file", line
+    assert not (tmp_path / "lab").exists()

@@ -452,6 +452,10 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, device):
     with _stops_cleanly(out):
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
+        if markdown is not None:
+            from .report import writable
+
+            writable(markdown)  # before the work, not after it
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner:
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,
