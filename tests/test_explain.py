@@ -365,6 +365,14 @@ def test_cli_text_as_arguments(runs):
     assert b["runs"][0]["words"] == ["slow", "start", "but", "a", "wonderful", "ending"]
 
 
+def test_a_folder_named_like_a_word_after_the_run_is_part_of_the_review(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "great").mkdir()  # not a run: no config.json
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "great", "film", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["runs"][0]["words"] == ["great", "film"]
+
+
 def test_cli_review_from_a_dataset(runs, data):
     r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "3", "--data", str(data), "--json"])
     assert r.exit_code == 0, r.output
@@ -390,6 +398,10 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "data-without-review": (["{run}", "--text", "good", "--data", "{data}"], r"only with --review"),
     "negative-review": (["{run}", "--review", "-1"], r"-1"),
     "ig-steps-too-many": (["{run}", "--text", "good", "--ig-steps", "20000"], r"--ig-steps.*1000"),
+    "html-over-the-runs-config": (["{run}", "good", "--html", "{run}/config.json"], r"one of the run's own files"),
+    "png-into-a-checkpoint": (["{run}", "good", "--png", "{run}/ckpt-1/x.png"], r"one of the run's own files"),
+    "html-and-png-one-file": (["{run}", "good", "--html", "{tmp}/a.png", "--png", "{tmp}/a.png"], r"different files"),
+    "words-and-review": (["{run}", "film", "--review", "3", "--data", "{data}"], r"as TEXT or with --review N"),
     "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed
     "mistyped-second-run": (["{run}", "{tmp}/no-such-run"], r"no-such-run: no such run directory .*--text"),
     "text-and-option": (["{run}", "good", "--text", "good"], r"once: as TEXT or with --text"),

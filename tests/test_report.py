@@ -373,6 +373,15 @@ def test_a_compare_table_row_rnnlab_did_not_write_is_left_out_of_the_readme(lab)
     assert "test accuracy, mean" not in readme.read_text() and "| holds |" in readme.read_text()
 
 
+@pytest.mark.parametrize("flag,target", [("--out", "compare/verdict.json"), ("--markdown", "seed/seed.png"),
+                                         ("--out", "lab.json")])
+def test_an_output_that_is_a_file_of_the_lab_is_refused(lab, flag, target):
+    before = (lab / target).read_bytes()
+    r = CliRunner().invoke(main, ["report", str(lab), flag, str(lab / target)])
+    assert r.exit_code == 2 and "a file of the lab itself" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (lab / target).read_bytes() == before and not (lab / "report.html").exists()
+
+
 def test_a_quick_lab_does_not_replace_the_readmes_results(lab):
     """A --quick lab is a smoke test: one line, exit 2, nothing written; the same lab as a full one is taken."""
     readme = _readme(lab.parent)

@@ -453,9 +453,10 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, device):
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         if markdown is not None:
-            from .report import writable
+            from .report import not_the_labs_own, writable
 
             writable(markdown)  # before the work, not after it
+            not_the_labs_own(out, markdown)
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner:
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,

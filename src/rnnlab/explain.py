@@ -498,10 +498,11 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
 # --- the command ----------------------------------------------------------------------------------
 
 def _split_args(args) -> tuple[list[Path], list[str]]:
-    """RUN_DIR... [TEXT]...: the leading arguments that name directories are the runs, the rest the review's
-    words. A lone word that looks like a path is taken for a mistyped run, not for a review."""
-    k = 0
-    while k < len(args) and _is_dir(args[k]):
+    """RUN_DIR... [TEXT]...: the first argument and those after it that are run directories (a directory with a
+    config.json) are the runs, the rest the review's words. A lone word that looks like a path is taken for a
+    mistyped run, not for a review."""
+    k = 1 if args and _is_dir(args[0]) else 0
+    while k and k < len(args) and _is_run(args[k]):
         k += 1
     runs, words = [Path(a) for a in args[:k]], list(args[k:])
     lone_path = len(words) == 1 and not any(c.isspace() for c in words[0]) and (os.sep in words[0] or "/" in words[0])
@@ -509,6 +510,14 @@ def _split_args(args) -> tuple[list[Path], list[str]]:
         hint = " (to explain it as a review: --text)" if runs else ""
         raise ValueError(f"{_short(words[0])}: no such run directory{hint}")
     return runs, words
+
+
+def _is_run(arg: str) -> bool:
+    """A directory holding a run's config.json (a folder that happens to be named like a word is not)."""
+    try:
+        return (Path(arg) / "config.json").is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _is_dir(arg: str) -> bool:
@@ -552,9 +561,18 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
     return text, source, None
 
 
-def _check_out(path: Path | None, flag: str) -> None:
+def _check_out(path: Path | None, flag: str, run_dirs=()) -> None:
     if path is None:
         return
+    from .runs import RUN_FILES
+
+    for run in run_dirs:
+        try:
+            rel = path.resolve().relative_to(Path(run).resolve())
+        except (ValueError, OSError):
+            continue
+        if rel.parts and (rel.parts[0] in RUN_FILES or rel.parts[0].startswith("ckpt-")):
+            raise ValueError(f"{flag} {path}: one of the run's own files ({run}); write it elsewhere")
     if path.is_dir():
         raise ValueError(f"{flag} {path}: is a directory; give a file name")
     if not path.parent.is_dir():
@@ -592,7 +610,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     For every token as each run reads it: the running opinion (P(positive) had the review ended
     there), its Integrated Gradients attribution, the gradient norm at its embedding and, for
     recurrent models, how far it moves the hidden state. Several RUN_DIRs are aligned token by token.
-    The leading arguments that are directories are the runs; the words after them are the review.
+    The first argument, and those after it that are run directories, are the runs; the words after them
+    are the review.
 
     The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
     Transformer against 0.3 s through a vanilla RNN on the 2-core AMD VM (benchmarks/results/explain*.json).
@@ -600,15 +619,19 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     from .cli import InputError  # here, not above: cli imports this module
 
     try:
-        _check_out(html_path, "--html")
-        _check_out(png_path, "--png")
-        from .train import resolve_device
-
         run_dirs, words = _split_args(args)
+        _check_out(html_path, "--html", run_dirs)
+        _check_out(png_path, "--png", run_dirs)
+        if html_path and png_path and html_path.resolve() == png_path.resolve():
+            raise ValueError(f"--html and --png need different files ({html_path})")
         if words:
             if text is not None:
                 raise ValueError("give the review once: as TEXT or with --text, not both")
+            if review is not None:
+                raise ValueError("give the review once: as TEXT or with --review N, not both")
             text = " ".join(words)
+        from .train import resolve_device
+
         dev = resolve_device(device)
         runs = [load_run(r, dev) for r in run_dirs]
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)

@@ -341,6 +341,17 @@ def writable(*paths: Path) -> None:
             raise ReportError(f"cannot write {p}: {why}")
 
 
+def not_the_labs_own(lab: Path, *paths: Path) -> None:
+    """ReportError if a path would overwrite what the report reads: lab.json or an existing file of a part."""
+    for p in paths:
+        try:
+            rel = p.resolve().relative_to(lab.resolve())
+        except ValueError:
+            continue  # outside the lab
+        if rel.parts == ("lab.json",) or (len(rel.parts) > 1 and p.exists()):
+            raise ReportError(f"{p}: a file of the lab itself (the report reads it); write the report elsewhere")
+
+
 def full_lab(lab: Path) -> None:
     """ReportError if any part of LAB is a --quick lab's: the README's results are the full lab's evidence."""
     quick = [s.id for s in collect(lab) if s.mode == "quick"]
@@ -375,6 +386,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     if out.resolve() == markdown.resolve():
         raise ReportError(f"{out}: the HTML and the Markdown need different files")
     writable(out, markdown)
+    not_the_labs_own(lab, out, markdown)
     inside = markdown.parent.resolve().is_relative_to(lab.resolve())
     assets = None if inside else markdown.parent / "figures"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,9 @@ from pathlib import Path
 import torch
 
 from . import __version__
+
+RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
+                       "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
 from .config import ConfigError, TrainConfig, from_dict
 from .io import (RunError, StorageError, fault, load_tensors, read_json, read_jsonl, save_tensors, write_json,
                  write_jsonl)
