@@ -8,6 +8,8 @@ anywhere), the PNG, bad input, and the reviews `pick_reviews` chooses. Tiny runs
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -233,6 +235,26 @@ def test_alignment_of_different_tokenisers_keeps_every_token(runs):
         assert [w for w, idx in al.rows if idx[i] is not None] == e.words
     br = [idx for w, idx in al.rows if w == "br"]
     assert br and all(idx[0] is None and idx[1] is not None for idx in br)
+
+
+def test_runs_that_read_different_parts_share_no_token_even_where_words_repeat(runs):
+    """A run that read the head and one that read the tail of a review, tokenised differently, line up no word:
+    the same words at both ends are two places in the review, not one."""
+    words = "a film of great charm in a way".split()
+    text = " ".join(words + ["filler"] * 60 + words)
+    strip, tail = explain_runs([runs["rnn-strip"], runs["rnn-tail"]], text, attribution=False)
+    n = len(words)
+    head = dataclasses.replace(strip, words=strip.words[:n], ids=strip.ids[:n], opinion=strip.opinion[:n],
+                               grad_norm=strip.grad_norm[:n], state_change=strip.state_change[:n],
+                               truncation=f"read the first {n} tokens")
+    al = align([head, tail])
+    assert not any(all(j is not None for j in idx) for _, idx in al.rows), al.rows
+    assert "no tokens read by all" in al.note
+    assert [idx[0] for _, idx in al.rows if idx[0] is not None] == list(range(n))  # each run's tokens, in order
+    assert [idx[1] for _, idx in al.rows if idx[1] is not None] == list(range(len(tail)))
+    whole = align([strip, tail])  # the whole review against its tail: the tail's words match the end only
+    matched = [idx for _, idx in whole.rows if idx[1] is not None and idx[0] is not None]
+    assert [i[0] for i in matched] == list(range(len(strip) - len(tail), len(strip)))
 
 
 # --- rendering ------------------------------------------------------------------------------------

@@ -357,6 +357,9 @@ class Alignment:
         return [None if arr is None or idx[i] is None else arr[idx[i]] for _, idx in self.rows]
 
 
+ALIGN_TOLERANCE = 0.02  # how far apart (share of the review), beyond what <br /> tokens explain, equal words may be
+
+
 def align(exps: list[Explanation]) -> Alignment:
     """Line the runs up token by token (one run: its own tokens)."""
     n = len(exps)
@@ -380,26 +383,42 @@ def align(exps: list[Explanation]) -> Alignment:
         parts = "; ".join(f"{e.run} read tokens {e.start + 1}-{e.start + len(e)}" for e in exps)
         return Alignment(rows, f"the runs cut the review differently ({parts}): aligned by position, "
                                f"all read {shared} (the shared {where}); a token a run did not read is left blank")
-    # different tokenisers (strip_html): match words, keeping every token of every run
+    # different tokenisers (strip_html): match words, keeping every token of every run; two tokens match only
+    # where they sit at about the same place in the review (the runs may have read different parts of it)
+    def reader(idx: list[int | None]) -> int:
+        return next(k for k, j in enumerate(idx) if j is not None)
+
+    def place(idx: list[int | None]) -> float:  # a row's position in the review, 0..1, from its first reader
+        k = reader(idx)
+        return (exps[k].start + idx[k]) / max(exps[k].n_review_tokens, 1)
+
+    def near(a: list[int | None], b: list[int | None]) -> bool:  # within what the extra <br /> tokens can shift
+        na, nb = exps[reader(a)].n_review_tokens, exps[reader(b)].n_review_tokens
+        return abs(place(a) - place(b)) <= ALIGN_TOLERANCE + abs(na - nb) / max(na, nb, 1)
+
     rows: list[tuple[str, list[int | None]]] = [(w, [j] + [None] * (n - 1)) for j, w in enumerate(exps[0].words)]
     for i in range(1, n):
         merged = [w for w, _ in rows]
         out: list[tuple[str, list[int | None]]] = []
+        alone = [None] * n
         ops = difflib.SequenceMatcher(None, merged, exps[i].words, autojunk=False).get_opcodes()
         for tag, a0, a1, b0, b1 in ops:
-            if tag == "equal":
-                for a, b in zip(range(a0, a1), range(b0, b1)):
-                    out.append((rows[a][0], rows[a][1][:i] + [b] + rows[a][1][i + 1:]))
-            else:
-                out += rows[a0:a1]
-                out += [(exps[i].words[b], [None] * i + [b] + [None] * (n - 1 - i)) for b in range(b0, b1)]
+            mine = [(exps[i].words[b], alone[:i] + [b] + alone[i + 1:]) for b in range(b0, b1)]
+            if tag != "equal":
+                out += rows[a0:a1] + mine
+                continue
+            for row, (w, idx) in zip(rows[a0:a1], mine):
+                if near(row[1], idx):
+                    out.append((row[0], row[1][:i] + [idx[i]] + row[1][i + 1:]))
+                else:
+                    out += [row, (w, idx)]
         rows = out
     shared = sum(all(j is not None for j in idx) for _, idx in rows)
     how = ", ".join(f"{e.run} {'strips' if e.strip_html else 'keeps'} <br /> tags" for e in exps)
     cuts = [e.run for e in exps if e.truncation]
     cut_note = f"; {', '.join(cuts)} read only part of the review" if cuts else ""
-    return Alignment(rows, f"the runs tokenise differently ({how}): aligned by matching words, {shared} tokens "
-                           f"read by all{cut_note}; a token a run did not read is left blank")
+    return Alignment(rows, f"the runs tokenise differently ({how}): aligned by matching words, {shared or 'no'} "
+                           f"tokens read by all{cut_note}; a token a run did not read is left blank")
 
 
 # --- choosing real reviews worth explaining ---------------------------------------------------------
