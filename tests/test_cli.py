@@ -178,6 +178,15 @@ def test_tensorboard_logs_steps_and_epochs(tmp_path, tiny_data):
     tags = set(ev.Tags()["scalars"])
     assert {"step/loss", "step/grad_norm", "step/lr", "epoch/train_loss", "epoch/test_acc"} <= tags
     assert [s.step for s in ev.Scalars("epoch/test_acc")] == [1, 2]
+    steps = [s.step for s in ev.Scalars("step/loss")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) % 2 == 0
+    r = subprocess.run(CMD + ["train", "--resume", str(tmp_path / "run"), "--epochs", "3",
+                              "--tensorboard", str(tmp_path / "tb3")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ev = EventAccumulator(str(tmp_path / "tb3"))
+    ev.Reload()  # the resumed epoch's steps continue the count, not restart it at 1
+    per_epoch = len(steps) // 2
+    assert [s.step for s in ev.Scalars("step/loss")] == list(range(2 * per_epoch + 1, 3 * per_epoch + 1))
 
 
 def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_data, monkeypatch):

@@ -259,12 +259,10 @@ def _tensorboard(log_dir: Path):
     except ImportError:
         raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'") from None
     writer = SummaryWriter(str(log_dir))
-    steps = {"n": 0}
 
-    def on_step(model, row):
-        steps["n"] += 1
+    def on_step(model, row):  # counted over the whole run, so a resumed run's curves continue
         for k in ("loss", "grad_norm", "lr"):
-            writer.add_scalar(f"step/{k}", row[k], steps["n"])
+            writer.add_scalar(f"step/{k}", row[k], row["global_step"])
 
     def on_epoch(row):
         for k in ("train_loss", "val_acc", "val_loss", "test_acc"):

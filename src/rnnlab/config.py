@@ -126,7 +126,7 @@ def from_dict(d: dict[str, Any]) -> TrainConfig:
     for key, noop in RETIRED.items():
         if key in d and key not in FIELD_TYPES:
             if d[key] != noop:
-                raise ConfigError(f"{key}={d[key]!r} is no longer supported (it was removed in rnnlab 0.2; "
+                raise ConfigError(f"{key}={d[key]!r} is no longer supported (it was removed before rnnlab 0.1; "
                                   "see docs/TUNING.md)")
             del d[key]
     return with_overrides(TrainConfig(), d)

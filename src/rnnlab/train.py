@@ -94,7 +94,8 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                 norms.append(norm)
                 n_tokens += int(lengths.sum())
                 if on_step is not None:
-                    on_step(model, {"epoch": epoch, "step": step, "loss": losses[-1], "grad_norm": norm, "lr": lr})
+                    on_step(model, {"epoch": epoch, "step": step, "global_step": (epoch - 1) * len(batches) + step,
+                                    "loss": losses[-1], "grad_norm": norm, "lr": lr})
                 if stop.signal:
                     raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
                 if step in checks:  # a validation pass; its time is not training time
