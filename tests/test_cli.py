@@ -137,6 +137,21 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_completed(tmp_path, tiny_d
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # config.json still says 2
 
 
+def test_a_run_being_trained_is_not_resumed_by_a_second_process(tmp_path, tiny_data):
+    from rnnlab.runs import RunDir
+
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    with RunDir(out).exclusive():  # as a training process holds it
+        r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True)
+    assert r.returncode == 2 and "being trained by another process" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr  # free again
+
+
 def test_resume_reuses_the_runs_data_and_refuses_a_changed_flag(tmp_path, tiny_data):
     out = tmp_path / "run"
     r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,

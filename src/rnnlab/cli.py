@@ -175,81 +175,85 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     from .train import Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
-    try:
-        if resume is not None:
-            if out is not None and Path(out).resolve() != Path(resume).resolve():
-                raise RunError(f"--out {out}: a resumed run continues in its own directory ({resume}); drop --out")
-            run = RunDir(resume)
-            saved = run.config()
-            changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v and k not in RESUMABLE}
-            explicit = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
-            if config_file or explicit:
-                raise RunError("a resumed run keeps its own config: drop --preset/--config (only --epochs and "
-                               "--device may change)")
-            for k, v in changed.items():
-                raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config ({getattr(saved, k)}); "
-                               "a resumed run keeps its config (only --epochs and --device may change)")
-            cfg = with_overrides(saved, overrides)
-            if cfg.epochs < (done := run.completed_epochs()):
-                raise RunError(f"--epochs {cfg.epochs}: {resume} has completed {done} epochs already "
-                               f"(give at least {done}, or train a new run)")
-            data_path = data_path or run_data_path(run)
-        else:
-            if config_file and click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT":
-                raise RunError("--preset and --config each give the starting configuration: give one "
-                               "(flags then override it)")
-            base = read_config(config_file) if config_file else get_preset(preset_name)
-            cfg = with_overrides(base, overrides)
-        if show_config:
-            click.echo(json.dumps(cfg.to_dict(), indent=2))
-            return
-        if resume is None:
-            start = Path(config_file).stem if config_file else preset_name
-            out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
-                               "choose another --out (or --resume it)")
-        resolve_device(cfg.device)  # fail before anything is written
-        on_step, on_epoch = _tensorboard(tb_dir) if tb_dir else (None, None)
-        _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
-        ds = load_imdb(data_path)
-        data = prepare(cfg, ds, _log)
-        if resume is not None:
-            if run.vocab().itos != data.vocab.itos:
-                raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
-            if cfg != saved:
-                run.save_config(cfg)  # the new --epochs holds for the next --resume as well
-            run.remove_leftovers()
-        else:
-            run = RunDir.create(out, cfg, data.vocab, ds)
-    except (DataError, RunError, ConfigError, ValueError) as e:
-        _fail(e)
-    _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
-         f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
-    try:
-        trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
-    except Interrupted as e:
-        if resume is None:
-            run.discard_if_empty()
-        if run.path.exists():
-            _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
-        else:
-            _log(f"interrupted ({e}) before the first epoch completed; nothing was saved")
-        sys.exit(130)
-    except Divergence as e:
-        if resume is None:
-            run.discard_if_empty()
-        kept = (f"the last good epoch's weights are kept in {run.path}" if run.path.exists()
-                else "no epoch had completed, so nothing was kept")
-        _log(f"stopped: {e}; {kept}. Try gradient clipping (--clip 1.0) or a lower --lr")
-        sys.exit(1)
-    except (RunError, ValueError, OutOfMemory) as e:
-        if resume is None:
-            run.discard_if_empty()
-        if run.path.exists() and (run.path / "checkpoint.json").exists():
-            _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")
-        _fail(e)
-    click.echo(json.dumps(trained.summary))
+    with contextlib.ExitStack() as held:  # the run is this process's until it returns
+        try:
+            if resume is not None:
+                if out is not None and Path(out).resolve() != Path(resume).resolve():
+                    raise RunError(f"--out {out}: a resumed run continues in its own directory ({resume}); drop --out")
+                run = RunDir(resume)
+                held.enter_context(run.exclusive())
+                saved = run.config()
+                changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v and k not in RESUMABLE}
+                explicit = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
+                if config_file or explicit:
+                    raise RunError("a resumed run keeps its own config: drop --preset/--config (only --epochs and "
+                                   "--device may change)")
+                for k, v in changed.items():
+                    raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config "
+                                   f"({getattr(saved, k)}); a resumed run keeps its config (only --epochs and "
+                                   "--device may change)")
+                cfg = with_overrides(saved, overrides)
+                if cfg.epochs < (done := run.completed_epochs()):
+                    raise RunError(f"--epochs {cfg.epochs}: {resume} has completed {done} epochs already "
+                                   f"(give at least {done}, or train a new run)")
+                data_path = data_path or run_data_path(run)
+            else:
+                if config_file and click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT":
+                    raise RunError("--preset and --config each give the starting configuration: give one "
+                                   "(flags then override it)")
+                base = read_config(config_file) if config_file else get_preset(preset_name)
+                cfg = with_overrides(base, overrides)
+            if show_config:
+                click.echo(json.dumps(cfg.to_dict(), indent=2))
+                return
+            if resume is None:
+                start = Path(config_file).stem if config_file else preset_name
+                out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
+                if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                    raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
+                                   "choose another --out (or --resume it)")
+            resolve_device(cfg.device)  # fail before anything is written
+            on_step, on_epoch = _tensorboard(tb_dir) if tb_dir else (None, None)
+            _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+            ds = load_imdb(data_path)
+            data = prepare(cfg, ds, _log)
+            if resume is not None:
+                if run.vocab().itos != data.vocab.itos:
+                    raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
+                if cfg != saved:
+                    run.save_config(cfg)  # the new --epochs holds for the next --resume as well
+                run.remove_leftovers()
+            else:
+                run = RunDir.create(out, cfg, data.vocab, ds)
+                held.enter_context(run.exclusive())
+        except (DataError, RunError, ConfigError, ValueError) as e:
+            _fail(e)
+        _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
+             f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
+        try:
+            trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
+        except Interrupted as e:
+            if resume is None:
+                run.discard_if_empty()
+            if run.path.exists():
+                _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
+            else:
+                _log(f"interrupted ({e}) before the first epoch completed; nothing was saved")
+            sys.exit(130)
+        except Divergence as e:
+            if resume is None:
+                run.discard_if_empty()
+            kept = (f"the last good epoch's weights are kept in {run.path}" if run.path.exists()
+                    else "no epoch had completed, so nothing was kept")
+            _log(f"stopped: {e}; {kept}. Try gradient clipping (--clip 1.0) or a lower --lr")
+            sys.exit(1)
+        except (RunError, ValueError, OutOfMemory) as e:
+            if resume is None:
+                run.discard_if_empty()
+            if run.path.exists() and (run.path / "checkpoint.json").exists():
+                _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")
+            _fail(e)
+        click.echo(json.dumps(trained.summary))
 
 
 def _tensorboard(log_dir: Path):

@@ -15,6 +15,7 @@ point resumes from its last completed epoch. Loading reads only JSON and safeten
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -193,6 +194,26 @@ class RunDir:
         """Remove a run directory that never completed an epoch (no half-written runs)."""
         if not (self.path / "checkpoint.json").exists():
             shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Hold the run for this process (an advisory lock on its directory, released however the process
+        ends): a second `train --resume` of it fails at once instead of racing over its checkpoints."""
+        self._require_dir()
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            yield
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"{self.path}: being trained by another process; wait for it or stop it") from None
+            yield
+        finally:
+            os.close(fd)
 
     # --- reading ---------------------------------------------------------------------------
     def completed_epochs(self) -> int:
