@@ -532,6 +532,19 @@ def test_evaluate_on_reviews_of_one_class(run_dir, tmp_path):
     assert f"{f}: 3 reviews, accuracy" in res.stdout, res.stdout
 
 
+def test_evaluate_on_a_test_parquet_alone(run_dir, tiny_parquet, tmp_path):
+    """A directory with only test.parquet, or the file itself: evaluation needs no training split."""
+    only = tmp_path / "test-only"
+    only.mkdir()
+    shutil.copy(tiny_parquet / "test.parquet", only / "test.parquet")
+    results = []
+    for data in (only, only / "test.parquet", tiny_parquet):
+        res = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(data)])
+        assert res.exit_code == 0, res.output
+        results.append(res.stdout.split(": ", 1)[1])
+    assert results[0] == results[1] == results[2]
+
+
 def test_predict_with_stdin_closed_is_one_line(run_dir):
     """`rnnlab predict RUN <&-`: no stdin at all."""
     p = subprocess.run([sys.executable, "-m", "rnnlab.cli", "predict", str(run_dir)], capture_output=True,

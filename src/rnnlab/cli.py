@@ -307,7 +307,8 @@ DEVICE = click.option("--device", type=click.Choice(CHOICES["device"]), default=
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_path", default=None,
-              help="CSV, parquet dir, aclImdb dir or tarball (its test split). Default: the run's own test split.")
+              help="A CSV or parquet file, or a parquet dir (its test.parquet), aclImdb dir or tarball (its test split). "
+                   "Default: the run's own test split.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @DEVICE
 def evaluate(run_dir, data_path, as_json, device):

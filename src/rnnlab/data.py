@@ -97,10 +97,16 @@ def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
 
 
 def load_eval_split(path: str | os.PathLike | None = None) -> Split:
-    """The split to evaluate on: a CSV file itself, else the test split of the dataset."""
+    """The split to evaluate on: a CSV or parquet file itself, a directory's test.parquet (its train.parquet is
+    not needed), else the test split of the dataset."""
     resolved = resolve_data_path(path)
-    if resolved is not None and Path(resolved).is_file() and Path(resolved).suffix.lower() == ".csv":
-        return load_csv(resolved, both_classes=False)  # reviews of one class are a fine evaluation set
+    p = Path(resolved) if resolved is not None else None
+    if p is not None and p.is_file() and p.suffix.lower() == ".csv":
+        return load_csv(p, both_classes=False)  # reviews of one class are a fine evaluation set
+    if p is not None and p.is_file() and p.suffix.lower() == ".parquet":
+        return load_parquet(p)
+    if p is not None and p.is_dir() and (p / "test.parquet").is_file():
+        return load_parquet(p / "test.parquet")
     return load_imdb(resolved).test
 
 
