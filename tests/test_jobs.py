@@ -100,7 +100,7 @@ def test_a_finished_job_is_stored_and_kept_on_rerun(ds, tiny_data, tmp_path):
     assert second == first
     assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 1  # not run again
     assert snapshot(store) == before  # files untouched: same bytes, same mtime
-    assert log == [f"2 of 2 jobs finished earlier, kept ({store})"]
+    assert log == [f"2 of 2 jobs already done, read from {store}"]
 
 
 def test_a_changed_job_is_run_and_the_other_kept(ds, tiny_data, tmp_path):
@@ -191,7 +191,7 @@ def test_a_failing_job_is_a_job_error_naming_it_and_the_finished_are_kept(ds, ti
     assert sorted(f.name for f in store.glob("*.json")) == sorted(f"{j.key}.json" for j in ok)
     log: list[str] = []
     Runner(workers=1, log=log.append).run(ok, ds, str(tiny_data), store)
-    assert log == [f"2 of 2 jobs finished earlier, kept ({store})"]
+    assert log == [f"2 of 2 jobs already done, read from {store}"]
     assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 1
 
 

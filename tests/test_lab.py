@@ -126,7 +126,7 @@ def stored(f: Path) -> dict:
 
 def not_logging(lines: list[str]) -> list[str]:
     """The lines that are not the lab's progress log."""
-    return [line for line in lines if not line.startswith(LOG_PREFIXES) and "finished earlier, kept" not in line]
+    return [line for line in lines if not line.startswith(LOG_PREFIXES) and "jobs already done, read from" not in line]
 
 
 # --- the runs ---------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_the_logged_job_count_is_the_number_of_jobs_run(runs):
 def test_rerun_keeps_every_job(runs):
     n = len(runs.first_files)
     assert runs.rerun.rc == 0, runs.rerun.stderr
-    assert f"{n} of {n} jobs finished earlier, kept ({runs.first_out / 'jobs'})" in runs.rerun.lines
+    assert f"{n} of {n} jobs already done, read from {runs.first_out / 'jobs'}" in runs.rerun.lines
     assert not [line for line in runs.rerun.lines if line.startswith("[jobs] ")]  # nothing ran
     assert job_files(runs.first_out) == runs.first_files  # same bytes, same mtimes
 
@@ -275,7 +275,7 @@ def test_the_resumed_lab_keeps_the_jobs_stored_before_ctrl_c(runs):
     kept, resumed, out = runs.stored_at_stop, runs.resumed, runs.two_out
     assert resumed.rc == 0, resumed.stderr
     n = len(runs.first_files)
-    assert len(kept) >= 2 and f"{len(kept)} of {n} jobs finished earlier, kept ({out / 'jobs'})" in resumed.lines
+    assert len(kept) >= 2 and f"{len(kept)} of {n} jobs already done, read from {out / 'jobs'}" in resumed.lines
     now = job_files(out)
     assert {k: now[k] for k in kept} == kept and len(now) == n
     record = json.loads((out / "lab.json").read_text())
@@ -299,7 +299,7 @@ def _untimed_rows_of(blob: bytes) -> list[dict]:
 def test_other_data_reuses_no_job(runs):
     done, files, now = runs.other, runs.first_files, runs.other_files
     assert done is not None, "the lab on other data stored no job run on it"
-    assert not [line for line in done.lines if "finished earlier, kept" in line], done.stderr
+    assert not [line for line in done.lines if "jobs already done, read from" in line], done.stderr
     assert done.rc == 130 and not_logging(done.lines)[-1].endswith("rerun the same command to resume"), done.stderr
     assert set(now) == set(files)  # the same jobs (keys), run again on the other data
     rerun = {n for n, blob in now.items() if json.loads(blob)["data"] == runs.other_fp}
@@ -313,7 +313,7 @@ def test_full_mode_reuses_no_quick_job(runs, tiny_data):
     full = lab.exercise_jobs("full", "cpu") + ([lab.baseline_job(str(tiny_data))] if lab.BASELINE.exists() else [])
     full += [_on_device(j, "cpu") for e in EXPERIMENTS.values() for _, j in e.module().jobs("full")]
     parallel = {j.key for j in full if not j.exclusive}
-    assert "finished earlier, kept" not in log, log
+    assert "jobs already done, read from" not in log, log
     assert f"[jobs] {len(parallel)} jobs on 2 worker processes x 1 thread(s)" in log.splitlines(), log
     assert {n: b for n, (b, _) in runs.full_files.items()} == {n: b for n, (b, _) in runs.first_files.items()}
 

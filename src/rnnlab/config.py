@@ -135,7 +135,7 @@ def from_dict(d: dict[str, Any]) -> TrainConfig:
 def with_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(overrides) - set(FIELD_TYPES))
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown config key(s): {', '.join(map(repr, unknown))}")
     return dataclasses.replace(cfg, **overrides)
 
 

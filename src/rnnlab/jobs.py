@@ -146,7 +146,7 @@ class Runner:
             else:
                 todo.append(job)
         if results:
-            self.log(f"{len(results)} of {len(results) + len(todo)} jobs finished earlier, kept ({store})")
+            self.log(f"{len(results)} of {len(results) + len(todo)} jobs already done, read from {store}")
         parallel = sorted((j for j in todo if not j.exclusive), key=lambda j: -j.cost)
         count = {"done": 0}
 
