@@ -275,6 +275,8 @@ CASES = [
     train_case("seed-negative", None, r"seed must be >= 0", "--seed", "-1"),
     train_case("dropout-1", None, "dropout", "--dropout", "1.0"),
     train_case("lr-0", None, "lr", "--lr", "0"),
+    train_case("transformer-width-not-a-multiple-of-its-heads", None, r"embed_dim 30: .*4 attention heads",
+               "--model", "transformer", "--pool", "mean", "--embed-dim", "30"),
     train_case("step-loss-1", None, "step.loss", "--step-loss", "1"),
     train_case("step-loss-on-bow", None, "step.loss", "--step-loss", "0.5", "--model", "bow"),
     train_case("step-loss-mean-pool", None, "step.loss", "--step-loss", "0.5", "--pool", "mean"),

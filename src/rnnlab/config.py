@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
+TRANSFORMER_HEADS = 4  # each attention head reads embed_dim / 4 of the model's width
 MODEL_KINDS = (*RECURRENT_KINDS, "bow", "transformer", "cnn")
 # the fields that take one of a fixed set of values (validation here, --flag choices in the CLI)
 CHOICES = {"model": MODEL_KINDS, "pool": ("last", "mean", "max"), "truncate": ("head", "tail"),
@@ -115,6 +116,9 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"{c.model} has no recurrence: recurrent_init does not apply")
     if c.model in ("bow", "cnn") and c.layers != 1:
         raise ConfigError(f"{c.model} has one layer: layers does not apply")
+    if c.model == "transformer" and c.embed_dim % TRANSFORMER_HEADS:
+        raise ConfigError(f"embed_dim {c.embed_dim}: the Transformer's {TRANSFORMER_HEADS} attention heads "
+                          "need a multiple of 4")
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import RECURRENT_KINDS, TrainConfig
+from .config import RECURRENT_KINDS, TRANSFORMER_HEADS, TrainConfig
 from .kernels import fold, gru_layer, lstm_layer, tanh_rnn_layer
 
 
@@ -194,7 +194,7 @@ class TransformerClassifier(Classifier):
     """Embedding + positions -> TransformerEncoder (padding masked) -> mean or max pool -> Linear(1)."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, layers: int = 1,
-                 dropout: float = 0.0, pool: str = "mean", heads: int = 4):
+                 dropout: float = 0.0, pool: str = "mean", heads: int = TRANSFORMER_HEADS):
         super().__init__()
         self.pool = _pooled_only("transformer", pool)
         if embed_dim % heads:
