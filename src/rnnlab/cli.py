@@ -175,6 +175,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     from .train import Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
+    preset_given = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
     with contextlib.ExitStack() as held:  # the run is this process's until it returns
         try:
             if resume is not None:
@@ -184,8 +185,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 held.enter_context(run.exclusive())
                 saved = run.config()
                 changed = {k: v for k, v in overrides.items() if getattr(saved, k) != v and k not in RESUMABLE}
-                explicit = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
-                if config_file or explicit:
+                if config_file or preset_given:
                     raise RunError("a resumed run keeps its own config: drop --preset/--config (only --epochs and "
                                    "--device may change)")
                 for k, v in changed.items():
@@ -198,7 +198,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                                    f"(give at least {done}, or train a new run)")
                 data_path = data_path or run_data_path(run)
             else:
-                if config_file and click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT":
+                if config_file and preset_given:
                     raise RunError("--preset and --config each give the starting configuration: give one "
                                    "(flags then override it)")
                 base = read_config(config_file) if config_file else get_preset(preset_name)

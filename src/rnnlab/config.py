@@ -118,7 +118,7 @@ def _validate(c: TrainConfig) -> None:
         raise ConfigError(f"{c.model} has one layer: layers does not apply")
     if c.model == "transformer" and c.embed_dim % TRANSFORMER_HEADS:
         raise ConfigError(f"embed_dim {c.embed_dim}: the Transformer's {TRANSFORMER_HEADS} attention heads "
-                          "need a multiple of 4")
+                          f"need a multiple of {TRANSFORMER_HEADS}")
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}

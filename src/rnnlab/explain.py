@@ -55,7 +55,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError
+from .io import RunError, shorten
 
 IG_STEPS = 50
 IG_STEPS_MAX = 1000  # Captum's Gauss-Legendre nodes solve an n x n eigenproblem: cubic time, in C that ignores Ctrl-C
@@ -527,7 +527,7 @@ def _split_args(args) -> tuple[list[Path], list[str]]:
     lone_path = len(words) == 1 and not any(c.isspace() for c in words[0]) and (os.sep in words[0] or "/" in words[0])
     if not runs or lone_path:
         hint = " (to explain it as a review: --text)" if runs else ""
-        raise ValueError(f"{_short(words[0])}: no such run directory{hint}")
+        raise ValueError(f"{shorten(words[0])}: no such run directory{hint}")
     return runs, words
 
 
@@ -544,11 +544,6 @@ def _is_dir(arg: str) -> bool:
         return Path(arg).is_dir()
     except (OSError, ValueError):  # a name too long for a path, or with a NUL: not a directory
         return False
-
-
-def _short(s: str, n: int = 80) -> str:
-    """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
-    return s if len(s) <= n else s[:n - 3] + "..."
 
 
 def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, int | None]:

@@ -39,6 +39,11 @@ def fault(e: OSError) -> str:
     return _FAULTS.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
 
 
+def shorten(s: str, n: int = 80) -> str:
+    """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
 def _raise_if_refused(path: Path, e: BaseException, tmp: str | None = None) -> None:
     """Raise StorageError if `e` is the file system refusing to write `path` (or its temporary file `tmp`),
     naming `path`: the temporary name means nothing to the user."""

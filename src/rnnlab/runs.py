@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .config import ConfigError, TrainConfig, from_dict
+from .io import (RunError, StorageError, fault, load_tensors, read_json, read_jsonl, save_tensors, shorten,
+                 write_json, write_jsonl)
 
 RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
                        "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
-from .config import ConfigError, TrainConfig, from_dict
-from .io import (RunError, StorageError, fault, load_tensors, read_json, read_jsonl, save_tensors, write_json,
-                 write_jsonl)
 from .text import Vocab
 
 
@@ -305,8 +305,7 @@ class RunDir:
         except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
             found = False
         if not found:
-            shown = str(self.path)
-            raise RunError(f"{shown if len(shown) <= 80 else shown[:77] + '...'}: no such run directory")
+            raise RunError(f"{shorten(str(self.path))}: no such run directory")
 
 
 def _check_state(model, state: dict, f) -> None:
