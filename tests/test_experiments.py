@@ -817,7 +817,7 @@ def _counted_flops(kind: str, B: int, T: int, E: int, H: int, layers: int = 1) -
     # formula counts a layer's arithmetic, whichever code does it; likewise the math attention backend
     import rnnlab.models as M
 
-    real, M.run_recurrent = M.run_recurrent, lambda module, x, index=None, lengths=None: module(x if index is None else x[index])[0]
+    real, M.run_recurrent = M.run_recurrent, lambda module, x, index=None: module(x if index is None else x[index])[0]
     try:
         with FlopCounterMode(display=False) as fc, sdpa_kernel(SDPBackend.MATH):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, torch.full((B,), T)),

@@ -85,87 +85,46 @@ class _TanhRecurrence(torch.autograd.Function):
 
     Forward keeps s = (h + 1) / 2 = sigmoid(2z), so each step is one addmm and one in-place
     sigmoid (tanh itself is ~3x slower than sigmoid on CPU); backward is one mul and one addmm
-    per step, with the weight gradient as one big matmul at the end. Packed (`rows`, see
-    `tanh_rnn_layer`): step t computes only its first rows[t] rows, the reviews still being read.
+    per step, with the weight gradient as one big matmul at the end.
     """
 
     @staticmethod
-    def forward(ctx, xw, W_hh, rows):  # xw: (T, B, H) input projection plus both biases; W_hh: (H, H)
+    def forward(ctx, xw, W_hh):  # xw: (T, B, H) input projection plus both biases; W_hh: (H, H)
         T = xw.shape[0]
         W4 = W_hh.t() * 4.0
         row = 2.0 * W_hh.sum(1)  # (H,): the "-1" of h = 2s - 1, pushed through W_hh
         c = (xw * 2.0).sub_(row)  # z_t * 2 = 2 xw_t + 4 s_{t-1} W^T - 2 (1 W^T)
         c[0].add_(row)  # h_{-1} = 0: no recurrent term at t = 0
-        s = torch.empty_like(xw) if rows is None else torch.ones_like(xw)  # packed: h = 1 past a review's end
+        s = torch.empty_like(xw)
         prev = torch.sigmoid(c[0], out=s[0])
         for t in range(1, T):
-            if rows is None:
-                prev = torch.addmm(c[t], prev, W4, out=s[t]).sigmoid_()
-            else:
-                m = rows[t]
-                prev = torch.addmm(c[t, :m], prev[:m], W4, out=s[t, :m]).sigmoid_()
+            prev = torch.addmm(c[t], prev, W4, out=s[t]).sigmoid_()
         hs = s.mul_(2.0).sub_(1.0)  # (T, B, H)
         ctx.save_for_backward(hs, W_hh)
-        ctx.rows = rows
         return hs
 
     @staticmethod
     def backward(ctx, dhs):
         hs, W_hh = ctx.saved_tensors
-        rows = ctx.rows or [hs.shape[1]] * hs.shape[0]
         T, B, H = hs.shape
-        da = torch.mul(hs, hs).neg_().add_(1.0)  # tanh' = 1 - h^2 (0 past a packed review's end), then dL/da
-        dh = dhs[T - 1, :rows[T - 1]]
+        da = torch.mul(hs, hs).neg_().add_(1.0)  # tanh' = 1 - h^2, turned into dL/da in place
+        dh = dhs[T - 1]
         for t in range(T - 1, 0, -1):
-            m, was = rows[t], rows[t - 1]
-            dh = torch.addmm(dhs[t - 1, :m], da[t, :m].mul_(dh), W_hh)  # dL/dh_{t-1}
-            if m < was:  # rows m..was ended at step t - 1: only what reaches them there
-                dh = torch.cat([dh, dhs[t - 1, m:was]])
+            dh = torch.addmm(dhs[t - 1], da[t].mul_(dh), W_hh)  # dL/dh_{t-1}
         da[0].mul_(dh)
         dW = da[1:].reshape(-1, H).t() @ hs[:-1].reshape(-1, H)  # sum_t da_t^T h_{t-1}
-        return da, dW, None
+        return da, dW
 
 
-PACK_MIN_ROWS = 16  # a packed step computes at least this many rows (see tanh_rnn_layer)
-PACK_BELOW = 0.75  # pack a batch when that computes at most this fraction of its dense rows
-
-
-def _packed(lengths: torch.Tensor, T: int) -> tuple[torch.Tensor, list[int]] | None:
-    """(order, rows) to run a padded batch packed: its rows sorted longest first, and how many rows each
-    step computes (the reviews still running, at least PACK_MIN_ROWS); None when that saves too little."""
-    B = len(lengths)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    running = (lengths[order].clamp(min=1)[None, :] > torch.arange(T)[:, None]).sum(1)
-    rows = running.clamp(min=min(B, PACK_MIN_ROWS))
-    return (order, rows.tolist()) if int(rows.sum()) <= PACK_BELOW * T * B else None
-
-
-def tanh_rnn_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None,
-                   lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """One vanilla tanh RNN layer on dense (B, T, E) input (or folded: see `fold`) -> (B, T, H), zero initial state.
-
-    With `lengths` (B,), a batch with much padding runs packed, as nn.RNN on a PackedSequence does: its
-    rows sorted longest first, step t computes only the reviews still running, so a shuffled batch of whole
-    reviews, padded to its longest, costs about its real tokens. At least PACK_MIN_ROWS rows: fewer cost
-    about as much, and with that many MKL gives each row the bits a full-batch step gives it, so the states
-    are the dense path's bit for bit; the weight gradients sum the rows in another order. States past a
-    review's end are junk (h = 1, so tanh' = 0 there) and gradients arriving there are dropped. A batch is
-    packed only where that computes at most PACK_BELOW of the dense rows: sorting and un-sorting cost more
-    than they save on the lab's length-bucketed batches, which stay dense (and their numbers unchanged).
-    """
-    B, T = x.shape[:2] if index is None else index.shape
-    packed = None if lengths is None or int(lengths.min()) >= T else _packed(lengths, T)
-    if packed:
-        x, index = (x[packed[0]], None) if index is None else (x, index[packed[0]])
+def tanh_rnn_layer(x: torch.Tensor, W_ih, W_hh, b_ih, b_hh, index: torch.Tensor | None = None) -> torch.Tensor:
+    """One vanilla tanh RNN layer on dense (B, T, E) input (or folded: see `fold`) -> (B, T, H), zero initial state."""
     if index is None:
-        E = x.shape[2]
+        B, T, E = x.shape
         xw = torch.addmm(b_ih + b_hh, x.transpose(0, 1).reshape(T * B, E), W_ih.t())  # all steps at once
     else:  # each distinct row projected once, then gathered; autograd sums the gathered rows' gradients
+        B, T = index.shape
         xw = torch.index_select(torch.addmm(b_ih + b_hh, x, W_ih.t()), 0, index.t().reshape(-1))
-    hs = _TanhRecurrence.apply(xw.view(T, B, -1), W_hh, packed and packed[1])
-    if packed:
-        hs = hs.index_select(1, torch.argsort(packed[0]))
-    return hs.transpose(0, 1)
+    return _TanhRecurrence.apply(xw.view(T, B, -1), W_hh).transpose(0, 1)
 
 
 def fold(embedding: torch.nn.Embedding, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

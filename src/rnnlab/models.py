@@ -76,19 +76,16 @@ class Classifier(nn.Module):
         return self(tokens, lengths), steps
 
 
-def run_recurrent(module: nn.RNNBase, x: torch.Tensor, index: torch.Tensor | None = None,
-                  lengths: torch.Tensor | None = None) -> torch.Tensor:
-    """An nn.RNN/LSTM/GRU on dense (B, T, F) input, or on CPU folded input x[index] -> top-layer states (B, T, H).
-    On CPU the vanilla RNN runs a padded batch packed (`lengths`: see kernels.tanh_rnn_layer)."""
+def run_recurrent(module: nn.RNNBase, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    """An nn.RNN/LSTM/GRU on dense (B, T, F) input, or on CPU folded input x[index] -> top-layer states (B, T, H)."""
     if x.device.type != "cpu":
         return module(x)[0]  # cuDNN's fused kernels on a GPU
     layer_fn = {nn.RNN: tanh_rnn_layer, nn.LSTM: lstm_layer, nn.GRU: gru_layer}[type(module)]
-    packed = {"lengths": lengths} if type(module) is nn.RNN else {}
     for layer in range(module.num_layers):
         if layer:
             x, index = F.dropout(x, module.dropout, module.training), None
         x = layer_fn(x, *(getattr(module, f"{n}_l{layer}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
-                     index=index, **packed)
+                     index=index)
     return x
 
 
@@ -115,8 +112,8 @@ class RecurrentClassifier(Classifier):
     def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Top-layer hidden states (B, T, H); entries past a review's end are junk (never read)."""
         if self.training and self.drop.p == 0 and tokens.device.type == "cpu":
-            return run_recurrent(self.rnn, *fold(self.embedding, tokens), lengths)  # each distinct token projected once
-        return run_recurrent(self.rnn, self.drop(self.embedding(tokens)), lengths=lengths)
+            return run_recurrent(self.rnn, *fold(self.embedding, tokens))  # each distinct token projected once
+        return run_recurrent(self.rnn, self.drop(self.embedding(tokens)))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(tokens.device)
