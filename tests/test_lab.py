@@ -151,6 +151,8 @@ class Runs:
     other_files: dict  # {name: bytes} then
     full: str  # on a copy of first's jobs, without --quick: its log until its jobs went to the workers
     full_files: dict  # the job files then (it was killed there)
+    seeds: Done  # on a copy of first's jobs, --seeds 5
+    seeds_out: Path
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +161,7 @@ def runs(tmp_path_factory, tiny_data) -> Runs:
     other_data = write_parquet_dir(base / "other-imdb", make_reviews(240, seed=11), make_reviews(120, seed=12))
     other_fp = load_imdb(other_data).fingerprint()
     logs = base / "logs"
-    first_out, two_out, other_out, full_out = (base / n for n in ("first", "two", "other", "full"))
+    first_out, two_out, other_out, full_out, seeds_out = (base / n for n in ("first", "two", "other", "full", "seeds"))
     two_args = lab_args(tiny_data, two_out, "--jobs", "2", "--threads", "1")
     first = Lab(logs, "first", lab_args(tiny_data, first_out, "--jobs", "1"))
     two = Lab(logs, "interrupted", two_args)
@@ -193,8 +195,11 @@ def runs(tmp_path_factory, tiny_data) -> Runs:
         run = Lab(logs, "full", lab_args(tiny_data, full_out, "--jobs", "2", "--threads", "1", quick=False))
         run.until(lambda: "worker processes" in run.stderr())
         run.kill()
+        shutil.copytree(first_out / "jobs", seeds_out / "jobs")
+        seeds = Lab(logs, "seeds", lab_args(tiny_data, seeds_out, "--jobs", "1", "--seeds", "5")).wait()
         return Runs(done, first_out, first_files, first_results, first_record, rerun, stopped, two_out, stored_at_stop,
-                    resumed.wait(), other, other_out, other_fp, other_files, run.stderr(), job_files(full_out))
+                    resumed.wait(), other, other_out, other_fp, other_files, run.stderr(), job_files(full_out),
+                    seeds, seeds_out)
     finally:
         for p in (first, two, resumed):
             if p is not None and p.proc.poll() is None:
@@ -316,6 +321,46 @@ def test_full_mode_reuses_no_quick_job(runs, tiny_data):
     assert "jobs already done, read from" not in log, log
     assert f"[jobs] {len(parallel)} jobs on 2 worker processes x 1 thread(s)" in log.splitlines(), log
     assert {n: b for n, (b, _) in runs.full_files.items()} == {n: b for n, (b, _) in runs.first_files.items()}
+
+
+def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs):
+    done, out = runs.seeds, runs.seeds_out
+    assert done.rc == 0, done.stderr
+    assert json.loads((out / "lab.json").read_text())["seeds"] == [5]
+    for part in PARTS:  # every row of seed 5 (or of no seed: timings, the baseline), none of the stored seed 0's
+        with open(out / part / "results.csv", newline="") as f:
+            seeds = {r.get("seed", "") for r in csv.DictReader(f)}
+        assert seeds <= {"5", "5.0", ""} and (part == "serial" or seeds & {"5", "5.0"}), (part, seeds)
+        if part not in ("seed", "serial"):  # serial's timings have no seed
+            assert json.loads((out / part / "verdict.json").read_text())["settings"]["seeds"] == [5], part
+    picks = json.loads((out / "explain" / "picks.json").read_text())
+    assert any(p.get("explanations") for p in picks["picks"]), picks  # explained with seed 5's kept models
+    reused = [line for line in done.lines if "jobs already done, read from" in line]
+    timings = [j for e in EXPERIMENTS.values() for _, j in e.module().jobs("quick") if j.exclusive]
+    assert f"{len(timings)} of" in done.stderr and reused, done.stderr  # only the seed-free timings were reused
+
+
+def test_seeds_that_are_not_distinct_non_negative_integers_are_refused(tmp_path, tiny_data):
+    for bad in ("3,x", "1,1", "-1", ""):
+        r = CliRunner().invoke(main, ["shortfall", "serial", "--quick", "--seeds", bad, "--data", str(tiny_data),
+                                      "--out", str(tmp_path / "s")])
+        assert r.exit_code == 2 and "--seeds" in r.output, (bad, r.output)
+        assert not (tmp_path / "s").exists()
+
+
+def test_seeds_used_swaps_every_jobs_seeds_and_restores_the_labs_own(tiny_data):
+    from rnnlab.experiments.common import SEEDS, seeds_used
+
+    def seeds_of(mode):
+        jobs = lab.exercise_jobs(mode) + [j for e in EXPERIMENTS.values() for _, j in e.module().jobs(mode)]
+        return {j.args["cfg"]["seed"] for j in jobs if "cfg" in j.args and not j.exclusive}, \
+            {j.args["cfg"]["seed"] for j in jobs if j.args.get("keep")}
+
+    assert seeds_of("full") == ({0, 1, 2}, {0})
+    with pytest.raises(RuntimeError), seeds_used("full", (7, 3)):
+        assert seeds_of("full") == ({7, 3}, {7}) and seeds_of("quick") == ({0}, {0})
+        raise RuntimeError
+    assert SEEDS == {"full": (0, 1, 2), "quick": (0,)} and seeds_of("full") == ({0, 1, 2}, {0})
 
 
 # --- bad --out ------------------------------------------------------------------------------------------

@@ -366,6 +366,22 @@ def predict(run_dir, texts, as_json, device):
 
 # --- experiments, lab, report ---------------------------------------------------------------------------
 
+class SeedList(click.ParamType):
+    """--seeds: distinct non-negative integers, comma-separated."""
+    name = "SEEDS"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            seeds = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r}: give seeds as comma-separated integers, e.g. 3,4,5", param, ctx)
+        if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+            self.fail(f"{value!r}: seeds must be distinct and non-negative", param, ctx)
+        return seeds
+
+
 def _lab_options(f):
     """The options every experiment command shares."""
     for opt in reversed([
@@ -375,6 +391,9 @@ def _lab_options(f):
                      help="Worker processes running independent jobs side by side [default: the cores / --threads]."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Torch threads per job (results depend on it: summation order)."),
+        click.option("--seeds", type=SeedList(), default=None,
+                     help="Comma-separated seeds in place of the lab's (0,1,2; --quick: 0), to rerun the evidence "
+                          "on seeds it has not seen, e.g. 3,4,5."),
         click.option("--ray", "ray_address", default=None,
                      help="Send the jobs to this Ray cluster (e.g. auto, ray://host:10001, or 'local'); "
                           "needs `pip install rnnlab[ray]`."),
@@ -408,12 +427,13 @@ def _stops_cleanly(out: Path):
         _fail(e)
 
 
-def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_address):
+def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_address, seeds):
     """Run the named experiments into OUT/<name>/; one JSON verdict line per experiment."""
     from .experiments import EXPERIMENTS
+    from .experiments.common import seeds_used
     from .lab import load_data, run_experiments
 
-    with _stops_cleanly(out):
+    with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner:
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
@@ -448,11 +468,12 @@ def compare(out, **opts):
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="Write the report's Markdown twin here (figures copied next to it) instead of OUT/report.md.")
 @_lab_options
-def lab(out, markdown, data_path, quick, jobs, threads, ray_address, device):
+def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, device):
     """The whole lab: the notebook's exercise, four shortfalls, the comparison, the report. Rerun to resume."""
+    from .experiments.common import seeds_used
     from .lab import load_data, run_lab
 
-    with _stops_cleanly(out):
+    with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         if markdown is not None:

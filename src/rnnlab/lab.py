@@ -93,7 +93,8 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     explain_reviews(out / "explain", ds, out / "jobs", mode, device, log)
     phases["explain"] = time.perf_counter() - t0
     record = {"mode": mode, "data": ds.source, "command": shlex.join(["rnnlab", *sys.argv[1:]]),
-              "environment": environment(), "workers": runner.workers, "threads_per_job": runner.threads,
+              "environment": environment(), "seeds": list(SEEDS[mode]), "workers": runner.workers,
+              "threads_per_job": runner.threads,
               "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
               "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode),
               **({"seed_baseline_epoch_seconds": results[extra[0].key][0]["value"]} if extra else {})}
@@ -162,7 +163,7 @@ EXPLAINED = ("rnn", "lstm", "transformer")  # the comparison's models whose firs
 
 def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, log: Log) -> None:
     """Pick three test reviews by stated rules (rnnlab.explain.pick_reviews) and explain each with the
-    comparison's vanilla RNN, LSTM and Transformer (seed 0): OUT/explain/picks.json, review-<i>.html/.png."""
+    comparison's vanilla RNN, LSTM and Transformer (their first seed): OUT/explain/picks.json, review-<i>.html/.png."""
     from .config import PRESETS
     from .experiments.common import DATA, fit
     from .explain import explain_runs, load_run, pick_reviews, write_html, write_png
@@ -170,7 +171,7 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
 
     runs = []
     for name in EXPLAINED:
-        key = _on_device(fit(with_overrides(PRESETS[name], {"seed": 0}), mode), device).key
+        key = _on_device(fit(with_overrides(PRESETS[name], {"seed": SEEDS[mode][0]}), mode), device).key
         if not (store / key / "model.safetensors").exists():
             log(f"[lab] explain: no kept model for {name} in {store}; skipped")
             return

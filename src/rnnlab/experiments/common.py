@@ -17,6 +17,7 @@ written atomically, so a killed experiment never leaves a truncated file.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import importlib
@@ -45,20 +46,35 @@ Log = Callable[[str], None]
 # 10,000 + 10,000 reviews keep a full lab within 40 minutes on 2 cores with 3 seeds everywhere; the
 # test subset's binomial standard error (<= 0.005) is below the seed-to-seed spread of the vanilla RNN.
 DATA = {"full": {"n_train": 10000, "n_test": 10000}, "quick": {"n_train": 1000, "n_test": 600}}
-SEEDS = {"full": (0, 1, 2), "quick": (0,)}
+SEEDS = {"full": (0, 1, 2), "quick": (0,)}  # the evidence's seeds by mode; `--seeds` swaps them (seeds_used)
 QUICK_EPOCHS = 1
 MEASURES = ("vanishing_gradients", "bottleneck")  # modules whose measure() sees every trained model
 TIMING = {"train_seconds", "train_seconds_per_epoch", "tokens_per_second", "seconds", "median_seconds", "flops_per_second",
           "fraction_of_matmul_peak", "matmul_flops_per_second", "job_seconds"}  # depend on the machine's load
 
 
+@contextlib.contextmanager
+def seeds_used(mode: str, seeds: tuple[int, ...] | None):
+    """Within the block, every job and protocol of `mode` uses `seeds` (None: the lab's own): the CLI's
+    --seeds, to rerun the evidence on seeds it has not seen. The first seed keeps the lab presets' models."""
+    if not seeds:
+        yield
+        return
+    before = SEEDS[mode]
+    SEEDS[mode] = tuple(seeds)
+    try:
+        yield
+    finally:
+        SEEDS[mode] = before
+
+
 def fit(cfg: TrainConfig, mode: str) -> Job:
     """The job that trains `cfg` on the lab's data budget and measures it for every experiment.
 
-    The first seed of each lab preset (rnn, lstm, gru, bow, transformer) also keeps its trained model
+    The first seed (SEEDS) of each lab preset (rnn, lstm, gru, bow, transformer) also keeps its trained model
     (in the job's store directory, as a run directory) for `rnnlab explain` in the lab and the report.
     """
-    keep = cfg.seed == 0 and is_lab_preset(cfg)
+    keep = cfg.seed == SEEDS[mode][0] and is_lab_preset(cfg)
     if mode == "quick":
         cfg = with_overrides(cfg, {"epochs": QUICK_EPOCHS})
     # about the job's seconds on one thread of a 2-core machine (the vanilla RNN: ~15 s per epoch)
