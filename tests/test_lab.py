@@ -334,14 +334,17 @@ def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs
         if part not in ("seed", "serial"):  # serial's timings have no seed
             assert json.loads((out / part / "verdict.json").read_text())["settings"]["seeds"] == [5], part
     picks = json.loads((out / "explain" / "picks.json").read_text())
-    assert any(p.get("explanations") for p in picks["picks"]), picks  # explained with seed 5's kept models
+    assert picks["seed"] == 5 and any(p.get("explanations") for p in picks["picks"]), picks  # seed 5's kept models
+    timings = {j.key for e in EXPERIMENTS.values() for _, j in e.module().jobs("quick") if j.exclusive}
     reused = [line for line in done.lines if "jobs already done, read from" in line]
-    timings = [j for e in EXPERIMENTS.values() for _, j in e.module().jobs("quick") if j.exclusive]
-    assert f"{len(timings)} of" in done.stderr and reused, done.stderr  # only the seed-free timings were reused
+    assert reused and reused[0].startswith(f"{len(timings)} of "), done.stderr  # only the seed-free timings
+    report = (out / "report.md").read_text()
+    assert "| 5 | " in report.split("## The notebook's exercise")[1].split("##")[0], report  # the exercise's seed
+    assert "| seeds | 5 |" in report, report
 
 
 def test_seeds_that_are_not_distinct_non_negative_integers_are_refused(tmp_path, tiny_data):
-    for bad in ("3,x", "1,1", "-1", ""):
+    for bad in ("3,x", "1,1", "-1", "", str(2**32)):
         r = CliRunner().invoke(main, ["shortfall", "serial", "--quick", "--seeds", bad, "--data", str(tiny_data),
                                       "--out", str(tmp_path / "s")])
         assert r.exit_code == 2 and "--seeds" in r.output, (bad, r.output)

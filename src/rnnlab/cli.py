@@ -366,6 +366,9 @@ def predict(run_dir, texts, as_json, device):
 
 # --- experiments, lab, report ---------------------------------------------------------------------------
 
+MAX_SEED = 2**32 - 1  # numpy's bound
+
+
 class SeedList(click.ParamType):
     """--seeds: distinct non-negative integers, comma-separated."""
     name = "SEEDS"
@@ -377,8 +380,8 @@ class SeedList(click.ParamType):
             seeds = tuple(int(v) for v in str(value).split(","))
         except ValueError:
             self.fail(f"{value!r}: give seeds as comma-separated integers, e.g. 3,4,5", param, ctx)
-        if min(seeds) < 0 or len(set(seeds)) != len(seeds):
-            self.fail(f"{value!r}: seeds must be distinct and non-negative", param, ctx)
+        if min(seeds) < 0 or max(seeds) > MAX_SEED or len(set(seeds)) != len(seeds):
+            self.fail(f"{value!r}: seeds must be distinct, from 0 to {MAX_SEED}", param, ctx)
         return seeds
 
 
@@ -392,8 +395,9 @@ def _lab_options(f):
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Torch threads per job (results depend on it: summation order)."),
         click.option("--seeds", type=SeedList(), default=None,
-                     help="Comma-separated seeds in place of the lab's (0,1,2; --quick: 0), to rerun the evidence "
-                          "on seeds it has not seen, e.g. 3,4,5."),
+                     help="Comma-separated training seeds in place of the lab's (0,1,2; --quick: 0), to rerun the "
+                          "evidence on seeds it has not seen, e.g. 3,4,5 (the data subset, the probes and the "
+                          "timings stay as they are)."),
         click.option("--ray", "ray_address", default=None,
                      help="Send the jobs to this Ray cluster (e.g. auto, ray://host:10001, or 'local'); "
                           "needs `pip install rnnlab[ray]`."),

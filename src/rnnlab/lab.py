@@ -150,10 +150,10 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
     save_figure(fig, d / "seed.svg")
     save_figure(fig, d / "seed.png", dpi=120)
     last = max(r["epoch"] for r in rows)
-    final = [r["value"] for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
-    write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode,
-                                    "train_reviews": train_reviews, "test_acc_by_seed": final,
-                                    "test_acc_mean": float(np.mean(final))})
+    final = [r for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
+    write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
+                                    "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
+                                    "test_acc_mean": float(np.mean([r["value"] for r in final]))})
 
 
 # --- three real reviews, word by word -----------------------------------------------------------------
@@ -188,7 +188,7 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         write_png(exps, d / p["files"]["png"])
         p["explanations"] = [e.to_dict() for e in exps]
         log(f"[lab] explain: {p['rule']}: test review {p['index']} ({p['n_tokens']} tokens)")
-    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "picks": picks})
+    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "seed": SEEDS[mode][0], "picks": picks})
 
 
 def baseline_job(data_arg: str) -> Job:

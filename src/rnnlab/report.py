@@ -103,6 +103,9 @@ def _bad_fields(sec: Section, path: Path, err: Exception, lab: Path, known: dict
     return _not_there(sec, path, RunError(f"{path}: not what rnnlab writes ({type(err).__name__}: {err})"), lab, known)
 
 
+QUICK = "Quick mode: a data subset and short schedules (one seed unless --seeds said otherwise). A smoke test, not evidence."
+
+
 def experiment_section(name: str, lab: Path, known: dict) -> Section:
     e = EXPERIMENTS[name]
     sec = Section(name, e.title, [Text(e.question)])
@@ -113,7 +116,7 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         return _not_there(sec, d / "verdict.json", err, lab, known)
     sec.outcome, sec.claim, sec.mode = v.get("outcome", ""), v.get("claim", ""), v.get("mode", "")
     if sec.mode == "quick":
-        sec.blocks.append(Text("Quick mode: a data subset, one seed, short schedules. A smoke test, not evidence."))
+        sec.blocks.append(Text(QUICK))
     try:
         sec.blocks += verdict_blocks(v)
         if (d / f"{name}.png").exists():
@@ -141,15 +144,22 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
     sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of "
                            f"{len(s['test_acc_by_seed'])} seeds)"), s["mode"]
     if sec.mode == "quick":
-        sec.blocks.append(Text("Quick mode: a data subset, one seed, short schedules. A smoke test, not evidence."))
+        sec.blocks.append(Text(QUICK))
     sec.blocks += [Text("The notebook's recipe (preset notebook): embedding 100, vanilla tanh RNN with 128 hidden units "
                         "read at its last step, Adam 1e-3, batch 64 shuffled as the notebook's DataLoader does, whole "
                         f"reviews, {s['train_reviews']:,} training reviews, test accuracy after every epoch."),
                    Table(["seed", "test accuracy after the last epoch"],
-                         [[str(i), fmt(a)] for i, a in enumerate(s["test_acc_by_seed"])])]
+                         [[str(seed), fmt(a)] for seed, a in zip(_seeds(s), s["test_acc_by_seed"])])]
     if (lab / "seed" / "seed.png").exists():
         sec.blocks.append(Figure(lab / "seed" / "seed.png", "the notebook's exercise: learning curves"))
     return sec
+
+
+def _seeds(s: dict) -> list:
+    """The exercise's seeds, in the order of test_acc_by_seed (files before --seeds: 0, 1, 2, ...)."""
+    seeds = s.get("seeds")
+    return seeds if isinstance(seeds, list) and len(seeds) == len(s["test_acc_by_seed"]) else \
+        list(range(len(s["test_acc_by_seed"])))
 
 
 ILLUSTRATES = {"long, decided late": "long reviews and the fixed memory: the verdict comes from the last sentences",
@@ -206,6 +216,8 @@ def _lab_table(record: dict) -> Section:
              f"cores, torch {env.get('torch', '?')}"], ["commit", f"{env.get('git_commit', 'n/a')}"
              f"{' (uncommitted changes)' if env.get('git_dirty') else ''}"],
             ["jobs", f"{record.get('jobs')} on {record.get('workers')} worker(s) x {record.get('threads_per_job')} thread(s)"]]
+    if "seeds" in record:
+        rows.append(["seeds", ", ".join(map(str, record["seeds"]))])
     rows += [[f"wall time: {k}", f"{fmt(v)} s"] for k, v in record.get("phases_seconds", {}).items()]
     rows += [[f"job seconds read by {k}", fmt(v)] for k, v in record.get("job_seconds_by_experiment", {}).items()]
     if "seed_baseline_epoch_seconds" in record:
