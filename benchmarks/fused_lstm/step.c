@@ -57,3 +57,41 @@ void lstm_step_back(int B, int H, const float *restrict d, const float *restrict
     }
   }
 }
+
+/* A whole chunk of n steps in C, the recurrent matmuls through BLAS's sgemm_ (Fortran, column-major; here
+   MKL's, exported by libtorch_cpu), so no Python runs per step. Row-major C (M x N) += A (M x K) B (K x N) is
+   column-major C^T += B^T A^T: sgemm("N", "N", N, M, K, 1, B, ldb, A, lda, 1, C, ldc). */
+typedef void (*sgemm_t)(const char *, const char *, const int *, const int *, const int *, const float *,
+                        const float *, const int *, const float *, const int *, const float *, float *, const int *);
+
+/* G (n, B, 4H): the chunk's input projections (plus biases); WhT (H, 4H); C2 (n+1, B, H), C2[0] = 2c before the
+   chunk; Hs (n+1, B, H) from h before the chunk; D (n, B, 6H) or NULL; first: the chunk starts at t = 0. */
+void lstm_chunk(sgemm_t sgemm, int B, int H, int n, int first, float *G, const float *WhT, float *C2, float *Hs,
+                float *D) {
+  const float one = 1.0f;
+  const int G4 = 4 * H;
+  for (int k = 0; k < n; k++) {
+    float *g = G + (size_t)k * B * G4;
+    if (!(first && k == 0)) sgemm("N", "N", &G4, &B, &H, &one, WhT, &G4, Hs + (size_t)k * B * H, &H, &one, g, &G4);
+    lstm_step(B, H, g, C2 + (size_t)k * B * H, C2 + (size_t)(k + 1) * B * H, Hs + (size_t)(k + 1) * B * H,
+              D ? D + (size_t)k * B * 6 * H : NULL);
+  }
+}
+
+/* Backward of a chunk t0..t0+n-1: D (n, B, 6H); dhs (T, B, H) the incoming dL/dh_t, from index 0; dh (B, H) in:
+   dL/dh at the chunk's last step, out: dL/dh at the step before the chunk (untouched if t0 = 0); carry (B, 5H);
+   W (n, B, 5H) out; Whh (4H, H). Returns nothing; the carry for the next chunk is W[0]'s first slot. */
+void lstm_chunk_back(sgemm_t sgemm, int B, int H, int n, int t0, const float *D, const float *dhs, float *dh,
+                     const float *carry, float *W, const float *Whh) {
+  const float one = 1.0f;
+  const int G4 = 4 * H, W5 = 5 * H;
+  for (int k = n - 1; k >= 0; k--) {
+    float *w = W + (size_t)k * B * W5;
+    lstm_step_back(B, H, D + (size_t)k * B * 6 * H, dh, carry, w);
+    carry = w;
+    if (t0 + k == 0) break;
+    const float *prev = dhs + (size_t)(t0 + k - 1) * B * H;
+    for (size_t j = 0; j < (size_t)B * H; j++) dh[j] = prev[j];
+    sgemm("N", "N", &H, &B, &G4, &one, Whh, &H, w + H, &W5, &one, dh, &H);
+  }
+}
