@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 import rnnlab
 from conftest import make_reviews, write_parquet_dir
-from rnnlab import lab
+from rnnlab import lab, report
 from rnnlab.cli import main
 from rnnlab.data import load_imdb
 from rnnlab.experiments import EXPERIMENTS
@@ -343,8 +343,29 @@ def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs
     assert "| seeds | 5 |" in report, report
 
 
+def test_a_lab_whose_parts_ran_on_other_seeds_is_flagged_and_kept_out_of_the_readme(runs, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.README_START}\nold\n{report.README_END}\n")
+    mixed = tmp_path / "mixed"  # a --seeds 5 lab whose compare/ was rerun on seed 0
+    shutil.copytree(runs.seeds_out, mixed, ignore=shutil.ignore_patterns("jobs"))
+    shutil.rmtree(mixed / "compare")
+    shutil.copytree(runs.first_out / "compare", mixed / "compare")
+    r = CliRunner().invoke(main, ["report", str(mixed)])
+    assert r.exit_code == 0 and "warning: The parts of this lab ran on different seeds" in r.output, r.output
+    assert "compare 0" in r.output and "lab.json 5" in r.output, r.output
+    assert "Warning: parts from different seeds" in (mixed / "report.md").read_text()
+    r = CliRunner().invoke(main, ["report", str(mixed), "--readme", str(readme)])
+    assert r.exit_code == 2 and "different seeds" in r.output and "old" in readme.read_text(), r.output
+    full = tmp_path / "full"  # the --seeds 5 lab as if it were a full one: not the README's evidence either
+    shutil.copytree(runs.seeds_out, full, ignore=shutil.ignore_patterns("jobs"))
+    for f in full.rglob("*.json"):
+        f.write_text(f.read_text().replace('"mode": "quick"', '"mode": "full"'))
+    r = CliRunner().invoke(main, ["report", str(full), "--readme", str(readme)])
+    assert r.exit_code == 2 and "ran on seeds 5" in r.output and "old" in readme.read_text(), r.output
+
+
 def test_seeds_that_are_not_distinct_non_negative_integers_are_refused(tmp_path, tiny_data):
-    for bad in ("3,x", "1,1", "-1", "", str(2**32)):
+    for bad in ("3,x", "1,1", "-1", "", str(2**31), "1_0", "\uff13"):
         r = CliRunner().invoke(main, ["shortfall", "serial", "--quick", "--seeds", bad, "--data", str(tiny_data),
                                       "--out", str(tmp_path / "s")])
         assert r.exit_code == 2 and "--seeds" in r.output, (bad, r.output)

@@ -311,7 +311,7 @@ def test_a_damaged_verdict_is_shown_as_unreadable_not_fatal(lab, damage):
     assert r.exit_code == 0, (r.output, r.exception)
     written = json.loads(r.stdout.strip().splitlines()[-1])
     assert written["outcomes"]["long-reviews"] == "unreadable" and written["problems"] == ["long-reviews: unreadable"]
-    assert r.stderr.splitlines()[0] == "warning: unreadable: long-reviews: unreadable"
+    assert r.stderr.splitlines()[0] == "warning: long-reviews: unreadable"
     page = Page((lab / "report.html").read_text())
     assert list(page.sections) == SECTIONS
     text = page.sections["long-reviews"]

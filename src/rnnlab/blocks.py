@@ -108,6 +108,7 @@ class Section:
     outcome: str = ""  # the verdict, or "missing" / "unreadable" / "" (a part without a claim)
     claim: str = ""
     mode: str = ""
+    seeds: tuple | None = None  # the training seeds the part ran on, where it records them
 
 
 # --- numbers in words ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -366,7 +367,7 @@ def predict(run_dir, texts, as_json, device):
 
 # --- experiments, lab, report ---------------------------------------------------------------------------
 
-MAX_SEED = 2**32 - 1  # numpy's bound
+MAX_SEED = 2**31 - 1  # TrainConfig's bound
 
 
 class SeedList(click.ParamType):
@@ -376,10 +377,10 @@ class SeedList(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        try:
-            seeds = tuple(int(v) for v in str(value).split(","))
-        except ValueError:
+        items = [v.strip() for v in str(value).split(",")]
+        if not all(re.fullmatch(r"[0-9]+", v, re.ASCII) for v in items):
             self.fail(f"{value!r}: give seeds as comma-separated integers, e.g. 3,4,5", param, ctx)
+        seeds = tuple(int(v) for v in items)
         if min(seeds) < 0 or max(seeds) > MAX_SEED or len(set(seeds)) != len(seeds):
             self.fail(f"{value!r}: seeds must be distinct, from 0 to {MAX_SEED}", param, ctx)
         return seeds
@@ -389,7 +390,8 @@ def _lab_options(f):
     """The options every experiment command shares."""
     for opt in reversed([
         click.option("--data", "data_path", type=str, default=None, help=DATA_HELP),
-        click.option("--quick", is_flag=True, help="A data subset, one seed, short schedules: a smoke test, not evidence."),
+        click.option("--quick", is_flag=True, help="A data subset, one seed (unless --seeds), short schedules: a smoke "
+                                                   "test, not evidence."),
         click.option("--jobs", type=click.IntRange(min=1), default=None,
                      help="Worker processes running independent jobs side by side [default: the cores / --threads]."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -444,7 +446,7 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
                                        runner=runner, log=_log, data_arg=data_path)
     for v in verdicts:
         click.echo(json.dumps({k: v[k] for k in ("experiment", "outcome", "claim", "mode", "seconds")}
-                              | {"dir": str(out / v["experiment"])}))
+                              | {"seeds": v["settings"].get("seeds"), "dir": str(out / v["experiment"])}))
 
 
 @main.command()
@@ -520,7 +522,7 @@ def report_command(lab_dir, out, markdown, readme):
     except RunError as e:
         _fail(e)
     for problem in written["problems"]:
-        _log(f"warning: unreadable: {problem}")
+        _log(f"warning: {problem}")
     _log(f"report: {written['html']} and {written['markdown']} ({written['summary']})")
     click.echo(json.dumps(written))
 

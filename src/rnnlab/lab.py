@@ -105,7 +105,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     record["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "lab.json", record)
     log(f"[lab] done in {record['wall_seconds']:.0f} s: {written['summary']}; open {written['html']}")
-    return {"report": written["html"], "markdown": written["markdown"], "mode": mode,
+    return {"report": written["html"], "markdown": written["markdown"], "mode": mode, "seeds": list(SEEDS[mode]),
             "wall_seconds": record["wall_seconds"], "outcomes": {v["experiment"]: v["outcome"] for v in verdicts}}
 
 
@@ -189,6 +189,10 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         p["explanations"] = [e.to_dict() for e in exps]
         log(f"[lab] explain: {p['rule']}: test review {p['index']} ({p['n_tokens']} tokens)")
     write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "seed": SEEDS[mode][0], "picks": picks})
+    kept = {f for p in picks for f in p.get("files", {}).values()}
+    for old in (*d.glob("review-*.html"), *d.glob("review-*.png")):  # an earlier run's picks
+        if old.name not in kept:
+            old.unlink()
 
 
 def baseline_job(data_arg: str) -> Job:

@@ -115,6 +115,7 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
     except RunError as err:
         return _not_there(sec, d / "verdict.json", err, lab, known)
     sec.outcome, sec.claim, sec.mode = v.get("outcome", ""), v.get("claim", ""), v.get("mode", "")
+    sec.seeds = _as_seeds((v.get("settings") if isinstance(v.get("settings"), dict) else {}).get("seeds"))
     if sec.mode == "quick":
         sec.blocks.append(Text(QUICK))
     try:
@@ -141,8 +142,10 @@ def exercise_section(lab: Path, known: dict) -> Section:
 
 
 def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
+    n = len(s["test_acc_by_seed"])
     sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of "
-                           f"{len(s['test_acc_by_seed'])} seeds)"), s["mode"]
+                           f"{n} seed{'s' if n != 1 else ''})"), s["mode"]
+    sec.seeds = _as_seeds(s.get("seeds"))
     if sec.mode == "quick":
         sec.blocks.append(Text(QUICK))
     sec.blocks += [Text("The notebook's recipe (preset notebook): embedding 100, vanilla tanh RNN with 128 hidden units "
@@ -153,6 +156,11 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
     if (lab / "seed" / "seed.png").exists():
         sec.blocks.append(Figure(lab / "seed" / "seed.png", "the notebook's exercise: learning curves"))
     return sec
+
+
+def _as_seeds(x) -> tuple | None:
+    """A part's recorded seeds, or None where it records none (or not as a list of integers)."""
+    return tuple(x) if isinstance(x, list) and x and all(type(v) is int for v in x) else None
 
 
 def _seeds(s: dict) -> list:
@@ -183,7 +191,10 @@ def explain_section(lab: Path, known: dict) -> Section:
 def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
     if not isinstance(picks["models"], list) or not isinstance(picks["picks"], list):
         raise TypeError("models and picks must be lists")
-    sec.blocks.append(Text(f"Each review is read by the comparison's {', '.join(picks['models'])} (preset, first seed). "
+    seed = picks.get("seed")
+    sec.seeds = (seed,) if type(seed) is int else None
+    sec.blocks.append(Text(f"Each review is read by the comparison's {', '.join(picks['models'])} (preset, "
+                           f"{f'seed {seed}' if sec.seeds else 'first seed'}). "
                            "The running opinion is P(positive) had the review ended at that word; the attribution "
                            "is Integrated Gradients; the gradient norm is ||dL/dx_t|| at each word's embedding "
                            "(rnnlab explain). The reviews were picked by the rules below, not by hand."))
@@ -240,7 +251,25 @@ def collect(lab: Path, record: dict | None = None) -> list[Section]:
     known = _known(lab)
     sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS),
                 explain_section(lab, known)]
-    return sections + ([lab_section(record)] if isinstance(record, dict) else [])
+    sections += [lab_section(record)] if isinstance(record, dict) else []
+    mixed = mixed_seeds(sections, record)
+    return sections if mixed is None else [Section("seeds", "Warning: parts from different seeds", [Text(mixed)],
+                                                   outcome="mixed seeds"), *sections]
+
+
+def mixed_seeds(sections: list[Section], record: dict | None) -> str | None:
+    """A sentence naming the parts' seeds when they disagree (parts rerun or interrupted with other --seeds)."""
+    runs = {s.id: s.seeds for s in sections if s.seeds is not None and s.id not in ("explain", "lab")}
+    if isinstance(record, dict) and _as_seeds(record.get("seeds")):
+        runs["lab.json"] = _as_seeds(record["seeds"])
+    explained = next((s.seeds for s in sections if s.id == "explain" and s.seeds), None)
+    first = {seeds[0] for seeds in runs.values()}
+    if len(set(runs.values())) <= 1 and (explained is None or first <= set(explained)):
+        return None
+    parts = [f"{k} {', '.join(map(str, v))}" for k, v in runs.items()]
+    parts += [f"explain {explained[0]}"] if explained else []
+    return (f"The parts of this lab ran on different seeds ({'; '.join(parts)}): some were rerun, or a rerun was "
+            "interrupted, with other --seeds. Rerun the lab with one --seeds to make them agree.")
 
 
 def _known(lab: Path) -> dict:
@@ -366,10 +395,19 @@ def not_the_labs_own(lab: Path, *paths: Path) -> None:
 
 def full_lab(lab: Path) -> None:
     """ReportError if any part of LAB is a --quick lab's: the README's results are the full lab's evidence."""
-    quick = [s.id for s in collect(lab) if s.mode == "quick"]
+    from .experiments.common import SEEDS
+
+    sections = collect(lab)
+    if sections[0].id == "seeds":
+        raise ReportError(f"{lab}: {sections[0].blocks[0].text}")
+    quick = [s.id for s in sections if s.mode == "quick"]
     if quick:
         raise ReportError(f"{lab}: {', '.join(quick)} made by a --quick lab (a smoke test, not evidence); the README's "
                           "results come from a full lab: render this one without --readme")
+    other = sorted({s.seeds for s in sections if s.seeds is not None and not set(s.seeds) <= set(SEEDS["full"])})
+    if other:
+        raise ReportError(f"{lab}: ran on seeds {'; '.join(', '.join(map(str, o)) for o in other)}; the README shows "
+                          f"the lab's own ({', '.join(map(str, SEEDS['full']))}): render this one without --readme")
 
 
 def write_readme_block(lab: Path, readme: Path) -> None:
@@ -418,4 +456,5 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     return {"html": str(out), "markdown": str(markdown), "summary": summary(sections),
             "outcomes": {s.id: s.outcome for s in sections if s.id != "lab"},
             "missing": [s.id for s in sections if s.outcome == "missing"],
-            "problems": [f"{s.id}: unreadable" for s in sections if s.outcome == "unreadable"]}
+            "problems": [f"{s.id}: unreadable" for s in sections if s.outcome == "unreadable"]
+            + [s.blocks[0].text for s in sections if s.id == "seeds"]}
