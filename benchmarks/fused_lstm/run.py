@@ -54,10 +54,11 @@ SGEMM = ctypes.cast(ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libto
 
 
 class _LSTMc(torch.autograd.Function):
-    """rnnlab.kernels._LSTMLayer with each step's elementwise work in one C call (float32 only)."""
+    """rnnlab.kernels._LSTMLayer with each step's elementwise work in one C call ("lstm_c"), or with whole
+    chunks of steps, their recurrent matmuls included, in one C call each ("lstm_chunk_c"); float32 only."""
 
     @staticmethod
-    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh, grad):
+    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh, grad, whole_chunks):
         B, T, E, H, chunks, K = _sizes(x, index, W_hh)
         WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))
         E1 = E + 1 if index is None else 0
@@ -77,74 +78,16 @@ class _LSTMc(torch.autograd.Function):
             _project(G[:n].view(-1, 4 * H), X1, xt, P, idx, WiT, b, t0, t1, B)
             if t0:
                 C2[0].copy_(C2[K])
+            if whole_chunks:
+                LIB.lstm_chunk(SGEMM, B, H, n, int(t0 == 0), gp, WhT.data_ptr(), cp, hp + t0 * sh, dp and dp + t0 * sd)
+                continue
             for k in range(n):
                 t = t0 + k
                 if t:
                     gates[k].addmm_(h_[t], WhT)
                 LIB.lstm_step(B, H, gp + k * sg, cp + k * sh, cp + (k + 1) * sh, hp + (t + 1) * sh, dp and dp + t * sd)
         _keep(ctx, grad, ws, X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
-        return Hs[1:]
-
-    @staticmethod
-    def backward(ctx, dhs):
-        X1, D, Hs, W_ih, W_hh, idx = ctx.saved_tensors
-        T, B, H = D.shape[0], D.shape[1], D.shape[2] // 6
-        E = W_ih.shape[1]
-        chunks = _chunks(T, B)
-        K = chunks[0][1]
-        ws = _take(2 * K * B * 5 * H + K * B * max(E, 4 * H) + B * 5 * H, D)
-        Wbuf, tmp, zero = _carve(ws, (2, K, B, 5 * H), (K * B * max(E, 4 * H),), (B, 5 * H))
-        zero.zero_()
-        dWiT, dWhT = D.new_zeros(E + 1, 4 * H), D.new_zeros(H, 4 * H)
-        dP = None if idx is None else D.new_zeros(X1.shape[0], 4 * H)
-        dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] and idx is None else None
-        dh_in = dhs.contiguous().unbind(0)
-        dh, dhb = dh_in[T - 1], D.new_empty(B, H)
-        carry, dp, sd, sw = zero.data_ptr(), D.data_ptr(), B * 6 * H * 4, B * 5 * H * 4
-        for j, (t0, t1) in enumerate(reversed(chunks)):
-            n = t1 - t0
-            w = Wbuf[j % 2, :n]
-            wp, wg = w.data_ptr(), w[..., H:].unbind(0)
-            for k in range(n - 1, -1, -1):
-                t = t0 + k
-                LIB.lstm_step_back(B, H, dp + t * sd, dh.data_ptr(), carry, wp + k * sw)
-                carry = wp + k * sw
-                if t:
-                    dh = torch.addmm(dh_in[t - 1], wg[k], W_hh, out=dhb)
-            dG = w[..., H:].reshape(n * B, 4 * H)
-            dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
-            _input_chunk_grads(dWiT, dX, dP, dG, X1, idx, W_ih, tmp, t0, t1, B)
-        _give(ws)
-        dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
-        db = dWiT[E]
-        return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone(), None
-
-
-class _LSTMChunkC(torch.autograd.Function):
-    """As _LSTMc, with a whole chunk of steps (their recurrent matmuls included) in one C call."""
-
-    @staticmethod
-    def forward(ctx, x, index, W_ih, W_hh, b_ih, b_hh, grad):
-        B, T, E, H, chunks, K = _sizes(x, index, W_hh)
-        WiT, WhT, b = _doubled_rows(W_ih, W_hh, b_ih, b_hh, slice(2 * H, 3 * H))
-        E1 = E + 1 if index is None else 0
-        TD = T if grad else 0
-        ws = _take(T * B * E1 + TD * B * 6 * H + K * B * 4 * H + (K + 1) * B * H, x)
-        X1, D, G, C2 = _carve(ws, (T, B, E1), (TD, B, 6 * H), (K, B, 4 * H), (K + 1, B, H))
-        X1[..., E:] = 1.0
-        C2[0] = 0.0
-        Hs = x.new_empty(T + 1, B, H)
-        Hs[0] = 0.0
-        xt, P, idx = _input(x, index, WiT, b)
-        gp, cp, hp, dp, wp = G.data_ptr(), C2.data_ptr(), Hs.data_ptr(), D.data_ptr() if grad else None, WhT.data_ptr()
-        sh, sd = B * H * 4, B * 6 * H * 4
-        for t0, t1 in chunks:
-            n = t1 - t0
-            _project(G[:n].view(-1, 4 * H), X1, xt, P, idx, WiT, b, t0, t1, B)
-            if t0:
-                C2[0].copy_(C2[K])
-            LIB.lstm_chunk(SGEMM, B, H, n, int(t0 == 0), gp, wp, cp, hp + t0 * sh, dp and dp + t0 * sd)
-        _keep(ctx, grad, ws, X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
+        ctx.whole_chunks = whole_chunks
         return Hs[1:]
 
     @staticmethod
@@ -160,31 +103,40 @@ class _LSTMChunkC(torch.autograd.Function):
         dWiT, dWhT = D.new_zeros(E + 1, 4 * H), D.new_zeros(H, 4 * H)
         dP = None if idx is None else D.new_zeros(X1.shape[0], 4 * H)
         dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] and idx is None else None
-        dhs = dhs.contiguous()
-        dh.copy_(dhs[T - 1])
-        W_hh = W_hh.contiguous()
+        dhs, W_hh = dhs.contiguous(), W_hh.contiguous()
+        dh_in = dhs.unbind(0)
+        dh.copy_(dh_in[T - 1])
         carry, dp, sd, sw = zero.data_ptr(), D.data_ptr(), B * 6 * H * 4, B * 5 * H * 4
         for j, (t0, t1) in enumerate(reversed(chunks)):
             n = t1 - t0
             w = Wbuf[j % 2, :n]
-            LIB.lstm_chunk_back(SGEMM, B, H, n, t0, dp + t0 * sd, dhs.data_ptr(), dh.data_ptr(), carry, w.data_ptr(),
-                                W_hh.data_ptr())
-            carry = w.data_ptr()
+            wp, wg = w.data_ptr(), w[..., H:].unbind(0)
+            if ctx.whole_chunks:
+                LIB.lstm_chunk_back(SGEMM, B, H, n, t0, dp + t0 * sd, dhs.data_ptr(), dh.data_ptr(), carry, wp,
+                                    W_hh.data_ptr())
+            else:
+                for k in range(n - 1, -1, -1):
+                    t = t0 + k
+                    LIB.lstm_step_back(B, H, dp + t * sd, dh.data_ptr(), carry, wp + k * sw)
+                    carry = wp + k * sw
+                    if t:
+                        torch.addmm(dh_in[t - 1], wg[k], W_hh, out=dh)
+            carry = wp  # the chunk's first step: the carry into the chunk before it
             dG = w[..., H:].reshape(n * B, 4 * H)
             dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
             _input_chunk_grads(dWiT, dX, dP, dG, X1, idx, W_ih, tmp, t0, t1, B)
         _give(ws)
         dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
         db = dWiT[E]
-        return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone(), None
-
-
-def lstm_chunk_c(x, W_ih, W_hh, b_ih, b_hh, index=None):
-    return _LSTMChunkC.apply(x, index, W_ih, W_hh, b_ih, b_hh, _needs_grad(x, W_ih, W_hh, b_ih, b_hh)).transpose(0, 1)
+        return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone(), None, None
 
 
 def lstm_c(x, W_ih, W_hh, b_ih, b_hh, index=None):
-    return _LSTMc.apply(x, index, W_ih, W_hh, b_ih, b_hh, _needs_grad(x, W_ih, W_hh, b_ih, b_hh)).transpose(0, 1)
+    return _LSTMc.apply(x, index, W_ih, W_hh, b_ih, b_hh, _needs_grad(x, W_ih, W_hh, b_ih, b_hh), False).transpose(0, 1)
+
+
+def lstm_chunk_c(x, W_ih, W_hh, b_ih, b_hh, index=None):
+    return _LSTMc.apply(x, index, W_ih, W_hh, b_ih, b_hh, _needs_grad(x, W_ih, W_hh, b_ih, b_hh), True).transpose(0, 1)
 
 
 def max_differences(tokens: torch.Tensor, args, kernel) -> dict:

@@ -151,8 +151,9 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
     sec.blocks += [Text("The notebook's recipe (preset notebook): embedding 100, vanilla tanh RNN with 128 hidden units "
                         "read at its last step, Adam 1e-3, batch 64 shuffled as the notebook's DataLoader does, whole "
                         f"reviews, {s['train_reviews']:,} training reviews, test accuracy after every epoch."),
-                   Table(["seed", "test accuracy after the last epoch"],
-                         [[str(seed), fmt(a)] for seed, a in zip(_seeds(s), s["test_acc_by_seed"])])]
+                   Table(["seed", "test accuracy after the last epoch"],  # files before --seeds: 0, 1, 2, ...
+                         [[str(seed), fmt(a)] for seed, a in zip(sec.seeds if sec.seeds and len(sec.seeds) == n
+                                                                 else range(n), s["test_acc_by_seed"])])]
     if (lab / "seed" / "seed.png").exists():
         sec.blocks.append(Figure(lab / "seed" / "seed.png", "the notebook's exercise: learning curves"))
     return sec
@@ -161,13 +162,6 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
 def _as_seeds(x) -> tuple | None:
     """A part's recorded seeds, or None where it records none (or not as a list of integers)."""
     return tuple(x) if isinstance(x, list) and x and all(type(v) is int for v in x) else None
-
-
-def _seeds(s: dict) -> list:
-    """The exercise's seeds, in the order of test_acc_by_seed (files before --seeds: 0, 1, 2, ...)."""
-    seeds = s.get("seeds")
-    return seeds if isinstance(seeds, list) and len(seeds) == len(s["test_acc_by_seed"]) else \
-        list(range(len(s["test_acc_by_seed"])))
 
 
 ILLUSTRATES = {"long, decided late": "long reviews and the fixed memory: the verdict comes from the last sentences",
