@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -238,6 +239,21 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
     fp = load_imdb(tiny_data).fingerprint()
     assert all(stored(out / "jobs" / name)["data"] == fp for name in files)
     assert not list(out.rglob(".*.tmp"))
+
+
+def test_the_labs_own_report_is_what_rnnlab_report_renders_from_its_files(runs):
+    """One command regenerates what is published: the lab's pages show lab.json as saved (rounded times,
+    the report's own phase), so re-rendering them from the files changes no byte."""
+    out = runs.first_out  # the pages name the lab they were rendered from: render beside the lab's own
+    again = {"report.md": out / "again.md", "report.html": out / "again.html"}
+    try:
+        report.write_report(out, again["report.html"], markdown=again["report.md"])
+        for page, other in again.items():  # the HTML says when it was rendered, to the minute
+            when = re.compile(rb"Rendered \d{4}-\d\d-\d\d \d\d:\d\d ")
+            assert when.sub(b"", other.read_bytes()) == when.sub(b"", (out / page).read_bytes()), page
+    finally:
+        for other in again.values():
+            other.unlink(missing_ok=True)
 
 
 def test_the_logged_job_count_is_the_number_of_jobs_run(runs):

@@ -99,11 +99,12 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
               "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode),
               **({"seed_baseline_epoch_seconds": results[extra[0].key][0]["value"]} if extra else {})}
     t0 = time.perf_counter()
-    written = write_report(out, out / "report.html", markdown=markdown, record=record)
+    write_report(out, out / "report.html", markdown=markdown, record=record)
     phases["report"] = time.perf_counter() - t0
     record["phases_seconds"] = {k: round(v, 1) for k, v in phases.items()}
     record["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "lab.json", record)
+    written = write_report(out, out / "report.html", markdown=markdown)  # again, as `rnnlab report` renders lab.json
     log(f"[lab] done in {record['wall_seconds']:.0f} s: {written['summary']}; open {written['html']}")
     return {"report": written["html"], "markdown": written["markdown"], "mode": mode, "seeds": record["seeds"],
             "wall_seconds": record["wall_seconds"], "outcomes": {v["experiment"]: v["outcome"] for v in verdicts}}
