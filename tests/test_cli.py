@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,11 @@ def test_train_prints_a_summary_and_records_where_it_came_from(seed_run, tiny_da
 
     assert meta["data"]["fingerprint"] == load_imdb(tiny_data).fingerprint()
     assert meta["environment"]["rnnlab"] and "git_commit" in meta["environment"]
+    import torch  # the machine, beyond a VM's bare vendor name: what the numbers depend on
+
+    assert meta["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    if Path("/proc/cpuinfo").exists():
+        assert meta["environment"]["cpu_family"] and meta["environment"]["cpu_model"]
 
 
 def test_evaluate_defaults_to_the_runs_own_test_split(seed_run, tiny_data, monkeypatch):
