@@ -254,7 +254,7 @@ def _layer_integrated_gradients():
     """Captum's LayerIntegratedGradients, loaded without Captum's package `__init__`s when they have not run.
 
     `import captum` imports all of Captum and matplotlib: 0.8 s of the 2.9 s that `rnnlab explain`
-    took on a 1,000-token review on the AMD VM (benchmarks/results/explain.json at commit 173f273), where the class's own module needs
+    took on a 1,000-token review on an earlier AMD VM (benchmarks/results/explain.json at commit 173f273), where the class's own module needs
     none of it. The two package modules are stood in for (same path, empty) while it loads; then
     every Captum module loaded this way leaves `sys.modules` (the class keeps its own), so a later
     `import captum` loads the real packages whole. Any failure falls back to the plain import.
@@ -628,7 +628,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     are the review.
 
     The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
-    Transformer against 0.3 s through a vanilla RNN on the 2-core AMD VM (benchmarks/results/explain*.json).
+    Transformer against 0.3 s through a vanilla RNN on an earlier 2-core AMD VM (benchmarks/results/explain*.json).
     """
     from .cli import InputError  # here, not above: cli imports this module
 
