@@ -83,7 +83,7 @@ def run_data_path(run: "RunDir") -> str | None:
 def environment() -> dict:
     """Hardware and versions written next to every number."""
     env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__, **_git(),
-           "platform": platform.platform(), "processor": _cpu_name(), **_cpu_model(), "cpu_count": os.cpu_count(),
+           "platform": platform.platform(), **_cpu(), "cpu_count": os.cpu_count(),
            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
@@ -107,25 +107,17 @@ def _git() -> dict:
         return {}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_model() -> dict:
-    """The CPU's family and model numbers (Linux): VMs often name only the vendor ("AMD EPYC")."""
+def _cpu() -> dict:
+    """The CPU's name and, on Linux, its family and model numbers: VMs often name only the vendor ("AMD EPYC")."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return {}
-    fields = dict(line.split(":", 1) for line in lines[:30] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    return {key: fields[name] for name, key in (("cpu family", "cpu_family"), ("model", "cpu_model")) if name in fields}
+        lines = []
+    first = {}  # the first processor's fields
+    for key, _, value in (line.partition(":") for line in lines):
+        first.setdefault(key.strip(), value.strip())
+    return {"processor": first.get("model name") or platform.processor() or "unknown",
+            **{key: first[name] for name, key in (("cpu family", "cpu_family"), ("model", "cpu_model")) if name in first}}
 
 
 class RunDir:
