@@ -424,3 +424,27 @@ def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, ti
     (line,) = r.stderr.splitlines()
     assert line == f"Error: cannot write {md}: a parent path is a file", line
     assert not (tmp_path / "lab").exists()
+
+
+# --- what lab.json records ------------------------------------------------------------------------------
+
+def test_the_environment_is_recorded_before_the_lab_writes_anything(tmp_path, tiny_data, monkeypatch):
+    """Publishing runs the lab into the checkout's own docs/lab: an environment read after the lab has
+    rewritten those files would call the published run's code dirty (git_dirty) for its own outputs."""
+
+    class Recorded(Exception):
+        pass
+
+    out = tmp_path / "lab"
+
+    def environment():
+        assert [p.name for p in out.iterdir()] == [], "the lab wrote before recording the environment"
+        raise Recorded
+
+    def run(*args, **kwargs):
+        raise AssertionError("a job ran before the environment was recorded")
+
+    monkeypatch.setattr(lab, "environment", environment)
+    monkeypatch.setattr(lab.Runner, "run", run)
+    with pytest.raises(Recorded):
+        lab.run_lab(load_imdb(tiny_data), out, quick=True, device="cpu", log=lambda *a: None)

@@ -72,6 +72,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     runner = runner or Runner(workers=1, log=log)
     mode = "quick" if quick else "full"
     started = time.perf_counter()
+    env = environment()  # before the lab writes anything: git_dirty is the code's state, not its own outputs
     phases = {}
     experiments = list(EXPERIMENTS.values())
     seed_jobs = exercise_jobs(mode, device)
@@ -93,7 +94,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     explain_reviews(out / "explain", ds, out / "jobs", mode, device, log)
     phases["explain"] = time.perf_counter() - t0
     record = {"mode": mode, "data": ds.source, "command": shlex.join(["rnnlab", *sys.argv[1:]]),
-              "environment": environment(), "seeds": list(SEEDS[mode]), "workers": runner.workers,
+              "environment": env, "seeds": list(SEEDS[mode]), "workers": runner.workers,
               "threads_per_job": runner.threads,
               "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
               "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode),
