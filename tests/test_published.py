@@ -71,12 +71,14 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     one_thread = next(r for r in kernels["runs"] if r["threads"] == 1)["speedups"]
     x = {(k, how): one_thread[f"{k.lower()}_layer{how} vs nn.{k}"]["median"] for k in ("LSTM", "GRU")
          for how in ("", " folded")}
-    met = [k for k in ("LSTM", "GRU") if x[k, " folded"] >= 1.8]
-    bar = "met" if len(met) == 2 else f"met by the {met[0]} only" if met else "not met"
-    amd = json.loads((ROOT / "benchmarks" / "results" / "kernels_amd.json").read_text())
-    amd_one = next(r for r in amd["runs"] if r["threads"] == 1)["speedups"]
-    amd_x = {k: amd_one[f"{k.lower()}_layer folded vs nn.{k}"]["median"] for k in ("LSTM", "GRU")}
-    assert max(amd_x.values()) < 1.8, "a kernel reaches the bar on the AMD VM: the README row must say so"
+    zen3 = []  # the two AMD Zen 3 VMs' runs (kernels_amd.json, kernels_amd_rerun.json), folded LSTM / GRU
+    for name in ("kernels_amd.json", "kernels_amd_rerun.json"):
+        run = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+        one = next(r for r in run["runs"] if r["threads"] == 1)["speedups"]
+        zen3.append({k: one[f"{k.lower()}_layer folded vs nn.{k}"]["median"] for k in ("LSTM", "GRU")})
+    every = [{k: x[k, " folded"] for k in ("LSTM", "GRU")}, *zen3]
+    words = {0: "not met on any VM", 1: "met on one", 2: "met on two", 3: "met on every VM"}
+    bar = "; ".join(f"{k} {words[sum(v[k] >= 1.8 for v in every)]}" for k in ("LSTM", "GRU")).replace("; ", ", ")
     assert (f"folded input {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense (gated presets) "
-            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x (bar 1.8x: {bar}; AMD Zen 3, kernels_amd.json: folded "
-            f"{amd_x['LSTM']:.2f}x / {amd_x['GRU']:.2f}x)") in readme
+            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x (bar 1.8x: {bar}; two Zen 3 VMs, folded: "
+            + ", ".join(f"{v['LSTM']:.2f}x / {v['GRU']:.2f}x" for v in zen3) + ")") in readme
