@@ -483,3 +483,18 @@ def test_shared_imdb_parquet_and_tarball_are_identical():
     assert sum(len(tokenize(t)) for t in pq.train.texts) == 6_058_488
     assert sum(len(basic_english_tokenizer(t)) for t in pq.train.texts) == 6_058_488
     assert sum(len(tokenize(t)) for t in pq.test.texts) == 5_921_583
+
+
+def test_parquet_text_that_is_not_utf8_is_one_error_naming_the_file_and_row(tmp_path):
+    """Arrow validates UTF-8 when a string column is built, but a file written without validation can hold
+    any bytes: reading it is a DataError naming the row, not a UnicodeDecodeError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = [b"a fine film", b"dull", b"great \xff\xfe caf\xe9", b"bad"]
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in raw])]).astype(np.int32)
+    text = pa.Array.from_buffers(pa.string(), len(raw), [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(raw))])
+    f = tmp_path / "test.parquet"
+    pq.write_table(pa.table({"text": text, "label": pa.array([1, 0, 1, 0])}), f)
+    with pytest.raises(DataError, match=re.escape(f"{f}: row 2: text is not UTF-8")):
+        data_mod.load_parquet(f)

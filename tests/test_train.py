@@ -346,3 +346,101 @@ def test_resume_with_other_data_refuses_a_different_vocabulary(two_epoch_run, tm
                         "--data", str(other)], capture_output=True, text=True)
     assert r.returncode == 2 and "vocabulary differs from this data" in r.stderr and "Traceback" not in r.stderr
     assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]  # nothing trained, nothing lost
+
+
+# --- a damaged checkpoint: one error naming the file, never a crash ------------------------------------
+
+def _damage_optimizer(run, change):
+    from safetensors.torch import save_file
+
+    f = run.path / json.loads((run.path / "checkpoint.json").read_text())["dir"] / "optimizer.safetensors"
+    save_file({k: change(v) for k, v in load_file(str(f)).items()}, str(f))
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda v: torch.zeros(3, 3) if v.dim() else v, r"0\.exp_avg: torch.float32 \(3, 3\), parameter"),
+    (lambda v: v[:1] if v.dim() else v, r"does not match the model"),  # an earlier crash: fused Adam, unchecked
+    (lambda v: v.double(), r"torch.float64"),
+    (lambda v: v.fill_(math.nan) if v.dim() else v, r"non-finite"),
+])
+def test_resume_refuses_optimizer_state_that_does_not_fit_the_model(two_epoch_run, change, match):
+    _damage_optimizer(two_epoch_run, change)
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match=match):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters(), fused=True))
+
+
+@pytest.mark.parametrize("field,value", [("epoch", 0), ("epoch", True), ("best_epoch", 5), ("best_epoch", 0),
+                                         ("best_acc", "x"), ("best_step", -1)])
+def test_resume_refuses_a_checkpoint_record_with_impossible_values(two_epoch_run, field, value):
+    f = two_epoch_run.path / "checkpoint.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), field: value}))
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match="malformed checkpoint record"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
+
+
+@pytest.mark.parametrize("line", ['5', '{"epoch": "1", "train_seconds": 1, "tokens_per_second": 1}',
+                                  '{"epoch": 1}', '{"epoch": 1, "train_seconds": 1, "tokens_per_second": 1, "val_acc": "x"}'])
+def test_resume_refuses_metrics_that_are_not_epoch_records(two_epoch_run, line):
+    f = two_epoch_run.path / "metrics.jsonl"
+    f.write_text(line + "\n" + f.read_text().splitlines()[1] + "\n")
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match=r"metrics.jsonl: record 1 is not an epoch's metrics"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
+
+
+@pytest.mark.parametrize("state", [torch.zeros(10, dtype=torch.uint8), torch.zeros(5056)])
+def test_resume_refuses_an_rng_state_torch_cannot_take(two_epoch_run, state):
+    from safetensors.torch import save_file
+
+    ck = two_epoch_run.path / json.loads((two_epoch_run.path / "checkpoint.json").read_text())["dir"]
+    save_file({"torch": state}, str(ck / "rng.safetensors"))
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match="rng.safetensors: not a torch RNG state"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
+
+
+def test_a_damaged_checkpoint_is_one_line_without_the_resume_hint(two_epoch_run):
+    """Resuming it again would fail the same way: the error must not advise it."""
+    _damage_optimizer(two_epoch_run, lambda v: torch.zeros(3, 3) if v.dim() else v)
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(two_epoch_run.path), "--epochs", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "optimizer.safetensors" in last and "--resume" not in last, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.float64])
+def test_weights_of_another_dtype_are_refused(two_epoch_run, dtype):
+    from safetensors.torch import save_file
+
+    f = two_epoch_run.path / "model.safetensors"
+    save_file({k: v.to(dtype) for k, v in load_file(str(f)).items()}, str(f))
+    with pytest.raises(RunError, match=f"model.safetensors: .* is {dtype}, the model needs torch.float32"):
+        two_epoch_run.load_model()
+
+
+def test_a_signal_during_the_last_epochs_validation_or_checkpoint_still_stops_the_run(tmp_path, tiny_data):
+    """The step loop checks for a signal after each step; one that lands later in the epoch (validation,
+    the checkpoint) stops the run once the epoch is saved, instead of being dropped."""
+    from rnnlab.train import Interrupted
+
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 2})
+    ds = load_imdb(tiny_data)
+    data = prepare(cfg, ds)
+    run = RunDir.create(tmp_path / "r", cfg, data.vocab, ds)
+    term = lambda row: os.kill(os.getpid(), signal.SIGTERM) if row["epoch"] == 2 else None  # noqa: E731
+    with pytest.raises(Interrupted, match="SIGTERM after epoch 2"):
+        train(cfg, data, run, log=lambda s: None, on_epoch=term)
+    assert run.completed_epochs() == 2 and not (run.path / "summary.json").exists()
+
+
+def test_more_validation_checks_than_steps_validate_after_every_step_at_once():
+    from rnnlab.train import validation_steps
+
+    t = time.perf_counter()
+    assert validation_steps(7, 2**31 - 1) == set(range(1, 8)) == validation_steps(7, 7)
+    assert time.perf_counter() - t < 1  # it looped 2^31 times before: minutes
+    assert validation_steps(10, 3) == {4, 7, 10}

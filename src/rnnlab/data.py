@@ -140,9 +140,24 @@ def load_parquet(f: str | os.PathLike) -> Split:
     cols = set(table.column_names)
     if not {"text", "label"} <= cols:
         raise DataError(f"{f}: needs columns 'text' and 'label', found {sorted(cols)}")
-    texts = table.column("text").to_pylist()
+    try:
+        texts = table.column("text").to_pylist()
+    except UnicodeDecodeError:  # arrow strings are UTF-8 unless written unvalidated: find the row
+        raise DataError(f"{f}: row {_first_non_utf8(table.column('text'))}: text is not UTF-8") from None
     labels = table.column("label").to_pylist()
     return _validated(texts, labels, str(f))
+
+
+def _first_non_utf8(column) -> int:
+    """The index of the first value of an arrow string column whose bytes are not UTF-8 (-1: none)."""
+    import pyarrow as pa
+
+    for i, b in enumerate(column.cast(pa.binary()).to_pylist()):
+        try:
+            b is None or b.decode("utf-8")
+        except UnicodeDecodeError:
+            return i
+    return -1
 
 
 def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:

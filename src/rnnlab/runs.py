@@ -229,8 +229,10 @@ class RunDir:
         if not f.exists():
             return None
         ck = read_json(f)
-        if not (isinstance(ck, dict) and isinstance(ck.get("epoch"), int) and isinstance(ck.get("dir"), str)
-                and isinstance(ck.get("best_epoch"), int)):
+        if not (isinstance(ck, dict) and _count(ck.get("epoch")) and isinstance(ck.get("dir"), str)
+                and _count(ck.get("best_epoch")) and ck["best_epoch"] <= ck["epoch"]
+                and (ck.get("best_step") is None or _count(ck["best_step"]))
+                and (ck.get("best_acc") in (None, -math.inf) or _number(ck["best_acc"]))):  # -inf: no validation
             raise RunError(f"{f}: malformed checkpoint record")
         if "/" in ck["dir"] or ck["dir"].startswith("."):
             raise RunError(f"{f}: bad checkpoint directory name {ck['dir']!r}")
@@ -251,6 +253,16 @@ class RunDir:
 
     def metrics(self) -> list[dict]:
         return read_jsonl(self.path / "metrics.jsonl")
+
+    def _metric_rows(self) -> list[dict]:
+        """metrics.jsonl for --resume: every row an epoch's record, with what a resumed run reads from it."""
+        f = self.path / "metrics.jsonl"
+        rows = self.metrics()
+        for i, r in enumerate(rows, 1):
+            if not (isinstance(r, dict) and _count(r.get("epoch")) and _number(r.get("train_seconds"))
+                    and _number(r.get("tokens_per_second")) and (r.get("val_acc") is None or _number(r["val_acc"]))):
+                raise RunError(f"{f}: record {i} is not an epoch's metrics")
+        return rows
 
     def load_weights(self, model, file: str | os.PathLike | None = None) -> None:
         f = Path(file) if file else self.path / "model.safetensors"
@@ -273,12 +285,15 @@ class RunDir:
         rng = load_tensors(d / "rng.safetensors")
         if "torch" not in rng:
             raise RunError(f"{d / 'rng.safetensors'}: no torch RNG state")
-        torch.set_rng_state(rng["torch"])
+        try:
+            torch.set_rng_state(rng["torch"])
+        except (RuntimeError, TypeError, ValueError):
+            raise RunError(f"{d / 'rng.safetensors'}: not a torch RNG state") from None
         if torch.cuda.is_available():
             states = [rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng]
             if states:
                 torch.cuda.set_rng_state_all(states)
-        metrics = [r for r in self.metrics() if r.get("epoch", 0) <= ck["epoch"]]
+        metrics = [r for r in self._metric_rows() if r["epoch"] <= ck["epoch"]]
         if [r.get("epoch") for r in metrics] != list(range(1, ck["epoch"] + 1)):
             raise RunError(f"{self.path / 'metrics.jsonl'}: has epochs {[r.get('epoch') for r in metrics]}, "
                            f"checkpoint.json says 1..{ck['epoch']}")
@@ -311,6 +326,16 @@ class RunDir:
             raise RunError(f"{shorten(str(self.path))}: no such run directory")
 
 
+def _count(v) -> bool:
+    """A positive int from JSON (not a bool)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _number(v) -> bool:
+    """A finite number from JSON (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _check_state(model, state: dict, f) -> None:
     """Raise RunError unless `state` has exactly `model`'s keys and shapes, all finite."""
     own = model.state_dict()
@@ -321,6 +346,8 @@ def _check_state(model, state: dict, f) -> None:
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise RunError(f"{f}: {k} has shape {tuple(state[k].shape)}, the config/vocabulary needs {tuple(v.shape)}")
+        if state[k].dtype != v.dtype:
+            raise RunError(f"{f}: {k} is {state[k].dtype}, the model needs {v.dtype}")
         if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
             raise RunError(f"{f}: {k} holds non-finite values")
 
@@ -346,9 +373,17 @@ def _unflatten_optimizer(opt, flat: dict, f) -> None:
         if not i.isdigit():
             raise RunError(f"{f}: unexpected key {key!r}")
         state.setdefault(int(i), {})[name] = t
-    n_params = sum(len(g["params"]) for g in sd["param_groups"])
-    if set(state) - set(range(n_params)):
+    params = [p for g in opt.param_groups for p in g["params"]]
+    if set(state) - set(range(len(params))):
         raise RunError(f"{f}: optimizer state does not match the model")
+    for i, st in state.items():  # a wrong shape or dtype reaches the fused Adam's C++ unchecked (a crash)
+        for name, t in st.items():
+            like = () if t.dim() == 0 else tuple(params[i].shape)
+            if tuple(t.shape) != like or (t.dim() and t.dtype != params[i].dtype) or not t.is_floating_point():
+                raise RunError(f"{f}: optimizer state does not match the model ({i}.{name}: "
+                               f"{t.dtype} {tuple(t.shape)}, parameter {params[i].dtype} {tuple(params[i].shape)})")
+            if not torch.isfinite(t).all() or (name == "step" and float(t) < 0):
+                raise RunError(f"{f}: optimizer state {i}.{name} holds non-finite or negative values")
     sd["state"] = state
     try:
         opt.load_state_dict(sd)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from .batching import batch_indices
 from .config import TrainConfig
+from .io import RunError
 from .models import build_model, mask
 from .prepare import Prepared
 from .scoring import score
@@ -49,6 +50,10 @@ class Interrupted(RuntimeError):
 
 class OutOfMemory(RuntimeError):
     """A batch did not fit in the device's memory."""
+
+
+class CannotResume(RunError):
+    """The run directory's saved state cannot be loaded: resuming it again would fail the same way."""
 
 
 @dataclass
@@ -67,7 +72,10 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     set_seed(cfg.seed)
     model = _built(cfg, len(data.vocab), device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
-    metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
+    try:
+        metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
+    except RunError as e:
+        raise CannotResume(str(e)) from None
     params = list(model.parameters())
     max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: measure the norm, never clip
     show = sys.stderr.isatty() if progress is None else progress
@@ -115,6 +123,8 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
             if on_epoch is not None:
                 on_epoch(row)
             log(_epoch_line(row))
+            if stop.signal:  # it came during validation or the checkpoint: the epoch is saved, stop here
+                raise Interrupted(f"{stop.signal} after epoch {epoch}")
     return _finish(cfg, data, model, metrics, best, device, run_dir)
 
 
@@ -211,6 +221,7 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
 
 def validation_steps(n_steps: int, checks: int) -> set[int]:
     """The steps (1-based) after which validation runs: evenly spaced, the last at the epoch's end."""
+    checks = min(checks, n_steps)  # more checks than steps: after every step (the same set, without the loop)
     return {math.ceil(k * n_steps / checks) for k in range(1, checks + 1)}
 
 
