@@ -584,3 +584,33 @@ def test_predict_non_utf8_stdin_in_a_real_process(run_dir):
     assert p.returncode == 0, p.stderr.decode("utf-8", "replace")
     assert b"Traceback" not in p.stderr
     _assert_predictions(p.stdout.decode("utf-8"), 2)
+
+
+@pytest.mark.parametrize("args", [["train", "--data", "x" * 5000], ["report", "x" * 5000],
+                                  ["lab", "--quick", "--data", "x" * 5000, "--out", "OUT"]])
+def test_a_name_too_long_for_the_file_system_is_short_lines(args, tmp_path):
+    """ENAMETOOLONG carries the whole name; every line shows at most its first 80 characters."""
+    args = [str(tmp_path / "lab") if a == "OUT" else a for a in args]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, (r.output, r.exception)
+    *_, last = r.stderr.strip().splitlines()
+    assert last.lower().startswith("error: ") and "xxx" in last, last[:300]
+    assert max(len(line) for line in r.stderr.splitlines()) < 200, r.stderr[:300]
+
+
+@pytest.mark.parametrize("address", ["CLOSED", "no-port-here"])
+def test_a_ray_address_where_nothing_answers_is_one_line_at_once(address, tmp_path, tiny_parquet):
+    """ray.init retries a GCS address where nothing listens forever (in C++, logging as it goes): rnnlab checks
+    that the port answers first."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}" if address == "CLOSED" else address
+    r = CliRunner().invoke(main, ["compare", "--quick", "--data", str(tiny_parquet), "--out", str(tmp_path / "c"),
+                                  "--jobs", "1", "--ray", address])
+    assert r.exit_code == 2, (r.output, r.exception)
+    errors = [ln for ln in r.stderr.splitlines() if ln.lower().startswith("error")]
+    assert len(errors) == 1 and f"--ray {address}: " in errors[0], r.stderr
+    assert ("nothing answers there" if address.startswith("127.") else "give HOST:PORT") in errors[0]

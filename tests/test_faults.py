@@ -518,6 +518,55 @@ def test_cli_train_to_a_full_disk_is_one_error_line(tmp_path, disk, small_data):
     assert re.search(rf"cannot write {re.escape(str(out))}/\S+: no space left on device", errors[0]), errors[0]
 
 
+def test_tensorboard_log_on_a_full_disk_is_one_line_without_a_thread_traceback(tmp_path, disk, small_data):
+    """TensorBoard writes its events from a thread: its OSError must reach the user as one line, naming the
+    log directory, not as the thread's traceback beside an error without a path."""
+    disk.fill()
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--data", str(small_data), "--out", str(out),
+                        "--preset", "seed", "--epochs", "2", "--hidden-dim", "8", "--embed-dim", "8",
+                        "--vocab-size", "50", "--device", "cpu", "--tensorboard", str(disk.path / "tb")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "Exception in thread" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.lower().startswith("error")]
+    assert len(errors) == 1 and str(disk.path / "tb") in errors[0] and "no space left on device" in errors[0], r.stderr
+
+
+def test_explain_whose_second_file_hits_a_full_disk_leaves_neither(tmp_path, disk, small_data):
+    """--html then --png: when the PNG cannot be written, the HTML this command made is taken back."""
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--data", str(small_data), "--out", str(run), "--preset", "seed",
+                                    "--epochs", "1", "--hidden-dim", "8", "--embed-dim", "8", "--vocab-size", "50",
+                                    "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    disk.fill()
+    html, png = tmp_path / "why.html", disk.path / "why.png"
+    res = CliRunner().invoke(main, ["explain", str(run), "a good film", "--html", str(html), "--png", str(png),
+                                    "--no-attribution"])
+    assert res.exit_code == 2, res.output
+    assert "no space left on device" in res.stderr.lower() and "Traceback" not in res.output, res.output
+    assert not html.exists() and not png.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_report_whose_markdown_hits_a_full_disk_leaves_no_page_and_no_figures(tmp_path, disk):
+    """The Markdown (and the figures it copies) on a full disk: no HTML page, no figures folder left."""
+    from rnnlab.report import write_report
+
+    lab = tmp_path / "lab"
+    (lab / "seed").mkdir(parents=True)
+    (lab / "seed" / "seed.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    disk.fill()
+    html, md = tmp_path / "out" / "report.html", disk.path / "report.md"
+    with pytest.raises(RunError, match="no space left on device"):
+        write_report(lab, html, markdown=md)
+    assert not html.exists() and not md.exists() and not (disk.path / "figures").exists()
+
+
 # --- the worker process ------------------------------------------------------------------------
 
 def _worker(mode: str, data: str, *rest: str) -> None:

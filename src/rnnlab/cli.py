@@ -26,7 +26,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError
 from .experiments import SHORTFALLS
-from .io import RunError
+from .io import RunError, shorten
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -116,7 +116,7 @@ def _log(msg: str) -> None:
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt(signal.Signals(signum).name)  # its message names the signal (Ctrl-C has none)
 
 
 class Main(click.Group):
@@ -137,7 +137,7 @@ class Main(click.Group):
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):
                 raise
-            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            where = f"{shorten(str(e.filename))}: " if getattr(e, "filename", None) else ""  # a name can be 1000s long
             _log(f"error: {where}{e.strerror or e}")
             sys.exit(2)
 
@@ -173,7 +173,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     from .data import load_imdb
     from .prepare import prepare
     from .runs import RunDir, read_config, run_data_path
-    from .train import Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
+    from .train import CannotResume, Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     preset_given = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
@@ -215,7 +215,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                                    "choose another --out (or --resume it)")
             resolve_device(cfg.device)  # fail before anything is written
             on_step, on_epoch = _tensorboard(tb_dir) if tb_dir else (None, None)
-            _log(f"loading data ({data_path or 'RNNLAB_DATA or hub'})")
+            _log(f"loading data ({shorten(data_path or 'RNNLAB_DATA or hub')})")
             ds = load_imdb(data_path)
             data = prepare(cfg, ds, _log)
             if resume is not None:
@@ -251,7 +251,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         except (RunError, ValueError, OutOfMemory) as e:
             if resume is None:
                 run.discard_if_empty()
-            if run.path.exists() and (run.path / "checkpoint.json").exists():
+            if run.path.exists() and (run.path / "checkpoint.json").exists() and not isinstance(e, CannotResume):
                 _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")
             _fail(e)
         click.echo(json.dumps(trained.summary))
@@ -263,17 +263,39 @@ def _tensorboard(log_dir: Path):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'") from None
-    writer = SummaryWriter(str(log_dir))
+    import threading
+
+    from .io import StorageError, fault
+
+    default_hook = threading.excepthook
+
+    def quiet_writer(args):  # the writer's thread keeps its OSError for the next add_scalar: no traceback here
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+            default_hook(args)
+
+    threading.excepthook = quiet_writer
+
+    @contextlib.contextmanager
+    def refused():
+        try:
+            yield
+        except OSError as e:
+            raise StorageError(f"cannot write {shorten(str(log_dir))}: {fault(e)}") from None
+
+    with refused():
+        writer = SummaryWriter(str(log_dir))
 
     def on_step(model, row):  # counted over the whole run, so a resumed run's curves continue
-        for k in ("loss", "grad_norm", "lr"):
-            writer.add_scalar(f"step/{k}", row[k], row["global_step"])
+        with refused():
+            for k in ("loss", "grad_norm", "lr"):
+                writer.add_scalar(f"step/{k}", row[k], row["global_step"])
 
     def on_epoch(row):
-        for k in ("train_loss", "val_acc", "val_loss", "test_acc"):
-            if row.get(k) is not None:
-                writer.add_scalar(f"epoch/{k}", row[k], row["epoch"])
-        writer.flush()
+        with refused():
+            for k in ("train_loss", "val_acc", "val_loss", "test_acc"):
+                if row.get(k) is not None:
+                    writer.add_scalar(f"epoch/{k}", row[k], row["epoch"])
+            writer.flush()
 
     return on_step, on_epoch
 

@@ -658,15 +658,20 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         raise InputError(str(e)) from None
     if attribution is None and exps[0].attribution is None:
         click.echo(f"note: {NO_CAPTUM}", err=True)
+    written = []  # both or neither: a failed second file takes back a first one this command created
     try:
-        if html_path:
-            write_html(exps, html_path)
-            click.echo(f"wrote {html_path}", err=True)
-        if png_path:
-            write_png(exps, png_path)
-            click.echo(f"wrote {png_path}", err=True)
+        for path, write in ((html_path, write_html), (png_path, write_png)):
+            if path:
+                new = not path.exists()
+                write(exps, path)
+                written += [path] if new else []
     except RunError as e:
+        for path in written:
+            path.unlink(missing_ok=True)
         raise InputError(str(e)) from None
+    for path in (html_path, png_path):
+        if path:
+            click.echo(f"wrote {path}", err=True)
     if as_json:
         al = align(exps)
         click.echo(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [

@@ -19,15 +19,17 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import multiprocessing
 import os
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import RunError, read_json, write_bytes, write_json
+from .io import RunError, read_json, shorten, write_bytes, write_json
 
 
 class JobError(RunError):
@@ -82,6 +84,22 @@ def _worker_init() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     train.StopOnSignal.enabled = False
+
+
+def _reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster's GCS address (HOST:PORT, not ray://, local or auto) must accept a connection: where nothing
+    listens, ray.init retries in C++ forever."""
+    import socket
+
+    if address is None or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        raise RunError(f"--ray {shorten(address)}: nothing answers there ({e.strerror or e})") from None
 
 
 def _worker_execute(job: Job, data_arg: str | None, threads: int) -> tuple[list[dict], float]:
@@ -206,8 +224,19 @@ class Runner:
             raise RunError("--ray needs the ray package: pip install 'rnnlab[ray]'") from None
         if not ray.is_initialized():
             address = None if self.ray_address == "local" else self.ray_address
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     **({"num_cpus": os.cpu_count()} if address is None else {}))
+            _reachable(address)
+            quiet = logging.getLogger("ray"), logging.getLogger("ray").level
+            quiet[0].setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                             **({"num_cpus": os.cpu_count()} if address is None else {}))
+            except Exception as e:  # ConnectionError, ValueError, RuntimeError: whichever Ray raises for it
+                raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray "
+                               f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+            finally:
+                quiet[0].setLevel(quiet[1])
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
         pending = {remote.remote(job, data_arg, self.threads): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")

@@ -29,7 +29,7 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import RunError, write_json, write_text
+from .io import RunError, shorten, write_json, write_text
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -45,7 +45,7 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
     resolve_device(device)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out}: output path is a file, not a directory")
-    log(f"loading data ({data_arg or 'RNNLAB_DATA or hub'})")
+    log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")
     return load_imdb(data_arg)
 
 

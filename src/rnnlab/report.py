@@ -13,6 +13,7 @@ The HTML embeds its figures as data: URIs and loads nothing from anywhere.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -436,17 +437,30 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown.parent.mkdir(parents=True, exist_ok=True)
 
+    created = []  # what this call made: taken back if a later write fails (nothing half-done is left)
+    if assets is not None and not assets.exists():
+        created.append(assets)
+
     def link(png: Path) -> str:
         target = png
         if assets is not None:
             target = assets / png.name
             assets.mkdir(parents=True, exist_ok=True)
+            created.extend([] if target.exists() else [target])
             with atomic_path(target) as tmp:
                 shutil.copyfile(png, tmp)
         return Path(os.path.relpath(target.resolve(), markdown.parent.resolve())).as_posix()
 
-    write_text(out, render_html(sections, lab))
-    write_text(markdown, render_markdown(sections, lab, link))
+    try:
+        pages = [(markdown, render_markdown(sections, lab, link)), (out, render_html(sections, lab))]
+        for path, text in pages:
+            created.extend([] if path.exists() else [path])
+            write_text(path, text)
+    except BaseException:
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        raise
     return {"html": str(out), "markdown": str(markdown), "summary": summary(sections),
             "outcomes": {s.id: s.outcome for s in sections if s.id != "lab"},
             "missing": [s.id for s in sections if s.outcome == "missing"],
