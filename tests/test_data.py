@@ -402,7 +402,13 @@ def test_vocab_rejects_bad_itos(bad):
         Vocab(bad)
 
 
-@pytest.mark.parametrize("bad", [None, [], {"itos": "abc"}, {"itos": ["<pad>", "<unk>", 3]}, {"itos": ["x"]}])
+TOK = {"name": "seed_basic_english", "strip_html": True}
+
+
+@pytest.mark.parametrize("bad", [None, [], {"itos": "abc"}, {"itos": ["<pad>", "<unk>", 3]}, {"itos": ["x"]},
+                                 {"itos": ["<pad>", "<unk>"]}, {"itos": ["<pad>", "<unk>"], "tokenizer": {}},
+                                 {"itos": ["<pad>", "<unk>"], "tokenizer": {**TOK, "strip_html": "no"}},
+                                 {"itos": ["<pad>", "<unk>"], "tokenizer": {**TOK, "name": "nosuch"}}])
 def test_vocab_from_json_rejects_malformed(bad):
     with pytest.raises(ValueError):
         Vocab.from_json(bad)

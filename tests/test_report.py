@@ -426,6 +426,23 @@ def test_a_readme_that_cannot_be_updated_fails_before_anything_is_written(tmp_pa
         writable(tmp_path / "file" / "report.md")
 
 
+@pytest.mark.parametrize("markers", ["end first", "two blocks"])
+def test_readme_markers_out_of_order_or_twice_fail_before_anything_is_written(tmp_path, markers):
+    """A README whose block cannot be replaced in one place: one line, exit 2, README and report untouched."""
+    runs = tmp_path / "lab"
+    _full(make_lab(runs) or runs)
+    readme = runs / "README.md"
+    block = f"{README_START}\nold\n{README_END}\n"
+    readme.write_text(f"a\n{README_END}\nb\n{README_START}\nc\n" if markers == "end first" else f"# x\n{block}{block}")
+    before = readme.read_bytes()
+    r = CliRunner().invoke(main, ["report", str(runs), "--readme", str(readme)])
+    assert r.exit_code == 2, (r.output, r.exception)
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"Error: {readme}: needs one ") and "followed by one" in line, line
+    assert readme.read_bytes() == before
+    assert not (runs / "report.html").exists() and not (runs / "report.md").exists()
+
+
 # --- the Markdown twin -----------------------------------------------------------------------------
 
 def test_markdown_links_its_figures_in_place(lab):

@@ -362,6 +362,8 @@ def readme_text(readme: Path) -> str:
         raise ReportError(f"{readme}: {fault(e)}") from None
     if README_START not in text or README_END not in text:
         raise ReportError(f"{readme}: has no results markers ({README_START} ... {README_END})")
+    if text.count(README_START) > 1 or text.count(README_END) > 1 or text.index(README_END) < text.index(README_START):
+        raise ReportError(f"{readme}: needs one {README_START} followed by one {README_END}")
     return text
 
 

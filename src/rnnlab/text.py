@@ -83,10 +83,13 @@ class Vocab:
             raise ValueError("vocab.json needs an 'itos' list")
         if not all(isinstance(w, str) for w in d["itos"]):
             raise ValueError("vocab.json 'itos' must hold strings")
-        tok = d.get("tokenizer", {})
+        tok = d.get("tokenizer")
         if not isinstance(tok, dict):
             raise ValueError("vocab.json 'tokenizer' must be an object")
-        return cls(d["itos"], bool(tok.get("strip_html", False)))
+        if tok.get("name") != "seed_basic_english" or not isinstance(tok.get("strip_html"), bool):
+            raise ValueError("vocab.json 'tokenizer' must be {\"name\": \"seed_basic_english\", \"strip_html\": "
+                             "true or false} (the tokenizer the run was trained with)")
+        return cls(d["itos"], tok["strip_html"])
 
 
 @dataclass
