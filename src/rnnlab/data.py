@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import first_line
+
 ENV_VAR = "RNNLAB_DATA"
 HUB_NAME = "stanfordnlp/imdb"
 HUB_HOST = "huggingface.co"
@@ -136,7 +138,7 @@ def load_parquet(f: str | os.PathLike) -> Split:
     try:
         table = pq.read_table(f)
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{f}: cannot read parquet ({_first_line(e)})") from None
+        raise DataError(f"{f}: cannot read parquet ({first_line(e)})") from None
     cols = set(table.column_names)
     if not {"text", "label"} <= cols:
         raise DataError(f"{f}: needs columns 'text' and 'label', found {sorted(cols)}")
@@ -172,7 +174,7 @@ def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
     except UnicodeDecodeError:
         raise DataError(f"{f}: not UTF-8 text") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        raise DataError(f"{f}: cannot parse CSV ({_first_line(e)})") from None
+        raise DataError(f"{f}: cannot parse CSV ({first_line(e)})") from None
     cols = [c.strip().lower() for c in df.columns]
     df.columns = cols
     if {"text", "label"} <= set(cols):
@@ -237,7 +239,7 @@ def _load_acl_tarball(f: Path) -> Dataset:
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"{f}: truncated or corrupt archive ({_first_line(e)})") from None
+        raise DataError(f"{f}: truncated or corrupt archive ({first_line(e)})") from None
     for split in ("train", "test"):
         if not rows[split]:
             raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
@@ -276,7 +278,7 @@ def _load_hub() -> Dataset:
 
         ds = _offline(lambda: load_dataset(HUB_NAME)) if cached else load_dataset(HUB_NAME)
     except Exception as e:  # network, hub or cache errors: one line, not a traceback
-        raise DataError(f"hub {HUB_NAME}: cannot load ({_first_line(e)}); "
+        raise DataError(f"hub {HUB_NAME}: cannot load ({first_line(e)}); "
                         f"pass --data PATH or set {ENV_VAR} to a local copy") from None
     return Dataset(_validated(ds["train"]["text"], ds["train"]["label"], f"hub:{HUB_NAME}:train"),
                    _validated(ds["test"]["text"], ds["test"]["label"], f"hub:{HUB_NAME}:test"),
@@ -345,6 +347,3 @@ def _is_tarball(p: Path) -> bool:
     return n.endswith((".tar.gz", ".tgz", ".tar"))
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0][:200] if s else type(e).__name__

@@ -664,7 +664,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             if path:
                 new = not path.exists()
                 write(exps, path)
-                written += [path] if new else []
+                if new:
+                    written.append(path)
     except RunError as e:
         for path in written:
             path.unlink(missing_ok=True)

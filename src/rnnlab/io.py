@@ -39,6 +39,12 @@ def fault(e: OSError) -> str:
     return _FAULTS.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (200 characters), or its type's name when it has none."""
+    s = str(e).strip().splitlines()
+    return s[0][:200] if s else type(e).__name__
+
+
 def shorten(s: str, n: int = 80) -> str:
     """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
     return s if len(s) <= n else s[:n - 3] + "..."

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import RunError, read_json, shorten, write_bytes, write_json
+from .io import RunError, first_line, read_json, shorten, write_bytes, write_json
 
 
 class JobError(RunError):
@@ -225,18 +225,18 @@ class Runner:
         if not ray.is_initialized():
             address = None if self.ray_address == "local" else self.ray_address
             _reachable(address)
-            quiet = logging.getLogger("ray"), logging.getLogger("ray").level
-            quiet[0].setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
+            ray_log = logging.getLogger("ray")
+            level = ray_log.level
+            ray_log.setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                              **({"num_cpus": os.cpu_count()} if address is None else {}))
             except Exception as e:  # ConnectionError, ValueError, RuntimeError: whichever Ray raises for it
-                raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray "
-                               f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+                raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray ({first_line(e)})") from None
             finally:
-                quiet[0].setLevel(quiet[1])
+                ray_log.setLevel(level)
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
         pending = {remote.remote(job, data_arg, self.threads): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")

@@ -448,7 +448,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         if assets is not None:
             target = assets / png.name
             assets.mkdir(parents=True, exist_ok=True)
-            created.extend([] if target.exists() else [target])
+            if not target.exists():
+                created.append(target)
             with atomic_path(target) as tmp:
                 shutil.copyfile(png, tmp)
         return Path(os.path.relpath(target.resolve(), markdown.parent.resolve())).as_posix()
@@ -456,7 +457,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     try:
         pages = [(markdown, render_markdown(sections, lab, link)), (out, render_html(sections, lab))]
         for path, text in pages:
-            created.extend([] if path.exists() else [path])
+            if not path.exists():
+                created.append(path)
             write_text(path, text)
     except BaseException:
         for path in reversed(created):

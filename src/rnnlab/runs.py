@@ -232,7 +232,7 @@ class RunDir:
         if not (isinstance(ck, dict) and _count(ck.get("epoch")) and isinstance(ck.get("dir"), str)
                 and _count(ck.get("best_epoch")) and ck["best_epoch"] <= ck["epoch"]
                 and (ck.get("best_step") is None or _count(ck["best_step"]))
-                and (ck.get("best_acc") in (None, -math.inf) or _number(ck["best_acc"]))):  # -inf: no validation
+                and (ck.get("best_acc") is None or _number(ck["best_acc"]))):  # null: no validation pass
             raise RunError(f"{f}: malformed checkpoint record")
         if "/" in ck["dir"] or ck["dir"].startswith("."):
             raise RunError(f"{f}: bad checkpoint directory name {ck['dir']!r}")
