@@ -13,7 +13,7 @@ import pytest
 
 import rnnlab.data as data_mod
 import rnnlab.text as text_mod
-from rnnlab.data import (DataError, Dataset, Split, load_csv, load_eval_split, load_imdb,
+from rnnlab.data import (DataError, Dataset, Split, load_csv, load_split, load_imdb,
                          resolve_data_path)
 from rnnlab.text import PAD, UNK, Vocab, encode_corpus, tokenize
 
@@ -181,8 +181,8 @@ def test_csv_text_label(tmp_path):
     s = load_csv(f)
     assert _rows(s) == want
     assert s.labels.dtype == np.int64
-    assert _rows(load_eval_split(f)) == want
-    assert _rows(load_eval_split(str(f))) == want
+    assert _rows(load_split(f)) == want
+    assert _rows(load_split(str(f))) == want
 
 
 def test_csv_review_sentiment(tmp_path):
@@ -191,7 +191,7 @@ def test_csv_review_sentiment(tmp_path):
                  "Meh but fine, Positive \n\"A, b\",NEGATIVE\n", encoding="utf-8")
     want = (["Loved it", "Hated it", "Meh but fine", "A, b"], [1, 0, 1, 0])
     assert _rows(load_csv(f)) == want
-    assert _rows(load_eval_split(f)) == want
+    assert _rows(load_split(f)) == want
 
 
 def test_csv_header_case_whitespace_and_bom(tmp_path):
@@ -208,7 +208,7 @@ def test_csv_bad_label_names_the_file(tmp_path):
 
 
 def test_eval_split_of_a_dataset_is_its_test_split(tiny_data):
-    assert _rows(load_eval_split(tiny_data)) == _rows(load_imdb(tiny_data).test)
+    assert _rows(load_split(tiny_data)) == _rows(load_imdb(tiny_data).test)
 
 
 # --- where the data comes from ---------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_hub_is_attempted_without_path_or_env(monkeypatch, hub_sentinel, env):
     assert resolve_data_path(None) is None
     assert load_imdb() is sentinel
     assert load_imdb(None) is sentinel
-    assert load_eval_split() is sentinel.test
+    assert load_split() is sentinel.test
     assert len(calls) == 3
 
 
@@ -273,7 +273,7 @@ def test_env_var_csv_for_evaluation(monkeypatch, tmp_path, hub_sentinel):
     f = tmp_path / "env.csv"
     f.write_text("text,label\nyes,1\nno,0\n", encoding="utf-8")
     monkeypatch.setenv("RNNLAB_DATA", str(f))
-    assert _rows(load_eval_split()) == (["yes", "no"], [1, 0])
+    assert _rows(load_split()) == (["yes", "no"], [1, 0])
     assert hub_sentinel[1] == []
 
 

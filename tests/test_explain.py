@@ -400,10 +400,22 @@ def test_cli_review_from_a_dataset(runs, data):
     assert r.exit_code == 0, r.output
     e = json.loads(r.stdout)["runs"][0]
     ds = load_imdb(data)
-    assert e["true_label"] == int(ds.test.labels[3]) and e["source"].startswith("test review 3 of")
+    assert e["true_label"] == int(ds.test.labels[3]) and e["source"].startswith("review 3 of")
+    assert e["source"].endswith("test.parquet")
     r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "3", "--split", "train", "--json"])
     assert r.exit_code == 0, r.output  # the run's own data by default
     assert json.loads(r.stdout)["runs"][0]["true_label"] == int(ds.train.labels[3])
+
+
+def test_cli_review_from_a_csv_file(runs, tmp_path):
+    f = tmp_path / "mine.csv"
+    f.write_text("text,label\nawful film,0\na great film,1\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "1", "--data", str(f), "--json"])
+    assert r.exit_code == 0, r.output  # a CSV is one split: its rows, whatever --split says
+    e = json.loads(r.stdout)["runs"][0]
+    assert e["words"] == ["a", "great", "film"] and e["true_label"] == 1 and e["source"] == f"review 1 of {f}"
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "2", "--data", str(f)])
+    assert r.exit_code != 0 and "has 2 reviews (0..1)" in r.output
 
 
 BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the error line must contain)

@@ -321,6 +321,43 @@ def test_a_damaged_verdict_is_shown_as_unreadable_not_fatal(lab, damage):
     assert [c for c, _ in page.badges["serial"]] == ["verdict unknown"]
 
 
+def _truncated(f: Path) -> None:
+    f.write_bytes(f.read_bytes()[:300])
+
+
+def _flipped(f: Path) -> None:
+    b = bytearray(f.read_bytes())
+    b[len(b) // 2] ^= 0xFF
+    f.write_bytes(bytes(b))
+
+
+def _a_folder(f: Path) -> None:
+    f.unlink()
+    f.mkdir()
+
+
+BAD_FIGURES = {"a folder": (_a_folder, "Is a directory"), "not an image": (lambda f: f.write_bytes(b"junk" * 50),
+               "not an image file"), "empty": (lambda f: f.write_bytes(b""), "not an image file"),
+               "truncated": (_truncated, ""), "a bit flipped": (_flipped, ""),
+               "a JPEG": (lambda f: plt.imsave(f, [[0.0, 1.0]], format="jpg"), "a JPEG image, not a PNG")}
+
+
+@pytest.mark.parametrize("part", ["seed", "long-reviews", "explain"])
+@pytest.mark.parametrize("damage", list(BAD_FIGURES))
+def test_a_damaged_figure_is_left_out_with_a_note(lab, part, damage):
+    make, why = BAD_FIGURES[damage]
+    f = lab / FIGURES[part]
+    make(f)
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    page = Page((lab / "report.html").read_text())
+    assert page.images[part] == [], damage  # not embedded: the browser could not draw it
+    assert f"Figure not shown: {f}: {why}" in page.sections[part]
+    assert all(len(page.images[p]) == 1 for p in FIGURES if p != part)  # every other figure still there
+    links = md_links(lab / "report.md")
+    assert FIGURES[part] not in links and len(links) == len(FIGURES) - 1
+
+
 def test_a_malformed_json_verdict_says_so(lab):
     (lab / "long-reviews" / "verdict.json").write_text("{not json")
     write_report(lab)

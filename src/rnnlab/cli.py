@@ -336,13 +336,13 @@ DEVICE = click.option("--device", type=click.Choice(CHOICES["device"]), default=
 @DEVICE
 def evaluate(run_dir, data_path, as_json, device):
     """Accuracy, confusion matrix and accuracy by review length of a saved run."""
-    from .data import load_eval_split
+    from .data import load_split
     from .runs import RunDir, run_data_path
     from .scoring import evaluate_split
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     try:
-        split = load_eval_split(data_path or run_data_path(RunDir(run_dir)))
+        split = load_split(data_path or run_data_path(RunDir(run_dir)))
     except (DataError, RunError) as e:
         _fail(e)
     rep = {**evaluate_split(cfg, vocab, model, split, dev), "data": split.source}

@@ -98,18 +98,19 @@ def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
     return _load_dir(p)
 
 
-def load_eval_split(path: str | os.PathLike | None = None) -> Split:
-    """The split to evaluate on: a CSV or parquet file itself, a directory's test.parquet (its train.parquet is
-    not needed), else the test split of the dataset."""
+def load_split(path: str | os.PathLike | None = None, name: str = "test") -> Split:
+    """One split to read reviews from: a CSV or parquet file is that split itself (whatever `name`), a
+    directory's NAME.parquet (the other split's file is not needed), else split NAME of the dataset."""
     resolved = resolve_data_path(path)
     p = Path(resolved) if resolved is not None else None
     if p is not None and p.is_file() and p.suffix.lower() == ".csv":
         return load_csv(p, both_classes=False)  # reviews of one class are a fine evaluation set
     if p is not None and p.is_file() and p.suffix.lower() == ".parquet":
         return load_parquet(p)
-    if p is not None and p.is_dir() and (p / "test.parquet").is_file():
-        return load_parquet(p / "test.parquet")
-    return load_imdb(resolved).test
+    if p is not None and p.is_dir() and (p / f"{name}.parquet").is_file():
+        return load_parquet(p / f"{name}.parquet")
+    ds = load_imdb(resolved)
+    return ds.test if name == "test" else ds.train
 
 
 # --- directory forms ---------------------------------------------------------------------
@@ -163,27 +164,38 @@ def _first_non_utf8(column) -> int:
 
 
 def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
-    """A CSV with columns text,label (0/1) or review,sentiment (positive/negative)."""
-    import pandas as pd
+    """A CSV with columns text,label (0/1) or review,sentiment (positive/negative); other columns are ignored."""
+    import csv
 
     f = Path(f)
     if not f.is_file():
         raise DataError(f"{f}: no such file")
+    csv.field_size_limit(2**31 - 1)  # a review may be longer than the module's default 128 kB field
     try:
-        df = pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8")
+        with open(f, encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.reader(fh))
     except UnicodeDecodeError:
         raise DataError(f"{f}: not UTF-8 text") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+    except csv.Error as e:
         raise DataError(f"{f}: cannot parse CSV ({first_line(e)})") from None
-    cols = [c.strip().lower() for c in df.columns]
-    df.columns = cols
+    if not rows:
+        raise DataError(f"{f}: empty file (no header)")
+    cols = [c.strip().lower() for c in rows[0]]
+    twice = sorted({c for c in cols if cols.count(c) > 1 and c in ("text", "label", "review", "sentiment")})
+    if twice:
+        raise DataError(f"{f}: column {twice[0]!r} appears twice in the header")
+    body = [r for r in rows[1:] if r]  # blank lines are skipped
+    for i, r in enumerate(body):
+        if len(r) != len(cols):
+            raise DataError(f"{f}: row {i}: {len(r)} field{'s' * (len(r) != 1)}, the header has {len(cols)} "
+                            f"({','.join(cols)})")
     if {"text", "label"} <= set(cols):
-        texts, raw = df["text"].tolist(), df["label"].tolist()
-        labels = [_parse_int_label(v) for v in raw]
+        t, y = cols.index("text"), cols.index("label")
+        texts, labels = [r[t] for r in body], [_parse_int_label(r[y]) for r in body]
     elif {"review", "sentiment"} <= set(cols):
-        texts, raw = df["review"].tolist(), df["sentiment"].tolist()
+        t, y = cols.index("review"), cols.index("sentiment")
         m = {"positive": 1, "pos": 1, "negative": 0, "neg": 0}
-        labels = [m.get(str(v).strip().lower(), v) for v in raw]
+        texts, labels = [r[t] for r in body], [m.get(r[y].strip().lower(), r[y]) for r in body]
     else:
         raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(cols)}")
     return _validated(texts, labels, str(f), both_classes)

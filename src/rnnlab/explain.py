@@ -551,16 +551,13 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
     if text is not None and review is not None:
         raise ValueError("give one review: --text or --review N, not both")
     if review is not None:
-        from .data import load_imdb
+        from .data import load_split
         from .runs import RunDir, run_data_path
 
-        data_path = data_path or run_data_path(RunDir(runs[0]))
-        ds = load_imdb(data_path)
-        split = ds.test if split_name == "test" else ds.train
+        split = load_split(data_path or run_data_path(RunDir(runs[0])), split_name)
         if review >= len(split):
-            raise ValueError(f"--review {review}: the {split_name} split of {ds.source} has {len(split)} reviews "
-                             f"(0..{len(split) - 1})")
-        return split.texts[review], f"{split_name} review {review} of {ds.source}", int(split.labels[review])
+            raise ValueError(f"--review {review}: {split.source} has {len(split)} reviews (0..{len(split) - 1})")
+        return split.texts[review], f"review {review} of {split.source}", int(split.labels[review])
     if data_path is not None:
         raise ValueError("--data is read only with --review N")
     if text is None:
@@ -603,7 +600,8 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 @click.option("--text", default=None, help="The review, instead of TEXT. Without either or --review: read from stdin.")
 @click.option("--review", type=click.IntRange(min=0), default=None, help="Explain review N (0-based) of --data.")
 @click.option("--data", "data_path", default=None,
-              help="With --review: parquet dir, aclImdb dir or tarball. Default: the first run's own data.")
+              help="With --review: parquet dir, aclImdb dir or tarball, or one CSV or parquet file (a split itself). "
+                   "Default: the first run's own data.")
 @click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="With --review: which split N counts in.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,

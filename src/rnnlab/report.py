@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
-from .io import RunError, atomic_path, fault, read_json, write_text
+from .io import RunError, atomic_path, fault, first_line, read_json, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval; \"inconclusive\" means the interval straddles "
@@ -95,6 +95,29 @@ def _not_there(sec: Section, path: Path, err: RunError, lab: Path, known: dict) 
     return sec
 
 
+def figure(png: Path, alt: str) -> list:
+    """[the figure at `png`], [] if there is none, or [a note saying why it is not shown]: it cannot be read or is
+    not a whole PNG image (an image the browser cannot draw is not embedded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not png.exists():
+        return []
+    try:
+        with Image.open(png) as im:
+            if im.format != "PNG":
+                raise ValueError(f"a {im.format} image, not a PNG")
+            im.verify()  # every chunk there and its checksum right
+    except UnidentifiedImageError:
+        why = "not an image file"
+    except OSError as e:
+        why = e.strerror or first_line(e)
+    except (SyntaxError, ValueError) as e:  # what Pillow raises for a damaged PNG
+        why = first_line(e)
+    else:
+        return [Figure(png, alt)]
+    return [Text(f"Figure not shown: {png}: {why}", note=True)]
+
+
 BAD_FIELDS = (AttributeError, TypeError, KeyError, ValueError)  # what a JSON field of the wrong type raises
 
 
@@ -121,8 +144,7 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         sec.blocks.append(Text(QUICK))
     try:
         sec.blocks += verdict_blocks(v)
-        if (d / f"{name}.png").exists():
-            sec.blocks.append(Figure(d / f"{name}.png", f"{e.title}: figure"))
+        sec.blocks += figure(d / f"{name}.png", f"{e.title}: figure")
         sec.blocks += run_blocks(v)
     except BAD_FIELDS as err:
         return _bad_fields(Section(name, e.title, [Text(e.question)]), d / "verdict.json", err, lab, known)
@@ -155,8 +177,7 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
                    Table(["seed", "test accuracy after the last epoch"],  # files before --seeds: 0, 1, 2, ...
                          [[str(seed), fmt(a)] for seed, a in zip(sec.seeds if sec.seeds and len(sec.seeds) == n
                                                                  else range(n), s["test_acc_by_seed"])])]
-    if (lab / "seed" / "seed.png").exists():
-        sec.blocks.append(Figure(lab / "seed" / "seed.png", "the notebook's exercise: learning curves"))
+    sec.blocks += figure(lab / "seed" / "seed.png", "the notebook's exercise: learning curves")
     return sec
 
 
@@ -200,9 +221,9 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
         sec.blocks += [Heading(f"{p['rule']}: test review {p['index']} ({p['n_tokens']} tokens, label "
                                f"{'positive' if p['label'] else 'negative'})"),
                        Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}.", note=True)]
-        png = lab / "explain" / p.get("files", {}).get("png", "")
-        if png.is_file():
-            sec.blocks.append(Figure(png, f"{p['rule']}: the review word by word"))
+        png = p.get("files", {}).get("png")
+        if png:
+            sec.blocks += figure(lab / "explain" / png, f"{p['rule']}: the review word by word")
         sec.blocks.append(Text(f"Interactive page: explain/{p['files']['html']} in the lab's folder (hover a word for its numbers).",
                                note=True))
     return sec
