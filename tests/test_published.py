@@ -46,6 +46,27 @@ def test_the_published_lab_is_the_full_lab_on_three_seeds():
 
 
 @needs_lab
+def test_every_published_verdict_is_this_codes_verdict_on_the_committed_rows():
+    """Each experiment's verdict recomputed by this checkout's code from docs/lab's results.csv alone (values to
+    6 significant figures) gives the published outcome of every claim, question and control, and its estimate to
+    the 4 significant figures verdict.json keeps: a change to a criterion cannot leave the published verdicts stale."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rejudge import outcomes, read_rows
+
+    from rnnlab.experiments import EXPERIMENTS
+
+    for name, e in EXPERIMENTS.items():
+        saved = outcomes(json.loads((LAB / name / "verdict.json").read_text()))
+        now = outcomes(e.module().verdict(read_rows(LAB / name / "results.csv")))
+        assert saved.keys() == now.keys(), name
+        for k, (outcome, est) in saved.items():
+            assert now[k][0] == outcome, (name, k)
+            assert (est is None) == (now[k][1] is None) and (est is None or now[k][1] == pytest.approx(est, rel=1e-3, abs=1e-9)), (name, k)
+
+
+@needs_lab
 def test_readme_quotes_the_lab_wall_time_from_lab_json():
     minutes = round(json.loads((LAB / "lab.json").read_text())["wall_seconds"] / 60)
     assert f"{minutes} minutes" in README.read_text(encoding="utf-8")

@@ -358,6 +358,16 @@ def test_a_damaged_figure_is_left_out_with_a_note(lab, part, damage):
     assert FIGURES[part] not in links and len(links) == len(FIGURES) - 1
 
 
+def test_an_outcome_undecided_by_rule_says_why(lab):
+    """An interval that would decide, overruled (a failed control, no spread): the report says why."""
+    f = lab / "long-reviews" / "verdict.json"
+    v = json.loads(f.read_text())
+    v["outcome"], v["effect"]["undecided"] = "inconclusive", "the negative control did not show a gain"
+    f.write_text(json.dumps(v))
+    write_report(lab)
+    assert "inconclusive (the negative control did not show a gain)" in Page((lab / "report.html").read_text()).sections["long-reviews"]
+
+
 def test_a_malformed_json_verdict_says_so(lab):
     (lab / "long-reviews" / "verdict.json").write_text("{not json")
     write_report(lab)

@@ -146,11 +146,38 @@ def test_judge_with_no_seeds_is_inconclusive():
 
 
 def test_judge_counts_only_finite_seeds_but_lists_them_all():
-    """A NaN seed is listed (a reader sees it) but not counted; the interval is that of the other two."""
+    """A NaN seed is listed (a reader sees it) but not counted; the interval is that of the other two (and the
+    outcome undecided: see below)."""
     j = judge("c", "k", [0.1, math.nan, 0.3], 0.0, "above")
     assert j["effect"]["n"] == 2 and len(j["effect"]["per_seed"]) == 3 and math.isnan(j["effect"]["per_seed"][1])
     ref_lo, ref_hi = sps.t.interval(0.95, 1, loc=0.2, scale=sps.sem([0.1, 0.3]))
     assert j["effect"]["ci95"] == pytest.approx([ref_lo, ref_hi])
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None])
+def test_judge_with_a_seed_that_has_no_finite_value_is_inconclusive(bad):
+    """A failed or missing measurement of one seed: the other two would clear the threshold by far, but the
+    claim was declared on three seeds, so it is undecided and says why (no crash on None)."""
+    j = judge("c", "k", [0.5, bad, 0.52], 0.0, "above")
+    assert j["outcome"] == UNDECIDED and j["effect"]["undecided"] == "1 of 3 values not finite"
+    assert j["effect"]["n"] == 2
+    assert judge("c", "k", [0.5, 0.51, 0.52], 0.0, "above")["outcome"] == HOLDS  # the same, measured: holds
+
+
+@pytest.mark.parametrize("direction", ["above", "below"])
+def test_judge_with_identical_values_is_inconclusive(direction):
+    """Zero spread over seeds (a seed that changed nothing): the zero-width interval would decide at any
+    distance from the threshold; the verdict is undecided and says why."""
+    j = judge("c", "k", [0.3, 0.3, 0.3], 0.0, direction)
+    assert j["outcome"] == UNDECIDED and "identical" in j["effect"]["undecided"]
+    assert j["effect"]["ci95"] == [0.3, 0.3]  # the numbers themselves are still reported
+    assert judge("c", "k", [0.3, 0.3, 0.30001], 0.0, "above")["outcome"] == HOLDS
+    assert "undecided" not in judge("c", "k", [0.3, 0.31], 0.0, "above")["effect"]
+
+
+def test_judge_refuses_an_unknown_direction():
+    with pytest.raises(ValueError, match="abov"):
+        judge("c", "k", [0.1, 0.2, 0.3], 0.0, "abov")
 
 
 def test_distance_in_words():

@@ -25,8 +25,9 @@ from .experiments import EXPERIMENTS
 from .io import RunError, atomic_path, fault, first_line, read_json, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
-         "from the numbers saved next to it, with a 95% interval; \"inconclusive\" means the interval straddles "
-         "the threshold declared before the data was read.")
+         "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
+         "same reviews, so the interval leaves out which reviews were drawn); \"inconclusive\" means the interval "
+         "straddles the threshold, declared in code before this lab ran.")
 
 
 class ReportError(RunError):
@@ -46,13 +47,21 @@ def effect_cells(e: dict) -> list[str]:
             f"{'<' if e.get('direction') == 'below' else '>'} {fmt(e.get('threshold'))}", fmt(e.get("per_seed"))]
 
 
+def _outcome_cell(q: dict) -> str:
+    """The outcome, and why it is undecided where the interval alone would have decided it."""
+    e = q.get("effect") or {}
+    why = e.get("undecided") if isinstance(e, dict) else None
+    return f"{q['outcome']} ({why})" if isinstance(why, str) and why else str(q["outcome"])
+
+
 def verdict_blocks(v: dict) -> list:
     blocks = [Outcome(v["outcome"], v["claim"]), Text(f"Criterion: {v['criterion']}", note=True)]
     claims = [("claim", v), *(("sub-question", q) for q in v.get("questions", [])),
               *(("negative control", c) for c in v.get("controls", []))]
     blocks.append(Table(["", "claim", "outcome", "effect", "95% interval", "threshold", "per seed"],
-                        [[kind, q["claim"], q["outcome"], *effect_cells(q.get("effect") or {})] for kind, q in claims],
-                        "Effect sizes: the mean over seeds (or over lengths, where said) with its 95% t interval"))
+                        [[kind, q["claim"], _outcome_cell(q), *effect_cells(q.get("effect") or {})] for kind, q in claims],
+                        "Effect sizes: the mean with its 95% t interval, over seeds unless the criterion says otherwise "
+                        "(lengths, or the repeats of one timing run)"))
     table = v.get("numbers", {}).get("table")
     if table:
         keys = list(table[0])
@@ -362,7 +371,9 @@ def readme_block(sections: list[Section], lab: Path) -> str:
     except BAD_FIELDS:
         rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
     if rows:
-        out.append(Table(["model", "test accuracy, mean [95% interval]", "seeds", "budget"], rows).md(None))
+        n = max((t.get("test_reviews") or 0 for t in table if isinstance(t, dict)), default=0)
+        head = f"test accuracy{f' ({n:,} reviews)' if n else ''}, mean [95% interval over seeds]"
+        out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
     return "\n\n".join(out)
 
 

@@ -44,8 +44,9 @@ Log = Callable[[str], None]
 # The lab's data budget: a fixed, class-balanced subset of the training split (the same reviews for
 # every model and seed; each seed carves its own 10% validation split from it) and of the test split.
 # 10,000 + 10,000 reviews keep a full lab with 3 seeds everywhere at 33-55 minutes on 2 cores (by VM,
-# docs/PERFORMANCE.md); the
-# test subset's binomial standard error (<= 0.005) is below the seed-to-seed spread of the vanilla RNN.
+# docs/PERFORMANCE.md). Every interval is over training seeds on this one test subset: the subset's own
+# sampling error (a binomial standard error up to 0.005 per accuracy, larger than the vanilla RNN's
+# seed-to-seed spread) is not in it (docs/REVIEW.md).
 DATA = {"full": {"n_train": 10000, "n_test": 10000}, "quick": {"n_train": 1000, "n_test": 600}}
 SEEDS = {"full": (0, 1, 2), "quick": (0,)}  # the evidence's seeds by mode; `--seeds` swaps them (seeds_used)
 QUICK_EPOCHS = 1

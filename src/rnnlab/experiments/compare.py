@@ -135,10 +135,15 @@ def summary_table(rows: list[dict]) -> list[dict]:
         cfg = PRESETS.get(m)
         timing = speedups(rows, m) if any(r["part"] == "timing" and r["model"] == m for r in rows) else {}
         med512 = [r["value"] for r in rows if r["part"] == "timing" and r["model"] == m and r["seq_len"] == 512]
+        best = list(_acc(rows, m, metric="best_epoch").values())  # the epoch kept, per seed: the last = still improving
+        tested = {s: sum(values(rows, part="by_length", model=m, setting="lab", seed=s, metric="reviews"))
+                  for s in _acc(rows, m)}
         table.append({
             "model": m, "description": LABELS[m], "family": FAMILY[m],
             "budget": (f"preset {m}: {cfg.epochs} epochs, last {cfg.max_len} tokens, best epoch on validation"
+                       + (f" (kept epochs: {', '.join(f'{b:g}' for b in best)})" if best else "")
                        if cfg else "whole reviews, C in {" + ", ".join(f"{c:g}" for c in TFIDF_CS) + "} on validation"),
+            "best_epoch_by_seed": best, "test_reviews": max(tested.values(), default=0),
             "seeds": len(acc), "test_acc_mean": est, "test_acc_sd": mean_sd(acc)[1], "test_acc_ci95_low": lo,
             "test_acc_ci95_high": hi, "val_acc_mean": mean_sd(list(_acc(rows, m, metric="val_acc").values()))[0],
             "parameters": mean_sd(list(_acc(rows, m, metric="parameters").values()))[0],
@@ -162,7 +167,8 @@ def verdict(rows: list[dict]) -> dict:
     bags = [m for m in models if FAMILY.get(m) == "bag-of-words"]
     best_o = max(order, key=val.get) if order else None
     best_b = max(bags, key=val.get) if bags else None
-    main = judge("Order matters: the best order-aware model is more accurate than the best bag-of-words model",
+    main = judge("Order matters: the best order-aware model is more accurate than the best bag-of-words model (a bag "
+                 "of embeddings, or tf-idf over words and word pairs)",
                  "each family's model with the best mean validation accuracy; test accuracy order-aware minus "
                  "bag-of-words, paired by seed; holds if the 95% interval lies above 0, does not hold if below",
                  paired(_acc(rows, best_o), _acc(rows, best_b)) if best_o and best_b else [], 0.0, "above",
@@ -192,16 +198,16 @@ def verdict(rows: list[dict]) -> dict:
                   "LSTM and the GRU", "speed-up from 1 to 2 threads, Transformer minus the model, at each length; "
                   "95% t interval over lengths above 0",
                   {k: ([s_t[T] - s_k[T] for T in sorted(set(s_t) & set(s_k))], 0.0, "above")
-                   for k, s_k in ((k, speedups(rows, k)) for k in GATED)})
+                   for k, s_k in ((k, speedups(rows, k)) for k in GATED)}, over="lengths (one timing run)")
     main["questions"] = [fix, long_, memory, serial]
     main["controls"] = []
     main["numbers"]["table"] = summary_table(rows)
     return main
 
 
-def both(claim: str, criterion: str, per_model: dict, also: list[dict] = ()) -> dict:
+def both(claim: str, criterion: str, per_model: dict, also: list[dict] = (), over: str = "seeds") -> dict:
     """A claim about the LSTM and the GRU: one judgement each, combined (with `also`, the RNN's part)."""
-    parts = {k: judge(f"{claim} [{k}]", criterion, v, t, d, effect=k) for k, (v, t, d) in per_model.items()}
+    parts = {k: judge(f"{claim} [{k}]", criterion, v, t, d, effect=k, over=over) for k, (v, t, d) in per_model.items()}
     return {"claim": claim, "criterion": criterion,
             "outcome": combine([p["outcome"] for p in (*parts.values(), *also)]),
             "effect": {k: p["effect"] for k, p in parts.items()} | {f"also: {a['effect']['name']}": a["effect"] for a in also},

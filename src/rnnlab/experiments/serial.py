@@ -184,7 +184,8 @@ def verdict(rows: list[dict]) -> dict:
             r2.append(linear_fit(*zip(*pts))["r2"])
     linear = judge("The vanilla RNN's time per batch grows linearly with the sequence length",
                    f"R^2 of a least-squares line through time against length, one line per repeat; holds if the "
-                   f"95% interval lies above {LINEAR_R2}", r2, LINEAR_R2, "above", effect="R^2 of time against length")
+                   f"95% interval lies above {LINEAR_R2}", r2, LINEAR_R2, "above", effect="R^2 of time against length",
+                   over="the repeats of one timing run")
     rnn = speedups(rows, "rnn")
     helped = {}
     for k in (m for m in PARALLEL if m in models):
@@ -193,7 +194,7 @@ def verdict(rows: list[dict]) -> dict:
         helped[k] = judge(f"A second thread speeds up the {k} more than the vanilla RNN",
                           f"speed-up from {threads[0]} to {fast} threads (ratio of medians), {k} minus RNN, at each "
                           "length; 95% t interval over lengths; holds if it lies above 0", diff, 0.0, "above",
-                          effect=f"speed-up({k}) - speed-up(rnn)", transform="over lengths, not seeds")
+                          effect=f"speed-up({k}) - speed-up(rnn)", over="lengths (one timing run)")
         if len(threads) < 2:
             helped[k]["outcome"] = UNDECIDED
     peak = mean_sd(values(rows, part="peak", threads=fast, metric="matmul_flops_per_second"))[0]

@@ -39,8 +39,13 @@ def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, flo
     return m, m - half, m + half
 
 
+DIRECTIONS = ("above", "below")
+
+
 def outcome(low: float, high: float, threshold: float, direction: str) -> str:
     """`direction` "above": the claim is effect > threshold; "below": effect < threshold."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: not one of {DIRECTIONS}")
     if not (math.isfinite(low) and math.isfinite(high)):
         return UNDECIDED
     if direction == "below":
@@ -53,14 +58,25 @@ def outcome(low: float, high: float, threshold: float, direction: str) -> str:
 
 
 def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: float, direction: str,
-          effect: str = "", numbers: dict | None = None, transform: str = "") -> dict:
-    """A verdict from per-seed effect sizes: their mean, its 95% t interval and the outcome."""
+          effect: str = "", numbers: dict | None = None, transform: str = "", over: str = "seeds") -> dict:
+    """A verdict from per-seed effect sizes (or per `over`: what the values are replicates of): their mean, its 95%
+    t interval and the outcome.
+
+    Undecided whatever the interval says: when a value is not finite (a failed or missing measurement:
+    the others alone would decide on fewer seeds than the claim was declared with), or when every seed gives
+    exactly the same value (a zero-width interval is not certainty: the seed did not vary what it should)."""
     est, lo, hi = t_interval(per_seed)
-    return {"claim": claim, "criterion": criterion, "outcome": outcome(lo, hi, threshold, direction),
+    n, kept = len(per_seed), finite(per_seed)
+    result, why = outcome(lo, hi, threshold, direction), ""
+    if len(kept) < n:
+        result, why = UNDECIDED, f"{n - len(kept)} of {n} values not finite"
+    elif len(kept) >= 2 and np.ptp(kept) == 0:
+        result, why = UNDECIDED, f"all {n} values identical: no spread to judge"
+    return {"claim": claim, "criterion": criterion, "outcome": result,
             "effect": {"name": effect or criterion, "estimate": est, "ci95": [lo, hi], "threshold": threshold,
-                       "direction": direction, "n": int(len(finite(per_seed))),
-                       "interval": "95% Student t interval of the mean over seeds" + (f" ({transform})" if transform else ""),
-                       "per_seed": [float(v) for v in per_seed]},
+                       "direction": direction, "n": int(len(kept)),
+                       "interval": f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else ""),
+                       "per_seed": [None if v is None else float(v) for v in per_seed], **({"undecided": why} if why else {})},
             "numbers": numbers or {}}
 
 

@@ -153,7 +153,7 @@ def _profile(key: dict, part: str, g: np.ndarray) -> list[dict]:
     ok = g > 0
     slope = np.polyfit(np.arange(len(g))[ok], np.log(g[ok]), 1)[0] if ok.sum() > 1 else math.nan
     rows += [{**key, "part": "ratio", "metric": f"{part}_log10_first_over_last",
-              "value": float(np.log10(g[-1] / g[0])) if g[-1] > 0 and g[0] > 0 else -308.0},  # -308: below float64
+              "value": float(np.log10(g[-1] / g[0])) if g[-1] > 0 and g[0] > 0 else math.nan},  # underflowed: no ratio
              {**key, "part": "ratio", "metric": f"{part}_decay_per_step", "value": float(math.exp(slope))}]
     return rows
 

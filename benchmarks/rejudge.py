@@ -1,0 +1,78 @@
+"""Judge a lab's saved results again with this checkout's verdict code, from its results.csv files alone.
+
+    python benchmarks/rejudge.py docs/lab [--out benchmarks/results/rejudge_docs_lab.json]
+
+Each experiment's verdict is a pure function of its rows (`module.verdict(rows)`), and results.csv holds
+those rows (values to 6 significant figures). So a lab made before a change to a criterion can be read under
+the new one without training anything, and the published verdicts can be checked against their raw files:
+for every claim, question and control, the outcome and estimate in the lab's verdict.json and those
+recomputed here. Prints one line per outcome that differs; --out writes them all.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+from rnnlab.experiments import EXPERIMENTS
+
+INT = re.compile(r"-?\d+")
+
+
+def cell(s: str):
+    """A CSV cell back to what the lab wrote: empty -> None, integers, floats (nan included), else text."""
+    if s == "":
+        return None
+    if INT.fullmatch(s):
+        return int(s)
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: v for k, v in ((k, cell(v)) for k, v in r.items()) if v is not None} for r in csv.DictReader(f)]
+
+
+def outcomes(v: dict) -> dict[str, tuple[str, float | None]]:
+    """{name: (outcome, estimate)} of a verdict's claim, questions and controls."""
+    def est(e):
+        e = e or {}
+        x = e.get("estimate") if "estimate" in e else None
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+    out = {"claim": (v["outcome"], est(v.get("effect")))}
+    for kind in ("questions", "controls"):
+        for q in v.get(kind) or []:
+            out[f"{kind[:-1]}: {q['claim'][:70]}"] = (q["outcome"], est(q.get("effect")))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("lab")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    lab, report = Path(args.lab), {}
+    for name, e in EXPERIMENTS.items():
+        d = lab / name
+        if not (d / "results.csv").exists():
+            continue
+        saved = json.loads((d / "verdict.json").read_text())
+        now = e.module().verdict(read_rows(d / "results.csv"))
+        was, new = outcomes(saved), outcomes(now)
+        report[name] = {k: {"saved": was.get(k), "now": new.get(k)} for k in {**was, **new}}
+        for k, v in report[name].items():
+            if (v["saved"] or [None])[0] != (v["now"] or [None])[0]:
+                print(f"{name}: {k}: {v['saved']} -> {v['now']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"lab": str(lab), "experiments": report}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
