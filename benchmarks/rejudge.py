@@ -36,21 +36,32 @@ def cell(s: str):
 
 def read_rows(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: v for k, v in ((k, cell(v)) for k, v in r.items()) if v is not None} for r in csv.DictReader(f)]
+        return [{k: v for k, v in ((k, cell(v)) for k, v in r.items()) if v is not None or k == "value"}
+                for r in csv.DictReader(f)]  # an empty cell: a column the row lacks, or (value) a measurement of None
+
+
+def _num(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def judgements(v: dict) -> dict[str, dict]:
+    """{name: the judgement} of a verdict's claim, its questions and controls (named by their first 70 characters)."""
+    out = {"claim": v}
+    for kind in ("questions", "controls"):
+        for q in v.get(kind) or []:
+            out[f"{kind[:-1]}: {q['claim'][:70]}"] = q
+    return out
 
 
 def outcomes(v: dict) -> dict[str, tuple[str, float | None]]:
-    """{name: (outcome, estimate)} of a verdict's claim, questions and controls."""
-    def est(e):
-        e = e or {}
-        x = e.get("estimate") if "estimate" in e else None
-        return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    """{name: (outcome, estimate)} of a verdict's claim, questions and controls (estimate None for several models)."""
+    return {k: (q["outcome"], _num((q.get("effect") or {}).get("estimate"))) for k, q in judgements(v).items()}
 
-    out = {"claim": (v["outcome"], est(v.get("effect")))}
-    for kind in ("questions", "controls"):
-        for q in v.get(kind) or []:
-            out[f"{kind[:-1]}: {q['claim'][:70]}"] = (q["outcome"], est(q.get("effect")))
-    return out
+
+def brief(q: dict) -> dict:
+    e = q.get("effect") or {}
+    return {"outcome": q["outcome"], "estimate": _num(e.get("estimate")),
+            "ci95": [_num(x) for x in e.get("ci95") or []], **({"undecided": e["undecided"]} if "undecided" in e else {})}
 
 
 def main() -> None:
@@ -63,12 +74,12 @@ def main() -> None:
         d = lab / name
         if not (d / "results.csv").exists():
             continue
-        saved = json.loads((d / "verdict.json").read_text())
-        now = e.module().verdict(read_rows(d / "results.csv"))
-        was, new = outcomes(saved), outcomes(now)
-        report[name] = {k: {"saved": was.get(k), "now": new.get(k)} for k in {**was, **new}}
+        was = judgements(json.loads((d / "verdict.json").read_text()))
+        new = judgements(e.module().verdict(read_rows(d / "results.csv")))
+        report[name] = {k: {"saved": brief(was[k]) if k in was else None, "now": brief(new[k]) if k in new else None}
+                        for k in {**was, **new}}
         for k, v in report[name].items():
-            if (v["saved"] or [None])[0] != (v["now"] or [None])[0]:
+            if (v["saved"] or {}).get("outcome") != (v["now"] or {}).get("outcome"):
                 print(f"{name}: {k}: {v['saved']} -> {v['now']}")
     if args.out:
         Path(args.out).write_text(json.dumps({"lab": str(lab), "experiments": report}, indent=1) + "\n")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import write_parquet_dir
 
 from rnnlab.cli import main
 
@@ -209,6 +210,43 @@ def test_tensorboard_logs_steps_and_epochs(tmp_path, tiny_data):
     ev.Reload()  # the resumed epoch's steps continue the count, not restart it at 1
     per_epoch = len(steps) // 2
     assert [s.step for s in ev.Scalars("step/loss")] == list(range(2 * per_epoch + 1, 3 * per_epoch + 1))
+
+
+def test_tensorboard_inside_the_run_directory_works_and_resumes(tmp_path, tiny_data):
+    """--tensorboard RUN/tb (or RUN itself): the log is made once the run exists, so --out is not 'not empty'
+    (before, the log was written first, the run refused, and every later train or --resume of RUN failed)."""
+    for out, tb in ((tmp_path / "a", tmp_path / "a" / "tb"), (tmp_path / "b", tmp_path / "b")):
+        r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out), "--tensorboard", str(tb)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (out / "checkpoint.json").exists() and list(tb.glob("events.out.tfevents.*"))
+        r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3", "--tensorboard", str(tb)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def test_a_run_that_fails_to_start_leaves_no_tensorboard_log(tmp_path, tiny_data):
+    r = subprocess.run(CMD + ["train", "--data", str(tmp_path / "nowhere"), *SMALL, "--out", str(tmp_path / "r"),
+                              "--tensorboard", str(tmp_path / "tb")], capture_output=True, text=True)
+    assert r.returncode == 2 and "nowhere" in r.stderr
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "r").exists()
+
+
+def test_resume_on_changed_data_is_refused(tmp_path, tiny_data, tiny_splits):
+    """The same reviews with one label flipped (same vocabulary): resuming would train on, and report for, data
+    the run was not trained on; meta.json's fingerprint says so, in one line, and nothing is written."""
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (texts, labels), test = tiny_splits
+    changed = write_parquet_dir(tmp_path / "changed", (texts, [1 - labels[0], *labels[1:]]), test)
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3", "--data", str(changed)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "trained on other data" in r.stderr and "Traceback" not in r.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr  # with its own data it resumes
 
 
 def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_data, monkeypatch):

@@ -358,6 +358,21 @@ def test_a_damaged_figure_is_left_out_with_a_note(lab, part, damage):
     assert FIGURES[part] not in links and len(links) == len(FIGURES) - 1
 
 
+@pytest.mark.parametrize("ci", [[0.1], "x", [0.1, 0.2, 0.3], 5])
+def test_an_interval_that_is_not_a_pair_is_shown_empty_not_fatal(lab, ci):
+    f = lab / "compare" / "verdict.json"
+    v = json.loads(f.read_text())
+    for q in v.get("questions", []):
+        e = q["effect"]
+        for inner in (e.values() if "estimate" not in e else [e]):
+            inner["ci95"] = ci
+    v["effect"]["ci95"] = ci
+    f.write_text(json.dumps(v))
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "[n/a, n/a]" in Page((lab / "report.html").read_text()).sections["compare"]  # no interval, no crash
+
+
 def test_an_outcome_undecided_by_rule_says_why(lab):
     """An interval that would decide, overruled (a failed control, no spread): the report says why."""
     f = lab / "long-reviews" / "verdict.json"

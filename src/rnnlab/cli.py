@@ -172,7 +172,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     """Train a model; prints one JSON summary line last."""
     from .data import load_imdb
     from .prepare import prepare
-    from .runs import RunDir, read_config, run_data_path
+    from .runs import RunDir, read_config, run_data_path, run_fingerprint
     from .train import CannotResume, Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -214,19 +214,32 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                     raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
                                    "choose another --out (or --resume it)")
             resolve_device(cfg.device)  # fail before anything is written
-            on_step, on_epoch = _tensorboard(tb_dir) if tb_dir else (None, None)
+            if tb_dir:
+                _tensorboard_available()
             _log(f"loading data ({shorten(data_path or 'RNNLAB_DATA or hub')})")
             ds = load_imdb(data_path)
             data = prepare(cfg, ds, _log)
             if resume is not None:
                 if run.vocab().itos != data.vocab.itos:
                     raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
+                trained_on = run_fingerprint(run)
+                if trained_on is not None and trained_on != ds.fingerprint():
+                    raise RunError(f"{resume}: trained on other data than {shorten(ds.source)} (its rows differ from "
+                                   "the fingerprint in meta.json); resume with the data it was trained on")
                 if cfg != saved:
                     run.save_config(cfg)  # the new --epochs holds for the next --resume as well
                 run.remove_leftovers()
             else:
                 run = RunDir.create(out, cfg, data.vocab, ds)
                 held.enter_context(run.exclusive())
+            on_step, on_epoch = (None, None)
+            if tb_dir:  # only now: a log written before the run existed filled --out (or outlived a failed start)
+                try:
+                    on_step, on_epoch = _tensorboard(tb_dir)
+                except RunError:
+                    if resume is None:
+                        run.discard_if_empty()
+                    raise
         except (DataError, RunError, ConfigError, ValueError) as e:
             _fail(e)
         _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
@@ -255,6 +268,13 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")
             _fail(e)
         click.echo(json.dumps(trained.summary))
+
+
+def _tensorboard_available() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'")
 
 
 def _tensorboard(log_dir: Path):

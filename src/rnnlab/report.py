@@ -34,15 +34,20 @@ class ReportError(RunError):
     """LAB is missing or holds nothing rnnlab made."""
 
 
+def _bounds(e: dict) -> tuple:
+    """(low, high) of an effect's ci95; (None, None) where it is not a pair (a damaged file shows no interval)."""
+    ci = e.get("ci95")
+    return tuple(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+
+
 def effect_cells(e: dict) -> list[str]:
     """[estimate, 95% interval, threshold, per seed] of one effect (or of several, one per model)."""
     if e and "estimate" not in e:  # one effect per model
         return ["; ".join(f"{k}: {fmt(v.get('estimate'))}" for k, v in e.items()),
-                "; ".join(f"{k}: [{fmt((v.get('ci95') or [None, None])[0])}, {fmt((v.get('ci95') or [None, None])[1])}]"
-                          for k, v in e.items()),
+                "; ".join(f"{k}: [{fmt(_bounds(v)[0])}, {fmt(_bounds(v)[1])}]" for k, v in e.items()),
                 "; ".join(f"{'<' if v.get('direction') == 'below' else '>'} {fmt(v.get('threshold'))}" for v in e.values()),
                 ""]
-    lo, hi = (e.get("ci95") or [None, None]) if e else (None, None)
+    lo, hi = _bounds(e) if e else (None, None)
     return [fmt(e.get("estimate")), f"[{fmt(lo)}, {fmt(hi)}]",
             f"{'<' if e.get('direction') == 'below' else '>'} {fmt(e.get('threshold'))}", fmt(e.get("per_seed"))]
 
@@ -372,7 +377,7 @@ def readme_block(sections: list[Section], lab: Path) -> str:
         rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
     if rows:
         n = max((t.get("test_reviews") or 0 for t in table if isinstance(t, dict)), default=0)
-        head = f"test accuracy{f' ({n:,} reviews)' if n else ''}, mean [95% interval over seeds]"
+        head = f"test accuracy{f' ({int(n):,} reviews)' if n else ''}, mean [95% interval over seeds]"
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
     return "\n\n".join(out)
 

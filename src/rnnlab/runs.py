@@ -80,6 +80,14 @@ def run_data_path(run: "RunDir") -> str | None:
     return path
 
 
+def run_fingerprint(run: "RunDir") -> str | None:
+    """The fingerprint of the rows a run was trained on (meta.json), None where it records none."""
+    meta = read_json(run.path / "meta.json")
+    data = meta.get("data") if isinstance(meta, dict) else None
+    fp = data.get("fingerprint") if isinstance(data, dict) else None
+    return fp if isinstance(fp, str) else None
+
+
 def environment() -> dict:
     """Hardware and versions written next to every number."""
     env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__, **_git(),
