@@ -316,6 +316,8 @@ CASES = [
     eval_data_case("csv-not-utf8",
                    lambda t: _write(t / "latin.csv", "text,label\ncafé,1\nbad,0\n".encode("latin-1")), r"latin\.csv"),
     eval_data_case("csv-binary-garbage", lambda t: _write(t / "bin.csv", bytes(range(256)) * 8), r"bin\.csv"),
+    eval_data_case("csv-sentiment-as-a-number", lambda t: _write(t / "s.csv", "review,sentiment\ngood,positive\nbad,1\n"),
+                   r"s\.csv: row 1: sentiment '1' is not positive or negative"),
     eval_data_case("csv-row-too-long", lambda t: _write(t / "long.csv", "text,label\ngood,1\nbad,0,9\n"),
                    r"long\.csv: row 1: 3 fields, the header has 2"),
     eval_data_case("csv-row-too-short", lambda t: _write(t / "short.csv", "text,label\ngood,1\nbad\n"),

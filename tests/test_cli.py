@@ -321,3 +321,28 @@ def test_the_cli_runs_from_a_thread_that_cannot_set_signal_handlers():
     t.start()
     t.join()
     assert out["r"].exit_code == 0 and json.loads(out["r"].output)["seed"]["model"] == "rnn", out["r"].output
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "explain"])
+def test_out_of_memory_outside_training_is_one_line(tmp_path, tiny_data, monkeypatch, command):
+    """torch's CPU allocator fails with a RuntimeError (not MemoryError): predict, evaluate and explain say so in
+    one line, exit 2, as train does; another RuntimeError is not called out of memory."""
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--epochs", "1", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    import torch
+
+    for message, oom in (("DefaultCPUAllocator: can't allocate memory: you tried to allocate 40000000000 bytes", True),
+                         ("some other failure", False)):
+        def fail(*a, **k):
+            raise RuntimeError(message)
+
+        monkeypatch.setattr(torch.nn.Module, "__call__", fail)
+        argv = {"predict": ["predict", str(out), "good film"], "evaluate": ["evaluate", str(out), "--data", str(tiny_data)],
+                "explain": ["explain", str(out), "--text", "good film", "--plain"]}[command]
+        res = CliRunner().invoke(main, argv)
+        if oom:
+            assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("error: out of memory"), res.output
+        else:
+            assert isinstance(res.exception, RuntimeError) and "out of memory" not in res.output

@@ -504,3 +504,15 @@ def test_parquet_text_that_is_not_utf8_is_one_error_naming_the_file_and_row(tmp_
     pq.write_table(pa.table({"text": text, "label": pa.array([1, 0, 1, 0])}), f)
     with pytest.raises(DataError, match=re.escape(f"{f}: row 2: text is not UTF-8")):
         data_mod.load_parquet(f)
+
+
+def test_a_float_or_text_label_says_what_it_is(tmp_path):
+    """1.0 or '1' is not 0 or 1 as stored: the message says the type, so it does not contradict itself."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for labels, kind in (([1.0, 0.0], "float"), (["1", "0"], "str")):
+        f = tmp_path / f"{kind}.parquet"
+        pq.write_table(pa.table({"text": ["good", "bad"], "label": labels}), f)
+        with pytest.raises(DataError, match=rf"row 0: label .*1.* \(a {kind}\) is not the integer 0 or 1"):
+            load_split(f)

@@ -426,6 +426,16 @@ def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, ti
     assert not (tmp_path / "lab").exists()
 
 
+def test_markdown_onto_the_labs_own_html_report_is_refused_before_any_work(tmp_path, tiny_data):
+    out = tmp_path / "lab"
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out),
+                                  "--markdown", str(out / "report.html"), "--device", "cpu"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    (line,) = r.stderr.splitlines()
+    assert "the lab writes its HTML report there" in line, line
+    assert not (out / "jobs").exists()  # no job ran
+
+
 # --- what lab.json records ------------------------------------------------------------------------------
 
 def test_the_environment_is_recorded_before_the_lab_writes_anything(tmp_path, tiny_data, monkeypatch):

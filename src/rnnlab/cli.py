@@ -115,6 +115,13 @@ def _log(msg: str) -> None:
     click.echo(msg, err=True)
 
 
+def _out_of_memory(e: RuntimeError) -> bool:
+    """torch's failed allocation (OutOfMemoryError, or the CPU allocator's "can't allocate memory")."""
+    import torch
+
+    return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)  # its message names the signal (Ctrl-C has none)
 
@@ -131,7 +138,9 @@ class Main(click.Group):
         except KeyboardInterrupt:
             _log("interrupted; nothing past the last completed step was saved")
             sys.exit(130)
-        except MemoryError:
+        except (MemoryError, RuntimeError) as e:  # torch's CPU allocator fails with a RuntimeError
+            if isinstance(e, RuntimeError) and not _out_of_memory(e):
+                raise
             _log("error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
             sys.exit(2)
         except OSError as e:
@@ -529,6 +538,8 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
 
             writable(markdown)  # before the work, not after it
             not_the_labs_own(out, markdown)
+            if markdown.resolve() == (out / "report.html").resolve():
+                raise RunError(f"{markdown}: the lab writes its HTML report there; give --markdown another file")
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner:
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,

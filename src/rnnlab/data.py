@@ -195,7 +195,10 @@ def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
     elif {"review", "sentiment"} <= set(cols):
         t, y = cols.index("review"), cols.index("sentiment")
         m = {"positive": 1, "pos": 1, "negative": 0, "neg": 0}
-        texts, labels = [r[t] for r in body], [m.get(r[y].strip().lower(), r[y]) for r in body]
+        for i, r in enumerate(body):
+            if r[y].strip().lower() not in m:
+                raise DataError(f"{f}: row {i}: sentiment {r[y]!r} is not positive or negative")
+        texts, labels = [r[t] for r in body], [m[r[y].strip().lower()] for r in body]
     else:
         raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(cols)}")
     return _validated(texts, labels, str(f), both_classes)
@@ -347,7 +350,8 @@ def _validated(texts: list, labels: list, source: str, both_classes: bool = True
             raise DataError(f"{source}: row {i}: text is {'missing' if t is None else type(t).__name__}, not a string")
     for i, y in enumerate(labels):
         if isinstance(y, bool) or not isinstance(y, (int, np.integer)) or y not in (0, 1):
-            raise DataError(f"{source}: row {i}: label {y!r} is not 0 or 1")
+            kind = "" if isinstance(y, (int, np.integer)) and not isinstance(y, bool) else f" (a {type(y).__name__})"
+            raise DataError(f"{source}: row {i}: label {y!r}{kind} is not the integer 0 or 1")
     arr = np.asarray(labels, dtype=np.int64)
     if both_classes and len(np.unique(arr)) < 2:
         raise DataError(f"{source}: only one class present (label {int(arr[0])}); need both 0 and 1")
