@@ -164,7 +164,7 @@ def test_read_only_out_and_out_that_is_a_file(tmp_path, tiny_data, monkeypatch):
     f = tmp_path / "afile"
     f.write_text("x")
     res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(f), *ARGS])
-    assert res.exit_code == 2 and "exists and is a file" in res.output
+    assert res.exit_code == 2 and "exists and is a file" in res.output and "--resume" not in res.output
     res = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(f)])
     assert res.exit_code == 2 and "output path is a file" in res.output
     ro = tmp_path / "ro"

@@ -426,6 +426,21 @@ def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, ti
     assert not (tmp_path / "lab").exists()
 
 
+@pytest.mark.parametrize("holds", ["a training run", "data"])
+def test_an_out_that_holds_a_run_or_data_is_refused_before_any_work(tmp_path, tiny_data, holds):
+    out = tmp_path / "there"
+    out.mkdir()
+    names = ("config.json", "vocab.json") if holds == "a training run" else ("train.parquet",)
+    for n in names:
+        (out / n).write_text("{}")
+    before = sorted(p.name for p in out.iterdir())
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    (line,) = r.stderr.splitlines()
+    assert f"holds {'a training run' if holds == 'a training run' else 'data'}" in line, line
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_markdown_onto_the_labs_own_html_report_is_refused_before_any_work(tmp_path, tiny_data):
     out = tmp_path / "lab"
     r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out),

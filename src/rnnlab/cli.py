@@ -219,9 +219,10 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             if resume is None:
                 start = Path(config_file).stem if config_file else preset_name
                 out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
-                if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                    raise RunError(f"{out}: exists and is {'a file' if not out.is_dir() else 'not empty'}; "
-                                   "choose another --out (or --resume it)")
+                if out.exists() and not out.is_dir():
+                    raise RunError(f"{out}: exists and is a file; choose another --out")
+                if out.is_dir() and any(out.iterdir()):
+                    raise RunError(f"{out}: exists and is not empty; choose another --out (or --resume it)")
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
                 _tensorboard_available()
@@ -531,6 +532,7 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     from .lab import load_data, run_lab
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
+        _not_a_run_or_data(out)
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         if markdown is not None:
@@ -545,6 +547,14 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,
                              markdown=markdown)
     click.echo(json.dumps(result))
+
+
+def _not_a_run_or_data(out: Path) -> None:
+    """RunError if --out holds a training run or a dataset: the lab would mix its files into them."""
+    if out.is_dir() and (out / "config.json").is_file() and (out / "vocab.json").is_file():
+        raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the lab its own --out")
+    if out.is_dir() and any((out / n).exists() for n in ("train.parquet", "test.parquet", "aclImdb")):
+        raise RunError(f"{out}: holds data (train.parquet, test.parquet or aclImdb); give the lab its own --out")
 
 
 @main.command("report")
