@@ -68,10 +68,15 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
         raise RunError(f"{path}: {e}") from None
 
 
+def _meta_data(run: "RunDir"):
+    """meta.json's record of the run's data (a dict, or a path string from older runs), None where absent."""
+    meta = read_json(run.path / "meta.json")
+    return meta.get("data") if isinstance(meta, dict) else None
+
+
 def run_data_path(run: "RunDir") -> str | None:
     """The data a run was trained on, to resume or evaluate it: its absolute path (None: the hub)."""
-    meta = read_json(run.path / "meta.json")
-    data = meta.get("data") if isinstance(meta, dict) else None
+    data = _meta_data(run)
     path = data.get("path") if isinstance(data, dict) else data if isinstance(data, str) else None
     if path is not None and not isinstance(path, str):
         raise RunError(f"{run.path / 'meta.json'}: data.path must be a string, got {path!r}")
@@ -82,8 +87,7 @@ def run_data_path(run: "RunDir") -> str | None:
 
 def run_fingerprint(run: "RunDir") -> str | None:
     """The fingerprint of the rows a run was trained on (meta.json), None where it records none."""
-    meta = read_json(run.path / "meta.json")
-    data = meta.get("data") if isinstance(meta, dict) else None
+    data = _meta_data(run)
     fp = data.get("fingerprint") if isinstance(data, dict) else None
     return fp if isinstance(fp, str) else None
 
