@@ -226,6 +226,8 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
     seed = out / "seed"
     summary = json.loads((seed / "summary.json").read_text())
     assert summary["epochs"] == lab.QUICK_SEED["epochs"] and len(summary["test_acc_by_seed"]) == 1
+    assert summary["train_reviews"] == len(load_imdb(tiny_data).train) < lab.QUICK_SEED["n_train"]  # all it had
+    assert f"{summary['train_reviews']:,} training reviews" in (out / "report.md").read_text()
     assert {r["metric"] for r in untimed_rows(seed / "results.csv")} >= {"test_acc", "train_loss"}
     assert (seed / "seed.png").read_bytes()[:8] == PNG_MAGIC and b"<svg" in (seed / "seed.svg").read_bytes()[:2000]
     record = runs.first_record
@@ -380,6 +382,29 @@ def test_a_lab_whose_parts_ran_on_other_seeds_is_flagged_and_kept_out_of_the_rea
     assert r.exit_code == 2 and "ran on seeds 5" in r.output and "old" in readme.read_text(), r.output
 
 
+def test_a_lab_whose_parts_ran_on_other_data_is_flagged_and_kept_out_of_the_readme(runs, tmp_path, tiny_data):
+    fp = load_imdb(tiny_data).fingerprint()
+    for part in ("seed/summary.json", "serial/verdict.json", "explain/picks.json", "lab.json"):
+        assert json.loads((runs.first_out / part).read_text())["data_fingerprint"] == fp, part
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.README_START}\nold\n{report.README_END}\n")
+    mixed = tmp_path / "mixed"  # serial/ rerun into this folder with another --data
+    shutil.copytree(runs.first_out, mixed, ignore=shutil.ignore_patterns("jobs"))
+    verdict = mixed / "serial" / "verdict.json"
+    verdict.write_text(verdict.read_text().replace(fp, "0" * 64))
+    r = CliRunner().invoke(main, ["report", str(mixed)])
+    assert r.exit_code == 0 and "warning: The parts of this lab ran on different data" in r.output, r.output
+    assert f"serial on data {'0' * 12}" in r.output and fp[:12] in r.output, r.output
+    assert "Warning: parts from different data" in (mixed / "report.md").read_text()
+    r = CliRunner().invoke(main, ["report", str(mixed), "--readme", str(readme)])
+    assert r.exit_code == 2 and "different data" in r.output and "old" in readme.read_text(), r.output
+    for f in mixed.rglob("*.json"):  # a lab made before parts recorded their data: nothing to compare, no warning
+        f.write_text(re.sub(r'"data_fingerprint": "[0-9a-f]+",\s*', "", f.read_text()))
+    assert "data_fingerprint" not in verdict.read_text()
+    r = CliRunner().invoke(main, ["report", str(mixed)])
+    assert r.exit_code == 0 and "different data" not in r.output, r.output
+
+
 def test_seeds_that_are_not_distinct_non_negative_integers_are_refused(tmp_path, tiny_data):
     for bad in ("3,x", "1,1", "-1", "", str(2**31), "1_0", "\uff13"):
         r = CliRunner().invoke(main, ["shortfall", "serial", "--quick", "--seeds", bad, "--data", str(tiny_data),
@@ -422,7 +447,7 @@ def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, ti
                                   "--markdown", str(md), "--device", "cpu"])
     assert r.exit_code == 2, (r.output, r.exception)
     (line,) = r.stderr.splitlines()
-    assert line == f"Error: cannot write {md}: a parent path is a file", line
+    assert line == f"Error: cannot write {md}: {md.parent} is a file, not a directory", line
     assert not (tmp_path / "lab").exists()
 
 

@@ -444,3 +444,13 @@ def test_more_validation_checks_than_steps_validate_after_every_step_at_once():
     assert validation_steps(7, 2**31 - 1) == set(range(1, 8)) == validation_steps(7, 7)
     assert time.perf_counter() - t < 1  # it looped 2^31 times before: minutes
     assert validation_steps(10, 3) == {4, 7, 10}
+
+
+def test_subsample_is_balanced_and_its_source_says_how_many_reviews_it_kept(tiny_data):
+    from rnnlab.prepare import subsample
+
+    ds = load_imdb(tiny_data)  # 240 train, 120 test
+    sub = subsample(ds, 100, 1000, seed=3)
+    assert len(sub.train) == 100 and sorted(np.bincount(sub.train.labels)) == [50, 50]
+    assert sub.test is ds.test and sub.source == f"{ds.source} (subset: 100 train / all test, seed 3)"
+    assert subsample(ds, 0, 0) is ds

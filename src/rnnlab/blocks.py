@@ -109,6 +109,7 @@ class Section:
     claim: str = ""
     mode: str = ""
     seeds: tuple | None = None  # the training seeds the part ran on, where it records them
+    data: str | None = None  # the fingerprint of the data the part ran on, where it records one
 
 
 # --- numbers in words ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import RunError, shorten, write_json, write_text
+from .io import RunError, file_in_the_way, shorten, write_json, write_text
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -43,8 +43,10 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
     from .train import resolve_device
 
     resolve_device(device)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out}: output path is a file, not a directory")
+    blocked = file_in_the_way(out)
+    if blocked is not None:
+        raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
+                       else f"{out}: {blocked} is a file, not a directory")
     log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")
     return load_imdb(data_arg)
 
@@ -86,14 +88,14 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     phases["jobs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     write_exercise(out / "seed", seed_jobs[0].args["cfg"], [r for j in seed_jobs for r in results[j.key]], mode,
-                   len(ds.train) if mode == "full" else QUICK_SEED["n_train"])
+                   _exercise_train_reviews(ds, seed_jobs[0].args["n_train"]), ds.fingerprint())
     verdicts = [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
                                data_arg=data_arg) for e in experiments]
     phases["experiments"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     explain_reviews(out / "explain", ds, out / "jobs", mode, device, log)
     phases["explain"] = time.perf_counter() - t0
-    record = {"mode": mode, "data": ds.source, "command": shlex.join(["rnnlab", *sys.argv[1:]]),
+    record = {"mode": mode, "data": ds.source, "data_fingerprint": ds.fingerprint(), "command": shlex.join(["rnnlab", *sys.argv[1:]]),
               "environment": env, "seeds": list(SEEDS[mode]), "workers": runner.workers,
               "threads_per_job": runner.threads,
               "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
@@ -125,6 +127,13 @@ def exercise_jobs(mode: str, device: str = "auto") -> list[Job]:
                 label=f"the notebook's exercise, seed {s}", cost=cfg.epochs * 70.0) for s in SEEDS[mode]]
 
 
+def _exercise_train_reviews(ds: Dataset, n_train: int) -> int:
+    """How many training reviews the exercise's jobs read: the subset exercise_job draws, not the number asked."""
+    from .prepare import subsample
+
+    return len(subsample(ds, n_train, 0).train)
+
+
 def exercise_job(ds: Dataset, cfg: dict, n_train: int, n_test: int) -> list[dict]:
     from .prepare import prepare, subsample
     from .train import train
@@ -141,7 +150,7 @@ def exercise_rows(metrics: list[dict], seed: int) -> list[dict]:
             for r in metrics for m in ("test_acc", "train_loss", "train_seconds", "grad_norm_max")]
 
 
-def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_reviews: int) -> None:
+def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_reviews: int, data_fingerprint: str) -> None:
     """OUT/seed/: results.csv (per seed and epoch), its learning-curve figure and summary.json, where
     `rnnlab report` reads the notebook's exercise (rows: exercise_rows of each seed's run)."""
     from .plots import exercise_figure, save_figure
@@ -154,6 +163,7 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
     last = max(r["epoch"] for r in rows)
     final = [r for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
     write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
+                                    "data_fingerprint": data_fingerprint,
                                     "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
                                     "test_acc_mean": float(np.mean([r["value"] for r in final]))})
 
@@ -190,7 +200,8 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         write_png(exps, d / p["files"]["png"])
         p["explanations"] = [e.to_dict() for e in exps]
         log(f"[lab] explain: {p['rule']}: test review {p['index']} ({p['n_tokens']} tokens)")
-    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "seed": SEEDS[mode][0], "picks": picks})
+    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "seed": SEEDS[mode][0],
+                                  "data_fingerprint": ds.fingerprint(), "picks": picks})
     kept = {f for p in picks for f in p.get("files", {}).values()}
     for old in (*d.glob("review-*.html"), *d.glob("review-*.png")):  # an earlier run's picks
         if old.name not in kept:

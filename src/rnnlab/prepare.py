@@ -77,5 +77,6 @@ def subsample(ds: Dataset, n_train: int, n_test: int, seed: int = 0) -> Dataset:
 
     if n_train <= 0 and n_test <= 0:
         return ds
-    return Dataset(pick(ds.train, n_train), pick(ds.test, n_test),
-                   f"{ds.source} (subset: {n_train or 'all'} train / {n_test or 'all'} test, seed {seed})")
+    train, test = pick(ds.train, n_train), pick(ds.test, n_test)
+    n = [len(s) if len(s) < len(whole) else "all" for s, whole in ((train, ds.train), (test, ds.test))]
+    return Dataset(train, test, f"{ds.source} (subset: {n[0]} train / {n[1]} test, seed {seed})")

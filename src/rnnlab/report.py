@@ -154,6 +154,7 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         return _not_there(sec, d / "verdict.json", err, lab, known)
     sec.outcome, sec.claim, sec.mode = v.get("outcome", ""), v.get("claim", ""), v.get("mode", "")
     sec.seeds = _as_seeds((v.get("settings") if isinstance(v.get("settings"), dict) else {}).get("seeds"))
+    sec.data = _as_fingerprint(v)
     if sec.mode == "quick":
         sec.blocks.append(Text(QUICK))
     try:
@@ -182,7 +183,7 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
     n = len(s["test_acc_by_seed"])
     sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of "
                            f"{n} seed{'s' if n != 1 else ''})"), s["mode"]
-    sec.seeds = _as_seeds(s.get("seeds"))
+    sec.seeds, sec.data = _as_seeds(s.get("seeds")), _as_fingerprint(s)
     if sec.mode == "quick":
         sec.blocks.append(Text(QUICK))
     sec.blocks += [Text("The notebook's recipe (preset notebook): embedding 100, vanilla tanh RNN with 128 hidden units "
@@ -193,6 +194,12 @@ def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
                                                                  else range(n), s["test_acc_by_seed"])])]
     sec.blocks += figure(lab / "seed" / "seed.png", "the notebook's exercise: learning curves")
     return sec
+
+
+def _as_fingerprint(record: dict) -> str | None:
+    """The data fingerprint a part recorded (labs before it was recorded: None)."""
+    fp = record.get("data_fingerprint")
+    return fp if isinstance(fp, str) and fp else None
 
 
 def _as_seeds(x) -> tuple | None:
@@ -222,7 +229,7 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
     if not isinstance(picks["models"], list) or not isinstance(picks["picks"], list):
         raise TypeError("models and picks must be lists")
     seed = picks.get("seed")
-    sec.seeds = (seed,) if type(seed) is int else None
+    sec.seeds, sec.data = (seed,) if type(seed) is int else None, _as_fingerprint(picks)
     sec.blocks.append(Text(f"Each review is read by the comparison's {', '.join(picks['models'])} (preset, "
                            f"{f'seed {seed}' if sec.seeds else 'first seed'}). "
                            "The running opinion is P(positive) had the review ended at that word; the attribution "
@@ -282,9 +289,33 @@ def collect(lab: Path, record: dict | None = None) -> list[Section]:
     sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS),
                 explain_section(lab, known)]
     sections += [lab_section(record)] if isinstance(record, dict) else []
+    warnings = []
+    mixed = mixed_data(sections, record)
+    if mixed:
+        warnings.append(Section("data", "Warning: parts from different data", [Text(mixed)], outcome="mixed data"))
     mixed = mixed_seeds(sections, record)
-    return sections if mixed is None else [Section("seeds", "Warning: parts from different seeds", [Text(mixed)],
-                                                   outcome="mixed seeds"), *sections]
+    if mixed:
+        warnings.append(Section("seeds", "Warning: parts from different seeds", [Text(mixed)], outcome="mixed seeds"))
+    return [*warnings, *sections]
+
+
+WARNINGS = ("data", "seeds")  # the ids of the sections collect puts first when a lab's parts disagree
+
+
+def mixed_data(sections: list[Section], record: dict | None) -> str | None:
+    """A sentence naming which parts ran on which data when their recorded data fingerprints differ (a part rerun
+    with another --data into the same lab folder)."""
+    parts = {s.id: s.data for s in sections if s.data is not None}
+    if isinstance(record, dict) and _as_fingerprint(record):
+        parts["lab.json"] = _as_fingerprint(record)
+    if len(set(parts.values())) <= 1:
+        return None
+    groups = {}
+    for name, fp in parts.items():
+        groups.setdefault(fp, []).append(name)
+    named = "; ".join(f"{', '.join(names)} on data {fp[:12]}" for fp, names in groups.items())
+    return (f"The parts of this lab ran on different data ({named}): some were rerun with another --data into this "
+            "folder. Their numbers cannot be compared; rerun the lab with one --data to make them agree.")
 
 
 def mixed_seeds(sections: list[Section], record: dict | None) -> str | None:
@@ -412,7 +443,7 @@ def writable(*paths: Path) -> None:
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            why = "a parent path is a file" if not parent.is_dir() else "permission denied or read-only"
+            why = f"{parent} is a file, not a directory" if not parent.is_dir() else "permission denied or read-only"
             raise ReportError(f"cannot write {p}: {why}")
 
 
@@ -432,7 +463,7 @@ def full_lab(lab: Path) -> None:
     from .experiments.common import SEEDS
 
     sections = collect(lab)
-    if sections[0].id == "seeds":
+    if sections[0].id in WARNINGS:
         raise ReportError(f"{lab}: {sections[0].blocks[0].text}")
     quick = [s.id for s in sections if s.mode == "quick"]
     if quick:
@@ -473,6 +504,9 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     not_the_labs_own(lab, out, markdown)
     inside = markdown.parent.resolve().is_relative_to(lab.resolve())
     assets = None if inside else markdown.parent / "figures"
+    if assets is not None and assets.exists() and not assets.is_dir():
+        raise ReportError(f"{assets}: a file where the Markdown's figures folder goes; move it, or write the "
+                          "Markdown elsewhere")
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown.parent.mkdir(parents=True, exist_ok=True)
 
@@ -506,4 +540,4 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
             "outcomes": {s.id: s.outcome for s in sections if s.id != "lab"},
             "missing": [s.id for s in sections if s.outcome == "missing"],
             "problems": [f"{s.id}: unreadable" for s in sections if s.outcome == "unreadable"]
-            + [s.blocks[0].text for s in sections if s.id == "seeds"]}
+            + [s.blocks[0].text for s in sections if s.id in WARNINGS]}

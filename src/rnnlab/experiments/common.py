@@ -172,7 +172,8 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     results = runner.run([job for _, job in tagged_jobs], ds, data_arg, Path(out_dir) / "jobs")
     rows = [{**tag, **r} for tag, job in tagged_jobs for r in results[job.key] if r["part"] in module.PARTS]
     judged = module.verdict(rows)
-    record = {"experiment": name, **rounded(judged), "mode": mode, "data": ds.source, "device": device,
+    record = {"experiment": name, **rounded(judged), "mode": mode, "data": ds.source,
+              "data_fingerprint": ds.fingerprint(), "device": device,
               "hardware": environment(), "threads_per_job": runner.threads, "workers": runner.workers,
               "jobs": len(tagged_jobs), "seconds": round(time.perf_counter() - started, 1),
               "command": command or shlex.join(["rnnlab", *sys.argv[1:]]),
