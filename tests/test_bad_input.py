@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from rnnlab.cli import main
 
-from conftest import make_reviews, write_acl_tarball, write_parquet_dir
+from conftest import make_reviews, write_acl_dir, write_acl_tarball, write_parquet_dir
 
 TINY = ["--preset", "seed", "--epochs", "1", "--hidden-dim", "8", "--embed-dim", "8", "--vocab-size", "50",
         "--device", "cpu"]
@@ -101,6 +101,34 @@ def _corrupt_parquet_dir(tmp: Path) -> Path:
     for name in ("train.parquet", "test.parquet"):
         _write(d / name, rng.bytes(4096))
     return d
+
+
+def _misnamed_acl_dir(tmp: Path) -> Path:
+    d = write_acl_dir(tmp / "acl", make_reviews(40, 1), make_reviews(20, 2))
+    _write(d / "test" / "neg" / "._0_2.txt", b"\x00\x05 a macOS companion file, not a review")  # skipped
+    _write(d / "test" / "neg" / "review-extra.txt", "a fine film")  # a review by its place: refused, not skipped
+    return d
+
+
+def _misnamed_acl_tarball(tmp: Path) -> Path:
+    import io
+    import tarfile
+
+    f = write_acl_tarball(tmp / "data" / "aclImdb_v1.tar.gz", make_reviews(40, 1), make_reviews(20, 2))
+    raw = io.BytesIO()
+    with tarfile.open(f, "r:gz") as src, tarfile.open(fileobj=raw, mode="w:gz") as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m))
+        info = tarfile.TarInfo("aclImdb/train/pos/extra.txt")
+        info.size = 4
+        dst.addfile(info, io.BytesIO(b"good"))
+    return _write(f, raw.getvalue())
+
+
+def _two_tarballs(tmp: Path) -> Path:
+    for name in ("aclImdb_v1.tar.gz", "aclImdb_v2.tar.gz"):
+        write_acl_tarball(tmp / "two" / name, make_reviews(40, 1), make_reviews(20, 2))
+    return tmp / "two"
 
 
 def _copy_run(run_dir: Path, tmp: Path) -> Path:
@@ -383,6 +411,24 @@ CASES = [
                                       lambda d: {**d, "itos": d["itos"] + [f"w{i}" for i in range(60)]}),
                  r"vocab\.json"),
     )],
+    # --- found by the third fault sweep: the message names what is really wrong --------------------
+    train_case("data-empty-path", lambda t, c: "", r"--data '': an empty path"),
+    Case("evaluate-data-empty-path", lambda t, c: (["evaluate", str(c.run), "--data", ""],
+                                                   r"--data '': an empty path", None)),
+    train_case("acl-dir-misnamed-review", lambda t, c: _misnamed_acl_dir(t), r"review-extra\.txt: not named <id>_<rating>\.txt"),
+    train_case("acl-tarball-misnamed-review", lambda t, c: _misnamed_acl_tarball(t),
+               r"aclImdb_v1\.tar\.gz: aclImdb/train/pos/extra\.txt: not named <id>_<rating>\.txt"),
+    train_case("two-acl-tarballs", lambda t, c: _two_tarballs(t),
+               r"holds 2 aclImdb tarballs \(aclImdb_v1\.tar\.gz, aclImdb_v2\.tar\.gz\)"),
+    Case("config-not-a-regular-file", lambda t, c: (["train", "--config", "/dev/null", "--show-config"],
+                                                    r"/dev/null: not a regular file", None)),
+    Case("config-yaml", lambda t, c: (["train", "--config", str(_write(t / "c.yaml", "epochs: 2\n")), "--show-config"],
+                                      r"c\.yaml: not JSON, and not named \.toml: a config is a TOML \(\.toml\) or JSON", None)),
+    run_case("evaluate-run-that-records-no-data", "evaluate", lambda r: (r / "meta.json").unlink(),
+             r"damaged-run: records no data it was trained on \(no meta\.json\); pass --data"),
+    Case("compare-out-under-a-file", lambda t, c: (
+        ["compare", "--quick", "--data", str(c.data), "--out", str(_write(t / "afile", "x") / "x")],
+        r"afile/x: .*afile is a file, not a directory", None)),
 ]
 
 

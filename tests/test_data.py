@@ -244,9 +244,11 @@ def test_env_var_used_without_a_path(monkeypatch, tmp_path, hub_sentinel):
     other = _other_data(tmp_path)
     monkeypatch.setenv("RNNLAB_DATA", str(other))
     assert resolve_data_path(None) == str(other)
-    for arg in (None, ""):
-        ds = load_imdb(arg)
-        assert len(ds.train) == 20 and ds.source == str(other)
+    ds = load_imdb(None)
+    assert len(ds.train) == 20 and ds.source == str(other)
+    for arg in ("", " "):  # given, but empty: refused, not taken for "not given" (it would read other data)
+        with pytest.raises(DataError, match="an empty path"):
+            load_imdb(arg)
     assert hub_sentinel[1] == []
 
 

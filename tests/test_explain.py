@@ -426,6 +426,8 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "data-missing": (["{run}", "--review", "1", "--data", "{tmp}/nowhere"], r"nowhere: no such file"),
     "html-is-a-dir": (["{run}", "--text", "good", "--html", "{tmp}"], r"--html .*: is a directory"),
     "png-in-missing-dir": (["{run}", "--text", "good", "--png", "{tmp}/a/b.png"], r"--png .*: no such directory"),
+    "png-under-a-file": (["{run}", "--text", "good", "--png", "{data}/train.parquet/b.png"],
+                         r"--png .*b\.png: .*train\.parquet is a file, not a directory"),
     "png-unknown-format": (["{run}", "--text", "good", "--png", "{tmp}/why.xyz"], r"--png .*why.xyz: not a figure file"),
     "png-without-suffix": (["{run}", "--text", "good", "--png", "{tmp}/why"], r"--png .*why: not a figure file"),
     "text-and-review": (["{run}", "--text", "good", "--review", "1"], r"not both"),

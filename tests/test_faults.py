@@ -595,3 +595,18 @@ def _worker(mode: str, data: str, *rest: str) -> None:
 
 if __name__ == "__main__":
     _worker(*sys.argv[1:])
+
+
+def test_an_unwritable_home_gives_matplotlib_a_temporary_config_folder_without_its_warnings(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
+    env["HOME"] = str(tmp_path / "afile" / "home")  # cannot be made, even by root
+    code = "import os, rnnlab.plots; print(os.environ['MPLCONFIGDIR'])"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # matplotlib said "mkdir -p failed" and more here
+    used = Path(r.stdout.strip())
+    assert used.name.startswith("matplotlib-") and not used.exists()  # removed at exit
+    env["HOME"] = str(tmp_path / "home")  # a writable HOME: matplotlib's own folder, nothing set
+    r = subprocess.run([sys.executable, "-c", "import os, rnnlab.plots; print(os.environ.get('MPLCONFIGDIR'))"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "None" and (tmp_path / "home" / ".config" / "matplotlib").is_dir()

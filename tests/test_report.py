@@ -484,7 +484,7 @@ def test_a_readme_that_cannot_be_updated_fails_before_anything_is_written(tmp_pa
     from rnnlab.report import ReportError, writable
 
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ReportError, match="a parent path is a file"):
+    with pytest.raises(ReportError, match="file is a file, not a directory"):
         writable(tmp_path / "file" / "report.md")
 
 

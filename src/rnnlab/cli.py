@@ -206,7 +206,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 if cfg.epochs < (done := run.completed_epochs()):
                     raise RunError(f"--epochs {cfg.epochs}: {resume} has completed {done} epochs already "
                                    f"(give at least {done}, or train a new run)")
-                data_path = data_path or run_data_path(run)
+                data_path = run_data_path(run) if data_path is None else data_path
             else:
                 if config_file and preset_given:
                     raise RunError("--preset and --config each give the starting configuration: give one "
@@ -372,7 +372,7 @@ def evaluate(run_dir, data_path, as_json, device):
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     try:
-        split = load_split(data_path or run_data_path(RunDir(run_dir)))
+        split = load_split(run_data_path(RunDir(run_dir)) if data_path is None else data_path)
     except (DataError, RunError) as e:
         _fail(e)
     rep = {**evaluate_split(cfg, vocab, model, split, dev), "data": split.source}

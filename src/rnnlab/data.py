@@ -73,7 +73,11 @@ class Dataset:
 
 
 def resolve_data_path(path: str | os.PathLike | None) -> str | None:
-    """--data PATH, else $RNNLAB_DATA, else None (meaning: the Hugging Face hub)."""
+    """--data PATH, else $RNNLAB_DATA, else None (meaning: the Hugging Face hub). An empty PATH is refused:
+    taken as "not given", it would silently read other data."""
+    if path is not None and not str(path).strip():
+        raise DataError(f"--data {str(path)!r}: an empty path; give a data path, or leave --data out to read "
+                        f"${ENV_VAR} or the hub")
     if path:
         return str(path)
     env = os.environ.get(ENV_VAR, "").strip()
@@ -126,6 +130,9 @@ def _load_dir(p: Path) -> Dataset:
     if acl.is_dir():
         return Dataset(_load_acl_split(acl, "train"), _load_acl_split(acl, "test"), str(acl))
     tars = sorted(p.glob("aclImdb*.tar.gz"))
+    if len(tars) > 1:
+        raise DataError(f"{p}: holds {len(tars)} aclImdb tarballs ({', '.join(t.name for t in tars)}); "
+                        "give one of them as --data")
     if tars:
         return _load_acl_tarball(tars[0])
     raise DataError(f"{p}: no train.parquet/test.parquet, aclImdb directory or aclImdb*.tar.gz here")
@@ -210,6 +217,14 @@ def _parse_int_label(v):
 
 
 _ACL_NAME = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_ACL_REVIEW = re.compile(r"(?:^|/)aclImdb/(?:train|test)/(?:pos|neg)/[^/.][^/]*\.txt$")  # any review-like name
+
+
+def _misnamed(name: str) -> str:
+    """A class folder's .txt file that is not named as aclImdb names its reviews: refused, not skipped (skipping
+    it would silently drop a review). Hidden files (macOS's ._ companions) are not reviews and are skipped."""
+    return (f"{name}: not named <id>_<rating>.txt as aclImdb's reviews are (rename it, or move it out of the "
+            "class folder)")
 
 
 def _load_acl_split(root: Path, split: str) -> Split:
@@ -224,7 +239,9 @@ def _load_acl_split(root: Path, split: str) -> Split:
         for fp in cdir.glob("*.txt"):
             m = re.match(r"(\d+)_(\d+)\.txt$", fp.name)
             if not m:
-                continue
+                if fp.name.startswith("."):
+                    continue
+                raise DataError(_misnamed(str(fp)))
             try:
                 text = fp.read_bytes().decode("utf-8")  # bytes as stored: keep \r\n like the tarball
             except UnicodeDecodeError:
@@ -242,6 +259,8 @@ def _load_acl_tarball(f: Path) -> Dataset:
                     continue
                 m = _ACL_NAME.search(member.name)
                 if not m:
+                    if _ACL_REVIEW.search(member.name):
+                        raise DataError(f"{f}: " + _misnamed(member.name))
                     continue
                 split, cls, rid = m.group(1), m.group(2), int(m.group(3))
                 raw = tar.extractfile(member).read()

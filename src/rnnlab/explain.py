@@ -55,7 +55,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, shorten
+from .io import RunError, file_in_the_way, shorten
 
 IG_STEPS = 50
 IG_STEPS_MAX = 1000  # Captum's Gauss-Legendre nodes solve an n x n eigenproblem: cubic time, in C that ignores Ctrl-C
@@ -554,7 +554,7 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         from .data import load_split
         from .runs import RunDir, run_data_path
 
-        split = load_split(data_path or run_data_path(RunDir(runs[0])), split_name)
+        split = load_split(run_data_path(RunDir(runs[0])) if data_path is None else data_path, split_name)
         if review >= len(split):
             raise ValueError(f"--review {review}: {split.source} has {len(split)} reviews (0..{len(split) - 1})")
         return split.texts[review], f"review {review} of {split.source}", int(split.labels[review])
@@ -587,7 +587,9 @@ def _check_out(path: Path | None, flag: str, run_dirs=()) -> None:
     if path.is_dir():
         raise ValueError(f"{flag} {path}: is a directory; give a file name")
     if not path.parent.is_dir():
-        raise ValueError(f"{flag} {path}: no such directory {path.parent}")
+        blocked = file_in_the_way(path.parent)
+        raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked
+                                               else f"no such directory {path.parent}"))
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
 

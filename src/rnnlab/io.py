@@ -45,6 +45,15 @@ def first_line(e: BaseException) -> str:
     return s[0][:200] if s else type(e).__name__
 
 
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The nearest of `path` and its parents that exists, if it is not a directory: a file where a folder
+    must be (None when that nearest one is a directory)."""
+    p = Path(path)
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        p = p.parent
+    return p if p.exists() and not p.is_dir() else None
+
+
 def shorten(s: str, n: int = 80) -> str:
     """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
     return s if len(s) <= n else s[:n - 3] + "..."
@@ -120,7 +129,7 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise RunError(f"{path}: {'a directory, not a file' if path.is_dir() else 'missing'}")
+        raise RunError(f"{path}: {'a directory, not a file' if path.is_dir() else 'not a regular file' if path.exists() else 'missing'}")
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is skipped
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -4,7 +4,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+
+def _writable_matplotlib_config() -> None:
+    """Where matplotlib's config folder cannot be made (a read-only HOME), give it a temporary one, as it would
+    itself, but without its two warning lines: rnnlab already warns once about its own unwritable cache."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    folder = os.path.join(base, "matplotlib")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if os.access(folder, os.W_OK | os.X_OK):
+            return
+    except OSError:
+        pass
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["MPLCONFIGDIR"] = tmp = tempfile.mkdtemp(prefix="matplotlib-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+
+
+_writable_matplotlib_config()
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

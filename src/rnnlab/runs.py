@@ -46,7 +46,12 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
     """A TrainConfig from a TOML or JSON file of its fields (a run's config.json works as it is)."""
     path = Path(path)
     if path.suffix.lower() != ".toml":
-        d = read_json(path)
+        try:
+            d = read_json(path)
+        except RunError as e:
+            if path.suffix.lower() == ".json" or "malformed JSON" not in str(e):
+                raise
+            raise RunError(f"{path}: not JSON, and not named .toml: a config is a TOML (.toml) or JSON file") from None
     else:
         import tomllib
 
@@ -76,6 +81,8 @@ def _meta_data(run: "RunDir"):
 
 def run_data_path(run: "RunDir") -> str | None:
     """The data a run was trained on, to resume or evaluate it: its absolute path (None: the hub)."""
+    if not (run.path / "meta.json").exists():  # e.g. a lab job's kept model: the lab records the data, not the job
+        raise RunError(f"{run.path}: records no data it was trained on (no meta.json); pass --data")
     data = _meta_data(run)
     path = data.get("path") if isinstance(data, dict) else data if isinstance(data, str) else None
     if path is not None and not isinstance(path, str):
