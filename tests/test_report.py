@@ -540,6 +540,19 @@ def test_markdown_outside_the_lab_gets_its_figures_copied(tmp_path):
     assert (docs / "report.html").is_file() and not (lab / "report.html").exists()
 
 
+def test_a_file_where_the_markdowns_figures_folder_goes_is_named_before_anything_is_written(tmp_path):
+    lab = make_lab(tmp_path / "results" / "lab")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "figures").write_text("mine")
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(docs / "report.html"),
+                                  "--markdown", str(docs / "RESULTS.md")])
+    assert r.exit_code == 2 and r.stderr.splitlines() == [
+        f"Error: {docs / 'figures'}: a file where the Markdown's figures folder goes; move it, or write the "
+        "Markdown elsewhere"], r.output  # was: "d/figures: File exists"
+    assert sorted(p.name for p in docs.iterdir()) == ["figures"] and (docs / "figures").read_text() == "mine"
+
+
 def _render(lab: Path, markdown: Path, tz: str) -> bytes:
     env = {**os.environ, "TZ": tz, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-m", "rnnlab.cli", "report", str(lab), "--markdown", str(markdown)],
