@@ -518,3 +518,29 @@ def test_a_float_or_text_label_says_what_it_is(tmp_path):
         pq.write_table(pa.table({"text": ["good", "bad"], "label": labels}), f)
         with pytest.raises(DataError, match=rf"row 0: label .*1.* \(a {kind}\) is not the integer 0 or 1"):
             load_split(f)
+
+
+def test_a_split_of_one_class_is_read_for_evaluation_from_parquet_as_from_csv(tmp_path):
+    import pandas as pd
+
+    texts, labels = make_reviews(20, seed=4)
+    neg = [t for t, y in zip(texts, labels) if y == 0]
+    d = tmp_path / "neg"
+    d.mkdir()
+    pd.DataFrame({"text": neg, "label": [0] * len(neg)}).to_parquet(d / "test.parquet")
+    pd.DataFrame({"text": neg, "label": [0] * len(neg)}).to_csv(tmp_path / "neg.csv", index=False)
+    for path in (d / "test.parquet", d, tmp_path / "neg.csv"):  # the file itself, a dir's test.parquet, a CSV
+        split = load_split(path)
+        assert split.texts == neg and set(split.labels.tolist()) == {0}, path
+    with pytest.raises(DataError, match="one class"):  # training still needs both
+        load_imdb(write_parquet_dir(tmp_path / "train-neg", (neg, [0] * len(neg)), (neg, [0] * len(neg))))
+
+
+def test_an_aclimdb_folder_gives_one_split_without_reading_the_other(tmp_path):
+    train, test = make_reviews(40, seed=1), make_reviews(20, seed=2)
+    acl = write_acl_dir(tmp_path / "d", train, test)
+    (acl / "train" / "pos" / "notes.txt").write_text("not a review")  # a misnamed file in the split not read
+    for path in (acl, acl.parent):
+        assert load_split(path, "test").texts == load_split(write_parquet_dir(tmp_path / "pq", train, test), "test").texts
+    with pytest.raises(DataError, match=r"notes\.txt: not named <id>_<rating>\.txt"):
+        load_split(acl, "train")

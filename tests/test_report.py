@@ -646,3 +646,19 @@ def test_report_renders_in_headless_chromium(lab, tmp_path, width):
         grey = im.convert("L")
         dark = sum(grey.histogram()[:128]) / (grey.size[0] * grey.size[1])
     assert 0.005 < dark < 0.5, dark  # text and figures drawn, not a blank (or black) page
+
+
+def test_the_readme_says_when_another_part_decided_a_claim_and_what_an_interval_is_over(lab):
+    v = json.loads((lab / "serial" / "verdict.json").read_text())
+    v["outcome"] = "inconclusive"  # its effect alone holds (0.0123 [0.0023, 0.0223] > 0): a sub-question decided
+    v["effect"]["interval"] = "95% Student t interval of the mean over the repeats of one timing run"
+    v["effect"]["n"] = 7
+    (lab / "serial" / "verdict.json").write_text(json.dumps(v))
+    readme = _readme(lab.parent)
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    row = next(line for line in readme.read_text().splitlines() if line.startswith(f"| {EXPERIMENTS['serial'].title} |"))
+    assert ("| inconclusive (effect shown: holds; another part: inconclusive) | 0.0123 [0.0023, "
+            "0.0223] over 7 repeats of one timing run | > 0 |") in row, row
+    others = [line for line in readme.read_text().splitlines() if line.startswith("| ") and "serial" not in line]
+    assert not any("another part" in line or " over " in line for line in others if "| holds |" in line), others

@@ -107,12 +107,16 @@ def load_split(path: str | os.PathLike | None = None, name: str = "test") -> Spl
     directory's NAME.parquet (the other split's file is not needed), else split NAME of the dataset."""
     resolved = resolve_data_path(path)
     p = Path(resolved) if resolved is not None else None
+    # reviews of one class are a fine evaluation set, in any form
     if p is not None and p.is_file() and p.suffix.lower() == ".csv":
-        return load_csv(p, both_classes=False)  # reviews of one class are a fine evaluation set
+        return load_csv(p, both_classes=False)
     if p is not None and p.is_file() and p.suffix.lower() == ".parquet":
-        return load_parquet(p)
+        return load_parquet(p, both_classes=False)
     if p is not None and p.is_dir() and (p / f"{name}.parquet").is_file():
-        return load_parquet(p / f"{name}.parquet")
+        return load_parquet(p / f"{name}.parquet", both_classes=False)
+    acl = None if p is None or not p.is_dir() else p if (p / name).is_dir() else p / "aclImdb"
+    if acl is not None and (acl / name).is_dir() and not (p / "train.parquet").exists():
+        return _load_acl_split(acl, name)  # the other split is not read (nor refused)
     ds = load_imdb(resolved)
     return ds.test if name == "test" else ds.train
 
@@ -138,7 +142,7 @@ def _load_dir(p: Path) -> Dataset:
     raise DataError(f"{p}: no train.parquet/test.parquet, aclImdb directory or aclImdb*.tar.gz here")
 
 
-def load_parquet(f: str | os.PathLike) -> Split:
+def load_parquet(f: str | os.PathLike, both_classes: bool = True) -> Split:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -155,7 +159,7 @@ def load_parquet(f: str | os.PathLike) -> Split:
     except UnicodeDecodeError:  # arrow strings are UTF-8 unless written unvalidated: find the row
         raise DataError(f"{f}: row {_first_non_utf8(table.column('text'))}: text is not UTF-8") from None
     labels = table.column("label").to_pylist()
-    return _validated(texts, labels, str(f))
+    return _validated(texts, labels, str(f), both_classes)
 
 
 def _first_non_utf8(column) -> int:

@@ -628,7 +628,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     are the review.
 
     The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
-    Transformer against 0.3 s through a vanilla RNN on an earlier 2-core AMD VM (benchmarks/results/explain*.json).
+    Transformer against 0.6 s through a vanilla RNN on 2-core AMD VMs (benchmarks/results/explain*.json).
     """
     from .cli import InputError  # here, not above: cli imports this module
 

@@ -396,9 +396,10 @@ def readme_block(sections: list[Section], lab: Path) -> str:
             continue
         try:
             est, ci, thr, _ = effect_cells(v.get("effect") or {})
+            cells = [_readme_outcome(v), f"{est} {ci}{_over(v['effect'])}"]
         except (AttributeError, TypeError, KeyError, ValueError):
             continue
-        rows.append([EXPERIMENTS[s.id].title, v["claim"], v["outcome"], f"{est} {ci}", thr])
+        rows.append([EXPERIMENTS[s.id].title, v["claim"], *cells, thr])
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = next((t for t in [_table(lab)] if t), None)
     try:
@@ -411,6 +412,24 @@ def readme_block(sections: list[Section], lab: Path) -> str:
         head = f"test accuracy{f' ({int(n):,} reviews)' if n else ''}, mean [95% interval over seeds]"
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
     return "\n\n".join(out)
+
+
+def _readme_outcome(v: dict) -> str:
+    """The claim's outcome, and where the effect shown beside it would alone decide otherwise, that another part
+    of the claim (a sub-question it also requires) decided it."""
+    from .experiments.stats import UNDECIDED, outcome
+
+    e = v["effect"]
+    lo, hi = _bounds(e)
+    alone = UNDECIDED if e.get("undecided") else outcome(float(lo), float(hi), float(e["threshold"]), e["direction"])
+    return v["outcome"] if alone == v["outcome"] else f"{v['outcome']} (effect shown: {alone}; another part: {v['outcome']})"
+
+
+def _over(e: dict) -> str:
+    """' over 7 repeats of one timing run' where the effect's interval is not over training seeds (the table's
+    heading says seeds), else ''."""
+    what = str(e.get("interval", "")).partition(" over ")[2].split(" (")[0].removeprefix("the ")
+    return f" over {e.get('n')} {what}" if what and not what.startswith("seeds") else ""
 
 
 def _table(lab: Path) -> list[dict] | None:
