@@ -131,6 +131,24 @@ def _two_tarballs(tmp: Path) -> Path:
     return tmp / "two"
 
 
+def _loop(p: Path) -> Path:
+    p.unlink(missing_ok=True)
+    p.symlink_to(p.name)  # a link to itself
+    return p
+
+
+def _fifo(p: Path) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(p)
+    return p
+
+
+def _acl_dir_with_a_fifo(tmp: Path) -> Path:
+    d = write_acl_dir(tmp / "acl", make_reviews(40, 1), make_reviews(20, 2))
+    _fifo(d / "test" / "pos" / "99_9.txt")  # reading it would wait for a writer for ever
+    return d
+
+
 def _copy_run(run_dir: Path, tmp: Path) -> Path:
     dst = tmp / "damaged-run"
     shutil.copytree(run_dir, dst)
@@ -429,6 +447,18 @@ CASES = [
     Case("compare-out-under-a-file", lambda t, c: (
         ["compare", "--quick", "--data", str(c.data), "--out", str(_write(t / "afile", "x") / "x")],
         r"afile/x: .*afile is a file, not a directory", None)),
+    # --- found by the fourth fault sweep ----------------------------------------------------------
+    train_case("data-is-a-fifo", lambda t, c: _fifo(t / "fifo"), r"fifo: not a regular file or a directory"),
+    train_case("acl-review-is-a-fifo", lambda t, c: _acl_dir_with_a_fifo(t), r"99_9\.txt: not a regular file"),
+    train_case("acl-tarball-is-a-fifo", lambda t, c: _fifo(t / "d" / "aclImdb_v1.tar.gz").parent,
+               r"aclImdb_v1\.tar\.gz: not a regular file"),
+    train_case("data-looks-like-a-hub-name", lambda t, c: "stanfordnlp/imdb",
+               r"no such file or directory \(--data takes a local path"),
+    Case("explain-html-is-a-symlink-loop", lambda t, c: (
+        ["explain", str(c.run), "great", "--html", str(_loop(t / "loop.html"))], r"loop\.html.*a symbolic link loop", None)),
+    Case("resume-checkpoint-is-a-symlink-loop", lambda t, c: (
+        ["train", "--resume", str(_loop(_copy_run(c.run, t) / "checkpoint.json").parent), "--epochs", "2"],
+        r"checkpoint\.json: a symbolic link to nothing \(or a loop\)", None)),
 ]
 
 
@@ -614,7 +644,31 @@ def test_evaluate_with_a_data_path_that_is_not_a_string_is_one_line(run_dir, tmp
     run = _copy_run(run_dir, tmp_path)
     _edit_json(run / "meta.json", lambda d: {**d, "data": {**d["data"], "path": 5}})
     res = CliRunner().invoke(main, ["evaluate", str(run)])
-    assert_one_line_error(res.output, res.stdout, res.exit_code, r"data.path must be a string")
+    assert_one_line_error(res.output, res.stdout, res.exit_code, r"data.path must be a path, got 5")
+
+
+META_DAMAGE = {  # found by a fault sweep: each was read as "trained on the hub" (offline a hub error, online other data)
+    "meta a list": (lambda d: [], "evaluate", r"meta\.json: not what rnnlab writes \(no data record\); pass --data"),
+    "data a number": (lambda d: {**d, "data": 5}, "evaluate", r"meta\.json: not what rnnlab writes"),
+    "data path empty": (lambda d: {**d, "data": {**d["data"], "path": ""}}, "evaluate", r"data\.path must be a path, got ''"),
+    "a subset without a path": (lambda d: {**d, "data": {**d["data"], "path": None, "source": "x (subset: 9 train)"}},
+                                "evaluate", r"trained on x \(subset: 9 train\), which it cannot load again by itself; pass --data"),
+    "fingerprint a number": (lambda d: {**d, "data": {**d["data"], "fingerprint": 5}}, "resume",
+                             r"data\.fingerprint must be a sha256, got 5"),
+}
+
+
+@pytest.mark.parametrize("damage", list(META_DAMAGE))
+def test_a_malformed_data_record_is_one_line_not_the_hub(run_dir, tmp_path, damage, monkeypatch):
+    import rnnlab.data as data_mod
+
+    monkeypatch.setattr(data_mod, "_load_hub", lambda: pytest.fail("went to the hub"))
+    edit, command, needle = META_DAMAGE[damage]
+    run = _copy_run(run_dir, tmp_path)
+    _edit_json(run / "meta.json", edit)
+    argv = ["evaluate", str(run)] if command == "evaluate" else ["train", "--resume", str(run), "--epochs", "9"]
+    res = CliRunner().invoke(main, argv)
+    assert_one_line_error(res.output, res.stdout, res.exit_code, needle)
 
 
 def test_sigterm_before_training_is_exit_130_and_leaves_no_run(tmp_path, tiny_parquet):

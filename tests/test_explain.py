@@ -8,6 +8,7 @@ anywhere), the PNG, bad input, and the reviews `pick_reviews` chooses. Tiny runs
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import json
@@ -492,3 +493,21 @@ def test_pick_reviews(runs, data):
     assert picks[1]["index"] is not None  # the tiny test set has short reviews
     found = [p["index"] for p in picks if p["index"] is not None]
     assert len(found) == len(set(found))  # no review picked twice
+
+
+@pytest.mark.parametrize("term,coloured", [("xterm-256color", True), ("dumb", False)])
+def test_the_terminal_view_is_coloured_only_on_a_terminal_that_shows_colour(runs, term, coloured):
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": term}
+    p = subprocess.run([sys.executable, "-m", "rnnlab", "explain", str(runs["rnn"]), "a", "great", "film"],
+                       stdout=follower, stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(follower)
+    out = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed and read dry
+        while chunk := os.read(leader, 65536):
+            out += chunk
+    os.close(leader)
+    assert p.returncode == 0, p.stderr
+    assert (b"\x1b[" in out) == coloured and b"great" in out, out[:300]

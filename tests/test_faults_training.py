@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import subprocess
+import signal
 import sys
 
 import pytest
@@ -188,3 +189,41 @@ def test_read_only_out_and_out_that_is_a_file(tmp_path, tiny_data, monkeypatch):
     finally:
         if mounted:
             subprocess.run(["umount", str(ro)])
+
+
+def test_a_run_killed_while_its_directory_is_made_leaves_nothing_in_the_way(tmp_path, tiny_data):
+    """SIGKILL between vocab.json and config.json (meta.json runs git) left a directory that could neither be
+    resumed ("config.json: missing") nor trained into ("not empty"): now the directory appears whole or not at all."""
+    out = tmp_path / "runs" / "r"
+    code = (
+        "import os, signal, sys\n"
+        "import rnnlab.runs as runs\n"
+        "runs.environment = lambda: os.kill(os.getpid(), signal.SIGKILL)\n"  # killed while meta.json is made
+        "from rnnlab.cli import main\n"
+        f"main(['train', '--preset', 'rnn', '--epochs', '1', '--data', {str(tiny_data)!r}, '--out', {str(out)!r}])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert not out.exists()
+    assert [p.name for p in out.parent.iterdir()] and all(p.name.startswith(".r.") for p in out.parent.iterdir())
+    res = CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "32", "--data",
+                                    str(tiny_data), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "config.json").is_file() and (out / "checkpoint.json").is_file()
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~io_mod.UMASK)
+
+
+def test_a_signal_during_the_final_test_says_every_epoch_is_kept_and_resume_finishes(tmp_path, tiny_data, monkeypatch):
+    out = tmp_path / "run"
+    finish = train_mod._finish
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt("SIGTERM")  # what the handler raises while the test split is scored
+
+    monkeypatch.setattr(train_mod, "_finish", interrupted)
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *ARGS])
+    assert res.exit_code == 130, res.output
+    assert res.stderr.splitlines()[-1] == (f"interrupted (SIGTERM in the final test); completed epochs are saved. "
+                                           f"Continue with: rnnlab train --resume {out}"), res.output  # was: "nothing
+    monkeypatch.setattr(train_mod, "_finish", finish)  # past the last completed step was saved", no --resume
+    res = CliRunner().invoke(main, ["train", "--resume", str(out)])
+    assert res.exit_code == 0 and json.loads(res.stdout)["epochs"] == 3, res.output

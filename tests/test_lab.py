@@ -498,3 +498,33 @@ def test_the_environment_is_recorded_before_the_lab_writes_anything(tmp_path, ti
     monkeypatch.setattr(lab.Runner, "run", run)
     with pytest.raises(Recorded):
         lab.run_lab(load_imdb(tiny_data), out, quick=True, device="cpu", log=lambda *a: None)
+
+
+def test_a_lab_into_a_folder_it_cannot_write_is_refused_before_any_job_trains(tmp_path, tiny_data, monkeypatch):
+    out = tmp_path / "lab"
+    (out / "jobs").mkdir(parents=True)
+    real = os.access
+    monkeypatch.setattr(lab.os, "access", lambda p, mode: Path(p) != out / "jobs" and real(p, mode))  # read-only
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert r.stderr.splitlines()[-1] == f"Error: cannot write {out / 'jobs'}: permission denied or read-only", r.output
+    assert "[jobs]" not in r.output and list((out / "jobs").iterdir()) == []  # it trained a job first, then failed
+
+
+def test_a_second_lab_into_a_held_out_fails_at_once_and_a_killed_labs_leftovers_are_deleted(tmp_path, tiny_data):
+    from rnnlab.io import exclusive
+
+    out = tmp_path / "lab"
+    (out / "explain").mkdir(parents=True)
+    leftover = out / "explain" / ".picks.json.abc123.tmp"  # a write a SIGKILL cut short
+    leftover.write_bytes(b"x" * 1000)
+    with exclusive(out, "held"):  # another lab writing here
+        r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1] == (
+        f"Error: {out}: another rnnlab lab, shortfall or compare is writing here; wait for it or stop it"), r.output
+    assert leftover.exists() and not (out / "jobs").exists()  # nothing touched while the other one holds it
+    (tmp_path / ".elsewhere.tmp").write_text("not the lab's")
+    r = CliRunner().invoke(main, ["shortfall", "serial", "--quick", "--data", str(tiny_data), "--out", str(out),
+                                  "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert not leftover.exists() and (tmp_path / ".elsewhere.tmp").exists()

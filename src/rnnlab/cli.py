@@ -139,6 +139,9 @@ class Main(click.Group):
             _log("interrupted; nothing past the last completed step was saved")
             sys.exit(130)
         except (MemoryError, RuntimeError) as e:  # torch's CPU allocator fails with a RuntimeError
+            if isinstance(e, RuntimeError) and str(e).startswith("Symlink loop from"):  # pathlib's, before 3.13
+                _log(f"Error: {shorten(str(e).removeprefix('Symlink loop from ').strip(chr(39)))}: a symbolic link loop")
+                sys.exit(2)
             if isinstance(e, RuntimeError) and not _out_of_memory(e):
                 raise
             _log("error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
@@ -256,9 +259,11 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
              f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
         try:
             trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
-        except Interrupted as e:
+        except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: after the epochs (the final test)
             if resume is None:
                 run.discard_if_empty()
+            if isinstance(e, KeyboardInterrupt):
+                e = f"{e or 'SIGINT'} in the final test"
             if run.path.exists():
                 _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
             else:
@@ -489,11 +494,11 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
     """Run the named experiments into OUT/<name>/; one JSON verdict line per experiment."""
     from .experiments import EXPERIMENTS
     from .experiments.common import seeds_used
-    from .lab import load_data, run_experiments
+    from .lab import held, load_data, run_experiments
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
         ds = load_data(out, data_path, device, _log)
-        with _runner(jobs, threads, ray_address, _log) as runner:
+        with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
                                        runner=runner, log=_log, data_arg=data_path)
     for v in verdicts:
@@ -529,7 +534,7 @@ def compare(out, **opts):
 def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, device):
     """The whole lab: the notebook's exercise, four shortfalls, the comparison, the report. Rerun to resume."""
     from .experiments.common import seeds_used
-    from .lab import load_data, run_lab
+    from .lab import held, load_data, run_lab
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
         _not_a_run_or_data(out)
@@ -543,7 +548,7 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
             if markdown.resolve() == (out / "report.html").resolve():
                 raise RunError(f"{markdown}: the lab writes its HTML report there; give --markdown another file")
         ds = load_data(out, data_path, device, _log)
-        with _runner(jobs, threads, ray_address, _log) as runner:
+        with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,
                              markdown=markdown)
     click.echo(json.dumps(result))

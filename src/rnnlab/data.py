@@ -91,7 +91,11 @@ def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
         return _load_hub()
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{p}: no such file or directory")
+        hub = re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith(".")
+        raise DataError(f"{p}: no such file or directory" + (
+            f" (--data takes a local path; without --data or ${ENV_VAR}, {HUB_NAME} is read from the hub)" if hub else ""))
+    if not p.is_file() and not p.is_dir():  # a FIFO or a device: reading it could block for ever
+        raise DataError(f"{p}: not a regular file or a directory")
     if p.is_file():
         if _is_tarball(p):
             return _load_acl_tarball(p)
@@ -134,6 +138,9 @@ def _load_dir(p: Path) -> Dataset:
     if acl.is_dir():
         return Dataset(_load_acl_split(acl, "train"), _load_acl_split(acl, "test"), str(acl))
     tars = sorted(p.glob("aclImdb*.tar.gz"))
+    for t in tars:
+        if not t.is_file():
+            raise DataError(f"{t}: not a regular file")
     if len(tars) > 1:
         raise DataError(f"{p}: holds {len(tars)} aclImdb tarballs ({', '.join(t.name for t in tars)}); "
                         "give one of them as --data")
@@ -246,6 +253,8 @@ def _load_acl_split(root: Path, split: str) -> Split:
                 if fp.name.startswith("."):
                     continue
                 raise DataError(_misnamed(str(fp)))
+            if not fp.is_file():  # a directory, a link to nothing, a FIFO (its read would block)
+                raise DataError(f"{fp}: not a regular file")
             try:
                 text = fp.read_bytes().decode("utf-8")  # bytes as stored: keep \r\n like the tarball
             except UnicodeDecodeError:

@@ -678,7 +678,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         click.echo(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
             {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
         return
-    colour = not plain and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+    colour = (not plain and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+              and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text
     click.echo(render_terminal(exps, colour), nl=False)
 
 

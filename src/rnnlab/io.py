@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -45,6 +46,35 @@ def first_line(e: BaseException) -> str:
     return s[0][:200] if s else type(e).__name__
 
 
+@contextlib.contextmanager
+def exclusive(folder: Path, busy: str) -> Iterator[None]:
+    """Hold `folder` for this process: an advisory lock on it, released however the process ends. RunError
+    "FOLDER: BUSY" at once if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"{folder}: {busy}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(*folders: Path) -> None:
+    """Delete the temporary files of writes cut short by a kill in `folders` (never read; as large as a model).
+    Only in folders this process holds (exclusive): another process's writes in progress look the same."""
+    for folder in folders:
+        for f in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
+
+
 def file_in_the_way(path: str | os.PathLike) -> Path | None:
     """The nearest of `path` and its parents that exists, if it is not a directory: a file where a folder
     must be (None when that nearest one is a directory)."""
@@ -66,8 +96,8 @@ def _raise_if_refused(path: Path, e: BaseException, tmp: str | None = None) -> N
         raise StorageError(f"cannot write {path}: {fault(e)}") from None
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)
+os.umask(UMASK)
 
 
 @contextlib.contextmanager
@@ -78,7 +108,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (a rename would replace it with a regular file)."""
     path = Path(path)
     if path.is_symlink():
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except RuntimeError:  # a loop (OSError ELOOP from Python 3.13)
+            raise StorageError(f"cannot write {path}: a symbolic link loop") from None
+        except OSError as e:
+            raise StorageError(f"cannot write {path}: {fault(e)}") from None
     if path.exists() and not path.is_file() and not path.is_dir():
         raise StorageError(f"cannot write {path}: not a regular file")
     try:
@@ -88,7 +123,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; give it a normal file's mode
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):  # gone already, or the file system refuses even this
@@ -107,23 +142,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def _clean(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
     """JSON has no NaN/inf: write them as null."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
     if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
+        return {k: jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
+        return [jsonable(v) for v in o]
     return o
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(_clean(obj), indent=2) + "\n")
+    write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(_clean(r)) + "\n" for r in rows))
+    write_text(path, "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import RunError, first_line, read_json, shorten, write_bytes, write_json
+from .io import RunError, first_line, jsonable, read_json, shorten, write_bytes, write_json
 
 
 class JobError(RunError):
@@ -175,6 +175,7 @@ class Runner:
                 write_bytes(store / job.key / name, blob)
             write_json(store / f"{job.key}.json", {"fn": job.fn, "args": job.args, "data": fingerprint,
                                                    "label": job.label, "rows": rows,
+                                                   "rows_sha256": rows_digest(json.loads(json.dumps(jsonable(rows)))),
                                                    "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
                                                    "seconds": round(seconds, 1), "threads": self.threads})
             results[job.key] = rows
@@ -256,16 +257,31 @@ class Runner:
             raise
 
 
+def rows_digest(rows: list) -> str:
+    """sha256 of a job's rows as its record stores them (JSON, keys sorted)."""
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+
+def _rows_intact(d: dict) -> bool:
+    """The record's rows are what the job returned: their recorded sha256 where there is one (records made before
+    it: each row at least an object with a part and a numeric or missing value)."""
+    rows = d["rows"]
+    if "rows_sha256" in d:
+        return d["rows_sha256"] == rows_digest(rows)
+    return all(isinstance(r, dict) and isinstance(r.get("part"), str)
+               and (r.get("value") is None or type(r.get("value")) in (int, float)) for r in rows)
+
+
 def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
-    """A finished job's rows, or None when missing, unreadable, made by another job or on other data, or when one of
-    its files is missing or not the bytes it wrote (a damaged file: the job runs again)."""
+    """A finished job's rows, or None when missing, unreadable, made by another job or on other data, or when its
+    rows or one of its files are not what it wrote (a damaged record or file: the job runs again)."""
     if not path.exists():
         return None
     try:
         d = read_json(path)
     except RunError:
         return None
-    if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and d.get("fn") == job.fn
+    if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and _rows_intact(d) and d.get("fn") == job.fn
             and d.get("data") == fingerprint and _files_intact(path.parent / job.key, d.get("files", {}))
             and json.dumps(d.get("args"), sort_keys=True) == json.dumps(job.args, sort_keys=True, default=str)):
         return None

@@ -14,6 +14,7 @@ seed baseline's epoch time on this machine (../shared/bench/seed_baseline.py, fo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -29,7 +30,7 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import RunError, file_in_the_way, shorten, write_json, write_text
+from .io import RunError, exclusive, file_in_the_way, remove_leftovers, shorten, write_json, write_text
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -47,8 +48,27 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
     if blocked is not None:
         raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
                        else f"{out}: {blocked} is a file, not a directory")
+    for d in (out / "jobs", out, *out.parents):  # before any job trains: a read-only --out fails now, not after it
+        if d.exists():
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise RunError(f"cannot write {d}: permission denied or read-only")
+            if d != out / "jobs":
+                break
     log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")
     return load_imdb(data_arg)
+
+
+@contextlib.contextmanager
+def held(out: Path):
+    """OUT made and held by this process while a lab (or shortfall, compare) writes it: a second one into the same
+    OUT fails at once instead of running every job again beside it; writes a killed run left half-done are
+    deleted (they are never read)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, "another rnnlab lab, shortfall or compare is writing here; wait for it or stop it"):
+        jobs = out / "jobs"  # only the folders the lab writes: --out may be a folder of the user's own
+        remove_leftovers(out, jobs, *(d for d in jobs.glob("*") if d.is_dir() and not d.is_symlink()),
+                         *(out / n for n in ("seed", "explain", *EXPERIMENTS)))
+        yield
 
 
 def run_experiments(experiments, ds: Dataset, out: Path, quick: bool = False, device: str = "auto",

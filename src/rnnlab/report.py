@@ -116,6 +116,8 @@ def figure(png: Path, alt: str) -> list:
 
     if not png.exists():
         return []
+    if not png.is_file() and not png.is_dir():  # a FIFO: its read would block for ever
+        return [Text(f"Figure not shown: {png}: not a regular file", note=True)]
     try:
         with Image.open(png) as im:
             if im.format != "PNG":

@@ -19,16 +19,18 @@ import contextlib
 import math
 import os
 import platform
+import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (RunError, StorageError, fault, load_tensors, read_json, read_jsonl, save_tensors, shorten,
-                 write_json, write_jsonl)
+from .io import (UMASK, RunError, StorageError, exclusive, fault, load_tensors, read_json, read_jsonl,
+                 remove_leftovers, save_tensors, shorten, write_json, write_jsonl)
 
 RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
                        "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
@@ -74,29 +76,42 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
 
 
 def _meta_data(run: "RunDir"):
-    """meta.json's record of the run's data (a dict, or a path string from older runs), None where absent."""
-    meta = read_json(run.path / "meta.json")
-    return meta.get("data") if isinstance(meta, dict) else None
+    """meta.json's record of the run's data: a dict (or a path string from older runs); RunError if it is neither."""
+    f = run.path / "meta.json"
+    meta = read_json(f)
+    data = meta.get("data") if isinstance(meta, dict) else None
+    if not isinstance(data, (dict, str)):
+        raise RunError(f"{f}: not what rnnlab writes (no data record); pass --data")
+    return data
 
 
 def run_data_path(run: "RunDir") -> str | None:
     """The data a run was trained on, to resume or evaluate it: its absolute path (None: the hub)."""
-    if not (run.path / "meta.json").exists():  # e.g. a lab job's kept model: the lab records the data, not the job
+    f = run.path / "meta.json"
+    if not f.exists():  # e.g. a lab job's kept model: the lab records the data, not the job
         raise RunError(f"{run.path}: records no data it was trained on (no meta.json); pass --data")
     data = _meta_data(run)
-    path = data.get("path") if isinstance(data, dict) else data if isinstance(data, str) else None
-    if path is not None and not isinstance(path, str):
-        raise RunError(f"{run.path / 'meta.json'}: data.path must be a string, got {path!r}")
-    if path and not Path(path).exists():
+    path = data if isinstance(data, str) else data.get("path")
+    if path is None:  # the hub, or data it cannot reload by itself (a subset made in Python)
+        source = data.get("source") if isinstance(data, dict) else None
+        if isinstance(source, str) and source.startswith("hub:"):
+            return None
+        raise RunError(f"{run.path}: trained on {shorten(str(source))}, which it cannot load again by itself; "
+                       "pass --data")
+    if not isinstance(path, str) or not path.strip():
+        raise RunError(f"{f}: data.path must be a path, got {path!r}")
+    if not Path(path).exists():
         raise RunError(f"{run.path}: its data {path} is gone; pass --data")
     return path
 
 
 def run_fingerprint(run: "RunDir") -> str | None:
-    """The fingerprint of the rows a run was trained on (meta.json), None where it records none."""
+    """The fingerprint of the rows a run was trained on (meta.json), None where it records none (older runs)."""
     data = _meta_data(run)
     fp = data.get("fingerprint") if isinstance(data, dict) else None
-    return fp if isinstance(fp, str) else None
+    if fp is not None and not (isinstance(fp, str) and re.fullmatch(r"[0-9a-f]{64}", fp)):
+        raise RunError(f"{run.path / 'meta.json'}: data.fingerprint must be a sha256, got {shorten(repr(fp))}")
+    return fp
 
 
 def environment() -> dict:
@@ -154,16 +169,21 @@ class RunDir:
             raise RunError(f"{path}: output path is a file, not a directory")
         if path.is_dir() and any(path.iterdir()):
             raise RunError(f"{path}: output directory is not empty (use another --out, or --resume it)")
-        made = not path.exists()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            write_json(path / "vocab.json", vocab.to_json())
-            write_json(path / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
-            write_json(path / "config.json", cfg.to_dict())  # last: its presence marks a run
+        tmp = None
+        try:  # made whole in a hidden sibling, then renamed into place: a kill at any moment leaves no half run
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a run directory is made as mkdir would
+            write_json(tmp / "vocab.json", vocab.to_json())
+            write_json(tmp / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
+            write_json(tmp / "config.json", cfg.to_dict())
+            os.rename(tmp, path)  # onto nothing, or onto the empty directory checked above
         except BaseException as e:
-            if made:
-                shutil.rmtree(path, ignore_errors=True)  # no half-made run directory
-            if isinstance(e, OSError):  # mkdir refused (a refused write is already a StorageError)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, StorageError) and tmp is not None:  # name the run's path, not the hidden one
+                raise StorageError(str(e).replace(str(tmp), str(path))) from None
+            if isinstance(e, OSError):  # mkdir or rename refused (a refused write is already a StorageError)
                 raise StorageError(f"cannot write {path}: {fault(e)}") from None
             raise
         return cls(path)
@@ -202,8 +222,7 @@ class RunDir:
 
     def remove_leftovers(self) -> None:
         """Delete the temporary files of writes cut short (a kill -9): never read, and as large as the model."""
-        for f in self.path.glob(".*.tmp"):
-            f.unlink(missing_ok=True)
+        remove_leftovers(self.path)
 
     def save_config(self, cfg: TrainConfig) -> None:
         """Rewrite config.json: a resumed run's new --epochs (or --device) holds for its later resumes too."""
@@ -222,20 +241,8 @@ class RunDir:
         """Hold the run for this process (an advisory lock on its directory, released however the process
         ends): a second `train --resume` of it fails at once instead of racing over its checkpoints."""
         self._require_dir()
-        try:
-            import fcntl
-        except ImportError:  # Windows: no lock
+        with exclusive(self.path, "being trained by another process; wait for it or stop it"):
             yield
-            return
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(f"{self.path}: being trained by another process; wait for it or stop it") from None
-            yield
-        finally:
-            os.close(fd)
 
     # --- reading ---------------------------------------------------------------------------
     def completed_epochs(self) -> int:
@@ -246,6 +253,8 @@ class RunDir:
     def _checkpoint(self) -> dict | None:
         f = self.path / "checkpoint.json"
         if not f.exists():
+            if f.is_symlink():  # a link to nothing (or to itself) is damage, not "no epoch completed yet"
+                raise RunError(f"{f}: a symbolic link to nothing (or a loop)")
             return None
         ck = read_json(f)
         if not (isinstance(ck, dict) and _count(ck.get("epoch")) and isinstance(ck.get("dir"), str)

@@ -274,9 +274,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available")
+        raise ValueError("--device cuda: no CUDA GPU is available (a run's config may say cuda: --device cpu or auto)")
     if name == "mps" and not mps:
-        raise ValueError("--device mps: Apple MPS is not available")
+        raise ValueError("--device mps: Apple MPS is not available (a run's config may say mps: --device cpu or auto)")
     return torch.device(name)
 
 
