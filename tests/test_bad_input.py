@@ -647,6 +647,15 @@ def test_evaluate_with_a_data_path_that_is_not_a_string_is_one_line(run_dir, tmp
     assert_one_line_error(res.output, res.stdout, res.exit_code, r"data.path must be a path, got 5")
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate", "explain"])
+def test_a_vocab_whose_tokenizer_contradicts_the_config_is_one_line(run_dir, tmp_path, command):
+    run = _copy_run(run_dir, tmp_path)  # found by a fault sweep: evaluate scored with the edited tokenizer
+    _edit_json(run / "vocab.json", lambda d: {**d, "tokenizer": {**d["tokenizer"], "strip_html": not d["tokenizer"]["strip_html"]}})
+    res = CliRunner().invoke(main, [command, str(run), *(["a fine film"] if command != "evaluate" else [])])
+    assert_one_line_error(res.output, res.stdout, res.exit_code, r"vocab\.json's tokenizer strip_html \(\w+\) contradicts "
+                          r"config\.json's")
+
+
 META_DAMAGE = {  # found by a fault sweep: each was read as "trained on the hub" (offline a hub error, online other data)
     "meta a list": (lambda d: [], "evaluate", r"meta\.json: not what rnnlab writes \(no data record\); pass --data"),
     "data a number": (lambda d: {**d, "data": 5}, "evaluate", r"meta\.json: not what rnnlab writes"),

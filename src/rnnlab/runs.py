@@ -341,6 +341,9 @@ class RunDir:
         cfg, vocab = self.config(), self.vocab()
         if len(vocab) > cfg.vocab_size:
             raise RunError(f"{self.path}: vocab.json has {len(vocab)} words, config allows {cfg.vocab_size}")
+        if vocab.strip_html != cfg.strip_html:  # which one the model was trained with cannot be told
+            raise RunError(f"{self.path}: vocab.json's tokenizer strip_html ({vocab.strip_html}) contradicts "
+                           f"config.json's ({cfg.strip_html})")
         model = build_model(cfg, len(vocab))
         self.load_weights(model)
         return cfg, vocab, model.to(device).eval()
