@@ -75,12 +75,18 @@ def remove_leftovers(*folders: Path) -> None:
                 shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
 
 
-def file_in_the_way(path: str | os.PathLike) -> Path | None:
-    """The nearest of `path` and its parents that exists, if it is not a directory: a file where a folder
-    must be (None when that nearest one is a directory)."""
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """`path`, or the nearest of its parents that exists (or is a link)."""
     p = Path(path)
     while not p.exists() and not p.is_symlink() and p != p.parent:
         p = p.parent
+    return p
+
+
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The nearest of `path` and its parents that exists, if it is not a directory: a file where a folder
+    must be (None when that nearest one is a directory)."""
+    p = nearest_existing(path)
     return p if p.exists() and not p.is_dir() else None
 
 

@@ -30,7 +30,8 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import RunError, exclusive, file_in_the_way, remove_leftovers, shorten, write_json, write_text
+from .io import (RunError, exclusive, file_in_the_way, nearest_existing, remove_leftovers, shorten, write_json,
+                 write_text)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -48,12 +49,9 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
     if blocked is not None:
         raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
                        else f"{out}: {blocked} is a file, not a directory")
-    for d in (out / "jobs", out, *out.parents):  # before any job trains: a read-only --out fails now, not after it
-        if d.exists():
-            if not os.access(d, os.W_OK | os.X_OK):
-                raise RunError(f"cannot write {d}: permission denied or read-only")
-            if d != out / "jobs":
-                break
+    for d in (out / "jobs", nearest_existing(out)):  # before any job trains: a read-only --out fails now
+        if d.exists() and not os.access(d, os.W_OK | os.X_OK):
+            raise RunError(f"cannot write {d}: permission denied or read-only")
     log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")
     return load_imdb(data_arg)
 
