@@ -500,6 +500,25 @@ def test_the_environment_is_recorded_before_the_lab_writes_anything(tmp_path, ti
         lab.run_lab(load_imdb(tiny_data), out, quick=True, device="cpu", log=lambda *a: None)
 
 
+def test_every_part_records_the_environment_the_lab_read_before_writing(runs, tiny_data, tmp_path, monkeypatch):
+    """Each verdict.json's hardware is lab.json's environment: a part that read its own would see the parts written
+    before it as uncommitted changes (the published report said "uncommitted changes" under every part)."""
+    from rnnlab.experiments import common
+
+    out = tmp_path / "lab"
+    shutil.copytree(runs.first_out / "jobs", out / "jobs")  # every job done: the lab only concludes
+
+    def environment():  # "dirty" once the lab has written anything besides its job store
+        return {"git_commit": "c0ffee", "git_dirty": any(p.name != "jobs" for p in out.iterdir())}
+
+    monkeypatch.setattr(lab, "environment", environment)
+    monkeypatch.setattr(common, "environment", environment)
+    lab.run_lab(load_imdb(tiny_data), out, quick=True, device="cpu", log=lambda *a: None)
+    env = json.loads((out / "lab.json").read_text())["environment"]
+    assert env == {"git_commit": "c0ffee", "git_dirty": False}
+    assert all(json.loads((out / n / "verdict.json").read_text())["hardware"] == env for n in EXPERIMENTS)
+
+
 def test_a_lab_into_a_folder_it_cannot_write_is_refused_before_any_job_trains(tmp_path, tiny_data, monkeypatch):
     out = tmp_path / "lab"
     (out / "jobs").mkdir(parents=True)

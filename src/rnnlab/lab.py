@@ -92,7 +92,8 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     runner = runner or Runner(workers=1, log=log)
     mode = "quick" if quick else "full"
     started = time.perf_counter()
-    env = environment()  # before the lab writes anything: git_dirty is the code's state, not its own outputs
+    env = environment()  # before the lab writes anything: git_dirty is the code's state, not its own outputs;
+    # every part records this one (a part's own reading would see the parts written before it)
     phases = {}
     experiments = list(EXPERIMENTS.values())
     seed_jobs = exercise_jobs(mode, device)
@@ -108,7 +109,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     write_exercise(out / "seed", seed_jobs[0].args["cfg"], [r for j in seed_jobs for r in results[j.key]], mode,
                    _exercise_train_reviews(ds, seed_jobs[0].args["n_train"]), ds.fingerprint())
     verdicts = [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
-                               data_arg=data_arg) for e in experiments]
+                               data_arg=data_arg, env=env) for e in experiments]
     phases["experiments"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     explain_reviews(out / "explain", ds, out / "jobs", mode, device, log)

@@ -162,8 +162,9 @@ class Fitted:
 
 def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, device: str = "auto",
                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None,
-                   command: str | None = None) -> dict:
-    """Run one experiment module's jobs (finished ones are kept), write its artifacts; returns the verdict."""
+                   command: str | None = None, env: dict | None = None) -> dict:
+    """Run one experiment module's jobs (finished ones are kept), write its artifacts; returns the verdict.
+    `env`: the environment to record (the lab's, read before it wrote anything); None: read it now."""
     started = time.perf_counter()
     mode = "quick" if quick else "full"
     name = module.NAME
@@ -174,7 +175,7 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     judged = module.verdict(rows)
     record = {"experiment": name, **rounded(judged), "mode": mode, "data": ds.source,
               "data_fingerprint": ds.fingerprint(), "device": device,
-              "hardware": environment(), "threads_per_job": runner.threads, "workers": runner.workers,
+              "hardware": env or environment(), "threads_per_job": runner.threads, "workers": runner.workers,
               "jobs": len(tagged_jobs), "seconds": round(time.perf_counter() - started, 1),
               "command": command or shlex.join(["rnnlab", *sys.argv[1:]]),
               "settings": {k: (asdict(v) if is_dataclass(v) else v) for k, v in module.settings(mode).items()}}
