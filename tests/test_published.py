@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,13 @@ def test_readme_results_block_rerenders_identically(tmp_path, monkeypatch):
 
 
 @needs_lab
-def test_the_published_lab_is_the_full_lab_on_three_seeds():
+def test_the_published_lab_is_the_full_lab_on_three_seeds_from_committed_code():
     lab = json.loads((LAB / "lab.json").read_text())
-    assert lab["mode"] == "full"
+    assert lab["mode"] == "full" and lab["seeds"] == [0, 1, 2] and lab["environment"]["git_dirty"] is False
     for name in ("long-reviews", "vanishing-gradients", "serial", "bottleneck", "compare"):
         verdict = json.loads((LAB / name / "verdict.json").read_text())
         assert verdict["mode"] == "full" and (LAB / name / "results.csv").stat().st_size > 0, name
+        assert verdict["hardware"] == lab["environment"], name  # one run: every part on the lab's commit, clean
 
 
 @needs_lab
@@ -68,17 +70,17 @@ def test_every_published_verdict_is_this_codes_verdict_on_the_committed_rows():
 
 @needs_lab
 def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
-    """The first command's minutes: each full lab on an idle VM, from its lab.json, and the published lab's passes
-    (its first pass's record and docs/lab/lab.json, the timings rerun alone)."""
+    """The first command's minutes: each full lab on an idle VM, from its lab.json, the published one last."""
     line = next(p for p in README.read_text(encoding="utf-8").split("\n\n") if p.startswith("About ")).replace("\n", " ")
     minutes = lambda f: round(json.loads(f.read_text())["wall_seconds"] / 60)  # noqa: E731
     results = ROOT / "benchmarks" / "results"
     clean = [minutes(results / d / "lab.json") for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b", "lab_amd_zen4",
-                                                          "lab_intel_head")]
+                                                          "lab_zen4_b50d5ec")]
+    clean += [minutes(LAB / "lab.json"), minutes(results / "lab_intel_head" / "lab.json")]
     assert line.startswith(f"About {min(clean)} to {max(clean)} minutes on 2 CPU cores")
-    assert f"{clean[0]} and {clean[1]} on two AMD Zen 3 VMs, {clean[2]} on a Zen 4, {clean[3]} on an Intel VM" in line
-    first = minutes(results / "lab_zen3_501fd2d_first_pass" / "lab.json")
-    assert f"{first}-minute run" in line and f"alone ({minutes(LAB / 'lab.json')} minutes)" in line
+    assert (f"{clean[0]} and {clean[1]} on two AMD Zen 3 VMs, {clean[2]}, {clean[3]} and {clean[4]} on Zen 4 VMs, "
+            f"{clean[5]} on an Intel VM; the {clean[4]} is the published [lab.json](docs/lab/lab.json)") in line
+    assert json.loads((LAB / "lab.json").read_text())["environment"]["cpu_capability"] == "AVX512"  # a Zen 4
 
 
 def test_readme_is_at_most_8000_characters():
@@ -90,7 +92,7 @@ def test_readme_is_at_most_8000_characters():
 def test_readme_speed_table_quotes_the_committed_measurements():
     """Each speed row the README shows is recomputed from the file it names."""
     readme = README.read_text(encoding="utf-8")
-    phases = json.loads((ROOT / "benchmarks" / "results" / "lab_zen3_c736c0b" / "lab.json").read_text())["phases_seconds"]
+    phases = json.loads((LAB / "lab.json").read_text())["phases_seconds"]
     assert (f"jobs {phases['jobs']:,.0f} s, conclusions {phases['experiments']:.0f} s, "
             f"explain {phases['explain']:.0f} s, report {phases['report']:.0f} s") in readme
     jobs = json.loads((ROOT / "benchmarks" / "results" / "jobs.json").read_text())
@@ -101,14 +103,21 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     one_thread = next(r for r in kernels["runs"] if r["threads"] == 1)["speedups"]
     x = {(k, how): one_thread[f"{k.lower()}_layer{how} vs nn.{k}"]["median"] for k in ("LSTM", "GRU")
          for how in ("", " folded")}
-    zen3 = []  # the two AMD Zen 3 VMs' runs (kernels_amd.json, kernels_amd_rerun.json), folded LSTM / GRU
-    for name in ("kernels_amd.json", "kernels_amd_rerun.json"):
+    def folded(name):  # one run's one-thread folded speed-ups, LSTM and GRU
         run = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
         one = next(r for r in run["runs"] if r["threads"] == 1)["speedups"]
-        zen3.append({k: one[f"{k.lower()}_layer folded vs nn.{k}"]["median"] for k in ("LSTM", "GRU")})
-    every = [{k: x[k, " folded"] for k in ("LSTM", "GRU")}, *zen3]
-    words = {0: "not met on any VM", 1: "met on one", 2: "met on two", 3: "met on every VM"}
-    bar = "; ".join(f"{k} {words[sum(v[k] >= 1.8 for v in every)]}" for k in ("LSTM", "GRU")).replace("; ", ", ")
+        return {k: one[f"{k.lower()}_layer folded vs nn.{k}"]["median"] for k in ("LSTM", "GRU")}
+
+    sessions = {"Zen 3": [["kernels_amd.json"], ["kernels_amd_rerun.json"],
+                          ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"]],
+                "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"]]}
+    medians = {cpu: [{k: statistics.median(folded(f)[k] for f in runs) for k in ("LSTM", "GRU")} for runs in group]
+               for cpu, group in sessions.items()}
+    every = [{k: x[k, " folded"] for k in ("LSTM", "GRU")}] + [m for group in medians.values() for m in group]
+    met = {k: sum(v[k] >= 1.8 for v in every) for k in ("LSTM", "GRU")}
+    said = lambda n: "not met in any" if n == 0 else f"met in {n}"  # noqa: E731
+    where = "; ".join(f"{cpu}: " + ", ".join(f"{m['LSTM']:.2f}x / {m['GRU']:.2f}x" for m in group)
+                      for cpu, group in medians.items())
     assert (f"folded input {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense (gated presets) "
-            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x (bar 1.8x: {bar}; two Zen 3 VMs, folded: "
-            + ", ".join(f"{v['LSTM']:.2f}x / {v['GRU']:.2f}x" for v in zen3) + ")") in readme
+            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x. Bar 1.8x, folded, median of each session's runs: LSTM "
+            f"{said(met['LSTM'])} of {len(every)} sessions, GRU {said(met['GRU'])} ({where})") in readme
