@@ -118,7 +118,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
               "environment": env, "seeds": list(SEEDS[mode]), "workers": runner.workers,
               "threads_per_job": runner.threads,
               "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
-              "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode),
+              "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode, device),
               **({"seed_baseline_epoch_seconds": results[extra[0].key][0]["value"]} if extra else {})}
     t0 = time.perf_counter()
     write_report(out, out / "report.html", markdown=markdown, record=record)
@@ -244,15 +244,16 @@ def baseline_epoch(ds: Dataset, data: str) -> list[dict]:
     return [{"part": "baseline", "metric": "epoch_seconds", "value": float(epochs[0]["train_s"])}]
 
 
-def _job_seconds(store: Path, experiments, mode: str) -> dict:
-    """Seconds of the jobs each experiment reads (a job shared by several counts for each)."""
+def _job_seconds(store: Path, experiments, mode: str, device: str) -> dict:
+    """Seconds of the jobs each experiment reads (a job shared by several counts for each), on `device` (part of
+    a job's key)."""
     from .io import read_json
 
     out = {}
     for e in experiments:
         total = 0.0
         for _, job in e.module().jobs(mode):
-            f = store / f"{job.key}.json"
+            f = store / f"{_on_device(job, device).key}.json"
             if f.exists():
                 total += float(read_json(f).get("seconds", 0.0))
         out[e.name] = round(total, 1)
