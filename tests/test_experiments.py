@@ -472,6 +472,7 @@ def test_serial_one_thread_count_leaves_the_speed_ups_undecided():
     v = serial.verdict(serial_rows(**SER_BASE, threads=(1,)))
     assert ser_outcomes(v) == {"main": UNDECIDED, "linear": HOLDS, "cnn": UNDECIDED, "transformer": UNDECIDED}
     assert v["numbers"]["threads"] == [1]
+    assert all(q["criterion"].startswith("not measured: timed at one thread count") for q in v["questions"][1:])
 
 
 def test_serial_effects_are_the_numbers_in_the_rows():
