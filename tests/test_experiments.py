@@ -473,6 +473,8 @@ def test_serial_one_thread_count_leaves_the_speed_ups_undecided():
     assert ser_outcomes(v) == {"main": UNDECIDED, "linear": HOLDS, "cnn": UNDECIDED, "transformer": UNDECIDED}
     assert v["numbers"]["threads"] == [1]
     assert all(q["criterion"].startswith("not measured: timed at one thread count") for q in v["questions"][1:])
+    assert all(q["effect"]["n"] == 0 for q in v["questions"][1:])  # no speed-up: not a 'difference of 0'
+    assert all(m["speedup"] == {} for m in v["numbers"]["by_model"].values())
 
 
 def test_serial_effects_are_the_numbers_in_the_rows():
@@ -706,6 +708,19 @@ def test_compare_baseline_rows_give_the_expected_outcomes():
     """Order matters, gates fix vanishing gradients (where the RNN's vanished), and gates leave long reviews,
     the fixed memory and the serial computation in place: all hold."""
     assert cmp_outcomes(compare.verdict(cmp_rows(**CMP_BASE))) == CMP_EXPECTED
+
+
+def test_compare_timed_at_one_thread_count_leaves_only_the_serial_question_undecided():
+    """On a GPU (or one core) the timings have one thread count: no speed-up exists, so the serial question is
+    inconclusive and says it was not measured (before, ratios of a time to itself gave 'no spread to judge'),
+    and the table's thread speed-up is empty; the other questions are judged as before."""
+    rows = [r for r in cmp_rows(**CMP_BASE) if r.get("threads") != 2]
+    v = compare.verdict(rows)
+    assert cmp_outcomes(v) == {**CMP_EXPECTED, "serial": UNDECIDED}
+    serial_ = v["questions"][3]
+    assert serial_["criterion"].startswith("not measured: timed at one thread count")
+    assert all(e["n"] == 0 for e in serial_["effect"].values())
+    assert all(math.isnan(r["thread_speedup"]) for r in v["numbers"]["table"])
 
 
 @pytest.mark.parametrize("factor, values, key, expected", [

@@ -166,9 +166,9 @@ def medians(rows, model, threads) -> dict[int, float]:
 
 
 def speedups(rows, model) -> dict[int, float]:
-    """{T: median seconds at the fewest threads / at the most}."""
+    """{T: median seconds at the fewest threads / at the most}; none when timed at one thread count."""
     ts = sorted({r["threads"] for r in rows if r["part"] == "timing"})
-    if not ts:
+    if len(ts) < 2:
         return {}
     lo, hi = medians(rows, model, ts[0]), medians(rows, model, ts[-1])
     return {T: lo[T] / hi[T] for T in lo if T in hi}
