@@ -3,6 +3,7 @@ results block re-rendered from docs/lab/ (the full lab's raw files) must equal t
 byte, so no stale or hand-edited number can stay."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import statistics
@@ -120,3 +121,33 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     assert (f"folded input {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense (gated presets) "
             f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x. Bar 1.8x, folded, median of each session's runs: LSTM "
             f"{said(met['LSTM'])} of {len(every)} sessions, GRU {said(met['GRU'])} ({where})") in readme
+
+
+def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
+    """The README's GPU row and PERFORMANCE.md's GPU section, recomputed from the two H200 labs' files."""
+    results = ROOT / "benchmarks" / "results"
+    first, second = (json.loads((results / d / "lab.json").read_text()) for d in ("lab_h200_a86f671", "lab_h200_92269c5"))
+    assert first["environment"]["gpu"] == second["environment"]["gpu"] == "NVIDIA H200"
+    assert first["mode"] == second["mode"] == "full" and first["seeds"] == second["seeds"] == [0, 1, 2]
+    assert (f"| full lab on one H200 GPU ([lab.json](benchmarks/results/lab_h200_92269c5/lab.json)) | "
+            f"{second['wall_seconds']:.0f} s (first run {first['wall_seconds']:.0f} s) |") in README.read_text(encoding="utf-8")
+    perf = " ".join((ROOT / "docs" / "PERFORMANCE.md").read_text(encoding="utf-8").split())
+    p1, p2 = first["phases_seconds"], second["phases_seconds"]
+    assert (f"**{first['wall_seconds']:.0f} s and {second['wall_seconds']:.0f} s** wall (jobs {p1['jobs']:.0f} / "
+            f"{p2['jobs']:.0f} s, conclusions {p1['experiments']:.0f} / {p2['experiments']:.0f} s, explain "
+            f"{p1['explain']:.1f} / {p2['explain']:.1f} s)") in perf
+    rerun = json.loads((results / "same_rows_h200_rerun.json").read_text())
+    rows = {k: sum(e[k] for e in rerun["experiments"].values()) for k in ("rows", "equal")}
+    same = sum(v["same_outcomes"] for v in rerun["verdicts"].values()), sum(v["of"] for v in rerun["verdicts"].values())
+    assert f"agree on {rows['equal']:,} of {rows['rows']:,} non-timing rows" in perf and same == (26, 26)
+    cpu = json.loads((results / "same_rows_zen4_h200.json").read_text())
+    same = sum(v["same_outcomes"] for v in cpu["verdicts"].values()), sum(v["of"] for v in cpu["verdicts"].values())
+    assert f"{sum(e['equal'] for e in cpu['experiments'].values()):,} rows identical, {same[0]} of {same[1]} outcomes" in perf
+    table = {d: {r["model"]: float(r["test_acc_mean"]) for r in csv.DictReader((base / "compare" / "table.csv").open())}
+             for d, base in (("cpu", LAB), ("gpu", results / "lab_h200_92269c5"))}
+    for m, name in (("rnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU"), ("transformer", "Transformer")):
+        assert f"{name} {table['cpu'][m]:.3f} / {table['gpu'][m]:.3f}" in perf, m
+    r2 = [json.loads((results / d).read_text())["effect"] for d in (
+        "lab_h200_a86f671/serial/verdict.json", "lab_h200_92269c5/serial/verdict.json", "gpu_h200/serial_c18aaf6/verdict.json")]
+    assert ("came out " + " and ".join(f"{e['estimate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" for e in r2[:2])
+            + f" in the two labs and {r2[2]['estimate']:.2f} [{r2[2]['ci95'][0]:.2f}, {r2[2]['ci95'][1]:.2f}]") in perf
