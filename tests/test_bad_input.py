@@ -338,6 +338,18 @@ CASES = [
     Case("config-toml-nested-too-deeply", lambda t, c: (
         ["train", "--config", str(_write(t / "deep.toml", "a = " + "[" * 100000 + "]" * 100000)), "--show-config"],
         r"deep\.toml: not valid TOML", None)),
+    Case("config-toml-fifo", lambda t, c: (
+        ["train", "--config", str((os.mkfifo(t / "f.toml"), t / "f.toml")[1]), "--show-config"],
+        r"f\.toml: not a regular file", None)),
+    Case("config-toml-dev-zero", lambda t, c: (
+        ["train", "--config", str(((t / "z.toml").symlink_to("/dev/zero"), t / "z.toml")[1]), "--show-config"],
+        r"z\.toml: not a regular file", None)),
+    Case("config-toml-5000-digit-integer", lambda t, c: (
+        ["train", "--config", str(_write(t / "big.toml", "epochs = " + "9" * 5000)), "--show-config"],
+        r"big\.toml: not valid TOML \(Exceeds the limit", None)),
+    Case("resume-meta-5000-digit-integer", lambda t, c: (
+        ["evaluate", str(_write(_copy_run(c.run, t) / "meta.json", '{"x": ' + "9" * 5000 + "}").parent)],
+        r"meta\.json: malformed JSON \(Exceeds the limit", None)),
     Case("preset-and-config", lambda t, c: (
         ["train", "--preset", "lstm", "--config", str(_write(t / "e2.toml", "epochs = 2\n")), "--show-config"],
         r"--preset and --config", None)),

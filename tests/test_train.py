@@ -380,8 +380,13 @@ def test_resume_refuses_a_checkpoint_record_with_impossible_values(two_epoch_run
         two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
 
 
-@pytest.mark.parametrize("line", ['5', '{"epoch": "1", "train_seconds": 1, "tokens_per_second": 1}',
-                                  '{"epoch": 1}', '{"epoch": 1, "train_seconds": 1, "tokens_per_second": 1, "val_acc": "x"}'])
+GOOD = '"epoch": 1, "train_seconds": 1, "tokens_per_second": 1, "train_loss": 0.5'
+
+
+@pytest.mark.parametrize("line", ['5', '{"epoch": "1", "train_seconds": 1, "tokens_per_second": 1, "train_loss": 0.5}',
+                                  '{"epoch": 1}', '{%s, "val_acc": "x"}' % GOOD,
+                                  '{"epoch": 1, "train_seconds": 1, "tokens_per_second": 1}',  # no train_loss
+                                  '{%s, "val_loss": "x"}' % GOOD, '{%s, "test_acc": [1]}' % GOOD])
 def test_resume_refuses_metrics_that_are_not_epoch_records(two_epoch_run, line):
     f = two_epoch_run.path / "metrics.jsonl"
     f.write_text(line + "\n" + f.read_text().splitlines()[1] + "\n")

@@ -167,13 +167,18 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
     write_text(path, "".join(json.dumps(jsonable(r)) + "\n" for r in rows))
 
 
+def require_file(path: Path, error: type[Exception] = RunError) -> None:
+    """`error` unless `path` is a regular file: a FIFO would block a read for ever, /dev/zero fill the memory."""
+    if not path.is_file():
+        raise error(f"{path}: {'a directory, not a file' if path.is_dir() else 'not a regular file' if path.exists() else 'missing'}")
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
-    if not path.is_file():
-        raise RunError(f"{path}: {'a directory, not a file' if path.is_dir() else 'not a regular file' if path.exists() else 'missing'}")
+    require_file(path)
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is skipped
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise RunError(f"{path}: malformed JSON ({e})") from None
     except RecursionError:
         raise RunError(f"{path}: malformed JSON (nested too deeply)") from None
@@ -193,7 +198,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # bad JSON, an integer of over 4,300 digits
             raise RunError(f"{path}: line {i}: malformed JSON ({e})") from None
         except RecursionError:
             raise RunError(f"{path}: line {i}: malformed JSON (nested too deeply)") from None

@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
 from .io import (UMASK, RunError, StorageError, exclusive, fault, load_tensors, read_json, read_jsonl,
-                 remove_leftovers, save_tensors, shorten, write_json, write_jsonl)
+                 remove_leftovers, require_file, save_tensors, shorten, write_json, write_jsonl)
 
 RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
                        "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
@@ -57,13 +57,12 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
     else:
         import tomllib
 
+        require_file(path)
         try:
             d = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-        except FileNotFoundError:
-            raise RunError(f"{path}: missing") from None
-        except IsADirectoryError:
-            raise RunError(f"{path}: a directory, not a file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except OSError as e:
+            raise RunError(f"{path}: {fault(e)}") from None
+        except ValueError as e:  # bad TOML, bad UTF-8, an integer of over 4,300 digits
             raise RunError(f"{path}: not valid TOML ({e})") from None
         except RecursionError:
             raise RunError(f"{path}: not valid TOML (nested too deeply)") from None
@@ -283,12 +282,14 @@ class RunDir:
         return read_jsonl(self.path / "metrics.jsonl")
 
     def _metric_rows(self) -> list[dict]:
-        """metrics.jsonl for --resume: every row an epoch's record, with what a resumed run reads from it."""
+        """metrics.jsonl for --resume: every row an epoch's record, with what a resumed run reads from it (its
+        summary, its learning curve)."""
         f = self.path / "metrics.jsonl"
         rows = self.metrics()
         for i, r in enumerate(rows, 1):
             if not (isinstance(r, dict) and _count(r.get("epoch")) and _number(r.get("train_seconds"))
-                    and _number(r.get("tokens_per_second")) and (r.get("val_acc") is None or _number(r["val_acc"]))):
+                    and _number(r.get("tokens_per_second")) and _number(r.get("train_loss"))
+                    and all(r.get(k) is None or _number(r[k]) for k in ("val_acc", "val_loss", "test_acc"))):
                 raise RunError(f"{f}: record {i} is not an epoch's metrics")
         return rows
 
