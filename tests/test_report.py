@@ -17,9 +17,11 @@ import os
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -438,6 +440,55 @@ def test_a_compare_table_row_rnnlab_did_not_write_is_left_out_of_the_readme(lab)
     r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
     assert r.exit_code == 0, (r.output, r.exception)
     assert "test accuracy, mean" not in readme.read_text() and "| holds |" in readme.read_text()
+
+
+@pytest.mark.parametrize("reviews", [10000, "many", [1], 1e400])
+def test_a_compare_table_with_a_test_review_count_rnnlab_did_not_write_is_left_out_of_the_readme(lab, reviews):
+    """Before, the README's block raised (TypeError, OverflowError) after report.html had been rewritten."""
+    v = json.loads((lab / "compare" / "verdict.json").read_text())
+    row = {"test_acc_mean": 0.8, "test_acc_ci95_low": 0.7, "test_acc_ci95_high": 0.9, "seeds": 3, "budget": "b"}
+    v["numbers"]["table"] = [{"model": "rnn", **row, "test_reviews": 10000}, {"model": "lstm", **row, "test_reviews": reviews}]
+    (lab / "compare" / "verdict.json").write_text(json.dumps(v).replace("Infinity", "1e400"))
+    readme = _readme(lab.parent)
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert ("test accuracy (10,000 reviews)" in readme.read_text()) == (reviews == 10000)
+    assert "| claim |" in readme.read_text()
+
+
+def test_a_json_file_with_a_5000_digit_integer_is_unreadable_not_fatal(lab):
+    """Python refuses to parse integers of over 4,300 digits (ValueError, not JSONDecodeError)."""
+    f = lab / "compare" / "verdict.json"
+    f.write_text(f.read_text().replace("{", '{"x": ' + "9" * 5000 + ", ", 1))
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "malformed JSON (Exceeds the limit" in Page((lab / "report.html").read_text()).sections["compare"]
+
+
+def test_a_figure_declaring_billions_of_pixels_is_a_note(lab):
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    (lab / "compare" / "compare.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(
+        b"IHDR", struct.pack(">IIBBBBB", 200000, 200000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "compare.png: an image too large to draw" in (lab / "report.html").read_text()
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/full"])
+def test_a_readme_that_is_a_fifo_or_a_device_is_one_line_not_a_hang(lab, tmp_path, target):
+    readme = tmp_path / "README.md" if target == "fifo" else Path(target)
+    if target == "fifo":
+        os.mkfifo(readme)
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
+    assert r.exit_code == 2 and r.stderr.splitlines() == [f"Error: {readme}: not a regular file"], r.output
+    assert not (lab / "report.html").exists()
+
+
+@pytest.mark.parametrize("out", ["", "/"])
+def test_an_out_without_a_file_name_is_one_line(lab, out):
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", out])
+    assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1 and "give a file name" in r.stderr, r.output
 
 
 @pytest.mark.parametrize("flag,target", [("--out", "compare/verdict.json"), ("--markdown", "seed/seed.png"),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
-from .io import RunError, atomic_path, fault, first_line, read_json, write_text
+from .io import RunError, atomic_path, fault, first_line, read_json, require_file, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
@@ -125,6 +125,8 @@ def figure(png: Path, alt: str) -> list:
             im.verify()  # every chunk there and its checksum right
     except UnidentifiedImageError:
         why = "not an image file"
+    except Image.DecompressionBombError:  # a header declaring billions of pixels
+        why = "an image too large to draw"
     except OSError as e:
         why = e.strerror or first_line(e)
     except (SyntaxError, ValueError) as e:  # what Pillow raises for a damaged PNG
@@ -398,20 +400,20 @@ def readme_block(sections: list[Section], lab: Path) -> str:
             continue
         try:
             est, ci, thr, _ = effect_cells(v.get("effect") or {})
-            cells = [_readme_outcome(v), f"{est} {ci}{_over(v['effect'])}"]
-        except (AttributeError, TypeError, KeyError, ValueError):
+            rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
+                         thr])
+        except (*BAD_FIELDS, OverflowError):
             continue
-        rows.append([EXPERIMENTS[s.id].title, v["claim"], *cells, thr])
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = next((t for t in [_table(lab)] if t), None)
     try:
         rows = [[t["model"], f"{fmt(t['test_acc_mean'])} [{fmt(t['test_acc_ci95_low'])}, "
                  f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"]] for t in table or []]
-    except BAD_FIELDS:
+        n = max((t.get("test_reviews") or 0 for t in table or []), default=0)
+        head = f"test accuracy{f' ({int(n):,} reviews)' if n else ''}, mean [95% interval over seeds]"
+    except (*BAD_FIELDS, OverflowError):
         rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
     if rows:
-        n = max((t.get("test_reviews") or 0 for t in table if isinstance(t, dict)), default=0)
-        head = f"test accuracy{f' ({int(n):,} reviews)' if n else ''}, mean [95% interval over seeds]"
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
     return "\n\n".join(out)
 
@@ -443,6 +445,7 @@ def _table(lab: Path) -> list[dict] | None:
 
 def readme_text(readme: Path) -> str:
     """The README's text, checked before anything is written: UTF-8, with the results markers."""
+    require_file(readme, ReportError)
     try:
         text = readme.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -515,6 +518,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     lab = Path(lab)
     sections = collect(lab, record)
     out = Path(out) if out is not None else lab / "report.html"
+    if not out.name:  # '' or '/': no file name to write, nor to put .md on
+        raise ReportError(f"{out}: give a file name")
     markdown = Path(markdown) if markdown is not None else out.with_suffix(".md")
     for p in (out, markdown):
         if p.is_dir():
