@@ -533,8 +533,9 @@ def test_tensorboard_log_on_a_full_disk_is_one_line_without_a_thread_traceback(t
     assert len(errors) == 1 and str(disk.path / "tb") in errors[0] and "no space left on device" in errors[0], r.stderr
 
 
-def test_explain_whose_second_file_hits_a_full_disk_leaves_neither(tmp_path, disk, small_data):
-    """--html then --png: when the PNG cannot be written, the HTML this command made is taken back."""
+@pytest.mark.parametrize("suffix", [".png", ".pdf"])  # matplotlib's PDF writer hid ENOSPC behind an AttributeError
+def test_explain_whose_second_file_hits_a_full_disk_leaves_neither(tmp_path, disk, small_data, suffix):
+    """--html then --png: when the figure cannot be written, the HTML this command made is taken back."""
     from click.testing import CliRunner
 
     from rnnlab.cli import main
@@ -545,7 +546,7 @@ def test_explain_whose_second_file_hits_a_full_disk_leaves_neither(tmp_path, dis
                                     "--device", "cpu"])
     assert res.exit_code == 0, res.output
     disk.fill()
-    html, png = tmp_path / "why.html", disk.path / "why.png"
+    html, png = tmp_path / "why.html", disk.path / f"why{suffix}"
     res = CliRunner().invoke(main, ["explain", str(run), "a good film", "--html", str(html), "--png", str(png),
                                     "--no-attribution"])
     assert res.exit_code == 2, res.output

@@ -1,6 +1,7 @@
 """Figures drawn from saved numbers (matplotlib, Agg backend, written atomically)."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from .io import write_bytes  # noqa: E402
 
 # one colour per model in every figure
 MODEL_COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "bow": "tab:gray", "tfidf": "black",
@@ -40,10 +41,15 @@ MODEL_COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "bow":
 
 
 def save_figure(fig, path: str | os.PathLike, **kw) -> None:
+    """Rendered in memory, then written atomically: a full disk is then one OSError (matplotlib's PDF writer,
+    failing while it writes to a file, hides it behind an AttributeError of its own)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), bbox_inches="tight", **kw)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip("."), bbox_inches="tight", **kw)
+    finally:
+        plt.close(fig)
+    write_bytes(path, buf.getvalue())
 
 
 def learning_curve(metrics: list[dict], path: str | os.PathLike) -> None:
