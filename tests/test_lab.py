@@ -441,6 +441,17 @@ def test_out_that_is_a_file_is_one_line_and_exit_2(tmp_path, tiny_data):
     assert r.stdout == "" and f.read_text() == "not a directory"
 
 
+@pytest.mark.parametrize("target", ["loop", "gone"])
+def test_out_that_is_a_symbolic_link_to_nowhere_is_one_line_and_exit_2(tmp_path, tiny_data, target):
+    """A link loop, or a link whose target is gone: mkdir said only 'File exists'."""
+    out = tmp_path / "results"
+    out.symlink_to(out if target == "loop" else tmp_path / "gone")
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("loading data")]
+    assert errors == [f"Error: cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)"]
+
+
 def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, tiny_data):
     (tmp_path / "file").write_text("x")
     md = tmp_path / "file" / "lab.md"  # a parent path is a file

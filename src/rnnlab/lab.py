@@ -30,8 +30,8 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import (RunError, exclusive, file_in_the_way, nearest_existing, remove_leftovers, shorten, write_json,
-                 write_text)
+from .io import (RunError, StorageError, exclusive, file_in_the_way, nearest_existing, remove_leftovers, shorten,
+                 write_json, write_text)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -61,6 +61,8 @@ def held(out: Path):
     """OUT made and held by this process while a lab (or shortfall, compare) writes it: a second one into the same
     OUT fails at once instead of running every job again beside it; writes a killed run left half-done are
     deleted (they are never read)."""
+    if out.is_symlink() and not out.exists():  # mkdir would say only "file exists"
+        raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "another rnnlab lab, shortfall or compare is writing here; wait for it or stop it"):
         jobs = out / "jobs"  # only the folders the lab writes: --out may be a folder of the user's own
