@@ -380,6 +380,14 @@ def test_resume_refuses_a_checkpoint_record_with_impossible_values(two_epoch_run
         two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
 
 
+@pytest.mark.parametrize("out", ["", ".", "/"])
+def test_a_run_cannot_be_the_current_or_root_folder(tmp_path, monkeypatch, out):
+    monkeypatch.chdir(tmp_path)  # empty: before, renaming the run onto it said 'device or resource busy'
+    with pytest.raises(RunError, match="the current or root folder; give the run a new folder's name"):
+        RunDir.create(out, None, None, None)
+    assert list(tmp_path.iterdir()) == []
+
+
 GOOD = '"epoch": 1, "train_seconds": 1, "tokens_per_second": 1, "train_loss": 0.5'
 
 

@@ -164,6 +164,9 @@ class RunDir:
     def create(cls, path, cfg: TrainConfig, vocab: Vocab, ds) -> "RunDir":
         """A new run directory for training `cfg` on the Dataset `ds` (its absolute path and fingerprint are kept)."""
         path = Path(path)
+        where = path.resolve()
+        if where == Path.cwd().resolve() or where == Path(where.anchor):  # a rename cannot put a run there
+            raise RunError(f"{path}: the current or root folder; give the run a new folder's name")
         if path.exists() and not path.is_dir():
             raise RunError(f"{path}: output path is a file, not a directory")
         if path.is_dir() and any(path.iterdir()):
