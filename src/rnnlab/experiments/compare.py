@@ -23,7 +23,7 @@ import numpy as np
 from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
 from .common import DATA, SEEDS, by_seed, diff, fit, mean_sd, paired, title, values
-from .serial import SWEEP, speedups, timing_job_for
+from .serial import NOT_TIMED, SWEEP, speedups, timing_job_for
 from .stats import UNDECIDED, combine, judge, t_interval
 
 NAME = "compare"
@@ -200,8 +200,7 @@ def verdict(rows: list[dict]) -> dict:
                   {k: ([s_t[T] - s_k[T] for T in sorted(set(s_t) & set(s_k))], 0.0, "above")
                    for k, s_k in ((k, speedups(rows, k)) for k in GATED)}, over="lengths (one timing run)")
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare
-        serial.update(outcome=UNDECIDED, criterion="not measured: timed at one thread count (one CPU core, or a GPU, "
-                                                   "where CPU threads do not run the model)")
+        serial.update(outcome=UNDECIDED, criterion=NOT_TIMED)
     main["questions"] = [fix, long_, memory, serial]
     main["controls"] = []
     main["numbers"]["table"] = summary_table(rows)

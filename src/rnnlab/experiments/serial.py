@@ -41,6 +41,7 @@ SWEEP = {"full": {"lengths": (64, 128, 256, 512, 1024), "batch": 32, "warmup": 2
          "quick": {"lengths": (32, 64, 128), "batch": 8, "warmup": 1, "repeats": 3, "matmul_n": 512,
                    "models": ("rnn", "cnn", "transformer")}}
 PARALLEL = ("cnn", "transformer")
+NOT_TIMED = "not measured: timed at one thread count (one CPU core, or a GPU, where CPU threads do not run the model)"
 
 
 def settings(mode: str) -> dict:
@@ -200,8 +201,7 @@ def verdict(rows: list[dict]) -> dict:
                           effect=f"speed-up({k}) - speed-up(rnn)", over="lengths (one timing run)")
         if len(threads) < 2:
             helped[k]["outcome"] = UNDECIDED
-            helped[k]["criterion"] = ("not measured: timed at one thread count (one CPU core, or a GPU, where CPU "
-                                      "threads do not run the model)")
+            helped[k]["criterion"] = NOT_TIMED
     peak = mean_sd(values(rows, part="peak", threads=fast, metric="matmul_flops_per_second"))[0]
     numbers = {"threads": threads, "matmul_flops_per_second": peak, "by_model": {}}
     for m in models:
