@@ -190,6 +190,32 @@ def test_the_model_and_torch_are_left_as_they_were(runs):
         explain_runs([run], REVIEW, threads=1)
         assert torch.get_num_threads() == 2
     assert run.model.training and all(p.grad is None for p in run.model.parameters())
+    assert all(p.requires_grad for p in run.model.parameters())  # frozen while explaining, then restored
+    run.model.embedding.weight.requires_grad_(False)  # a weight frozen before stays frozen, also on an error
+    with pytest.raises(ValueError, match="empty review"):
+        explain_runs([run], " ")
+    frozen = [p.requires_grad for p in run.model.parameters()]
+    assert frozen == [False] + [True] * (len(frozen) - 1)
+
+
+def test_explain_and_predict_run_without_the_cycle_collector_and_restore_it(runs, monkeypatch):
+    """The two short commands switch Python's cycle collector off while they run (docs/PERFORMANCE.md:
+    its full passes over torch's objects cost a quarter of explain's time) and on again after."""
+    import gc
+
+    import rnnlab.explain as ex
+
+    seen = []
+    real = ex.explain_runs
+    monkeypatch.setattr(ex, "explain_runs", lambda *a, **k: seen.append(gc.isenabled()) or real(*a, **k))
+    assert gc.isenabled()
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW])
+    assert r.exit_code == 0, r.output
+    assert seen == [False] and gc.isenabled()
+    r = CliRunner().invoke(main, ["predict", str(runs["rnn"]), "--text-that-is-not-an-option"])
+    assert r.exit_code != 0 and gc.isenabled()  # also after a failure
+    r = CliRunner().invoke(main, ["presets"])
+    assert r.exit_code == 0 and gc.isenabled()
 
 
 def test_explanation_round_trips_through_json(runs):

@@ -86,6 +86,25 @@ def test_folded_input_matches_embedding_then_nn_module(kind, B, T, rows, monkeyp
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("folded", [False, True])
+def test_frozen_weights_same_input_gradient_and_no_weight_gradients(kind, folded, monkeypatch):
+    """Weights that do not require grad (explain freezes them): the input's gradient is the same bits as with
+    trainable weights, and the weights get none (the kernels skip those matmuls)."""
+    monkeypatch.setattr(kernels, "ROWS_PER_CHUNK", 8)
+    cls, layer = FOLDED[kind]
+    torch.manual_seed(7)
+    m = cls(6, 5, batch_first=True)
+    x = torch.randn(11, 6, requires_grad=True) if folded else torch.randn(4, 9, 6, requires_grad=True)
+    index = torch.randint(0, 11, (4, 9)) if folded else None
+    w = torch.randn(4, 9, 5)
+    (trained,) = torch.autograd.grad((layer(x, *_weights(m), index=index) * w).sum(), [x])
+    m.requires_grad_(False)
+    (layer(x, *_weights(m), index=index) * w).sum().backward()
+    assert torch.equal(x.grad, trained)
+    assert all(p.grad is None for p in m.parameters())
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_folded_gradcheck_float64(kind, monkeypatch):
     monkeypatch.setattr(kernels, "ROWS_PER_CHUNK", 4)
     cls, layer = FOLDED[kind]

@@ -160,12 +160,22 @@ def _device_of(model):
 
 def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int = IG_STEPS,
             source: str = "", true_label: int | None = None) -> Explanation:
-    """Explain one review with one run (in eval mode; the model's mode is restored after)."""
+    """Explain one review with one run (in eval mode; the model's mode is restored after).
+
+    The weights are frozen meanwhile (requires_grad off, restored after): attributions and gradient norms need
+    only dL/dx at the embedding output, and the recurrent kernels then skip the weight gradients (a third of
+    an LSTM's backward).
+    """
     was_training = run.model.training
+    trainable = [p for p in run.model.parameters() if p.requires_grad]
     try:
+        for p in trainable:
+            p.requires_grad_(False)
         return _explain(run, text, attribution, ig_steps, source, true_label)
     finally:
         run.model.train(was_training)
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, source: str,
@@ -189,8 +199,8 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
 
     p = float(predict_proba(model, enc, device)[0])  # the number `rnnlab predict` prints
     with torch.no_grad():
-        logit = float(model(tokens, lengths)[0])  # the logit behind it (sigmoid(logit) == p)
-        _, steps = model.forward_steps(tokens, lengths)
+        logits, steps = model.forward_steps(tokens, lengths)
+    logit = float(logits[0])  # the logit behind it (sigmoid(logit) == p)
     opinion = torch.sigmoid(steps[0, :L]).float().cpu().numpy().astype(np.float64)
     if abs(opinion[-1] - p) > LAST_STEP_TOLERANCE:
         raise RuntimeError(f"{run.name}: forward_steps' last step ({opinion[-1]:.6f}) is not the model's "
@@ -286,8 +296,9 @@ def embedding_grad_norm(model, tokens, lengths, label: float) -> list[float]:
     import torch
     import torch.nn.functional as F
 
-    seen = {}
-    hook = model.embedding.register_forward_hook(lambda mod, inp, out: seen.setdefault("x", out))
+    seen = {}  # the embedding output, made a leaf that requires grad (the weights may be frozen)
+    hook = model.embedding.register_forward_hook(
+        lambda mod, inp, out: seen.setdefault("x", out.detach().requires_grad_()))
     try:
         with torch.enable_grad(), _no_cudnn(tokens):
             logit = model(tokens, lengths)

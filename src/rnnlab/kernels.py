@@ -57,7 +57,8 @@ nn.LSTM (the matmuls alone: ~1.35-1.45x). How:
   1.5x (GRU) faster at B 256, T 400, and T x B x 6H (5H) floats less memory.
 - Per backward chunk, dL/dx is one matmul and each weight gradient one accumulating matmul
   (transposed, dW^T += [x | 1]^T dG: ~10% faster here); the column of ones next to x_t gives
-  the bias gradient with it.
+  the bias gradient with it. Weights that do not require grad (explain freezes them: it needs only dL/dx)
+  get none, and backward skips their matmuls.
 - The large internal buffers come from a small pool and go back to it when the autograd graph
   is freed: a fresh 100 MB buffer costs ~30 ms of page faults on this machine. The pool never
   holds a tensor the caller can see (outputs and gradients are always fresh); backward only
@@ -112,6 +113,8 @@ class _TanhRecurrence(torch.autograd.Function):
         for t in range(T - 1, 0, -1):
             dh = torch.addmm(dhs[t - 1], da[t].mul_(dh), W_hh)  # dL/dh_{t-1}
         da[0].mul_(dh)
+        if not ctx.needs_input_grad[1]:  # weights frozen (explain's attributions need only dL/dx)
+            return da, None
         dW = da[1:].reshape(-1, H).t() @ hs[:-1].reshape(-1, H)  # sum_t da_t^T h_{t-1}
         return da, dW
 
@@ -213,11 +216,13 @@ def _project(out, X1, xt, P, idx, WiT, b, t0, t1, B):
 
 
 def _input_chunk_grads(dWiT, dX, dP, dG, X1, idx, W_ih, tmp, t0, t1, B):
-    """Backward, per chunk: dense, [dW_ih | db]^T += [x_t | 1]^T dG and dX's rows; folded, dP += dG by row."""
+    """Backward, per chunk: dense, [dW_ih | db]^T += [x_t | 1]^T dG (dWiT None: weights frozen) and dX's rows;
+    folded, dP += dG by row."""
     if idx is not None:  # a strided source takes index_add_'s slow path (3x): copy dG to a flat buffer first
         dP.index_add_(0, idx[t0 * B:t1 * B], tmp[:dG.numel()].view(dG.shape).copy_(dG))
         return
-    dWiT.addmm_(X1[t0:t1].view((t1 - t0) * B, -1).t(), dG)
+    if dWiT is not None:
+        dWiT.addmm_(X1[t0:t1].view((t1 - t0) * B, -1).t(), dG)
     if dX is not None:
         _dx_chunk(dX, dG, W_ih, tmp[:dG.shape[0] * W_ih.shape[1]].view(dG.shape[0], -1), t0, t1)
 
@@ -226,9 +231,10 @@ def _input_grads(ctx, rows, dP, W_ih, dWiT, dX):
     """After a folded backward: dP (U, G) holds each distinct row's summed gate gradients."""
     if dP is None:
         return dX
-    E = W_ih.shape[1]
-    torch.mm(rows.t(), dP, out=dWiT[:E])
-    torch.sum(dP, 0, out=dWiT[E])
+    if dWiT is not None:
+        E = W_ih.shape[1]
+        torch.mm(rows.t(), dP, out=dWiT[:E])
+        torch.sum(dP, 0, out=dWiT[E])
     return dP @ W_ih if ctx.needs_input_grad[0] else None
 
 
@@ -316,7 +322,8 @@ class _LSTMLayer(torch.autograd.Function):
         K = chunks[0][1]
         ws = _take(2 * K * B * 5 * H + K * B * max(E, 4 * H), D)
         Wbuf, tmp = _carve(ws, (2, K, B, 5 * H), (K * B * max(E, 4 * H),))  # W[k] = [e f (the carry) | dG_i dG_f dG_g dG_o]
-        dWiT = D.new_zeros(E + 1, 4 * H)  # [dW_ih | db]^T
+        weights = any(ctx.needs_input_grad[2:6])  # False: frozen (explain's attributions need only dL/dx)
+        dWiT = D.new_zeros(E + 1, 4 * H) if weights else None  # [dW_ih | db]^T
         dWhT = D.new_zeros(H, 4 * H)
         dP = None if idx is None else D.new_zeros(X1.shape[0], 4 * H)  # folded: per distinct row
         dX = D.new_empty(B, T, E) if ctx.needs_input_grad[0] and idx is None else None
@@ -344,10 +351,13 @@ class _LSTMLayer(torch.autograd.Function):
                 if t0 + k:
                     dh = addmm(dh_in[t0 + k - 1], wg[k], W_hh, out=dhb)  # dL/dh_{t-1}
             dG = w[..., H:].reshape(n * B, 4 * H)  # view, rows (t, b), gates i, f, g, o
-            dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
+            if weights:
+                dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dG)
             _input_chunk_grads(dWiT, dX, dP, dG, X1, idx, W_ih, tmp, t0, t1, B)
         _give(ws)
         dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
+        if not weights:
+            return dX, None, None, None, None, None, None
         db = dWiT[E]
         return dX, None, dWiT[:E].t(), dWhT.t(), db, db.clone(), None
 
@@ -414,7 +424,8 @@ class _GRULayer(torch.autograd.Function):
         ws = _take(K * B * 5 * H + K * B * max(E, 3 * H) + K * B, D)
         Wbuf, tmp, ones = _carve(ws, (K, B, 5 * H), (K * B * max(E, 3 * H),), (K * B,))
         ones.fill_(1.0)
-        dWiT = D.new_zeros(E + 1, 3 * H)  # [dW_ih | db_ih]^T, columns r, z, n
+        weights = any(ctx.needs_input_grad[2:6])  # False: frozen (explain's attributions need only dL/dx)
+        dWiT = D.new_zeros(E + 1, 3 * H) if weights else None  # [dW_ih | db_ih]^T, columns r, z, n
         dWhT = D.new_zeros(H, 3 * H)  # columns n, r, z
         dbhn = D.new_zeros(H)
         dP = None if idx is None else D.new_zeros(X1.shape[0], 3 * H)  # folded: per distinct row
@@ -435,11 +446,14 @@ class _GRULayer(torch.autograd.Function):
                     dhb.addmm_(wh[k], W_nrz)  # dL/dh_{t-1}
                     dh1 = dhb1
             dGh, dGi = w[..., :3 * H].reshape(n * B, 3 * H), w[..., H:4 * H].reshape(n * B, 3 * H)
-            dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dGh)
-            dbhn.addmv_(w[..., :H].reshape(n * B, H).t(), ones[:n * B])
+            if weights:
+                dWhT.addmm_(Hs[t0:t1].view(n * B, H).t(), dGh)
+                dbhn.addmv_(w[..., :H].reshape(n * B, H).t(), ones[:n * B])
             _input_chunk_grads(dWiT, dX, dP, dGi, X1, idx, W_ih, tmp, t0, t1, B)
         _give(ws)
         dX = _input_grads(ctx, X1, dP, W_ih, dWiT, dX)
+        if not weights:
+            return dX, None, None, None, None, None, None
         dW_hh = torch.cat([dWhT[:, H:], dWhT[:, :H]], 1).t()  # rows back to r, z, n
         db_hh = torch.cat([dWiT[E, :2 * H], dbhn])  # r, z: as b_ih; n: dL/dhn summed
         return dX, None, dWiT[:E].t(), dW_hh, dWiT[E].clone(), db_hh, None
