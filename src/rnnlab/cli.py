@@ -11,8 +11,10 @@ on stderr and a non-zero code, never a traceback (set RNNLAB_DEBUG=1 to see one)
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -154,10 +156,25 @@ class Main(click.Group):
             sys.exit(2)
 
 
+SHORT_COMMANDS = ("explain", "predict")  # one review's worth of work: Python's cycle collector stays off (below)
+
+
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="rnnlab")
-def main():
+@click.pass_context
+def main(ctx):
     """rnnlab: a vanilla RNN on IMDB, and its four shortfalls measured."""
+    # Importing torch leaves ~10^6 long-lived Python objects that every full pass of the cycle collector scans
+    # again: passes during the imports and the work, and the one Python makes at exit, took 0.8 of the 2.6 s of
+    # `rnnlab explain` on a 1,000-token review (docs/PERFORMANCE.md). What explain and predict allocate is
+    # freed by reference counting (an explanation leaves ~400 objects in cycles), so the collector is off
+    # while they run; and every command freezes what is alive at exit, so the last pass skips it (outputs
+    # are written and closed before a command returns).
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+    if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():
+        gc.disable()
+        ctx.call_on_close(gc.enable)
 
 
 DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the Hugging Face hub."
