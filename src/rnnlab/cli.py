@@ -156,7 +156,7 @@ class Main(click.Group):
             sys.exit(2)
 
 
-SHORT_COMMANDS = ("explain", "predict")  # one review's worth of work: Python's cycle collector stays off (below)
+SHORT_COMMANDS = ("explain", "predict")  # short-lived: Python's cycle collector stays off while they run (below)
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -164,12 +164,12 @@ SHORT_COMMANDS = ("explain", "predict")  # one review's worth of work: Python's 
 @click.pass_context
 def main(ctx):
     """rnnlab: a vanilla RNN on IMDB, and its four shortfalls measured."""
-    # Importing torch leaves ~10^6 long-lived Python objects that every full pass of the cycle collector scans
-    # again: passes during the imports and the work, and the one Python makes at exit, took 0.8 of the 2.6 s of
-    # `rnnlab explain` on a 1,000-token review (docs/PERFORMANCE.md). What explain and predict allocate is
-    # freed by reference counting (an explanation leaves ~400 objects in cycles), so the collector is off
-    # while they run; and every command freezes what is alive at exit, so the last pass skips it (outputs
-    # are written and closed before a command returns).
+    # Python's cycle collector is costly for a command that imports torch: full passes over its ~170,000 tracked
+    # objects while they are created, and at exit passes that tear them all down (benchmarks/startup_gc.py:
+    # `import torch` 1.62 s, 1.19 s with the collector off and the objects frozen at exit). explain and predict,
+    # short-lived, run with it off (an explanation leaves ~400 objects in cycles; reference
+    # counting frees the rest); every command freezes what is alive at exit (outputs are written and closed
+    # before a command returns).
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():
