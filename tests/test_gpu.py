@@ -69,7 +69,8 @@ def test_a_run_trained_on_the_gpu_learns_and_is_used_on_a_machine_without_one(tm
     on_cpu = json.loads(_rnnlab("predict", str(run.path), text, "--json", env={"CUDA_VISIBLE_DEVICES": ""}).splitlines()[0])
     assert abs(on_cpu["p_positive"] - on_gpu["p_positive"]) < 5e-3, (on_cpu, on_gpu)  # cuDNN's TF32 (above)
     html = tmp_path / "why.html"
-    _rnnlab("explain", str(run.path), text, "--html", str(html), "--plain", env={"CUDA_VISIBLE_DEVICES": ""})
+    _rnnlab("explain", str(run.path), text, "--attribution", "--html", str(html), "--plain",  # no Captum: says so
+            env={"CUDA_VISIBLE_DEVICES": ""})
     assert html.read_text().count('<span class="t w') == 2 * len(tokenize(text))  # by opinion, by attribution
 
 
