@@ -8,10 +8,12 @@ comparison turns TF32 off to check the two code paths compute the same function;
 default."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,11 +21,16 @@ import torch
 from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import TrainConfig, with_overrides
 from rnnlab.data import load_imdb
-from rnnlab.models import build_model
 from rnnlab.prepare import prepare
 from rnnlab.runs import RunDir
 from rnnlab.text import tokenize
 from rnnlab.train import train
+
+_spec = importlib.util.spec_from_file_location(  # the setup benchmarks/cudnn_tf32.py measures, TF32 on and off
+    "cudnn_tf32", Path(__file__).resolve().parents[1] / "benchmarks" / "cudnn_tf32.py")
+_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench)
+twins = _bench.twins
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -38,13 +45,7 @@ def float32_on_the_gpu():
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "transformer"])
 def test_cpu_and_cuda_agree(kind, float32_on_the_gpu):
-    torch.manual_seed(0)
-    cfg = TrainConfig(model=kind, embed_dim=16, hidden_dim=16, pool="mean" if kind == "transformer" else "last")
-    cpu = build_model(cfg, 100)
-    gpu = build_model(cfg, 100).cuda()
-    gpu.load_state_dict(cpu.state_dict())
-    lengths = torch.tensor([5, 12, 1, 9])
-    tokens = torch.randint(2, 100, (4, 12)) * (torch.arange(12)[None, :] < lengths[:, None])
+    cpu, gpu, tokens, lengths = twins(kind)
     a, b = cpu(tokens, lengths), gpu(tokens.cuda(), lengths.cuda())
     torch.testing.assert_close(b.cpu(), a, atol=1e-5, rtol=1e-4)
     a.sum().backward()
