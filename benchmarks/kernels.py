@@ -25,7 +25,7 @@ token's vector once, as rnnlab's models do in training when no dropout follows t
 "x_layer folded" is the kernel, "x matmuls only folded" the floor of that design (its matmuls,
 gathers and index_add_s). Their FLOP/s count the dense step's matmul FLOPs (the same work done
 with fewer operations), so a fraction of sgemm above 1 is possible there. --data PATH takes
-the tokens of real reviews (the last 400 of 64 random train reviews at least that long: ~3,000
+the tokens of real reviews (the last 400 of 64 random train reviews at least that long: ~4,700
 distinct tokens); without it the tokens are uniform random ids (~14,000 distinct: the worst
 case for folding).
 """
