@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import statistics
 from pathlib import Path
@@ -82,6 +83,11 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
     assert (f"{clean[0]} and {clean[1]} on two AMD Zen 3 VMs, {clean[2]}, {clean[3]} and {clean[4]} on Zen 4 VMs, "
             f"{clean[5]} on an Intel VM; the {clean[4]} is the published [lab.json](docs/lab/lab.json)") in line
     assert json.loads((LAB / "lab.json").read_text())["environment"]["cpu_capability"] == "AVX512"  # a Zen 4
+    memory = [results / d / "memory.txt" for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b", "lab_amd_zen4",
+                                                   "lab_zen4_b50d5ec", "lab_zen4_98ff68c", "lab_intel_head")]
+    assert "the lab's raw files are docs/lab (published)" in memory[4].read_text()  # the published lab's watch
+    peaks = [float(re.search(r"^final peak PSS ([0-9.]+) GB$", f.read_text(), re.M).group(1)) for f in memory]
+    assert f"peak PSS {min(peaks):.1f}-{max(peaks):.1f} GB: `benchmarks/results/lab_*/`" in line
 
 
 def test_readme_is_at_most_8000_characters():
