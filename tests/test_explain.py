@@ -537,3 +537,91 @@ def test_the_terminal_view_is_coloured_only_on_a_terminal_that_shows_colour(runs
     os.close(leader)
     assert p.returncode == 0, p.stderr
     assert (b"\x1b[" in out) == coloured and b"great" in out, out[:300]
+
+
+# --- from a black-box hunt (session 36): each failed on the code before -----------------------------
+
+def test_names_with_dollar_signs_are_drawn_as_written(runs, tmp_path):
+    """matplotlib read "$...$" in a run's name as a formula: --png raised and left the HTML behind."""
+    run = tmp_path / "m$\\frac$"
+    shutil.copytree(runs["rnn"], run)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = CliRunner().invoke(main, ["explain", str(run), "great film", "--no-attribution", "--html",
+                                  str(out / "e.html"), "--png", str(out / "e.png")])
+    assert r.exit_code == 0, r.output
+    assert (out / "e.png").read_bytes()[:8] == PNG_MAGIC and (out / "e.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["explain", "predict"])
+def test_a_closed_stdout_is_one_line(runs, command):
+    """explain raised AttributeError on sys.stdout None; predict printed into nothing and exited 0."""
+    p = subprocess.run([sys.executable, "-m", "rnnlab", command, str(runs["rnn"]), "great film"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                       preexec_fn=lambda: os.close(1))
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "Error: standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"], p.stderr
+
+
+def test_outputs_never_overwrite_the_data(runs, data, tmp_path):
+    """--html/--png onto the data being read (--data) or the run's own recorded data: refused, data intact."""
+    mine = shutil.copytree(data, tmp_path / "data")
+    run = shutil.copytree(runs["rnn"], tmp_path / "run")
+    meta = json.loads((run / "meta.json").read_text())
+    meta["data"]["path"] = str(mine)
+    (run / "meta.json").write_text(json.dumps(meta))
+    before = (mine / "test.parquet").read_bytes()
+    for extra in (["--data", str(mine)], []):
+        for flag in ("--html", "--png"):
+            target = mine / ("test.parquet" if flag == "--html" else "train.parquet")
+            r = CliRunner().invoke(main, ["explain", str(run), "--review", "0", *extra, "--no-attribution",
+                                          flag, str(target)])
+            assert r.exit_code == 2 and "would overwrite the data" in r.output, r.output
+    assert (mine / "test.parquet").read_bytes() == before
+    r = CliRunner().invoke(main, ["explain", str(run), "--review", "0", "--no-attribution", "--json"])
+    assert r.exit_code == 0, r.output  # and the run still reads its data
+
+
+def test_a_run_folder_whose_name_is_not_utf8_loads(runs, tmp_path):
+    """safetensors opens UTF-8 names only: such a run was reported as a corrupt file."""
+    run = Path(os.fsdecode(bytes(tmp_path) + b"/r\xffn"))
+    shutil.copytree(runs["rnn"], run)
+    r = CliRunner().invoke(main, ["predict", str(run), "great film"])
+    assert r.exit_code == 0, r.output
+    assert float(r.stdout.split()[-1]) == pytest.approx(float(predict_texts(*RunDir(runs["rnn"]).load_model(),
+                                                                             ["great film"])[0]), abs=1e-4)
+
+
+def test_a_mistyped_second_run_is_not_read_as_words(runs, tmp_path):
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(tmp_path / "lstmm"), "great", "film"])
+    assert r.exit_code == 2 and "not a run directory" in r.output, r.output
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "10/10", "great", "film", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["runs"][0]["words"][-2:] == ["great", "film"], r.output
+
+
+def test_ctrl_c_while_the_png_is_written_takes_back_the_html(runs, tmp_path, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("rnnlab.explain.write_png", interrupted)
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "great film", "--no-attribution",
+                                  "--html", str(tmp_path / "e.html"), "--png", str(tmp_path / "e.png")])
+    assert r.exit_code == 130 and not (tmp_path / "e.html").exists(), r.output
+
+
+def test_side_by_side_views_underline_unknown_words_and_keep_runs_apart(runs):
+    exps = explain_runs([runs["rnn"], runs["bow"], runs["lstm"]], REVIEW, attribution=False)
+    unk = [e.words[j] for e in exps[:1] for j in range(len(e.words)) if e.ids[j] == 1]
+    assert unk and "\x1b[4m" in render_terminal(exps, colour=True, width=200)
+    page = render_html(exps)
+    moves = page.split("How far each word moves")[1]  # its legend: the rnn and the lstm in their own colours
+    assert 'stroke="#222222"' in moves and 'stroke="#1b9e77"' in moves and 'stroke="#7b3294"' not in moves
+    seven = explain_runs([runs["rnn"]] * 7, REVIEW, attribution=False)
+    assert render_html(seven).count('stroke-dasharray="6 3"') >= 2  # the 7th run's line and its swatch
+
+
+def test_a_tail_cut_review_says_where_its_prefixes_start(runs):
+    """A run that kept a review's last tokens scores prefixes of what it kept, not the review cut there."""
+    long = " ".join(["great film"] * 20)
+    e = explain_runs([runs["rnn-tail"]], long, attribution=False)[0]
+    assert e.start > 0 and f"from token {e.start + 1}, the first it kept" in e.reading
+    assert "the first it kept" not in explain_runs([runs["rnn-tail"]], "great film", attribution=False)[0].reading

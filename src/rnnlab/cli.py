@@ -170,6 +170,8 @@ def main(ctx):
     # short-lived, run with it off (an explanation leaves ~400 objects in cycles; reference
     # counting frees the rest); every command freezes what is alive at exit (outputs are written and closed
     # before a command returns).
+    if sys.stdout is None:  # started with stdout closed (>&-): what it prints would vanish without a word
+        raise InputError("standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)")
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():

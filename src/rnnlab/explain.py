@@ -142,16 +142,24 @@ def vanished(e: Explanation) -> int:
     return sum(g == 0 for g in e.grad_norm)
 
 
-def reading(cfg) -> str:
-    """What the running opinion at token t is, for this kind of model."""
+def reading(cfg, start: int = 0) -> str:
+    """What the running opinion at token t is, for this kind of model; `start`: the first token the run kept."""
     if cfg.model in RECURRENT_KINDS:
         if cfg.pool == "last":
-            return "the classifier on the hidden state after this token (h_t)"
-        return f"the classifier on the {cfg.pool} of the hidden states up to this token (the pooled prefix)"
-    if cfg.model == "bow":
-        return (f"the model on the prefix ending here (the {cfg.pool} of the word vectors so far: "
+            what = "the classifier on the hidden state after this token (h_t)"
+        else:
+            what = f"the classifier on the {cfg.pool} of the hidden states up to this token (the pooled prefix)"
+    elif cfg.model == "bow":
+        what = (f"the model on the prefix ending here (the {cfg.pool} of the word vectors so far: "
                 "the pooled prefix)")
-    return "the model on the prefix ending here (run again on the review cut after this token)"
+    elif start:
+        what = "the model run again on the tokens it kept, up to this one"
+    else:
+        what = "the model on the prefix ending here (run again on the review cut after this token)"
+    if start:  # the review cut after token t would be read as its own last tokens: another window
+        what += (f", from token {start + 1}, the first it kept: not the review cut after this token, "
+                 "which the run would read as that cut's last tokens")
+    return what
 
 
 def _device_of(model):
@@ -231,7 +239,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         part = "first" if start == 0 else "last"
         cut = (f"read the {part} {L} of the review's {n_full} tokens (max_len {cfg.max_len}, "
                f"truncate {cfg.truncate}): {n_full - L} tokens were cut")
-    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg), words, ids, start, n_full, cut,
+    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, n_full, cut,
                        opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
 
@@ -529,17 +537,24 @@ def pick_reviews(split, rnn, lstm=None, device="cpu", long_min: int = 400, late:
 
 def _split_args(args) -> tuple[list[Path], list[str]]:
     """RUN_DIR... [TEXT]...: the first argument and those after it that are run directories (a directory with a
-    config.json) are the runs, the rest the review's words. A lone word that looks like a path is taken for a
-    mistyped run, not for a review."""
+    config.json) are the runs, the rest the review's words. A lone word that looks like a path, or a first word
+    that looks like a path into an existing folder, is taken for a mistyped run, not for a review."""
     k = 1 if args and _is_dir(args[0]) else 0
     while k and k < len(args) and _is_run(args[k]):
         k += 1
     runs, words = [Path(a) for a in args[:k]], list(args[k:])
-    lone_path = len(words) == 1 and not any(c.isspace() for c in words[0]) and (os.sep in words[0] or "/" in words[0])
+    lone_path = len(words) == 1 and _pathlike(words[0])
     if not runs or lone_path:
         hint = " (to explain it as a review: --text)" if runs else ""
         raise ValueError(f"{shorten(words[0])}: no such run directory{hint}")
+    if words and _pathlike(words[0]) and _is_dir(str(Path(words[0]).parent)):  # a mistyped or broken run
+        raise ValueError(f"{shorten(words[0])}: not a run directory (no readable config.json); to explain words "
+                         "that look like a path: --text")
     return runs, words
+
+
+def _pathlike(word: str) -> bool:
+    return not any(c.isspace() for c in word) and (os.sep in word or "/" in word)
 
 
 def _is_run(arg: str) -> bool:
@@ -583,11 +598,14 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
     return text, source, None
 
 
-def _check_out(path: Path | None, flag: str, run_dirs=()) -> None:
+def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> None:
     if path is None:
         return
     from .runs import RUN_FILES
 
+    for data in [data_path, *(_recorded_data(r) for r in run_dirs)]:
+        if data is not None and _overwrites(path, Path(data)):
+            raise ValueError(f"{flag} {path}: would overwrite the data {data}; write it elsewhere")
     for run in run_dirs:
         try:
             rel = path.resolve().relative_to(Path(run).resolve())
@@ -603,6 +621,25 @@ def _check_out(path: Path | None, flag: str, run_dirs=()) -> None:
                                                else f"no such directory {path.parent}"))
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
+
+
+def _recorded_data(run_dir) -> str | None:
+    """The data a run records, where it names a path (None: the hub, none recorded, or unreadable: checked later)."""
+    from .runs import RunDir, run_data_path
+
+    try:
+        return run_data_path(RunDir(run_dir))
+    except (RunError, OSError, ValueError):
+        return None
+
+
+def _overwrites(path: Path, data: Path) -> bool:
+    """Whether writing `path` replaces the data file `data`, or a file inside the data folder `data`."""
+    try:
+        out, data = path.resolve(), data.resolve()
+        return out == data or (data.is_dir() and out.is_file() and out.is_relative_to(data))
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a symbolic-link loop (reported later)
+        return False
 
 
 FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp"}  # matplotlib's
@@ -645,8 +682,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
 
     try:
         run_dirs, words = _split_args(args)
-        _check_out(html_path, "--html", run_dirs)
-        _check_out(png_path, "--png", run_dirs)
+        _check_out(html_path, "--html", run_dirs, data_path)
+        _check_out(png_path, "--png", run_dirs, data_path)
         if html_path and png_path and html_path.resolve() == png_path.resolve():
             raise ValueError(f"--html and --png need different files ({html_path})")
         if words:
@@ -677,10 +714,12 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
                 write(exps, path)
                 if new:
                     written.append(path)
-    except RunError as e:
+    except BaseException as e:  # a failure or Ctrl-C while the second file is written
         for path in written:
             path.unlink(missing_ok=True)
-        raise InputError(str(e)) from None
+        if isinstance(e, RunError):
+            raise InputError(str(e)) from None
+        raise
     for path in (html_path, png_path):
         if path:
             click.echo(f"wrote {path}", err=True)
@@ -689,7 +728,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         click.echo(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
             {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
         return
-    colour = (not plain and sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+    colour = (not plain and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
               and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text
     click.echo(render_terminal(exps, colour), nl=False)
 

@@ -119,7 +119,7 @@ def render_terminal(exps: list[Explanation], colour: bool, width: int | None = N
     width = width or shutil.get_terminal_size((100, 24)).columns
     legend = ("colour: running opinion " + _bg(_rgb(-1), " 0 negative ") + _bg(_rgb(-0.5), " 0.25 ")
               + _bg(_rgb(0), " 0.5 ") + _bg(_rgb(0.5), " 0.75 ") + _bg(_rgb(1), " 1 positive ")
-              + "; underlined: not in the vocabulary (<unk>)")
+              + "; underlined: not in " + ("the" if len(exps) == 1 else "that run's") + " vocabulary (<unk>)")
     if len(exps) == 1:
         e, row, used = exps[0], [], 0
         for j, w in enumerate(e.words):
@@ -141,7 +141,8 @@ def render_terminal(exps: list[Explanation], colour: bool, width: int | None = N
             words, bars, used = [], [[] for _ in exps], 0
         words.append(word.ljust(w))
         for i, e in enumerate(exps):
-            bars[i].append(" " * w if idx[i] is None else _bg(opinion_colour(e.opinion[idx[i]]), " " * w))
+            bars[i].append(" " * w if idx[i] is None else ("\x1b[4m" if e.ids[idx[i]] == 1 else "")
+                           + _bg(opinion_colour(e.opinion[idx[i]]), " " * w))
         used += w + 1
     blocks.append((words, bars))
     for ws, bs in blocks:
@@ -199,7 +200,15 @@ svg{width:100%;height:auto;display:block}
 svg text{font:11px system-ui,sans-serif;fill:#444}
 table{border-collapse:collapse;font-size:.9em}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
 """
-LINE_COLOURS = ("#222222", "#7b3294", "#1b9e77", "#d95f02", "#666666", "#e7298a")
+LINE_COLOURS = ("#222222", "#7b3294", "#1b9e77", "#d95f02", "#666666", "#e7298a")  # then again, dashed
+
+
+DASH = ' stroke-dasharray="6 3"'
+
+
+def _dashed(i: int) -> bool:
+    """Run i's line is dashed once the colours have all been used (a 7th run and on)."""
+    return (i // len(LINE_COLOURS)) % 2 == 1
 
 
 def _esc(s) -> str:
@@ -253,14 +262,15 @@ def _nice(span: float, target: int) -> float:
     return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
 
 
-def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]], title: str, log: bool = False,
+def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None], bool]], title: str,
+               log: bool = False,
                y_range: tuple[float, float] | None = None, ref: float | None = None, shade: bool = False,
                tips: list[str] | None = None) -> str:
     """A line per series over the aligned tokens (continued across tokens a run did not read; on a log axis a
     0 is a triangle at the bottom); hovering a token's column shows `tips`."""
     W, H, L, R, T, B = 1000, 190, 52, 12, 22, 26
     n = len(al.rows)
-    vals = [v for _, _, ys in series for v in ys if v is not None and (v > 0 or not log)]
+    vals = [v for _, _, ys, _ in series for v in ys if v is not None and (v > 0 or not log)]
     if not vals:
         return ""
     if y_range:
@@ -298,7 +308,7 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]],
     step = int(_nice(n, 10)) if n > 10 else 1
     for k in [0] + list(range(step - 1, n, step)):
         g.append(f'<text x="{X(k):.1f}" y="{H - 8}" text-anchor="middle">{k + 1}</text>')
-    for name, colour, ys in series:
+    for name, colour, ys, dashed in series:
         segs, seg = [], []
         for k, v in enumerate(ys):
             if v is None:
@@ -316,7 +326,7 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]],
                 g.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"/>')
             elif sg:
                 g.append(f'<polyline points="{" ".join(sg)}" fill="none" stroke="{colour}" stroke-width="1.6" '
-                         'stroke-linejoin="round"/>')
+                         f'stroke-linejoin="round"{DASH if dashed else ""}/>')
     if tips:
         w = (W - L - R) / n
         for k, tip in enumerate(tips):
@@ -326,13 +336,16 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None]]],
     return "".join(g)
 
 
-def _chart_legend(exps: list[Explanation]) -> str:
+def _chart_legend(exps: list[Explanation], shown=None) -> str:
+    """Each run's line as its chart draws it (run i: colour i, dashed past the palette); `shown`: only those runs."""
+    shown = range(len(exps)) if shown is None else shown
     if len(exps) == 1:
         return ""
     return '<div class="legend">' + " ".join(
         f'<span><svg width="22" height="10" style="display:inline;width:22px"><line x1="0" x2="22" y1="5" y2="5" '
-        f'stroke="{LINE_COLOURS[i % len(LINE_COLOURS)]}" stroke-width="3"/></svg> {_esc(e.run)}</span>'
-        for i, e in enumerate(exps)) + "</div>"
+        f'stroke="{LINE_COLOURS[i % len(LINE_COLOURS)]}" stroke-width="3"{DASH if _dashed(i) else ""}/></svg> '
+        f'{_esc(e.run)}</span>'
+        for i, e in enumerate(exps) if i in shown) + "</div>"
 
 
 def _card(e: Explanation) -> str:
@@ -372,9 +385,10 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
     title = title or ("How " + ("these models read" if multi else f"{exps[0].run} reads") + " one review, word by word")
     tips = [_tip(w, exps, idx, k + 1) for k, (w, idx) in enumerate(al.rows)]
     colour = lambda i: LINE_COLOURS[i % len(LINE_COLOURS)]  # noqa: E731
-    op = [(e.run, colour(i), al.values(exps, "opinion", i)) for i, e in enumerate(exps)]
-    gn = [(e.run, colour(i), al.values(exps, "grad_norm", i)) for i, e in enumerate(exps)]
-    dh = [(e.run, colour(i), al.values(exps, "state_change", i)) for i, e in enumerate(exps) if e.state_change]
+    op = [(e.run, colour(i), al.values(exps, "opinion", i), _dashed(i)) for i, e in enumerate(exps)]
+    gn = [(e.run, colour(i), al.values(exps, "grad_norm", i), _dashed(i)) for i, e in enumerate(exps)]
+    dh = [(e.run, colour(i), al.values(exps, "state_change", i), _dashed(i)) for i, e in enumerate(exps)
+          if e.state_change]
     bars = ("" if not multi else '<p class="note">Under each word, one bar per run, top to bottom: '
             + ", ".join(_esc(e.run) for e in exps) + "; a hatched bar: that run did not read the word.</p>")
     scale = lambda left, right: (f'<div class="legend">{left} <span class="scale"></span> {right}'  # noqa: E731
@@ -417,7 +431,7 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
     if dh:
         body += ["<h2>How far each word moves the hidden state</h2>",
                  '<p class="note">||h_t - h_{t-1}|| of the top recurrent layer (h_{-1} = 0).</p>',
-                 _chart_legend([e for e in exps if e.state_change]),
+                 _chart_legend(exps, [i for i, e in enumerate(exps) if e.state_change]),
                  _svg_chart(al, dh, "||h_t - h_(t-1)||", tips=tips)]
     body.append('<p class="note">Made by rnnlab explain. Self-contained: nothing on this page is loaded from '
                 "anywhere.</p>")
@@ -459,9 +473,9 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
         k = np.array([j for j, y in enumerate(v) if y is not None])
         y = np.array([y for y in v if y is not None], dtype=float)
         if field == "grad_norm":
-            a.semilogy(k[y > 0], y[y > 0], color=colour(i), **kw)
+            a.semilogy(k[y > 0], y[y > 0], color=colour(i), ls="--" if _dashed(i) else "-", **kw)
             return k[y == 0]
-        a.plot(k, y, color=colour(i), **kw)
+        a.plot(k, y, color=colour(i), ls="--" if _dashed(i) else "-", **kw)
         return None
 
     ax = axes[0]
@@ -474,6 +488,8 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     ax.set_ylabel("P(positive)\nafter token")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("running opinion: P(positive) had the review ended after this token"
+                 + (" (a run that kept a review's last tokens: of the part it kept)" if any(e.start for e in exps)
+                    else "")
                  + ("\n" + textwrap.fill(al.note, int(fig.get_figwidth() * 14)) if len(exps) > 1 else ""),
                  fontsize=8, loc="left")
     for a, i in zip(axes[1:], with_attr):

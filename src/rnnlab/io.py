@@ -214,12 +214,22 @@ def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict | None =
 
 def load_tensors(path: str | os.PathLike) -> dict:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load, load_file
 
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: missing")
     try:
+        if not _utf8(str(path)):  # safetensors opens UTF-8 names only
+            return load(path.read_bytes())
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise RunError(f"{path}: corrupt or truncated safetensors file ({str(e).splitlines()[0][:160]})") from None
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by Python as lone surrogates
+        return False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -31,6 +32,8 @@ _writable_matplotlib_config()
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+matplotlib.rcParams["text.parse_math"] = False  # names and words are drawn as written: "$...$" is no formula
+logging.getLogger("matplotlib.backends.backend_ps").setLevel(logging.ERROR)  # not "no transparency in .eps" per figure
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .io import write_bytes  # noqa: E402
