@@ -48,6 +48,7 @@ KINDS = {  # name -> overrides of the seed preset
     "transformer": {"model": "transformer", "pool": "mean"}, "cnn": {"model": "cnn", "pool": "max"},
     "rnn-mean": {"pool": "mean"}, "rnn-tail": {"max_len": 12, "truncate": "tail"},
     "rnn-head": {"max_len": 12, "truncate": "head"}, "rnn-strip": {"strip_html": True},
+    "rnn-strip-tail": {"strip_html": True, "max_len": 12, "truncate": "tail"},
 }
 REVIEW = "The film was <br /><br />great, the zzyzx plot dull but the ending was really wonderful and superb."
 
@@ -273,6 +274,7 @@ def test_runs_that_read_different_parts_share_no_token_even_where_words_repeat(r
     n = len(words)
     head = dataclasses.replace(strip, words=strip.words[:n], ids=strip.ids[:n], opinion=strip.opinion[:n],
                                grad_norm=strip.grad_norm[:n], state_change=strip.state_change[:n],
+                               positions=strip.positions[:n],
                                truncation=f"read the first {n} tokens")
     al = align([head, tail])
     assert not any(all(j is not None for j in idx) for _, idx in al.rows), al.rows
@@ -282,6 +284,41 @@ def test_runs_that_read_different_parts_share_no_token_even_where_words_repeat(r
     whole = align([strip, tail])  # the whole review against its tail: the tail's words match the end only
     matched = [idx for _, idx in whole.rows if idx[1] is not None and idx[0] is not None]
     assert [i[0] for i in matched] == list(range(len(strip) - len(tail), len(strip)))
+
+
+@pytest.mark.parametrize("whole, tail", [("rnn-strip", "rnn-tail"), ("rnn", "rnn-strip-tail")])
+def test_a_run_that_kept_the_tail_lines_up_with_the_same_places_in_a_run_that_tokenises_differently(
+        runs, whole, tail):
+    """A long repetitive review with <br /> tags, read whole by one run and only its last 12 tokens by one
+    that treats the tags the other way: each token of the tail sits in the row of its place in the review
+    (matching words put the tail's first token near the review's start, real review 164 in session 36)."""
+    rng = np.random.default_rng(0)
+    kept = []  # the review's tokens with tags kept, as it is written
+    for _ in range(1000):
+        kept += ["br"] if rng.random() < 0.15 else [str(rng.choice(["good", "bad", "film", "the"]))]
+    text = " ".join("<br />" if w == "br" else w for w in kept)
+    exps = explain_runs([runs[whole], runs[tail]], text, attribution=False)
+    place = {False: list(range(len(kept))), True: [k for k, w in enumerate(kept) if w != "br"]}  # token -> kept[k]
+    at = [place[e.strip_html][e.start:e.start + len(e)] for e in exps]  # each run's tokens' places, by construction
+    assert exps[1].start > 0 and all([kept[k] for k in a] == e.words for a, e in zip(at, exps))
+    al = align(exps)
+    for i, e in enumerate(exps):  # every token of each run, once, in order
+        assert [idx[i] for _, idx in al.rows if idx[i] is not None] == list(range(len(e)))
+    rows = [{at[i][j] for i, j in enumerate(idx) if j is not None} for _, idx in al.rows]
+    assert all(len(r) == 1 for r in rows) and [r.pop() for r in rows] == sorted(set(at[0]) | set(at[1]))
+
+
+def test_tag_kept_positions():
+    from rnnlab.text import tag_kept_positions, tokenize
+
+    rng = np.random.default_rng(1)
+    pieces = ["<br />", "<BR>", "<br/>", "a", "b2", "don't", "x<br>y", ".", " ", "<b>", "br", "\n"]
+    for _ in range(200):
+        text = "".join(rng.choice(pieces, size=int(rng.integers(0, 30))))
+        kept, stripped = tokenize(text), tokenize(text, strip_html=True)
+        pos = tag_kept_positions(text)
+        assert [kept[k] for k in pos] == stripped and pos == sorted(set(pos))
+        assert len(kept) - len(stripped) == len(re.findall(r"<br\s*/?>", text, re.IGNORECASE))
 
 
 # --- rendering ------------------------------------------------------------------------------------

@@ -29,9 +29,9 @@ cut: max_len, truncate, strip_html) an `Explanation` holds:
 - `state_change`: ||h_t - h_{t-1}|| of the top recurrent layer (h_{-1} = 0; the LSTM's h, not its cell),
   how far each token moves the state; None for models without a recurrent state.
 
-Several runs on one review are aligned by token (`align`): by position in the review when they tokenise
-alike (a run that read only the tail lines up with the tail of one that read everything), by matching
-words when their tokenisers differ (strip_html). Renderings: `render_terminal` (ANSI colours on a
+Several runs on one review are aligned by token (`align`): by each token's position in the review (a run
+that read only the tail lines up with the tail of one that read everything; a run that strips <br /> tags
+leaves their rows blank). Renderings: `render_terminal` (ANSI colours on a
 terminal, a plain table otherwise), `write_html` (one self-contained page, nothing loaded from anywhere),
 `write_png` (matplotlib). `pick_reviews` chooses real test reviews worth explaining by stated rules.
 
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
 import sys
@@ -95,6 +94,7 @@ class Explanation:
     words: list[str]  # the tokens read, after tokenising and cutting as the run was trained
     ids: list[int]  # their vocabulary ids (1 = <unk>)
     start: int  # position of words[0] among the review's tokens (> 0: the head was cut)
+    positions: list[int]  # each token's index among the review's tokens with <br /> tags kept (`align`)
     n_review_tokens: int  # tokens of the whole review before the cut
     truncation: str  # "" or what was cut, in words
     opinion: list[float]  # P(positive) if the review ended here
@@ -192,7 +192,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     import torch
 
     from .scoring import encode_texts, predict_proba
-    from .text import tokenize
+    from .text import tag_kept_positions, tokenize
 
     if not text.strip():
         raise ValueError("empty review: there is nothing to explain")
@@ -202,6 +202,8 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     enc, full_len = encode_texts(vocab, [text], None, cfg.max_len, cfg.truncate)  # exactly as predict cuts
     start, L, n_full = int(enc.starts[0]), int(enc.lengths[0]), int(full_len[0])
     words = (tokenize(text, vocab.strip_html) or ["<unk>"])[start:start + L]  # an empty review reads as <unk>
+    where = tag_kept_positions(text) if vocab.strip_html else range(n_full)
+    positions = list(where[start:start + L]) or [0]
     ids = [int(i) for i in enc.ids[start:start + L]]
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
 
@@ -239,7 +241,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         part = "first" if start == 0 else "last"
         cut = (f"read the {part} {L} of the review's {n_full} tokens (max_len {cfg.max_len}, "
                f"truncate {cfg.truncate}): {n_full - L} tokens were cut")
-    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, n_full, cut,
+    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full, cut,
                        opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
 
@@ -376,68 +378,39 @@ class Alignment:
         return [None if arr is None or idx[i] is None else arr[idx[i]] for _, idx in self.rows]
 
 
-ALIGN_TOLERANCE = 0.02  # how far apart (share of the review), beyond what <br /> tokens explain, equal words may be
-
-
 def align(exps: list[Explanation]) -> Alignment:
-    """Line the runs up token by token (one run: its own tokens)."""
-    n = len(exps)
-    if n == 1:
+    """Line the runs up token by token (one run: its own tokens).
+
+    Every token is placed by its position in the review (`Explanation.positions`: among the review's tokens
+    with <br /> tags kept), so runs that cut the review differently share exactly the tokens they both read,
+    and a run that strips the tags leaves those rows blank. Linear in the review's length.
+    """
+    if len(exps) == 1:
         return Alignment([(w, [j]) for j, w in enumerate(exps[0].words)], "")
+    at = [dict(zip(e.positions, range(len(e)))) for e in exps]
+    rows = []
+    for pos in sorted(set().union(*at)):
+        idx = [a.get(pos) for a in at]
+        k = next(i for i, j in enumerate(idx) if j is not None)
+        rows.append((exps[k].words[idx[k]], idx))
     names = ", ".join(e.run for e in exps)
-    if len({(e.strip_html, e.n_review_tokens) for e in exps}) == 1:  # one tokenisation: by position
-        lo, hi = min(e.start for e in exps), max(e.start + len(e) for e in exps)
-        rows = []
-        for pos in range(lo, hi):
-            idx = [pos - e.start if e.start <= pos < e.start + len(e) else None for e in exps]
-            word = next(e.words[j] for e, j in zip(exps, idx) if j is not None) if any(
-                j is not None for j in idx) else ""
-            rows.append((word, idx))
-        rows = [r for r in rows if r[0] != "" or any(j is not None for j in r[1])]
-        s_lo, s_hi = max(e.start for e in exps), min(e.start + len(e) for e in exps)
-        if all(e.start == lo and len(e) == hi - lo for e in exps):
-            return Alignment(rows, f"{names}: the same {hi - lo} tokens, aligned one to one")
-        shared = (f"tokens {s_lo + 1}-{s_hi} of {exps[0].n_review_tokens}" if s_hi > s_lo else "no tokens")
-        where = "tail" if s_hi == hi else "head" if s_lo == lo else "middle"
-        parts = "; ".join(f"{e.run} read tokens {e.start + 1}-{e.start + len(e)}" for e in exps)
-        return Alignment(rows, f"the runs cut the review differently ({parts}): aligned by position, "
-                               f"all read {shared} (the shared {where}); a token a run did not read is left blank")
-    # different tokenisers (strip_html): match words, keeping every token of every run; two tokens match only
-    # where they sit at about the same place in the review (the runs may have read different parts of it)
-    def reader(idx: list[int | None]) -> int:
-        return next(k for k, j in enumerate(idx) if j is not None)
-
-    def place(idx: list[int | None]) -> float:  # a row's position in the review, 0..1, from its first reader
-        k = reader(idx)
-        return (exps[k].start + idx[k]) / max(exps[k].n_review_tokens, 1)
-
-    def near(a: list[int | None], b: list[int | None]) -> bool:  # within what the extra <br /> tokens can shift
-        na, nb = exps[reader(a)].n_review_tokens, exps[reader(b)].n_review_tokens
-        return abs(place(a) - place(b)) <= ALIGN_TOLERANCE + abs(na - nb) / max(na, nb, 1)
-
-    rows: list[tuple[str, list[int | None]]] = [(w, [j] + [None] * (n - 1)) for j, w in enumerate(exps[0].words)]
-    for i in range(1, n):
-        merged = [w for w, _ in rows]
-        out: list[tuple[str, list[int | None]]] = []
-        alone = [None] * n
-        ops = difflib.SequenceMatcher(None, merged, exps[i].words, autojunk=False).get_opcodes()
-        for tag, a0, a1, b0, b1 in ops:
-            mine = [(exps[i].words[b], alone[:i] + [b] + alone[i + 1:]) for b in range(b0, b1)]
-            if tag != "equal":
-                out += rows[a0:a1] + mine
-                continue
-            for row, (w, idx) in zip(rows[a0:a1], mine):
-                if near(row[1], idx):
-                    out.append((row[0], row[1][:i] + [idx[i]] + row[1][i + 1:]))
-                else:
-                    out += [row, (w, idx)]
-        rows = out
-    shared = sum(all(j is not None for j in idx) for _, idx in rows)
-    how = ", ".join(f"{e.run} {'strips' if e.strip_html else 'keeps'} <br /> tags" for e in exps)
-    cuts = [e.run for e in exps if e.truncation]
-    cut_note = f"; {', '.join(cuts)} read only part of the review" if cuts else ""
-    return Alignment(rows, f"the runs tokenise differently ({how}): aligned by matching words, {shared or 'no'} "
-                           f"tokens read by all{cut_note}; a token a run did not read is left blank")
+    if len({(e.strip_html, e.n_review_tokens) for e in exps}) > 1:
+        shared = sum(all(j is not None for j in idx) for _, idx in rows)
+        how = ", ".join(f"{e.run} {'strips' if e.strip_html else 'keeps'} <br /> tags" for e in exps)
+        cuts = [e.run for e in exps if e.truncation]
+        cut_note = f"; {', '.join(cuts)} read only part of the review" if cuts else ""
+        return Alignment(rows, f"the runs tokenise differently ({how}): aligned by position in the review, "
+                               f"{shared or 'no'} tokens read by all{cut_note}; a token a run did not read "
+                               "(a tag it stripped, a part it cut) is left blank")
+    lo, hi = min(e.start for e in exps), max(e.start + len(e) for e in exps)
+    if all(e.start == lo and len(e) == hi - lo for e in exps):
+        return Alignment(rows, f"{names}: the same {hi - lo} tokens, aligned one to one")
+    s_lo, s_hi = max(e.start for e in exps), min(e.start + len(e) for e in exps)
+    shared = f"tokens {s_lo + 1}-{s_hi} of {exps[0].n_review_tokens}" if s_hi > s_lo else "no tokens"
+    where = "tail" if s_hi == hi else "head" if s_lo == lo else "middle"
+    parts = "; ".join(f"{e.run} read tokens {e.start + 1}-{e.start + len(e)}" for e in exps)
+    return Alignment(rows, f"the runs cut the review differently ({parts}): aligned by position, "
+                           f"all read {shared} (the shared {where}); a token a run did not read is left blank")
 
 
 # --- choosing real reviews worth explaining ---------------------------------------------------------

@@ -54,6 +54,24 @@ def tokenize(text: str, strip_html: bool = False) -> list[str]:
     return _NON_ALNUM.sub(" ", text.lower()).split()
 
 
+def tag_kept_positions(text: str) -> list[int]:
+    """Where each token of tokenize(text, strip_html=True) sits in tokenize(text): its index there.
+
+    The two tokenisations differ only by the tokens of the `<br />` tags (a tag starts and ends with a
+    character that is not a letter or digit, so it never joins the words beside it): the text between two
+    tags is tokenised alike either way. Linear in the text's length.
+    """
+    out: list[int] = []
+    pos = last = 0
+    for m in _BR.finditer(text):
+        n = len(tokenize(text[last:m.start()]))
+        out += range(pos, pos + n)
+        pos += n + len(tokenize(m.group()))
+        last = m.end()
+    n = len(tokenize(text[last:]))
+    return out + list(range(pos, pos + n))
+
+
 class Vocab:
     """Word <-> id map: <pad>=0, <unk>=1, then words by descending train count."""
 
