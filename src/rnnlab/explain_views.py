@@ -206,9 +206,9 @@ LINE_COLOURS = ("#222222", "#7b3294", "#1b9e77", "#d95f02", "#666666", "#e7298a"
 DASH = ' stroke-dasharray="6 3"'
 
 
-def _dashed(i: int) -> bool:
-    """Run i's line is dashed once the colours have all been used (a 7th run and on)."""
-    return (i // len(LINE_COLOURS)) % 2 == 1
+def line_style(i: int) -> tuple[str, bool]:
+    """Run i's line: its colour, and whether it is dashed (once the colours have all been used: a 7th run and on)."""
+    return LINE_COLOURS[i % len(LINE_COLOURS)], (i // len(LINE_COLOURS)) % 2 == 1
 
 
 def _esc(s) -> str:
@@ -262,7 +262,7 @@ def _nice(span: float, target: int) -> float:
     return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
 
 
-def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None], bool]], title: str,
+def _svg_chart(al: Alignment, series: list[tuple[int, list[float | None]]], title: str,
                log: bool = False,
                y_range: tuple[float, float] | None = None, ref: float | None = None, shade: bool = False,
                tips: list[str] | None = None) -> str:
@@ -270,7 +270,7 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None], b
     0 is a triangle at the bottom); hovering a token's column shows `tips`."""
     W, H, L, R, T, B = 1000, 190, 52, 12, 22, 26
     n = len(al.rows)
-    vals = [v for _, _, ys, _ in series for v in ys if v is not None and (v > 0 or not log)]
+    vals = [v for _, ys in series for v in ys if v is not None and (v > 0 or not log)]
     if not vals:
         return ""
     if y_range:
@@ -308,7 +308,8 @@ def _svg_chart(al: Alignment, series: list[tuple[str, str, list[float | None], b
     step = int(_nice(n, 10)) if n > 10 else 1
     for k in [0] + list(range(step - 1, n, step)):
         g.append(f'<text x="{X(k):.1f}" y="{H - 8}" text-anchor="middle">{k + 1}</text>')
-    for name, colour, ys, dashed in series:
+    for i, ys in series:
+        colour, dashed = line_style(i)
         segs, seg = [], []
         for k, v in enumerate(ys):
             if v is None:
@@ -343,7 +344,7 @@ def _chart_legend(exps: list[Explanation], shown=None) -> str:
         return ""
     return '<div class="legend">' + " ".join(
         f'<span><svg width="22" height="10" style="display:inline;width:22px"><line x1="0" x2="22" y1="5" y2="5" '
-        f'stroke="{LINE_COLOURS[i % len(LINE_COLOURS)]}" stroke-width="3"{DASH if _dashed(i) else ""}/></svg> '
+        f'stroke="{line_style(i)[0]}" stroke-width="3"{DASH if line_style(i)[1] else ""}/></svg> '
         f'{_esc(e.run)}</span>'
         for i, e in enumerate(exps) if i in shown) + "</div>"
 
@@ -384,11 +385,8 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
     src = next((e.source for e in exps if e.source), "")
     title = title or ("How " + ("these models read" if multi else f"{exps[0].run} reads") + " one review, word by word")
     tips = [_tip(w, exps, idx, k + 1) for k, (w, idx) in enumerate(al.rows)]
-    colour = lambda i: LINE_COLOURS[i % len(LINE_COLOURS)]  # noqa: E731
-    op = [(e.run, colour(i), al.values(exps, "opinion", i), _dashed(i)) for i, e in enumerate(exps)]
-    gn = [(e.run, colour(i), al.values(exps, "grad_norm", i), _dashed(i)) for i, e in enumerate(exps)]
-    dh = [(e.run, colour(i), al.values(exps, "state_change", i), _dashed(i)) for i, e in enumerate(exps)
-          if e.state_change]
+    op, gn, dh = ([(i, al.values(exps, field, i)) for i, e in enumerate(exps) if getattr(e, field) is not None]
+                  for field in ("opinion", "grad_norm", "state_change"))
     bars = ("" if not multi else '<p class="note">Under each word, one bar per run, top to bottom: '
             + ", ".join(_esc(e.run) for e in exps) + "; a hatched bar: that run did not read the word.</p>")
     scale = lambda left, right: (f'<div class="legend">{left} <span class="scale"></span> {right}'  # noqa: E731
@@ -467,15 +465,15 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     fig, axes = plt.subplots(len(heights), 1, figsize=(max(9.0, min(18.0, 6 + n / 40)), sum(heights) + 1.2),
                              sharex=True, gridspec_kw={"height_ratios": heights})
     axes = list(np.atleast_1d(axes))
-    colour = lambda i: LINE_COLOURS[i % len(LINE_COLOURS)]  # noqa: E731
+
     def line(a, i, field, **kw):  # a run's values at the rows it read; across the others the line goes on
-        v = al.values(exps, field, i)
+        v, (colour, dashed) = al.values(exps, field, i), line_style(i)
         k = np.array([j for j, y in enumerate(v) if y is not None])
         y = np.array([y for y in v if y is not None], dtype=float)
         if field == "grad_norm":
-            a.semilogy(k[y > 0], y[y > 0], color=colour(i), ls="--" if _dashed(i) else "-", **kw)
+            a.semilogy(k[y > 0], y[y > 0], color=colour, ls="--" if dashed else "-", **kw)
             return k[y == 0]
-        a.plot(k, y, color=colour(i), ls="--" if _dashed(i) else "-", **kw)
+        a.plot(k, y, color=colour, ls="--" if dashed else "-", **kw)
         return None
 
     ax = axes[0]
@@ -507,7 +505,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     bottom = a.get_ylim()[0]
     for i, k in zeros:
         if len(k):
-            a.scatter(k, np.full(len(k), bottom), marker="v", s=10, color=colour(i), alpha=0.6, clip_on=False,
+            a.scatter(k, np.full(len(k), bottom), marker="v", s=10, color=line_style(i)[0], alpha=0.6, clip_on=False,
                       label=f"{exps[i].run}: exactly 0 ({len(k)} tokens)")
     a.set_ylim(bottom=bottom)
     a.set_ylabel("||dL/dx_t||\n(log)")
