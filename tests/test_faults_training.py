@@ -212,6 +212,28 @@ def test_a_run_killed_while_its_directory_is_made_leaves_nothing_in_the_way(tmp_
     assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~io_mod.UMASK)
 
 
+@pytest.mark.parametrize("where, message", [("_built", ""), ("_built", "SIGTERM"), ("_finish", "")])
+def test_an_interrupt_outside_the_epochs_names_its_signal_and_its_phase(tmp_path, tiny_data, monkeypatch, where,
+                                                                         message):
+    """Ctrl-C raises a KeyboardInterrupt with no message, the CLI's SIGTERM handler one that names it: in the set-up
+    (the model being built) that was reported as "SIGTERM in the final test", and Ctrl-C as "( in the final test)"."""
+    out = tmp_path / "run"
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt(message)
+
+    monkeypatch.setattr(train_mod, where, interrupted)
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *ARGS])
+    assert res.exit_code == 130, res.output
+    name = message or "SIGINT"
+    if where == "_built":
+        assert res.stderr.splitlines()[-1] == f"interrupted ({name}) before the first epoch completed; nothing was saved"
+        assert not out.exists()
+    else:
+        assert res.stderr.splitlines()[-1] == (f"interrupted ({name} in the final test); completed epochs are saved. "
+                                               f"Continue with: rnnlab train --resume {out}")
+
+
 def test_a_signal_during_the_final_test_says_every_epoch_is_kept_and_resume_finishes(tmp_path, tiny_data, monkeypatch):
     out = tmp_path / "run"
     finish = train_mod._finish

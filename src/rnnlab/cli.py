@@ -278,11 +278,11 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
              f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
         try:
             trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
-        except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: after the epochs (the final test)
+        except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the epochs (set-up, final test)
+            if isinstance(e, KeyboardInterrupt):  # its message names the signal; Ctrl-C's is empty
+                e = (str(e) or "SIGINT") + (" in the final test" if _all_epochs_saved(run, cfg) else "")
             if resume is None:
                 run.discard_if_empty()
-            if isinstance(e, KeyboardInterrupt):
-                e = f"{e or 'SIGINT'} in the final test"
             if run.path.exists():
                 _log(f"interrupted ({e}); completed epochs are saved. Continue with: rnnlab train --resume {run.path}")
             else:
@@ -309,6 +309,14 @@ def _tensorboard_available() -> None:
 
     if importlib.util.find_spec("tensorboard") is None:
         raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'")
+
+
+def _all_epochs_saved(run, cfg) -> bool:
+    """Whether the run has saved all its epochs (an interrupt then came in the final test, not in the set-up)."""
+    try:
+        return run.completed_epochs() >= cfg.epochs
+    except RunError:
+        return False
 
 
 def _tensorboard(log_dir: Path):

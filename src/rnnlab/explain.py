@@ -241,8 +241,8 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         part = "first" if start == 0 else "last"
         cut = (f"read the {part} {L} of the review's {n_full} tokens (max_len {cfg.max_len}, "
                f"truncate {cfg.truncate}): {n_full - L} tokens were cut")
-    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full, cut,
-                       opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
+    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full,
+                       cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
 
 
