@@ -406,6 +406,18 @@ def test_a_damaged_exercise_summary_is_shown_as_unreadable_not_missing(lab, dama
     assert "Unreadable:" in Page((lab / "report.html").read_text()).sections["seed"]
 
 
+@pytest.mark.parametrize("damage", ["malformed JSON", "empty", "not UTF-8", "a list"])
+def test_a_damaged_lab_record_is_shown_as_unreadable_with_a_warning(lab, damage):
+    """Before, the section "How the lab was run" vanished without a word, and "problems" stayed empty."""
+    (lab / "lab.json").write_bytes(DAMAGED[damage])
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    written = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "lab: unreadable" in written["problems"] and "warning: lab: unreadable" in r.stderr
+    page = Page((lab / "report.html").read_text())
+    assert list(page.sections) == SECTIONS and "Unreadable: lab.json: " in page.sections["lab"]
+
+
 FIELD_DAMAGE = {  # id -> (file in the lab, how its parsed JSON is damaged, the section that must say unreadable)
     "picks not a list": ("explain/picks.json", lambda d: d.update(picks=5), "explain"),
     "a pick without files": ("explain/picks.json", lambda d: d["picks"][1].pop("files"), "explain"),

@@ -254,12 +254,18 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
     return sec
 
 
-def lab_section(record: dict) -> Section:
+def lab_section(record) -> Section:
+    """The lab's record as a table; a record that is not what rnnlab writes is shown as unreadable, with why."""
+    if not isinstance(record, dict):
+        return _unreadable_lab(f"not what rnnlab writes (a JSON {type(record).__name__}, not an object)")
     try:
         return _lab_table(record)
     except BAD_FIELDS as err:
-        return Section("lab", "How the lab was run", [Text(f"Unreadable: lab.json: not what rnnlab writes "
-                                                           f"({type(err).__name__}: {err})")])
+        return _unreadable_lab(f"not what rnnlab writes ({type(err).__name__}: {err})")
+
+
+def _unreadable_lab(why: str) -> Section:
+    return Section("lab", "How the lab was run", [Text(f"Unreadable: lab.json: {why}")], outcome="unreadable")
 
 
 def _lab_table(record: dict) -> Section:
@@ -284,15 +290,17 @@ def collect(lab: Path, record: dict | None = None) -> list[Section]:
         raise ReportError(f"{lab}: no such directory")
     if not any((lab / n).is_dir() for n in ("seed", *EXPERIMENTS)):
         raise ReportError(f"{lab}: holds nothing rnnlab made (expected seed/ or one of {', '.join(EXPERIMENTS)})")
+    damaged = None
     if record is None and (lab / "lab.json").exists():
         try:
             record = read_json(lab / "lab.json")
-        except RunError:
-            record = None
+        except RunError as e:
+            damaged = _unreadable_lab(str(e).removeprefix(f"{lab / 'lab.json'}: "))
     known = _known(lab)
     sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS),
                 explain_section(lab, known)]
-    sections += [lab_section(record)] if isinstance(record, dict) else []
+    sections += [damaged] if damaged else [lab_section(record)] if record is not None else []
+    record = record if isinstance(record, dict) else None
     warnings = []
     mixed = mixed_data(sections, record)
     if mixed:
