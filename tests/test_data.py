@@ -207,6 +207,17 @@ def test_csv_bad_label_names_the_file(tmp_path):
         load_csv(f)
 
 
+@pytest.mark.parametrize("body, where", [('"unterminated,1\n"bad",0\n', "line 3"),
+                                         ('"unterminated,1\nbad,0\n', "line 3")])
+def test_csv_with_a_stray_quote_is_an_error_not_rows_merged(tmp_path, body, where):
+    """A quote that never closes, followed by a quoted field, was read as one review swallowing the next row
+    (its label taken from the row after): now an error naming the file and line."""
+    f = tmp_path / "quotes.csv"
+    f.write_text("text,label\n" + body, encoding="utf-8")
+    with pytest.raises(DataError, match=rf"quotes\.csv: cannot parse CSV at {where} "):
+        load_csv(f)
+
+
 def test_eval_split_of_a_dataset_is_its_test_split(tiny_data):
     assert _rows(load_split(tiny_data)) == _rows(load_imdb(tiny_data).test)
 

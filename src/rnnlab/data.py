@@ -191,11 +191,12 @@ def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
     csv.field_size_limit(2**31 - 1)  # a review may be longer than the module's default 128 kB field
     try:
         with open(f, encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.reader(fh))
+            reader = csv.reader(fh, strict=True)  # a stray quote is an error, not a field that swallows rows
+            rows = list(reader)
     except UnicodeDecodeError:
         raise DataError(f"{f}: not UTF-8 text") from None
     except csv.Error as e:
-        raise DataError(f"{f}: cannot parse CSV ({first_line(e)})") from None
+        raise DataError(f"{f}: cannot parse CSV at line {reader.line_num} ({first_line(e)})") from None
     if not rows:
         raise DataError(f"{f}: empty file (no header)")
     cols = [c.strip().lower() for c in rows[0]]
