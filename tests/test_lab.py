@@ -463,15 +463,17 @@ def test_markdown_that_cannot_be_written_is_refused_before_any_work(tmp_path, ti
     assert not (tmp_path / "lab").exists()
 
 
+@pytest.mark.parametrize("command", [["lab"], ["compare"], ["shortfall", "serial"]])
 @pytest.mark.parametrize("holds", ["a training run", "data"])
-def test_an_out_that_holds_a_run_or_data_is_refused_before_any_work(tmp_path, tiny_data, holds):
+def test_an_out_that_holds_a_run_or_data_is_refused_before_any_work(tmp_path, tiny_data, holds, command):
+    """compare and shortfall wrote jobs/ and their results into a run or beside train.parquet; lab refused."""
     out = tmp_path / "there"
     out.mkdir()
     names = ("config.json", "vocab.json") if holds == "a training run" else ("train.parquet",)
     for n in names:
         (out / n).write_text("{}")
     before = sorted(p.name for p in out.iterdir())
-    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    r = CliRunner().invoke(main, [*command, "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
     assert r.exit_code == 2, (r.output, r.exception)
     (line,) = r.stderr.splitlines()
     assert f"holds {'a training run' if holds == 'a training run' else 'data'}" in line, line

@@ -524,6 +524,7 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
     from .lab import held, load_data, run_experiments
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
+        _not_a_run_or_data(out)
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
@@ -582,11 +583,11 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
 
 
 def _not_a_run_or_data(out: Path) -> None:
-    """RunError if --out holds a training run or a dataset: the lab would mix its files into them."""
+    """RunError if --out holds a training run or a dataset: lab, compare or shortfall would mix its files into them."""
     if out.is_dir() and (out / "config.json").is_file() and (out / "vocab.json").is_file():
-        raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the lab its own --out")
+        raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the results their own --out")
     if out.is_dir() and any((out / n).exists() for n in ("train.parquet", "test.parquet", "aclImdb")):
-        raise RunError(f"{out}: holds data (train.parquet, test.parquet or aclImdb); give the lab its own --out")
+        raise RunError(f"{out}: holds data (train.parquet, test.parquet or aclImdb); give the results their own --out")
 
 
 @main.command("report")
