@@ -611,3 +611,13 @@ def test_an_unwritable_home_gives_matplotlib_a_temporary_config_folder_without_i
     r = subprocess.run([sys.executable, "-c", "import os, rnnlab.plots; print(os.environ.get('MPLCONFIGDIR'))"],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "None" and (tmp_path / "home" / ".config" / "matplotlib").is_dir()
+
+
+def test_numpys_short_write_to_a_nearly_full_disk_says_the_disk_is_probably_full():
+    """numpy reports a write cut short by a full disk as '73619 requested and 30688 written', an OSError without
+    an errno; the cache's warning printed just that."""
+    from rnnlab.text import _why
+
+    assert _why(OSError("73619 requested and 30688 written")) == (
+        "only part of a file was written, the disk is probably full (73619 requested and 30688 written)")
+    assert _why(OSError("something else")) == "something else"

@@ -311,6 +311,8 @@ def _sha256(f: Path) -> str:
 
 def _why(e: Exception, with_file: bool = True) -> str:
     """One short line: what went wrong (with a cache file, named by its base name)."""
+    if isinstance(e, OSError) and e.errno is None and re.fullmatch(r"\d+ requested and \d+ written", str(e)):
+        return f"only part of a file was written, the disk is probably full ({e})"  # numpy's short write: no errno
     if isinstance(e, OSError):
         return f"{Path(e.filename).name}: {fault(e)}" if e.filename and with_file else fault(e)
     return (str(e).splitlines() or [type(e).__name__])[0][:200]
