@@ -340,6 +340,18 @@ def test_resume_refuses_metrics_that_disagree_with_the_checkpoint(two_epoch_run)
         two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
 
 
+def test_resume_refuses_a_lost_checkpoint_record_of_a_run_with_two_epochs(two_epoch_run):
+    """Before, --resume retrained such a run from epoch 1 without a word. With one epoch recorded it still starts
+    again: that is also what a kill between metrics.jsonl and the first checkpoint.json leaves."""
+    (two_epoch_run.path / "checkpoint.json").unlink()
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match=r"checkpoint\.json: missing, though metrics\.jsonl records 2 epochs"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))
+    f = two_epoch_run.path / "metrics.jsonl"
+    f.write_text(f.read_text().splitlines()[0] + "\n")
+    assert two_epoch_run.restore(m, torch.optim.Adam(m.parameters()))[0] == []
+
+
 def test_resume_with_other_data_refuses_a_different_vocabulary(two_epoch_run, tmp_path):
     other = write_parquet_dir(tmp_path / "other", make_reviews(240, seed=21), make_reviews(120, seed=22))
     r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(two_epoch_run.path), "--epochs", "3",

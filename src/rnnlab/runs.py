@@ -309,7 +309,11 @@ class RunDir:
         from .train import BestWeights
 
         ck = self._checkpoint()
-        if ck is None:
+        if ck is None:  # no epoch completed; or, with two recorded, checkpoint.json was lost (a kill cannot do that:
+            recorded = read_jsonl(self.path / "metrics.jsonl") if (self.path / "metrics.jsonl").is_file() else []
+            if len(recorded) >= 2:  # it is in place from the first epoch on, and only ever replaced whole)
+                raise RunError(f"{self.path / 'checkpoint.json'}: missing, though metrics.jsonl records "
+                               f"{len(recorded)} epochs; the run cannot be resumed (train it again into a new --out)")
             return [], BestWeights()
         d = self.path / ck["dir"]
         _load_state(model, load_tensors(d / "last.safetensors"), d / "last.safetensors")
