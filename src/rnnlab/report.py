@@ -290,16 +290,18 @@ def collect(lab: Path, record: dict | None = None) -> list[Section]:
         raise ReportError(f"{lab}: no such directory")
     if not any((lab / n).is_dir() for n in ("seed", *EXPERIMENTS)):
         raise ReportError(f"{lab}: holds nothing rnnlab made (expected seed/ or one of {', '.join(EXPERIMENTS)})")
-    damaged = None
+    lab_part = None  # the section "How the lab was run"
     if record is None and (lab / "lab.json").exists():
         try:
             record = read_json(lab / "lab.json")
         except RunError as e:
-            damaged = _unreadable_lab(str(e).removeprefix(f"{lab / 'lab.json'}: "))
+            lab_part = _unreadable_lab(str(e).removeprefix(f"{lab / 'lab.json'}: "))
+    if lab_part is None and record is not None:
+        lab_part = lab_section(record)
     known = _known(lab)
     sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS),
                 explain_section(lab, known)]
-    sections += [damaged] if damaged else [lab_section(record)] if record is not None else []
+    sections += [lab_part] if lab_part else []
     record = record if isinstance(record, dict) else None
     warnings = []
     mixed = mixed_data(sections, record)

@@ -309,9 +309,9 @@ class RunDir:
         from .train import BestWeights
 
         ck = self._checkpoint()
-        if ck is None:  # no epoch completed; or, with two recorded, checkpoint.json was lost (a kill cannot do that:
-            recorded = read_jsonl(self.path / "metrics.jsonl") if (self.path / "metrics.jsonl").is_file() else []
-            if len(recorded) >= 2:  # it is in place from the first epoch on, and only ever replaced whole)
+        if ck is None:  # no epoch completed, or checkpoint.json was lost: a kill cannot leave two epochs without it
+            recorded = self.metrics() if (self.path / "metrics.jsonl").is_file() else []
+            if len(recorded) >= 2:
                 raise RunError(f"{self.path / 'checkpoint.json'}: missing, though metrics.jsonl records "
                                f"{len(recorded)} epochs; the run cannot be resumed (train it again into a new --out)")
             return [], BestWeights()
