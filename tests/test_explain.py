@@ -135,24 +135,63 @@ def test_attribution_is_complete(runs, kind):
         assert e.baseline_logit == pytest.approx(float(run.model(tokens, torch.tensor([len(e.words)]))), abs=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "transformer", "bow"])
+def test_attribution_is_captums_layer_integrated_gradients(runs, kind):
+    """The same attributions and convergence delta, to the last bit, as Captum's LayerIntegratedGradients on the
+    embedding, with its own convergence delta (the reference explain avoids for its four extra passes)."""
+    captum_attr = pytest.importorskip("captum.attr")
+    run = load_run(runs[kind])
+    (e,) = explain_runs([run], REVIEW)
+    tokens, lengths = torch.tensor([e.ids]), torch.tensor([len(e.ids)])
+    lig = captum_attr.LayerIntegratedGradients(lambda t, n: run.model(t, n), run.model.embedding)
+    params = list(run.model.parameters())
+    try:
+        for p in params:  # as explain runs it: only dL/dx is needed
+            p.requires_grad_(False)
+        attr, delta = lig.attribute(tokens, baselines=torch.zeros_like(tokens), additional_forward_args=(lengths,),
+                                    n_steps=50, return_convergence_delta=True)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    assert e.attribution == attr[0].sum(-1).double().tolist()
+    assert e.attribution_delta == float(delta[0])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_a_recurrent_run_passes_the_review_through_the_model_five_times(runs, kind):
+    """predict's pass, the states (running opinion and state change), the blank baseline, Integrated Gradients'
+    path (one batch) and the gradient norm, plus one lookup of the review's embedding: nothing read twice.
+    Before, ten passes: Captum's LayerIntegratedGradients added four (the embedding's output for the review and
+    the baseline, and both ends again for the convergence delta), and forward_steps and states one each."""
+    pytest.importorskip("captum")
+    run = load_run(runs[kind])
+    seen = []
+    hook = run.model.embedding.register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape)))
+    try:
+        (e,) = explain_runs([run], REVIEW)
+    finally:
+        hook.remove()
+    T = len(e.words)
+    assert sorted(seen) == sorted([(1, T)] * 5 + [(50, T)]), seen
+
 def test_captum_loads_without_its_package_init_and_leaves_no_trace():
     """The command loads Captum's one class without `import captum` (matplotlib and all); a later plain
     import still gets the whole package, and the two classes attribute alike."""
     pytest.importorskip("captum")
     code = """
 import sys, torch
-from rnnlab.explain import _layer_integrated_gradients
-Fast = _layer_integrated_gradients()
+from rnnlab.explain import _integrated_gradients
+Fast = _integrated_gradients()
 assert "matplotlib" not in sys.modules, "matplotlib imported"
 assert not [m for m in sys.modules if m.startswith("captum")], "captum modules left behind"
 import captum, captum.attr
-assert captum.attr._core.layer.layer_integrated_gradients and captum._utils.common and captum.__version__
+assert captum.attr._core.integrated_gradients and captum._utils.common and captum.__version__
 torch.manual_seed(0)
-emb, head = torch.nn.Embedding(9, 4), torch.nn.Linear(4, 1)
-f = lambda t: head(emb(t).tanh().mean(1))[:, 0]
-x = torch.tensor([[1, 5, 7, 2]])
-a, b = (cls(f, emb).attribute(x, baselines=torch.zeros_like(x), n_steps=16) for cls in (Fast, captum.attr.LayerIntegratedGradients))
-assert Fast is not captum.attr.LayerIntegratedGradients and torch.equal(a, b)
+head = torch.nn.Linear(4, 1)
+f = lambda x: head(x.tanh().mean(1))[:, 0]
+x = torch.randn(1, 5, 4)
+a, b = (cls(f).attribute(x, baselines=torch.zeros_like(x), n_steps=16) for cls in (Fast, captum.attr.IntegratedGradients))
+assert Fast is not captum.attr.IntegratedGradients and torch.equal(a, b)
 print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -121,7 +121,10 @@ class RecurrentClassifier(Classifier):
 
     def forward_steps(self, tokens: torch.Tensor, lengths: torch.Tensor):
         lengths = lengths.to(tokens.device)
-        out = self.states(tokens, lengths)  # one pass: the states of every prefix
+        return self.read_steps(self.states(tokens, lengths), lengths)  # one pass: the states of every prefix
+
+    def read_steps(self, out: torch.Tensor, lengths: torch.Tensor):
+        """`forward_steps` from the states `out` (B, T, H) that `states` returned."""
         logits = self.fc(self.drop(pool_states(out, lengths, self.pool))).squeeze(-1)
         return logits, self.fc(self.drop(running_pool(out, self.pool))).squeeze(-1)
 
