@@ -20,10 +20,16 @@ SMALL = ["--epochs", "2", "--embed-dim", "16", "--hidden-dim", "16"]
 
 
 @pytest.mark.parametrize("sub", [[], ["train"], ["evaluate"], ["predict"], ["lab"], ["shortfall"], ["compare"],
-                                 ["report"], ["presets"]])
-def test_help_on_every_command(sub):
+                                 ["report"], ["presets"], ["explain"]])
+def test_help_on_every_command_without_importing_torch(sub):
+    """Help is instant: torch (a second on a laptop) is not imported. Click's help exit is a RuntimeError, which
+    the out-of-memory check once answered by importing torch."""
     r = subprocess.run(CMD + sub + ["--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "Usage: rnnlab" in r.stdout
+    code = ("import sys\nfrom rnnlab.cli import main\ntry:\n    main(sys.argv[1:], prog_name='rnnlab')\n"
+            "except SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, *sub, "--help"], capture_output=True, text=True)
+    assert r.stdout.splitlines()[-1] == "exit 0 False", r.stdout[-300:] + r.stderr
 
 
 def test_train_help_groups_options_and_shows_each_presets_value():

@@ -119,9 +119,9 @@ def _log(msg: str) -> None:
 
 def _out_of_memory(e: RuntimeError) -> bool:
     """torch's failed allocation (OutOfMemoryError, or the CPU allocator's "can't allocate memory")."""
-    import torch
-
-    return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e)
+    torch = sys.modules.get("torch")  # not imported: not torch's error (and help, whose exit is a RuntimeError, stays fast)
+    return (torch is not None and isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)
+            or "out of memory" in str(e))
 
 
 def _interrupt(signum, frame):
