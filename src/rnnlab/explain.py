@@ -208,11 +208,13 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
 
     p = float(predict_proba(model, enc, device)[0])  # the number `rnnlab predict` prints
-    h = None  # the top layer's states, for a recurrent model
+    change = None  # ||h_t - h_{t-1}|| of a recurrent model's top layer
     with torch.no_grad():
         if cfg.model in RECURRENT_KINDS:
-            h = model.states(tokens, lengths)
+            h = model.states(tokens, lengths)  # one pass for the running opinion and the state change
             logits, steps = model.read_steps(h, lengths)
+            h = h[0, :L]  # (L, H)
+            change = (h - torch.cat([torch.zeros_like(h[:1]), h[:-1]])).norm(dim=-1).cpu().double().numpy().tolist()
         else:
             logits, steps = model.forward_steps(tokens, lengths)
     logit = float(logits[0])  # the logit behind it (sigmoid(logit) == p)
@@ -235,10 +237,6 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         note = "attribution not computed (switched off)"
 
     grad = embedding_grad_norm(model, tokens, lengths, float(p > 0.5))
-    change = None
-    if h is not None:
-        h = h[0, :L]  # (L, H)
-        change = (h - torch.cat([torch.zeros_like(h[:1]), h[:-1]])).norm(dim=-1).cpu().double().numpy().tolist()
 
     cut = ""
     if L < n_full:
