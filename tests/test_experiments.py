@@ -660,6 +660,7 @@ def cmp_rows(order_gain, rnn_ratio, lstm_ratio, gru_ratio, lstm_long, gru_long, 
                 ("test_acc", acc[m]), ("val_acc", val[m]), ("parameters", 1000.0), ("train_seconds_per_epoch", 10.0))]
             if m != "tfidf":
                 rows.append({**tag, "part": "accuracy", "metric": "best_epoch", "value": float(3 - (i == 1 and m == "gru"))})
+                rows.append({**tag, "part": "accuracy", "metric": "epochs", "value": 3.0})
             short = 0.88 - 0.01 * i
             for bucket, a in (("0-100", short), ("100-200", 0.5), ("200-400", short + TFIDF_DROP[i] + long_gap[m]),
                               ("400-800", 0.5)):
@@ -780,6 +781,29 @@ def test_compare_table_has_each_model_with_its_numbers():
     assert budget["gru"].endswith("best epoch on validation (kept epochs: 3, 2, 3)")  # the last kept: still improving
     assert budget["tfidf"].startswith("whole reviews") and "kept" not in budget["tfidf"]
     assert all(t["test_reviews"] == 400 for t in table)  # four buckets of 100 reviews per seed
+    assert budget["rnn"].startswith("preset rnn: 3 epochs, last 400 tokens")
+
+
+def test_compare_says_what_quick_mode_measured():
+    """Quick mode trains 1 epoch and measures the gradient ratio up to 100 tokens: the claims, the table's budget
+    and its ratio column say so, read from the rows (they once said 3 epochs and 400 tokens)."""
+    rows = []
+    for r in cmp_rows(**CMP_BASE):
+        if r["part"] == "ratio" and r["seq_len"] == 400:
+            r = {**r, "seq_len": 100}
+        if r.get("metric") == "epochs":
+            r = {**r, "value": 1.0}
+        rows.append(r)
+    v = compare.verdict(rows)
+    rnn_claim = v["questions"][0]["claim"]
+    assert "first of 100 tokens" in rnn_claim and "400" not in rnn_claim
+    table = v["numbers"]["table"]
+    lstm = next(t for t in table if t["model"] == "lstm")
+    assert lstm["budget"].startswith("preset lstm: 1 epoch, last 400 tokens")
+    assert lstm["log10_grad_first_over_last_100"] == pytest.approx(np.mean(CMP_BASE["lstm_ratio"]))
+    assert not any("first_over_last_400" in k for k in lstm)
+    assert compare.settings("quick")["presets"]["lstm"]["epochs"] == 1
+    assert compare.settings("full")["presets"]["lstm"]["epochs"] == 3
 
 
 def test_compare_without_tfidf_leaves_the_long_review_claim_undecided():

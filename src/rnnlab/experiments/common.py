@@ -70,6 +70,11 @@ def seeds_used(mode: str, seeds: tuple[int, ...] | None):
         SEEDS[mode] = before
 
 
+def as_trained(cfg: TrainConfig, mode: str) -> TrainConfig:
+    """The configuration a lab job trains in this mode: quick mode trains QUICK_EPOCHS."""
+    return with_overrides(cfg, {"epochs": QUICK_EPOCHS}) if mode == "quick" else cfg
+
+
 def fit(cfg: TrainConfig, mode: str) -> Job:
     """The job that trains `cfg` on the lab's data budget and measures it for every experiment.
 
@@ -77,8 +82,7 @@ def fit(cfg: TrainConfig, mode: str) -> Job:
     (in the job's store directory, as a run directory) for `rnnlab explain` in the lab and the report.
     """
     keep = cfg.seed == SEEDS[mode][0] and is_lab_preset(cfg)
-    if mode == "quick":
-        cfg = with_overrides(cfg, {"epochs": QUICK_EPOCHS})
+    cfg = as_trained(cfg, mode)
     # about the job's seconds on one thread of a 2-core machine (the vanilla RNN: ~15 s per epoch)
     cost = 15 * cfg.epochs * ((1 + cfg.hidden_dim / 128) / 2) ** 2 * {"rnn": 1, "lstm": 2.6, "gru": 2, "bow": 0.2,
                                                                      "transformer": 8, "cnn": 1}[cfg.model]
@@ -136,7 +140,7 @@ def accuracy_rows(f: "Fitted") -> list[dict]:
 
     test = f.data.test
     rows = [{"part": "accuracy", "metric": m, "value": float(v)} for m, v in (
-        ("test_acc", accuracy(f.probs, test.labels)), ("val_acc", f.summary["val_acc"]),
+        ("test_acc", accuracy(f.probs, test.labels)), ("val_acc", f.summary["val_acc"]), ("epochs", f.cfg.epochs),
         ("best_epoch", f.summary["best_epoch"]), ("train_seconds_per_epoch", f.summary["train_seconds_per_epoch"]),
         ("tokens_per_second", f.summary["tokens_per_second"]), ("parameters", count_parameters(f.model)),
         ("mean_tokens_per_review", test.lengths.mean()), ("job_seconds", f.seconds))]

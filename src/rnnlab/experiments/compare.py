@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
-from .common import DATA, SEEDS, by_seed, diff, fit, mean_sd, paired, title, values
+from .common import DATA, SEEDS, as_trained, by_seed, diff, fit, mean_sd, paired, title, values
 from .serial import NOT_TIMED, SWEEP, speedups, timing_job_for
 from .stats import UNDECIDED, combine, judge, t_interval
 
@@ -41,7 +41,7 @@ FULL_READ, SHORT = "200-400", "0-100"  # reviews read whole at 400 tokens: long 
 
 
 def settings(mode: str) -> dict:
-    return {"presets": {k: v.to_dict() for k, v in PRESETS.items()}, "tfidf_cs": TFIDF_CS, "seeds": SEEDS[mode],
+    return {"presets": {k: as_trained(v, mode).to_dict() for k, v in PRESETS.items()}, "tfidf_cs": TFIDF_CS, "seeds": SEEDS[mode],
             "small_width": SMALL, **DATA[mode]}
 
 
@@ -108,9 +108,13 @@ def _acc(rows, model, setting="lab", metric="test_acc") -> dict[int, float]:
     return by_seed(rows, part="accuracy", model=model, setting=setting, metric=metric)
 
 
+def _ratio_length(rows) -> int:
+    """The length the gradient ratio is judged at: the longest measured up to 400 (400 in full, 100 quick)."""
+    return max((r["seq_len"] for r in rows if r["part"] == "ratio" and r["seq_len"] <= 400), default=400)
+
+
 def _log_ratio(rows, model) -> dict[int, float]:
-    n = max((r["seq_len"] for r in rows if r["part"] == "ratio" and r["seq_len"] <= 400), default=None)
-    return by_seed(rows, part="ratio", model=model, setting="lab", stage="trained", seq_len=n,
+    return by_seed(rows, part="ratio", model=model, setting="lab", stage="trained", seq_len=_ratio_length(rows),
                    metric="dx_log10_first_over_last")
 
 
@@ -128,7 +132,7 @@ def _fade(rows, model) -> list[float]:
 
 def summary_table(rows: list[dict]) -> list[dict]:
     """One row per model: the budget, accuracy over seeds with its interval, size, speed, a number per shortfall."""
-    table = []
+    table, n = [], _ratio_length(rows)
     for m in (m for m in LABELS if any(r.get("model") == m for r in rows)):
         acc = list(_acc(rows, m).values())
         est, lo, hi = t_interval(acc)
@@ -136,11 +140,13 @@ def summary_table(rows: list[dict]) -> list[dict]:
         timing = speedups(rows, m) if any(r["part"] == "timing" and r["model"] == m for r in rows) else {}
         med512 = [r["value"] for r in rows if r["part"] == "timing" and r["model"] == m and r["seq_len"] == 512]
         best = list(_acc(rows, m, metric="best_epoch").values())  # the epoch kept, per seed: the last = still improving
+        epochs = "/".join(f"{e:g}" for e in sorted(set(_acc(rows, m, metric="epochs").values())))  # as trained
         tested = {s: sum(values(rows, part="by_length", model=m, setting="lab", seed=s, metric="reviews"))
                   for s in _acc(rows, m)}
         table.append({
             "model": m, "description": LABELS[m], "family": FAMILY[m],
-            "budget": (f"preset {m}: {cfg.epochs} epochs, last {cfg.max_len} tokens, best epoch on validation"
+            "budget": (f"preset {m}: {epochs or '?'} epoch{'' if epochs == '1' else 's'}, last {cfg.max_len} tokens, "
+                       "best epoch on validation"
                        + (f" (kept epochs: {', '.join(f'{b:g}' for b in best)})" if best else "")
                        if cfg else "whole reviews, C in {" + ", ".join(f"{c:g}" for c in TFIDF_CS) + "} on validation"),
             "best_epoch_by_seed": best, "test_reviews": max(tested.values(), default=0),
@@ -150,7 +156,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
             "train_seconds_per_epoch": mean_sd(list(_acc(rows, m, metric="train_seconds_per_epoch").values()))[0],
             f"acc_{SHORT}": mean_sd(list(_bucket(rows, m, SHORT).values()))[0],
             f"acc_{FULL_READ}": mean_sd(list(_bucket(rows, m, FULL_READ).values()))[0],
-            "log10_grad_first_over_last_400": mean_sd(list(_log_ratio(rows, m).values()))[0],
+            f"log10_grad_first_over_last_{n}": mean_sd(list(_log_ratio(rows, m).values()))[0],
             "probe_fade": mean_sd(_fade(rows, m))[0],
             "ms_per_batch_512": float(np.median(med512)) * 1e3 if med512 else float("nan"),
             "thread_speedup": float(np.mean(list(timing.values()))) if timing else float("nan"),
@@ -175,11 +181,12 @@ def verdict(rows: list[dict]) -> dict:
                  effect=f"acc({best_o}) - acc({best_b})",
                  numbers={"chosen_on_validation": {"order-aware": best_o, "bag-of-words": best_b},
                           "val_acc_mean": val})
-    rnn = judge("The vanilla RNN's gradient has vanished at the first of 400 tokens",
+    n = _ratio_length(rows)
+    rnn = judge(f"The vanilla RNN's gradient has vanished at the first of {n} tokens",
                 f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; below {VANISHED:g}",
                 list(_log_ratio(rows, "rnn").values()), VANISHED, "below", effect="log10 ratio, rnn")
     fix = both("Gates fix vanishing gradients: the LSTM and the GRU keep more than 1e-3 of the gradient at the first "
-               "of 400 tokens, where the vanilla RNN does not (below)",
+               f"of {n} tokens, where the vanilla RNN does not (below)",
                f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; above {VANISHED:g} for each gated "
                "model (95% intervals over seeds)",
                {k: (list(_log_ratio(rows, k).values()), VANISHED, "above") for k in GATED}, also=[rnn])
@@ -254,7 +261,7 @@ def figure(rows: list[dict], judged: dict):
         c.plot([i - 0.2, i + 0.2], [np.mean(v)] * 2, color="k", lw=1)
     c.axhline(VANISHED, color="k", ls=":", lw=0.8, label="vanished: 1e-3")
     c.set_xticks(range(len(grads)), [n for n, _ in grads])
-    c.set_ylabel("log10 ||dL/dx|| first / last of 400 tokens (each seed)")
+    c.set_ylabel(f"log10 ||dL/dx|| first / last of {_ratio_length(rows)} tokens (each seed)")
     c.set_title("(c) vanishing gradients, trained", fontsize=10); c.legend(fontsize=7); c.grid(alpha=0.3)
     dists = sorted({r["distance"] for r in rows if r["part"] == "probe"})
     for n in names:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
-from .common import SEEDS, by_seed, fit, fixed_length_batch, is_lab_preset, mean_sd, paired, title, values
+from .common import SEEDS, as_trained, by_seed, fit, fixed_length_batch, is_lab_preset, mean_sd, paired, title, values
 from .stats import combine, judge
 
 NAME = "vanishing-gradients"
@@ -43,7 +43,7 @@ MODELS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "transformer": TRANSFORMER}
 
 def settings(mode: str) -> dict:
     return {"lengths": LENGTHS[mode], "batch": BATCH[mode], "judged_at": _at(mode), "seeds": SEEDS[mode],
-            "models": {k: v.to_dict() for k, v in MODELS.items()}}
+            "models": {k: as_trained(v, mode).to_dict() for k, v in MODELS.items()}}
 
 
 def _at(mode: str) -> int:
