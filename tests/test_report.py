@@ -79,8 +79,9 @@ def verdict(name: str, outcome: str) -> dict:
          "threads_per_job": 1, "workers": 2, "jobs": 6, "seconds": 7.8,
          "command": f"rnnlab lab --quick --data {DATA} --out results/lab", "settings": {"seeds": [0]}}
     if name == "compare":
-        v["numbers"]["table"] = [{"model": "rnn", "test_acc_mean": 0.81, "parameters": 2_000_000},
-                                 {"model": "lstm", "test_acc_mean": 0.88, "parameters": 2_100_000}]
+        v["numbers"]["table"] = [{"model": m, "test_acc_mean": a, "test_acc_ci95_low": a - 0.01, "test_acc_ci95_high": a + 0.01,
+                                  "seeds": 1, "budget": f"preset {m}: 1 epoch", "test_reviews": 600, "parameters": p}
+                                 for m, a, p in (("rnn", 0.81, 2_000_000), ("lstm", 0.88, 2_100_000))]
     return v
 
 
@@ -444,28 +445,66 @@ def test_a_lab_file_with_fields_of_the_wrong_type_is_unreadable_not_fatal(lab, c
     assert "Unreadable:" in page.sections[section] and "not what rnnlab writes" in page.sections[section]
 
 
-def test_a_compare_table_row_rnnlab_did_not_write_is_left_out_of_the_readme(lab):
+def _refused_readme(lab: Path, why: str) -> None:
+    """`report --readme`: one line naming why, exit 2, the README as it was and no report file written."""
+    readme = _readme(lab.parent)
+    before = readme.read_text()
+    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(readme)])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, (r.output, r.exception)
+    assert "the README's results need every part of a full lab" in r.stderr
+    assert readme.read_text() == before and not (lab / "report.html").exists() and not (lab / "report.md").exists()
+
+
+def test_a_compare_table_row_rnnlab_did_not_write_keeps_the_readme_as_it_was(lab):
     v = json.loads((lab / "compare" / "verdict.json").read_text())
     v.setdefault("numbers", {})["table"] = [{"x": 1}]
     (lab / "compare" / "verdict.json").write_text(json.dumps(v))
-    readme = _readme(lab.parent)
-    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
-    assert r.exit_code == 0, (r.output, r.exception)
-    assert "test accuracy, mean" not in readme.read_text() and "| holds |" in readme.read_text()
+    _refused_readme(_full(lab), "compare/table.csv (missing or unreadable)")
 
 
 @pytest.mark.parametrize("reviews", [10000, "many", [1], 1e400])
-def test_a_compare_table_with_a_test_review_count_rnnlab_did_not_write_is_left_out_of_the_readme(lab, reviews):
-    """Before, the README's block raised (TypeError, OverflowError) after report.html had been rewritten."""
+def test_a_compare_table_with_a_test_review_count_rnnlab_did_not_write_keeps_the_readme_as_it_was(lab, reviews):
+    """Before, the README's block raised (TypeError, OverflowError) after report.html had been rewritten; then it
+    left the table out of the README without a word."""
     v = json.loads((lab / "compare" / "verdict.json").read_text())
     row = {"test_acc_mean": 0.8, "test_acc_ci95_low": 0.7, "test_acc_ci95_high": 0.9, "seeds": 3, "budget": "b"}
     v["numbers"]["table"] = [{"model": "rnn", **row, "test_reviews": 10000}, {"model": "lstm", **row, "test_reviews": reviews}]
     (lab / "compare" / "verdict.json").write_text(json.dumps(v).replace("Infinity", "1e400"))
+    if reviews != 10000:
+        return _refused_readme(_full(lab), "compare/table.csv")
     readme = _readme(lab.parent)
     r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
     assert r.exit_code == 0, (r.output, r.exception)
-    assert ("test accuracy (10,000 reviews)" in readme.read_text()) == (reviews == 10000)
-    assert "| claim |" in readme.read_text()
+    assert "test accuracy (10,000 reviews)" in readme.read_text() and "| claim |" in readme.read_text()
+
+
+@pytest.mark.parametrize("damage", ["compare missing", "one part missing", "only the exercise", "verdict not JSON",
+                                    "verdict a list", "effect a string"])
+def test_a_lab_with_a_part_missing_or_unreadable_keeps_the_readme_as_it_was(lab, damage):
+    """The README's results are a full lab's, whole: a lab with a part missing or damaged once rewrote them with
+    those rows (and the accuracy table) gone, exit 0, without a word (from a black-box hunt)."""
+    import shutil
+
+    _full(lab)
+    if damage == "compare missing":
+        shutil.rmtree(lab / "compare")
+    elif damage == "one part missing":
+        shutil.rmtree(lab / "bottleneck")
+    elif damage == "only the exercise":
+        for name in EXPERIMENTS:
+            shutil.rmtree(lab / name)
+    elif damage == "verdict not JSON":
+        (lab / "serial" / "verdict.json").write_text("{")
+    elif damage == "verdict a list":
+        (lab / "serial" / "verdict.json").write_text("[]")
+    else:
+        v = json.loads((lab / "serial" / "verdict.json").read_text())
+        (lab / "serial" / "verdict.json").write_text(json.dumps({**v, "effect": "big"}))
+    why = {"compare missing": "compare (missing)", "one part missing": "bottleneck (missing)",
+           "only the exercise": "compare (missing)"}.get(damage, "serial (unreadable)")
+    _refused_readme(lab, why)
+    r = CliRunner().invoke(main, ["report", str(lab)])  # without --readme: the report, naming what is missing
+    assert r.exit_code == 0 and (lab / "report.html").exists(), (r.output, r.exception)
 
 
 def test_a_json_file_with_a_5000_digit_integer_is_unreadable_not_fatal(lab):

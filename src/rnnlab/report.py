@@ -400,20 +400,28 @@ README_START, README_END = "<!-- results: rendered by `rnnlab report --readme`; 
 
 def readme_block(sections: list[Section], lab: Path) -> str:
     """The README's results: each experiment's claim, outcome and effect, and the comparison's accuracies."""
-    rows = []
+    return _readme_content(sections, lab)[0]
+
+
+def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]:
+    """(the README's results block, the parts it had to leave out: missing, unreadable or not rnnlab's)."""
+    rows, left_out = [], []
     for s in sections:
+        if s.id not in EXPERIMENTS:
+            continue
         try:
-            v = read_json(lab / s.id / "verdict.json") if s.id in EXPERIMENTS else None
+            v = read_json(lab / s.id / "verdict.json")
         except RunError:
             v = None
         if s.outcome in ("missing", "unreadable") or not isinstance(v, dict):
+            left_out.append(f"{s.id} ({s.outcome or 'unreadable'})")
             continue
         try:
             est, ci, thr, _ = effect_cells(v.get("effect") or {})
             rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
                          thr])
         except (*BAD_FIELDS, OverflowError):
-            continue
+            left_out.append(f"{s.id} (unreadable)")
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = next((t for t in [_table(lab)] if t), None)
     try:
@@ -425,7 +433,9 @@ def readme_block(sections: list[Section], lab: Path) -> str:
         rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
     if rows:
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
-    return "\n\n".join(out)
+    elif not any(x.startswith("compare ") for x in left_out):
+        left_out.append("compare/table.csv (missing or unreadable)")
+    return "\n\n".join(out), list(dict.fromkeys(left_out))
 
 
 def _readme_outcome(v: dict) -> str:
@@ -493,7 +503,8 @@ def not_the_labs_own(lab: Path, *paths: Path) -> None:
 
 
 def full_lab(lab: Path) -> None:
-    """ReportError if any part of LAB is a --quick lab's: the README's results are the full lab's evidence."""
+    """ReportError if any part of LAB is a --quick lab's, ran on other seeds, or is missing or unreadable: the
+    README's results are the full lab's evidence, whole."""
     from .experiments.common import SEEDS
 
     sections = collect(lab)
@@ -507,6 +518,10 @@ def full_lab(lab: Path) -> None:
     if other:
         raise ReportError(f"{lab}: ran on seeds {'; '.join(', '.join(map(str, o)) for o in other)}; the README shows "
                           f"the lab's own ({', '.join(map(str, SEEDS['full']))}): render this one without --readme")
+    left_out = _readme_content(sections, lab)[1]
+    if left_out:
+        raise ReportError(f"{lab}: {', '.join(left_out)}; the README's results need every part of a full lab: rerun "
+                          "the missing parts (rnnlab lab resumes), or render this one without --readme")
 
 
 def write_readme_block(lab: Path, readme: Path) -> None:
