@@ -478,6 +478,31 @@ def test_a_compare_table_with_a_test_review_count_rnnlab_did_not_write_keeps_the
     assert "test accuracy (10,000 reviews)" in readme.read_text() and "| claim |" in readme.read_text()
 
 
+@pytest.mark.parametrize("fails", ["readme", "report"])
+def test_report_and_readme_are_written_together_or_not_at_all(lab, tmp_path, monkeypatch, fails):
+    """The README is written first: when it cannot be (a full disk), no report file is left new; when the report
+    then fails, the README goes back to what it said. Before, a failed README left the new report behind."""
+    import rnnlab.io
+    from rnnlab.io import StorageError
+
+    readme = _readme(tmp_path)
+    before = readme.read_text()
+    out = tmp_path / "out" / "r.html"
+    real = rnnlab.io.Path.write_text
+    broken = {"readme": readme.name, "report": "r.html"}[fails]
+
+    def full_disk(self, *a, **k):
+        if self.name.startswith(f".{broken}."):  # atomic_path's temporary file for it
+            raise OSError(28, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(rnnlab.io.Path, "write_text", full_disk)
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--out", str(out), "--readme", str(readme)])
+    assert r.exit_code == 2 and "no space left on device" in r.stderr.lower(), (r.output, r.exception)
+    assert readme.read_text() == before
+    assert not out.exists() and not out.with_suffix(".md").exists() and not (out.parent / "figures").exists()
+
+
 @pytest.mark.parametrize("damage", ["compare missing", "one part missing", "only the exercise", "verdict not JSON",
                                     "verdict a list", "effect a string"])
 def test_a_lab_with_a_part_missing_or_unreadable_keeps_the_readme_as_it_was(lab, damage):

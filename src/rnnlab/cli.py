@@ -605,16 +605,23 @@ def report_command(lab_dir, out, markdown, readme):
     Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
     command that makes it. Prints one JSON line last.
     """
+    from .io import write_text
     from .report import full_lab, readme_text, writable, write_readme_block, write_report
 
     try:
-        if readme is not None:  # checked first: a README that cannot be updated leaves the report files as they were
-            readme_text(readme)
+        before = None
+        if readme is not None:  # first: a README that cannot be updated leaves the report files as they were
+            before = readme_text(readme)
             writable(readme)
             full_lab(lab_dir)
-        written = write_report(lab_dir, out, markdown)
-        if readme is not None:
             write_readme_block(lab_dir, readme)
+        try:
+            written = write_report(lab_dir, out, markdown)
+        except BaseException:
+            if before is not None:  # the report failed: the README goes back to what it said
+                with contextlib.suppress(OSError):
+                    write_text(readme, before)
+            raise
     except RunError as e:
         _fail(e)
     for problem in written["problems"]:
