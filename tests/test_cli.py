@@ -255,21 +255,25 @@ def test_resume_on_changed_data_is_refused(tmp_path, tiny_data, tiny_splits):
     assert r.returncode == 0, r.stderr  # with its own data it resumes
 
 
-def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_data, monkeypatch):
+@pytest.mark.parametrize("error", [ImportError("no tensorboard"), TypeError("Descriptors cannot be created directly.")])
+def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_data, monkeypatch, error):
+    """Missing, or installed but broken (a protobuf mismatch raises TypeError on import): one line, exit 2, no run
+    and no log left. A broken install once gave a traceback and left a run folder that blocked the next run."""
     import builtins
 
     real = builtins.__import__
 
     def no_tb(name, *a, **k):
         if name.startswith("torch.utils.tensorboard"):
-            raise ImportError("no tensorboard")
+            raise error
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_tb)
     res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), *SMALL, "--out", str(tmp_path / "r"),
                                     "--tensorboard", str(tmp_path / "tb")])
-    assert res.exit_code == 2 and "pip install 'rnnlab[tensorboard]'" in res.output
-    assert not (tmp_path / "r").exists()
+    assert res.exit_code == 2 and "pip install 'rnnlab[tensorboard]'" in res.output, (res.output, res.exception)
+    assert len(res.stderr.strip().splitlines()) == 1 and (type(error) is ImportError or "TypeError" in res.stderr)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "tb").exists()
 
 
 def test_evaluate_and_predict_cut_reviews_as_the_run_was_trained(tmp_path, tiny_data):

@@ -531,6 +531,7 @@ def test_tensorboard_log_on_a_full_disk_is_one_line_without_a_thread_traceback(t
     assert "Traceback" not in r.stderr and "Exception in thread" not in r.stderr, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.lower().startswith("error")]
     assert len(errors) == 1 and str(disk.path / "tb") in errors[0] and "no space left on device" in errors[0], r.stderr
+    assert not (disk.path / "tb").exists() and not out.exists()  # no empty event file left (nor the run)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".pdf"])  # matplotlib's PDF writer hid ENOSPC behind an AttributeError

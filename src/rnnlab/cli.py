@@ -304,11 +304,21 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         click.echo(json.dumps(trained.summary))
 
 
+TENSORBOARD_NEEDED = "--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'"
+
+
 def _tensorboard_available() -> None:
+    """RunError, before anything is written, unless TensorBoard's writer imports (a broken install raises anything:
+    a protobuf mismatch raises TypeError)."""
     import importlib.util
 
     if importlib.util.find_spec("tensorboard") is None:
-        raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'")
+        raise RunError(TENSORBOARD_NEEDED)
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except Exception as e:
+        raise RunError(f"{TENSORBOARD_NEEDED} (it is installed, but importing it failed: "
+                       f"{type(e).__name__}: {shorten(str(e).splitlines()[0] if str(e) else '')})") from None
 
 
 def _all_epochs_saved(run, cfg) -> bool:
@@ -321,11 +331,10 @@ def _all_epochs_saved(run, cfg) -> bool:
 
 def _tensorboard(log_dir: Path):
     """(on_step, on_epoch) hooks writing TensorBoard scalars to `log_dir`."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise RunError("--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'") from None
+    _tensorboard_available()
     import threading
+
+    from torch.utils.tensorboard import SummaryWriter
 
     from .io import StorageError, fault
 
@@ -344,8 +353,18 @@ def _tensorboard(log_dir: Path):
         except OSError as e:
             raise StorageError(f"cannot write {shorten(str(log_dir))}: {fault(e)}") from None
 
-    with refused():
-        writer = SummaryWriter(str(log_dir))
+    existed = log_dir.is_dir()
+    before = set(log_dir.iterdir()) if existed else set()
+    try:
+        with refused():
+            writer = SummaryWriter(str(log_dir))
+    except StorageError:  # e.g. a full disk: the writer has made an empty event file (and the folder)
+        with contextlib.suppress(OSError):
+            for f in set(log_dir.iterdir()) - before:
+                f.unlink()
+            if not existed:
+                log_dir.rmdir()
+        raise
 
     def on_step(model, row):  # counted over the whole run, so a resumed run's curves continue
         with refused():
