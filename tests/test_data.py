@@ -64,6 +64,19 @@ def test_every_form_loads_the_same_rows_as_parquet(tmp_path, tiny_splits, tiny_d
     assert_same_dataset(load_imdb(str(path)), ref)
 
 
+def test_a_parquet_folder_whose_name_is_not_utf8_loads(tmp_path, tiny_data):
+    """A folder named in Latin-1 (bytes that are not UTF-8): pyarrow's path handling raised UnicodeEncodeError,
+    a traceback from evaluate (from a black-box hunt); the files are opened by Python and read."""
+    import os
+    import shutil
+
+    odd = tmp_path / os.fsdecode(b"lat\xe9")
+    shutil.copytree(tiny_data, odd)
+    ds = load_imdb(str(odd))
+    assert ds.train.texts == load_imdb(tiny_data).train.texts
+    assert load_split(str(odd / "test.parquet"), "test").texts == ds.test.texts
+
+
 def test_parquet_dir_holds_exactly_the_written_rows(tiny_splits, tiny_data):
     ds = load_imdb(tiny_data)
     for split, (texts, labels) in zip((ds.train, ds.test), tiny_splits):

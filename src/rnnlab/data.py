@@ -155,7 +155,8 @@ def load_parquet(f: str | os.PathLike, both_classes: bool = True) -> Split:
 
     f = Path(f)
     try:
-        table = pq.read_table(f)
+        with open(f, "rb") as fh:  # a file object: pyarrow's own path handling refuses names that are not UTF-8
+            table = pq.read_table(fh)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{f}: cannot read parquet ({first_line(e)})") from None
     cols = set(table.column_names)
