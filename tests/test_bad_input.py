@@ -338,6 +338,9 @@ CASES = [
     Case("config-toml-nested-too-deeply", lambda t, c: (
         ["train", "--config", str(_write(t / "deep.toml", "a = " + "[" * 100000 + "]" * 100000)), "--show-config"],
         r"deep\.toml: not valid TOML", None)),
+    Case("config-json-duplicate-key", lambda t, c: (  # json kept the last 'lr' without a word; TOML refuses it
+        ["train", "--config", str(_write(t / "dup.json", '{"lr": 0.1, "epochs": 1, "lr": 0.001}')), "--show-config"],
+        r"dup\.json: malformed JSON \(duplicate key 'lr'\)", None)),
     Case("config-toml-fifo", lambda t, c: (
         ["train", "--config", str((os.mkfifo(t / "f.toml"), t / "f.toml")[1]), "--show-config"],
         r"f\.toml: not a regular file", None)),

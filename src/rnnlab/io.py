@@ -173,11 +173,21 @@ def require_file(path: Path, error: type[Exception] = RunError) -> None:
         raise error(f"{path}: {'a directory, not a file' if path.is_dir() else 'not a regular file' if path.exists() else 'missing'}")
 
 
+def _one_value_per_key(pairs: list) -> dict:
+    """A JSON object, refused when it names a key twice (json keeps the last without a word; TOML refuses it)."""
+    d = dict(pairs)
+    if len(d) < len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {twice!r}")
+    return d
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     require_file(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is skipped
+    try:  # -sig: a byte-order mark (Windows editors) is skipped
+        return json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_one_value_per_key)
     except ValueError as e:  # bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise RunError(f"{path}: malformed JSON ({e})") from None
     except RecursionError:
