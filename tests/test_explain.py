@@ -135,12 +135,18 @@ def test_attribution_is_complete(runs, kind):
         assert e.baseline_logit == pytest.approx(float(run.model(tokens, torch.tensor([len(e.words)]))), abs=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "transformer", "bow"])
-def test_attribution_is_captums_layer_integrated_gradients(runs, kind):
+@pytest.mark.parametrize("kind,batch", [("lstm", None), ("transformer", None), ("bow", None), ("lstm", 7)])
+def test_attribution_is_captums_layer_integrated_gradients(runs, kind, batch, monkeypatch):
     """The same attributions and convergence delta, to the last bit, as Captum's LayerIntegratedGradients on the
-    embedding, with its own convergence delta (the reference explain avoids for its four extra passes)."""
+    embedding, with its own convergence delta (the reference explain avoids for its four extra passes); also when
+    the path is run in internal batches (7 points at a time, as a long review's is)."""
+    import rnnlab.explain as E
+    from rnnlab.text import tokenize
+
     captum_attr = pytest.importorskip("captum.attr")
     run = load_run(runs[kind])
+    if batch:
+        monkeypatch.setattr(E, "IG_BUDGET", batch * len(tokenize(REVIEW, run.vocab.strip_html)))
     (e,) = explain_runs([run], REVIEW)
     tokens, lengths = torch.tensor([e.ids]), torch.tensor([len(e.ids)])
     lig = captum_attr.LayerIntegratedGradients(lambda t, n: run.model(t, n), run.model.embedding)
@@ -149,7 +155,7 @@ def test_attribution_is_captums_layer_integrated_gradients(runs, kind):
         for p in params:  # as explain runs it: only dL/dx is needed
             p.requires_grad_(False)
         attr, delta = lig.attribute(tokens, baselines=torch.zeros_like(tokens), additional_forward_args=(lengths,),
-                                    n_steps=50, return_convergence_delta=True)
+                                    n_steps=50, return_convergence_delta=True, internal_batch_size=batch)
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -160,9 +166,10 @@ def test_attribution_is_captums_layer_integrated_gradients(runs, kind):
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
 def test_a_recurrent_run_passes_the_review_through_the_model_five_times(runs, kind):
     """predict's pass, the states (running opinion and state change), the blank baseline, Integrated Gradients'
-    path (one batch) and the gradient norm, plus one lookup of the review's embedding: nothing read twice.
-    Before, ten passes: Captum's LayerIntegratedGradients added four (the embedding's output for the review and
-    the baseline, and both ends again for the convergence delta), and forward_steps and states one each."""
+    path (one batch) and the gradient norm, plus the lookups of the review's and the baseline's embeddings:
+    nothing read twice. Before, ten passes: Captum's LayerIntegratedGradients added four (the embedding's output
+    for the review and the baseline, and both ends again for the convergence delta), and forward_steps and
+    states one each."""
     pytest.importorskip("captum")
     run = load_run(runs[kind])
     seen = []
@@ -172,7 +179,7 @@ def test_a_recurrent_run_passes_the_review_through_the_model_five_times(runs, ki
     finally:
         hook.remove()
     T = len(e.words)
-    assert sorted(seen) == sorted([(1, T)] * 5 + [(50, T)]), seen
+    assert sorted(seen) == sorted([(1, T)] * 6 + [(50, T)]), seen
 
 def test_captum_loads_without_its_package_init_and_leaves_no_trace():
     """The command loads Captum's one class without `import captum` (matplotlib and all); a later plain

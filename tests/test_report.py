@@ -459,7 +459,7 @@ def test_a_compare_table_row_rnnlab_did_not_write_keeps_the_readme_as_it_was(lab
     v = json.loads((lab / "compare" / "verdict.json").read_text())
     v.setdefault("numbers", {})["table"] = [{"x": 1}]
     (lab / "compare" / "verdict.json").write_text(json.dumps(v))
-    _refused_readme(_full(lab), "compare/table.csv (missing or unreadable)")
+    _refused_readme(_full(lab), "compare's accuracy table (missing or unreadable)")
 
 
 @pytest.mark.parametrize("reviews", [10000, "many", [1], 1e400])
@@ -471,7 +471,7 @@ def test_a_compare_table_with_a_test_review_count_rnnlab_did_not_write_keeps_the
     v["numbers"]["table"] = [{"model": "rnn", **row, "test_reviews": 10000}, {"model": "lstm", **row, "test_reviews": reviews}]
     (lab / "compare" / "verdict.json").write_text(json.dumps(v).replace("Infinity", "1e400"))
     if reviews != 10000:
-        return _refused_readme(_full(lab), "compare/table.csv")
+        return _refused_readme(_full(lab), "compare's accuracy table")
     readme = _readme(lab.parent)
     r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
     assert r.exit_code == 0, (r.output, r.exception)

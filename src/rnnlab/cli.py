@@ -120,7 +120,7 @@ def _log(msg: str) -> None:
 def _out_of_memory(e: RuntimeError) -> bool:
     """torch's failed allocation (OutOfMemoryError, or the CPU allocator's "can't allocate memory")."""
     torch = sys.modules.get("torch")  # not imported: not torch's error (and help, whose exit is a RuntimeError, stays fast)
-    return (torch is not None and isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)
+    return ((torch is not None and isinstance(e, torch.OutOfMemoryError)) or "can't allocate memory" in str(e)
             or "out of memory" in str(e))
 
 
@@ -353,16 +353,18 @@ def _tensorboard(log_dir: Path):
         except OSError as e:
             raise StorageError(f"cannot write {shorten(str(log_dir))}: {fault(e)}") from None
 
-    existed = log_dir.is_dir()
-    before = set(log_dir.iterdir()) if existed else set()
+    events = lambda: set(log_dir.glob("events.out.tfevents.*")) if log_dir.is_dir() else set()  # noqa: E731
+    with refused():
+        existed, before = log_dir.is_dir(), events()
     try:
         with refused():
             writer = SummaryWriter(str(log_dir))
     except StorageError:  # e.g. a full disk: the writer has made an empty event file (and the folder)
-        with contextlib.suppress(OSError):
-            for f in set(log_dir.iterdir()) - before:
+        for f in events() - before:
+            with contextlib.suppress(OSError):
                 f.unlink()
-            if not existed:
+        if not existed:
+            with contextlib.suppress(OSError):
                 log_dir.rmdir()
         raise
 
@@ -624,23 +626,20 @@ def report_command(lab_dir, out, markdown, readme):
     Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
     command that makes it. Prints one JSON line last.
     """
-    from .io import write_text
-    from .report import full_lab, readme_text, writable, write_readme_block, write_report
+    from .io import atomic_path
+    from .report import full_lab, readme_text, readme_with_block, writable, write_report
 
     try:
-        before = None
-        if readme is not None:  # first: a README that cannot be updated leaves the report files as they were
-            before = readme_text(readme)
+        if readme is None:
+            written = write_report(lab_dir, out, markdown)
+        else:  # checked first: a README that cannot be updated leaves the report files as they were
+            readme_text(readme)
             writable(readme)
             full_lab(lab_dir)
-            write_readme_block(lab_dir, readme)
-        try:
-            written = write_report(lab_dir, out, markdown)
-        except BaseException:
-            if before is not None:  # the report failed: the README goes back to what it said
-                with contextlib.suppress(OSError):
-                    write_text(readme, before)
-            raise
+            text = readme_with_block(lab_dir, readme)
+            with atomic_path(readme) as tmp:  # renamed onto the README only once the report is written: both or neither
+                Path(tmp).write_text(text, encoding="utf-8")
+                written = write_report(lab_dir, out, markdown)
     except RunError as e:
         _fail(e)
     for problem in written["problems"]:

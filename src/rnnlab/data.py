@@ -157,6 +157,8 @@ def load_parquet(f: str | os.PathLike, both_classes: bool = True) -> Split:
     try:
         with open(f, "rb") as fh:  # a file object: pyarrow's own path handling refuses names that are not UTF-8
             table = pq.read_table(fh)
+    except FileNotFoundError:
+        raise DataError(f"{f}: no such file") from None
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{f}: cannot read parquet ({first_line(e)})") from None
     cols = set(table.column_names)

@@ -227,7 +227,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     attr, note, delta, base = None, NO_CAPTUM, None, None
     if attribution is not False and ig_steps > 0:
         try:
-            attr, delta, base = integrated_gradients(model, tokens, lengths, logits, ig_steps)
+            attr, delta, base = integrated_gradients(model, tokens, lengths, ig_steps, logits=logits)
             note = (f"Integrated Gradients ({ig_steps} steps) of the final logit; baseline: {L} <pad> tokens "
                     "(zero embeddings), i.e. the same length with no words")
         except ImportError:
@@ -248,14 +248,14 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
 
 
-def integrated_gradients(model, tokens, lengths, logits, n_steps: int = IG_STEPS):
+def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits=None):
     """(per-token attribution list, convergence delta, baseline logit) of the logit of a (1, T) review.
 
-    `logits`: the model's (1,) logit of the review, already computed. Captum's IntegratedGradients on the
-    embedding's output: the model runs with that output replaced by the points of the path, as Captum's
-    LayerIntegratedGradients runs it, without the two whole passes that class spends to read the embedding's
-    output for the review and the baseline. The convergence delta is Captum's, attributions' sum minus
-    (f(x) - f(baseline)), from the logits already at hand instead of two more passes.
+    Captum's IntegratedGradients on the embedding's output: the model runs with that output replaced by the
+    points of the path, as Captum's LayerIntegratedGradients runs it, without the two whole passes that class
+    spends to read the embedding's output for the review and the baseline (here two lookups). The convergence
+    delta is Captum's, attributions' sum minus (f(x) - f(baseline)), from `logits` (the model's (1,) logit of
+    the review, when already computed on the CPU) instead of a pass of its own.
     Raises ImportError without Captum.
     """
     import torch
@@ -273,12 +273,15 @@ def integrated_gradients(model, tokens, lengths, logits, n_steps: int = IG_STEPS
         finally:
             hook.remove()
 
-    with torch.no_grad():
-        x = model.embedding(tokens)
-        base = model(torch.zeros_like(tokens), lengths)  # <pad>: its embedding row is zero (padding_idx=0)
+    blank = torch.zeros_like(tokens)  # <pad> tokens; their embedding row is zero in a model rnnlab trained
+    with torch.no_grad(), _no_cudnn(tokens):  # the ends through the same kernels as the path (cuDNN's TF32 is not)
+        x, b = model.embedding(tokens), model.embedding(blank)
+        base = model(blank, lengths)
+        if logits is None or tokens.device.type == "cuda":
+            logits = model(tokens, lengths)
     with _no_cudnn(tokens):
         attr = IntegratedGradients(forward).attribute(
-            x, baselines=torch.zeros_like(x), additional_forward_args=(tokens, lengths), n_steps=n_steps,
+            x, baselines=b, additional_forward_args=(tokens, lengths), n_steps=n_steps,
             internal_batch_size=max(1, min(n_steps, IG_BUDGET // per_path)))
     with torch.no_grad():
         delta = attr.reshape(1, -1).sum(1) - (logits - base)  # as Captum's compute_convergence_delta

@@ -175,11 +175,11 @@ def require_file(path: Path, error: type[Exception] = RunError) -> None:
 
 def _one_value_per_key(pairs: list) -> dict:
     """A JSON object, refused when it names a key twice (json keeps the last without a word; TOML refuses it)."""
-    d = dict(pairs)
-    if len(d) < len(pairs):
-        seen = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"duplicate key {twice!r}")
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {shorten(repr(k))}")
+        d[k] = v
     return d
 
 
@@ -207,7 +207,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(json.loads(line, object_pairs_hook=_one_value_per_key))
         except ValueError as e:  # bad JSON, an integer of over 4,300 digits
             raise RunError(f"{path}: line {i}: malformed JSON ({e})") from None
         except RecursionError:

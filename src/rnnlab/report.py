@@ -434,7 +434,7 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
     if rows:
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
     elif not any(x.startswith("compare ") for x in left_out):
-        left_out.append("compare/table.csv (missing or unreadable)")
+        left_out.append("compare's accuracy table (missing or unreadable)")
     return "\n\n".join(out), list(dict.fromkeys(left_out))
 
 
@@ -524,13 +524,18 @@ def full_lab(lab: Path) -> None:
                           "the missing parts (rnnlab lab resumes), or render this one without --readme")
 
 
-def write_readme_block(lab: Path, readme: Path) -> None:
-    """Replace the block between the README's results markers with one rendered from LAB."""
+def readme_with_block(lab: Path, readme: Path) -> str:
+    """The README's text with the block between its results markers rendered from LAB."""
     text = readme_text(readme)
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     block = readme_block(collect(lab), lab)
-    write_text(readme, f"{head}{README_START}\n{block}\n{README_END}{tail}")
+    return f"{head}{README_START}\n{block}\n{README_END}{tail}"
+
+
+def write_readme_block(lab: Path, readme: Path) -> None:
+    """Replace the block between the README's results markers with one rendered from LAB."""
+    write_text(readme, readme_with_block(lab, readme))
 
 
 def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike | None = None,

@@ -9,7 +9,7 @@ validation split, 3 seeds; each keeps only its documented recipe (dropout, learn
 none was tuned further here. The tf-idf logistic regression reads whole reviews with its own uni+bigram
 vocabulary (the classic baseline) and picks C on the same validation split. Each model's shortfall
 numbers come from the same jobs as the shortfall experiments: accuracy by review length, the gradient
-ratio first/last at 400 tokens, the retention probe and the timing (run alone).
+ratio first/last at 400 tokens (100 in quick mode), the retention probe and the timing (run alone).
 
 The notebook's closing claims, each with a criterion that a model fixing the shortfall would fail:
 order matters (the best order-aware model beats the best bag-of-words model, both chosen on
