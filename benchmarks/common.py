@@ -12,8 +12,11 @@ def machine() -> str:
 
 
 def publish(result: dict, out: str | None) -> None:
-    """Add the machine to `result`, print it as JSON and, with `out`, write it there."""
+    """Add the machine and the commit to `result`, print it as JSON and, with `out`, write it there."""
     result["machine"] = machine()
+    env = environment()
+    if env.get("git_commit"):
+        result["commit"] = env["git_commit"][:7] + (" (uncommitted changes)" if env["git_dirty"] else "")
     print(json.dumps(result, indent=2))
     if out:
         Path(out).write_text(json.dumps(result, indent=2) + "\n")
