@@ -330,8 +330,7 @@ def _all_epochs_saved(run, cfg) -> bool:
 
 
 def _tensorboard(log_dir: Path):
-    """(on_step, on_epoch) hooks writing TensorBoard scalars to `log_dir`."""
-    _tensorboard_available()
+    """(on_step, on_epoch) hooks writing TensorBoard scalars to `log_dir` (`_tensorboard_available` checked first)."""
     import threading
 
     from torch.utils.tensorboard import SummaryWriter

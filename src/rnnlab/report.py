@@ -405,7 +405,7 @@ def readme_block(sections: list[Section], lab: Path) -> str:
 
 def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]:
     """(the README's results block, the parts it had to leave out: missing, unreadable or not rnnlab's)."""
-    rows, left_out = [], []
+    rows, left_out = [], {}  # part -> why it was left out
     for s in sections:
         if s.id not in EXPERIMENTS:
             continue
@@ -414,14 +414,14 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
         except RunError:
             v = None
         if s.outcome in ("missing", "unreadable") or not isinstance(v, dict):
-            left_out.append(f"{s.id} ({s.outcome or 'unreadable'})")
+            left_out[s.id] = s.outcome or "unreadable"
             continue
         try:
             est, ci, thr, _ = effect_cells(v.get("effect") or {})
             rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
                          thr])
         except (*BAD_FIELDS, OverflowError):
-            left_out.append(f"{s.id} (unreadable)")
+            left_out[s.id] = "unreadable"
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = next((t for t in [_table(lab)] if t), None)
     try:
@@ -433,9 +433,9 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
         rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
     if rows:
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
-    elif not any(x.startswith("compare ") for x in left_out):
-        left_out.append("compare's accuracy table (missing or unreadable)")
-    return "\n\n".join(out), list(dict.fromkeys(left_out))
+    elif "compare" not in left_out:
+        left_out["compare's accuracy table"] = "missing or unreadable"
+    return "\n\n".join(out), [f"{part} ({why})" for part, why in left_out.items()]
 
 
 def _readme_outcome(v: dict) -> str:
