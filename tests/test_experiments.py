@@ -386,9 +386,9 @@ def test_vanishing_without_the_transformer_leaves_only_the_control_undecided():
 
 LENGTHS = (64, 128, 256, 512, 1024)
 RNN_SPEEDUP = [1.02, 1.0, 1.01, 0.99, 1.0]
-SER_BASE = dict(r2=(0.999, 0.998, 0.997), rnn=RNN_SPEEDUP, cnn=[1.8, 1.9, 1.85, 1.9, 1.95],
+SER_BASE = dict(k=(1.0, 1.02, 0.98), rnn=RNN_SPEEDUP, cnn=[1.8, 1.9, 1.85, 1.9, 1.95],
                 transformer=[1.6, 1.7, 1.75, 1.8, 1.7])
-SER_EXPECTED = {"main": HOLDS, "linear": HOLDS, "cnn": HOLDS, "transformer": HOLDS}
+SER_EXPECTED = {"main": HOLDS, "linear": HOLDS, "cnn": HOLDS, "transformer": HOLDS, "control": FAILS}
 PEAK = {1: (1.0e10, 1.1e10, 0.9e10), 2: (1.9e10, 2.0e10, 2.1e10)}  # matmul FLOP/s per repeat
 
 
@@ -410,20 +410,24 @@ def test_times_with_r2_has_that_r2():
         assert np.corrcoef(LENGTHS, times_with_r2(r2))[0, 1] ** 2 == pytest.approx(r2, abs=1e-12)
 
 
-def serial_rows(r2, rnn, cnn, transformer, threads=(1, 2), lengths=LENGTHS) -> list[dict]:
-    """Timing rows: the RNN's times at the most threads have R^2 = r2[rep] in repeat rep; each model's
-    time at the fewest threads is its time at the most times its speed-up at that length (so the ratio
-    of medians over repeats is exactly that speed-up). Also the matmul peak and the FLOP counts."""
+def serial_rows(k, rnn, cnn, transformer, threads=(1, 2), lengths=LENGTHS, tr_k=None) -> list[dict]:
+    """Timing rows: the RNN's times at the most threads are 0.01 (T/64)^k[rep] in repeat rep; the parallel models'
+    grow with T^2 plus a fixed part (not linear at all: the Transformer fails the control), or the Transformer's
+    as T^tr_k. Each model's time at the fewest threads is its time at the most times its speed-up at that length
+    (so the ratio of medians over repeats is exactly that speed-up). Also the matmul peak and the FLOP counts."""
     rows = []
     speedup = {"rnn": rnn, "cnn": cnn, "transformer": transformer}
+    x = np.asarray(lengths, dtype=np.float64)
     for model, s in speedup.items():
         if s is None:
             continue
-        for rep in range(len(r2)):
+        for rep in range(len(k)):
             if model == "rnn":
-                fast = times_with_r2(r2[rep], lengths)
-            else:  # parallel models: not linear at all (a decoy for the R^2 of the RNN)
-                fast = 1e-6 * np.asarray(lengths, dtype=np.float64) ** 2 + 0.01 * (1 + rep)
+                fast = 0.01 * (x / 64) ** k[rep]
+            elif model == "transformer" and tr_k is not None:
+                fast = 0.02 * (x / 64) ** tr_k[rep]
+            else:
+                fast = 1e-6 * x ** 2 + 0.001 * (1 + rep)
             for j, T in enumerate(lengths):
                 for n in threads:
                     slow = n == threads[0] and len(threads) > 1
@@ -441,36 +445,57 @@ def ser_outcomes(v: dict) -> dict:
     linear, *helped = v["questions"]
     assert "linearly" in linear["claim"]
     return {"main": v["outcome"], "linear": linear["outcome"],
-            **{k: q["outcome"] for k in ("cnn", "transformer") for q in helped if f"the {k} " in q["claim"]}}
+            **{k: q["outcome"] for k in ("cnn", "transformer") for q in helped if f"the {k} " in q["claim"]},
+            **{"control": c["outcome"] for c in v["controls"]}}
 
 
 def test_serial_baseline_rows_give_the_expected_outcomes():
-    """The RNN's time is a line in T (R^2 ~ 0.998), a second thread speeds up the cnn and the Transformer
-    by ~1.8 and the RNN by ~1.0: everything holds."""
+    """The RNN's time grows as T^k, k ~ 1; the Transformer's with T^2 (the control fails, as it should); a second
+    thread speeds up the cnn and the Transformer by ~1.8 and the RNN by ~1.0: everything holds."""
     v = serial.verdict(serial_rows(**SER_BASE))
-    assert ser_outcomes(v) == SER_EXPECTED and v["controls"] == []
+    assert ser_outcomes(v) == SER_EXPECTED
 
 
 @pytest.mark.parametrize("factor, values, changed", [
-    ("r2", (0.5, 0.6, 0.7), {"linear": FAILS, "main": FAILS}),
-    ("r2", (0.90, 0.96, 0.99), {"linear": UNDECIDED, "main": UNDECIDED}),
+    ("k", (0.5, 0.55, 0.6), {"linear": FAILS, "main": FAILS}),  # sqrt(T): a line through it has R^2 0.97
+    ("k", (1.5, 1.45, 1.55), {"linear": FAILS, "main": FAILS}),  # T^1.5: R^2 0.98
+    ("k", (0.78, 0.8, 0.79), {"linear": FAILS, "main": FAILS}),  # a fixed part dominates: not proportional
+    ("k", (1.0, 1.2, 0.9), {"linear": UNDECIDED, "main": UNDECIDED}),
+    ("tr_k", (1.0, 1.01, 0.99), {"control": HOLDS, "linear": UNDECIDED, "main": UNDECIDED}),
     ("cnn", [0.9, 0.95, 0.92, 0.97, 0.9], {"cnn": FAILS, "main": FAILS}),
     ("cnn", [s + d for s, d in zip(RNN_SPEEDUP, (-0.1, 0.15, -0.05, 0.12, 0.0))], {"cnn": UNDECIDED, "main": UNDECIDED}),
     ("transformer", [0.95, 0.9, 0.92, 0.9, 0.95], {"transformer": FAILS, "main": FAILS}),
     ("rnn", [1.9, 1.95, 2.0, 2.0, 1.98], {"cnn": FAILS, "transformer": FAILS, "main": FAILS}),  # the RNN scales best
 ])
 def test_serial_one_factor_flips_its_outcome(factor, values, changed):
-    """R^2 of the RNN's line changes the linearity question; one parallel model's speed-up changes its own
-    question; the RNN's speed-up changes both comparisons; the main outcome combines them."""
+    """The RNN's exponent changes the linearity question; a Transformer that passes the same test makes it
+    inconclusive (the control); one parallel model's speed-up changes its own question; the RNN's speed-up
+    changes both comparisons; the main outcome combines them."""
     got = ser_outcomes(serial.verdict(serial_rows(**{**SER_BASE, factor: values})))
     assert got == {**SER_EXPECTED, **changed}
+
+
+def test_serial_linearity_is_not_a_line_s_r2():
+    """The cases the old criterion (R^2 of a line above 0.95) passed: sqrt(T) and T^1.5 on these lengths."""
+    x = np.asarray(LENGTHS, dtype=np.float64)
+    for k in (0.5, 1.5):
+        assert common.linear_fit(x, x ** k)["r2"] > 0.95
+        assert serial.verdict(serial_rows(**{**SER_BASE, "k": (k, k + 0.01, k - 0.01)}))["questions"][0]["outcome"] == FAILS
+
+
+def test_serial_a_time_that_is_not_positive_leaves_linearity_undecided():
+    rows = serial_rows(**SER_BASE)
+    next(r for r in rows if r["model"] == "rnn" and r["part"] == "timing" and r["threads"] == 2)["value"] = 0.0
+    linear = serial.verdict(rows)["questions"][0]
+    assert linear["outcome"] == UNDECIDED and "not finite" in linear["effect"]["undecided"]
 
 
 def test_serial_one_thread_count_leaves_the_speed_ups_undecided():
     """Timed on one thread count only: no speed-up can be measured, so both comparisons are inconclusive
     (and so is the main claim), while linearity is still judged."""
     v = serial.verdict(serial_rows(**SER_BASE, threads=(1,)))
-    assert ser_outcomes(v) == {"main": UNDECIDED, "linear": HOLDS, "cnn": UNDECIDED, "transformer": UNDECIDED}
+    assert ser_outcomes(v) == {"main": UNDECIDED, "linear": HOLDS, "cnn": UNDECIDED, "transformer": UNDECIDED,
+                               "control": FAILS}
     assert v["numbers"]["threads"] == [1]
     assert all(q["criterion"].startswith("not measured: timed at one thread count") for q in v["questions"][1:])
     assert all(q["effect"]["n"] == 0 for q in v["questions"][1:])  # no speed-up: not a 'difference of 0'
@@ -478,16 +503,21 @@ def test_serial_one_thread_count_leaves_the_speed_ups_undecided():
 
 
 def test_serial_effects_are_the_numbers_in_the_rows():
-    """The linearity effect lists each repeat's R^2 (at the most threads, RNN only); each comparison the
-    speed-up difference at each length; the numbers the medians, speed-ups and fraction of the peak."""
+    """The linearity effect lists each repeat's |k - 1| (at the most threads, RNN only), the control the
+    Transformer's; each comparison the speed-up difference at each length; the numbers the medians, speed-ups,
+    exponents and fraction of the peak."""
     v = serial.verdict(serial_rows(**SER_BASE))
     linear, cnn, tr = v["questions"]
-    assert_effect(linear["effect"], SER_BASE["r2"])
-    assert_effect(v["effect"], SER_BASE["r2"])
+    assert_effect(linear["effect"], [abs(k - 1) for k in SER_BASE["k"]])
+    assert linear["numbers"]["k_per_repeat"] == pytest.approx(list(SER_BASE["k"]))
+    assert v["effect"] == linear["effect"]
+    x = np.asarray(LENGTHS, dtype=np.float64)
+    k_tr = [np.polyfit(np.log(x), np.log(1e-6 * x ** 2 + 0.001 * (1 + rep)), 1)[0] for rep in range(3)]
+    assert_effect(v["controls"][0]["effect"], [abs(k - 1) for k in k_tr])
     assert_effect(cnn["effect"], minus(SER_BASE["cnn"], RNN_SPEEDUP))
     assert_effect(tr["effect"], minus(SER_BASE["transformer"], RNN_SPEEDUP))
     rnn = v["numbers"]["by_model"]["rnn"]
-    medians = np.median(np.stack([times_with_r2(r) for r in SER_BASE["r2"]]), axis=0)
+    medians = np.median(np.stack([0.01 * (x / 64) ** k for k in SER_BASE["k"]]), axis=0)
     peak = np.mean(PEAK[2])
     assert v["numbers"]["matmul_flops_per_second"] == pytest.approx(peak)
     assert rnn["ms_per_batch"] == pytest.approx({str(T): 1e3 * m for T, m in zip(LENGTHS, medians)})
@@ -495,12 +525,13 @@ def test_serial_effects_are_the_numbers_in_the_rows():
     assert rnn["fraction_of_matmul_peak"] == pytest.approx(
         {str(T): 1e9 * T / 64 / m / peak for T, m in zip(LENGTHS, medians)})
     assert rnn["slope_ms_per_token"] == pytest.approx(1e3 * np.polyfit(LENGTHS, medians, 1)[0])
+    assert rnn["k"] == pytest.approx(np.polyfit(np.log(x), np.log(medians), 1)[0])
 
 
 def test_serial_without_the_cnn_judges_the_transformer_alone():
     """No cnn timed: its question is absent, the Transformer's is judged as before."""
     v = serial.verdict(serial_rows(**{**SER_BASE, "cnn": None}))
-    assert ser_outcomes(v) == {"main": HOLDS, "linear": HOLDS, "transformer": HOLDS}
+    assert ser_outcomes(v) == {"main": HOLDS, "linear": HOLDS, "transformer": HOLDS, "control": FAILS}
     assert len(v["questions"]) == 2
 
 

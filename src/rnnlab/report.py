@@ -27,7 +27,8 @@ from .io import RunError, atomic_path, fault, first_line, read_json, require_fil
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
          "same reviews, so the interval leaves out which reviews were drawn); \"inconclusive\" means the interval "
-         "straddles the threshold, declared in code before this lab ran.")
+         "straddles the threshold, or a part or a control the claim requires left it undecided (its rows say which). "
+         "Thresholds are declared in code before this lab ran.")
 
 
 class ReportError(RunError):
@@ -63,10 +64,10 @@ def verdict_blocks(v: dict) -> list:
     blocks = [Outcome(v["outcome"], v["claim"]), Text(f"Criterion: {v['criterion']}", note=True)]
     claims = [("claim", v), *(("sub-question", q) for q in v.get("questions", [])),
               *(("negative control", c) for c in v.get("controls", []))]
-    blocks.append(Table(["", "claim", "outcome", "effect", "95% interval", "threshold", "per seed"],
+    blocks.append(Table(["", "claim", "outcome", "effect", "95% interval", "threshold", "per replicate"],
                         [[kind, q["claim"], _outcome_cell(q), *effect_cells(q.get("effect") or {})] for kind, q in claims],
                         "Effect sizes: the mean with its 95% t interval, over seeds unless the criterion says otherwise "
-                        "(lengths, or the repeats of one timing run)"))
+                        "(lengths, or the repeats of one timing run); per replicate: the values it is over"))
     table = v.get("numbers", {}).get("table")
     if table:
         keys = list(table[0])

@@ -14,9 +14,10 @@ every distance; a model that ignores it follows it half of the time.
 
 Claim: what the final hidden state retains fades with distance from the end (the prediction follows
 the passage near the end far more often than far from it), a wider state still forgets, and reading
-all hidden states (mean or max pooling) relieves it: far from the end, the pooled RNN follows the passage
-more often than the final-state RNN and more often than chance. Negative control: the Transformer, whose
-attention reads every position directly, should not fade.
+all hidden states (mean pooling) relieves it: far from the end, the mean-pooled RNN follows the passage
+more often than the final-state RNN and more often than chance. Max pooling is judged the same way as a
+question beside the claim, not part of it. Negative control: the Transformer, whose attention reads every
+position directly, should not fade.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Claim (comparator declared in advance: the last 200 tokens): reading whole revie
 accurate for the vanilla RNN than reading their last 200 tokens (a gain below one point). The bag of
 embeddings, run the same way, should gain from the extra words: if the test cannot tell the two
 apart, it cannot see the shortfall, so the claim holds only where that negative control does not hold
-(otherwise it is inconclusive, however its own interval lies). Also: the end of a review carries more
+(otherwise a "holds" becomes inconclusive; a "does not hold" stands: the RNN gained, whatever the bag did). Also: the end of a review carries more
 than its start (tail beats head), and the RNN reading whole reviews loses more accuracy on long reviews
 than the bag does.
 """

@@ -7,7 +7,7 @@
     v["outcome"]   # "holds" if the whole interval clears the threshold, "does not hold" if it lies
                    # wholly on the other side, "inconclusive" if it straddles it
 
-The criterion is written in code before any data is read; the effect size, its interval and the
+The criterion is declared in code before the lab runs; the effect size, its interval and the
 threshold go into verdict.json with the outcome, so a reader can see how far the data was from
 deciding the other way.
 """

@@ -7,14 +7,15 @@ end, the model (vanilla RNN, LSTM, GRU, and the Transformer for contrast), its s
 initialisation, after training) and, for the exploding side, gradient clipping (1.0 or off).
 Held fixed: the lab's budget (rnnlab.config.BUDGET: the last 400 tokens, clipping at 1.0, the same
 epochs and data); one batch of real test reviews per length, cut to exactly that length and shared
-by every model; 3 seeds. Measured, in float64 so nothing underflows: the batch-mean ||dL/dh_t|| of
+by every model; 3 seeds. Measured, in float64 (a ratio that underflows even there is NaN): the batch-mean ||dL/dh_t|| of
 the vanilla RNN written out as a loop over time (`RecurrentClassifier.unrolled`) and, for every
 model, ||dL/dx_t|| at the embedding output, against the distance from the last token; their ratio
 first/last. During training (rnnlab.train's on_step hook): every step's loss, unclipped gradient
 norm, size of the applied W_hh update and, every 10 steps, W_hh's spectral radius.
 
 Claim: in the vanilla RNN the gradient reaching the first of 400 tokens is at least 1000x smaller
-than at the last, after training and at initialisation; gated recurrences keep more than that.
+than at the last, after training and at initialisation. Questions beside it, not part of it: do the
+gated recurrences (LSTM, GRU) keep more than that, and does clipping help training?
 One threshold throughout: a ratio below 1e-3 has vanished. Values below float32's smallest normal
 number (1.2e-38) are ones float32 training cannot represent: figures draw them as "below float32".
 """
