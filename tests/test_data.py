@@ -77,6 +77,17 @@ def test_a_parquet_folder_whose_name_is_not_utf8_loads(tmp_path, tiny_data):
     assert load_split(str(odd / "test.parquet"), "test").texts == ds.test.texts
 
 
+def test_parquet_is_read_on_one_thread(tiny_data, monkeypatch):
+    """pyarrow's thread pool, once it has read a file object, aborted 3 of 40 processes that exited right after
+    (SIGABRT: "terminate called without an active exception"; e.g. the loser of two labs into one --out)."""
+    import pyarrow.parquet as pq
+
+    seen, real = [], pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    data_mod.load_imdb(str(tiny_data))
+    assert seen and all(kw.get("use_threads") is False for kw in seen)
+
+
 def test_parquet_dir_holds_exactly_the_written_rows(tiny_splits, tiny_data):
     ds = load_imdb(tiny_data)
     for split, (texts, labels) in zip((ds.train, ds.test), tiny_splits):
