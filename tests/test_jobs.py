@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from conftest import make_reviews, write_parquet_dir
 from rnnlab.data import load_imdb
 from rnnlab.experiments import EXPERIMENTS, compare, long_reviews
 from rnnlab.experiments.common import TIMING, _on_device
+from rnnlab.io import RunError
 from rnnlab.jobs import Job, JobError, Runner, rows_digest
 from rnnlab.lab import exercise_jobs, run_experiments
 
@@ -293,6 +295,23 @@ def test_a_runner_reused_on_other_data_runs_the_jobs_on_that_data(ds, other_ds, 
         "the worker processes ran the jobs on the first dataset, stored as the second's"
 
 
+def test_no_more_worker_processes_than_jobs(ds, tiny_data, tmp_path):
+    """--jobs above the number of jobs starts one process per job, not --jobs of them (each costs its start-up
+    and its memory); a later, larger batch on the same Runner gets a pool of its size."""
+    calls, log = tmp_path / "calls", []
+    with Runner(workers=8, threads=1, log=log.append) as runner:
+        rows = runner.run([echo(n, calls) for n in "ab"], ds, str(tiny_data), tmp_path / "one")
+        assert "[jobs] 2 jobs on 2 worker processes x 1 thread(s)" in log
+        assert len({r[0]["pid"] for r in rows.values()} - {os.getpid()}) == 2
+        runner.run([echo(n, calls) for n in "cdef"], ds, str(tiny_data), tmp_path / "two")
+        assert "[jobs] 4 jobs on 4 worker processes x 1 thread(s)" in log
+
+
+def test_an_empty_ray_address_is_refused():
+    with pytest.raises(RunError, match="--ray: empty"):
+        Runner(ray_address=" ")
+
+
 # --- Ray --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -325,9 +344,16 @@ def test_ray_gives_the_same_rows_as_this_process(ray_local, real_runs, ds, tiny_
     run_experiments(exp, ds, inproc_dir, quick=True, device="cpu", runner=Runner(workers=1, log=lambda s: None),
                     log=lambda s: None, data_arg=str(tiny_data))
     log: list[str] = []
-    with Runner(threads=1, ray_address="local", log=log.append) as runner:
-        run_experiments(exp, ds, tmp_path, quick=True, device="cpu", runner=runner, log=log.append,
-                        data_arg=str(tiny_data))
+    starts_ray = not ray_local.is_initialized()
+    mine = lambda *a: None  # noqa: E731  (ray.init installs its own SIGTERM handler: the command's must stay)
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        with Runner(threads=1, ray_address="local", log=log.append) as runner:
+            run_experiments(exp, ds, tmp_path, quick=True, device="cpu", runner=runner, log=log.append,
+                            data_arg=str(tiny_data))
+        assert not starts_ray or signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)
     assert ray_local.is_initialized()
     n = len(long_reviews.jobs("quick"))
     assert f"[jobs] {n} jobs on Ray (local), 1 thread(s) each" in log
@@ -347,6 +373,18 @@ def test_a_failing_job_on_ray_is_a_job_error_naming_it_and_why(ray_local, ds, ti
     assert "the broken job" in msg and "bad broke" in msg, msg  # the cause, not only where it ran
     assert "\x1b[" not in msg, repr(msg)  # no terminal colour codes
     assert (tmp_path / "jobs" / f"{ok.key}.json").is_file()
+
+
+def test_more_threads_than_the_ray_cluster_has_cpus_fail_at_once(ray_local, ds, tiny_data, tmp_path):
+    """A task asking for more CPUs than the cluster has would wait forever: one line instead, nothing run."""
+    calls = tmp_path / "calls"
+    with Runner(threads=1, ray_address="local", log=lambda s: None) as runner:  # Ray up, as the lab would have it
+        runner.run([echo("a", calls)], ds, str(tiny_data), tmp_path / "one")
+    too_many = int(ray_local.cluster_resources()["CPU"]) + 1
+    with pytest.raises(RunError, match=f"CPUs, fewer than --threads {too_many}: no job could start"):
+        with Runner(threads=too_many, ray_address="local", log=lambda s: None) as runner:
+            runner.run([echo("b", calls)], ds, str(tiny_data), tmp_path / "two")
+    assert fake_jobs.calls(calls, "b") == 0
 
 
 def test_ray_runs_the_jobs_on_the_data_it_is_given(ray_local, ds, other_ds, tiny_data, other_data, tmp_path):

@@ -23,6 +23,8 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -138,8 +140,10 @@ class Runner:
         self.threads = threads
         self.workers = workers or max(1, (os.cpu_count() or 1) // threads)
         self.ray_address = ray_address
+        if ray_address is not None and not ray_address.strip():
+            raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
         self.log = log
-        self._pool = None
+        self._pool, self._pool_size = None, 0
 
     def __enter__(self):
         return self
@@ -199,10 +203,14 @@ class Runner:
     def _run_pool(self, jobs: list[Job], data_arg, finished) -> None:
         # multiprocessing's Pool, whose terminate() is safe mid-task (a terminated worker cannot leave a
         # queue locked for the parent, as it can with concurrent.futures' executor)
+        n = min(self.workers, len(jobs))  # no process without a job: each costs its start-up and its memory
+        if self._pool is not None and self._pool_size < n:
+            self.__exit__()
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.workers, initializer=_worker_init)
+            self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init)
+            self._pool_size = n
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
-        self.log(f"[jobs] {len(jobs)} jobs on {self.workers} worker processes x {self.threads} thread(s)")
+        self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
         try:
             while pending:
                 done = [r for r in pending if r.ready()]
@@ -229,6 +237,7 @@ class Runner:
             ray_log = logging.getLogger("ray")
             level = ray_log.level
             ray_log.setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
+            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -238,6 +247,13 @@ class Runner:
                 raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray ({first_line(e)})") from None
             finally:
                 ray_log.setLevel(level)
+                for s, h in handlers.items():  # ray.init puts its own in: Ctrl-C and SIGTERM stay this command's
+                    if h is not None and threading.current_thread() is threading.main_thread():
+                        signal.signal(s, h)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < self.threads:  # a task asking for more CPUs than the cluster has waits forever
+            raise RunError(f"--ray {shorten(self.ray_address)}: the cluster has {cpus:g} CPUs, fewer than --threads "
+                           f"{self.threads}: no job could start")
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
         pending = {remote.remote(job, data_arg, self.threads): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")
