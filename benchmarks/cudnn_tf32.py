@@ -3,6 +3,8 @@ each gradient, with TF32 on (PyTorch's default for cuDNN) and off. Needs a CUDA 
     PYTHONPATH=src python benchmarks/cudnn_tf32.py
 Output on an H200: benchmarks/results/gpu_h200/cudnn_tf32.txt ("difference/largest value" per tensor).
 `twins` is also tests/test_gpu.py's setup, so this measures what that test checks."""
+import sys
+
 import torch
 
 from rnnlab.config import TrainConfig
@@ -22,6 +24,11 @@ def twins(kind: str):
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help, or refuse any
+    if not torch.cuda.is_available():
+        sys.exit("needs a CUDA GPU: it compares the CPU's numbers with cuDNN's")
     print("defaults: cudnn.allow_tf32", torch.backends.cudnn.allow_tf32, "matmul.allow_tf32",
           torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
     for tf32 in (True, False):

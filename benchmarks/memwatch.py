@@ -26,7 +26,13 @@ def tree(pid: int) -> list[int]:
 
 
 def main() -> None:
-    root, path = int(sys.argv[1]), sys.argv[2]
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("pid", type=int, help="the process to watch, with its descendants")
+    ap.add_argument("out", help="the file to append the peaks to")
+    args = ap.parse_args()
+    root, path = args.pid, args.out
     peak = 0
     with open(path, "a") as out:
         while os.path.exists(f"/proc/{root}"):

@@ -38,6 +38,11 @@ def display(*objs):
 
 
 def main() -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                            epilog="RNNLAB_NOTEBOOK_DATA: the data folder the cells read (else the hub); "
+                                   "RNNLAB_NOTEBOOK_OUT: where they write").parse_args()
     scope: dict = {"__name__": "__main__"}
     try:
         import IPython.display  # noqa: F401

@@ -10,7 +10,7 @@ Three pipelines, 5 epochs each, test accuracy after every epoch, on the same see
 Each run uses one torch thread (`--jobs` runs side by side). Reports the per-epoch mean and sd over seeds
 and, at epochs 1 and 5, the differences seed - notebook and baseline - notebook (paired by seed) with their
 95% t intervals. A run whose output exists
-under --keep is read, not rerun; it names the machine it ran on, and the summary names each pipeline's
+under --keep is read, not rerun (only if made on the same --data); it names the machine it ran on, and the summary names each pipeline's
 (`machine` at the top is where the summary was written).
 """
 from __future__ import annotations
@@ -38,8 +38,12 @@ def run(pipeline: str, seed: int, args) -> dict:
     """Test accuracy after each of 5 epochs, and the machine that trained them."""
     out = Path(args.keep) / f"{pipeline}-seed{seed}"
     done = out.with_suffix(".json")
+    data = str(Path(args.data).resolve())
     if done.exists():
-        return json.loads(done.read_text())
+        kept = json.loads(done.read_text())
+        if kept.get("data") != data:  # a trial run on other data must not stand in for this one
+            sys.exit(f"{done}: made on {kept.get('data', 'unrecorded data')}, not {data}: remove it or give another --keep")
+        return kept
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if pipeline == "baseline":
         r = subprocess.run([sys.executable, str(BASELINE), args.data, "5", str(seed)], capture_output=True, text=True,
@@ -52,7 +56,7 @@ def run(pipeline: str, seed: int, args) -> dict:
             if r.returncode == 0 else []
     if r.returncode or len(accs) != 5:
         sys.exit(f"{pipeline} seed {seed} failed: {(r.stderr.strip().splitlines() or ['no output'])[-1]}")
-    kept = {"test_acc": accs, "machine": machine()}
+    kept = {"test_acc": accs, "machine": machine(), "data": data}
     done.write_text(json.dumps(kept))
     print(f"{pipeline} seed {seed}: {accs}", flush=True)
     return kept

@@ -29,10 +29,19 @@ from rnnlab.runs import environment
 
 def run_seed(seed: int, out: Path, args, extra: list[str]) -> dict:
     cli = [sys.executable, "-m", "rnnlab.cli", "train", "--data", args.data]
-    if (out / "config.json").exists():
+    fresh = [*cli, "--preset", args.preset, "--seed", str(seed), "--out", str(out), *extra]
+    if (out / "config.json").exists():  # a kept run: resumed only if it is the run asked for
+        asked = subprocess.run([*fresh, "--show-config"], capture_output=True, text=True)
+        if asked.returncode:
+            sys.exit(f"seed {seed}: rnnlab train refused the flags: {asked.stderr.strip().splitlines()[-1:]}")
+        want, kept = json.loads(asked.stdout), json.loads((out / "config.json").read_text())
+        differ = sorted(k for k in want if k != "device" and want[k] != kept.get(k))
+        if differ:
+            sys.exit(f"seed {seed}: {out} holds a run with other settings ({', '.join(differ)}): remove it or give "
+                     "another --keep")
         cmd = [*cli, "--resume", str(out)]
     else:
-        cmd = [*cli, "--preset", args.preset, "--seed", str(seed), "--out", str(out), *extra]
+        cmd = fresh
     env = {**os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:
