@@ -76,21 +76,23 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
     line = next(p for p in README.read_text(encoding="utf-8").split("\n\n") if p.startswith("About ")).replace("\n", " ")
     minutes = lambda f: round(json.loads(f.read_text())["wall_seconds"] / 60)  # noqa: E731
     results = ROOT / "benchmarks" / "results"
-    clean = [minutes(results / d / "lab.json") for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b", "lab_amd_zen4",
-                                                          "lab_zen4_b50d5ec", "lab_zen4_98ff68c", "lab_zen4_2d89b96",
-                                                          "lab_zen4_b013fd8")]
-    clean += [minutes(LAB / "lab.json"), minutes(results / "lab_intel_head" / "lab.json")]
+    zen3 = [minutes(results / d / "lab.json") for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b")]
+    zen4 = [minutes(results / d / "lab.json") for d in ("lab_amd_zen4", "lab_zen4_b50d5ec", "lab_zen4_98ff68c",
+                                                         "lab_zen4_2d89b96_first_pass", "lab_zen4_2d89b96",
+                                                         "lab_zen4_dad8a65", "lab_zen4_b013fd8", "lab_zen4_896fa8d")]
+    zen4.append(minutes(LAB / "lab.json"))  # the published one last
+    intel = minutes(results / "lab_intel_head" / "lab.json")
+    clean = [*zen3, *zen4, intel]
     assert line.startswith(f"About {min(clean)} to {max(clean)} minutes on 2 CPU cores")
-    assert (f"{clean[0]} and {clean[1]} on two AMD Zen 3 VMs, {clean[2]}, {clean[3]}, {clean[4]}, {clean[5]}, "
-            f"{clean[6]} and {clean[7]} on Zen 4 VMs, {clean[8]} on an Intel VM; the last {clean[7]} is the published "
-            "[lab.json](docs/lab/lab.json)") in line
+    assert (f"{zen3[0]} and {zen3[1]} on two AMD Zen 3 VMs, {min(zen4)} to {max(zen4)} in {len(zen4)} runs on Zen 4 "
+            f"VMs, {intel} on an Intel VM; the published [lab.json](docs/lab/lab.json) took {zen4[-1]}") in line
     assert json.loads((LAB / "lab.json").read_text())["environment"]["cpu_capability"] == "AVX512"  # a Zen 4
+    commit = json.loads((LAB / "lab.json").read_text())["environment"]["git_commit"][:7]
     memory = [results / d / "memory.txt" for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b", "lab_amd_zen4",
                                                    "lab_zen4_b50d5ec", "lab_zen4_98ff68c", "lab_zen4_2d89b96",
-                                                   "lab_zen4_b013fd8", "lab_zen4_896fa8d", "lab_intel_head")]
-    assert "the lab's raw files are docs/lab (published)" in memory[7].read_text()  # the published lab's watch
-    commit = json.loads((LAB / "lab.json").read_text())["environment"]["git_commit"][:7]
-    assert memory[7].parent.name.endswith(commit)
+                                                   "lab_zen4_b013fd8", "lab_zen4_896fa8d", f"lab_zen4_{commit}",
+                                                   "lab_intel_head")]
+    assert "the lab's raw files are docs/lab (published)" in memory[8].read_text()  # the published lab's watch
     peaks = [float(re.search(r"^final peak PSS ([0-9.]+) GB$", f.read_text(), re.M).group(1)) for f in memory]
     assert f"peak PSS {min(peaks):.1f}-{max(peaks):.1f} GB: `benchmarks/results/lab_*/`" in line
 
@@ -98,7 +100,7 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
 def test_readme_quotes_the_test_command_minutes_from_commands_json():
     """The second command's minutes: the range of the CI runs recorded in commands.json, by VM."""
     runs = json.loads((ROOT / "benchmarks" / "results" / "commands.json").read_text())
-    minutes = [v["total_seconds"] / 60 for k, v in runs.items() if k.startswith("ci")]
+    minutes = [v["total_seconds"] / 60 for k, v in runs.items() if k.startswith("ci") and "failed" not in v["tests"]]
     assert len(minutes) >= 3
     assert f"{round(min(minutes))} to {round(max(minutes))} minutes by VM" in README.read_text(encoding="utf-8")
 
@@ -133,13 +135,16 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     medians = {cpu: [{k: statistics.median(r[k, " folded"] for r in runs) for k in ("LSTM", "GRU")} for runs in group]
                for cpu, group in measured.items()}
     every = [{k: x[k, " folded"] for k in ("LSTM", "GRU")}] + [m for group in medians.values() for m in group]
-    met = {k: sum(v[k] >= 1.8 for v in every) for k in ("LSTM", "GRU")}
-    said = lambda n: "not met in any" if n == 0 else f"met in {n}"  # noqa: E731
-    where = "; ".join(f"{cpu}: " + ", ".join(f"{m['LSTM']:.2f}x / {m['GRU']:.2f}x" for m in group)
-                      for cpu, group in medians.items())
+    alone = json.loads((ROOT / "benchmarks" / "results" / "kernels_zen4_s36_lstm.json").read_text())["runs"][0]
+    lstm_alone = alone["speedups"]["lstm_layer folded vs nn.LSTM"]["median"]  # a session that ran the LSTM only
+    lstm = [v["LSTM"] for v in every] + [lstm_alone]
+    met = {"LSTM": sum(v >= 1.8 for v in lstm), "GRU": sum(v["GRU"] >= 1.8 for v in every)}
+    said = lambda n, of: f"not met in any of {of} sessions" if n == 0 else f"met in {n} of {of}"  # noqa: E731
+    gru = [v["GRU"] for v in every]
     assert (f"folded input {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense (gated presets) "
-            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x. Bar 1.8x, folded, median of each session's runs: LSTM "
-            f"{said(met['LSTM'])} of {len(every)} sessions, GRU {said(met['GRU'])} ({where})") in readme
+            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x. Bar 1.8x, folded, median of each session's runs (Intel, "
+            f"Zen 3, Zen 4): LSTM {said(met['LSTM'], len(lstm))} ({min(lstm):.2f}-{max(lstm):.2f}x), GRU "
+            f"{said(met['GRU'], len(gru))} ({min(gru):.2f}-{max(gru):.2f}x)") in readme
 
 
 def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
