@@ -149,6 +149,9 @@ class Runner:
         return self
 
     def __exit__(self, *exc):
+        self._close_pool()
+
+    def _close_pool(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool.join()
@@ -205,7 +208,7 @@ class Runner:
         # queue locked for the parent, as it can with concurrent.futures' executor)
         n = min(self.workers, len(jobs))  # no process without a job: each costs its start-up and its memory
         if self._pool is not None and self._pool_size < n:
-            self.__exit__()
+            self._close_pool()
         if self._pool is None:
             self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init)
             self._pool_size = n

@@ -181,16 +181,21 @@ def speedups(rows, model) -> dict[int, float]:
     return {T: lo[T] / hi[T] for T in lo if T in hi}
 
 
+def exponent(lengths, seconds) -> float:
+    """k of time ~ T^k: the least-squares slope of log seconds against log length (NaN where a time is not
+    positive)."""
+    T, s = np.asarray(lengths, dtype=np.float64), np.asarray(seconds, dtype=np.float64)
+    return linear_fit(np.log(T), np.log(s))["slope"] if (s > 0).all() else math.nan
+
+
 def exponents(rows, model, threads) -> list[float]:
-    """Per repeat: k of time ~ T^k, the least-squares slope of log seconds against log length (NaN where a
-    time is not positive)."""
+    """Per repeat: the exponent k of the model's time against length."""
     out = []
     for rep in sorted({r["repeat"] for r in rows if r["part"] == "timing"}):
         pts = sorted((r["seq_len"], r["value"]) for r in rows if r["part"] == "timing" and r["model"] == model
                      and r["threads"] == threads and r["repeat"] == rep)
         if len(pts) > 1:
-            T, s = np.asarray(pts, dtype=np.float64).T
-            out.append(linear_fit(np.log(T), np.log(s))["slope"] if (s > 0).all() else math.nan)
+            out.append(exponent(*zip(*pts)))
     return out
 
 
@@ -236,8 +241,7 @@ def verdict(rows: list[dict]) -> dict:
         numbers["by_model"][m] = {
             "ms_per_batch": {str(T): 1e3 * v for T, v in med.items()},
             "slope_ms_per_token": 1e3 * fit_["slope"], "r2": fit_["r2"],
-            "k": linear_fit(np.log(list(med)), np.log(list(med.values())))["slope"] if min(med.values(), default=0) > 0
-            else math.nan,
+            "k": exponent(list(med), list(med.values())),
             "speedup": {str(T): v for T, v in speedups(rows, m).items()},
             "speedup_mean_ci95": list(t_interval(speedups(rows, m).values())),
             "fraction_of_matmul_peak": {str(T): flops[T] / med[T] / peak for T in med if T in flops}}
