@@ -748,3 +748,31 @@ def test_a_ray_address_where_nothing_answers_is_one_line_at_once(address, tmp_pa
     errors = [ln for ln in r.stderr.splitlines() if ln.lower().startswith("error")]
     assert len(errors) == 1 and f"--ray {address}: " in errors[0], r.stderr
     assert ("nothing answers there" if address.startswith("127.") else "give HOST:PORT") in errors[0]
+    assert not (tmp_path / "c").exists()  # checked before --out is made: no empty OUT/jobs/ left behind
+
+
+def test_sigterm_is_named_when_ray_raises_the_interrupt_again_without_its_message(tmp_path, tiny_parquet, monkeypatch):
+    """ray.wait catches the KeyboardInterrupt("SIGTERM") of the CLI's handler and raises a bare KeyboardInterrupt:
+    the line said "interrupted (Ctrl-C)" for a SIGTERM."""
+    import signal
+
+    from rnnlab import cli, lab
+
+    def interrupted_as_under_ray(*args, **kwargs):
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            cli._interrupt(signal.SIGTERM, None)
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(lab, "run_lab", interrupted_as_under_ray)
+    out = tmp_path / "lab"
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_parquet), "--out", str(out), "--jobs", "1"])
+    assert r.exit_code == 130, (r.output, r.exception)
+    assert r.stderr.splitlines()[-1] == (f"interrupted (SIGTERM); finished jobs are kept under {out}: rerun the same "
+                                         "command to resume"), r.stderr
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt()
+
+    monkeypatch.setattr(lab, "run_lab", ctrl_c)  # the next command in this process: no signal of its own
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_parquet), "--out", str(out), "--jobs", "1"])
+    assert r.exit_code == 130 and r.stderr.splitlines()[-1].startswith("interrupted (Ctrl-C); "), r.stderr

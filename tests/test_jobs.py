@@ -385,6 +385,7 @@ def test_more_threads_than_the_ray_cluster_has_cpus_fail_at_once(ray_local, ds, 
         with Runner(threads=too_many, ray_address="local", log=lambda s: None) as runner:
             runner.run([echo("b", calls)], ds, str(tiny_data), tmp_path / "two")
     assert fake_jobs.calls(calls, "b") == 0
+    assert not (tmp_path / "two").exists()  # refused on entering the Runner, before the lab makes its folders
 
 
 def test_ray_runs_the_jobs_on_the_data_it_is_given(ray_local, ds, other_ds, tiny_data, other_data, tmp_path):

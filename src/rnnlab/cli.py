@@ -124,14 +124,19 @@ def _out_of_memory(e: RuntimeError) -> bool:
             or "out of memory" in str(e))
 
 
+_SIGNALLED: list[str] = []  # the signal _interrupt turned into KeyboardInterrupt: Ray re-raises it without its message
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)  # its message names the signal (Ctrl-C has none)
+    _SIGNALLED.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt(_SIGNALLED[-1])  # its message names the signal (Ctrl-C has none)
 
 
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
 
     def invoke(self, ctx):
+        _SIGNALLED.clear()
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # SIGTERM as Ctrl-C (training loops catch both)
             with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                 signal.signal(signal.SIGTERM, _interrupt)
@@ -529,7 +534,7 @@ def _stops_cleanly(out: Path):
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({str(e) or 'Ctrl-C'}); {resume}")
+        _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}); {resume}")
         sys.exit(130)
     except JobError as e:
         _fail(f"{e}; {resume}")

@@ -146,7 +146,16 @@ class Runner:
         self._pool, self._pool_size = None, 0
 
     def __enter__(self):
+        if self.ray_address:  # before the caller writes anything: a cluster that cannot be reached leaves no trace
+            self._connect_ray()
         return self
+
+    @property
+    def where(self) -> str:
+        """Where the jobs run, for the log."""
+        if self.ray_address:
+            return f"Ray ({shorten(self.ray_address)}), {self.threads} thread(s) per job"
+        return f"{self.workers} worker(s) x {self.threads} thread(s)"
 
     def __exit__(self, *exc):
         self._close_pool()
@@ -229,7 +238,8 @@ class Runner:
             self._pool = None
             raise
 
-    def _run_ray(self, jobs: list[Job], data_arg, finished) -> None:
+    def _connect_ray(self):
+        """Ray, connected to the cluster (or a local one started), with CPUs enough for a job; RunError if not."""
         try:
             import ray
         except ImportError:
@@ -257,6 +267,10 @@ class Runner:
         if cpus < self.threads:  # a task asking for more CPUs than the cluster has waits forever
             raise RunError(f"--ray {shorten(self.ray_address)}: the cluster has {cpus:g} CPUs, fewer than --threads "
                            f"{self.threads}: no job could start")
+        return ray
+
+    def _run_ray(self, jobs: list[Job], data_arg, finished) -> None:
+        ray = self._connect_ray()
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
         pending = {remote.remote(job, data_arg, self.threads): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")

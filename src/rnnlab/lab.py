@@ -103,7 +103,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     extra = [baseline_job(data_arg)] if mode == "full" and BASELINE.exists() and parquet else []
     jobs = seed_jobs + extra + [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
     log(f"[lab] {len({j.key for j in jobs})} jobs: the notebook's exercise, {len(experiments)} experiments"
-        f"{' and the seed baseline' if extra else ''}; {runner.workers} worker(s) x {runner.threads} thread(s)")
+        f"{' and the seed baseline' if extra else ''}; {runner.where}")
     t0 = time.perf_counter()
     results = runner.run(jobs, ds, data_arg, out / "jobs")
     phases["jobs"] = time.perf_counter() - t0
@@ -118,6 +118,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     phases["explain"] = time.perf_counter() - t0
     record = {"mode": mode, "data": ds.source, "data_fingerprint": ds.fingerprint(), "command": shlex.join(["rnnlab", *sys.argv[1:]]),
               "environment": env, "seeds": list(SEEDS[mode]), "workers": runner.workers,
+              **({"ray": runner.ray_address} if runner.ray_address else {}),
               "threads_per_job": runner.threads,
               "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
               "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode, device),
