@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnlab.batching import Encoded, batch_indices
+from rnnlab.batching import Encoded, batch_indices, sorted_batches
 
 
 def _enc():
@@ -50,7 +50,7 @@ def test_collate_pads_with_zero_and_keeps_labels():
 
 def test_eval_order_is_sorted_and_complete():
     enc = _enc()
-    batches = batch_indices(enc.lengths, 4, shuffle=False)
+    batches = sorted_batches(enc.lengths, 4)
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(10))
     assert (np.diff(enc.lengths[flat]) >= 0).all()

@@ -30,7 +30,8 @@ from rnnlab.cli import main
 from rnnlab.config import preset, with_overrides
 from rnnlab.data import load_imdb
 from rnnlab.io import save_tensors
-from rnnlab.explain import Explanation, Run, align, decided_at, explain_runs, load_run, pick_reviews, torch_threads
+from rnnlab.explain import Explanation, Run, align, decided_at, explain_runs, load_run, pick_reviews
+from rnnlab.runs import torch_threads
 from rnnlab.explain_views import render_html, render_terminal, write_html, write_png
 from rnnlab.prepare import prepare
 from rnnlab.runs import RunDir

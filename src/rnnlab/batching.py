@@ -1,8 +1,9 @@
 """Turn encoded reviews into padded batches: length-bucketed (default) or random.
 
-    enc = Encoded.from_corpus(corpus, "train", vocab_size=20000, max_len=400, truncate="tail")
+    enc = Encoded.from_corpus(corpus, "train", ds.train.labels, vocab_size=20000, max_len=400, truncate="tail")
     for idx in batch_indices(enc.lengths, 64, "bucket", seed=0, epoch=1):
         tokens, lengths, labels = enc.collate(idx)   # (B, T) int64, (B,), (B,) float
+    for idx in sorted_batches(enc.lengths, 64): ...  # evaluation: by length, fixed order
 
 Bucketing sorts reviews of similar length together so a batch carries almost no padding;
 the batch order and contents are reshuffled each epoch from (seed, epoch) alone, so a
@@ -37,15 +38,14 @@ class Encoded:
         return cls(ids, starts, lengths, np.asarray(labels, dtype=np.int64)).truncated(max_len, truncate)
 
     @classmethod
-    def from_lists(cls, seqs: list[list[int]], labels, max_len: int = 0,
-                   truncate: str = "head") -> "Encoded":
+    def from_lists(cls, seqs: list[list[int]], labels) -> "Encoded":
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         if (lengths < 1).any():
             raise ValueError("every sequence needs at least one token")
         starts = np.zeros(len(seqs), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
         ids = np.fromiter((t for s in seqs for t in s), dtype=np.int64, count=int(lengths.sum()))
-        return cls(ids, starts, lengths, np.asarray(labels, dtype=np.int64)).truncated(max_len, truncate)
+        return cls(ids, starts, lengths, np.asarray(labels, dtype=np.int64))
 
     def truncated(self, max_len: int, truncate: str) -> "Encoded":
         if max_len <= 0:
@@ -64,10 +64,6 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    @property
-    def n_tokens(self) -> int:
-        return int(self.lengths.sum())
-
     def collate(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded (B, T) token ids with pad=0, lengths (B,), float labels (B,)."""
         lengths = self.lengths[idx]
@@ -80,13 +76,16 @@ class Encoded:
                 torch.from_numpy(self.labels[idx].astype(np.float32)))
 
 
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Evaluation's batches: sorted by length (minimal padding), in a fixed order."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+
+
 def batch_indices(lengths: np.ndarray, batch_size: int, mode: str = "bucket", seed: int = 0,
-                  epoch: int = 0, shuffle: bool = True) -> list[np.ndarray]:
-    """Index arrays, one per batch. Deterministic in (seed, epoch)."""
+                  epoch: int = 0) -> list[np.ndarray]:
+    """Training's batches, as index arrays, reshuffled each epoch. Deterministic in (seed, epoch)."""
     n = len(lengths)
-    if not shuffle:  # evaluation: sorted by length, minimal padding, fixed order
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
     rng = np.random.default_rng([seed, epoch])
     perm = rng.permutation(n)
     if mode == "random":

@@ -42,7 +42,8 @@ GROUPS = {
 HELP = {
     "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size (d_model's feed-forward/2 "
     "for the transformer).", "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings, between "
-    "layers and before the classifier.", "pool": "How the classifier reads the states: the last real one, mean or max.",
+    "layers and before the classifier (the CNN: embeddings and classifier; bow: classifier; transformer: residual "
+    "and feed-forward paths).", "pool": "How the classifier reads the states: the last real one, mean or max.",
     "recurrent_init": "Initialisation of W_hh.", "vocab_size": "Vocabulary size incl. <pad> and <unk>.",
     "strip_html": "Remove <br /> tags first.", "max_len": "Keep at most N tokens per review (0 = all).",
     "truncate": "Which part --max-len keeps.", "batch_size": "Training batch size.",

@@ -39,7 +39,7 @@ class TrainConfig:
     embed_dim: int = 100
     hidden_dim: int = 128
     layers: int = 1
-    dropout: float = 0.0  # on embeddings, between layers and before the classifier
+    dropout: float = 0.0  # recurrent: embeddings, between layers, before the classifier (HELP in cli.py: the others)
     pool: str = "last"  # how the classifier reads the hidden states: the last real one, mean or max
     recurrent_init: str = "default"  # default: PyTorch's uniform; orthogonal: each W_hh block orthogonal
     # text

@@ -364,22 +364,10 @@ def explain_runs(runs: Sequence, text: str, device="cpu", attribution: bool | No
     for i, r in enumerate(loaded):  # two runs with one name (a/run, b/run): tell them apart
         if names.count(r.name) > 1:
             loaded[i] = dataclasses.replace(r, name=f"{r.name} ({i + 1})")
+    from .runs import torch_threads
+
     with torch_threads(threads):
         return [explain(r, text, attribution, ig_steps, source, true_label) for r in loaded]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with `n` torch threads (None: unchanged), then restore the setting."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # --- several runs on one review, token by token --------------------------------------------------

@@ -2,7 +2,7 @@
 
     from rnnlab.jobs import Job, Runner
     with Runner(workers=2, threads=1) as runner:
-        rows = runner.run(jobs, ds, data_arg="../shared/data/imdb", store=Path("results/lab/jobs"))
+        results = runner.run(jobs, ds, data_arg="../shared/data/imdb", store=Path("results/lab/jobs"))  # {job.key: rows}
 
 A `Job` names a function ("module:function") and JSON-able keyword arguments; the function is called
 as `fn(ds, **args)` and returns tidy rows (a list of dicts), or {"rows": rows, "files": {name: bytes}}
@@ -57,22 +57,18 @@ class Job:
 def execute(job: Job, ds, threads: int) -> list[dict]:
     """Run one job here with `threads` torch threads; returns its rows. A failure is a JobError naming
     the job (an interrupt stays an interrupt)."""
-    import torch
-
+    from .runs import torch_threads
     from .train import Interrupted
 
     module, name = job.fn.split(":")
     fn = getattr(importlib.import_module(module), name)
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        return fn(ds, **job.args)
+        with torch_threads(threads):
+            return fn(ds, **job.args)
     except Interrupted:
         raise
     except Exception as e:  # noqa: BLE001 - a failed job is one line; the finished ones stay stored
         raise JobError(f"job '{job.label}' failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}") from e
-    finally:
-        torch.set_num_threads(old)
 
 
 _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
@@ -80,8 +76,6 @@ _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data a
 
 def _worker_init() -> None:
     """A worker leaves Ctrl-C to the parent (which stops the pool) and dies on SIGTERM, as a process should."""
-    import signal
-
     from . import train
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)

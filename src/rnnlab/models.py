@@ -16,7 +16,8 @@ never packed (packed sequences run several times slower on CPU). On CPU the recu
 through the hand-written kernels of `rnnlab.kernels` (the vanilla RNN's nonlinearity is always
 tanh), on a GPU through cuDNN.
 `RecurrentClassifier.unrolled` writes the vanilla RNN out as an explicit loop over time and keeps
-each h_t, so experiments can read dL/dh_t. tests/test_models.py checks all of them against nn.RNN.
+each h_t, so experiments can read dL/dh_t. tests/test_models.py checks the tanh paths against nn.RNN,
+tests/test_kernels.py the LSTM and GRU kernels against nn.LSTM and nn.GRU.
 """
 from __future__ import annotations
 

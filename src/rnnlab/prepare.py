@@ -10,7 +10,7 @@ split is `val_fraction` of each class of train, seeded by `cfg.seed`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -30,11 +30,6 @@ class Prepared:
     test: Encoded | None
     vocab: Vocab
     source: str
-
-    def truncated(self, max_len: int, truncate: str) -> "Prepared":
-        """The same reviews, each cut to `max_len` tokens (head: its start; tail: its end; 0: whole)."""
-        cut = lambda e: None if e is None else e.truncated(max_len, truncate)  # noqa: E731
-        return replace(self, train=cut(self.train), val=cut(self.val), test=cut(self.test))
 
 
 def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s: None) -> Prepared:

@@ -123,6 +123,18 @@ def environment() -> dict:
     return env
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with `n` torch threads (None: unchanged), then restore the setting."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _git() -> dict:
     """The commit of the rnnlab checkout (and whether it had uncommitted changes); {} when not in git."""
     import subprocess

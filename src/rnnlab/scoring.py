@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batching import Encoded, batch_indices
+from .batching import Encoded, sorted_batches
 
 EVAL_BATCH = 64  # the training batch; larger batches were slower on the CPU and held more memory
 LENGTH_EDGES = (0, 100, 200, 400, 800)  # review-length buckets in tokens (before truncation)
@@ -22,7 +22,7 @@ def predict_proba(model, enc: Encoded, device="cpu", batch_size: int = EVAL_BATC
     was_training = model.training
     model.eval()
     probs = np.empty(len(enc), dtype=np.float32)
-    for idx in batch_indices(enc.lengths, batch_size, shuffle=False):
+    for idx in sorted_batches(enc.lengths, batch_size):
         tokens, lengths, _ = enc.collate(idx)
         probs[idx] = torch.sigmoid(model(tokens.to(device), lengths.to(device))).float().cpu().numpy()
     model.train(was_training)

@@ -87,7 +87,8 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
             losses, norms, passes, n_tokens, eval_seconds = [], [], [], 0, 0.0
             t0 = time.perf_counter()
             for step, idx in enumerate(_bar(batches, f"epoch {epoch}/{cfg.epochs}", show), 1):
-                lr = lr_at(cfg, (epoch - 1) * len(batches) + step - 1, cfg.epochs * len(batches))
+                global_step = (epoch - 1) * len(batches) + step
+                lr = lr_at(cfg, global_step - 1, cfg.epochs * len(batches))
                 for group in opt.param_groups:
                     group["lr"] = lr
                 tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
@@ -102,7 +103,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                 norms.append(norm)
                 n_tokens += int(lengths.sum())
                 if on_step is not None:
-                    on_step(model, {"epoch": epoch, "step": step, "global_step": (epoch - 1) * len(batches) + step,
+                    on_step(model, {"epoch": epoch, "step": step, "global_step": global_step,
                                     "loss": losses[-1], "grad_norm": norm, "lr": lr})
                 if stop.signal:
                     raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
@@ -133,15 +134,22 @@ def _is_out_of_memory(e: BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(e).lower()
 
 
-def _built(cfg: TrainConfig, vocab_size: int, device):
-    """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes."""
+@contextlib.contextmanager
+def _out_of_memory_as(message: str):
+    """An allocation failure in the block -> OutOfMemory(message); any other error passes through."""
     try:
-        return build_model(cfg, vocab_size).to(device)
+        yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if not _is_out_of_memory(e):
             raise
-        raise OutOfMemory(f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
-                          f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes") from None
+        raise OutOfMemory(message) from None
+
+
+def _built(cfg: TrainConfig, vocab_size: int, device):
+    """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes."""
+    with _out_of_memory_as(f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
+                           f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes"):
+        return build_model(cfg, vocab_size).to(device)
 
 
 def _check_finite(loss: float, norm: float, epoch: int, step: int) -> None:
@@ -162,17 +170,11 @@ def _epoch_row(epoch, losses, norms, n_tokens, seconds, lr, passes, val_checks) 
     return row
 
 
-@contextlib.contextmanager
 def _memory_guard(cfg: TrainConfig, epoch: int, step: int, shape):
     """Out of memory on a batch -> OutOfMemory naming the batch and what to change."""
-    try:
-        yield
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        if not _is_out_of_memory(e):
-            raise
-        raise OutOfMemory(f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
-                          f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
-                          "smaller --batch-size or a --max-len") from None
+    return _out_of_memory_as(f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
+                             f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
+                             "smaller --batch-size or a --max-len")
 
 
 def objective(model, tokens, lengths, labels, step_weight: float) -> torch.Tensor:

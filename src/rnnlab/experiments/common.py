@@ -2,7 +2,7 @@
 
     from rnnlab.experiments.common import fit, run_experiment
     job = fit(with_overrides(RNN, {"seed": 1}), "full")   # train one config and measure it
-    rows = run_experiment(long_reviews, ds, Path("results"), quick=False, runner=runner)
+    verdict = run_experiment(long_reviews, ds, Path("results"), quick=False, runner=runner)
 
 A training job (`fit_job`) trains one config on the lab's data budget with `rnnlab.train.train`,
 then hands the trained model to every experiment's `measure` function (test accuracy by review
@@ -38,12 +38,13 @@ from ..io import write_json, write_text
 from ..jobs import Job, Runner
 from ..plots import save_figure
 from ..runs import environment
+from .stats import finite
 
 Log = Callable[[str], None]
 
 # The lab's data budget: a fixed, class-balanced subset of the training split (the same reviews for
 # every model and seed; each seed carves its own 10% validation split from it) and of the test split.
-# 10,000 + 10,000 reviews keep a full lab with 3 seeds everywhere at 33-55 minutes on 2 cores (by VM,
+# 10,000 + 10,000 reviews keep a full lab with 3 seeds everywhere at 22-55 minutes on 2 cores (by VM,
 # docs/PERFORMANCE.md). Every interval is over training seeds on this one test subset: the subset's own
 # sampling error (a binomial standard error up to 0.005 per accuracy, larger than the vanilla RNN's
 # seed-to-seed spread) is not in it (docs/REVIEW.md).
@@ -136,7 +137,7 @@ def fit_job(ds: Dataset, cfg: dict, mode: str, n_train: int, n_test: int, keep: 
 def accuracy_rows(f: "Fitted") -> list[dict]:
     """Test accuracy (overall and by the review's own, untruncated length), selection, speed, size."""
     from ..models import count_parameters
-    from ..scoring import accuracy, by_length
+    from ..scoring import accuracy
 
     test = f.data.test
     rows = [{"part": "accuracy", "metric": m, "value": float(v)} for m, v in (
@@ -144,22 +145,28 @@ def accuracy_rows(f: "Fitted") -> list[dict]:
         ("best_epoch", f.summary["best_epoch"]), ("train_seconds_per_epoch", f.summary["train_seconds_per_epoch"]),
         ("tokens_per_second", f.summary["tokens_per_second"]), ("parameters", count_parameters(f.model)),
         ("mean_tokens_per_review", test.lengths.mean()), ("job_seconds", f.seconds))]
-    for b in by_length(f.probs, test.labels, test.untruncated().lengths):
-        rows += [{"part": "by_length", "bucket": b["bucket"], "metric": "test_acc", "value": b["acc"]},
-                 {"part": "by_length", "bucket": b["bucket"], "metric": "reviews", "value": float(b["n"])}]
+    rows += by_length_rows(f.probs, test.labels, test.untruncated().lengths)
     for r in f.metrics:
         rows += [{"part": "epoch", "epoch": r["epoch"], "metric": k, "value": float(r[k])}
                  for k in ("train_loss", "val_acc") if r.get(k) is not None]
     return rows
 
 
+@dataclasses.dataclass
 class Fitted:
     """A trained model and everything a `measure` function may read about it."""
 
-    def __init__(self, cfg, model, metrics, summary, data, ds, probs, device, mode, trace, seconds):
-        self.cfg, self.model, self.metrics, self.summary = cfg, model, metrics, summary
-        self.data, self.ds, self.probs, self.device, self.mode = data, ds, probs, device, mode
-        self.trace, self.seconds = trace, seconds
+    cfg: TrainConfig
+    model: object  # the trained torch module
+    metrics: list  # metrics.jsonl's rows, one per epoch
+    summary: dict
+    data: object  # rnnlab.prepare.Prepared: the encoded splits and the vocabulary
+    ds: Dataset  # the lab's subset, as loaded
+    probs: np.ndarray  # P(positive) of every test review
+    device: object
+    mode: str  # "full" or "quick"
+    trace: object  # vanishing_gradients.Trace of the training, or None
+    seconds: float  # the job's training and scoring time
 
 
 # --- running an experiment ----------------------------------------------------------------------
@@ -222,14 +229,27 @@ def rows_to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def by_length_rows(probs, labels, lengths) -> list[dict]:
+    """Test accuracy and the number of reviews per review-length bucket (lengths: the reviews' own, untruncated)."""
+    from ..scoring import by_length
+
+    return [{"part": "by_length", "bucket": b["bucket"], "metric": m, "value": v} for b in by_length(probs, labels, lengths)
+            for m, v in (("test_acc", b["acc"]), ("reviews", float(b["n"])))]
+
+
+def matching(rows: list[dict], **match) -> list[dict]:
+    """The rows whose fields equal `match`."""
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
 def values(rows: list[dict], **match) -> list[float]:
     """The `value` of every row whose fields equal `match`."""
-    return [r["value"] for r in rows if all(r.get(k) == v for k, v in match.items())]
+    return [r["value"] for r in matching(rows, **match)]
 
 
 def by_seed(rows: list[dict], **match) -> dict[int, float]:
     """{seed: value} of the rows matching `match` (one per seed)."""
-    return {r["seed"]: r["value"] for r in rows if all(r.get(k) == v for k, v in match.items())}
+    return {r["seed"]: r["value"] for r in matching(rows, **match)}
 
 
 def diff(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
@@ -249,7 +269,8 @@ def mean_over(parts: list[dict[int, float]]) -> list[float]:
 
 
 def mean_sd(vals: Sequence[float]) -> tuple[float, float]:
-    v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], dtype=np.float64)
+    """Mean and sample standard deviation of the finite values (NaN, NaN for none; sd 0 for one)."""
+    v = finite(vals)
     if len(v) == 0:
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0

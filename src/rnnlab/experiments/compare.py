@@ -25,9 +25,11 @@ import numpy as np
 
 from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
-from .common import DATA, SEEDS, as_trained, by_seed, diff, fit, mean_sd, paired, title, values
+from .common import DATA, SEEDS, as_trained, by_length_rows, by_seed, diff, fit, mean_sd, paired, title, values
+from .bottleneck import FADE
 from .serial import NOT_TIMED, SWEEP, speedups, timing_job_for
 from .stats import UNDECIDED, combine, judge, t_interval
+from .vanishing_gradients import VANISHED, judged_length
 
 NAME = "compare"
 PARTS = ("accuracy", "by_length", "ratio", "probe", "timing", "flops", "peak")
@@ -39,7 +41,6 @@ FAMILY = {"rnn": "order-aware", "lstm": "order-aware", "gru": "order-aware", "tr
 GATED = ("lstm", "gru")
 SMALL = 32  # the recurrent models again at hidden size 32
 TFIDF_CS = (1.0, 4.0, 16.0)
-VANISHED, FADE = -3.0, 0.2  # the shortfall experiments' thresholds (vanishing-gradients, bottleneck)
 FULL_READ, SHORT = "200-400", "0-100"  # reviews read whole at 400 tokens: long vs short
 
 
@@ -71,7 +72,7 @@ def tfidf_job(ds, seed: int, cs: list[float], n_train: int, n_test: int) -> list
     from sklearn.linear_model import LogisticRegression
 
     from ..prepare import stratified_split, subsample
-    from ..scoring import accuracy, by_length
+    from ..scoring import accuracy
     from ..text import encode_corpus
 
     ds = subsample(ds, n_train, n_test)
@@ -99,10 +100,7 @@ def tfidf_job(ds, seed: int, cs: list[float], n_train: int, n_test: int) -> list
     rows = [{"part": "accuracy", "metric": m, "value": float(v)} for m, v in (
         ("test_acc", accuracy(probs, y_test)), ("val_acc", best[0]), ("C", best[1]),
         ("train_seconds_per_epoch", time.perf_counter() - t0), ("parameters", X_tr.shape[1] + 1))]
-    for b in by_length(probs, y_test, np.diff(corpus.test_offsets)):
-        rows += [{"part": "by_length", "bucket": b["bucket"], "metric": "test_acc", "value": b["acc"]},
-                 {"part": "by_length", "bucket": b["bucket"], "metric": "reviews", "value": float(b["n"])}]
-    return rows
+    return rows + by_length_rows(probs, y_test, np.diff(corpus.test_offsets))
 
 
 # --- the table and the verdicts ------------------------------------------------------------------
@@ -111,13 +109,8 @@ def _acc(rows, model, setting="lab", metric="test_acc") -> dict[int, float]:
     return by_seed(rows, part="accuracy", model=model, setting=setting, metric=metric)
 
 
-def _ratio_length(rows) -> int:
-    """The length the gradient ratio is judged at: the longest measured up to 400 (400 in full, 100 quick)."""
-    return max((r["seq_len"] for r in rows if r["part"] == "ratio" and r["seq_len"] <= 400), default=400)
-
-
 def _log_ratio(rows, model) -> dict[int, float]:
-    return by_seed(rows, part="ratio", model=model, setting="lab", stage="trained", seq_len=_ratio_length(rows),
+    return by_seed(rows, part="ratio", model=model, setting="lab", stage="trained", seq_len=judged_length(rows),
                    metric="dx_log10_first_over_last")
 
 
@@ -135,7 +128,7 @@ def _fade(rows, model) -> list[float]:
 
 def summary_table(rows: list[dict]) -> list[dict]:
     """One row per model: the budget, accuracy over seeds with its interval, size, speed, a number per shortfall."""
-    table, n = [], _ratio_length(rows)
+    table, n = [], judged_length(rows)
     for m in (m for m in LABELS if any(r.get("model") == m for r in rows)):
         acc = list(_acc(rows, m).values())
         est, lo, hi = t_interval(acc)
@@ -184,7 +177,7 @@ def verdict(rows: list[dict]) -> dict:
                  effect=f"acc({best_o}) - acc({best_b})",
                  numbers={"chosen_on_validation": {"order-aware": best_o, "bag-of-words": best_b},
                           "val_acc_mean": val})
-    n = _ratio_length(rows)
+    n = judged_length(rows)
     rnn = judge(f"The vanilla RNN's gradient has vanished at the first of {n} tokens",
                 f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; below {VANISHED:g}",
                 list(_log_ratio(rows, "rnn").values()), VANISHED, "below", effect="log10 ratio, rnn")
@@ -264,7 +257,7 @@ def figure(rows: list[dict], judged: dict):
         c.plot([i - 0.2, i + 0.2], [np.mean(v)] * 2, color="k", lw=1)
     c.axhline(VANISHED, color="k", ls=":", lw=0.8, label="vanished: 1e-3")
     c.set_xticks(range(len(grads)), [n for n, _ in grads])
-    c.set_ylabel(f"log10 ||dL/dx|| first / last of {_ratio_length(rows)} tokens (each seed)")
+    c.set_ylabel(f"log10 ||dL/dx|| first / last of {judged_length(rows)} tokens (each seed)")
     c.set_title("(c) vanishing gradients, trained", fontsize=10); c.legend(fontsize=7); c.grid(alpha=0.3)
     dists = sorted({r["distance"] for r in rows if r["part"] == "probe"})
     for n in names:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..config import GRU, LSTM, RNN, TRANSFORMER, from_dict, with_overrides
 from ..jobs import Job
+from ..runs import torch_threads
 from .common import fixed_length_batch, linear_fit, mean_sd, title, values
 from .stats import FAILS, HOLDS, UNDECIDED, combine, judge, t_interval
 
@@ -103,12 +104,8 @@ def timing_job(ds, cfg: dict, threads: list[int], lengths: list[int], batch: int
 
 
 def _with_threads(n: int, fn):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+    with torch_threads(n):
         return fn()
-    finally:
-        torch.set_num_threads(old)
 
 
 def step_seconds(model, tokens, lengths, labels, dev) -> float:

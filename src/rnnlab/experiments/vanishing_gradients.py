@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
-from .common import SEEDS, as_trained, by_seed, fit, fixed_length_batch, is_lab_preset, mean_sd, paired, title, values
+from .common import (SEEDS, as_trained, by_seed, fit, fixed_length_batch, is_lab_preset, matching, mean_sd, paired, title,
+                     values)
 from .stats import combine, judge
 
 NAME = "vanishing-gradients"
@@ -166,9 +167,14 @@ def _ratio(rows, model, stage, n, part="dx", clip=1.0) -> dict[int, float]:
                    metric=f"{part}_log10_first_over_last")
 
 
+def judged_length(rows) -> int:
+    """The length the gradient ratio is judged at: the longest measured up to AT (400 in full, 100 quick)."""
+    return max((r["seq_len"] for r in rows if r["part"] == "ratio" and r["seq_len"] <= AT), default=AT)
+
+
 def verdict(rows: list[dict]) -> dict:
     """Judge the claim from the rows alone (pure: tests feed it hand-made rows)."""
-    n = max((r["seq_len"] for r in rows if r["part"] == "ratio" and r["seq_len"] <= AT), default=AT)
+    n = judged_length(rows)
     rnn = {s: _ratio(rows, "rnn", s, n, "dh") for s in ("trained", "init")}
     crit = (f"log10 of the batch-mean ||dL/dh_t|| at the first of {n} tokens over that at the last, vanilla RNN; "
             f"holds if the 95% interval over seeds lies below {VANISHED:g} (1000x smaller), does not hold if above")
@@ -247,9 +253,8 @@ def figure(rows: list[dict], judged: dict):
 
     def curve(ax, part, color, label, ls="-", **m):
         pts = {}
-        for r in rows:
-            if r["part"] == part and all(r.get(k) == v for k, v in m.items()):
-                pts.setdefault(r["distance"], []).append(r["value"])
+        for r in matching(rows, part=part, **m):
+            pts.setdefault(r["distance"], []).append(r["value"])
         d = np.array(sorted(pts))
         y = np.array([np.exp(np.mean(np.log(np.maximum(pts[k], 1e-300)))) for k in d])  # geometric mean over seeds
         ax.plot(np.maximum(d, 0.8), y, ls, color=color, lw=1.3, label=label)
