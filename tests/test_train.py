@@ -272,6 +272,15 @@ def test_val_checks_select_the_best_pass_and_save_its_weights(tmp_path, learn_da
         TrainConfig(val_checks=0)
 
 
+def test_more_val_checks_than_steps_validate_after_every_step_and_say_so(tmp_path, tiny_data):
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 1, "val_checks": 10_000})
+    data = prepare(cfg, load_imdb(tiny_data))
+    log: list[str] = []
+    train(cfg, data, log=log.append)
+    notes = [s for s in log if s.startswith("note: --val-checks 10000 is more than")]
+    assert len(notes) == 1 and notes[0].endswith("steps of an epoch: validation runs after every step"), log
+
+
 def test_cosine_holds_the_full_rate_for_lr_hold_then_decays(tmp_path, tiny_data):
     rates = lambda **o: [m["lr"] for m in _run(tmp_path, tiny_data, str(o), epochs=4, **o)[1].metrics()]  # noqa: E731
     assert rates() == [1e-3] * 4

@@ -143,6 +143,10 @@ class Main(click.Group):
                 signal.signal(signal.SIGTERM, _interrupt)
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as e:  # a review may start with "-" ("-1/10, awful"): say how to give it
+            if e.ctx is not None and e.ctx.command.name in ("predict", "explain"):
+                e.message = f"{e.message.rstrip('.')} (a review that starts with '-' goes after --: rnnlab {e.ctx.command.name} RUN -- TEXT)"
+            raise
         except KeyboardInterrupt:
             _log("interrupted; nothing past the last completed step was saved")
             sys.exit(130)
@@ -454,7 +458,8 @@ def predict(run_dir, texts, as_json, device):
     """Classify TEXTS (or one review per line of stdin): label and P(positive).
 
     Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review is read as a single
-    <unk> token, each unknown word as one <unk>; both still get a prediction.
+    <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
+    with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
     """
     from .scoring import predict_texts
 

@@ -560,12 +560,14 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         from .data import load_split
         from .runs import RunDir, run_data_path
 
-        split = load_split(run_data_path(RunDir(runs[0])) if data_path is None else data_path, split_name)
+        split = load_split(run_data_path(RunDir(runs[0])) if data_path is None else data_path, split_name or "test")
         if review >= len(split):
             raise ValueError(f"--review {review}: {split.source} has {len(split)} reviews (0..{len(split) - 1})")
         return split.texts[review], f"review {review} of {split.source}", int(split.labels[review])
     if data_path is not None:
         raise ValueError("--data is read only with --review N")
+    if split_name is not None:
+        raise ValueError("--split is read only with --review N")
     if text is None:
         if sys.stdin is None or sys.stdin.isatty():
             raise ValueError("no review given: pass TEXT (or --text TEXT), --review N [--data PATH], or the review on stdin")
@@ -632,8 +634,8 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 @click.option("--data", "data_path", default=None,
               help="With --review: parquet dir, aclImdb dir or tarball, or one CSV or parquet file (a split itself). "
                    "Default: the first run's own data.")
-@click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True,
-              help="With --review: which split N counts in.")
+@click.option("--split", "split_name", type=click.Choice(["test", "train"]), default=None,
+              help="With --review: which split N counts in.  [default: test]")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="Write a self-contained HTML page here.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), default=None, help="Write a PNG figure here.")
@@ -653,7 +655,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     there), its Integrated Gradients attribution, the gradient norm at its embedding and, for
     recurrent models, how far it moves the hidden state. Several RUN_DIRs are aligned token by token.
     The first argument, and those after it that are run directories, are the runs; the words after them
-    are the review.
+    are the review (one that starts with "-" goes after --, or in --text).
 
     The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
     Transformer against 0.6 s through a vanilla RNN on 2-core AMD VMs (benchmarks/results/explain*.json).

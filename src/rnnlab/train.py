@@ -83,6 +83,9 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
         for epoch in range(len(metrics) + 1, cfg.epochs + 1):
             batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
             checks = validation_steps(len(batches), cfg.val_checks) if data.val is not None else set()
+            if cfg.val_checks > len(checks) > 0 and epoch == len(metrics) + 1:  # once, in the first epoch run
+                log(f"note: --val-checks {cfg.val_checks} is more than the {len(batches)} steps of an epoch: "
+                    "validation runs after every step")
             model.train()
             losses, norms, passes, n_tokens, eval_seconds = [], [], [], 0, 0.0
             t0 = time.perf_counter()
