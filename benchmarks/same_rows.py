@@ -1,11 +1,13 @@
 """Do two full labs agree? Every results.csv row of lab A against lab B, timings left out, and each verdict.
 
-    python benchmarks/same_rows.py docs/lab OTHER_LAB [--out benchmarks/results/same_rows.json]
+    python benchmarks/same_rows.py docs/lab OTHER_LAB [--out benchmarks/results/same_rows.json] [--digits 6]
 
 Rows are matched on every column but `value`; a metric that is a time or a speed (seconds,
 tokens or FLOPs per second) is left out, since it measures the machine. Reports per experiment the rows
 compared, the rows equal to the last bit, the rows that differ and the largest difference, and rows
 found in only one lab; then each experiment's verdict (outcome and effect with its interval) in both.
+Labs made before session 40 wrote each value to 6 significant figures, later ones in full: `--digits 6`
+compares both at 6 (what the older lab holds).
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ from common import publish
 TIMING = ("seconds", "per_second")
 
 
-def compare(a: Path, b: Path) -> dict:
+def compare(a: Path, b: Path, digits: int | None = None) -> dict:
     x, y = pd.read_csv(a), pd.read_csv(b)
     x, y = (d[~d["metric"].str.contains("|".join(TIMING))] for d in (x, y))
+    if digits:
+        x, y = (d.assign(value=d["value"].map(lambda v: float(f"{v:.{digits}g}"))) for d in (x, y))
     keys = [c for c in x.columns if c != "value"]
     m = x.merge(y, on=keys, how="outer", suffixes=("_a", "_b"), indicator=True)
     both = m[m["_merge"] == "both"]
@@ -52,6 +56,8 @@ def main() -> None:
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--digits", type=int, default=None,
+                    help="compare values at this many significant figures (6: a lab made before session 40)")
     args = ap.parse_args()
     a, b = Path(args.a), Path(args.b)
     names = sorted(p.parent.name for p in a.glob("*/results.csv"))
@@ -60,8 +66,8 @@ def main() -> None:
     missing = [str(b / n / "results.csv") for n in names if not (b / n / "results.csv").is_file()]
     if missing:
         sys.exit(f"not in {b}: {', '.join(missing)}")
-    result = {"a": args.a, "b": args.b,
-              "experiments": {n: compare(a / n / "results.csv", b / n / "results.csv") for n in names},
+    result = {"a": args.a, "b": args.b, "digits": args.digits,
+              "experiments": {n: compare(a / n / "results.csv", b / n / "results.csv", args.digits) for n in names},
               "verdicts": {}}
     for n in names:
         if (a / n / "verdict.json").exists():

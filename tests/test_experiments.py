@@ -1050,3 +1050,19 @@ def test_long_reviews_quick_run_writes_artifacts_that_trace_to_its_rows(tiny_dat
     assert verdict["outcome"] == UNDECIDED and verdict["effect"]["n"] == 1
     assert verdict["effect"]["ci95"] == [None, None]  # no interval from one seed (NaN written as null)
     assert verdict["mode"] == "quick" and verdict["experiment"] == "long-reviews" and record["outcome"] == UNDECIDED
+
+
+def test_results_csv_holds_every_float_in_full_so_a_verdict_recomputes_to_the_last_digit():
+    """Until session 40 results.csv rounded values to 6 significant figures, so a few published digits of the
+    verdicts (computed before the rounding) could not be recomputed from it."""
+    import csv as _csv
+    import io as _io
+
+    from rnnlab.experiments.common import rows_to_csv
+
+    values = [0.1 + 0.2, np.float64(1 / 3), -0.013775149, 1e-300, float("inf")]
+    rows = [{"part": "x", "metric": f"m{i}", "value": v} for i, v in enumerate(values)] + [
+        {"part": "x", "metric": "none", "value": None}, {"part": "x", "metric": "nan", "value": float("nan")}]
+    back = list(_csv.DictReader(_io.StringIO(rows_to_csv(rows))))
+    assert [float(r["value"]) for r in back[:len(values)]] == [float(v) for v in values]
+    assert back[-2]["value"] == "" and back[-1]["value"] == "nan"

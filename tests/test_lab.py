@@ -31,7 +31,8 @@ from rnnlab import lab, report
 from rnnlab.cli import main
 from rnnlab.data import load_imdb
 from rnnlab.experiments import EXPERIMENTS
-from rnnlab.experiments.common import TIMING, _on_device
+from rnnlab.experiments.common import DATA, TIMING, _on_device
+from rnnlab.prepare import subsample
 
 SRC = Path(rnnlab.__file__).resolve().parents[1]
 PARTS = ["seed", *EXPERIMENTS]
@@ -342,7 +343,7 @@ def test_full_mode_reuses_no_quick_job(runs, tiny_data):
     assert {n: b for n, (b, _) in runs.full_files.items()} == {n: b for n, (b, _) in runs.first_files.items()}
 
 
-def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs):
+def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs, tiny_data):
     done, out = runs.seeds, runs.seeds_out
     assert done.rc == 0, done.stderr
     assert json.loads((out / "lab.json").read_text())["seeds"] == [5]
@@ -354,6 +355,10 @@ def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs
             assert json.loads((out / part / "verdict.json").read_text())["settings"]["seeds"] == [5], part
     picks = json.loads((out / "explain" / "picks.json").read_text())
     assert picks["seed"] == 5 and any(p.get("explanations") for p in picks["picks"]), picks  # seed 5's kept models
+    ds = load_imdb(tiny_data)
+    subset = subsample(ds, **DATA["quick"]).test
+    for p in (p for p in picks["picks"] if p["index"] is not None):  # each review named by its place in the data
+        assert ds.test.texts[p["data_index"]] == subset.texts[p["index"]] and p["files"]["html"] == f"review-{p['data_index']}.html"
     timings = {j.key for e in EXPERIMENTS.values() for _, j in e.module().jobs("quick") if j.exclusive}
     reused = [line for line in done.lines if "jobs already done, read from" in line]
     assert reused and reused[0].startswith(f"{len(timings)} of "), done.stderr  # only the seed-free timings

@@ -794,3 +794,19 @@ def test_the_readme_says_when_another_part_decided_a_claim_and_what_an_interval_
             "0.0223] over 7 repeats of one timing run | > 0 |") in row, row
     others = [line for line in readme.read_text().splitlines() if line.startswith("| ") and "serial" not in line]
     assert not any("another part" in line or " over " in line for line in others if "| holds |" in line), others
+
+
+def test_an_explained_review_is_named_by_its_place_in_the_data_and_an_older_lab_by_the_subset(lab):
+    """The lab's test subset is a sample of the data's test split: its index 7 is not the data's review 7, which
+    `rnnlab explain --review 7 --data` would show. Labs record data_index since session 40."""
+    CliRunner().invoke(main, ["report", str(lab)])
+    text = (lab / "report.md").read_text()
+    assert "short: review 7 of the lab's test subset (21 tokens" in text and "--review" not in text, text
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    picks["picks"][1]["data_index"] = 2207
+    write_json(lab / "explain" / "picks.json", picks)
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, r.output
+    text = (lab / "report.md").read_text()
+    assert "short: test review 2207 (21 tokens, label positive)" in text, text
+    assert "To read it again: rnnlab explain RUN --review 2207 --data DATA." in text, text

@@ -488,3 +488,14 @@ def test_subsample_is_balanced_and_its_source_says_how_many_reviews_it_kept(tiny
     assert len(sub.train) == 100 and sorted(np.bincount(sub.train.labels)) == [50, 50]
     assert sub.test is ds.test and sub.source == f"{ds.source} (subset: 100 train / all test, seed 3)"
     assert subsample(ds, 0, 0) is ds
+
+
+def test_balanced_indices_are_the_places_in_the_data_of_the_reviews_subsample_keeps(tiny_data):
+    """The lab names an explained review by its place in the data (what `explain --review N --data` reads)."""
+    from rnnlab.prepare import balanced_indices, subsample
+
+    ds = load_imdb(tiny_data)
+    idx = balanced_indices(ds.train.labels, 100, seed=3)
+    assert len(idx) == 100 and (np.diff(idx) > 0).all()
+    assert [ds.train.texts[i] for i in idx] == subsample(ds, 100, 0, seed=3).train.texts
+    assert balanced_indices(ds.test.labels, 1000) is None and balanced_indices(ds.test.labels, 0) is None

@@ -201,7 +201,7 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
     from .config import PRESETS
     from .experiments.common import DATA, fit
     from .explain import explain_runs, load_run, pick_reviews, write_html, write_png
-    from .prepare import subsample
+    from .prepare import balanced_indices, subsample
 
     runs = []
     for name in EXPLAINED:
@@ -212,16 +212,19 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         runs.append(load_run(store / key))
         runs[-1].name = name
     test = subsample(ds, **DATA[mode]).test
+    kept = balanced_indices(ds.test.labels, DATA[mode]["n_test"])  # the subset's reviews' places in the data
     picks = pick_reviews(test, runs[0], runs[1])
     d.mkdir(parents=True, exist_ok=True)
     for p in (p for p in picks if p["index"] is not None):
-        exps = explain_runs(runs, test.texts[p["index"]], source=f"test review {p['index']} of the lab's test subset",
-                            true_label=p["label"])
-        p["files"] = {"html": f"review-{p['index']}.html", "png": f"review-{p['index']}.png"}
-        write_html(exps, d / p["files"]["html"], title=f"{p['rule']}: test review {p['index']}")
+        # data_index: the review's place in the data's test split, what `rnnlab explain --review N --data` reads
+        n = p["data_index"] = p["index"] if kept is None else int(kept[p["index"]])
+        exps = explain_runs(runs, test.texts[p["index"]], true_label=p["label"],
+                            source=f"test review {n} of {ds.source} (review {p['index']} of the lab's test subset)")
+        p["files"] = {"html": f"review-{n}.html", "png": f"review-{n}.png"}
+        write_html(exps, d / p["files"]["html"], title=f"{p['rule']}: test review {n}")
         write_png(exps, d / p["files"]["png"])
         p["explanations"] = [e.to_dict() for e in exps]
-        log(f"[lab] explain: {p['rule']}: test review {p['index']} ({p['n_tokens']} tokens)")
+        log(f"[lab] explain: {p['rule']}: test review {n} ({p['n_tokens']} tokens)")
     write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "seed": SEEDS[mode][0],
                                   "data_fingerprint": ds.fingerprint(), "picks": picks})
     kept = {f for p in picks for f in p.get("files", {}).values()}

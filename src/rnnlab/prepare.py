@@ -59,16 +59,21 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
 
 
+def balanced_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray | None:
+    """The positions `subsample` keeps of a split with these labels, ascending (None: it keeps the whole split)."""
+    if n <= 0 or n >= len(labels):
+        return None
+    rng = np.random.default_rng(seed)
+    idx = [rng.choice(c, min(len(c), n // 2), replace=False) for c in (np.flatnonzero(labels == y) for y in (0, 1))]
+    return np.sort(np.concatenate(idx))
+
+
 def subsample(ds: Dataset, n_train: int, n_test: int, seed: int = 0) -> Dataset:
     """A seeded, class-balanced subset: n/2 reviews of each class (n <= 0: the whole split)."""
 
     def pick(split: Split, n: int) -> Split:
-        if n <= 0 or n >= len(split):
-            return split
-        rng = np.random.default_rng(seed)
-        idx = [rng.choice(c, min(len(c), n // 2), replace=False)
-               for c in (np.flatnonzero(split.labels == y) for y in (0, 1))]
-        return split.subset(np.sort(np.concatenate(idx)))
+        idx = balanced_indices(split.labels, n, seed)
+        return split if idx is None else split.subset(idx)
 
     if n_train <= 0 and n_test <= 0:
         return ds

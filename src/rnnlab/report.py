@@ -244,9 +244,13 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
         if p.get("index") is None:
             sec.blocks.append(Text(f"{p['rule']}: no test review met the rule ({p['criterion']})."))
             continue
-        sec.blocks += [Heading(f"{p['rule']}: test review {p['index']} ({p['n_tokens']} tokens, label "
+        where = (f"test review {p['data_index']}" if "data_index" in p  # made before data_index was recorded:
+                 else f"review {p['index']} of the lab's test subset")  # a place in the subset, not in the data
+        sec.blocks += [Heading(f"{p['rule']}: {where} ({p['n_tokens']} tokens, label "
                                f"{'positive' if p['label'] else 'negative'})"),
-                       Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}.", note=True)]
+                       Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}."
+                            + (f" To read it again: rnnlab explain RUN --review {p['data_index']} --data DATA."
+                               if "data_index" in p else ""), note=True)]
         png = p.get("files", {}).get("png")
         if png:
             sec.blocks += figure(lab / "explain" / png, f"{p['rule']}: the review word by word")

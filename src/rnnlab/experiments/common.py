@@ -218,14 +218,15 @@ COLUMN_ORDER = ("model", "setting", "hidden_dim", "pool", "max_len", "truncate",
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    """Rows as CSV, columns in a fixed order (None or missing -> empty cell)."""
+    """Rows as CSV, columns in a fixed order (None or missing -> empty cell). Floats in full: the shortest text that
+    reads back as the same float, so a verdict recomputed from results.csv gives its numbers to the last digit."""
     keys = {k for r in rows for k in r}
     columns = [c for c in COLUMN_ORDER if c in keys] + sorted(keys - set(COLUMN_ORDER))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        w.writerow({k: ("" if v is None else repr(float(v)) if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
 
 
