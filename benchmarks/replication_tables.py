@@ -2,7 +2,8 @@
 
     python benchmarks/replication_tables.py benchmarks/results/rejudge_docs_lab.json \\
         benchmarks/results/rejudge_lab_intel_head.json benchmarks/results/rejudge_lab_seeds345.json \\
-        --names "published (AMD Zen 4), seeds 0-2" "Intel, seeds 0-2" "Intel, seeds 3-5"
+        benchmarks/results/rejudge_lab_zen4_seeds678.json \\
+        --names "published (AMD Zen 4), seeds 0-2" "Intel, seeds 0-2" "Intel, seeds 3-5" "AMD Zen 4, seeds 6-8"
 
 Prints two Markdown tables: the five claims (outcome, estimate and 95% interval in each lab), and every
 claim, question and control whose outcome is not the same in all the labs, with the count of those that are.
