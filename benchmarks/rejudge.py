@@ -3,7 +3,7 @@
     python benchmarks/rejudge.py docs/lab [--out benchmarks/results/rejudge_docs_lab.json]
 
 Each experiment's verdict is a pure function of its rows (`module.verdict(rows)`), and results.csv holds
-those rows (values to 6 significant figures). So a lab made before a change to a criterion can be read under
+those rows (every value in full since session 40; to 6 significant figures in labs made before). So a lab made before a change to a criterion can be read under
 the new one without training anything, and the published verdicts can be checked against their raw files:
 for every claim, question and control, the outcome and estimate in the lab's verdict.json and those
 recomputed here. Prints one line per outcome that differs; --out writes them all.

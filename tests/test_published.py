@@ -51,9 +51,9 @@ def test_the_published_lab_is_the_full_lab_on_three_seeds_from_committed_code():
 
 @needs_lab
 def test_every_published_verdict_is_this_codes_verdict_on_the_committed_rows():
-    """Each experiment's verdict recomputed by this checkout's code from docs/lab's results.csv alone (values to
-    6 significant figures) gives the published outcome of every claim, question and control, and its estimate to
-    the 4 significant figures verdict.json keeps: a change to a criterion cannot leave the published verdicts stale."""
+    """Each experiment's verdict recomputed by this checkout's code from docs/lab's results.csv alone gives the
+    published outcome of every claim, question and control, and its estimate to the 4 significant figures
+    verdict.json keeps: a change to a criterion cannot leave the published verdicts stale."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -135,8 +135,8 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     """Each speed row the README shows is recomputed from the file it names."""
     readme = README.read_text(encoding="utf-8")
     phases = json.loads((LAB / "lab.json").read_text())["phases_seconds"]
-    assert (f"jobs {phases['jobs']:,.0f} s, conclusions {phases['experiments']:.0f} s, "
-            f"explain {phases['explain']:.0f} s, report {phases['report']:.0f} s") in readme
+    assert (f"jobs {phases['jobs']:,.0f} s, conclusions {phases['experiments']:.1f} s, "
+            f"explain {phases['explain']:.1f} s, report {phases['report']:.1f} s") in readme
     jobs = json.loads((ROOT / "benchmarks" / "results" / "jobs.json").read_text())
     s = jobs["settings"]
     assert (f"{s['--jobs 2 --threads 1']:.0f} vs {s['--jobs 1 --threads 2']:.0f} s: "
