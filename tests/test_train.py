@@ -273,7 +273,7 @@ def test_val_checks_select_the_best_pass_and_save_its_weights(tmp_path, learn_da
 
 
 def test_more_val_checks_than_steps_validate_after_every_step_and_say_so(tmp_path, tiny_data):
-    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 1, "val_checks": 10_000})
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 2, "val_checks": 10_000})
     data = prepare(cfg, load_imdb(tiny_data))
     log: list[str] = []
     train(cfg, data, log=log.append)

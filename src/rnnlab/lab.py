@@ -201,7 +201,7 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
     from .config import PRESETS
     from .experiments.common import DATA, fit
     from .explain import explain_runs, load_run, pick_reviews, write_html, write_png
-    from .prepare import balanced_indices, subsample
+    from .prepare import balanced_indices
 
     runs = []
     for name in EXPLAINED:
@@ -211,13 +211,13 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
             return
         runs.append(load_run(store / key))
         runs[-1].name = name
-    test = subsample(ds, **DATA[mode]).test
-    kept = balanced_indices(ds.test.labels, DATA[mode]["n_test"])  # the subset's reviews' places in the data
+    places = balanced_indices(ds.test.labels, DATA[mode]["n_test"])  # the lab's test subset, as places in the data
+    test = ds.test if places is None else ds.test.subset(places)
     picks = pick_reviews(test, runs[0], runs[1])
     d.mkdir(parents=True, exist_ok=True)
     for p in (p for p in picks if p["index"] is not None):
         # data_index: the review's place in the data's test split, what `rnnlab explain --review N --data` reads
-        n = p["data_index"] = p["index"] if kept is None else int(kept[p["index"]])
+        n = p["data_index"] = p["index"] if places is None else int(places[p["index"]])
         exps = explain_runs(runs, test.texts[p["index"]], true_label=p["label"],
                             source=f"test review {n} of {ds.source} (review {p['index']} of the lab's test subset)")
         p["files"] = {"html": f"review-{n}.html", "png": f"review-{n}.png"}

@@ -80,10 +80,11 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: measure the norm, never clip
     show = sys.stderr.isatty() if progress is None else progress
     with StopOnSignal() as stop:
-        for epoch in range(len(metrics) + 1, cfg.epochs + 1):
+        first = len(metrics) + 1  # a resumed run starts after its saved epochs
+        for epoch in range(first, cfg.epochs + 1):
             batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
             checks = validation_steps(len(batches), cfg.val_checks) if data.val is not None else set()
-            if cfg.val_checks > len(checks) > 0 and epoch == len(metrics) + 1:  # once, in the first epoch run
+            if cfg.val_checks > len(checks) > 0 and epoch == first:  # once
                 log(f"note: --val-checks {cfg.val_checks} is more than the {len(batches)} steps of an epoch: "
                     "validation runs after every step")
             model.train()
@@ -138,20 +139,20 @@ def _is_out_of_memory(e: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _out_of_memory_as(message: str):
-    """An allocation failure in the block -> OutOfMemory(message); any other error passes through."""
+def _out_of_memory_as(message: Callable[[], str]):
+    """An allocation failure in the block -> OutOfMemory(message()); any other error passes through."""
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
         if not _is_out_of_memory(e):
             raise
-        raise OutOfMemory(message) from None
+        raise OutOfMemory(message()) from None
 
 
 def _built(cfg: TrainConfig, vocab_size: int, device):
     """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes."""
-    with _out_of_memory_as(f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
-                           f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes"):
+    with _out_of_memory_as(lambda: f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
+                                   f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes"):
         return build_model(cfg, vocab_size).to(device)
 
 
@@ -175,9 +176,9 @@ def _epoch_row(epoch, losses, norms, n_tokens, seconds, lr, passes, val_checks) 
 
 def _memory_guard(cfg: TrainConfig, epoch: int, step: int, shape):
     """Out of memory on a batch -> OutOfMemory naming the batch and what to change."""
-    return _out_of_memory_as(f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
-                             f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
-                             "smaller --batch-size or a --max-len")
+    return _out_of_memory_as(lambda: f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
+                                     f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
+                                     "smaller --batch-size or a --max-len")
 
 
 def objective(model, tokens, lengths, labels, step_weight: float) -> torch.Tensor:
