@@ -283,6 +283,7 @@ def test_evaluate_and_predict_cut_reviews_as_the_run_was_trained(tmp_path, tiny_
     r = subprocess.run(CMD + ["train", "--preset", "rnn", "--data", str(tiny_data), "--epochs", "1", "--max-len", "3",
                               "--embed-dim", "8", "--hidden-dim", "8", "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert f"rnn, 1 epoch -> {out}" in r.stderr, r.stderr
     same_end = ["awful film " * 60 + "great excellent wonderful", "superb " * 5 + "great excellent wonderful",
                 "great excellent<br />wonderful"]
     r = subprocess.run(CMD + ["predict", str(out), "--json", *same_end], capture_output=True, text=True)

@@ -105,6 +105,21 @@ def test_a_finished_job_is_stored_and_kept_on_rerun(ds, tiny_data, tmp_path):
     assert log == [f"2 of 2 jobs already done, read from {store}"]
 
 
+def test_jobs_this_runner_ran_are_read_back_without_saying_already_done(ds, tiny_data, tmp_path):
+    """A lab runs a step's jobs, then an experiment asks for them again: that is no earlier run to report."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    jobs = [echo("a", calls), echo("b", calls)]
+    log: list[str] = []
+    runner = Runner(workers=1, log=log.append)
+    first = runner.run(jobs, ds, str(tiny_data), store)
+    second = runner.run([*jobs, echo("c", calls)], ds, str(tiny_data), store)
+    assert {k: second[k] for k in first} == first and fake_jobs.calls(calls, "a") == 1
+    assert not [line for line in log if "already done" in line], log
+    log.clear()
+    Runner(workers=1, log=log.append).run(jobs, ds, str(tiny_data), store)  # another command: it says so
+    assert log == [f"2 of 2 jobs already done, read from {store}"]
+
+
 def test_a_changed_job_is_run_and_the_other_kept(ds, tiny_data, tmp_path):
     store, calls = tmp_path / "jobs", tmp_path / "calls"
     old = echo("a", calls)

@@ -285,7 +285,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         except (DataError, RunError, ConfigError, ValueError) as e:
             _fail(e)
         _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
-             f"reviews; {cfg.model}, {cfg.epochs} epochs -> {run.path}")
+             f"reviews; {cfg.model}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} -> {run.path}")
         try:
             trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
         except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the epochs (set-up, final test)

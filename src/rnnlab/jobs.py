@@ -138,6 +138,7 @@ class Runner:
             raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
         self.log = log
         self._pool, self._pool_size = None, 0
+        self._ran: set[str] = set()  # keys of the jobs this runner has run (a later call reads them back quietly)
 
     def __enter__(self):
         if self.ray_address:  # before the caller writes anything: a cluster that cannot be reached leaves no trace
@@ -173,8 +174,9 @@ class Runner:
                 results[job.key] = done
             else:
                 todo.append(job)
-        if results:
-            self.log(f"{len(results)} of {len(results) + len(todo)} jobs already done, read from {store}")
+        earlier = [k for k in results if k not in self._ran]  # not those this command has just run
+        if earlier:
+            self.log(f"{len(earlier)} of {len(results) + len(todo)} jobs already done, read from {store}")
         parallel = sorted((j for j in todo if not j.exclusive), key=lambda j: -j.cost)
         count = {"done": 0}
 
@@ -189,6 +191,7 @@ class Runner:
                                                    "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
                                                    "seconds": round(seconds, 1), "threads": self.threads})
             results[job.key] = rows
+            self._ran.add(job.key)
             count["done"] += 1
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
 
