@@ -195,3 +195,32 @@ def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
         "lab_h200_a86f671/serial/verdict.json", "lab_h200_92269c5/serial/verdict.json", "gpu_h200/serial_c18aaf6/verdict.json")]
     assert ("came out " + " and ".join(f"{e['estimate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" for e in r2[:2])
             + f" in the two labs and {r2[2]['estimate']:.2f} [{r2[2]['ci95'][0]:.2f}, {r2[2]['ci95'][1]:.2f}]") in perf
+
+
+@needs_lab
+def test_every_published_figure_has_plain_tick_labels(tmp_path, monkeypatch):
+    """Each experiment's figure drawn from docs/lab's rows, and each explained review's from its saved
+    explanations, labels its ticks in plain text (no "$\\mathdefault{10^{1}}$": tests/test_plots.py)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rejudge import read_rows
+
+    import rnnlab.plots
+    from rnnlab.experiments import EXPERIMENTS
+    from rnnlab.explain import Explanation
+    from rnnlab.explain_views import write_png
+
+    figures = []
+    save = rnnlab.plots.save_figure
+    monkeypatch.setattr(rnnlab.plots, "save_figure", lambda fig, path, **kw: (save(fig, path, **kw), figures.append(fig)))
+    for name, e in EXPERIMENTS.items():
+        rows = read_rows(LAB / name / "results.csv")
+        rnnlab.plots.save_figure(e.module().figure(rows, e.module().verdict(rows)), tmp_path / f"{name}.png")
+    picks = json.loads((LAB / "explain" / "picks.json").read_text())["picks"]
+    for p in picks:
+        write_png([Explanation.from_dict(d) for d in p["explanations"]], tmp_path / f"{p['data_index']}.png")
+    assert len(figures) == len(EXPERIMENTS) + len(picks)
+    for fig in figures:
+        texts = [t.get_text() for ax in fig.axes for t in (*ax.get_xticklabels(which="both"), *ax.get_yticklabels(which="both"))]
+        assert texts and not [t for t in texts if "$" in t or "mathdefault" in t], texts

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -35,6 +36,7 @@ matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False  # names and words are drawn as written: "$...$" is no formula
 logging.getLogger("matplotlib.backends.backend_ps").setLevel(logging.ERROR)  # not "no transparency in .eps" per figure
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from .io import write_bytes  # noqa: E402
 
@@ -43,10 +45,40 @@ MODEL_COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "bow":
                 "transformer": "tab:purple", "cnn": "tab:olive"}
 
 
+class PlainLogFormatter(ticker.LogFormatter):
+    """A log axis's tick labels as plain text: the numbers ("0.01", "20", "1000"; on a base-2 axis "64") where
+    the axis stays within 0.001-10,000, else powers of ten as "10⁻⁶" (and others as "2e-06"). matplotlib's
+    default for log axes writes TeX ("$\\mathdefault{10^{-6}}$"), which text.parse_math off (above) would draw
+    as it is written."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        e = math.log10(x)
+        if self._base == 10 and abs(e - round(e)) < 1e-9 and not 1e-3 <= vmin <= vmax <= 1e4:
+            return "10" + str(round(e)).translate(_SUPERSCRIPT)
+        return super()._num_to_string(x, vmin, vmax)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def plain_log_ticks(fig) -> None:
+    """Every log axis of the figure still on matplotlib's TeX labels gets PlainLogFormatter's."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log":
+                base = axis.get_transform().base
+                for fmt, setter in ((axis.get_major_formatter(), axis.set_major_formatter),
+                                    (axis.get_minor_formatter(), axis.set_minor_formatter)):
+                    if isinstance(fmt, ticker.LogFormatterMathtext):
+                        setter(PlainLogFormatter(base, labelOnlyBase=fmt.labelOnlyBase))
+
+
 def save_figure(fig, path: str | os.PathLike, **kw) -> None:
-    """Rendered in memory, then written atomically: a full disk is then one OSError (matplotlib's PDF writer,
-    failing while it writes to a file, hides it behind an AttributeError of its own)."""
+    """Rendered in memory (log axes labelled in plain text: `plain_log_ticks`), then written atomically: a full
+    disk is then one OSError (matplotlib's PDF writer, failing while it writes to a file, hides it behind an
+    AttributeError of its own)."""
     path = Path(path)
+    plain_log_ticks(fig)
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format=path.suffix.lstrip("."), bbox_inches="tight", **kw)
