@@ -810,3 +810,23 @@ def test_an_explained_review_is_named_by_its_place_in_the_data_and_an_older_lab_
     text = (lab / "report.md").read_text()
     assert "short: test review 2207 (21 tokens, label positive)" in text, text
     assert "To read it again: rnnlab explain RUN --review 2207 --data DATA." in text, text
+
+
+def test_the_explain_section_counts_the_explanations_whose_attributions_add_up(lab):
+    """Counted from the saved explanations with explain's own check: one that adds up, one that misses by 40%."""
+    from rnnlab.explain import Explanation
+
+    def saved(delta: float) -> dict:
+        return Explanation("rnn", "rnn", "last", "h_t", ["a", "b"], [2, 3], 0, [0, 1], 2, "", [0.4, 0.6],
+                           [0.5, 0.5 + delta], "IG", delta, -0.5, [1.0, 1.0], [1.0, 1.0], 0.5, 0.62, "positive",
+                           False).to_dict()  # logit 0.5 - baseline -0.5: the attributions should add up to 1
+
+    CliRunner().invoke(main, ["report", str(lab)])
+    assert "completeness" not in (lab / "report.md").read_text()  # no explanation saved: nothing to count
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    picks["picks"][1]["explanations"] = [saved(0.0), saved(0.4)]
+    write_json(lab / "explain" / "picks.json", picks)
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, r.output
+    text = (lab / "report.md").read_text()
+    assert "holds in 1 of these 2 explanations: where it fails, read the attribution panel as rough" in text, text

@@ -133,8 +133,9 @@ def attribution_warning(e: Explanation) -> str:
     if abs(e.attribution_delta) <= max(0.05 * abs(gap), 0.01):
         return ""
     return (f"completeness fails: the attributions add up to {sum(e.attribution):+.3f}, the logit moved {gap:+.3f} "
-            "from the blank review. The model's answer jumps somewhere on the straight path between them and the "
-            "integration steps miss it: read these attributions as rough (more --ig-steps may help)")
+            "from the blank review. On real reviews this usually means the model's answer jumps somewhere on the "
+            "straight path between them, more steeply than the integration steps can follow, and more --ig-steps "
+            "seldom help (docs/USAGE.md, 'Attributions'): read these attributions as rough")
 
 
 def vanished(e: Explanation) -> int:

@@ -239,7 +239,8 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
                            f"{f'seed {seed}' if sec.seeds else 'first seed'}). "
                            "The running opinion is P(positive) had the review ended at that word; the attribution "
                            "is Integrated Gradients; the gradient norm is ||dL/dx_t|| at each word's embedding "
-                           "(rnnlab explain). The reviews were picked by the rules below, not by hand."))
+                           "(rnnlab explain). The reviews were picked by the rules below, not by hand."
+                           + _completeness(picks)))
     for p in picks["picks"]:
         if p.get("index") is None:
             sec.blocks.append(Text(f"{p['rule']}: no test review met the rule ({p['criterion']})."))
@@ -257,6 +258,21 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
         sec.blocks.append(Text(f"Interactive page: explain/{p['files']['html']} in the lab's folder (hover a word for its numbers).",
                                note=True))
     return sec
+
+
+def _completeness(picks: dict) -> str:
+    """How many of the saved explanations pass Integrated Gradients' completeness check, as a sentence."""
+    from .explain import Explanation, attribution_warning
+
+    exps = [Explanation.from_dict(d) for p in picks["picks"] for d in p.get("explanations") or []]
+    judged = [e for e in exps if e.attribution is not None]
+    if not judged:
+        return ""
+    holds = sum(not attribution_warning(e) for e in judged)
+    return (f" Integrated Gradients' completeness check (the attributions add up to the logit's change from a "
+            f"blank review, within 5%) holds in {holds} of these {len(judged)} explanations"
+            + (": where it fails, read the attribution panel as rough (docs/USAGE.md, 'Attributions')."
+               if holds < len(judged) else "."))
 
 
 def lab_section(record) -> Section:
