@@ -1066,3 +1066,70 @@ def test_results_csv_holds_every_float_in_full_so_a_verdict_recomputes_to_the_la
     back = list(_csv.DictReader(_io.StringIO(rows_to_csv(rows))))
     assert [float(r["value"]) for r in back[:len(values)]] == [float(v) for v in values]
     assert back[-2]["value"] == "" and back[-1]["value"] == "nan"
+
+
+def test_embedding_output_grads_are_the_autograd_norms_indexed_from_the_end():
+    """embedding_output_grads against torch.autograd.grad at the embedding output, distance 0 = the last token;
+    for a vanilla RNN at initialisation the gradient fades towards the first token."""
+    from rnnlab.config import TrainConfig, with_overrides
+    from rnnlab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(with_overrides(TrainConfig(), {"embed_dim": 8, "hidden_dim": 12}), 30).double().eval()
+    tokens, lengths = torch.randint(2, 30, (4, 40)), torch.full((4,), 40)
+    labels = torch.tensor([0.0, 1, 0, 1], dtype=torch.float64)
+    g = vg.embedding_output_grads(model, tokens, lengths, labels)  # as the experiment measures: eval, float64
+    seen = {}
+    hook = model.embedding.register_forward_hook(lambda m, i, out: seen.setdefault("x", out))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(tokens, lengths), labels)
+    hook.remove()
+    (dx,) = torch.autograd.grad(loss, seen["x"])
+    assert np.allclose(g, dx.norm(dim=-1).mean(0).flip(0).numpy(), rtol=1e-5, atol=1e-12)
+    assert g[0] > 10 * g[-1]
+
+
+def test_accuracy_rows_bucket_reviews_by_their_own_length_not_the_cut():
+    """The lab reads the last 400 tokens; its by-length rows still put a 900-token review in 800+ (compare's
+    long-review questions read these buckets)."""
+    import types
+
+    from rnnlab.batching import Encoded
+    from rnnlab.models import RecurrentClassifier
+
+    sizes = [50, 150, 300, 500, 900]
+    test = Encoded.from_lists([[2] * n for n in sizes], np.array([1, 0, 1, 0, 1])).truncated(400, "tail")
+    fitted = types.SimpleNamespace(
+        data=types.SimpleNamespace(test=test), probs=np.array([0.9, 0.1, 0.2, 0.3, 0.8]), cfg=types.SimpleNamespace(epochs=1),
+        summary={"val_acc": 0.5, "best_epoch": 1, "train_seconds_per_epoch": 1.0, "tokens_per_second": 1},
+        model=RecurrentClassifier("rnn", 10, 4, 4), seconds=1.0, metrics=[])
+    rows = common.accuracy_rows(fitted)
+    n = {r["bucket"]: r["value"] for r in rows if r["part"] == "by_length" and r["metric"] == "reviews"}
+    assert n == {"0-100": 1, "100-200": 1, "200-400": 1, "400-800": 1, "800+": 1}, rows
+    acc = {r["bucket"]: r["value"] for r in rows if r["part"] == "by_length" and r["metric"] == "test_acc"}
+    assert acc == {"0-100": 1.0, "100-200": 1.0, "200-400": 0.0, "400-800": 1.0, "800+": 1.0}
+
+
+def test_accuracy_counts_a_probability_of_exactly_one_half_as_negative():
+    from rnnlab.scoring import accuracy, evaluation
+
+    assert accuracy(np.array([0.5, 0.5], np.float32), np.array([0, 0])) == 1.0
+    assert evaluation(np.array([0.5]), np.array([0]), np.array([5]))["confusion"]["matrix"] == [[1, 0], [0, 0]]
+
+
+def test_tfidf_chooses_c_on_the_validation_split_never_the_test_split(tiny_data, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnlab.data import load_imdb
+    from rnnlab.prepare import stratified_split, subsample
+
+    scored = []
+    real = LogisticRegression.score
+    monkeypatch.setattr(LogisticRegression, "score",
+                        lambda self, X, y: scored.append((X.shape[0], self.C, real(self, X, y))) or scored[-1][2])
+    ds = load_imdb(str(tiny_data))
+    rows = compare.tfidf_job(ds, seed=0, cs=[1.0, 4.0], n_train=240, n_test=100)
+    _, va = stratified_split(np.asarray(subsample(ds, 240, 100).train.labels), 0.1, 0)
+    assert [(n, c) for n, c, _ in scored] == [(len(va), 1.0), (len(va), 4.0)]
+    got = {r["metric"]: r["value"] for r in rows if r["part"] == "accuracy"}
+    best = max(scored, key=lambda s: s[2])  # the first of equal scores, as the job keeps it
+    assert got["val_acc"] == best[2] and got["C"] == best[1]

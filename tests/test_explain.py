@@ -113,6 +113,21 @@ def test_running_opinion_is_the_model_on_each_prefix(runs, kind):
     assert (e.state_change is not None) == (kind.startswith(("rnn", "lstm", "gru")))
 
 
+def test_a_running_opinion_whose_last_step_is_not_the_models_answer_is_an_error(runs, monkeypatch):
+    """explain shows predict's probability as the last opinion; a forward_steps that disagrees with it (here the
+    last step's logit off by 0.01) is a bug in the model's code, and explain says so instead of hiding it."""
+    run = load_run(runs["rnn"])
+    real = run.model.read_steps
+
+    def off_at_the_end(out, lengths):
+        logits, steps = real(out, lengths)
+        return logits, torch.cat([steps[:, :-1], steps[:, -1:] + 0.01], 1)
+
+    monkeypatch.setattr(run.model, "read_steps", off_at_the_end)
+    with pytest.raises(RuntimeError, match="is not the model's answer"):
+        explain_runs([run], "great fun", attribution=False)
+
+
 def test_reading_says_what_the_opinion_is(runs):
     exps = explain_runs([runs[k] for k in ("rnn", "rnn-mean", "bow", "transformer")], REVIEW, attribution=False)
     assert "hidden state after this token" in exps[0].reading

@@ -158,6 +158,22 @@ def test_on_a_validation_tie_the_summary_and_the_saved_weights_name_the_same_epo
         assert summary["best_epoch"] == int(f.metadata()["epoch"]) == 1
 
 
+def test_the_summary_reports_the_kept_epochs_validation_accuracy_not_the_last(tmp_path, tiny_data, monkeypatch):
+    """Validation 0.6, 0.9, 0.7: epoch 2 is kept, and its 0.9 is the summary's val_acc (compare picks each
+    family's best model by it)."""
+    import rnnlab.train as T
+
+    accs = iter([0.6, 0.9, 0.7])
+    real = T.score
+    monkeypatch.setattr(T, "score", lambda model, enc, device="cpu": (
+        {"acc": next(accs), "loss": 0.5} if enc is data.val else real(model, enc, device)))
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 3})
+    data = prepare(cfg, load_imdb(tiny_data))
+    trained = train(cfg, data, log=lambda s: None)
+    assert trained.summary["best_epoch"] == 2 and [m["val_acc"] for m in trained.metrics] == [0.6, 0.9, 0.7]
+    assert trained.summary["val_acc"] == 0.9
+
+
 def test_divergence_stops_and_keeps_last_good_weights(tmp_path, tiny_data, monkeypatch):
     import rnnlab.train as T
 
