@@ -151,6 +151,24 @@ def test_attribution_is_complete(runs, kind):
         assert e.baseline_logit == pytest.approx(float(run.model(tokens, torch.tensor([len(e.words)]))), abs=1e-6)
 
 
+def test_integration_steps_by_model_and_the_warning_when_attributions_do_not_add_up(runs):
+    """The Transformer integrates over 200 steps by default, the others 50 (--ig-steps overrides both); when the
+    attributions miss the logit's change, the warning says what was measured for that kind of model."""
+    pytest.importorskip("captum")
+    import dataclasses
+
+    from rnnlab.explain import attribution_warning
+
+    rnn, tf = explain_runs([runs["rnn"], runs["transformer"]], REVIEW)
+    assert "(50 steps)" in rnn.attribution_note and "(200 steps)" in tf.attribution_note
+    (few,) = explain_runs([runs["transformer"]], REVIEW, ig_steps=8)
+    assert "(8 steps)" in few.attribution_note
+    assert attribution_warning(rnn) == attribution_warning(tf) == ""  # tiny smooth models: they add up
+    for e, says in ((rnn, "more --ig-steps seldom help"), (tf, "more --ig-steps may help")):
+        off = dataclasses.replace(e, attribution_delta=0.5 * abs(e.logit - e.baseline_logit) + 0.02)
+        assert says in attribution_warning(off) and "completeness fails" in attribution_warning(off)
+
+
 @pytest.mark.parametrize("kind,batch", [("lstm", None), ("transformer", None), ("bow", None), ("lstm", 7)])
 def test_attribution_is_captums_layer_integrated_gradients(runs, kind, batch, monkeypatch):
     """The same attributions and convergence delta, to the last bit, as Captum's LayerIntegratedGradients on the
@@ -171,7 +189,8 @@ def test_attribution_is_captums_layer_integrated_gradients(runs, kind, batch, mo
         for p in params:  # as explain runs it: only dL/dx is needed
             p.requires_grad_(False)
         attr, delta = lig.attribute(tokens, baselines=torch.zeros_like(tokens), additional_forward_args=(lengths,),
-                                    n_steps=50, return_convergence_delta=True, internal_batch_size=batch)
+                                    n_steps=E.ig_steps_for(run.cfg.model), return_convergence_delta=True,
+                                    internal_batch_size=batch)
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -486,6 +505,20 @@ def test_a_long_review_renders_quickly(runs, tmp_path):
 
 
 # --- the command ----------------------------------------------------------------------------------
+
+def test_a_run_whose_path_is_not_utf8_explains_to_html_and_png(runs, tmp_path):
+    """A folder name with bytes that are not UTF-8 (Python keeps them as lone surrogates): the page and the figure
+    show them escaped (\\udcfe), as the JSON does; they were a traceback."""
+    import shutil
+
+    run = tmp_path / os.fsdecode(b"r\xfe b")
+    shutil.copytree(runs["rnn"], run)
+    r = CliRunner().invoke(main, ["explain", str(run), "--text", REVIEW, "--html", str(tmp_path / "e.html"),
+                                  "--png", str(tmp_path / "e.png")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "r\\udcfe b" in (tmp_path / "e.html").read_text(encoding="utf-8")
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
 
 def test_cli_text_stdin_json_html_png(runs, tmp_path):
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["lstm"]), "--text", REVIEW, "--json",

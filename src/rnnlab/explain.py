@@ -54,9 +54,11 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, file_in_the_way, shorten
+from .io import RunError, file_in_the_way, printable, shorten
 
-IG_STEPS = 50
+IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
+IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
+# reviews at 50 steps, 85% at 200 (docs/USAGE.md, "Attributions"; benchmarks/results/ig_completeness_*.json)
 IG_STEPS_MAX = 1000  # Captum's Gauss-Legendre nodes solve an n x n eigenproblem: cubic time, in C that ignores Ctrl-C
 IG_BUDGET = 4_000_000  # per Captum internal batch: tokens, or for the Transformer attention scores (T^2 a path)
 LAST_STEP_TOLERANCE = 1e-4  # forward_steps' last step vs the model's answer, in probability
@@ -132,10 +134,13 @@ def attribution_warning(e: Explanation) -> str:
     gap = e.logit - e.baseline_logit
     if abs(e.attribution_delta) <= max(0.05 * abs(gap), 0.01):
         return ""
+    why = ("On real reviews this usually means that the recurrent model's answer jumps somewhere on the straight "
+           "path between them, more steeply than the integration steps can follow; more --ig-steps seldom help"
+           if e.model in RECURRENT_KINDS else
+           "The integration steps are too few to follow the model's answer along the straight path between them; "
+           "more --ig-steps may help")
     return (f"completeness fails: the attributions add up to {sum(e.attribution):+.3f}, the logit moved {gap:+.3f} "
-            "from the blank review. On real reviews this usually means the model's answer jumps somewhere on the "
-            "straight path between them, more steeply than the integration steps can follow, and more --ig-steps "
-            "seldom help (docs/USAGE.md, 'Attributions'): read these attributions as rough")
+            f"from the blank review. {why} (docs/USAGE.md, 'Attributions'): read these attributions as rough")
 
 
 def vanished(e: Explanation) -> int:
@@ -167,9 +172,15 @@ def _device_of(model):
     return next(model.parameters()).device
 
 
-def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int = IG_STEPS,
+def ig_steps_for(model: str) -> int:
+    """The default number of integration steps for a kind of model (`TrainConfig.model`)."""
+    return IG_STEPS_TRANSFORMER if model == "transformer" else IG_STEPS
+
+
+def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int | None = None,
             source: str = "", true_label: int | None = None) -> Explanation:
-    """Explain one review with one run (in eval mode; the model's mode is restored after).
+    """Explain one review with one run (in eval mode; the model's mode is restored after). `ig_steps`: None for
+    the model's default (`ig_steps_for`).
 
     The weights are frozen meanwhile (requires_grad off, restored after): attributions and gradient norms need
     only dL/dx at the embedding output, and the recurrent kernels then skip the weight gradients (a third of
@@ -180,7 +191,8 @@ def explain(run: Run, text: str, attribution: bool | None = None, ig_steps: int 
     try:
         for p in trainable:
             p.requires_grad_(False)
-        return _explain(run, text, attribution, ig_steps, source, true_label)
+        steps = ig_steps_for(run.cfg.model) if ig_steps is None else ig_steps
+        return _explain(run, text, attribution, steps, source, true_label)
     finally:
         run.model.train(was_training)
         for p in trainable:
@@ -244,9 +256,9 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         part = "first" if start == 0 else "last"
         cut = (f"read the {part} {L} of the review's {n_full} tokens (max_len {cfg.max_len}, "
                f"truncate {cfg.truncate}): {n_full - L} tokens were cut")
-    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full,
-                       cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
-                       "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
+    return Explanation(printable(run.name), cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions,
+                       n_full, cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
+                       "positive" if p > 0.5 else "negative", vocab.strip_html, printable(source), true_label)
 
 
 def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits=None):
@@ -347,7 +359,7 @@ def _no_cudnn(tokens):
 
 
 def explain_runs(runs: Sequence, text: str, device="cpu", attribution: bool | None = None,
-                 ig_steps: int = IG_STEPS, source: str = "", true_label: int | None = None,
+                 ig_steps: int | None = None, source: str = "", true_label: int | None = None,
                  threads: int | None = 1) -> list[Explanation]:
     """Explain one review with each run (a run directory path, or a `Run` held in memory), in order.
 
@@ -645,8 +657,8 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 @click.option("--plain", is_flag=True, help="A plain table even on a terminal (no colours).")
 @click.option("--attribution/--no-attribution", default=None,
               help="Integrated Gradients (needs Captum: pip install 'rnnlab[explain]'). Default: if installed.")
-@click.option("--ig-steps", type=click.IntRange(min=1, max=IG_STEPS_MAX), default=IG_STEPS, show_default=True,
-              help="Integration steps of Integrated Gradients.")
+@click.option("--ig-steps", type=click.IntRange(min=1, max=IG_STEPS_MAX), default=None,
+              help=f"Integration steps of Integrated Gradients. [default: {IG_STEPS}; the Transformer {IG_STEPS_TRANSFORMER}]")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
 def command(args, text, review, data_path, split_name, html_path, png_path, as_json, plain, attribution,
             ig_steps, device):

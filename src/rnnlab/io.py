@@ -144,8 +144,15 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """UTF-8; a lone surrogate (a byte of a file name that is not UTF-8, as Python keeps it) is written as
+    its escape, \\udcff, as in JSON."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+        Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace")
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates as their escapes (\\udcff): what matplotlib and UTF-8 files can take."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def jsonable(o: Any) -> Any:
