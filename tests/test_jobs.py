@@ -322,6 +322,57 @@ def test_no_more_worker_processes_than_jobs(ds, tiny_data, tmp_path):
         assert "[jobs] 4 jobs on 4 worker processes x 1 thread(s)" in log
 
 
+def _children(pid: int) -> list[int]:
+    kids = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(p))
+        except (OSError, ValueError, IndexError):
+            pass
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="Linux: the kernel's parent-death signal")
+def test_worker_processes_die_with_a_lab_killed_outright(tiny_data, tmp_path):
+    """kill -9 of the process that runs the pool (or the out-of-memory killer): its workers go at once, instead of
+    training on for nobody and printing broken pipes."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+            "from rnnlab.data import load_imdb\nfrom rnnlab.jobs import Job, Runner\n"
+            f"ds = load_imdb({str(tiny_data)!r})\n"
+            "jobs = [Job('fake_jobs:echo', {'name': n, 'sleep': 120.0}, label=n) for n in 'ab']\n"
+            f"Runner(workers=2, log=lambda s: None).run(jobs, ds, {str(tiny_data)!r}, {str(tmp_path / 'jobs')!r})\n")
+    lab = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(lab.pid)) < 3 and time.monotonic() < deadline:  # 2 workers and the resource tracker
+            time.sleep(0.2)
+        workers = _children(lab.pid)
+        assert len(workers) >= 2, workers
+        time.sleep(3)  # the workers are in their jobs
+        lab.kill()
+        lab.wait(30)
+        deadline = time.monotonic() + 20
+        while any(Path(f"/proc/{w}").exists() and "Z" not in _state(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in _state(w)]
+        assert not alive, f"still running after the lab was killed: {alive}"
+    finally:
+        lab.kill()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 def test_an_empty_ray_address_is_refused():
     with pytest.raises(RunError, match="--ray: empty"):
         Runner(ray_address=" ")

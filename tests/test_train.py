@@ -213,7 +213,7 @@ def medium_data(tmp_path_factory):
                              make_reviews(1500, seed=5, max_len=100), make_reviews(200, seed=6))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
     args = ["--preset", "default", "--data", str(medium_data), "--epochs", "4", "--hidden-dim", "32",
             "--embed-dim", "32", "--vocab-size", "80", "--dropout", "0.1", "--batch-size", "32"]

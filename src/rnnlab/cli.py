@@ -138,9 +138,10 @@ class Main(click.Group):
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # SIGTERM as Ctrl-C (training loops catch both)
-            with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
-                signal.signal(signal.SIGTERM, _interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C (training loops catch them too); SIGHUP: a
+            if signal.getsignal(sig) == signal.SIG_DFL:  # closed terminal or ssh session
+                with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+                    signal.signal(sig, _interrupt)
         try:
             return super().invoke(ctx)
         except click.NoSuchOption as e:  # a review may start with "-" ("-1/10, awful"): say how to give it

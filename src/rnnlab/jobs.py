@@ -16,6 +16,7 @@ here) and their rows come back into the same files.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -74,12 +75,21 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
 _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
 
 
-def _worker_init() -> None:
-    """A worker leaves Ctrl-C to the parent (which stops the pool) and dies on SIGTERM, as a process should."""
+def _worker_init(parent: int) -> None:
+    """A worker leaves Ctrl-C to the parent (which stops the pool), dies on SIGTERM, as a process should, and
+    dies with the parent: on Linux the kernel sends it SIGKILL when the lab is killed outright (kill -9, the
+    out-of-memory killer), so it does not train on for nobody and then print broken pipes."""
+    import ctypes
+
     from . import train
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal stops the parent, which stops the pool
     train.StopOnSignal.enabled = False
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that call
+        os._exit(1)
 
 
 def _reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -216,7 +226,7 @@ class Runner:
         if self._pool is not None and self._pool_size < n:
             self._close_pool()
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init)
+            self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init, initargs=(os.getpid(),))
             self._pool_size = n
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
@@ -247,7 +257,7 @@ class Runner:
             ray_log = logging.getLogger("ray")
             level = ray_log.level
             ray_log.setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
-            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

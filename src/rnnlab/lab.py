@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -260,7 +261,8 @@ def _job_seconds(store: Path, experiments, mode: str, device: str) -> dict:
         total = 0.0
         for _, job in e.module().jobs(mode):
             f = store / f"{_on_device(job, device).key}.json"
-            if f.exists():
-                total += float(read_json(f).get("seconds", 0.0))
+            seconds = read_json(f).get("seconds") if f.exists() else None
+            if type(seconds) in (int, float) and math.isfinite(seconds):  # a record edited by hand: not counted
+                total += seconds
         out[e.name] = round(total, 1)
     return out

@@ -45,7 +45,7 @@ class Divergence(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """SIGINT or SIGTERM arrived during training."""
+    """SIGINT, SIGTERM or SIGHUP arrived during training."""
 
 
 class OutOfMemory(RuntimeError):
@@ -287,8 +287,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 class StopOnSignal:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (not in the lab's worker processes,
-    which leave signals to the parent: `enabled` False)."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (not in the lab's worker
+    processes, which leave signals to the parent: `enabled` False)."""
 
     enabled = True
 
@@ -297,7 +297,7 @@ class StopOnSignal:
 
     def __enter__(self):
         self._old = {}
-        for s in (signal.SIGINT, signal.SIGTERM) if self.enabled else ():
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if self.enabled else ():
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: leave signals alone
