@@ -741,6 +741,35 @@ def test_ctrl_c_while_the_png_is_written_takes_back_the_html(runs, tmp_path, mon
     assert r.exit_code == 130 and not (tmp_path / "e.html").exists(), r.output
 
 
+def test_a_failed_png_puts_back_the_page_it_replaced(runs, tmp_path, monkeypatch):
+    """--html A --png B with A there from an earlier command: B fails (a full disk), A keeps its old page."""
+    from rnnlab.io import StorageError
+
+    page = tmp_path / "e.html"
+    page.write_text("the earlier page")
+
+    def full(*a, **k):
+        raise StorageError(f"cannot write {tmp_path / 'e.png'}: no space left on device")
+    monkeypatch.setattr("rnnlab.explain.write_png", full)
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "great film", "--no-attribution",
+                                  "--html", str(page), "--png", str(tmp_path / "e.png")])
+    assert r.exit_code == 2 and "no space left" in r.output, r.output
+    assert page.read_text() == "the earlier page"
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(runs, tmp_path, monkeypatch):
+    """A read-only folder for --png (as os.access reports it: root can write anywhere but on a read-only mount)."""
+    import rnnlab.explain as E
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(E.os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "great film", "--html", str(tmp_path / "e.html"),
+                                  "--png", str(locked / "e.png")])
+    assert r.exit_code == 2 and "cannot write in" in r.output and not (tmp_path / "e.html").exists(), r.output
+
+
 def test_side_by_side_views_underline_unknown_words_and_keep_runs_apart(runs):
     exps = explain_runs([runs["rnn"], runs["bow"], runs["lstm"]], REVIEW, attribution=False)
     unk = [e.words[j] for e in exps[:1] for j in range(len(e.words)) if e.ids[j] == 1]

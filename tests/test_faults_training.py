@@ -17,6 +17,7 @@ import json
 import subprocess
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,6 +160,46 @@ def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_pat
                                     "--jobs", "1"])
     assert res.exit_code == 0, res.output
     assert (out / "long-reviews" / "verdict.json").is_file()
+
+
+def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_data_is_read(tmp_path, tiny_data,
+                                                                                            monkeypatch):
+    """A run is made beside --out and renamed onto it: no rename replaces a link or a mount point. It said
+    "a parent path is a file" (a link) or "device or resource busy" (a mount), after reading the data."""
+    import rnnlab.runs
+
+    (tmp_path / "big").mkdir()
+    (tmp_path / "lnk").symlink_to(tmp_path / "big")
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "no-such-data"), "--out", str(tmp_path / "lnk"), *ARGS])
+    assert res.exit_code == 2 and "lnk: a symbolic link, which a finished run cannot be renamed onto" in res.output, res.output
+    (tmp_path / "mnt").mkdir()
+    real = rnnlab.runs.os.path.ismount
+    monkeypatch.setattr(rnnlab.runs.os.path, "ismount", lambda p: Path(p) == tmp_path / "mnt" or real(p))
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "mnt"), *ARGS])
+    assert res.exit_code == 2 and "mnt: a mount point" in res.output and f"{tmp_path / 'mnt' / 'run'}" in res.output
+    assert list((tmp_path / "mnt").iterdir()) == [] and list((tmp_path / "big").iterdir()) == []
+
+
+def test_a_lab_whose_jobs_folder_is_a_file_says_so(tmp_path, tiny_data):
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "jobs").write_text("x")
+    res = CliRunner().invoke(main, ["shortfall", "vanishing-gradients", "--quick", "--data", str(tiny_data), "--out",
+                                    str(tmp_path / "lab")])
+    assert res.exit_code == 2 and "jobs is a file, not the folder of the lab's jobs" in res.output, res.output
+
+
+def test_threads_beyond_any_machine_are_refused_when_parsed(tiny_data):
+    res = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--threads", "2147483648"])
+    assert res.exit_code == 2 and "--threads" in res.output and "1024" in res.output, res.output
+
+
+def test_a_deleted_working_folder_is_one_line_not_mkls_fatal_error(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    r = subprocess.run(["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m rnnlab predict '
+                                    f'"{tmp_path / "run"}" good'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "Error: the current folder no longer exists (deleted or moved away); cd to one that does"], r.stderr
 
 
 def test_read_only_out_and_out_that_is_a_file(tmp_path, tiny_data, monkeypatch):

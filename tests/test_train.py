@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -485,6 +486,38 @@ def test_a_signal_during_the_last_epochs_validation_or_checkpoint_still_stops_th
     with pytest.raises(Interrupted, match="SIGTERM after epoch 2"):
         train(cfg, data, run, log=lambda s: None, on_epoch=term)
     assert run.completed_epochs() == 2 and not (run.path / "summary.json").exists()
+
+
+def test_a_resume_cut_short_leaves_no_summary_of_other_weights(tmp_path, tiny_data):
+    """A finished 2-epoch run resumed to 4 epochs and stopped after epoch 3: model.safetensors may now hold
+    another epoch's weights, so the finished run's summary.json goes (train writes it again when it finishes)."""
+    from rnnlab.train import Interrupted
+
+    summary, run = _run(tmp_path, tiny_data, epochs=2)
+    assert (run.path / "summary.json").exists()
+    cfg = with_overrides(run.config(), {"epochs": 4})
+    ds = load_imdb(tiny_data)
+    term = lambda row: os.kill(os.getpid(), signal.SIGTERM) if row["epoch"] == 3 else None  # noqa: E731
+    with pytest.raises(Interrupted):
+        train(cfg, prepare(cfg, ds), run, log=lambda s: None, on_epoch=term)
+    assert run.completed_epochs() == 3 and not (run.path / "summary.json").exists()
+    summary = train(cfg, prepare(cfg, ds), run, log=lambda s: None).summary
+    assert json.loads((run.path / "summary.json").read_text())["epochs"] == 4 == summary["epochs"]
+
+
+def test_a_resume_clears_what_a_kill_mid_checkpoint_left_and_draws_the_learning_curve_again(tmp_path, tiny_data):
+    """Killed between recording a checkpoint and removing the one before it (or drawing the figure): the old
+    checkpoint folder is deleted and the learning curve drawn from metrics.jsonl on resume."""
+    from PIL import Image
+
+    _, run = _run(tmp_path, tiny_data, epochs=2)
+    recorded = json.loads((run.path / "checkpoint.json").read_text())["dir"]
+    shutil.copytree(run.path / recorded, run.path / "ckpt-1")  # the one before, never removed
+    (run.path / "learning_curve.png").write_bytes(b"not the curve")
+    run.remove_leftovers()
+    assert sorted(p.name for p in run.path.glob("ckpt-*")) == [recorded]
+    with Image.open(run.path / "learning_curve.png") as im:
+        im.verify()
 
 
 def test_more_validation_checks_than_steps_validate_after_every_step_at_once():

@@ -138,6 +138,11 @@ class Main(click.Group):
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # torch's import would die in MKL's loader with a FATAL ERROR of its own
+            _log("Error: the current folder no longer exists (deleted or moved away); cd to one that does")
+            sys.exit(2)
         for sig in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C (training loops catch them too); SIGHUP: a
             if signal.getsignal(sig) == signal.SIG_DFL:  # closed terminal or ssh session
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
@@ -214,7 +219,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     """Train a model; prints one JSON summary line last."""
     from .data import load_imdb
     from .prepare import prepare
-    from .runs import RunDir, read_config, run_data_path, run_fingerprint
+    from .runs import RunDir, check_new_run, read_config, run_data_path, run_fingerprint
     from .train import CannotResume, Divergence, Interrupted, OutOfMemory, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -252,10 +257,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             if resume is None:
                 start = Path(config_file).stem if config_file else preset_name
                 out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
-                if out.exists() and not out.is_dir():
-                    raise RunError(f"{out}: exists and is a file; choose another --out")
-                if out.is_dir() and any(out.iterdir()):
-                    raise RunError(f"{out}: exists and is not empty; choose another --out (or --resume it)")
+                check_new_run(out)  # before the data is read
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
                 _tensorboard_available()
@@ -510,7 +512,7 @@ def _lab_options(f):
                                                    "test, not evidence."),
         click.option("--jobs", type=click.IntRange(min=1), default=None,
                      help="Worker processes running independent jobs side by side [default: the cores / --threads]."),
-        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
                      help="Torch threads per job (results depend on it: summation order)."),
         click.option("--seeds", type=SeedList(), default=None,
                      help="Comma-separated training seeds in place of the lab's (0,1,2; --quick: 0), to rerun the "

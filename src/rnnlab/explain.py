@@ -54,7 +54,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, file_in_the_way, printable, shorten
+from .io import RunError, file_in_the_way, printable, shorten, write_bytes
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -616,6 +616,8 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
                                                else f"no such directory {path.parent}"))
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
+    if not os.access(path.parent, os.W_OK | os.X_OK):  # before the work, and before the other file is written
+        raise ValueError(f"{flag} {path}: cannot write in {path.parent} (permission denied or read-only)")
 
 
 def _recorded_data(run_dir) -> str | None:
@@ -701,17 +703,19 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         raise InputError(str(e)) from None
     if attribution is None and exps[0].attribution is None:
         click.echo(f"note: {NO_CAPTUM}", err=True)
-    written = []  # both or neither: a failed second file takes back a first one this command created
+    written = {}  # both or neither: a failed second file takes back the first (its old bytes, or no file)
     try:
         for path, write in ((html_path, write_html), (png_path, write_png)):
             if path:
-                new = not path.exists()
+                old = path.read_bytes() if html_path and png_path and path.is_file() else None
                 write(exps, path)
-                if new:
-                    written.append(path)
-    except BaseException as e:  # a failure or Ctrl-C while the second file is written
-        for path in written:
-            path.unlink(missing_ok=True)
+                written[path] = old
+    except BaseException as e:  # a failure (a full disk) or Ctrl-C while the second file is written
+        for path, old in written.items():
+            if old is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_bytes(path, old)
         if isinstance(e, RunError):
             raise InputError(str(e)) from None
         raise

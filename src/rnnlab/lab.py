@@ -51,6 +51,8 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
         raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
                        else f"{out}: {blocked} is a file, not a directory")
     for d in (out / "jobs", nearest_existing(out)):  # before any job trains: a read-only --out fails now
+        if d.exists() and not d.is_dir():
+            raise RunError(f"{out}: {d} is a file, not the folder of the lab's jobs; move it")
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
             raise RunError(f"cannot write {d}: permission denied or read-only")
     log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")

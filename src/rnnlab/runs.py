@@ -165,6 +165,21 @@ def _cpu() -> dict:
             **{key: first[name] for name, key in (("cpu family", "cpu_family"), ("model", "cpu_model")) if name in first}}
 
 
+def check_new_run(path: Path) -> None:
+    """RunError unless a new run can be made at `path`: it is made whole in a hidden sibling, then renamed onto
+    `path`, which must be nothing yet or an empty folder that a rename can replace."""
+    where = path.resolve()
+    if where == Path.cwd().resolve() or where == Path(where.anchor):
+        raise RunError(f"{path}: the current or root folder; give the run a new folder's name")
+    if path.is_symlink() or (path.is_dir() and os.path.ismount(path)):
+        raise RunError(f"{path}: {'a symbolic link' if path.is_symlink() else 'a mount point'}, which a finished run "
+                       f"cannot be renamed onto; give a new folder inside it (e.g. {path / 'run'})")
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: exists and is a file; choose another --out")
+    if path.is_dir() and any(path.iterdir()):
+        raise RunError(f"{path}: exists and is not empty; choose another --out (or --resume it)")
+
+
 class RunDir:
     """A run directory being written (training) or read (evaluate, predict, resume)."""
 
@@ -176,13 +191,7 @@ class RunDir:
     def create(cls, path, cfg: TrainConfig, vocab: Vocab, ds) -> "RunDir":
         """A new run directory for training `cfg` on the Dataset `ds` (its absolute path and fingerprint are kept)."""
         path = Path(path)
-        where = path.resolve()
-        if where == Path.cwd().resolve() or where == Path(where.anchor):  # a rename cannot put a run there
-            raise RunError(f"{path}: the current or root folder; give the run a new folder's name")
-        if path.exists() and not path.is_dir():
-            raise RunError(f"{path}: output path is a file, not a directory")
-        if path.is_dir() and any(path.iterdir()):
-            raise RunError(f"{path}: output directory is not empty (use another --out, or --resume it)")
+        check_new_run(path)
         tmp = None
         try:  # made whole in a hidden sibling, then renamed into place: a kill at any moment leaves no half run
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +233,7 @@ class RunDir:
             shutil.rmtree(ck, ignore_errors=True)
             raise
         prev = self._checkpoint()
+        (self.path / "summary.json").unlink(missing_ok=True)  # it describes a finished run: this one trains on
         write_jsonl(self.path / "metrics.jsonl", metrics)
         save_tensors(self.path / "model.safetensors", best.state, {"epoch": str(best.epoch)})
         write_json(self.path / "checkpoint.json", {"epoch": epoch, "dir": ck.name, "best_epoch": best.epoch,
@@ -235,8 +245,18 @@ class RunDir:
         learning_curve(metrics, self.path / "learning_curve.png")
 
     def remove_leftovers(self) -> None:
-        """Delete the temporary files of writes cut short (a kill -9): never read, and as large as the model."""
+        """Before a resume: delete what a run killed mid-write left (temporary files, as large as the model, and a
+        checkpoint folder checkpoint.json no longer names) and draw the learning curve again (a kill can land
+        between the checkpoint and the figure)."""
         remove_leftovers(self.path)
+        recorded = (self._checkpoint() or {}).get("dir")
+        for old in self.path.glob("ckpt-*"):
+            if old.name != recorded and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        if (self.path / "metrics.jsonl").exists():
+            from .plots import learning_curve
+
+            learning_curve(self.metrics(), self.path / "learning_curve.png")
 
     def save_config(self, cfg: TrainConfig) -> None:
         """Rewrite config.json: a resumed run's new --epochs (or --device) holds for its later resumes too."""
