@@ -28,7 +28,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError
 from .experiments import SHORTFALLS
-from .io import RunError, shorten
+from .io import HANGUP, RunError, shorten
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -143,7 +143,7 @@ class Main(click.Group):
         except FileNotFoundError:  # torch's import would die in MKL's loader with a FATAL ERROR of its own
             _log("Error: the current folder no longer exists (deleted or moved away); cd to one that does")
             sys.exit(2)
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C (training loops catch them too); SIGHUP: a
+        for sig in (signal.SIGTERM, *HANGUP):  # as Ctrl-C (training loops catch them too); SIGHUP: a
             if signal.getsignal(sig) == signal.SIG_DFL:  # closed terminal or ssh session
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -136,6 +137,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
         _raise_if_refused(path, e, tmp)
         raise
+
+
+HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # a closed terminal or ssh session (not on Windows):
+# every command stops on it as on SIGTERM
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import RunError, first_line, jsonable, read_json, shorten, write_bytes, write_json
+from .io import HANGUP, RunError, first_line, jsonable, read_json, shorten, write_bytes, write_json
 
 
 class JobError(RunError):
@@ -75,6 +75,8 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
 _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
 
 
+
+
 def _worker_init(parent: int) -> None:
     """A worker leaves Ctrl-C to the parent (which stops the pool), dies on SIGTERM, as a process should, and
     dies with the parent: on Linux the kernel sends it SIGKILL when the lab is killed outright (kill -9, the
@@ -84,7 +86,8 @@ def _worker_init(parent: int) -> None:
     from . import train
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal stops the parent, which stops the pool
+    for sig in HANGUP:  # a closed terminal stops the parent, which stops the pool
+        signal.signal(sig, signal.SIG_IGN)
     train.StopOnSignal.enabled = False
     with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -257,7 +260,7 @@ class Runner:
             ray_log = logging.getLogger("ray")
             level = ray_log.level
             ray_log.setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
-            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, *HANGUP)}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .batching import batch_indices
 from .config import TrainConfig
-from .io import RunError
+from .io import HANGUP, RunError
 from .models import build_model, mask
 from .prepare import Prepared
 from .scoring import score
@@ -286,6 +286,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+
+
 class StopOnSignal:
     """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (not in the lab's worker
     processes, which leave signals to the parent: `enabled` False)."""
@@ -297,7 +299,7 @@ class StopOnSignal:
 
     def __enter__(self):
         self._old = {}
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if self.enabled else ():
+        for s in (signal.SIGINT, signal.SIGTERM, *HANGUP) if self.enabled else ():
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: leave signals alone
