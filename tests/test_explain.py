@@ -516,7 +516,9 @@ def test_a_run_whose_path_is_not_utf8_explains_to_html_and_png(runs, tmp_path):
     r = CliRunner().invoke(main, ["explain", str(run), "--text", REVIEW, "--html", str(tmp_path / "e.html"),
                                   "--png", str(tmp_path / "e.png")])
     assert r.exit_code == 0, (r.output, r.exception)
-    assert "r\\udcfe b" in (tmp_path / "e.html").read_text(encoding="utf-8")
+    assert "r\\udcfe b" in (tmp_path / "e.html").read_text(encoding="utf-8") and "r\\udcfe b" in r.stdout
+    r = CliRunner().invoke(main, ["explain", str(run), "--text", REVIEW, "--json"])
+    assert json.loads(r.stdout)["runs"][0]["run"] == run.name  # JSON keeps the name itself (its bytes, escaped)
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -755,6 +757,7 @@ def test_a_failed_png_puts_back_the_page_it_replaced(runs, tmp_path, monkeypatch
                                   "--html", str(page), "--png", str(tmp_path / "e.png")])
     assert r.exit_code == 2 and "no space left" in r.output, r.output
     assert page.read_text() == "the earlier page"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.html"]  # its hidden second name is gone too
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(runs, tmp_path, monkeypatch):

@@ -247,7 +247,7 @@ print(int((x * 1e-10).count_nonzero()))  # 1e-40 is a denormal: 0 when flushed i
 
 @pytest.mark.parametrize("setup, nonzero", [
     ("import rnnlab.models", 0),  # what training, evaluation and explain import first
-    ("from rnnlab.jobs import _worker_init; _worker_init()", 0),  # a lab worker process
+    ("import os; from rnnlab.jobs import _worker_init; _worker_init(os.getppid())", 0),  # a lab worker process
     ("", 1 << 22),  # without rnnlab: the check can fail
 ])
 def test_denormals_are_flushed_in_every_thread(setup, nonzero):

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import ConfigError, TrainConfig, with_overrides
 from rnnlab.data import load_imdb
-from rnnlab.io import RunError
+from rnnlab.io import HANGUP, RunError
 from rnnlab.models import RecurrentClassifier, build_model
 from rnnlab.prepare import prepare, stratified_split
 from rnnlab.runs import RunDir
@@ -214,7 +214,7 @@ def medium_data(tmp_path_factory):
                              make_reviews(1500, seed=5, max_len=100), make_reviews(200, seed=6))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, *HANGUP])
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
     args = ["--preset", "default", "--data", str(medium_data), "--epochs", "4", "--hidden-dim", "32",
             "--embed-dim", "32", "--vocab-size", "80", "--dropout", "0.1", "--batch-size", "32"]
@@ -223,8 +223,9 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
     full = subprocess.run(cmd + args + ["--out", str(tmp_path / "full")], capture_output=True, text=True, env=env)
     assert full.returncode == 0, full.stderr
     proc = subprocess.Popen(cmd + args + ["--out", str(tmp_path / "cut")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    ck = tmp_path / "cut" / "checkpoint.json"
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))  # as a terminal gives it (pytest
+    ck = tmp_path / "cut" / "checkpoint.json"                                    # may run under nohup)
     deadline = time.time() + 120
     while not ck.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -518,6 +519,35 @@ def test_a_resume_clears_what_a_kill_mid_checkpoint_left_and_draws_the_learning_
     assert sorted(p.name for p in run.path.glob("ckpt-*")) == [recorded]
     with Image.open(run.path / "learning_curve.png") as im:
         im.verify()
+
+
+@pytest.mark.skipif(not HANGUP, reason="no SIGHUP on this platform")
+def test_a_run_started_with_nohup_outlives_its_terminal(tmp_path, tiny_data):
+    """nohup leaves SIGHUP ignored: training keeps it so (a closed terminal must not stop such a run)."""
+    code = ("import signal, sys; from rnnlab.cli import main; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+            "import rnnlab.train as T; real = T.StopOnSignal.__enter__\n"
+            "def enter(self):\n    out = real(self); signal.raise_signal(signal.SIGHUP); return out\n"
+            "T.StopOnSignal.__enter__ = enter; main()")
+    r = subprocess.run([sys.executable, "-c", code, "train", "--data", str(tiny_data), "--out", str(tmp_path / "r"),
+                        "--preset", "default", "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8",
+                        "--vocab-size", "50"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and (tmp_path / "r" / "summary.json").exists(), r.stderr
+
+
+def test_a_resume_without_a_checkpoint_record_deletes_no_checkpoint(tmp_path, tiny_data):
+    """checkpoint.json lost: restore refuses in one line, and the checkpoint folders stay (they can be recovered)."""
+    _, run = _run(tmp_path, tiny_data, epochs=2)
+    (run.path / "checkpoint.json").unlink()
+    kept = sorted(p.name for p in run.path.glob("ckpt-*"))
+    run.remove_leftovers()
+    assert kept and sorted(p.name for p in run.path.glob("ckpt-*")) == kept
+
+
+def test_a_resume_of_a_run_with_damaged_metrics_is_one_line(tmp_path, tiny_data):
+    _, run = _run(tmp_path, tiny_data, epochs=2)
+    (run.path / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    with pytest.raises(RunError, match="metrics.jsonl: record 1 is not an epoch's metrics"):
+        run.remove_leftovers()
 
 
 def test_more_validation_checks_than_steps_validate_after_every_step_at_once():

@@ -54,7 +54,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, file_in_the_way, printable, shorten, write_bytes
+from .io import RunError, file_in_the_way, printable, shorten
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -256,9 +256,9 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         part = "first" if start == 0 else "last"
         cut = (f"read the {part} {L} of the review's {n_full} tokens (max_len {cfg.max_len}, "
                f"truncate {cfg.truncate}): {n_full - L} tokens were cut")
-    return Explanation(printable(run.name), cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions,
-                       n_full, cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
-                       "positive" if p > 0.5 else "negative", vocab.strip_html, printable(source), true_label)
+    return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full,
+                       cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
+                       "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
 
 
 def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits=None):
@@ -616,8 +616,34 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
                                                else f"no such directory {path.parent}"))
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
-    if not os.access(path.parent, os.W_OK | os.X_OK):  # before the work, and before the other file is written
-        raise ValueError(f"{flag} {path}: cannot write in {path.parent} (permission denied or read-only)")
+    folder = path.resolve().parent  # a link is written through, in its target's folder
+    if not os.access(folder, os.W_OK | os.X_OK):  # before the work, and before the other file is written
+        raise ValueError(f"{flag} {path}: cannot write in {folder} (permission denied or read-only)")
+
+
+def _previous(path: Path) -> tuple[bool, Path | None]:
+    """(was there a file at `path`, a hidden second name for it) before it is replaced. The second name is a hard
+    link: it needs no space, which a full disk would not give; None where the file system has no hard links."""
+    target = path.resolve()
+    if not target.is_file():
+        return False, None
+    keep = target.with_name(f".{target.name}.{os.getpid()}.previous")
+    try:
+        os.link(target, keep)
+    except OSError:
+        return True, None
+    return True, keep
+
+
+def _take_back(path: Path, previous: tuple[bool, Path | None]) -> None:
+    """The first output back as it was before this command: its previous version, or no file (where its previous
+    version could not be kept, the new one stays)."""
+    existed, keep = previous
+    with contextlib.suppress(OSError):
+        if keep is not None:
+            os.replace(keep, path.resolve())
+        elif not existed:
+            path.resolve().unlink(missing_ok=True)
 
 
 def _recorded_data(run_dir) -> str | None:
@@ -703,22 +729,21 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         raise InputError(str(e)) from None
     if attribution is None and exps[0].attribution is None:
         click.echo(f"note: {NO_CAPTUM}", err=True)
-    written = {}  # both or neither: a failed second file takes back the first (its old bytes, or no file)
+    previous = _previous(html_path) if html_path and png_path else (False, None)  # both or neither: _take_back
     try:
-        for path, write in ((html_path, write_html), (png_path, write_png)):
-            if path:
-                old = path.read_bytes() if html_path and png_path and path.is_file() else None
-                write(exps, path)
-                written[path] = old
+        if html_path:
+            write_html(exps, html_path)
+        if png_path:
+            write_png(exps, png_path)
     except BaseException as e:  # a failure (a full disk) or Ctrl-C while the second file is written
-        for path, old in written.items():
-            if old is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_bytes(path, old)
+        if html_path and png_path:
+            _take_back(html_path, previous)
         if isinstance(e, RunError):
             raise InputError(str(e)) from None
         raise
+    finally:
+        if previous[1] is not None:
+            previous[1].unlink(missing_ok=True)
     for path in (html_path, png_path):
         if path:
             click.echo(f"wrote {path}", err=True)
@@ -729,7 +754,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         return
     colour = (not plain and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
               and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text
-    click.echo(render_terminal(exps, colour), nl=False)
+    click.echo(printable(render_terminal(exps, colour)), nl=False)  # a name's bytes that are not UTF-8, escaped
 
 
 from .explain_views import render_terminal, write_html, write_png  # noqa: E402  (re-exported)

@@ -75,24 +75,22 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
 _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
 
 
-
-
 def _worker_init(parent: int) -> None:
-    """A worker leaves Ctrl-C to the parent (which stops the pool), dies on SIGTERM, as a process should, and
-    dies with the parent: on Linux the kernel sends it SIGKILL when the lab is killed outright (kill -9, the
-    out-of-memory killer), so it does not train on for nobody and then print broken pipes."""
+    """A worker dies with the parent: on Linux the kernel sends it SIGKILL when the lab is killed outright (kill -9,
+    the out-of-memory killer), so it does not train on for nobody and then print broken pipes. It leaves Ctrl-C and
+    a closed terminal to the parent (which stops the pool) and dies on SIGTERM, as a process should."""
     import ctypes
 
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # not Linux: no such call
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before that call
+        os._exit(1)
     from . import train
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for sig in HANGUP:  # a closed terminal stops the parent, which stops the pool
+    for sig in HANGUP:
         signal.signal(sig, signal.SIG_IGN)
     train.StopOnSignal.enabled = False
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before that call
-        os._exit(1)
 
 
 def _reachable(address: str | None, timeout: float = 5.0) -> None:

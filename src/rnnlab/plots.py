@@ -52,8 +52,10 @@ class PlainLogFormatter(ticker.LogFormatter):
     as it is written."""
 
     def _num_to_string(self, x, vmin, vmax):
+        if 1e-3 <= vmin <= vmax <= 1e4:
+            return f"{x:g}"
         e = math.log10(x)
-        if self._base == 10 and abs(e - round(e)) < 1e-9 and not 1e-3 <= vmin <= vmax <= 1e4:
+        if self._base == 10 and abs(e - round(e)) < 1e-9:
             return "10" + str(round(e)).translate(_SUPERSCRIPT)
         return super()._num_to_string(x, vmin, vmax)
 

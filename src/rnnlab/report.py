@@ -262,11 +262,14 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
 
 def _completeness(picks: dict) -> str:
     """How many of the saved explanations pass Integrated Gradients' completeness check, as a sentence."""
-    from .explain import Explanation, attribution_warning
+    from types import SimpleNamespace
 
-    exps = [Explanation.from_dict(d) for p in picks["picks"] for d in p.get("explanations") or []]
-    judged = [e for e in exps if e.attribution is not None]
-    if not judged:
+    from .explain import attribution_warning
+
+    needed = ("model", "attribution", "attribution_delta", "logit", "baseline_logit")
+    judged = [SimpleNamespace(**{k: d[k] for k in needed}) for p in picks["picks"]
+              for d in p.get("explanations") or [] if isinstance(d, dict) and all(d.get(k) is not None for k in needed)]
+    if not judged:  # none saved, none with attributions, or a lab from before explanations were kept whole
         return ""
     holds = sum(not attribution_warning(e) for e in judged)
     return (f" Integrated Gradients' completeness check (the attributions add up to the logit's change from a "

@@ -249,14 +249,16 @@ class RunDir:
         checkpoint folder checkpoint.json no longer names) and draw the learning curve again (a kill can land
         between the checkpoint and the figure)."""
         remove_leftovers(self.path)
-        recorded = (self._checkpoint() or {}).get("dir")
+        recorded = self._checkpoint()
+        if recorded is None:  # no record (or a lost one): nothing is known to be stale, and restore says what is wrong
+            return
         for old in self.path.glob("ckpt-*"):
-            if old.name != recorded and old.is_dir():
+            if old.name != recorded["dir"] and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
-        if (self.path / "metrics.jsonl").exists():
-            from .plots import learning_curve
+        from .plots import learning_curve
 
-            learning_curve(self.metrics(), self.path / "learning_curve.png")
+        rows = [r for r in self._metric_rows() if r["epoch"] <= recorded["epoch"]]  # checked: a damaged file is one line
+        learning_curve(rows, self.path / "learning_curve.png")
 
     def save_config(self, cfg: TrainConfig) -> None:
         """Rewrite config.json: a resumed run's new --epochs (or --device) holds for its later resumes too."""

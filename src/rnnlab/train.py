@@ -300,6 +300,8 @@ class StopOnSignal:
     def __enter__(self):
         self._old = {}
         for s in (signal.SIGINT, signal.SIGTERM, *HANGUP) if self.enabled else ():
+            if s in HANGUP and signal.getsignal(s) == signal.SIG_IGN:  # nohup: the run outlives its terminal
+                continue
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: leave signals alone
