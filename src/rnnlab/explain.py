@@ -698,8 +698,9 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     The first argument, and those after it that are run directories, are the runs; the words after them
     are the review (one that starts with "-" goes after --, or in --text).
 
-    The Transformer and the CNN are run once per prefix: a 1,000-token review takes about 10 s through a
-    Transformer against 0.6 s through a vanilla RNN on 2-core AMD VMs (benchmarks/results/explain*.json).
+    The Transformer and the CNN are run once per prefix, and the Transformer's attributions take 200 steps: a
+    1,000-token review takes about 17 s through a Transformer against 1.5 s through a vanilla RNN on a 2-core AMD
+    VM (benchmarks/results/explain_transformer_s41.json, explain_zen4_s41.json; --ig-steps 50: about 11 s).
     """
     from .cli import InputError  # here, not above: cli imports this module
 
