@@ -13,9 +13,12 @@ import numpy as np
 from rnnlab.plots import plt, save_figure
 
 
+def tick_texts_of(ax) -> list[str]:
+    return [t.get_text() for t in (*ax.get_xticklabels(which="both"), *ax.get_yticklabels(which="both"))]
+
+
 def tick_texts(fig) -> list[str]:
-    return [t.get_text() for ax in fig.axes for t in (*ax.get_xticklabels(which="both"),
-                                                       *ax.get_yticklabels(which="both")) if t.get_text()]
+    return [t for ax in fig.axes for t in tick_texts_of(ax) if t]
 
 
 def test_log_axes_are_labelled_in_plain_text(tmp_path):
@@ -34,10 +37,6 @@ def test_log_axes_are_labelled_in_plain_text(tmp_path):
     assert {"10", "100"} <= set(tick_texts_of(b)), tick_texts_of(b)
     assert {"64", "256", "1024"} <= set(tick_texts_of(c)), tick_texts_of(c)
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def tick_texts_of(ax) -> list[str]:
-    return [t.get_text() for t in (*ax.get_xticklabels(which="both"), *ax.get_yticklabels(which="both"))]
 
 
 def test_a_formatter_the_figure_chose_is_kept(tmp_path):

@@ -45,6 +45,9 @@ MODEL_COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "bow":
                 "transformer": "tab:purple", "cnn": "tab:olive"}
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
 class PlainLogFormatter(ticker.LogFormatter):
     """A log axis's tick labels as plain text: the numbers ("0.01", "20", "1000"; on a base-2 axis "64") where
     the axis stays within 0.001-10,000, else powers of ten as "10⁻⁶" (and others as "2e-06"). matplotlib's
@@ -58,9 +61,6 @@ class PlainLogFormatter(ticker.LogFormatter):
         if self._base == 10 and abs(e - round(e)) < 1e-9:
             return "10" + str(round(e)).translate(_SUPERSCRIPT)
         return super()._num_to_string(x, vmin, vmax)
-
-
-_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 
 
 def plain_log_ticks(fig) -> None:
