@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import signal
 import tarfile
 from pathlib import Path
 
@@ -94,19 +93,3 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 needs_shared = pytest.mark.skipif(not SHARED_IMDB.is_dir(), reason=f"needs the shared IMDB copy at {SHARED_IMDB}")
-
-
-@pytest.fixture
-def no_hang():
-    """For a test that opens a FIFO in this process: if the code under test waits on it (a regression), the test
-    fails after 60 s instead of hanging the suite."""
-    def expire(signum, frame):
-        raise TimeoutError("blocked for 60 s: a FIFO opened as a regular file?")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(60)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)

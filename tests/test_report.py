@@ -352,7 +352,8 @@ BAD_FIGURES = {"a folder": (_a_folder, "Is a directory"), "a FIFO": (_a_fifo, "n
 
 @pytest.mark.parametrize("part", ["seed", "long-reviews", "explain"])
 @pytest.mark.parametrize("damage", list(BAD_FIGURES))
-def test_a_damaged_figure_is_left_out_with_a_note(lab, part, damage, no_hang):
+@pytest.mark.timeout(60)  # opens a FIFO in this process: a regression would block, not fail
+def test_a_damaged_figure_is_left_out_with_a_note(lab, part, damage):
     make, why = BAD_FIGURES[damage]
     f = lab / FIGURES[part]
     make(f)
@@ -552,7 +553,8 @@ def test_a_figure_declaring_billions_of_pixels_is_a_note(lab):
 
 
 @pytest.mark.parametrize("target", ["fifo", "/dev/full"])
-def test_a_readme_that_is_a_fifo_or_a_device_is_one_line_not_a_hang(lab, tmp_path, target, no_hang):
+@pytest.mark.timeout(60)  # opens a FIFO in this process: a regression would block, not fail
+def test_a_readme_that_is_a_fifo_or_a_device_is_one_line_not_a_hang(lab, tmp_path, target):
     readme = tmp_path / "README.md" if target == "fifo" else Path(target)
     if target == "fifo":
         os.mkfifo(readme)
