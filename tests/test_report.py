@@ -210,6 +210,25 @@ def test_html_is_one_self_contained_file(lab):
     assert not list(lab.glob(".*.tmp"))
 
 
+def test_the_exercise_of_a_full_lab_shows_its_interval_over_seeds_and_its_test_set(lab):
+    """A full lab's exercise line: the mean, its 95% t interval over the seeds (t(0.975, 2) = 4.303, computed here
+    by hand) and that every test review was scored; a quick lab's (one seed, a subset): neither interval nor 'every'."""
+    accs = [0.70796, 0.64688, 0.71744]
+    mean = sum(accs) / 3
+    half = 4.302652729911275 * (sum((a - mean) ** 2 for a in accs) / 2) ** 0.5 / 3 ** 0.5
+    record = json.loads((lab / "seed" / "summary.json").read_text())
+    write_json(lab / "seed" / "summary.json", {**record, "mode": "full", "epochs": 5, "test_acc_by_seed": accs,
+                                               "test_acc_mean": mean, "seeds": [0, 1, 2]})
+    write_report(lab)
+    header = Page((lab / "report.html").read_text()).header
+    assert (f"test accuracy {mean:.4f} [{mean - half:.4f}, {mean + half:.4f}] after 5 epochs (mean and 95% t "
+            "interval of 3 seeds, on every test review)") in header
+    write_json(lab / "seed" / "summary.json", record)
+    write_report(lab)
+    assert "0.6543 after 2 epochs (mean of 1 seed, on a subset of the test reviews)" in Page(
+        (lab / "report.html").read_text()).header
+
+
 def test_every_section_is_present_and_filled(lab):
     write_report(lab)
     page = Page((lab / "report.html").read_text())

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
+from .experiments.stats import t_interval
 from .io import RunError, atomic_path, fault, first_line, read_json, require_file, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
@@ -186,8 +187,12 @@ def exercise_section(lab: Path, known: dict) -> Section:
 
 def _exercise_blocks(sec: Section, s: dict, lab: Path) -> Section:
     n = len(s["test_acc_by_seed"])
-    sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])} after {s['epochs']} epochs (mean of "
-                           f"{n} seed{'s' if n != 1 else ''})"), s["mode"]
+    _, low, high = t_interval(s["test_acc_by_seed"])
+    interval = f" [{fmt(low)}, {fmt(high)}]" if n > 1 else ""
+    sec.claim, sec.mode = (f"test accuracy {fmt(s['test_acc_mean'])}{interval} after {s['epochs']} epochs (mean"
+                           f"{' and 95% t interval' if n > 1 else ''} of {n} seed{'s' if n != 1 else ''}, on "
+                           f"{'a subset of the' if s['mode'] == 'quick' else 'every'} test review"
+                           f"{'s' if s['mode'] == 'quick' else ''})"), s["mode"]
     sec.seeds, sec.data = _as_seeds(s.get("seeds")), _as_fingerprint(s)
     if sec.mode == "quick":
         sec.blocks.append(Text(QUICK))
