@@ -790,3 +790,63 @@ def test_a_tail_cut_review_says_where_its_prefixes_start(runs):
     e = explain_runs([runs["rnn-tail"]], long, attribution=False)[0]
     assert e.start > 0 and f"from token {e.start + 1}, the first it kept" in e.reading
     assert "the first it kept" not in explain_runs([runs["rnn-tail"]], "great film", attribution=False)[0].reading
+
+
+def _made_up(opinion, attribution, grad=None, change=None) -> Explanation:
+    """An explanation with chosen numbers, for the views alone (no model)."""
+    n = len(opinion)
+    words = [f"w{k}" for k in range(n)]
+    return Explanation("run", "rnn", "last", "h_t", words, list(range(2, n + 2)), 0, list(range(n)), n, "",
+                       list(opinion), attribution, "IG", 0.0, 0.0, grad or [1e-3 * (k + 1) for k in range(n)],
+                       change, 0.0, opinion[-1], "positive" if opinion[-1] > 0.5 else "negative", False)
+
+
+def test_colours_blue_for_positive_red_for_negative_attribution_scaled_by_the_largest():
+    from rnnlab.explain_views import MID_RGB, NEG_RGB, POS_RGB, _rgb, attribution_colours, opinion_colour
+
+    assert (opinion_colour(1.0), opinion_colour(0.0), opinion_colour(0.5)) == (POS_RGB, NEG_RGB, MID_RGB)
+    assert attribution_colours([0.2, -0.1, 0.0]) == [POS_RGB, _rgb(-0.5), MID_RGB]  # relative to max |a| = 0.2
+    assert attribution_colours([-4.0, 1.0]) == [NEG_RGB, _rgb(0.25)]
+    assert _rgb(0.5) == tuple(round((m + e) / 2) for m, e in zip(MID_RGB, POS_RGB))
+
+
+def test_html_colours_and_hover_numbers_are_each_tokens_own():
+    """One run: each word's background is its own running opinion (the first view) and its own attribution
+    (the second), and its hover names its own numbers, not another token's."""
+    from rnnlab.explain_views import _hex, attribution_colours, opinion_colour
+
+    e = _made_up([1.0, 0.0, 0.25, 0.6], [0.5, -0.25, 0.0, 0.1], change=[1.0, 2.0, 3.0, 4.0])
+    spans = re.findall(r'<span class="t w[^"]*" style="background:(#[0-9a-f]{6})[^"]*" title="([^"]*)">([^<]*)</span>',
+                       render_html([e]))
+    assert [w for _, _, w in spans] == e.words * 2  # the opinion view, then the attribution view
+    assert [c for c, _, _ in spans[:4]] == [_hex(opinion_colour(p)) for p in e.opinion]
+    assert [c for c, _, _ in spans[4:]] == [_hex(c) for c in attribution_colours(e.attribution)]
+    for k, (_, tip, _) in enumerate(spans[:4]):
+        assert f"token {k + 1}: w{k}" in tip and f"P(positive) {e.opinion[k]:.3f}" in tip, tip
+        assert f"attribution {e.attribution[k]:+.4f}" in tip and f"|dL/dx| {e.grad_norm[k]:.2e}" in tip, tip
+        assert f"|h_t - h_t-1| {e.state_change[k]:.3f}" in tip, tip
+
+
+def test_png_attribution_bars_are_blue_up_red_down(tmp_path, monkeypatch):
+    import matplotlib.colors
+
+    import rnnlab.plots
+    from rnnlab.explain_views import NEG_RGB, POS_RGB
+
+    drawn = []
+    monkeypatch.setattr(rnnlab.plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    e = _made_up([0.6, 0.4, 0.7], [0.3, -0.2, 0.0])
+    write_png([e], tmp_path / "e.png")
+    (fig,) = drawn
+    bars = fig.axes[1].patches
+    assert [b.get_height() for b in bars] == pytest.approx(e.attribution)
+    rgb = [tuple(round(255 * c) for c in matplotlib.colors.to_rgb(b.get_facecolor())) for b in bars]
+    assert rgb == [POS_RGB, NEG_RGB, POS_RGB]
+
+
+def test_top_words_strongest_first():
+    from rnnlab.explain_views import top_words
+
+    e = _made_up([0.5] * 5, [0.1, 0.5, -0.3, 0.3, -0.6])
+    pos, neg = top_words(e, k=2)
+    assert pos == [("w1", 0.5), ("w3", 0.3)] and neg == [("w4", -0.6), ("w2", -0.3)]
