@@ -850,3 +850,27 @@ def test_top_words_strongest_first():
     e = _made_up([0.5] * 5, [0.1, 0.5, -0.3, 0.3, -0.6])
     pos, neg = top_words(e, k=2)
     assert pos == [("w1", 0.5), ("w3", 0.3)] and neg == [("w4", -0.6), ("w2", -0.3)]
+
+
+@pytest.mark.parametrize("late,seed", [(0.5, 0), (0.03, 0), (0.5, 1)])  # 0.03: not the first long review here
+def test_pick_reviews_takes_the_first_review_of_the_seeded_order_that_meets_each_rule(runs, data, late, seed):
+    """Each rule's pick recomputed the slow way: every review explained, in the seeded order, the first that
+    meets the rule (and was not picked by an earlier one) taken; the P(positive) recorded is the model's answer."""
+    split = load_imdb(data).test
+    rnn, lstm = load_run(runs["rnn"]), load_run(runs["lstm"])
+    picks = pick_reviews(split, rnn, lstm, long_min=40, late=late, short=(5, 15), seed=seed)
+    seen = [(int(i), explain_runs([rnn], split.texts[i], attribution=False)[0])
+            for i in np.random.default_rng(seed).permutation(len(split))]
+    right = lambda p, i: (p > 0.5) == (int(split.labels[i]) == 1)  # noqa: E731
+    long_ = next(((i, e) for i, e in seen if len(e) >= 40 and 0 < decided_at(e.opinion) >= (1 - late) * len(e)),
+                 (None, None))
+    assert picks[0]["index"] == long_[0]
+    if long_[0] is not None:
+        assert picks[0]["rnn_p"] == pytest.approx(long_[1].p_positive, abs=1e-6)
+        assert picks[0]["decided_at_token"] == decided_at(long_[1].opinion) + 1
+    short = next(((i, e) for i, e in seen if 5 <= len(e) <= 15 and i != long_[0]), (None, None))
+    assert picks[1]["index"] == short[0] and picks[1]["rnn_p"] == pytest.approx(short[1].p_positive, abs=1e-6)
+    third = next(((i, e) for i, e in seen if i not in (long_[0], short[0]) and not right(e.p_positive, i)
+                  and right(explain_runs([lstm], split.texts[i], attribution=False)[0].p_positive, i)), (None, None))
+    assert picks[2]["index"] == third[0]
+    assert f"that {rnn.name} classifies wrongly and {lstm.name} rightly" in picks[2]["criterion"]
