@@ -857,3 +857,25 @@ def test_the_explain_section_counts_the_explanations_whose_attributions_add_up(l
     r = CliRunner().invoke(main, ["report", str(lab)])
     assert r.exit_code == 0 and "unreadable" not in r.output, r.output
     assert "holds in 1 of these 2 explanations" in (lab / "report.md").read_text()
+    picks["picks"][1]["explanations"] = [saved(0.4), saved(0.0), saved(0.0)]  # every one counted, not the first
+    write_json(lab / "explain" / "picks.json", picks)
+    CliRunner().invoke(main, ["report", str(lab)])
+    assert "holds in 2 of these 3 explanations" in (lab / "report.md").read_text()
+
+
+def test_the_exercise_table_names_the_seeds_it_ran(lab):
+    record = json.loads((lab / "seed" / "summary.json").read_text())
+    write_json(lab / "seed" / "summary.json", {**record, "seeds": [7]})
+    write_report(lab)
+    assert "| 7 | 0.6543 |" in (lab / "report.md").read_text()
+
+
+def test_explanations_made_with_another_seed_are_warned_of(lab):
+    """Every part on seed 0 but the explained reviews, whose runs were seed 5's: the report says so."""
+    write_report(lab)
+    assert "different seeds" not in (lab / "report.md").read_text()
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    write_json(lab / "explain" / "picks.json", {**picks, "seed": 5})
+    write_report(lab)
+    text = (lab / "report.md").read_text()
+    assert "different seeds" in text and "explain 5" in text, text
