@@ -566,3 +566,52 @@ def test_a_second_lab_into_a_held_out_fails_at_once_and_a_killed_labs_leftovers_
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert not leftover.exists() and (tmp_path / ".elsewhere.tmp").exists()
+
+
+def test_the_explained_reviews_are_picked_from_the_labs_test_subset_and_named_by_their_place_in_the_data(
+        tmp_path, monkeypatch):
+    """A test split larger than the quick lab's subset: pick_reviews gets the comparison's RNN and LSTM and the
+    subset (balanced on the test labels), and picks.json names each pick's place in the whole split."""
+    import rnnlab.explain
+    from rnnlab.config import PRESETS, with_overrides
+    from rnnlab.experiments.common import fit
+    from rnnlab.prepare import balanced_indices
+
+    ds = load_imdb(write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(800, seed=2)))
+    store = tmp_path / "jobs"
+    for name in lab.EXPLAINED:  # the kept models explain_reviews looks for (never loaded: load_run is stubbed)
+        key = _on_device(fit(with_overrides(PRESETS[name], {"seed": lab.SEEDS["quick"][0]}), "quick"), "cpu").key
+        (store / key).mkdir(parents=True)
+        (store / key / "model.safetensors").write_bytes(b"")
+    seen = {}
+
+    def pick(split, rnn, lstm, **kw):
+        seen.update(split=split, rnn=rnn.name, lstm=lstm.name)
+        return [{"rule": "short", "criterion": "c", "index": 3, "n_tokens": 5, "label": int(split.labels[3])}]
+
+    monkeypatch.setattr(rnnlab.explain, "load_run", lambda path, device="cpu": type("R", (), {"name": None})())
+    monkeypatch.setattr(rnnlab.explain, "pick_reviews", pick)
+    monkeypatch.setattr(rnnlab.explain, "explain_runs", lambda runs, text, **kw: [])
+    for f in ("write_html", "write_png"):
+        monkeypatch.setattr(rnnlab.explain, f, lambda exps, path, **kw: None)
+    lab.explain_reviews(tmp_path / "explain", ds, store, "quick", "cpu", log=lambda s: None)
+    places = balanced_indices(ds.test.labels, DATA["quick"]["n_test"])
+    assert places is not None and len(places) < len(ds.test)
+    assert (seen["rnn"], seen["lstm"]) == ("rnn", "lstm")
+    assert seen["split"].texts == ds.test.subset(places).texts
+    (p,) = json.loads((tmp_path / "explain" / "picks.json").read_text())["picks"]
+    assert p["data_index"] == int(places[3]) != 3 and ds.test.texts[p["data_index"]] == seen["split"].texts[3]
+
+
+def test_each_experiments_job_seconds_are_the_sum_of_its_jobs_records(tmp_path):
+    store = tmp_path / "jobs"
+    store.mkdir()
+    want = {}
+    for e in EXPERIMENTS.values():
+        want[e.name] = 0.0
+        for k, (_, job) in enumerate(e.module().jobs("quick")):
+            f = store / f"{_on_device(job, 'cpu').key}.json"
+            seconds = json.loads(f.read_text())["seconds"] if f.exists() else 1.25 + k  # a shared job: its record
+            f.write_text(json.dumps({"seconds": seconds}))
+            want[e.name] += seconds
+    assert lab._job_seconds(store, EXPERIMENTS.values(), "quick", "cpu") == {k: round(v, 1) for k, v in want.items()}
