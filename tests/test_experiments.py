@@ -462,6 +462,7 @@ def test_serial_baseline_rows_give_the_expected_outcomes():
     ("k", (0.78, 0.8, 0.79), {"linear": FAILS, "main": FAILS}),  # a fixed part dominates: not proportional
     ("k", (1.0, 1.2, 0.9), {"linear": UNDECIDED, "main": UNDECIDED}),
     ("tr_k", (1.0, 1.01, 0.99), {"control": HOLDS, "linear": UNDECIDED, "main": UNDECIDED}),
+    ("tr_k", (1.0, 1.25, 0.95), {"control": UNDECIDED, "linear": UNDECIDED, "main": UNDECIDED}),  # a control undecided
     ("cnn", [0.9, 0.95, 0.92, 0.97, 0.9], {"cnn": FAILS, "main": FAILS}),
     ("cnn", [s + d for s, d in zip(RNN_SPEEDUP, (-0.1, 0.15, -0.05, 0.12, 0.0))], {"cnn": UNDECIDED, "main": UNDECIDED}),
     ("transformer", [0.95, 0.9, 0.92, 0.9, 0.95], {"transformer": FAILS, "main": FAILS}),
