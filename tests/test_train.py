@@ -207,6 +207,26 @@ def test_stratified_split_is_seeded_and_stratified():
     assert (stratified_split(y, 0.1, 0)[1] == va).all() and not (stratified_split(y, 0.1, 1)[1] == va).all()
 
 
+
+def test_each_training_seed_carves_its_own_validation_split(tiny_data):
+    """prepare's validation reviews are stratified_split's for the config's seed: seeds 0, 1 and 2 of the lab
+    each select on a validation split of their own (no seed reuses seed 0's)."""
+    from rnnlab.config import preset
+
+    ds = load_imdb(tiny_data)
+    cfg = with_overrides(preset("rnn"), {"val_fraction": 0.2, "max_len": 0})
+    whole = prepare(with_overrides(cfg, {"val_fraction": 0.0}), ds).train
+    reviews = lambda e: [tuple(e.ids[s:s + n]) for s, n in zip(e.starts, e.lengths)]  # noqa: E731
+    vals = []
+    for seed in (0, 1, 2):
+        p = prepare(with_overrides(cfg, {"seed": seed}), ds)
+        want_train, want_val = stratified_split(whole.labels, 0.2, seed)
+        assert reviews(p.val) == reviews(whole.subset(want_val)) and (p.val.labels == whole.labels[want_val]).all()
+        assert reviews(p.train) == reviews(whole.subset(want_train))
+        vals.append(set(want_val))
+    assert vals[0] != vals[1] and vals[0] != vals[2]
+
+
 @pytest.fixture(scope="module")
 def medium_data(tmp_path_factory):
     """Enough reviews that an epoch takes ~1 s, so a signal can land mid-run."""
