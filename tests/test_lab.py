@@ -615,3 +615,21 @@ def test_each_experiments_job_seconds_are_the_sum_of_its_jobs_records(tmp_path):
             f.write_text(json.dumps({"seconds": seconds}))
             want[e.name] += seconds
     assert lab._job_seconds(store, EXPERIMENTS.values(), "quick", "cpu") == {k: round(v, 1) for k, v in want.items()}
+
+
+@pytest.mark.skipif(not lab.BASELINE.exists(), reason=f"needs the seed baseline script at {lab.BASELINE}")
+def test_the_seed_baselines_epoch_is_read_from_the_script_and_its_failure_is_one_line(tiny_data, tmp_path):
+    """The lab's 'one epoch of the notebook's pipeline here' runs ../shared/bench/seed_baseline.py for one epoch
+    and reports the seconds the script printed for that epoch; a script that fails is one RunError line."""
+    import time
+
+    from rnnlab.io import RunError
+
+    ds = load_imdb(tiny_data)
+    t0 = time.perf_counter()
+    (row,) = lab.baseline_epoch(ds, str(tiny_data))
+    assert row["part"] == "baseline" and row["metric"] == "epoch_seconds"
+    assert 0 < row["value"] < time.perf_counter() - t0  # the epoch alone, within the script's whole run
+    with pytest.raises(RunError, match=r"seed_baseline\.py: failed \(") as err:
+        lab.baseline_epoch(ds, str(tmp_path / "no such data"))
+    assert "\n" not in str(err.value)
