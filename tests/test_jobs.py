@@ -468,3 +468,21 @@ def test_ray_runs_the_jobs_on_the_data_it_is_given(ray_local, ds, other_ds, tiny
     assert {r[0]["data"] for r in first.values()} == {ds.fingerprint()}
     assert {r[0]["data"] for r in second.values()} == {other_ds.fingerprint()}, \
         "Ray's workers ran the jobs on the first dataset, stored as the second's"
+
+
+def test_only_the_cores_this_process_may_use_are_counted(monkeypatch):
+    """Under taskset or a container's cpuset (one core of two): one worker by default, serial times one thread
+    count only (a second thread on the same core measured 0.4x 'speed-ups'), and the record says so."""
+    from rnnlab.experiments import serial
+    from rnnlab.jobs import Runner, usable_cpus
+    from rnnlab.report import _cores
+    from rnnlab.runs import environment
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1}, raising=False)
+    assert usable_cpus() == 1 and Runner(log=lambda s: None).workers == 1 and serial._threads() == (1,)
+    env = environment()
+    assert env["cpu_count"] == 2 and env["usable_cpus"] == 1 and _cores(env) == "2 cores (1 usable)"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert Runner(log=lambda s: None).workers == 2 and serial._threads() == (1, 2)
+    assert "usable_cpus" not in environment() and _cores(environment()) == "2 cores"

@@ -511,7 +511,7 @@ def _lab_options(f):
         click.option("--quick", is_flag=True, help="A data subset, one seed (unless --seeds), short schedules: a smoke "
                                                    "test, not evidence."),
         click.option("--jobs", type=click.IntRange(min=1), default=None,
-                     help="Worker processes running independent jobs side by side [default: the cores / --threads]."),
+                     help="Worker processes running independent jobs side by side [default: the cores it may use / --threads]."),
         click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
                      help="Torch threads per job (results depend on it: summation order)."),
         click.option("--seeds", type=SeedList(), default=None,

@@ -137,13 +137,21 @@ def _release_memory() -> None:
         pass
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 class Runner:
     """Runs jobs in `workers` processes (1: in this process) or on Ray, each with `threads` threads."""
 
     def __init__(self, workers: int | None = None, threads: int = 1, ray_address: str | None = None,
                  log: Callable[[str], None] = print):
         self.threads = threads
-        self.workers = workers or max(1, (os.cpu_count() or 1) // threads)
+        self.workers = workers or max(1, usable_cpus() // threads)
         self.ray_address = ray_address
         if ray_address is not None and not ray_address.strip():
             raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
@@ -263,7 +271,7 @@ class Runner:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                             **({"num_cpus": os.cpu_count()} if address is None else {}))
+                             **({"num_cpus": usable_cpus()} if address is None else {}))
             except Exception as e:  # ConnectionError, ValueError, RuntimeError: whichever Ray raises for it
                 raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray ({first_line(e)})") from None
             finally:

@@ -78,7 +78,7 @@ def verdict_blocks(v: dict) -> list:
 
 def run_blocks(v: dict) -> list:
     hw = v.get("hardware", {})
-    machine = f"{hw.get('processor', '?')}, {hw.get('cpu_count', '?')} cores, torch {hw.get('torch', '?')}"
+    machine = f"{hw.get('processor', '?')}, {_cores(hw)}, torch {hw.get('torch', '?')}"
     return [Code(v.get("command", "")), Table(["how it was run", ""], [
         ["mode", v.get("mode", "")], ["data", str(v.get("data", ""))], ["machine", machine],
         ["jobs", f"{v.get('jobs', '?')} ({v.get('workers', '?')} worker(s) x {v.get('threads_per_job', '?')} thread(s))"],
@@ -297,10 +297,16 @@ def _unreadable_lab(why: str) -> Section:
     return Section("lab", "How the lab was run", [Text(f"Unreadable: lab.json: {why}")], outcome="unreadable")
 
 
+def _cores(env: dict) -> str:
+    """The machine's cores, and how many the run could use where fewer (taskset, a container's cpuset)."""
+    usable = env.get("usable_cpus")
+    return f"{env.get('cpu_count', '?')} cores" + (f" ({usable} usable)" if usable is not None else "")
+
+
 def _lab_table(record: dict) -> Section:
     env = record.get("environment", {})
-    rows = [["command", record.get("command", "")], ["machine", f"{env.get('processor', '?')}, {env.get('cpu_count', '?')} "
-             f"cores, torch {env.get('torch', '?')}"], ["commit", f"{env.get('git_commit', 'n/a')}"
+    rows = [["command", record.get("command", "")], ["machine", f"{env.get('processor', '?')}, {_cores(env)}, "
+             f"torch {env.get('torch', '?')}"], ["commit", f"{env.get('git_commit', 'n/a')}"
              f"{' (uncommitted changes)' if env.get('git_dirty') else ''}"],
             ["jobs", f"{record.get('jobs')} on {record.get('workers')} worker(s) x {record.get('threads_per_job')} thread(s)"]]
     if "seeds" in record:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .jobs import usable_cpus
 from .config import ConfigError, TrainConfig, from_dict
 from .io import (UMASK, RunError, StorageError, exclusive, fault, load_tensors, read_json, read_jsonl,
                  remove_leftovers, require_file, save_tensors, shorten, write_json, write_jsonl)
@@ -117,6 +118,7 @@ def environment() -> dict:
     """Hardware and versions written next to every number."""
     env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__, **_git(),
            "platform": platform.platform(), **_cpu(), "cpu_count": os.cpu_count(),
+           **({"usable_cpus": usable_cpus()} if usable_cpus() != os.cpu_count() else {}),  # taskset, a cpuset
            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)

@@ -24,7 +24,6 @@ that of sqrt(T) and T^1.5 too. docs/REVIEW.md has the history.)
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import GRU, LSTM, RNN, TRANSFORMER, from_dict, with_overrides
-from ..jobs import Job
+from ..jobs import Job, usable_cpus
 from ..runs import torch_threads
 from .common import fixed_length_batch, linear_fit, mean_sd, title, values
 from .stats import FAILS, HOLDS, UNDECIDED, combine, judge, t_interval
@@ -56,7 +55,7 @@ def settings(mode: str) -> dict:
 
 
 def _threads() -> tuple[int, ...]:
-    return tuple(n for n in (1, 2) if n <= (os.cpu_count() or 1))
+    return tuple(n for n in (1, 2) if n <= usable_cpus())  # a second thread on no second core times nothing
 
 
 def timing_job_for(model: str, mode: str, device: str = "auto") -> Job:
