@@ -117,7 +117,10 @@ def test_jobs_this_runner_ran_are_read_back_without_saying_already_done(ds, tiny
     assert {k: second[k] for k in first} == first and fake_jobs.calls(calls, "a") == 1
     assert not [line for line in log if "already done" in line], log
     log.clear()
-    Runner(workers=1, log=log.append).run(jobs, ds, str(tiny_data), store)  # another command: it says so
+    again = Runner(workers=1, log=log.append)
+    again.run(jobs, ds, str(tiny_data), store)  # another command: it says so
+    assert log == [f"2 of 2 jobs already done, read from {store}"]
+    again.run(jobs[:1], ds, str(tiny_data), store)  # and once: an experiment reading its jobs after the lab's step
     assert log == [f"2 of 2 jobs already done, read from {store}"]
 
 

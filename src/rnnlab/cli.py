@@ -213,7 +213,7 @@ DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else th
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.option("--tensorboard", "tb_dir", type=click.Path(path_type=Path), default=None,
               help="Also log per-step loss, gradient norm, learning rate and per-epoch accuracy for TensorBoard here "
-                   "(needs `pip install rnnlab[tensorboard]`).")
+                   "(needs the tensorboard package: `pip install tensorboard`).")
 @config_options
 def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir, **flags):
     """Train a model; prints one JSON summary line last."""
@@ -317,7 +317,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         click.echo(json.dumps(trained.summary))
 
 
-TENSORBOARD_NEEDED = "--tensorboard needs the tensorboard package: pip install 'rnnlab[tensorboard]'"
+TENSORBOARD_NEEDED = "--tensorboard needs the tensorboard package: pip install tensorboard"
 
 
 def _tensorboard_available() -> None:
@@ -520,7 +520,7 @@ def _lab_options(f):
                           "timings stay as they are)."),
         click.option("--ray", "ray_address", default=None,
                      help="Send the jobs to this Ray cluster (e.g. auto, ray://host:10001, or 'local'); "
-                          "needs `pip install rnnlab[ray]`."),
+                          "needs the ray package: `pip install ray`."),
         DEVICE,
     ]):
         f = opt(f)

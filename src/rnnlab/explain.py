@@ -22,7 +22,7 @@ cut: max_len, truncate, strip_html) an `Explanation` holds:
   with the review's length. The <pad> row of every embedding is zero (padding_idx=0), so this is also
   the zero-embedding baseline: "a review of the same length with no words". Completeness: the
   attributions sum to f(x) - f(baseline) up to Captum's convergence delta (`attribution_delta`).
-  Captum is an optional extra (`pip install rnnlab[explain]`): without it `attribution` is None and
+  Captum is optional (`pip install captum`): without it `attribution` is None and
   `attribution_note` says why; `rnnlab explain --attribution` then fails instead.
 - `grad_norm`: ||dL/dx_t|| at the embedding output, L = BCE of the final logit against the predicted
   label: on a log axis, the vanishing gradient on one real review.
@@ -62,7 +62,7 @@ IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: complete
 IG_STEPS_MAX = 1000  # Captum's Gauss-Legendre nodes solve an n x n eigenproblem: cubic time, in C that ignores Ctrl-C
 IG_BUDGET = 4_000_000  # per Captum internal batch: tokens, or for the Transformer attention scores (T^2 a path)
 LAST_STEP_TOLERANCE = 1e-4  # forward_steps' last step vs the model's answer, in probability
-NO_CAPTUM = "attribution unavailable: Captum is not installed (pip install 'rnnlab[explain]')"
+NO_CAPTUM = "attribution unavailable: Captum is not installed (pip install captum)"
 
 
 # --- what one run makes of one review --------------------------------------------------------------
@@ -684,7 +684,7 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
               help="Print one JSON object: the alignment and one explanation per run.")
 @click.option("--plain", is_flag=True, help="A plain table even on a terminal (no colours).")
 @click.option("--attribution/--no-attribution", default=None,
-              help="Integrated Gradients (needs Captum: pip install 'rnnlab[explain]'). Default: if installed.")
+              help="Integrated Gradients (needs Captum: pip install captum). Default: if installed.")
 @click.option("--ig-steps", type=click.IntRange(min=1, max=IG_STEPS_MAX), default=None,
               help=f"Integration steps of Integrated Gradients. [default: {IG_STEPS}; the Transformer {IG_STEPS_TRANSFORMER}]")
 @click.option("--device", type=click.Choice(CHOICES["device"]), default="auto", show_default=True)
@@ -725,7 +725,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         exps = explain_runs(runs, text, attribution=attribution, ig_steps=ig_steps, source=source,
                             true_label=truth)
     except ImportError as e:
-        raise InputError(f"--attribution needs Captum: pip install 'rnnlab[explain]' ({e})") from None
+        raise InputError(f"--attribution needs Captum: pip install captum ({e})") from None
     except (RunError, DataError, ValueError) as e:
         raise InputError(str(e)) from None
     if attribution is None and exps[0].attribution is None:

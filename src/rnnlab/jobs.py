@@ -11,7 +11,7 @@ torch threads, so its numbers do not depend on how many run at once (only its ti
 finished job is written to STORE/<key>.json, and a rerun keeps it: an interrupted lab resumes.
 Worker processes load the data once each from `data_arg` and share the tokenised corpus through the
 memory-mapped cache. `exclusive` jobs (timings) run alone in this process after all others.
-With `ray_address` the jobs go to a Ray cluster (`pip install rnnlab[ray]`; "local" starts one
+With `ray_address` the jobs go to a Ray cluster (the ray package: `pip install ray`; "local" starts one
 here) and their rows come back into the same files.
 """
 from __future__ import annotations
@@ -157,7 +157,7 @@ class Runner:
             raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
         self.log = log
         self._pool, self._pool_size = None, 0
-        self._ran: set[str] = set()  # keys of the jobs this runner has run (a later call reads them back quietly)
+        self._known: set[str] = set()  # keys of the jobs this runner has run or said were done (a later call reads them quietly)
 
     def __enter__(self):
         if self.ray_address:  # before the caller writes anything: a cluster that cannot be reached leaves no trace
@@ -193,7 +193,8 @@ class Runner:
                 results[job.key] = done
             else:
                 todo.append(job)
-        earlier = [k for k in results if k not in self._ran]  # not those this command has just run
+        earlier = [k for k in results if k not in self._known]  # not those this command has run or already named
+        self._known.update(earlier)
         if earlier:
             self.log(f"{len(earlier)} of {len(results) + len(todo)} jobs already done, read from {store}")
         parallel = sorted((j for j in todo if not j.exclusive), key=lambda j: -j.cost)
@@ -210,7 +211,7 @@ class Runner:
                                                    "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
                                                    "seconds": round(seconds, 1), "threads": self.threads})
             results[job.key] = rows
-            self._ran.add(job.key)
+            self._known.add(job.key)
             count["done"] += 1
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
 
@@ -259,7 +260,7 @@ class Runner:
         try:
             import ray
         except ImportError:
-            raise RunError("--ray needs the ray package: pip install 'rnnlab[ray]'") from None
+            raise RunError("--ray needs the ray package: pip install ray") from None
         if not ray.is_initialized():
             address = None if self.ray_address == "local" else self.ray_address
             _reachable(address)
