@@ -205,6 +205,21 @@ def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
 
 
 @needs_lab
+def test_every_figure_of_the_published_lab_redraws_to_the_same_bytes(tmp_path):
+    """docs/lab's figures are what this code draws from docs/lab's committed rows (benchmarks/redraw.py): a change
+    to how figures are drawn, published without redrawing them, fails here."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from redraw import redraw
+
+    drawn = redraw(LAB, tmp_path)
+    assert len(drawn) == 2 * 6 + 3  # five experiments and the exercise (SVG and PNG), three explained reviews
+    for old, new in drawn:
+        assert old.read_bytes() == new.read_bytes(), f"{old} is not what this code draws: benchmarks/redraw.py docs/lab"
+
+
+@needs_lab
 def test_every_published_figure_has_plain_tick_labels(tmp_path, monkeypatch):
     """Each experiment's figure drawn from docs/lab's rows, and each explained review's from its saved
     explanations, labels its ticks in plain text (no "$\\mathdefault{10^{1}}$": tests/test_plots.py)."""

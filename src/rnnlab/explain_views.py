@@ -454,7 +454,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     """A figure: the running opinion of every run; each run's attribution as bars; the gradient norm on a
     log axis (and ||h_t - h_{t-1}|| for recurrent runs). Token labels under every k-th token."""
     from .io import printable
-    from .plots import plt, save_figure
+    from .plots import plt, save_figure, tight
 
     exps = [dataclasses.replace(e, run=printable(e.run), source=printable(e.source), words=list(map(printable, e.words)))
             for e in explanations]  # matplotlib takes no lone surrogates (bytes of a name that are not UTF-8)
@@ -533,6 +533,6 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
         a.grid(alpha=0.25)
     src = next((e.source for e in exps if e.source), "")
     fig.suptitle(f"rnnlab explain: {src or 'one review'}, {n} tokens", fontsize=10)
-    fig.tight_layout()
+    tight(fig)
     save_figure(fig, path, dpi=110)
     return path

@@ -34,6 +34,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False  # names and words are drawn as written: "$...$" is no formula
+matplotlib.rcParams["svg.hashsalt"] = "rnnlab"  # an SVG's ids from its content: the same figure, the same bytes
 logging.getLogger("matplotlib.backends.backend_ps").setLevel(logging.ERROR)  # not "no transparency in .eps" per figure
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
@@ -75,15 +76,23 @@ def plain_log_ticks(fig) -> None:
                         setter(PlainLogFormatter(base, labelOnlyBase=fmt.labelOnlyBase))
 
 
+def tight(fig) -> None:
+    """tight_layout, for the labels the figure is saved with: laid out around matplotlib's TeX log labels (longer
+    than the plain ones save_figure puts in), a figure kept wide gaps between its panels."""
+    plain_log_ticks(fig)
+    fig.tight_layout()
+
+
 def save_figure(fig, path: str | os.PathLike, **kw) -> None:
     """Rendered in memory (log axes labelled in plain text: `plain_log_ticks`), then written atomically: a full
     disk is then one OSError (matplotlib's PDF writer, failing while it writes to a file, hides it behind an
     AttributeError of its own)."""
     path = Path(path)
     plain_log_ticks(fig)
+    fmt = path.suffix.lstrip(".")
     buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format=path.suffix.lstrip("."), bbox_inches="tight", **kw)
+    try:  # no date in an SVG (a PNG has none): the same rows redraw the same bytes (benchmarks/redraw.py)
+        fig.savefig(buf, format=fmt, bbox_inches="tight", **({"metadata": {"Date": None}} if fmt == "svg" else {}), **kw)
     finally:
         plt.close(fig)
     write_bytes(path, buf.getvalue())
@@ -120,5 +129,5 @@ def exercise_figure(rows: list[dict]):
     a.set_xlabel("epoch"); a.set_ylabel("test accuracy"); a.grid(alpha=0.3); a.legend(fontsize=8)
     b.set_xlabel("epoch"); b.set_ylabel("training loss (BCE)"); b.grid(alpha=0.3)
     fig.suptitle(f"The notebook's exercise (preset notebook: shuffled batches, whole reviews), {len(seeds)} seeds")
-    fig.tight_layout()
+    tight(fig)
     return fig

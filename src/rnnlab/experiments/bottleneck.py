@@ -240,7 +240,7 @@ def figure(rows: list[dict], judged: dict):
     """Follow rate against distance; accuracy against hidden size by review length."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS
+    from ..plots import MODEL_COLORS, tight
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.8))
     seeds = sorted({r["seed"] for r in rows})
@@ -278,5 +278,5 @@ def figure(rows: list[dict], judged: dict):
     b.legend(fontsize=7); b.grid(alpha=0.3, axis="y")
     fig.suptitle(title("Fixed memory bottleneck", judged, f"preset rnn at the lab's budget (hidden size varied), "
                        f"{len(seeds)} seeds; bars from chance (0.5)"))
-    fig.tight_layout()
+    tight(fig)
     return fig

@@ -225,7 +225,7 @@ def figure(rows: list[dict], judged: dict):
     """Test accuracy per model; accuracy by review length; the gradient ratio; follow rate against distance."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS
+    from ..plots import MODEL_COLORS, tight
 
     table = judged["numbers"]["table"]
     fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(14, 9))
@@ -270,5 +270,5 @@ def figure(rows: list[dict], judged: dict):
     seeds = max((t["seeds"] for t in table), default=0)
     fig.suptitle(title("What fixes each shortfall", judged, f"presets rnn, lstm, gru, bow, transformer and tf-idf at "
                        f"the lab's budget, {seeds} seeds; accuracy axes from chance (0.5)"))
-    fig.tight_layout()
+    tight(fig)
     return fig

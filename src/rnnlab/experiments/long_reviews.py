@@ -113,7 +113,7 @@ def figure(rows: list[dict], judged: dict):
     """Accuracy against tokens kept (RNN head/tail, bag of embeddings); accuracy by review length."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS
+    from ..plots import MODEL_COLORS, tight
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.8))
     seeds = sorted({r["seed"] for r in rows})
@@ -143,5 +143,5 @@ def figure(rows: list[dict], judged: dict):
     b.legend(fontsize=7)
     fig.suptitle(title("Long reviews", judged, f"presets rnn and bow at the lab's budget, tokens kept varied, "
                        f"{len(seeds)} seeds; accuracy axes from chance (0.5)"))
-    fig.tight_layout()
+    tight(fig)
     return fig

@@ -255,7 +255,7 @@ def figure(rows: list[dict], judged: dict):
     """ms per batch against length; speed-up from threads against length; fraction of the matmul peak."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS
+    from ..plots import MODEL_COLORS, tight
 
     threads = sorted({r["threads"] for r in rows if r["part"] == "timing"})
     models = sorted({r["model"] for r in rows if r["part"] == "timing"})
@@ -289,5 +289,5 @@ def figure(rows: list[dict], judged: dict):
     c.legend(fontsize=7); c.grid(alpha=0.3)
     fig.suptitle(title("Serial computation", judged, "lab presets (rnn, lstm, gru, transformer; cnn at the rnn's "
                        "sizes), forward + backward, median of the repeats, nothing else running"))
-    fig.tight_layout()
+    tight(fig)
     return fig

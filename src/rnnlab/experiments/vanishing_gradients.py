@@ -246,6 +246,8 @@ def figure(rows: list[dict], judged: dict):
     """dL/dh_t of the RNN by length; dL/dx_t of each model; the exploding side over training."""
     import matplotlib.pyplot as plt
 
+    from ..plots import tight
+
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 4.8))
     seeds = sorted({r["seed"] for r in rows})
     lengths = sorted({r["seq_len"] for r in rows if r["part"] == "dh"})
@@ -287,5 +289,5 @@ def figure(rows: list[dict], judged: dict):
     c.set_title(f"exploding side: clipping {ex['outcome'] if ex else ''}", fontsize=10)
     fig.suptitle(title("Vanishing gradients", judged, f"the lab's vanilla RNN, LSTM, GRU and Transformer "
                        f"(preset rnn/lstm/gru/transformer), {len(seeds)} seeds; gradients in float64"))
-    fig.tight_layout()
+    tight(fig)
     return fig

@@ -1,0 +1,62 @@
+"""Draw every figure of a lab again from its committed files, with this checkout's code.
+
+    python benchmarks/redraw.py docs/lab [--out DIR]
+
+The lab draws each figure from the rows it saves (results.csv; the explained reviews from picks.json), so
+the same code on the same files gives the same bytes: without --out the figures are written over the lab's
+own (after a change to how figures are drawn; then `rnnlab report docs/lab --markdown docs/RESULTS.md`
+puts them into the report and docs/figures), with --out next to each other for a comparison.
+Prints one line per figure: the path and whether its bytes changed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rejudge import read_rows
+
+from rnnlab.experiments import EXPERIMENTS
+from rnnlab.explain import Explanation
+from rnnlab.explain_views import write_png
+from rnnlab.plots import exercise_figure, save_figure
+
+
+def redraw(lab: Path, out: Path) -> list[tuple[Path, Path]]:
+    """(the lab's figure, the one drawn now) for each figure the lab holds."""
+    drawn = []
+    for name, e in EXPERIMENTS.items():
+        rows = read_rows(lab / name / "results.csv")
+        fig = e.module().figure(rows, e.module().verdict(rows))
+        for suffix, kw in ((".svg", {}), (".png", {"dpi": 120})):  # as experiments.common.run_experiment
+            target = out / name / f"{name}{suffix}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_figure(fig, target, **kw)
+            drawn.append((lab / name / target.name, target))
+    fig = exercise_figure(read_rows(lab / "seed" / "results.csv"))
+    for suffix, kw in ((".svg", {}), (".png", {"dpi": 120})):  # as lab.write_exercise
+        (out / "seed").mkdir(parents=True, exist_ok=True)
+        save_figure(fig, out / "seed" / f"seed{suffix}", **kw)
+        drawn.append((lab / "seed" / f"seed{suffix}", out / "seed" / f"seed{suffix}"))
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    for p in (p for p in picks["picks"] if p.get("explanations")):
+        (out / "explain").mkdir(parents=True, exist_ok=True)
+        target = out / "explain" / p["files"]["png"]
+        write_png([Explanation.from_dict(d) for d in p["explanations"]], target)  # as lab.explain_reviews
+        drawn.append((lab / "explain" / target.name, target))
+    return drawn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("lab")
+    ap.add_argument("--out", default=None, help="draw here instead of over the lab's figures")
+    args = ap.parse_args()
+    lab = Path(args.lab)
+    before = {p: p.read_bytes() for p in [*lab.glob("*/*.png"), *lab.glob("*/*.svg")]}
+    for old, new in redraw(lab, Path(args.out) if args.out else lab):
+        print(f"{old}: {'same bytes' if before.get(old) == new.read_bytes() else 'changed'}")
+
+
+if __name__ == "__main__":
+    main()
