@@ -312,7 +312,8 @@ def _lab_table(record: dict) -> Section:
     if "seeds" in record:
         rows.append(["seeds", ", ".join(map(str, record["seeds"]))])
     rows += [[f"wall time: {k}", f"{fmt(v)} s"] for k, v in record.get("phases_seconds", {}).items()]
-    rows += [[f"job seconds read by {k}", fmt(v)] for k, v in record.get("job_seconds_by_experiment", {}).items()]
+    rows += [[f"seconds of the jobs {k} reads (summed from the job store)", fmt(v)]
+             for k, v in record.get("job_seconds_by_experiment", {}).items()]
     if "seed_baseline_epoch_seconds" in record:
         rows.append(["the seed notebook's pipeline, one epoch here (for scale)",
                      f"{fmt(record['seed_baseline_epoch_seconds'])} s"])
