@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import first_line
+from .io import first_line, is_utf8
 
 ENV_VAR = "RNNLAB_DATA"
 HUB_NAME = "stanfordnlp/imdb"
@@ -155,9 +155,10 @@ def load_parquet(f: str | os.PathLike, both_classes: bool = True) -> Split:
 
     f = Path(f)
     try:
-        with open(f, "rb") as fh:  # a file object: pyarrow's own path handling refuses names that are not UTF-8
-            # one thread: pyarrow's pool, once it has read a file object, can abort the process at exit
-            # (SIGABRT, "terminate called without an active exception"; 3 of 40 processes that exit at once)
+        # pyarrow's own file: from a Python file object pyarrow keeps buffers that its threads release at exit, and
+        # a command that failed soon after reading the data aborted (SIGABRT, "terminate called without an active
+        # exception") in up to 10 of 10 runs. A name that is not UTF-8 pyarrow cannot open: a Python file then.
+        with (pa.OSFile(str(f)) if is_utf8(str(f)) else open(f, "rb")) as fh:
             table = pq.read_table(fh, use_threads=False)
     except FileNotFoundError:
         raise DataError(f"{f}: no such file") from None

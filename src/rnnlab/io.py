@@ -242,14 +242,14 @@ def load_tensors(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise RunError(f"{path}: missing")
     try:
-        if not _utf8(str(path)):  # safetensors opens UTF-8 names only
+        if not is_utf8(str(path)):  # safetensors opens UTF-8 names only
             return load(path.read_bytes())
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise RunError(f"{path}: corrupt or truncated safetensors file ({str(e).splitlines()[0][:160]})") from None
 
 
-def _utf8(name: str) -> bool:
+def is_utf8(name: str) -> bool:
     try:
         name.encode("utf-8")
         return True
