@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
 from pathlib import Path
@@ -152,6 +153,28 @@ def test_acl_dir_ignores_non_review_files(tmp_path, tiny_splits, tiny_data):
     (acl / "train" / "unsup").mkdir()
     (acl / "train" / "unsup" / "0_0.txt").write_text("unlabelled review")
     assert_same_dataset(load_imdb(tmp_path), load_imdb(tiny_data))
+
+
+def test_reviews_stored_as_links_load_from_the_tarball_as_from_the_folder(tmp_path, tiny_splits):
+    """`tar czf` keeps a symbolic or hard link as a link member: the folder reads through both, and so must the
+    tarball (it skipped them: 2 reviews fewer, another fingerprint). A link to nothing in the archive: one line."""
+    acl = write_acl_dir(tmp_path / "d", *tiny_splits)
+    pos, neg = sorted((acl / "train" / "pos").iterdir()), sorted((acl / "train" / "neg").iterdir())
+    pos[0].rename(acl / "moved.txt")
+    pos[0].symlink_to(Path("..", "..", "moved.txt"))
+    os.link(neg[0], acl / "train" / "neg" / "99999_1.txt")
+    f = tmp_path / "aclImdb.tar.gz"
+    with tarfile.open(f, "w:gz") as tar:
+        tar.add(acl, arcname="aclImdb")
+    folder, tarball = load_imdb(tmp_path / "d"), load_imdb(f)
+    assert len(folder.train) == len(tiny_splits[0][0]) + 1
+    assert_same_dataset(tarball, folder)
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tar:
+        tar.add(acl, arcname="aclImdb", filter=lambda m: None if m.name == "aclImdb/moved.txt" else m)
+    with pytest.raises(DataError, match=r"links to \.\./\.\./moved\.txt, which is no file in the archive") as e:
+        load_imdb(bad)
+    assert "\n" not in str(e.value)
 
 
 def _tarball_bytes(tmp_path, splits) -> bytes:

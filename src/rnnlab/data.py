@@ -275,15 +275,21 @@ def _load_acl_tarball(f: Path) -> Dataset:
     try:
         with tarfile.open(f, "r:*") as tar:
             for member in tar:
-                if not member.isfile():
-                    continue
+                if not (member.isfile() or member.islnk() or member.issym()):  # a link: its target's text, as
+                    continue                                                      # the folder loader reads it
                 m = _ACL_NAME.search(member.name)
                 if not m:
                     if _ACL_REVIEW.search(member.name):
                         raise DataError(f"{f}: " + _misnamed(member.name))
                     continue
                 split, cls, rid = m.group(1), m.group(2), int(m.group(3))
-                raw = tar.extractfile(member).read()
+                try:
+                    fh = tar.extractfile(member)
+                except KeyError:  # a link whose target the archive does not hold
+                    fh = None
+                if fh is None:
+                    raise DataError(f"{f}: {member.name} links to {member.linkname}, which is no file in the archive")
+                raw = fh.read()
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError:
