@@ -354,6 +354,6 @@ def test_out_of_memory_outside_training_is_one_line(tmp_path, tiny_data, monkeyp
                 "explain": ["explain", str(out), "--text", "good film", "--plain"]}[command]
         res = CliRunner().invoke(main, argv)
         if oom:
-            assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("error: out of memory"), res.output
+            assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("Error: out of memory"), res.output
         else:
             assert isinstance(res.exception, RuntimeError) and "out of memory" not in res.output

@@ -637,3 +637,44 @@ def test_a_command_failing_right_after_reading_parquet_exits_2_not_abort(tiny_da
                            preexec_fn=lambda: os.sched_setaffinity(0, {one_core}))
         assert r.returncode == 2 and "terminate called" not in r.stderr, (r.returncode, r.stderr[-500:])
         assert r.stderr.strip().splitlines()[-1].startswith("Error: cannot write"), r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_libraries_load_is_one_line(sig):
+    """Ctrl-C in the first ~0.1 s of a command (its libraries still importing) gave a traceback from inside an
+    import; SIGTERM or SIGHUP there, no line at all. The signal here arrives exactly then: as the command module
+    is imported."""
+    code = f"""
+import builtins, os, sys
+real = builtins.__import__
+def arrive(name, *args, **kw):
+    if name == "cli":  # rnnlab.__main__'s `from .cli import main`
+        os.kill(os.getpid(), {int(sig)})
+    return real(name, *args, **kw)
+builtins.__import__ = arrive
+sys.argv = ["rnnlab", "presets"]
+from rnnlab.__main__ import main
+main()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and p.stderr.strip().splitlines() == [
+        f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else sig.name}) while starting; nothing was done"], p.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet():
+    """> /dev/full: 'error: No space left on device' named nothing written and wrote 'error' as no other line does;
+    a reader gone before the output (| head -0): 'error: Broken pipe', exit 2, where a pipe closed after it was 0."""
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "presets"], stdout=full, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "Error: cannot write the output: No space left on device"], r.stderr
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "presets"], stdout=write, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert r.returncode == 141 and r.stderr == "", r.stderr  # as the shell's `yes | head`: SIGPIPE's status

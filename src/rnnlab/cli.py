@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import errno
 import gc
 import json
 import os
@@ -162,13 +163,21 @@ class Main(click.Group):
                 sys.exit(2)
             if isinstance(e, RuntimeError) and not _out_of_memory(e):
                 raise
-            _log("error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
+            _log("Error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
             sys.exit(2)
+        except BrokenPipeError:  # the reader of the output stopped (| head): as any command in a pipe, quietly
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            sys.exit(128 + 13)  # SIGPIPE's status, as the shell gives `yes | head`
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):
                 raise
-            where = f"{shorten(str(e.filename))}: " if getattr(e, "filename", None) else ""  # a name can be 1000s long
-            _log(f"error: {where}{e.strerror or e}")
+            if getattr(e, "filename", None):
+                _log(f"Error: {shorten(str(e.filename))}: {e.strerror or e}")  # a name can be 1000s long
+            elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):  # standard output has no name
+                _log(f"Error: cannot write the output: {e.strerror or e}")
+            else:
+                _log(f"Error: {e.strerror or e}")
             sys.exit(2)
 
 
