@@ -16,6 +16,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -489,3 +491,23 @@ def test_only_the_cores_this_process_may_use_are_counted(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert Runner(log=lambda s: None).workers == 2 and serial._threads() == (1, 2)
     assert "usable_cpus" not in environment() and _cores(environment()) == "2 cores"
+
+
+def test_a_worker_ignores_ctrl_c_before_it_loads_torch():
+    """Ctrl-C reaches every process of the terminal's group: a worker still loading torch printed its traceback
+    ('Process SpawnPoolWorker-2:') under the lab's one line. The worker ignores it before that import."""
+    code = """
+import builtins, os, signal
+real = builtins.__import__
+seen = []
+def spy(name, globals=None, locals=None, fromlist=(), level=0):
+    if "train" in (fromlist or ()):
+        seen.append(signal.getsignal(signal.SIGINT))
+    return real(name, globals, locals, fromlist, level)
+builtins.__import__ = spy
+from rnnlab.jobs import _worker_init
+_worker_init(os.getppid())
+print(seen == [signal.SIG_IGN])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "True", (r.stdout, r.stderr[-500:])

@@ -81,15 +81,15 @@ def _worker_init(parent: int) -> None:
     a closed terminal to the parent (which stops the pool) and dies on SIGTERM, as a process should."""
     import ctypes
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: a Ctrl-C while torch loads below printed the worker's
+    for sig in HANGUP:                            # traceback under the lab's one line
+        signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError, TypeError):  # not Linux: no such call
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before that call
         os._exit(1)
     from . import train
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for sig in HANGUP:
-        signal.signal(sig, signal.SIG_IGN)
     train.StopOnSignal.enabled = False
 
 
