@@ -879,3 +879,12 @@ def test_explanations_made_with_another_seed_are_warned_of(lab):
     write_report(lab)
     text = (lab / "report.md").read_text()
     assert "different seeds" in text and "explain 5" in text, text
+
+
+def test_the_markdown_cannot_overwrite_the_labs_own_html_page(lab, tmp_path):
+    write_report(lab)
+    page = (lab / "report.html").read_bytes()
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "y.html"), "--markdown",
+                                  str(lab / "report.html")])
+    assert r.exit_code == 2 and "the lab's HTML report; give --markdown another file" in r.output, r.output
+    assert (lab / "report.html").read_bytes() == page and not (tmp_path / "y.html").exists()

@@ -98,8 +98,10 @@ def _reachable(address: str | None, timeout: float = 5.0) -> None:
     listens, ray.init retries in C++ forever."""
     import socket
 
-    if address is None or address == "auto" or "://" in address:
+    if address is None or address == "auto" or address.startswith("ray://"):
         return
+    if "://" in address:  # http://, the dashboard's address...: Ray's own message breaks off mid-sentence
+        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")

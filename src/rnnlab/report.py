@@ -592,6 +592,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
             raise ReportError(f"{p}: is a directory; give a file name")
     if out.resolve() == markdown.resolve():
         raise ReportError(f"{out}: the HTML and the Markdown need different files")
+    if markdown.resolve() == (lab / "report.html").resolve():  # with --out elsewhere: Markdown over the lab's page
+        raise ReportError(f"{markdown}: the lab's HTML report; give --markdown another file")
     writable(out, markdown)
     not_the_labs_own(lab, out, markdown)
     inside = markdown.parent.resolve().is_relative_to(lab.resolve())
