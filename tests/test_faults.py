@@ -507,7 +507,7 @@ def test_cli_train_to_a_full_disk_is_one_error_line(tmp_path, disk, small_data):
     from rnnlab.cli import main
 
     disk.fill()
-    out = disk.path / "run"
+    out = disk.path / "new" / "run"  # its folder is made for it: and taken back (an empty one was left)
     res = CliRunner().invoke(main, ["train", "--data", str(small_data), "--out", str(out), "--preset", "seed",
                                     "--epochs", "1", "--hidden-dim", "8", "--embed-dim", "8", "--vocab-size", "50",
                                     "--device", "cpu"])
@@ -516,6 +516,7 @@ def test_cli_train_to_a_full_disk_is_one_error_line(tmp_path, disk, small_data):
     errors = [ln for ln in res.output.splitlines() if ln.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in res.output, res.output
     assert re.search(rf"cannot write {re.escape(str(out))}/\S+: no space left on device", errors[0]), errors[0]
+    assert not (disk.path / "new").exists()
 
 
 def test_tensorboard_log_on_a_full_disk_is_one_line_without_a_thread_traceback(tmp_path, disk, small_data):

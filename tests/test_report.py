@@ -507,7 +507,7 @@ def test_report_and_readme_are_written_together_or_not_at_all(lab, tmp_path, mon
 
     readme = _readme(tmp_path)
     before = readme.read_text()
-    out = tmp_path / "out" / "r.html"
+    out = tmp_path / "out" / "deeper" / "r.html"  # two new folders: taken back too
     real = rnnlab.io.Path.write_text
     broken = {"readme": readme.name, "report": "r.html"}[fails]
 
@@ -521,6 +521,7 @@ def test_report_and_readme_are_written_together_or_not_at_all(lab, tmp_path, mon
     assert r.exit_code == 2 and "no space left on device" in r.stderr.lower(), (r.output, r.exception)
     assert readme.read_text() == before
     assert not out.exists() and not out.with_suffix(".md").exists() and not (out.parent / "figures").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("damage", ["compare missing", "one part missing", "only the exercise", "verdict not JSON",

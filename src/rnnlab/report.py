@@ -601,10 +601,14 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     if assets is not None and assets.exists() and not assets.is_dir():
         raise ReportError(f"{assets}: a file where the Markdown's figures folder goes; move it, or write the "
                           "Markdown elsewhere")
+    created = []  # what this call made, folders too: taken back if a later write fails (nothing half-done is left)
+    for folder in (out.parent, markdown.parent):
+        for d in reversed([d for d in (folder, *folder.parents) if not d.exists()]):  # outermost first
+            if d not in created:
+                created.append(d)
     out.parent.mkdir(parents=True, exist_ok=True)
     markdown.parent.mkdir(parents=True, exist_ok=True)
 
-    created = []  # what this call made: taken back if a later write fails (nothing half-done is left)
     if assets is not None and not assets.exists():
         created.append(assets)
 

@@ -195,6 +195,7 @@ class RunDir:
         path = Path(path)
         check_new_run(path)
         tmp = None
+        made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # innermost first
         try:  # made whole in a hidden sibling, then renamed into place: a kill at any moment leaves no half run
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -206,6 +207,9 @@ class RunDir:
         except BaseException as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+            for d in made:  # the folders made for it, as they were: none
+                with contextlib.suppress(OSError):
+                    d.rmdir()
             if isinstance(e, StorageError) and tmp is not None:  # name the run's path, not the hidden one
                 raise StorageError(str(e).replace(str(tmp), str(path))) from None
             if isinstance(e, OSError):  # mkdir or rename refused (a refused write is already a StorageError)
