@@ -598,3 +598,23 @@ def test_balanced_indices_are_the_places_in_the_data_of_the_reviews_subsample_ke
     assert len(idx) == 100 and (np.diff(idx) > 0).all()
     assert [ds.train.texts[i] for i in idx] == subsample(ds, 100, 0, seed=3).train.texts
     assert balanced_indices(ds.test.labels, 1000) is None and balanced_indices(ds.test.labels, 0) is None
+
+
+def test_predict_and_evaluate_say_when_a_run_stopped_before_its_epochs(tmp_path, tiny_data):
+    """A run killed after epoch 1 of 3 (its files as the kill leaves them: a checkpoint, no summary.json) answered
+    with epoch-1 weights and no word; now one note line names the epoch and the resume command."""
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    _, run = _run(tmp_path, tiny_data, epochs=1)
+    done = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
+    assert done.exit_code == 0 and "note:" not in done.stderr
+    config = json.loads((run.path / "config.json").read_text())
+    (run.path / "config.json").write_text(json.dumps({**config, "epochs": 3}))
+    (run.path / "summary.json").unlink()
+    note = (f"note: {run.path}: training stopped after epoch 1 of 3; these are the weights it had then. "
+            f"rnnlab train --resume {run.path} finishes it")
+    for args in (["predict", str(run.path), "good film"], ["evaluate", str(run.path), "--data", str(tiny_data)]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0 and note in r.stderr.splitlines(), r.stderr

@@ -423,8 +423,11 @@ def _open_run(run_dir: Path, device: str):
     try:
         dev = resolve_device(device)
         cfg, vocab, model = RunDir(run_dir).load_model(dev)
+        stopped = RunDir(run_dir).unfinished()
     except (RunError, ConfigError, ValueError) as e:
         _fail(e)
+    if stopped:
+        _log(f"note: {stopped}")
     return cfg, vocab, model, dev
 
 

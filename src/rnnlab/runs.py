@@ -382,6 +382,17 @@ class RunDir:
         save_tensors(self.path / "model.safetensors", best_state, {"epoch": str(best.epoch)})
         return metrics, best
 
+    def unfinished(self) -> str | None:
+        """A sentence when training stopped before the configured epochs (killed, out of space): the weights are
+        then the best of the epochs it completed. None for a finished run or one that keeps no checkpoint."""
+        if (self.path / "summary.json").exists():
+            return None
+        ck = self._checkpoint()
+        if ck is None:
+            return None
+        return (f"{self.path}: training stopped after epoch {ck['epoch']} of {self.config().epochs}; these are the "
+                f"weights it had then. rnnlab train --resume {self.path} finishes it")
+
     def load_model(self, device="cpu"):
         """(config, vocab, model in eval mode) from a saved run; every file checked."""
         from .models import build_model
