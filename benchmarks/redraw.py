@@ -26,6 +26,9 @@ def redraw(lab: Path, out: Path) -> list[tuple[Path, Path]]:
     """(the lab's figure, the one drawn now) for each figure the lab holds."""
     drawn = []
     for name, e in EXPERIMENTS.items():
+        if not (lab / name / "results.csv").exists():
+            print(f"{lab / name}: no results.csv, nothing to draw")
+            continue
         rows = read_rows(lab / name / "results.csv")
         fig = e.module().figure(rows, e.module().verdict(rows))
         for suffix, kw in ((".svg", {}), (".png", {"dpi": 120})):  # as experiments.common.run_experiment
@@ -33,12 +36,14 @@ def redraw(lab: Path, out: Path) -> list[tuple[Path, Path]]:
             target.parent.mkdir(parents=True, exist_ok=True)
             save_figure(fig, target, **kw)
             drawn.append((lab / name / target.name, target))
-    fig = exercise_figure(read_rows(lab / "seed" / "results.csv"))
-    for suffix, kw in ((".svg", {}), (".png", {"dpi": 120})):  # as lab.write_exercise
-        (out / "seed").mkdir(parents=True, exist_ok=True)
-        save_figure(fig, out / "seed" / f"seed{suffix}", **kw)
-        drawn.append((lab / "seed" / f"seed{suffix}", out / "seed" / f"seed{suffix}"))
-    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    if (lab / "seed" / "results.csv").exists():
+        fig = exercise_figure(read_rows(lab / "seed" / "results.csv"))
+        for suffix, kw in ((".svg", {}), (".png", {"dpi": 120})):  # as lab.write_exercise
+            (out / "seed").mkdir(parents=True, exist_ok=True)
+            save_figure(fig, out / "seed" / f"seed{suffix}", **kw)
+            drawn.append((lab / "seed" / f"seed{suffix}", out / "seed" / f"seed{suffix}"))
+    picks = json.loads((lab / "explain" / "picks.json").read_text()) if (lab / "explain" / "picks.json").exists() \
+        else {"picks": []}  # no kept models: the lab skipped its explain step
     for p in (p for p in picks["picks"] if p.get("explanations")):
         (out / "explain").mkdir(parents=True, exist_ok=True)
         target = out / "explain" / p["files"]["png"]

@@ -175,6 +175,15 @@ def test_reviews_stored_as_links_load_from_the_tarball_as_from_the_folder(tmp_pa
     with pytest.raises(DataError, match=r"links to \.\./\.\./moved\.txt, which is no file in the archive") as e:
         load_imdb(bad)
     assert "\n" not in str(e.value)
+    loop = tmp_path / "loop.tar"  # two links to each other: one line, not a RecursionError's traceback
+    with tarfile.open(loop, "w") as tar:
+        tar.add(acl, arcname="aclImdb")
+        for a, b in (("90001_7.txt", "90002_7.txt"), ("90002_7.txt", "90001_7.txt")):
+            info = tarfile.TarInfo(f"aclImdb/train/pos/{a}")
+            info.type, info.linkname = tarfile.SYMTYPE, b
+            tar.addfile(info)
+    with pytest.raises(DataError, match=r"links to 90002_7\.txt, which is no file in the archive"):
+        load_imdb(loop)
 
 
 def _tarball_bytes(tmp_path, splits) -> bytes:

@@ -646,7 +646,8 @@ def test_a_signal_while_the_libraries_load_is_one_line(sig):
     import; SIGTERM or SIGHUP there, no line at all. The signal here arrives exactly then: as the command module
     is imported."""
     code = f"""
-import builtins, os, sys
+import builtins, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's command has it (a runner may ignore it)
 real = builtins.__import__
 def arrive(name, *args, **kw):
     if name == "cli":  # rnnlab.__main__'s `from .cli import main`
@@ -679,3 +680,19 @@ def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet():
     finally:
         os.close(write)
     assert r.returncode == 141 and r.stderr == "", r.stderr  # as the shell's `yes | head`: SIGPIPE's status
+
+
+def test_a_broken_pipe_that_is_not_the_output_is_an_error_line():
+    """Only a reader of standard output that went away ends a command quietly (141): a broken pipe of anything
+    else (a subprocess, Ray) is an error, exit 2."""
+    code = """
+import json, sys
+import rnnlab.cli as cli
+def broken(*args, **kw):
+    raise BrokenPipeError(32, "Broken pipe")
+cli.json.dumps = broken
+sys.argv = ["rnnlab", "presets"]
+cli.main(prog_name="rnnlab")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["Error: Broken pipe"], (r.returncode, r.stderr)

@@ -511,3 +511,13 @@ print(seen == [signal.SIG_IGN])
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "True", (r.stdout, r.stderr[-500:])
+
+
+def test_ray_addresses_of_other_schemes_go_to_ray_and_a_dashboards_is_refused():
+    from rnnlab.jobs import _reachable
+
+    for address in ("ray://127.0.0.1:1", "anyscale://my-cluster", "auto", None):  # Ray's to judge (Client plugins)
+        assert _reachable(address) is None
+    for address in ("http://127.0.0.1:8265", "HTTPS://x"):
+        with pytest.raises(RunError, match="give HOST:PORT, ray://HOST:PORT, auto or local"):
+            _reachable(address)

@@ -213,6 +213,11 @@ def test_every_figure_of_the_published_lab_redraws_to_the_same_bytes(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from redraw import redraw
 
+    from importlib.metadata import version
+
+    pins = dict(re.findall(r"^(matplotlib|pillow)==(\S+)$", (ROOT / "requirements.lock").read_text(), re.M))
+    if any(version(name) != pinned for name, pinned in pins.items()):  # the bytes are theirs (SVG header, zlib)
+        pytest.skip(f"docs/lab's figures were drawn with the locked {pins}: these libraries differ")
     drawn = redraw(LAB, tmp_path)
     assert len(drawn) == 2 * 6 + 3  # five experiments and the exercise (SVG and PNG), three explained reviews
     for old, new in drawn:
@@ -246,3 +251,12 @@ def test_every_published_figure_has_plain_tick_labels(tmp_path, monkeypatch):
     for fig in figures:
         texts = [t.get_text() for ax in fig.axes for t in (*ax.get_xticklabels(which="both"), *ax.get_yticklabels(which="both"))]
         assert texts and not [t for t in texts if "$" in t or "mathdefault" in t], texts
+
+
+def test_the_notebook_speed_quoted_is_the_committed_measurement():
+    perf = " ".join((ROOT / "docs" / "PERFORMANCE.md").read_text(encoding="utf-8").split())
+    d = json.loads((ROOT / "benchmarks" / "results" / "speed_zen4_s42.json").read_text())
+    assert (f"**{d['rnnlab_train_s_per_epoch_median']} s against {d['baseline_train_s_per_epoch_median']} s** per "
+            f"training epoch (median of {d['epochs']} epochs; **{d['speedup']}x**)") in perf
+    assert f"{round(d['rnnlab_tokens_per_s'] / 1000)}k against {round(d['baseline_tokens_per_s'] / 1000)}k tokens/s" in perf
+    assert f"## The notebook's exercise, ~{round(d['speedup'])}x faster" in perf

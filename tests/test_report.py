@@ -889,3 +889,6 @@ def test_the_markdown_cannot_overwrite_the_labs_own_html_page(lab, tmp_path):
                                   str(lab / "report.html")])
     assert r.exit_code == 2 and "the lab's HTML report; give --markdown another file" in r.output, r.output
     assert (lab / "report.html").read_bytes() == page and not (tmp_path / "y.html").exists()
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(lab / "report.md"), "--markdown",
+                                  str(tmp_path / "x.md")])  # and the HTML over the lab's Markdown twin
+    assert r.exit_code == 2 and "the lab's Markdown report; give --out another file" in r.output, r.output

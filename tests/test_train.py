@@ -618,3 +618,20 @@ def test_predict_and_evaluate_say_when_a_run_stopped_before_its_epochs(tmp_path,
     for args in (["predict", str(run.path), "good film"], ["evaluate", str(run.path), "--data", str(tiny_data)]):
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 0 and note in r.stderr.splitlines(), r.stderr
+    with run.exclusive():  # `train` is writing it now: no advice to resume what is running
+        r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
+    assert r.exit_code == 0 and f"note: {run.path}: being trained now (epoch 1 of 3 done)" in r.stderr, r.stderr
+    (run.path / "config.json").write_text(json.dumps({**config, "epochs": 1}))  # every epoch done, no final test
+    r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
+    assert f"note: {run.path}: its final test did not run. rnnlab train --resume {run.path} finishes it" in r.stderr
+    (run.path / "checkpoint.json").write_text("{not json")  # a damaged record: the weights still answer
+    r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr
+
+
+def test_the_folders_made_for_a_run_that_never_completed_an_epoch_are_taken_back(tmp_path, tiny_data):
+    ds = load_imdb(tiny_data)
+    cfg = with_overrides(TrainConfig(), SMALL)
+    run = RunDir.create(tmp_path / "new" / "deeper" / "run", cfg, prepare(cfg, ds).vocab, ds)
+    run.discard_if_empty()  # as train does when stopped before its first epoch
+    assert list(tmp_path.iterdir()) == []

@@ -13,18 +13,19 @@ def _stop(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+_stop.early = True  # rnnlab.cli.Main replaces it (under `python -m` this module is __main__, not rnnlab.__main__)
+
+
 def main() -> None:
-    mine = [s for s in _EARLY if signal.getsignal(s) == signal.SIG_DFL]  # not one ignored (nohup) or handled
-    for sig in mine:
-        signal.signal(sig, _stop)
+    for sig in _EARLY:
+        if signal.getsignal(sig) == signal.SIG_DFL:  # not one ignored (nohup) or handled by the caller
+            signal.signal(sig, _stop)
     try:
         from .cli import main as command
     except KeyboardInterrupt as e:
         sys.stderr.write(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done\n")
         sys.exit(130)
-    for sig in mine:  # the command installs its own (rnnlab.cli.Main)
-        signal.signal(sig, signal.SIG_DFL)
-    command(prog_name="rnnlab")
+    command(prog_name="rnnlab")  # whose rnnlab.cli.Main puts its own handler in place of _stop
 
 
 if __name__ == "__main__":  # not in the lab's spawned worker processes, which import this module

@@ -134,6 +134,18 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(_SIGNALLED[-1])  # its message names the signal (Ctrl-C has none)
 
 
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (poll reports an error on its end)."""
+    try:
+        import select
+
+        p = select.poll()
+        p.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no stdout: take it as the pipe that broke
+        return True
+
+
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
 
@@ -144,8 +156,9 @@ class Main(click.Group):
         except FileNotFoundError:  # torch's import would die in MKL's loader with a FATAL ERROR of its own
             _log("Error: the current folder no longer exists (deleted or moved away); cd to one that does")
             sys.exit(2)
-        for sig in (signal.SIGTERM, *HANGUP):  # as Ctrl-C (training loops catch them too); SIGHUP: a
-            if signal.getsignal(sig) == signal.SIG_DFL:  # closed terminal or ssh session
+        for sig in (signal.SIGTERM, *HANGUP):  # as Ctrl-C (training loops catch them too); SIGHUP: a closed
+            now = signal.getsignal(sig)  # terminal or ssh session. rnnlab.__main__'s while the libraries loaded:
+            if now == signal.SIG_DFL or getattr(now, "early", False):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
         try:
@@ -165,16 +178,19 @@ class Main(click.Group):
                 raise
             _log("Error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
             sys.exit(2)
-        except BrokenPipeError:  # the reader of the output stopped (| head): as any command in a pipe, quietly
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except BrokenPipeError as e:
+            if not _stdout_gone():  # a pipe of something else (a subprocess, Ray): an error like any other
+                _log(f"Error: {e.strerror or e}")
+                sys.exit(2)
+            with contextlib.suppress(OSError):  # the reader of the output stopped (| head): quietly, as any
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # command in a pipe
             sys.exit(128 + 13)  # SIGPIPE's status, as the shell gives `yes | head`
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):
                 raise
             if getattr(e, "filename", None):
                 _log(f"Error: {shorten(str(e.filename))}: {e.strerror or e}")  # a name can be 1000s long
-            elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):  # standard output has no name
+            elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # standard output has no name
                 _log(f"Error: cannot write the output: {e.strerror or e}")
             else:
                 _log(f"Error: {e.strerror or e}")

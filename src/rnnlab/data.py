@@ -14,6 +14,7 @@ with a one-line message naming the file and the problem.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import tarfile
 from dataclasses import dataclass
@@ -272,30 +273,39 @@ def _load_acl_split(root: Path, split: str) -> Split:
 
 def _load_acl_tarball(f: Path) -> Dataset:
     rows: dict[str, list] = {"train": [], "test": []}
+    texts: dict[str, str] = {}  # each review file's text by its normalised name: what links usually point to
+    others: dict[str, tarfile.TarInfo] = {}  # the other files, read only if a link points to one
+    links = []  # (member, its name's match, its target's normalised name): resolved once every file is seen
     try:
         with tarfile.open(f, "r:*") as tar:
             for member in tar:
-                if not (member.isfile() or member.islnk() or member.issym()):  # a link: its target's text, as
-                    continue                                                      # the folder loader reads it
-                m = _ACL_NAME.search(member.name)
-                if not m:
-                    if _ACL_REVIEW.search(member.name):
-                        raise DataError(f"{f}: " + _misnamed(member.name))
+                if not (member.isfile() or member.islnk() or member.issym()):
                     continue
-                split, cls, rid = m.group(1), m.group(2), int(m.group(3))
-                try:
-                    fh = tar.extractfile(member)
-                except KeyError:  # a link whose target the archive does not hold
-                    fh = None
-                if fh is None:
-                    raise DataError(f"{f}: {member.name} links to {member.linkname}, which is no file in the archive")
-                raw = fh.read()
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise DataError(f"{f}: {member.name} is not UTF-8 text") from None
-                rows[split].append((1 if cls == "pos" else 0, rid, text))
+                name = posixpath.normpath(member.name)
+                m = _ACL_NAME.search(member.name)
+                if not m and _ACL_REVIEW.search(member.name):
+                    raise DataError(f"{f}: " + _misnamed(member.name))
+                if member.isfile() and not m:
+                    others[name] = member
+                elif member.isfile():
+                    texts[name] = _member_text(tar, member, f)
+                    rows[m.group(1)].append((1 if m.group(2) == "pos" else 0, int(m.group(3)), texts[name]))
+                else:  # a link: a hard one names a member, a symbolic one a path from the link's folder
+                    base = "" if member.islnk() else posixpath.dirname(member.name)
+                    links.append((member, m, posixpath.normpath(posixpath.join(base, member.linkname))))
             _check_archive_end(tar, f)
+            to = {posixpath.normpath(member.name): target for member, _, target in links}
+            for member, m, target in links:  # read through the link to its file, as the folder loader does
+                seen = {posixpath.normpath(member.name)}
+                while target in to and target not in seen:  # a link to a link
+                    seen.add(target)
+                    target = to[target]
+                if target in others:
+                    texts[target] = _member_text(tar, others.pop(target), f)
+                if target not in texts:
+                    raise DataError(f"{f}: {member.name} links to {member.linkname}, which is no file in the archive")
+                if m:
+                    rows[m.group(1)].append((1 if m.group(2) == "pos" else 0, int(m.group(3)), texts[target]))
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
@@ -305,6 +315,13 @@ def _load_acl_tarball(f: Path) -> Dataset:
             raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
     return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
                    _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+
+
+def _member_text(tar: tarfile.TarFile, member: tarfile.TarInfo, f: Path) -> str:
+    try:
+        return tar.extractfile(member).read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{f}: {member.name} is not UTF-8 text") from None
 
 
 def _check_archive_end(tar: tarfile.TarFile, f: Path) -> None:

@@ -75,6 +75,22 @@ def execute(job: Job, ds, threads: int) -> list[dict]:
 _WORKER: dict = {}  # per worker process: the last dataset loaded, by its data argument
 
 
+@contextlib.contextmanager
+def _ignored(*signals):
+    """The signals ignored in this process meanwhile, so that the worker processes it starts ignore them before
+    their first line of Python (a Ctrl-C to the terminal's group stops the lab, which stops the pool)."""
+    before = {}
+    try:
+        for s in signals:
+            with contextlib.suppress(ValueError):  # not the main thread: as they are
+                before[s] = signal.signal(s, signal.SIG_IGN)
+        yield
+    finally:
+        for s, h in before.items():
+            if h is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(s, h)
+
+
 def _worker_init(parent: int) -> None:
     """A worker dies with the parent: on Linux the kernel sends it SIGKILL when the lab is killed outright (kill -9,
     the out-of-memory killer), so it does not train on for nobody and then print broken pipes. It leaves Ctrl-C and
@@ -98,10 +114,11 @@ def _reachable(address: str | None, timeout: float = 5.0) -> None:
     listens, ray.init retries in C++ forever."""
     import socket
 
-    if address is None or address == "auto" or address.startswith("ray://"):
-        return
-    if "://" in address:  # http://, the dashboard's address...: Ray's own message breaks off mid-sentence
+    if address is not None and address.lower().startswith(("http://", "https://")):
+        # the dashboard's address: Ray's own message about it breaks off mid-sentence
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
+    if address is None or address == "auto" or "://" in address:  # ray://, or a Ray Client plugin's scheme
+        return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
@@ -238,7 +255,9 @@ class Runner:
         if self._pool is not None and self._pool_size < n:
             self._close_pool()
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init, initargs=(os.getpid(),))
+            with _ignored(signal.SIGINT, *HANGUP):  # from their first instant: an ignored signal survives exec
+                self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init,
+                                                                       initargs=(os.getpid(),))
             self._pool_size = n
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")

@@ -594,6 +594,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         raise ReportError(f"{out}: the HTML and the Markdown need different files")
     if markdown.resolve() == (lab / "report.html").resolve():  # with --out elsewhere: Markdown over the lab's page
         raise ReportError(f"{markdown}: the lab's HTML report; give --markdown another file")
+    if out.resolve() == (lab / "report.md").resolve():  # and HTML over its Markdown twin
+        raise ReportError(f"{out}: the lab's Markdown report; give --out another file")
     writable(out, markdown)
     not_the_labs_own(lab, out, markdown)
     inside = markdown.parent.resolve().is_relative_to(lab.resolve())
@@ -606,9 +608,6 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         for d in reversed([d for d in (folder, *folder.parents) if not d.exists()]):  # outermost first
             if d not in created:
                 created.append(d)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    markdown.parent.mkdir(parents=True, exist_ok=True)
-
     if assets is not None and not assets.exists():
         created.append(assets)
 
@@ -624,6 +623,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         return Path(os.path.relpath(target.resolve(), markdown.parent.resolve())).as_posix()
 
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        markdown.parent.mkdir(parents=True, exist_ok=True)
         pages = [(markdown, render_markdown(sections, lab, link)), (out, render_html(sections, lab))]
         for path, text in pages:
             if not path.exists():

@@ -187,6 +187,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._made: list[Path] = []  # folders `create` made for it, innermost first: taken back with it
 
     # --- creating --------------------------------------------------------------------------
     @classmethod
@@ -215,7 +216,9 @@ class RunDir:
             if isinstance(e, OSError):  # mkdir or rename refused (a refused write is already a StorageError)
                 raise StorageError(f"cannot write {path}: {fault(e)}") from None
             raise
-        return cls(path)
+        run = cls(path)
+        run._made = made
+        return run
 
     def save_epoch(self, model, opt, metrics: list[dict], best) -> None:
         """Checkpoint one finished epoch; `best` (train.BestWeights) holds the selected weights so far.
@@ -277,6 +280,9 @@ class RunDir:
         """Remove a run directory that never completed an epoch (no half-written runs)."""
         if not (self.path / "checkpoint.json").exists():
             shutil.rmtree(self.path, ignore_errors=True)
+            for d in self._made:  # and the folders made for it, where still empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
 
     @contextlib.contextmanager
     def exclusive(self):
@@ -387,11 +393,23 @@ class RunDir:
         then the best of the epochs it completed. None for a finished run or one that keeps no checkpoint."""
         if (self.path / "summary.json").exists():
             return None
-        ck = self._checkpoint()
+        try:
+            ck = self._checkpoint()
+        except RunError:  # a damaged checkpoint record: the weights load (checked apart), say nothing of it here
+            return None
         if ck is None:
             return None
-        return (f"{self.path}: training stopped after epoch {ck['epoch']} of {self.config().epochs}; these are the "
-                f"weights it had then. rnnlab train --resume {self.path} finishes it")
+        try:
+            with exclusive(self.path, "busy"):  # held: `train` is writing it now
+                pass
+        except RunError:
+            return f"{self.path}: being trained now (epoch {ck['epoch']} of {self.config().epochs} done)"
+        except OSError:  # the folder cannot be opened for the lock: say what the files say
+            pass
+        epochs = self.config().epochs
+        stopped = ("its final test did not run" if ck["epoch"] >= epochs
+                   else f"training stopped after epoch {ck['epoch']} of {epochs}; these are the weights it had then")
+        return f"{self.path}: {stopped}. rnnlab train --resume {self.path} finishes it"
 
     def load_model(self, device="cpu"):
         """(config, vocab, model in eval mode) from a saved run; every file checked."""
