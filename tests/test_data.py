@@ -186,6 +186,29 @@ def test_reviews_stored_as_links_load_from_the_tarball_as_from_the_folder(tmp_pa
         load_imdb(loop)
 
 
+def test_links_that_are_not_reviews_are_ignored_and_a_review_listed_twice_counts_once(tmp_path, tiny_splits):
+    """A dangling link, a link to a folder and a hard link to a file that is not UTF-8, none of them a review:
+    the folder loader never reads them, nor does the tarball (the first link-reading fix refused all three). A
+    review listed twice (tar -r after an edit) counts once, as its last listing: what extraction leaves."""
+    acl = write_acl_dir(tmp_path / "d", *tiny_splits)
+    (acl / "imdb.vocab").write_bytes(b"caf\xe9\n")
+    review = sorted((acl / "train" / "pos").iterdir())[0]
+    f = tmp_path / "aclImdb.tar"
+    with tarfile.open(f, "w") as tar:
+        tar.add(acl, arcname="aclImdb")
+        for name, kind, target in (("latest", tarfile.SYMTYPE, "/nonexistent"), ("data", tarfile.SYMTYPE, "train"),
+                                   ("vocab.bak", tarfile.LNKTYPE, "aclImdb/imdb.vocab")):
+            info = tarfile.TarInfo(f"aclImdb/{name}")
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+        edited = b"an edited review, added again"
+        info = tarfile.TarInfo(f"aclImdb/train/pos/{review.name}")
+        info.size = len(edited)
+        tar.addfile(info, io.BytesIO(edited))
+    review.write_bytes(edited)  # the folder as extraction leaves it
+    assert_same_dataset(load_imdb(f), load_imdb(tmp_path / "d"))
+
+
 def _tarball_bytes(tmp_path, splits) -> bytes:
     return write_acl_tarball(tmp_path / "src" / "aclImdb_v1.tar.gz", *splits).read_bytes()
 

@@ -680,6 +680,14 @@ def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet():
     finally:
         os.close(write)
     assert r.returncode == 141 and r.stderr == "", r.stderr  # as the shell's `yes | head`: SIGPIPE's status
+    read, write = os.pipe()
+    os.close(read)  # the log's reader is gone (2> >(head -0)): the same, not click's 'Aborted' exit 1
+    try:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--data", "/nonexistent", "--out", "/tmp/x"],
+                           stdout=subprocess.DEVNULL, stderr=write, timeout=120)
+    finally:
+        os.close(write)
+    assert r.returncode == 141
 
 
 def test_a_broken_pipe_that_is_not_the_output_is_an_error_line():
@@ -696,3 +704,21 @@ cli.main(prog_name="rnnlab")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["Error: Broken pipe"], (r.returncode, r.stderr)
+
+
+def test_a_signal_while_the_arguments_are_read_is_one_line_not_clicks_aborted():
+    code = """
+import os, signal, sys
+import rnnlab.cli as cli
+real = cli.Main.parse_args
+def arrive(self, ctx, args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(self, ctx, args)
+cli.Main.parse_args = arrive
+sys.argv = ["rnnlab", "presets"]
+from rnnlab.__main__ import main
+main()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and p.stderr.strip().splitlines() == [
+        "interrupted (SIGTERM) while starting; nothing was done"], (p.returncode, p.stderr)

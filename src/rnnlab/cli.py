@@ -134,20 +134,29 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(_SIGNALLED[-1])  # its message names the signal (Ctrl-C has none)
 
 
-def _stdout_gone() -> bool:
-    """Whether standard output is a pipe whose reader has closed it (poll reports an error on its end)."""
+def _pipes_gone() -> list[int]:
+    """Which of standard output and standard error (1, 2) are pipes whose reader has closed them (poll reports an
+    error on their end). Without poll (Windows): standard output, the one a reader usually stops."""
     try:
         import select
 
         p = select.poll()
-        p.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
-    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no stdout: take it as the pipe that broke
-        return True
+        for fd in (1, 2):
+            p.register(fd, select.POLLOUT)
+        return sorted(fd for fd, ev in p.poll(0) if ev & (select.POLLERR | select.POLLHUP))
+    except (AttributeError, OSError, ValueError):
+        return [1]
 
 
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:  # click would turn a signal while it reads the arguments into "Aborted!" and exit code 1
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
+            sys.exit(130)
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
@@ -179,11 +188,14 @@ class Main(click.Group):
             _log("Error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
             sys.exit(2)
         except BrokenPipeError as e:
-            if not _stdout_gone():  # a pipe of something else (a subprocess, Ray): an error like any other
-                _log(f"Error: {e.strerror or e}")
+            gone = _pipes_gone()
+            if not gone:  # a pipe of something else (a subprocess, Ray): an error like any other
+                with contextlib.suppress(OSError):
+                    _log(f"Error: {e.strerror or e}")
                 sys.exit(2)
-            with contextlib.suppress(OSError):  # the reader of the output stopped (| head): quietly, as any
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # command in a pipe
+            for fd in gone:  # the reader of the output or the log stopped (| head): quietly, as any command in a
+                with contextlib.suppress(OSError):  # pipe; nothing more to write there, at exit either
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
             sys.exit(128 + 13)  # SIGPIPE's status, as the shell gives `yes | head`
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):

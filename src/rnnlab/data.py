@@ -272,49 +272,70 @@ def _load_acl_split(root: Path, split: str) -> Split:
 
 
 def _load_acl_tarball(f: Path) -> Dataset:
-    rows: dict[str, list] = {"train": [], "test": []}
-    texts: dict[str, str] = {}  # each review file's text by its normalised name: what links usually point to
-    others: dict[str, tarfile.TarInfo] = {}  # the other files, read only if a link points to one
-    links = []  # (member, its name's match, its target's normalised name): resolved once every file is seen
+    """The aclImdb folder's rows from its tarball: a review stored as a link is read through it, as the folder loader
+    reads it, and a name listed twice (tar -r) counts once, as its last listing, as extraction would leave it."""
+    entries: dict[str, tuple] = {}  # a review's normalised name -> ("text", text) or ("link", target): last wins
+    others: dict[str, tarfile.TarInfo] = {}  # any other file, read only if a review links to it
+    links: dict[str, str] = {}  # every link's normalised name -> its target's (chains through any file)
     try:
         with tarfile.open(f, "r:*") as tar:
             for member in tar:
                 if not (member.isfile() or member.islnk() or member.issym()):
                     continue
                 name = posixpath.normpath(member.name)
-                m = _ACL_NAME.search(member.name)
-                if not m and _ACL_REVIEW.search(member.name):
+                review = _ACL_NAME.search(name)
+                if not review and _ACL_REVIEW.search(name):
                     raise DataError(f"{f}: " + _misnamed(member.name))
-                if member.isfile() and not m:
-                    others[name] = member
-                elif member.isfile():
-                    texts[name] = _member_text(tar, member, f)
-                    rows[m.group(1)].append((1 if m.group(2) == "pos" else 0, int(m.group(3)), texts[name]))
-                else:  # a link: a hard one names a member, a symbolic one a path from the link's folder
-                    base = "" if member.islnk() else posixpath.dirname(member.name)
-                    links.append((member, m, posixpath.normpath(posixpath.join(base, member.linkname))))
+                if member.isfile():
+                    links.pop(name, None)
+                    if review:
+                        entries[name] = ("text", _member_text(tar, member, f))
+                    else:
+                        others[name] = member
+                    continue
+                base = "" if member.islnk() else posixpath.dirname(name)  # hard: a member; symbolic: from its folder
+                links[name] = posixpath.normpath(posixpath.join(base, member.linkname))
+                others.pop(name, None)
+                if review:
+                    entries[name] = ("link", member.linkname)
             _check_archive_end(tar, f)
-            to = {posixpath.normpath(member.name): target for member, _, target in links}
-            for member, m, target in links:  # read through the link to its file, as the folder loader does
-                seen = {posixpath.normpath(member.name)}
-                while target in to and target not in seen:  # a link to a link
-                    seen.add(target)
-                    target = to[target]
-                if target in others:
-                    texts[target] = _member_text(tar, others.pop(target), f)
-                if target not in texts:
-                    raise DataError(f"{f}: {member.name} links to {member.linkname}, which is no file in the archive")
-                if m:
-                    rows[m.group(1)].append((1 if m.group(2) == "pos" else 0, int(m.group(3)), texts[target]))
+            ends = {name: _link_end(name, links) for name, (kind, _) in entries.items() if kind == "link"}
+            needed = sorted({e for e in ends.values() if e in others}, key=lambda n: others[n].offset_data)
+            texts = {n: _member_text(tar, others[n], f) for n in needed}  # in the archive's order: one rewind
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(f"{f}: truncated or corrupt archive ({first_line(e)})") from None
+    rows: dict[str, list] = {"train": [], "test": []}
+    for name, (kind, value) in entries.items():
+        if kind == "link":
+            end = ends[name]
+            text = entries[end][1] if end in entries and entries[end][0] == "text" else texts.get(end)
+            if text is None:
+                raise DataError(f"{f}: {name} links to {value}, which is no file in the archive")
+        else:
+            text = value
+        split, cls, rid = _ACL_NAME.search(name).group(1, 2, 3)
+        rows[split].append((1 if cls == "pos" else 0, int(rid), text))
     for split in ("train", "test"):
         if not rows[split]:
             raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
     return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
                    _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+
+
+def _link_end(name: str, links: dict[str, str]) -> str:
+    """Where a chain of links from `name` ends (a file's name, or a name the archive does not hold); a loop ends
+    at a link. Each link's end is kept in `links` as it is found, so long chains cost once."""
+    path, seen = [], set()
+    while name in links and name not in seen:
+        seen.add(name)
+        path.append(name)
+        name = links[name]
+    for link in path:
+        if name not in seen:  # not a loop: every link on the way leads here
+            links[link] = name
+    return name
 
 
 def _member_text(tar: tarfile.TarFile, member: tarfile.TarInfo, f: Path) -> str:

@@ -67,6 +67,28 @@ def exclusive(folder: Path, busy: str) -> Iterator[None]:
         os.close(fd)
 
 
+def held(folder: Path) -> bool:
+    """Whether another process holds `folder` with `exclusive` now. A shared probe: two probes never see each
+    other, and `exclusive` sees one only for its instant. False where there is no lock (Windows) or no folder."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without flock
+        return False
+    finally:
+        os.close(fd)
+
+
 def remove_leftovers(*folders: Path) -> None:
     """Delete the temporary files of writes cut short by a kill in `folders` (never read; as large as a model).
     Only in folders this process holds (exclusive): another process's writes in progress look the same."""

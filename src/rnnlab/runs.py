@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .jobs import usable_cpus
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (UMASK, RunError, StorageError, exclusive, fault, load_tensors, read_json, read_jsonl,
+from .io import (UMASK, RunError, StorageError, exclusive, fault, held, load_tensors, read_json, read_jsonl,
                  remove_leftovers, require_file, save_tensors, shorten, write_json, write_jsonl)
 
 RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
@@ -399,13 +399,8 @@ class RunDir:
             return None
         if ck is None:
             return None
-        try:
-            with exclusive(self.path, "busy"):  # held: `train` is writing it now
-                pass
-        except RunError:
+        if held(self.path):  # `train` is writing it now
             return f"{self.path}: being trained now (epoch {ck['epoch']} of {self.config().epochs} done)"
-        except OSError:  # the folder cannot be opened for the lock: say what the files say
-            pass
         epochs = self.config().epochs
         stopped = ("its final test did not run" if ck["epoch"] >= epochs
                    else f"training stopped after epoch {ck['epoch']} of {epochs}; these are the weights it had then")
