@@ -12,7 +12,8 @@ import sys
 import time
 
 
-def tree(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
     kids = []
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -22,7 +23,11 @@ def tree(pid: int) -> list[int]:
                         kids.append(int(p))
             except (OSError, ValueError, IndexError):
                 pass
-    return [pid] + [q for k in kids for q in tree(k)]
+    return kids
+
+
+def tree(pid: int) -> list[int]:
+    return [pid] + [q for k in children(pid) for q in tree(k)]
 
 
 def main() -> None:

@@ -327,24 +327,12 @@ def test_no_more_worker_processes_than_jobs(ds, tiny_data, tmp_path):
         assert "[jobs] 4 jobs on 4 worker processes x 1 thread(s)" in log
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    kids.append(int(p))
-        except (OSError, ValueError, IndexError):
-            pass
-    return kids
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="Linux: the kernel's parent-death signal")
 def test_worker_processes_die_with_a_lab_killed_outright(tiny_data, tmp_path):
     """kill -9 of the process that runs the pool (or the out-of-memory killer): its workers go at once, instead of
     training on for nobody and printing broken pipes."""
-    import subprocess
-    import sys
+    sys.path.insert(0, str(TESTS.parent / "benchmarks"))
+    from memwatch import children
 
     code = (f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
             "from rnnlab.data import load_imdb\nfrom rnnlab.jobs import Job, Runner\n"
@@ -354,9 +342,9 @@ def test_worker_processes_die_with_a_lab_killed_outright(tiny_data, tmp_path):
     lab = subprocess.Popen([sys.executable, "-c", code])
     try:
         deadline = time.monotonic() + 120
-        while len(_children(lab.pid)) < 3 and time.monotonic() < deadline:  # 2 workers and the resource tracker
+        while len(children(lab.pid)) < 3 and time.monotonic() < deadline:  # 2 workers and the resource tracker
             time.sleep(0.2)
-        workers = _children(lab.pid)
+        workers = children(lab.pid)
         assert len(workers) >= 2, workers
         time.sleep(3)  # the workers are in their jobs
         lab.kill()
@@ -367,7 +355,7 @@ def test_worker_processes_die_with_a_lab_killed_outright(tiny_data, tmp_path):
         alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in _state(w)]
         assert not alive, f"still running after the lab was killed: {alive}"
     finally:
-        for pid in [lab.pid, *_children(lab.pid), *locals().get("workers", [])]:  # no sleeper left on a failure
+        for pid in [lab.pid, *children(lab.pid), *locals().get("workers", [])]:  # no sleeper left on a failure
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
 

@@ -450,8 +450,9 @@ def _open_run(run_dir: Path, device: str):
 
     try:
         dev = resolve_device(device)
-        cfg, vocab, model = RunDir(run_dir).load_model(dev)
-        stopped = RunDir(run_dir).unfinished()
+        run = RunDir(run_dir)
+        cfg, vocab, model = run.load_model(dev)
+        stopped = run.unfinished()
     except (RunError, ConfigError, ValueError) as e:
         _fail(e)
     if stopped:

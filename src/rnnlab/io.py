@@ -106,6 +106,18 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     return p
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, innermost first: what a mkdir(parents=True) makes."""
+    return [d for d in (folder, *folder.parents) if not d.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each folder (innermost first) where it is empty: folders made for an output that was taken back."""
+    for d in folders:
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 def file_in_the_way(path: str | os.PathLike) -> Path | None:
     """The nearest of `path` and its parents that exists, if it is not a directory: a file where a folder
     must be (None when that nearest one is a directory)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
-from .io import RunError, atomic_path, fault, first_line, read_json, require_file, write_text
+from .io import RunError, atomic_path, fault, first_line, missing_folders, read_json, require_file, write_text
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
@@ -605,7 +605,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
                           "Markdown elsewhere")
     created = []  # what this call made, folders too: taken back if a later write fails (nothing half-done is left)
     for folder in (out.parent, markdown.parent):
-        for d in reversed([d for d in (folder, *folder.parents) if not d.exists()]):  # outermost first
+        for d in reversed(missing_folders(folder)):  # outermost first
             if d not in created:
                 created.append(d)
     if assets is not None and not assets.exists():

@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .jobs import usable_cpus
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (UMASK, RunError, StorageError, exclusive, fault, held, load_tensors, read_json, read_jsonl,
-                 remove_leftovers, require_file, save_tensors, shorten, write_json, write_jsonl)
+from .io import (UMASK, RunError, StorageError, exclusive, fault, held, load_tensors, missing_folders, read_json,
+                 read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors, shorten, write_json,
+                 write_jsonl)
+from .jobs import usable_cpus
 
 RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
                        "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
@@ -116,9 +117,10 @@ def run_fingerprint(run: "RunDir") -> str | None:
 
 def environment() -> dict:
     """Hardware and versions written next to every number."""
+    usable = usable_cpus()
     env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__, **_git(),
            "platform": platform.platform(), **_cpu(), "cpu_count": os.cpu_count(),
-           **({"usable_cpus": usable_cpus()} if usable_cpus() != os.cpu_count() else {}),  # taskset, a cpuset
+           **({"usable_cpus": usable} if usable != os.cpu_count() else {}),  # taskset, a cpuset
            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
@@ -196,7 +198,7 @@ class RunDir:
         path = Path(path)
         check_new_run(path)
         tmp = None
-        made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # innermost first
+        made = missing_folders(path.parent)
         try:  # made whole in a hidden sibling, then renamed into place: a kill at any moment leaves no half run
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -208,9 +210,7 @@ class RunDir:
         except BaseException as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            for d in made:  # the folders made for it, as they were: none
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+            remove_empty(made)  # the folders made for it, as they were: none
             if isinstance(e, StorageError) and tmp is not None:  # name the run's path, not the hidden one
                 raise StorageError(str(e).replace(str(tmp), str(path))) from None
             if isinstance(e, OSError):  # mkdir or rename refused (a refused write is already a StorageError)
@@ -280,9 +280,7 @@ class RunDir:
         """Remove a run directory that never completed an epoch (no half-written runs)."""
         if not (self.path / "checkpoint.json").exists():
             shutil.rmtree(self.path, ignore_errors=True)
-            for d in self._made:  # and the folders made for it, where still empty
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+            remove_empty(self._made)  # and the folders made for it, where still empty
 
     @contextlib.contextmanager
     def exclusive(self):
