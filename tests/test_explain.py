@@ -198,6 +198,26 @@ def test_attribution_is_captums_layer_integrated_gradients(runs, kind, batch, mo
     assert e.attribution_delta == float(delta[0])
 
 
+def test_a_long_reviews_path_runs_in_batches_that_bound_its_memory(runs, monkeypatch):
+    """Integrated Gradients runs at most 400,000 tokens of path points at once (an LSTM's backward keeps ~5.4 KB a
+    token: ~2.2 GB): a 9,000-token review's 50 points go in batches of 44, with the attributions of one batch."""
+    import rnnlab.explain as E
+
+    run = load_run(runs["lstm"])
+    text = " ".join(["great", "dull", "the", "plot"] * 2250)  # 9,000 tokens
+    seen = []
+    hook = run.model.embedding.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].numel()))
+    try:
+        (e,) = explain_runs([run], text)
+    finally:
+        hook.remove()
+    assert E.IG_BUDGET == 400_000 and len(e.words) == 9000
+    assert sorted(seen)[-2:] == [6 * 9000, 44 * 9000]  # the path: 44 points, then 6; the rest single passes
+    monkeypatch.setattr(E, "IG_BUDGET", 50 * 9000)  # all 50 points at once
+    (whole,) = explain_runs([run], text)
+    np.testing.assert_allclose(e.attribution, whole.attribution, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm"])
 def test_a_recurrent_run_passes_the_review_through_the_model_five_times(runs, kind):
     """predict's pass, the states (running opinion and state change), the blank baseline, Integrated Gradients'

@@ -60,7 +60,9 @@ IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (m
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
 # reviews at 50 steps, 85% at 200 (docs/USAGE.md, "Attributions"; benchmarks/results/ig_completeness_*.json)
 IG_STEPS_MAX = 1000  # Captum's Gauss-Legendre nodes solve an n x n eigenproblem: cubic time, in C that ignores Ctrl-C
-IG_BUDGET = 4_000_000  # per Captum internal batch: tokens, or for the Transformer attention scores (T^2 a path)
+IG_BUDGET = 400_000  # per Captum internal batch: tokens of the path's points (the LSTM's backward keeps ~5.4 KB a token:
+# ~2.2 GB; a batch of 50 points up to 8,000 tokens, every IMDB review; a longer review takes more, smaller batches)
+IG_BUDGET_TRANSFORMER = 4_000_000  # its attention scores instead (T^2 a point): ~0.4 GB
 LAST_STEP_TOLERANCE = 1e-4  # forward_steps' last step vs the model's answer, in probability
 NO_CAPTUM = "attribution unavailable: Captum is not installed (pip install captum)"
 
@@ -277,7 +279,7 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
 
     IntegratedGradients = _integrated_gradients()
     T = tokens.shape[1]
-    per_path = T * T if isinstance(model, TransformerClassifier) else T
+    budget, per_path = (IG_BUDGET_TRANSFORMER, T * T) if isinstance(model, TransformerClassifier) else (IG_BUDGET, T)
 
     def forward(x, tokens, lengths):  # the model with its embedding's output replaced by x
         hook = model.embedding.register_forward_hook(lambda mod, inp, out: x)
@@ -295,7 +297,7 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
     with _no_cudnn(tokens):
         attr = IntegratedGradients(forward).attribute(
             x, baselines=b, additional_forward_args=(tokens, lengths), n_steps=n_steps,
-            internal_batch_size=max(1, min(n_steps, IG_BUDGET // per_path)))
+            internal_batch_size=max(1, min(n_steps, budget // per_path)))
     with torch.no_grad():
         delta = attr.reshape(1, -1).sum(1) - (logits - base)  # as Captum's compute_convergence_delta
     per_token = attr[0].sum(-1).detach().cpu().double().numpy()  # (T,): summed over embedding dimensions
