@@ -107,6 +107,53 @@ def test_out_of_ram_in_a_real_process_is_one_line(tmp_path, tiny_data):
     assert not (tmp_path / "r").exists()  # no epoch completed: no half-made run
 
 
+def test_a_model_whose_training_state_exceeds_the_memory_available_is_refused_before_it_is_built(tmp_path, tiny_data,
+                                                                                              monkeypatch):
+    """Weights that can be granted but not trained (Linux would grant them, and kill the process that touches them,
+    without a word: a 60,000-wide RNN on a 24 GB machine): counted on the meta device, 16 bytes each with their
+    gradients and Adam's two moments, against the memory available; refused in one line, nothing allocated."""
+    seen = {}
+    real = train_mod.build_model
+
+    def build(cfg, vocab_size):
+        seen.setdefault("devices", []).append(torch.empty(0).device.type)  # the default device while it builds
+        return real(cfg, vocab_size)
+
+    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(train_mod, "memory_available", lambda: 100 << 20)  # 100 MB left
+    cmd = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--preset", "rnn", "--epochs", "1",
+           "--hidden-dim", "2000"]  # 2000^2 + 2000 x 100 + ... = 4.2 million weights: 67 MB, 16 bytes each
+    res = CliRunner().invoke(main, cmd)
+    assert res.exit_code == 0, res.output  # 67 MB fit in 100
+    assert seen.pop("devices") == ["meta", "cpu"]
+    res = CliRunner().invoke(main, [*cmd[:4], str(tmp_path / "r2"), *cmd[5:-1], "3000"])  # 9.3 million weights: 142 MB
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert "out of memory building the rnn (vocab_size" in res.output and "hidden_dim 3000" in res.output
+    assert "weights, with their gradients and Adam's two moments, need 142 MB, and 100 MB is available" \
+        in res.output
+    assert seen["devices"] == ["meta"] and not (tmp_path / "r2").exists()  # never built for real
+    assert train_mod.memory_available() is None or train_mod.memory_available() > 0  # this machine's, read
+
+
+@pytest.mark.parametrize("args,hint", [(["train"], "--batch-size, --max-len"), (["predict", "RUN"], "shorter reviews"),
+                                       (["explain", "RUN", "good"], "fewer --ig-steps"), (["lab"], "fewer --jobs")])
+def test_out_of_memory_names_what_the_command_can_change(args, hint, monkeypatch):
+    """predict takes no --batch-size or --max-len: each command's hint names what it can change."""
+    import click
+
+    real = click.Command.invoke
+
+    def no_memory(self, ctx):  # the command itself fails to allocate, as torch's CPU allocator says it
+        if self.name == args[0]:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real(self, ctx)
+
+    monkeypatch.setattr(click.Command, "invoke", no_memory)
+    res = CliRunner().invoke(main, args)
+    (line,) = res.output.splitlines()
+    assert res.exit_code == 2 and line.startswith("Error: out of memory; ") and hint in line, res.output
+
+
 def test_a_corrupt_finished_job_is_run_again_and_the_rows_are_the_same(tmp_path, tiny_data):
     from rnnlab.experiments import EXPERIMENTS
     from rnnlab.lab import run_experiments

@@ -126,6 +126,13 @@ def _out_of_memory(e: RuntimeError) -> bool:
             or "out of memory" in str(e))
 
 
+OUT_OF_MEMORY_HINTS = {  # what each command can change (predict and evaluate read a run as it was trained)
+    None: "use smaller sizes (e.g. --batch-size, --max-len)",
+    "predict": "give shorter reviews, or use a run trained with a --max-len",
+    "evaluate": "give shorter reviews, or use a run trained with a --max-len",
+    "explain": "use fewer --ig-steps or a shorter review, or a run trained with a --max-len",
+    "lab": "use fewer --jobs", "compare": "use fewer --jobs", "shortfall": "use fewer --jobs",
+}
 _SIGNALLED: list[str] = []  # the signal _interrupt turned into KeyboardInterrupt: Ray re-raises it without its message
 
 
@@ -185,7 +192,7 @@ class Main(click.Group):
                 sys.exit(2)
             if isinstance(e, RuntimeError) and not _out_of_memory(e):
                 raise
-            _log("Error: out of memory; use smaller sizes (e.g. --batch-size, --max-len, --ig-steps)")
+            _log(f"Error: out of memory; {OUT_OF_MEMORY_HINTS.get(ctx.invoked_subcommand, OUT_OF_MEMORY_HINTS[None])}")
             sys.exit(2)
         except BrokenPipeError as e:
             gone = _pipes_gone()

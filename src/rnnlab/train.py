@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -150,10 +151,43 @@ def _out_of_memory_as(message: Callable[[], str]):
 
 
 def _built(cfg: TrainConfig, vocab_size: int, device):
-    """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes."""
-    with _out_of_memory_as(lambda: f"out of memory building the {cfg.model} (vocab_size {vocab_size}, embed_dim "
-                                   f"{cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}); use smaller sizes"):
+    """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes.
+
+    On the CPU its weights are counted first (built on the meta device: no memory): with their gradients and Adam's
+    two moments they need 16 bytes each, and a model whose need exceeds the memory available is refused before any is
+    taken. Linux grants more than it has and kills the process that touches it (no message), so torch's own failed
+    allocation only covers the sizes beyond what can be granted at all."""
+    sizes = (f"{cfg.model} (vocab_size {vocab_size}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, "
+             f"layers {cfg.layers})")
+    if torch.device(device).type == "cpu":
+        with torch.device("meta"):
+            n = sum(p.numel() for p in build_model(cfg, vocab_size).parameters())
+        need, have = 16 * n, memory_available()
+        if have is not None and need > have:
+            raise OutOfMemory(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
+                              f"two moments, need {_size(need)}, and {_size(have)} is available; "
+                              "use smaller sizes")
+    with _out_of_memory_as(lambda: f"out of memory building the {sizes}; use smaller sizes"):
         return build_model(cfg, vocab_size).to(device)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
+
+
+def memory_available() -> int | None:
+    """Bytes of memory the host can still give (Linux's MemAvailable, or less where the cgroup's limit is nearer);
+    None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            have = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            have = min(have, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    return have
 
 
 def _check_finite(loss: float, norm: float, epoch: int, step: int) -> None:
