@@ -211,6 +211,18 @@ def train_case(id, make_data, needle, *extra, marks=()):
     return Case(id, build, marks)
 
 
+def _overflowing(run: Path) -> None:
+    """Finite weights (loading accepts them) whose products overflow: +inf and -inf in one sum, NaN after."""
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(run / "model.safetensors")
+    w["embedding.weight"] = torch.full_like(w["embedding.weight"], 3e38)
+    sign = torch.ones_like(w["rnn.weight_ih_l0"])
+    sign[:, 1::2] = -1.0
+    w["rnn.weight_ih_l0"] = 3e38 * sign
+    save_file(w, run / "model.safetensors")
+
+
 def run_case(id, command, damage, needle, *extra, marks=(), elsewhere=None):
     """`rnnlab evaluate|predict RUN` on a copy of the tiny run damaged in place by damage(run),
     or on elsewhere(tmp) instead of a run."""
@@ -439,6 +451,8 @@ CASES = [
         run_case(f"{cmd}-weights-vs-config-model", cmd,
                  lambda r: _edit_json(r / "config.json", lambda d: {**d, "model": "lstm"}),
                  r"model\.safetensors"),
+        run_case(f"{cmd}-finite-weights-whose-arithmetic-overflows", cmd, _overflowing,
+                 r"answer is not a number \(NaN\) for 1 of 1 reviews|answer is not a number \(NaN\) for \d+ of \d+ "),
         run_case(f"{cmd}-vocab-larger-than-config", cmd,
                  lambda r: _edit_json(r / "vocab.json",
                                       lambda d: {**d, "itos": d["itos"] + [f"w{i}" for i in range(60)]}),

@@ -186,6 +186,8 @@ class Main(click.Group):
         except KeyboardInterrupt:
             _log("interrupted; nothing past the last completed step was saved")
             sys.exit(130)
+        except RunError as e:  # a run found wanting where a command did not expect it (a model answering NaN)
+            raise InputError(str(e)) from None
         except (MemoryError, RuntimeError) as e:  # torch's CPU allocator fails with a RuntimeError
             if isinstance(e, RuntimeError) and str(e).startswith("Symlink loop from"):  # pathlib's, before 3.13
                 _log(f"Error: {shorten(str(e).removeprefix('Symlink loop from ').strip(chr(39)))}: a symbolic link loop")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .batching import Encoded, sorted_batches
+from .io import RunError
 
 EVAL_BATCH = 64  # the training batch; larger batches were slower on the CPU and held more memory
 LENGTH_EDGES = (0, 100, 200, 400, 800)  # review-length buckets in tokens (before truncation)
@@ -26,6 +27,10 @@ def predict_proba(model, enc: Encoded, device="cpu", batch_size: int = EVAL_BATC
         tokens, lengths, _ = enc.collate(idx)
         probs[idx] = torch.sigmoid(model(tokens.to(device), lengths.to(device))).float().cpu().numpy()
     model.train(was_training)
+    nan = np.flatnonzero(np.isnan(probs))
+    if len(nan):  # finite weights whose arithmetic overflows: no answer, rather than NaN read as "negative"
+        raise RunError(f"the model's answer is not a number (NaN) for {len(nan)} of {len(probs)} reviews (the first: "
+                       f"number {nan[0] + 1}): its weights overflow float32 arithmetic there; it gives no answer")
     return probs
 
 
