@@ -600,7 +600,7 @@ def test_balanced_indices_are_the_places_in_the_data_of_the_reviews_subsample_ke
     assert balanced_indices(ds.test.labels, 1000) is None and balanced_indices(ds.test.labels, 0) is None
 
 
-def test_predict_and_evaluate_say_when_a_run_stopped_before_its_epochs(tmp_path, tiny_data):
+def test_predict_evaluate_and_explain_say_when_a_run_stopped_before_its_epochs(tmp_path, tiny_data):
     """A run killed after epoch 1 of 3 (its files as the kill leaves them: a checkpoint, no summary.json) answered
     with epoch-1 weights and no word; now one note line names the epoch and the resume command."""
     from click.testing import CliRunner
@@ -615,12 +615,14 @@ def test_predict_and_evaluate_say_when_a_run_stopped_before_its_epochs(tmp_path,
     (run.path / "summary.json").unlink()
     note = (f"note: {run.path}: training stopped after epoch 1 of 3; these are the weights it had then. "
             f"rnnlab train --resume {run.path} finishes it")
-    for args in (["predict", str(run.path), "good film"], ["evaluate", str(run.path), "--data", str(tiny_data)]):
+    for args in (["predict", str(run.path), "good film"], ["evaluate", str(run.path), "--data", str(tiny_data)],
+                 ["explain", str(run.path), "good film", "--no-attribution"]):
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 0 and note in r.stderr.splitlines(), r.stderr
     with run.exclusive():  # `train` is writing it now: no advice to resume what is running
-        r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
-    assert r.exit_code == 0 and f"note: {run.path}: being trained now (epoch 1 of 3 done)" in r.stderr, r.stderr
+        for command in ("predict", "explain"):
+            r = CliRunner().invoke(main, [command, str(run.path), "good film"])
+            assert r.exit_code == 0 and f"note: {run.path}: being trained now (epoch 1 of 3 done)" in r.stderr, r.stderr
     (run.path / "config.json").write_text(json.dumps({**config, "epochs": 1}))  # every epoch done, no final test
     r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
     assert f"note: {run.path}: its final test did not run. rnnlab train --resume {run.path} finishes it" in r.stderr
