@@ -892,3 +892,22 @@ def test_the_markdown_cannot_overwrite_the_labs_own_html_page(lab, tmp_path):
     r = CliRunner().invoke(main, ["report", str(lab), "--out", str(lab / "report.md"), "--markdown",
                                   str(tmp_path / "x.md")])  # and the HTML over the lab's Markdown twin
     assert r.exit_code == 2 and "the lab's Markdown report; give --out another file" in r.output, r.output
+
+
+def test_report_of_a_lab_being_written_says_so_and_leaves_its_files_to_the_lab(lab, tmp_path):
+    """While a lab holds its folder, `report LAB` would read half of it and could replace the page the lab renders
+    when it ends: refused; elsewhere (--out) it renders the parts finished so far, with a note saying so."""
+    from rnnlab.io import exclusive
+
+    with exclusive(lab, "busy"):  # as `rnnlab lab --out LAB` holds it while it runs
+        r = CliRunner().invoke(main, ["report", str(lab)])
+        assert r.exit_code == 2 and not (lab / "report.html").exists() and not (lab / "report.md").exists()
+        assert r.output.splitlines() == [f"Error: {lab}: an rnnlab lab (or shortfall, compare) is writing it now, and "
+                                         "renders its report itself when it ends; to look at the parts finished so "
+                                         "far, give --out (and --markdown) outside it, without --readme"]
+        r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "now.html")])
+        assert r.exit_code == 0 and (tmp_path / "now.html").exists(), r.output
+        assert f"note: {lab}: an rnnlab lab (or shortfall, compare) is writing it now: this report holds the parts " \
+               "finished so far" in r.stderr
+    r = CliRunner().invoke(main, ["report", str(lab)])  # the lab is done
+    assert r.exit_code == 0 and (lab / "report.html").exists() and "note:" not in r.stderr

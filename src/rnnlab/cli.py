@@ -689,10 +689,18 @@ def report_command(lab_dir, out, markdown, readme):
     Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
     command that makes it. Prints one JSON line last.
     """
-    from .io import atomic_path
+    from .io import atomic_path, held
     from .report import full_lab, readme_text, readme_with_block, writable, write_report
 
     try:
+        if held(lab_dir):  # a lab, shortfall or compare is writing it now
+            html = out if out is not None else lab_dir / "report.html"
+            md = markdown if markdown is not None else html.with_suffix(".md")
+            running = f"{lab_dir}: an rnnlab lab (or shortfall, compare) is writing it now"
+            if readme is not None or any(p.resolve().is_relative_to(lab_dir.resolve()) for p in (html, md)):
+                raise InputError(f"{running}, and renders its report itself when it ends; to look at the parts "
+                                 "finished so far, give --out (and --markdown) outside it, without --readme")
+            _log(f"note: {running}: this report holds the parts finished so far")
         if readme is None:
             written = write_report(lab_dir, out, markdown)
         else:  # checked first: a README that cannot be updated leaves the report files as they were
