@@ -45,7 +45,11 @@ def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s
             raise DataError(f"{ds.source}: val_fraction {cfg.val_fraction:g} of {len(tr_idx) + len(val_idx)} training "
                             f"reviews leaves {'no validation' if len(val) == 0 else 'no training'} reviews; "
                             "use more data or another --val-fraction")
-    return Prepared(full, val, test, corpus.vocab(cfg.vocab_size), ds.source)
+    vocab = corpus.vocab(cfg.vocab_size)
+    if len(vocab) <= 2:  # <pad> and <unk> only: every review would read as <unk>s, and accuracy be chance
+        raise DataError(f"{ds.source}: the training reviews hold no words (every text is empty, or punctuation "
+                        "and tags only): there is nothing to learn from")
+    return Prepared(full, val, test, vocab, ds.source)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
