@@ -894,3 +894,22 @@ def test_pick_reviews_takes_the_first_review_of_the_seeded_order_that_meets_each
                   and right(explain_runs([lstm], split.texts[i], attribution=False)[0].p_positive, i)), (None, None))
     assert picks[2]["index"] == third[0]
     assert f"that {rnn.name} classifies wrongly and {lstm.name} rightly" in picks[2]["criterion"]
+
+
+def test_a_long_wait_through_a_model_run_once_per_prefix_is_announced(runs, monkeypatch):
+    """The Transformer and the CNN run once per prefix (time grows faster than the length squared): past
+    PER_PREFIX_NOTE_TOKENS tokens read, a note before the wait; none for a recurrent run, nor for a short review."""
+    import rnnlab.explain as E
+    from rnnlab.text import tokenize
+
+    n = len(tokenize(REVIEW, False))
+    monkeypatch.setattr(E, "PER_PREFIX_NOTE_TOKENS", n - 1)
+    args = ["explain", str(runs["transformer"]), str(runs["rnn"]), str(runs["cnn"]), "--no-attribution", "--text", REVIEW]
+    r = CliRunner().invoke(main, args)
+    notes = [line for line in r.stderr.splitlines() if "prefixes anew" in line]
+    assert r.exit_code == 0 and len(notes) == 2, r.stderr
+    assert notes[0].startswith(f"note: transformer (transformer) reads each of the review's {n:,} prefixes anew")
+    assert notes[1].startswith("note: cnn (cnn) reads each")  # a run is named as explain's views name it
+    monkeypatch.setattr(E, "PER_PREFIX_NOTE_TOKENS", n)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and "prefixes anew" not in r.stderr

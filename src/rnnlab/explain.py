@@ -560,6 +560,23 @@ def _is_run(arg: str) -> bool:
         return False
 
 
+PER_PREFIX_NOTE_TOKENS = 1000  # above this, a model run once per prefix is told to take its time
+
+
+def _warn_if_slow(run: Run, text: str) -> None:
+    """A note before a long wait: the Transformer and the CNN run once per prefix of the review they read."""
+    from .text import tokenize
+
+    if run.cfg.model not in ("transformer", "cnn"):
+        return
+    n = len(tokenize(text, run.vocab.strip_html))
+    n = min(n, run.cfg.max_len) if run.cfg.max_len else n
+    if n > PER_PREFIX_NOTE_TOKENS:
+        click.echo(f"note: {run.name} ({run.cfg.model}) reads each of the review's {n:,} prefixes anew for its running "
+                   f"opinion: time grows faster than the length squared (a Transformer: ~17 s at 1,000 tokens on a "
+                   f"2-core VM, docs/PERFORMANCE.md); Ctrl-C stops it", err=True)
+
+
 def _is_dir(arg: str) -> bool:
     try:
         return Path(arg).is_dir()
@@ -726,6 +743,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         stopped = [note for note in (RunDir(r).unfinished() for r in run_dirs) if note]  # as predict says
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "TEXT" if words else source
+        for run in runs:
+            _warn_if_slow(run, text)
         exps = explain_runs(runs, text, attribution=attribution, ig_steps=ig_steps, source=source,
                             true_label=truth)
     except ImportError as e:
