@@ -357,3 +357,23 @@ def test_out_of_memory_outside_training_is_one_line(tmp_path, tiny_data, monkeyp
             assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("Error: out of memory"), res.output
         else:
             assert isinstance(res.exception, RuntimeError) and "out of memory" not in res.output
+
+
+@pytest.mark.parametrize("args,line", [
+    (["train", "--seed", "abc"], "Error: Invalid value for '--seed': 'abc' is not a valid integer. (see: rnnlab train --help)"),
+    (["nosuch"], "Error: No such command 'nosuch'. (see: rnnlab --help)"),
+    (["--bogus"], "Error: No such option '--bogus'. (see: rnnlab --help)"),
+    (["predict"], "Error: Missing argument 'RUN_DIR'. (see: rnnlab predict --help)"),
+    (["lab", "--jobs", "0"], "Error: Invalid value for '--jobs': 0 is not in the range x>=1. (see: rnnlab lab --help)"),
+    (["predict", "RUN", "-1/10"], "Error: No such option '-1' (a review that starts with '-' goes after --: rnnlab "
+                                  "predict RUN -- TEXT) (see: rnnlab predict --help)"),
+])
+def test_a_mistyped_command_line_is_one_error_line(args, line):
+    """click prints a usage error in four lines (usage, a hint, a blank, the error): one line, as every error."""
+    r = subprocess.run(CMD + args, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.splitlines() == [line], r.stderr
+
+
+def test_rnnlab_alone_prints_its_help():
+    r = subprocess.run(CMD, capture_output=True, text=True)
+    assert "Usage: rnnlab [OPTIONS] COMMAND" in r.stdout + r.stderr and "Commands:" in r.stdout + r.stderr

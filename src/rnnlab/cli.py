@@ -155,6 +155,14 @@ def _pipes_gone() -> list[int]:
         return [1]
 
 
+NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+: help for a command given no arguments
+
+
+def _usage(e: click.UsageError) -> InputError:
+    """click's usage error (4 lines: usage, a hint, a blank, the error) as one line naming the help to read."""
+    return InputError(f"{e.format_message()} (see: {e.ctx.command_path if e.ctx else 'rnnlab'} --help)")
+
+
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
 
@@ -164,6 +172,10 @@ class Main(click.Group):
         except KeyboardInterrupt as e:
             _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
             sys.exit(130)
+        except click.UsageError as e:
+            if isinstance(e, NO_ARGS):  # bare `rnnlab`: its help, as click prints it
+                raise
+            raise _usage(e) from None
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
@@ -179,10 +191,13 @@ class Main(click.Group):
                     signal.signal(sig, _interrupt)
         try:
             return super().invoke(ctx)
-        except click.NoSuchOption as e:  # a review may start with "-" ("-1/10, awful"): say how to give it
-            if e.ctx is not None and e.ctx.command.name in ("predict", "explain"):
+        except click.UsageError as e:
+            if isinstance(e, click.NoSuchOption) and e.ctx is not None and e.ctx.command.name in ("predict", "explain"):
+                # a review may start with "-" ("-1/10, awful"): say how to give it
                 e.message = f"{e.message.rstrip('.')} (a review that starts with '-' goes after --: rnnlab {e.ctx.command.name} RUN -- TEXT)"
-            raise
+            if isinstance(e, NO_ARGS):
+                raise
+            raise _usage(e) from None
         except KeyboardInterrupt:
             _log("interrupted; nothing past the last completed step was saved")
             sys.exit(130)
