@@ -200,6 +200,20 @@ def test_divergence_stops_and_keeps_last_good_weights(tmp_path, tiny_data, monke
         assert f.metadata()["epoch"] == "1"
 
 
+def test_a_step_that_overflows_the_weights_before_a_validation_pass_is_divergence(tmp_path, tiny_data):
+    """lr 1e37: a step's update overflows the weights while its loss and gradient were finite; the validation pass
+    after it answers NaN. That is the training diverging (exit 1, --clip and --lr advice), not a broken run."""
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--preset", "rnn",
+                                  "--epochs", "2", "--lr", "1e37", "--val-checks", "100"])
+    assert r.exit_code == 1, r.output
+    assert "stopped: non-finite" in r.stderr and "Try gradient clipping (--clip 1.0) or a lower --lr" in r.stderr
+    assert "not a number" not in r.output
+
+
 def test_stratified_split_is_seeded_and_stratified():
     y = np.array([0] * 600 + [1] * 400)
     tr, va = stratified_split(y, 0.1, 0)

@@ -38,7 +38,7 @@ from .config import TrainConfig
 from .io import HANGUP, RunError
 from .models import build_model, mask
 from .prepare import Prepared
-from .scoring import score
+from .scoring import NonFiniteAnswer, score
 
 
 class Divergence(RuntimeError):
@@ -114,7 +114,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                     raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
                 if step in checks:  # a validation pass; its time is not training time
                     te = time.perf_counter()
-                    passes.append({"step": step, **score(model, data.val, device)})
+                    passes.append({"step": step, **_score(model, data.val, device, f"epoch {epoch}, step {step}")})
                     best.offer(passes[-1]["acc"], epoch, step, model)
                     eval_seconds += time.perf_counter() - te
             row = _epoch_row(epoch, losses, norms, n_tokens, time.perf_counter() - t0 - eval_seconds, lr, passes,
@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
             if not passes:
                 best.take(epoch, model)  # no validation split: the last epoch is kept
             if cfg.test_every_epoch:
-                row["test_acc"] = score(model, data.test, device)["acc"]
+                row["test_acc"] = _score(model, data.test, device, f"epoch {epoch}")["acc"]
             metrics.append(row)
             if run_dir is not None:
                 run_dir.save_epoch(model, opt, metrics, best)
@@ -188,6 +188,14 @@ def memory_available() -> int | None:
         if limit != "max":
             have = min(have, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
     return have
+
+
+def _score(model, enc, device, when: str) -> dict:
+    """`score`; NaN answers mean a step made the weights overflow: Divergence, as a non-finite loss is."""
+    try:
+        return score(model, enc, device)
+    except NonFiniteAnswer:
+        raise Divergence(f"non-finite answers at {when}") from None
 
 
 def _check_finite(loss: float, norm: float, epoch: int, step: int) -> None:
@@ -295,7 +303,7 @@ def _finish(cfg, data: Prepared, model, metrics, best: BestWeights, device, run_
                "train_seconds_per_epoch": round(float(np.median([r["train_seconds"] for r in metrics])), 2),
                "tokens_per_second": int(np.median([r["tokens_per_second"] for r in metrics])), "device": str(device)}
     if data.test is not None:
-        test = score(model, data.test, device)
+        test = _score(model, data.test, device, "the final test")
         summary = {"test_acc": round(test["acc"], 4), "test_loss": round(test["loss"], 4), **summary}
     if run_dir is not None:
         summary["run_dir"] = str(run_dir.path)
