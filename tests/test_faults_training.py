@@ -132,7 +132,38 @@ def test_a_model_whose_training_state_exceeds_the_memory_available_is_refused_be
     assert "weights, with their gradients and Adam's two moments, need 142 MB, and 100 MB is available" \
         in res.output
     assert seen["devices"] == ["meta"] and not (tmp_path / "r2").exists()  # never built for real
-    assert train_mod.memory_available() is None or train_mod.memory_available() > 0  # this machine's, read
+    monkeypatch.setattr(train_mod, "memory_available", lambda: 50 << 20)  # the 67 MB run, resumed with 50 MB left
+    res = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "r"), "--epochs", "2"])  # its sizes are kept
+    assert res.exit_code == 2 and res.output.splitlines()[-1].endswith(
+        "and 50 MB is available: this run cannot be resumed here; free memory, or resume it on a machine with more")
+    assert "use smaller sizes" not in res.output and "--resume" not in res.output.splitlines()[-1]
+
+
+def test_the_memory_available_is_read_from_meminfo_and_the_cgroups_limit(tmp_path):
+    """MemAvailable plus free swap; less where a cgroup's limit is nearer, its reclaimable page cache counted free;
+    never below 0; None without /proc/meminfo."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    1000000 kB\nSwapFree:         500000 kB\n")
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    v2.mkdir()
+    host = 1_500_000 * 1024
+    assert train_mod.memory_available(str(meminfo), str(tmp_path / "none")) == host
+    (v2 / "memory.max").write_text("max\n")
+    assert train_mod.memory_available(str(meminfo), str(v2)) == host  # no limit
+    (v2 / "memory.max").write_text(f"{1 << 30}\n")
+    (v2 / "memory.current").write_text(f"{(1 << 30) - (10 << 20)}\n")  # 10 MB under the limit, mostly page cache
+    (v2 / "memory.stat").write_text(f"anon 123\ninactive_file {500 << 20}\nactive_file 7\n")
+    assert train_mod.memory_available(str(meminfo), str(v2)) == 510 << 20
+    (v2 / "memory.current").write_text(f"{(1 << 30) + (600 << 20)}\n")  # over a limit lowered meanwhile
+    assert train_mod.memory_available(str(meminfo), str(v2)) == 0
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert train_mod.memory_available(str(meminfo), str(v1)) == host
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{800 << 20}\n")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(f"{700 << 20}\n")
+    (v1 / "memory" / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {200 << 20}\n")
+    assert train_mod.memory_available(str(meminfo), str(v1)) == 300 << 20
+    assert train_mod.memory_available(str(tmp_path / "no-meminfo"), str(v1)) is None
 
 
 @pytest.mark.parametrize("args,hint", [(["train"], "--batch-size, --max-len"), (["predict", "RUN"], "shorter reviews"),

@@ -53,6 +53,14 @@ class OutOfMemory(RuntimeError):
     """A batch did not fit in the device's memory."""
 
 
+class TooLarge(OutOfMemory):
+    """A model whose training state exceeds the memory available, refused before it is built."""
+
+    def __init__(self, facts: str):
+        super().__init__(f"{facts}; use smaller sizes")
+        self.facts = facts
+
+
 class CannotResume(RunError):
     """The run directory's saved state cannot be loaded: resuming it again would fail the same way."""
 
@@ -164,9 +172,8 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
             n = sum(p.numel() for p in build_model(cfg, vocab_size).parameters())
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
-            raise OutOfMemory(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
-                              f"two moments, need {_size(need)}, and {_size(have)} is available; "
-                              "use smaller sizes")
+            raise TooLarge(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
+                           f"two moments, need {_size(need)}, and {_size(have)} is available")
     with _out_of_memory_as(lambda: f"out of memory building the {sizes}; use smaller sizes"):
         return build_model(cfg, vocab_size).to(device)
 
@@ -175,18 +182,30 @@ def _size(n: int) -> str:
     return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
 
 
-def memory_available() -> int | None:
-    """Bytes of memory the host can still give (Linux's MemAvailable, or less where the cgroup's limit is nearer);
-    None where unknown."""
+def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes of memory the host can still give this process: Linux's MemAvailable plus free swap, or less where its
+    cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) is nearer, counting the cgroup's reclaimable page cache
+    (inactive_file) as free. None where unknown (not Linux)."""
     try:
-        with open("/proc/meminfo") as f:
-            have = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError, IndexError):
+        with open(meminfo) as f:
+            info = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
+        have = info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, ValueError, KeyError, IndexError):
         return None
-    with contextlib.suppress(OSError, ValueError):
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            have = min(have, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    root = Path(cgroup)
+    for limit_file, usage_file, stat_file, key in (("memory.max", "memory.current", "memory.stat", "inactive_file"),
+                                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
+                                                    "memory/memory.stat", "total_inactive_file")):
+        try:
+            limit = (root / limit_file).read_text().strip()
+        except OSError:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if limit != "max" and int(limit) < 1 << 60:  # v1 says "no limit" with a number near 2**63
+                stat = dict(line.split() for line in (root / stat_file).read_text().splitlines() if line.strip())
+                used = int((root / usage_file).read_text()) - int(stat.get(key, 0))
+                have = min(have, max(0, int(limit) - used))
+        break
     return have
 
 
