@@ -158,9 +158,13 @@ def _pipes_gone() -> list[int]:
 NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+: help for a command given no arguments
 
 
-def _usage(e: click.UsageError) -> InputError:
-    """click's usage error (4 lines: usage, a hint, a blank, the error) as one line naming the help to read."""
-    return InputError(f"{e.format_message()} (see: {e.ctx.command_path if e.ctx else 'rnnlab'} --help)")
+def _usage(e: click.UsageError, group: click.Context | None = None) -> InputError:
+    """click's usage error (4 lines: usage, a hint, a blank, the error; a choice's list a line each) as one line
+    naming the help to read: the command's, also where click's parser gave no context (`lab --jobs`)."""
+    where = e.ctx.command_path if e.ctx else "rnnlab"
+    if e.ctx is None and group is not None and group.invoked_subcommand:
+        where = f"{group.command_path} {group.invoked_subcommand}"
+    return InputError(f"{' '.join(e.format_message().split())} (see: {where} --help)")
 
 
 class Main(click.Group):
@@ -197,7 +201,7 @@ class Main(click.Group):
                 e.message = f"{e.message.rstrip('.')} (a review that starts with '-' goes after --: rnnlab {e.ctx.command.name} RUN -- TEXT)"
             if isinstance(e, NO_ARGS):
                 raise
-            raise _usage(e) from None
+            raise _usage(e, ctx) from None
         except KeyboardInterrupt:
             _log("interrupted; nothing past the last completed step was saved")
             sys.exit(130)

@@ -740,7 +740,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
 
         dev = resolve_device(device)
         runs = [load_run(r, dev) for r in run_dirs]
-        stopped = [note for note in (RunDir(r).unfinished() for r in run_dirs) if note]  # as predict says
+        for note in filter(None, (RunDir(r).unfinished() for r in run_dirs)):  # as predict says, before the wait
+            click.echo(f"note: {note}", err=True)
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "TEXT" if words else source
         for run in runs:
@@ -751,8 +752,6 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         raise InputError(f"--attribution needs Captum: pip install captum ({e})") from None
     except (RunError, DataError, ValueError) as e:
         raise InputError(str(e)) from None
-    for note in stopped:
-        click.echo(f"note: {note}", err=True)
     if attribution is None and exps[0].attribution is None:
         click.echo(f"note: {NO_CAPTUM}", err=True)
     previous = _previous(html_path) if html_path and png_path else (False, None)  # both or neither: _take_back
