@@ -380,3 +380,13 @@ def test_a_mistyped_command_line_is_one_error_line(args, line):
 def test_rnnlab_alone_prints_its_help():
     r = subprocess.run(CMD, capture_output=True, text=True)
     assert "Usage: rnnlab [OPTIONS] COMMAND" in r.stdout + r.stderr and "Commands:" in r.stdout + r.stderr
+
+
+def test_presets_help_describes_every_preset():
+    """`rnnlab presets` prints JSON; its help says in a line what each preset is for."""
+    from rnnlab.config import PRESETS
+
+    r = subprocess.run(CMD + ["presets", "--help"], capture_output=True, text=True)
+    lines = r.stdout.splitlines()
+    described = {name.strip(",") for line in lines for name in line.split()[:5] if name.strip(",") in PRESETS}
+    assert r.returncode == 0 and described == set(PRESETS)

@@ -465,7 +465,16 @@ def _tensorboard(log_dir: Path):
 @main.command()
 @click.argument("names", nargs=-1)
 def presets(names):
-    """Print the named configurations (all, or NAMES) as JSON."""
+    """Print the named configurations (all, or NAMES) as JSON.
+
+    \b
+    seed         the notebook's recipe: whole reviews, no clipping, 5 epochs, test accuracy every epoch
+    notebook     the same with shuffled batches, as the notebook's DataLoader (the lab's exercise)
+    tuned        the best vanilla RNN a validation search found (32 epochs; docs/TUNING.md)
+    rnn, lstm, gru, bow, transformer
+                 the lab's models at its shared budget: the last 400 tokens, 3 epochs, the best on validation
+    default      TrainConfig's own values, the base of a --config file
+    """
     try:
         click.echo(json.dumps({n: get_preset(n).to_dict() for n in (names or PRESETS)}, indent=2))
     except ConfigError as e:
