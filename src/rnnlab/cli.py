@@ -126,12 +126,11 @@ def _out_of_memory(e: RuntimeError) -> bool:
             or "out of memory" in str(e))
 
 
-OUT_OF_MEMORY_HINTS = {  # what each command can change (predict and evaluate read a run as it was trained)
-    None: "use smaller sizes (e.g. --batch-size, --max-len)",
-    "predict": "give shorter reviews, or use a run trained with a --max-len",
-    "evaluate": "give shorter reviews, or use a run trained with a --max-len",
+_READS_A_RUN = "give shorter reviews, or use a run trained with a --max-len"  # it reads the run as it was trained
+OUT_OF_MEMORY_HINTS = {  # what each command can change
+    None: "use smaller sizes (e.g. --batch-size, --max-len)", "predict": _READS_A_RUN, "evaluate": _READS_A_RUN,
     "explain": "use fewer --ig-steps or a shorter review, or a run trained with a --max-len",
-    "lab": "use fewer --jobs", "compare": "use fewer --jobs", "shortfall": "use fewer --jobs",
+    **dict.fromkeys(("lab", "compare", "shortfall"), "use fewer --jobs"),
 }
 _SIGNALLED: list[str] = []  # the signal _interrupt turned into KeyboardInterrupt: Ray re-raises it without its message
 

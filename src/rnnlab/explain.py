@@ -564,10 +564,12 @@ PER_PREFIX_NOTE_TOKENS = 1000  # above this, a model run once per prefix is told
 
 
 def _warn_if_slow(run: Run, text: str) -> None:
-    """A note before a long wait: the Transformer and the CNN run once per prefix of the review they read."""
+    """A note before a long wait: a model without a running state of its own (the Transformer, the CNN) is run once
+    per prefix of the review it reads (`Classifier.forward_steps`)."""
+    from .models import Classifier
     from .text import tokenize
 
-    if run.cfg.model not in ("transformer", "cnn"):
+    if type(run.model).forward_steps is not Classifier.forward_steps:
         return
     n = len(tokenize(text, run.vocab.strip_html))
     n = min(n, run.cfg.max_len) if run.cfg.max_len else n

@@ -13,6 +13,7 @@ import torch
 from .batching import Encoded, sorted_batches
 from .io import RunError
 
+
 class NonFiniteAnswer(RunError):
     """The model answers NaN (finite weights whose arithmetic overflows; in training, a step that diverged)."""
 
@@ -33,8 +34,8 @@ def predict_proba(model, enc: Encoded, device="cpu", batch_size: int = EVAL_BATC
     model.train(was_training)
     nan = np.flatnonzero(np.isnan(probs))
     if len(nan):  # finite weights whose arithmetic overflows: no answer, rather than NaN read as "negative"
-        raise NonFiniteAnswer(f"the model's answer is not a number (NaN) for {len(nan)} of {len(probs)} reviews (the first: "
-                       f"number {nan[0] + 1}): its weights overflow float32 arithmetic there; it gives no answer")
+        raise NonFiniteAnswer(f"the model's answer is not a number (NaN) for {len(nan)} of {len(probs)} reviews (the "
+                              f"first: number {nan[0] + 1}): its weights overflow float32 arithmetic there; it gives no answer")
     return probs
 
 
