@@ -3,7 +3,7 @@
     enc = Encoded.from_corpus(corpus, "train", ds.train.labels, vocab_size=20000, max_len=400, truncate="tail")
     for idx in batch_indices(enc.lengths, 64, "bucket", seed=0, epoch=1):
         tokens, lengths, labels = enc.collate(idx)   # (B, T) int64, (B,), (B,) float
-    for idx in sorted_batches(enc.lengths, 64): ...  # evaluation: by length, fixed order
+    for idx in sorted_batches(enc.lengths, 64, max_tokens=262144): ...  # evaluation: by length, fixed order
 
 Bucketing sorts reviews of similar length together so a batch carries almost no padding;
 the batch order and contents are reshuffled each epoch from (seed, epoch) alone, so a
@@ -76,10 +76,18 @@ class Encoded:
                 torch.from_numpy(self.labels[idx].astype(np.float32)))
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Evaluation's batches: sorted by length (minimal padding), in a fixed order."""
+def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int = 0) -> list[np.ndarray]:
+    """Evaluation's batches: sorted by length (minimal padding), in a fixed order. With `max_tokens`, a batch
+    also ends before its padded size (reviews x its longest) would pass max_tokens; a longer review runs alone."""
     order = np.argsort(lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+    if not max_tokens:
+        return [order[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
+    batches, start = [], 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or i - start == batch_size or (i - start + 1) * int(lengths[order[i]]) > max_tokens:
+            batches.append(order[start:i])
+            start = i
+    return batches
 
 
 def batch_indices(lengths: np.ndarray, batch_size: int, mode: str = "bucket", seed: int = 0,

@@ -284,6 +284,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     from .data import load_imdb
     from .prepare import prepare
     from .runs import RunDir, check_new_run, read_config, run_data_path, run_fingerprint
+    from .memory import TooLong
     from .train import CannotResume, Divergence, Interrupted, OutOfMemory, TooLarge, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -375,7 +376,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         except (RunError, ValueError, OutOfMemory) as e:
             if resume is None:
                 run.discard_if_empty()
-            if isinstance(e, TooLarge) and resume is not None:  # a resumed run keeps its sizes
+            if isinstance(e, (TooLarge, TooLong)) and resume is not None:  # a resumed run keeps its sizes and data
                 _fail(f"{e.facts}: this run cannot be resumed here; free memory, or resume it on a machine with more")
             if run.path.exists() and (run.path / "checkpoint.json").exists() and not isinstance(e, CannotResume):
                 _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")

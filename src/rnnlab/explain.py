@@ -206,6 +206,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     """attribution: None = if Captum is installed, True = required (ImportError without it), False = none."""
     import torch
 
+    from .memory import GRADIENTS, require, token_bytes
     from .scoring import encode_texts, predict_proba
     from .text import tag_kept_positions, tokenize
 
@@ -221,6 +222,9 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     positions = list(where[start:start + L]) or [0]
     ids = [int(i) for i in enc.ids[start:start + L]]
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
+    if device.type == "cpu":  # the gradient norms' backward, and Integrated Gradients' path `points` at a time
+        points = ig_points(model, L, ig_steps) if attribution is not False and ig_steps > 0 else 1
+        require(points * L * GRADIENTS * token_bytes(model), f"the review has {L:,} tokens: explaining it")
 
     p = float(predict_proba(model, enc, device)[0])  # the number `rnnlab predict` prints
     change = None  # ||h_t - h_{t-1}|| of a recurrent model's top layer
@@ -275,11 +279,7 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
     """
     import torch
 
-    from .models import TransformerClassifier
-
     IntegratedGradients = _integrated_gradients()
-    T = tokens.shape[1]
-    budget, per_path = (IG_BUDGET_TRANSFORMER, T * T) if isinstance(model, TransformerClassifier) else (IG_BUDGET, T)
 
     def forward(x, tokens, lengths):  # the model with its embedding's output replaced by x
         hook = model.embedding.register_forward_hook(lambda mod, inp, out: x)
@@ -297,11 +297,20 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
     with _no_cudnn(tokens):
         attr = IntegratedGradients(forward).attribute(
             x, baselines=b, additional_forward_args=(tokens, lengths), n_steps=n_steps,
-            internal_batch_size=max(1, min(n_steps, budget // per_path)))
+            internal_batch_size=ig_points(model, tokens.shape[1], n_steps))
     with torch.no_grad():
         delta = attr.reshape(1, -1).sum(1) - (logits - base)  # as Captum's compute_convergence_delta
     per_token = attr[0].sum(-1).detach().cpu().double().numpy()  # (T,): summed over embedding dimensions
     return per_token.tolist(), float(delta[0]), float(base[0])
+
+
+def ig_points(model, T: int, n_steps: int) -> int:
+    """Points of Integrated Gradients' path computed in one batch for a review of T tokens: within IG_BUDGET tokens
+    (the Transformer: IG_BUDGET_TRANSFORMER attention scores, T^2 a point), at least one."""
+    from .models import TransformerClassifier
+
+    budget, per_point = (IG_BUDGET_TRANSFORMER, T * T) if isinstance(model, TransformerClassifier) else (IG_BUDGET, T)
+    return max(1, min(n_steps, budget // per_point))
 
 
 def _integrated_gradients():

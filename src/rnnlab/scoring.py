@@ -12,6 +12,7 @@ import torch
 
 from .batching import Encoded, sorted_batches
 from .io import RunError
+from .memory import require, token_bytes
 
 
 class NonFiniteAnswer(RunError):
@@ -19,6 +20,9 @@ class NonFiniteAnswer(RunError):
 
 
 EVAL_BATCH = 64  # the training batch; larger batches were slower on the CPU and held more memory
+EVAL_TOKENS = EVAL_BATCH * 4096  # padded tokens a batch may hold: 64 of IMDB's longest reviews (2,525 tokens) fit,
+# so its batches are EVAL_BATCH's; a much longer review runs with fewer beside it (one of 200,000 tokens padded 36
+# others of 300 to its length: 14 GB)
 LENGTH_EDGES = (0, 100, 200, 400, 800)  # review-length buckets in tokens (before truncation)
 
 
@@ -28,7 +32,11 @@ def predict_proba(model, enc: Encoded, device="cpu", batch_size: int = EVAL_BATC
     was_training = model.training
     model.eval()
     probs = np.empty(len(enc), dtype=np.float32)
-    for idx in sorted_batches(enc.lengths, batch_size):
+    for idx in sorted_batches(enc.lengths, batch_size, EVAL_TOKENS):
+        if torch.device(device).type == "cpu":  # Linux would grant what it lacks, then kill the process without a word
+            longest = int(enc.lengths[idx[-1]])  # the batch is sorted by length
+            require(len(idx) * longest * token_bytes(model),
+                    f"review number {idx[-1] + 1} has {longest:,} tokens: reading it")
         tokens, lengths, _ = enc.collate(idx)
         probs[idx] = torch.sigmoid(model(tokens.to(device), lengths.to(device))).float().cpu().numpy()
     model.train(was_training)

@@ -26,7 +26,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from .batching import batch_indices
 from .config import TrainConfig
 from .io import HANGUP, RunError
+from .memory import GRADIENTS, memory_available, require, size, token_bytes
 from .models import build_model, mask
 from .prepare import Prepared
 from .scoring import NonFiniteAnswer, score
@@ -80,6 +80,10 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
     model = _built(cfg, len(data.vocab), device)
+    if device.type == "cpu" and len(data.train):  # its longest review alone, with gradients (a batch holds more)
+        longest = int(data.train.lengths.max())
+        require(longest * GRADIENTS * token_bytes(model), f"the longest training review has {longest:,} tokens: "
+                "training on it", "use a --max-len")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     try:
         metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
@@ -173,40 +177,9 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
             raise TooLarge(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
-                           f"two moments, need {_size(need)}, and {_size(have)} is available")
+                           f"two moments, need {size(need)}, and {size(have)} is available")
     with _out_of_memory_as(lambda: f"out of memory building the {sizes}; use smaller sizes"):
         return build_model(cfg, vocab_size).to(device)
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
-
-
-def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int | None:
-    """Bytes of memory the host can still give this process: Linux's MemAvailable plus free swap, or less where its
-    cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) is nearer, counting the cgroup's reclaimable page cache
-    (inactive_file) as free. None where unknown (not Linux)."""
-    try:
-        with open(meminfo) as f:
-            info = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
-        have = info["MemAvailable"] + info.get("SwapFree", 0)
-    except (OSError, ValueError, KeyError, IndexError):
-        return None
-    root = Path(cgroup)
-    for limit_file, usage_file, stat_file, key in (("memory.max", "memory.current", "memory.stat", "inactive_file"),
-                                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
-                                                    "memory/memory.stat", "total_inactive_file")):
-        try:
-            limit = (root / limit_file).read_text().strip()
-        except OSError:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            if limit != "max" and int(limit) < 1 << 60:  # v1 says "no limit" with a number near 2**63
-                stat = dict(line.split() for line in (root / stat_file).read_text().splitlines() if line.strip())
-                used = int((root / usage_file).read_text()) - int(stat.get(key, 0))
-                have = min(have, max(0, int(limit) - used))
-        break
-    return have
 
 
 def _score(model, enc, device, when: str) -> dict:
