@@ -6,9 +6,11 @@ RUN_DIR: a run trained on whole reviews (`rnnlab train --preset rnn --max-len 0 
 weights do not matter here, its reading of whole reviews does. Cases, each a fresh process (peak resident memory
 from getrusage of the child):
 - `evaluate` of a CSV of 100 reviews of 300 tokens and one of 200,000 (random words of the run's vocabulary);
-- `predict` of one review of 1,000,000 tokens on standard input.
-With --before, the same commands from another checkout's source (`git worktree add /tmp/old COMMIT`, then
-`--before /tmp/old/src`), one after the other.
+- `predict` of one review of 1,000,000 tokens on standard input;
+- `predict` of one review of 15,000,000 tokens, which needs more memory than a 24 GB machine has (refused).
+With --before, the first two from another checkout's source (`git worktree add /tmp/old COMMIT`, then
+`--before /tmp/old/src`), one after the other; not the third, which a checkout that does not refuse it would run
+until the kernel's out-of-memory killer ends it (or another process).
 """
 from __future__ import annotations
 
@@ -63,12 +65,15 @@ def main() -> None:
             w.writerows([text(300), i % 2] for i in range(100))
             w.writerow([text(200_000), 1])
         review.write_text(text(1_000_000) + "\n")
+        huge = Path(tmp) / "huge.txt"
+        huge.write_text(" ".join([text(1_000_000)] * 15) + "\n")
         cases = {"evaluate: 100 reviews of 300 tokens and one of 200,000": (["evaluate", args.run_dir, "--data",
                                                                               str(data)], None),
-                 "predict: one review of 1,000,000 tokens": (["predict", args.run_dir], review)}
+                 "predict: one review of 1,000,000 tokens": (["predict", args.run_dir], review),
+                 "predict: one review of 15,000,000 tokens": (["predict", args.run_dir], huge)}
         for name, (cmd, stdin) in cases.items():
             result["cases"][name] = {"now": child(cmd, stdin, None)}
-            if args.before:
+            if args.before and stdin is not huge:
                 result["cases"][name]["before"] = child(cmd, stdin, args.before)
     publish(result, args.out)
 
