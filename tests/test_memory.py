@@ -1,12 +1,13 @@
 """Reviews too long for the memory available: evaluation's batches bounded in padded tokens, and a review that
 cannot fit refused in one line before it is read (Linux would grant the memory, then kill the process unannounced).
 
-Measured on the 2-core, 24 GB Zen 4 VM (session 44):
+Measured on the 2-core, 24 GB Zen 4 VM (session 44): the first two rows by `benchmarks/long_reviews.py`, the third
+by hand (`rnnlab explain` and `rnnlab train` under /usr/bin/time):
 
 | input                                                           | before                        | now                 |
 |-----------------------------------------------------------------|-------------------------------|---------------------|
-| `evaluate`, a 1.2 MB CSV: 100 reviews of 300 tokens and one of 200,000 (vanilla RNN on whole reviews) | 14.3 GB, 53 s: 36 reviews padded to 200,000 | 0.6 GB, 2.7 s |
-| `predict`, one review of 15,000,000 tokens (LSTM)               | ~2 KB a token: more than 24 GB | one line, exit 2, 4.6 s |
+| `evaluate`, a 1.2 MB CSV: 100 reviews of 300 tokens and one of 200,000 (vanilla RNN on whole reviews) | 13.7 GB, 55 s: 36 reviews padded to 200,000 | 0.6 GB, 2.7 s |
+| `predict`, one review of 15,000,000 tokens (vanilla RNN)        | ~2 KB a token: more than 24 GB | one line, exit 2, 7.3 s |
 | `explain` (LSTM) or `train --max-len 0`, a review of 4,000,000 tokens | ~6 KB a token: 24 GB    | one line, exit 2, 4 s |
 """
 from __future__ import annotations
