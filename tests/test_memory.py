@@ -7,8 +7,11 @@ by hand (`rnnlab explain` and `rnnlab train` under /usr/bin/time):
 | input                                                           | before                        | now                 |
 |-----------------------------------------------------------------|-------------------------------|---------------------|
 | `evaluate`, a 1.2 MB CSV: 100 reviews of 300 tokens and one of 200,000 (vanilla RNN on whole reviews) | 13.7 GB, 55 s: 36 reviews padded to 200,000 | 0.6 GB, 2.7 s |
-| `predict`, one review of 15,000,000 tokens (vanilla RNN)        | ~2 KB a token: more than 24 GB | one line, exit 2, 7.3 s |
+| `predict`, one review of 15,000,000 tokens (vanilla RNN)        | ~2 KB a token: more than 24 GB | one line, exit 2   |
 | `explain` (LSTM) or `train --max-len 0`, a review of 4,000,000 tokens | ~6 KB a token: 24 GB    | one line, exit 2, 4 s |
+
+Where memory is short but each review fits, evaluation runs smaller batches and explain fewer of Integrated
+Gradients' points at once, instead of refusing.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ from click.testing import CliRunner
 import rnnlab.memory as memory_mod
 from rnnlab.batching import Encoded, sorted_batches
 from rnnlab.cli import main
-from rnnlab.config import MODEL_KINDS
 from rnnlab.scoring import EVAL_BATCH, EVAL_TOKENS, predict_proba
 
 SMALL = ["--preset", "default", "--epochs", "1", "--embed-dim", "16", "--hidden-dim", "16", "--vocab-size", "60",
@@ -47,63 +49,110 @@ def test_evaluation_batches_hold_at_most_max_tokens_padded_and_imdbs_stay_as_the
 
 def test_a_long_review_among_short_ones_is_scored_as_when_alone(monkeypatch):
     """The batches change with the budget, not the answers: every P(positive) as the review gets alone."""
+    model, enc = _lstm_and_reviews()
+    shapes = []
+    model.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(inp[0].shape)))
+    monkeypatch.setattr("rnnlab.scoring.EVAL_TOKENS", 64 * 100)
+    together = predict_proba(model, enc)
+    assert max(b * t for b, t in shapes if b > 1) <= 64 * 100 and (1, 9_000) in shapes
+    alone = np.array([predict_proba(model, enc.subset(np.array([i])))[0] for i in range(len(enc))])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
+
+
+def _lstm_and_reviews():
     from rnnlab.models import RecurrentClassifier
 
     torch.manual_seed(0)
     model = RecurrentClassifier("lstm", 50, 8, 8).eval()
     rng = np.random.default_rng(1)
     seqs = [list(rng.integers(2, 50, n)) for n in [*rng.integers(1, 60, 40), 9_000]]
-    enc = Encoded.from_lists(seqs, np.zeros(len(seqs)))
+    return model, Encoded.from_lists(seqs, np.zeros(len(seqs)))
+
+
+def test_where_memory_is_short_evaluation_halves_its_batches_and_refuses_only_a_review_that_cannot_fit_alone(
+        monkeypatch):
+    """Read once, before any batch: the answers of smaller batches, the same to float rounding."""
+    model, enc = _lstm_and_reviews()
+    free = predict_proba(model, enc)
+    per = memory_mod.token_bytes(model)
+    batches = sorted_batches(enc.lengths, 64)  # 40 short reviews, then the long one with 23 of them
+    monkeypatch.setattr(memory_mod, "CHECK_FROM", 0)
+    reads = []
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: reads.append(1) or 9_000 * per)
+    fit = memory_mod.fitting(batches, enc.lengths, per)
+    assert len(reads) == 1 and np.array_equal(np.concatenate(fit), np.concatenate(batches))  # the same order
+    assert all(len(b) * enc.lengths[b].max() * per <= 9_000 * per for b in fit) and fit[-1].tolist() == [40]
     shapes = []
     model.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(inp[0].shape)))
-    monkeypatch.setattr("rnnlab.scoring.EVAL_TOKENS", 64 * 100)
-    together = predict_proba(model, enc)
-    assert max(b * t for b, t in shapes if b > 1) <= 64 * 100 and (1, 9_000) in shapes
-    alone = np.array([predict_proba(model, enc.subset(np.array([i])))[0] for i in range(len(seqs))])
-    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(predict_proba(model, enc), free, rtol=0, atol=1e-6)
+    assert (1, 9_000) in shapes
+    shapes.clear()
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: 8_999 * per)
+    with pytest.raises(memory_mod.TooLong, match=r"^review number 41 has 9,000 tokens: reading it needs about"):
+        predict_proba(model, enc)
+    assert shapes == []  # refused before any batch was read
 
 
 _PEAK = """
 import dataclasses, json, resource, sys, torch
+import torch.nn.functional as F
 from rnnlab.config import preset
-from rnnlab.memory import GRADIENTS, token_bytes
+from rnnlab.memory import token_bytes
 from rnnlab.models import build_model
-kind, B, T = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-cfg = dataclasses.replace(preset("lstm"), model=kind, pool="last" if kind in ("rnn", "lstm", "gru") else "max")
-model = build_model(cfg, 20000).eval().requires_grad_(False)
-tokens, lengths = torch.randint(2, 20000, (B, T)), torch.full((B,), T)
+kind, E, H, layers, B, T, mode = sys.argv[1], *map(int, sys.argv[2:7]), sys.argv[7]
+cfg = dataclasses.replace(preset("lstm"), model=kind, embed_dim=E, hidden_dim=H, layers=layers, dropout=0.0,
+                          pool="last" if kind in ("rnn", "lstm", "gru") else "max")
+model = build_model(cfg, 20000)
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-base = peak()
-with torch.no_grad():
-    model(tokens, lengths)
-forward = peak() - base
-x = model.embedding(tokens).requires_grad_()
-model.embedding.register_forward_hook(lambda mod, inp, out: x)
-torch.autograd.grad(model(tokens, lengths).sum(), x)
-print(json.dumps({"forward": forward, "gradients": peak() - base, "bound": B * T * token_bytes(model),
-                  "grad_bound": B * T * GRADIENTS * token_bytes(model)}))
+base = peak()  # before the tokens, which the bound counts
+tokens, lengths = torch.randint(2, 20000, (B, T)), torch.full((B,), T)
+out = {"bound": B * T * token_bytes(model), "grad_bound": B * T * token_bytes(model, backward=True)}
+if mode == "train":  # as train steps: weights learning, the BCE's backward
+    F.binary_cross_entropy_with_logits(model.train()(tokens, lengths), torch.ones(B)).backward()
+    out["gradients"] = peak() - base
+else:  # as predict, then as explain: weights frozen, a backward to the embeddings' output
+    model.eval().requires_grad_(False)
+    with torch.no_grad():
+        model(tokens, lengths)
+    out["forward"] = peak() - base
+    x = model.embedding(tokens).requires_grad_()
+    model.embedding.register_forward_hook(lambda mod, inp, out: x)
+    torch.autograd.grad(model(tokens, lengths).sum(), x)
+    out["gradients"] = peak() - base
+print(json.dumps(out))
 """
+SIZES = [  # kind, embed_dim, hidden_dim, layers, B, T, mode: sizes where each term of the bound dominates
+    ("rnn", 100, 128, 1, 4, 50_000, "read"), ("rnn", 8, 512, 1, 1, 50_000, "read"), ("rnn", 8, 512, 1, 1, 50_000, "train"),
+    ("lstm", 100, 128, 1, 4, 50_000, "read"), ("lstm", 8, 512, 1, 1, 50_000, "train"),
+    ("lstm", 512, 16, 1, 16, 5_000, "train"), ("gru", 8, 512, 3, 16, 3_000, "read"), ("gru", 8, 512, 1, 1, 50_000, "train"),
+    ("bow", 300, 16, 1, 4, 50_000, "read"), ("cnn", 512, 8, 1, 16, 10_000, "read"), ("cnn", 100, 128, 1, 4, 50_000, "train"),
+    ("transformer", 64, 64, 2, 1, 20_000, "read"), ("transformer", 64, 64, 2, 1, 20_000, "train"),
+]
 
 
-@pytest.mark.parametrize("kind", MODEL_KINDS)
-def test_token_bytes_bounds_what_a_forward_and_a_backward_take(kind):
-    """Measured, not assumed: peak resident memory of a pass over 200,000 tokens (the Transformer 20,000: its
-    attention's time grows with T^2) against the bound, with and without a backward to the embeddings."""
-    B, T = (1, 20_000) if kind == "transformer" else (4, 50_000)
-    r = subprocess.run([sys.executable, "-c", _PEAK, kind, str(B), str(T)], capture_output=True, text=True,
-                       timeout=300)
+@pytest.mark.parametrize("size", SIZES, ids=["-".join(map(str, s)) for s in SIZES])
+def test_token_bytes_bounds_what_a_pass_takes(size):
+    """Measured, not assumed: the peak resident memory of a pass (the Transformer's over 20,000 tokens: its
+    attention's time grows with T^2) against the bound, without and with a backward."""
+    r = subprocess.run([sys.executable, "-c", _PEAK, *map(str, size)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads(r.stdout)
-    assert 0 < m["forward"] <= m["bound"] and m["gradients"] <= m["grad_bound"], m
+    assert m.get("forward", 1) <= m["bound"] and m["gradients"] <= m["grad_bound"], m
+    assert m["gradients"] > m["grad_bound"] / 5 and m.get("forward", m["bound"]) > m["bound"] / 5, m  # not wild
 
 
 def test_a_need_is_checked_against_the_memory_available_only_from_64_mb(monkeypatch):
     monkeypatch.setattr(memory_mod, "memory_available", lambda: 1 << 20)
     memory_mod.require(memory_mod.CHECK_FROM - 1, "reading it")  # not checked
-    with pytest.raises(memory_mod.TooLong, match=r"^reading it needs about 64 MB and 1 MB is available; give shorter"):
+    with pytest.raises(memory_mod.TooLong, match=r"^reading it needs about 64 MB and 1.0 MB is available; give "):
         memory_mod.require(memory_mod.CHECK_FROM, "reading it")
+    assert memory_mod.most(10, memory_mod.CHECK_FROM // 10 - 1) == 10  # not checked either
+    assert memory_mod.most(10, memory_mod.CHECK_FROM) == 1  # at least one: whether it fits is require's to say
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: 300 << 20)
+    assert memory_mod.most(10, 100 << 20) == 3
     monkeypatch.setattr(memory_mod, "memory_available", lambda: None)  # unknown (not Linux): not refused
     memory_mod.require(1 << 50, "reading it")
+    assert memory_mod.most(10, 1 << 50) == 10
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +164,10 @@ def whole_review_run(tmp_path_factory, tiny_data):
 
 
 @pytest.fixture
-def little_memory(monkeypatch):
-    """1 MB available, and every need checked."""
-    monkeypatch.setattr(memory_mod, "memory_available", lambda: 1 << 20)
+def available(monkeypatch):
+    """Set the memory available; every need checked."""
     monkeypatch.setattr(memory_mod, "CHECK_FROM", 0)
+    return lambda n: monkeypatch.setattr(memory_mod, "memory_available", lambda: n)
 
 
 def _refused(res, *parts):
@@ -127,28 +176,63 @@ def _refused(res, *parts):
     assert line.startswith("Error: ") and all(p in line for p in parts), line
 
 
-def test_predict_evaluate_and_explain_refuse_a_review_that_cannot_fit_in_one_line(whole_review_run, tmp_path,
-                                                                                   little_memory):
-    review = " ".join(["great film"] * 2_000)  # 4,000 tokens: 4,000 x 384 bytes = 1.5 MB needed
-    _refused(CliRunner().invoke(main, ["predict", str(whole_review_run), "fine", review]),
-             "review number 2 has 4,000 tokens: reading it needs about 3 MB and 1 MB is available; "
-             "give shorter reviews, or use a run trained with a --max-len")
+def test_predict_and_evaluate_refuse_only_a_review_that_cannot_fit_alone(whole_review_run, tmp_path, available):
+    from rnnlab.explain import load_run
+
+    review = " ".join(["great film"] * 2_000)  # 4,000 tokens
+    alone = 4_000 * memory_mod.token_bytes(load_run(whole_review_run).model)
+    run = str(whole_review_run)
+    available(alone * 3 // 2)  # two of them do not fit together: read one at a time
+    res = CliRunner().invoke(main, ["predict", run, "fine", review, review])
+    assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 3, res.output
+    available(alone - 1)
+    _refused(CliRunner().invoke(main, ["predict", run, "fine", review]),
+             f"review number 2 has 4,000 tokens: reading it needs about {memory_mod.size(alone)} and "
+             f"{memory_mod.size(alone - 1)} is available; give shorter reviews, or use a run trained with a --max-len")
     csv = tmp_path / "r.csv"
     csv.write_text(f"text,label\nfine,1\n{review},0\n")
-    _refused(CliRunner().invoke(main, ["evaluate", str(whole_review_run), "--data", str(csv)]),
-             "review number 2 has 4,000 tokens: reading it")
+    _refused(CliRunner().invoke(main, ["evaluate", run, "--data", str(csv)]), "review number 2 has 4,000 tokens")
+
+
+def test_explain_takes_fewer_points_of_the_path_at_once_where_memory_is_short_and_refuses_one_that_cannot_fit(
+        whole_review_run, tmp_path, available):
+    from rnnlab.explain import explain, load_run
+
+    review = " ".join(["great film"] * 2_000)
+    run = load_run(whole_review_run)
+    each = 4_000 * memory_mod.token_bytes(run.model, backward=True)  # a backward through the review
+    free = explain(run, review)
+    batches = []
+    real = run.model.forward
+    run.model.forward = lambda tokens, lengths: batches.append(tokens.shape[0]) or real(tokens, lengths)
+    available(3 * each + each // 2)
+    short = explain(run, review)
+    assert max(batches) == 3  # 3 of the path's 50 points a pass instead of 50
+    np.testing.assert_allclose(short.attribution, free.attribution, rtol=0, atol=1e-6)
+    assert short.opinion == free.opinion and short.grad_norm == free.grad_norm
+    available(each - 1)
     page = tmp_path / "e.html"
     _refused(CliRunner().invoke(main, ["explain", str(whole_review_run), review, "--html", str(page)]),
-             "the review has 4,000 tokens: explaining it needs about")
+             f"the review has 4,000 tokens: explaining it needs about {memory_mod.size(each)} and "
+             f"{memory_mod.size(each - 1)} is available; give a shorter review, or use a run trained with a --max-len")
     assert not page.exists()
 
 
-def test_train_refuses_data_whose_longest_review_cannot_fit_and_leaves_no_run(tmp_path, tiny_splits, little_memory):
+def test_train_refuses_data_whose_longest_reviews_cannot_fit_a_batch_and_leaves_no_run(tmp_path, tiny_splits,
+                                                                                        available):
     from conftest import write_parquet_dir
 
     (texts, labels), test = tiny_splits
     data = write_parquet_dir(tmp_path / "data", ([*texts, " ".join(["dull"] * 4_000)], [*labels, 0]), test)
+    from rnnlab.models import RecurrentClassifier
+
+    need = 4_000 * memory_mod.token_bytes(RecurrentClassifier("lstm", 60, 16, 16), backward=True)  # with gradients
+    available(need - 1)
     res = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL,
-                                    "--val-fraction", "0"])
-    _refused(res, "the longest training review has 4,00", "tokens: training on it needs about", "use a --max-len")
+                                    "--model", "lstm", "--val-fraction", "0", "--batch-size", "1"])
+    _refused(res, f"training on the longest reviews (1 x 4,000 tokens a batch) needs about {memory_mod.size(need)} "
+                  f"and {memory_mod.size(need - 1)} is available; use a --max-len or a smaller --batch-size")
     assert not (tmp_path / "r").exists()
+    res = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL,
+                                    "--model", "lstm", "--val-fraction", "0", "--batch-size", "1", "--max-len", "100"])
+    assert res.exit_code == 0, res.output

@@ -80,7 +80,7 @@ def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int = 0) ->
     """Evaluation's batches: sorted by length (minimal padding), in a fixed order. With `max_tokens`, a batch
     also ends before its padded size (reviews x its longest) would pass max_tokens; a longer review runs alone."""
     order = np.argsort(lengths, kind="stable")
-    if not max_tokens:
+    if not max_tokens or len(lengths) == 0 or batch_size * int(lengths.max()) <= max_tokens:
         return [order[i:i + batch_size] for i in range(0, len(lengths), batch_size)]
     batches, start = [], 0
     for i in range(1, len(order) + 1):

@@ -206,7 +206,8 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     """attribution: None = if Captum is installed, True = required (ImportError without it), False = none."""
     import torch
 
-    from .memory import GRADIENTS, require, token_bytes
+    from .memory import most, require, token_bytes
+    from .models import PREFIX_CHUNK, per_prefix
     from .scoring import encode_texts, predict_proba
     from .text import tag_kept_positions, tokenize
 
@@ -222,9 +223,13 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     positions = list(where[start:start + L]) or [0]
     ids = [int(i) for i in enc.ids[start:start + L]]
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
-    if device.type == "cpu":  # the gradient norms' backward, and Integrated Gradients' path `points` at a time
-        points = ig_points(model, L, ig_steps) if attribution is not False and ig_steps > 0 else 1
-        require(points * L * GRADIENTS * token_bytes(model), f"the review has {L:,} tokens: explaining it")
+    points = None  # Integrated Gradients' points a batch: ig_points, or fewer where the memory available is short
+    if device.type == "cpu":  # a backward through the review (the gradient norms; each point of the path), and a
+        each = L * token_bytes(model, backward=True)  # model run once per prefix: PREFIX_CHUNK prefixes a pass
+        prefixes = min(PREFIX_CHUNK, L) * L * token_bytes(model) if per_prefix(model) else 0
+        require(max(each, prefixes), f"the review has {L:,} tokens: explaining it",
+                "give a shorter review, or use a run trained with a --max-len")
+        points = most(ig_points(model, L, ig_steps), each)
 
     p = float(predict_proba(model, enc, device)[0])  # the number `rnnlab predict` prints
     change = None  # ||h_t - h_{t-1}|| of a recurrent model's top layer
@@ -246,7 +251,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     attr, note, delta, base = None, NO_CAPTUM, None, None
     if attribution is not False and ig_steps > 0:
         try:
-            attr, delta, base = integrated_gradients(model, tokens, lengths, ig_steps, logits=logits)
+            attr, delta, base = integrated_gradients(model, tokens, lengths, ig_steps, logits=logits, points=points)
             note = (f"Integrated Gradients ({ig_steps} steps) of the final logit; baseline: {L} <pad> tokens "
                     "(zero embeddings), i.e. the same length with no words")
         except ImportError:
@@ -267,14 +272,15 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
 
 
-def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits=None):
+def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits=None, points: int | None = None):
     """(per-token attribution list, convergence delta, baseline logit) of the logit of a (1, T) review.
 
     Captum's IntegratedGradients on the embedding's output: the model runs with that output replaced by the
     points of the path, as Captum's LayerIntegratedGradients runs it, without the two whole passes that class
     spends to read the embedding's output for the review and the baseline (here two lookups). The convergence
     delta is Captum's, attributions' sum minus (f(x) - f(baseline)), from `logits` (the model's (1,) logit of
-    the review, when already computed on the CPU) instead of a pass of its own.
+    the review, when already computed on the CPU) instead of a pass of its own. `points`: of the path a batch
+    (default `ig_points`).
     Raises ImportError without Captum.
     """
     import torch
@@ -297,7 +303,7 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
     with _no_cudnn(tokens):
         attr = IntegratedGradients(forward).attribute(
             x, baselines=b, additional_forward_args=(tokens, lengths), n_steps=n_steps,
-            internal_batch_size=ig_points(model, tokens.shape[1], n_steps))
+            internal_batch_size=points or ig_points(model, tokens.shape[1], n_steps))
     with torch.no_grad():
         delta = attr.reshape(1, -1).sum(1) - (logits - base)  # as Captum's compute_convergence_delta
     per_token = attr[0].sum(-1).detach().cpu().double().numpy()  # (T,): summed over embedding dimensions
@@ -575,10 +581,10 @@ PER_PREFIX_NOTE_TOKENS = 1000  # above this, a model run once per prefix is told
 def _warn_if_slow(run: Run, text: str) -> None:
     """A note before a long wait: a model without a running state of its own (the Transformer, the CNN) is run once
     per prefix of the review it reads (`Classifier.forward_steps`)."""
-    from .models import Classifier
+    from .models import per_prefix
     from .text import tokenize
 
-    if type(run.model).forward_steps is not Classifier.forward_steps:
+    if not per_prefix(run.model):
         return
     n = len(tokenize(text, run.vocab.strip_html))
     n = min(n, run.cfg.max_len) if run.cfg.max_len else n

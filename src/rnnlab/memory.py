@@ -1,23 +1,26 @@
 """How much memory the host can still give, and how much a model needs to read a batch of tokens.
 
-    from rnnlab.memory import GRADIENTS, memory_available, require, token_bytes
-    require(B * T * token_bytes(model), "reading it")               # TooLong where a forward pass would not fit
-    require(T * GRADIENTS * token_bytes(model), "explaining it")     # with a backward to the embeddings
+    from rnnlab.memory import fitting, most, require, token_bytes
+    batches = fitting(batches, lengths, token_bytes(model))   # evaluation's batches, split where memory is short
+    require(B * T * token_bytes(model, backward=True), "training on it", "use a --max-len")   # else TooLong
+    k = most(n, each)                                          # how many of n parts of `each` bytes fit at once
 
 Linux grants more memory than it has and kills the process that touches it, without a message; so a command
-that would need more than is available says so before it starts.
+that would need more than is available says so before it starts, in one line (TooLong).
 """
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
 
+import numpy as np
+
 from .io import RunError
 
 FLOAT = 4  # bytes of a float32
 TOKEN_OVERHEAD = 64  # int64 ids, mask, gather and lengths of the padded batch, per token
-GRADIENTS = 3  # a backward to the embeddings holds up to 2.5x `token_bytes` (the LSTM's saved gates; measured)
 CHECK_FROM = 64 << 20  # a need below this is not checked (reading the memory available costs ~70 us)
+READ_ADVICE = "give shorter reviews, or use a run trained with a --max-len"
 
 
 class TooLong(RunError):
@@ -28,13 +31,42 @@ class TooLong(RunError):
         self.facts = facts
 
 
-def require(need: int, what: str, advice: str = "give shorter reviews, or use a run trained with a --max-len") -> None:
+def require(need: int, what: str, advice: str = READ_ADVICE) -> None:
     """TooLong naming `what` where `need` bytes exceed the memory available."""
     if need < CHECK_FROM:
         return
     have = memory_available()
     if have is not None and need > have:
         raise TooLong(f"{what} needs about {size(need)} and {size(have)} is available", advice)
+
+
+def most(n: int, each: int) -> int:
+    """How many of n parts needing `each` bytes fit in the memory available at once: n where it is not checked,
+    at least 1 (whether one fits is `require`'s to say)."""
+    have = memory_available() if n * each >= CHECK_FROM else None
+    return n if have is None else max(1, min(n, have // max(each, 1)))
+
+
+def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> list[np.ndarray]:
+    """Evaluation's `batches` (index arrays sorted by length), each needing its reviews x its longest x `per_token`
+    bytes, halved where the memory available is short of that, in the same order; TooLong for a review that cannot
+    fit alone. Checked before any is read, the memory read once."""
+    def need(b):
+        return len(b) * int(lengths[b[-1]]) * per_token
+
+    if not batches or max(map(need, batches)) < CHECK_FROM or (have := memory_available()) is None:
+        return batches
+    out, todo = [], batches[::-1]
+    while todo:
+        b = todo.pop()
+        if need(b) <= have:
+            out.append(b)
+        elif len(b) == 1:
+            raise TooLong(f"review number {b[0] + 1} has {int(lengths[b[0]]):,} tokens: reading it needs about "
+                          f"{size(need(b))} and {size(have)} is available", READ_ADVICE)
+        else:
+            todo += [b[len(b) // 2:], b[:len(b) // 2]]
+    return out
 
 
 def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int | None:
@@ -64,29 +96,35 @@ def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgro
     return have
 
 
-def token_bytes(model) -> int:
-    """A bound on the bytes a forward pass without gradients holds per token of its padded batch.
+def token_bytes(model, backward: bool = False) -> int:
+    """A bound on the bytes a pass holds per token of its padded batch: without gradients, or with a backward (to the
+    embeddings' output as explain takes it, or to the weights as training does).
 
-    From the sizes of the activations each kind keeps alive at once (float32); tests/test_memory.py measures the
-    peak resident memory of a pass of every kind over 200,000 tokens (the Transformer 20,000) against it: the bound
-    was 1.2-1.6x what a forward pass took, and GRADIENTS times it 1.2-3.6x what a backward to the embeddings took."""
+    From the sizes of the activations each kind keeps alive at once (float32), times what a backward adds per kind;
+    tests/test_memory.py measures the peak resident memory of passes of every kind against it, at sizes where
+    embed_dim or hidden_dim dominates: from a quarter of the bound to 0.85 of it (session 44). Not counted: a few
+    tens of MB of fixed workspace (the Transformer's ~50 MB), below CHECK_FROM."""
     from .models import BagOfEmbeddings, CNNClassifier, RecurrentClassifier, TransformerClassifier
 
     E = model.embedding.embedding_dim
-    if isinstance(model, RecurrentClassifier):
-        floats = 2 * E + 3 * model.rnn.hidden_size * model.rnn.num_layers  # embeddings, [x | 1], states, gates
+    if isinstance(model, RecurrentClassifier):  # embeddings, [x | 1]; states and gates, kept every step for a backward
+        H = model.rnn.hidden_size * model.rnn.num_layers
+        floats = 2 * E + 4 * H
+        grads = 3 * E + 4 * H * (1.5 if model.kind == "rnn" else 3.5)  # the LSTM's, the GRU's: ~10 H measured
     elif isinstance(model, CNNClassifier):
-        floats = 2 * E + 3 * model.conv.out_channels
+        floats = 7 * E + 3 * model.conv.out_channels  # the convolution's unfolded input: kernel (5) x E
+        grads = floats
     elif isinstance(model, TransformerClassifier):
         layer = model.encoder.layers[0]
         floats = 4 * E + (8 * E + 2 * layer.linear1.out_features) * len(model.encoder.layers)
+        grads = 2.5 * floats
     elif isinstance(model, BagOfEmbeddings):
-        floats = 3 * E
+        floats, grads = 3 * E, 4.5 * E
     else:
         raise TypeError(f"no memory bound for {type(model).__name__}")
-    return FLOAT * floats + TOKEN_OVERHEAD
+    return int(FLOAT * (grads if backward else floats)) + TOKEN_OVERHEAD
 
 
 def size(n: int) -> str:
-    """Bytes as text: '53.8 GB', '67 MB'."""
-    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
+    """Bytes as text: '53.8 GB', '67 MB', '1.5 MB'."""
+    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB" if n >= 10 << 20 else f"{n / 2**20:.1f} MB"

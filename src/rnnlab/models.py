@@ -31,6 +31,9 @@ from .config import RECURRENT_KINDS, TRANSFORMER_HEADS, TrainConfig
 from .kernels import fold, gru_layer, lstm_layer, tanh_rnn_layer
 
 
+PREFIX_CHUNK = 64  # prefixes per forward pass where a model's running opinion is one pass per prefix
+
+
 def mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """(B, T) bool, True at real tokens."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
@@ -62,7 +65,7 @@ class Classifier(nn.Module):
 
     embedding: nn.Embedding
 
-    def forward_steps(self, tokens: torch.Tensor, lengths: torch.Tensor, chunk: int = 64):
+    def forward_steps(self, tokens: torch.Tensor, lengths: torch.Tensor, chunk: int = PREFIX_CHUNK):
         """Exact for any model: one forward pass per prefix, prefixes batched `chunk` at a time."""
         B, T = tokens.shape
         lengths = lengths.to(tokens.device)
@@ -75,6 +78,11 @@ class Classifier(nn.Module):
                 prefix = prefix.masked_fill(~mask(n, prefix.shape[1]), 0)  # nothing past the prefix's end
                 steps[b, lo:lo + len(n)] = self(prefix, n)
         return self(tokens, lengths), steps
+
+
+def per_prefix(model: Classifier) -> bool:
+    """Whether `forward_steps` runs the model once per prefix (no running state of its own: the Transformer, the CNN)."""
+    return type(model).forward_steps is Classifier.forward_steps
 
 
 def run_recurrent(module: nn.RNNBase, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:

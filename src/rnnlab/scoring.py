@@ -12,7 +12,7 @@ import torch
 
 from .batching import Encoded, sorted_batches
 from .io import RunError
-from .memory import require, token_bytes
+from .memory import fitting, token_bytes
 
 
 class NonFiniteAnswer(RunError):
@@ -32,11 +32,10 @@ def predict_proba(model, enc: Encoded, device="cpu", batch_size: int = EVAL_BATC
     was_training = model.training
     model.eval()
     probs = np.empty(len(enc), dtype=np.float32)
-    for idx in sorted_batches(enc.lengths, batch_size, EVAL_TOKENS):
-        if torch.device(device).type == "cpu":  # Linux would grant what it lacks, then kill the process without a word
-            longest = int(enc.lengths[idx[-1]])  # the batch is sorted by length
-            require(len(idx) * longest * token_bytes(model),
-                    f"review number {idx[-1] + 1} has {longest:,} tokens: reading it")
+    batches = sorted_batches(enc.lengths, batch_size, EVAL_TOKENS)
+    if torch.device(device).type == "cpu":  # Linux would grant what it lacks, then kill the process without a word
+        batches = fitting(batches, enc.lengths, token_bytes(model))
+    for idx in batches:
         tokens, lengths, _ = enc.collate(idx)
         probs[idx] = torch.sigmoid(model(tokens.to(device), lengths.to(device))).float().cpu().numpy()
     model.train(was_training)

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .batching import batch_indices
 from .config import TrainConfig
 from .io import HANGUP, RunError
-from .memory import GRADIENTS, memory_available, require, size, token_bytes
+from .memory import memory_available, require, size, token_bytes
 from .models import build_model, mask
 from .prepare import Prepared
 from .scoring import NonFiniteAnswer, score
@@ -80,10 +80,8 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
     model = _built(cfg, len(data.vocab), device)
-    if device.type == "cpu" and len(data.train):  # its longest review alone, with gradients (a batch holds more)
-        longest = int(data.train.lengths.max())
-        require(longest * GRADIENTS * token_bytes(model), f"the longest training review has {longest:,} tokens: "
-                "training on it", "use a --max-len")
+    if device.type == "cpu":
+        _check_memory(cfg, data, model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     try:
         metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
@@ -180,6 +178,18 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
                            f"two moments, need {size(need)}, and {size(have)} is available")
     with _out_of_memory_as(lambda: f"out of memory building the {sizes}; use smaller sizes"):
         return build_model(cfg, vocab_size).to(device)
+
+
+def _check_memory(cfg: TrainConfig, data: Prepared, model) -> None:
+    """TooLong, before the first step, where a batch of the longest training reviews (with gradients), or the longest
+    review to score, needs more than the memory available (validation and test batches are split to fit)."""
+    n, longest = len(data.train), int(data.train.lengths.max(initial=0))
+    need = min(cfg.batch_size, n) * longest * token_bytes(model, backward=True)
+    scored = max((int(s.lengths.max(initial=0)) for s in (data.val, data.test) if s is not None), default=0)
+    if scored * token_bytes(model) > need:
+        require(scored * token_bytes(model), f"a review to score has {scored:,} tokens: reading it", "use a --max-len")
+    require(need, f"training on the longest reviews ({min(cfg.batch_size, n)} x {longest:,} tokens a batch)",
+            "use a --max-len or a smaller --batch-size")
 
 
 def _score(model, enc, device, when: str) -> dict:
