@@ -78,16 +78,17 @@ def test_where_memory_is_short_evaluation_halves_its_batches_and_refuses_only_a_
     batches = sorted_batches(enc.lengths, 64)  # 40 short reviews, then the long one with 23 of them
     monkeypatch.setattr(memory_mod, "CHECK_FROM", 0)
     reads = []
-    monkeypatch.setattr(memory_mod, "memory_available", lambda: reads.append(1) or 9_000 * per)
+    room = memory_mod.WORKSPACE
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: reads.append(1) or 9_000 * per + room)
     fit = memory_mod.fitting(batches, enc.lengths, per)
     assert len(reads) == 1 and np.array_equal(np.concatenate(fit), np.concatenate(batches))  # the same order
-    assert all(len(b) * enc.lengths[b].max() * per <= 9_000 * per for b in fit) and fit[-1].tolist() == [40]
+    assert all(len(b) * enc.lengths[b].max() <= 9_000 for b in fit) and fit[-1].tolist() == [40]
     shapes = []
     model.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(inp[0].shape)))
     np.testing.assert_allclose(predict_proba(model, enc), free, rtol=0, atol=1e-6)
     assert (1, 9_000) in shapes
     shapes.clear()
-    monkeypatch.setattr(memory_mod, "memory_available", lambda: 8_999 * per)
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: 8_999 * per + room)
     with pytest.raises(memory_mod.TooLong, match=r"^review number 41 has 9,000 tokens: reading it needs about"):
         predict_proba(model, enc)
     assert shapes == []  # refused before any batch was read
@@ -99,12 +100,13 @@ import torch.nn.functional as F
 from rnnlab.config import preset
 from rnnlab.memory import token_bytes
 from rnnlab.models import build_model
-kind, E, H, layers, B, T, mode = sys.argv[1], *map(int, sys.argv[2:7]), sys.argv[7]
-cfg = dataclasses.replace(preset("lstm"), model=kind, embed_dim=E, hidden_dim=H, layers=layers, dropout=0.0,
+kind, E, H, layers, B, T, mode, dropout = sys.argv[1], *map(int, sys.argv[2:7]), sys.argv[7], float(sys.argv[8])
+cfg = dataclasses.replace(preset("lstm"), model=kind, embed_dim=E, hidden_dim=H, layers=layers, dropout=dropout,
                           pool="last" if kind in ("rnn", "lstm", "gru") else "max")
 model = build_model(cfg, 20000)
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-base = peak()  # before the tokens, which the bound counts
+with open("/proc/self/statm") as f:
+    base = int(f.read().split()[1]) * resource.getpagesize()  # resident now, before the tokens (the bound counts them)
 tokens, lengths = torch.randint(2, 20000, (B, T)), torch.full((B,), T)
 out = {"bound": B * T * token_bytes(model), "grad_bound": B * T * token_bytes(model, backward=True)}
 if mode == "train":  # as train steps: weights learning, the BCE's backward
@@ -121,35 +123,39 @@ else:  # as predict, then as explain: weights frozen, a backward to the embeddin
     out["gradients"] = peak() - base
 print(json.dumps(out))
 """
-SIZES = [  # kind, embed_dim, hidden_dim, layers, B, T, mode: sizes where each term of the bound dominates
-    ("rnn", 100, 128, 1, 4, 50_000, "read"), ("rnn", 8, 512, 1, 1, 50_000, "read"), ("rnn", 8, 512, 1, 1, 50_000, "train"),
-    ("lstm", 100, 128, 1, 4, 50_000, "read"), ("lstm", 8, 512, 1, 1, 50_000, "train"),
-    ("lstm", 512, 16, 1, 16, 5_000, "train"), ("gru", 8, 512, 3, 16, 3_000, "read"), ("gru", 8, 512, 1, 1, 50_000, "train"),
-    ("bow", 300, 16, 1, 4, 50_000, "read"), ("cnn", 512, 8, 1, 16, 10_000, "read"), ("cnn", 100, 128, 1, 4, 50_000, "train"),
-    ("transformer", 64, 64, 2, 1, 20_000, "read"), ("transformer", 64, 64, 2, 1, 20_000, "train"),
+SIZES = [  # kind, embed_dim, hidden_dim, layers, B, T, mode, dropout: sizes where each term of the bound dominates
+    ("rnn", 100, 128, 1, 4, 50_000, "read", 0), ("rnn", 8, 512, 1, 1, 50_000, "read", 0),
+    ("rnn", 8, 512, 1, 1, 50_000, "train", 0), ("lstm", 100, 128, 1, 4, 50_000, "read", 0),
+    ("lstm", 8, 512, 1, 1, 50_000, "train", 0), ("lstm", 512, 8, 1, 1, 150_000, "read", 0),
+    ("lstm", 512, 16, 1, 16, 5_000, "train", 0), ("gru", 8, 512, 3, 16, 3_000, "read", 0),
+    ("gru", 8, 512, 1, 1, 50_000, "train", 0), ("gru", 512, 8, 1, 16, 8_000, "train", 0.5),
+    ("bow", 300, 16, 1, 4, 50_000, "read", 0), ("cnn", 512, 8, 1, 16, 10_000, "read", 0),
+    ("cnn", 100, 128, 1, 4, 50_000, "train", 0), ("transformer", 64, 64, 2, 1, 20_000, "read", 0),
+    ("transformer", 64, 64, 2, 1, 20_000, "train", 0), ("transformer", 8, 512, 1, 1, 15_000, "read", 0),
 ]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["-".join(map(str, s)) for s in SIZES])
 def test_token_bytes_bounds_what_a_pass_takes(size):
     """Measured, not assumed: the peak resident memory of a pass (the Transformer's over 20,000 tokens: its
-    attention's time grows with T^2) against the bound, without and with a backward."""
+    attention's time grows with T^2) against the bound, without and with a backward, each check's WORKSPACE added."""
     r = subprocess.run([sys.executable, "-c", _PEAK, *map(str, size)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads(r.stdout)
-    assert m.get("forward", 1) <= m["bound"] and m["gradients"] <= m["grad_bound"], m
-    assert m["gradients"] > m["grad_bound"] / 5 and m.get("forward", m["bound"]) > m["bound"] / 5, m  # not wild
+    room = memory_mod.WORKSPACE
+    assert m.get("forward", 1) <= m["bound"] + room and m["gradients"] <= m["grad_bound"] + room, m
+    assert m["gradients"] > m["grad_bound"] / 8 and m.get("forward", m["bound"]) > m["bound"] / 8, m  # it ran
 
 
 def test_a_need_is_checked_against_the_memory_available_only_from_64_mb(monkeypatch):
     monkeypatch.setattr(memory_mod, "memory_available", lambda: 1 << 20)
     memory_mod.require(memory_mod.CHECK_FROM - 1, "reading it")  # not checked
-    with pytest.raises(memory_mod.TooLong, match=r"^reading it needs about 64 MB and 1.0 MB is available; give "):
+    with pytest.raises(memory_mod.TooLong, match=r"^reading it needs about 128 MB and 1.0 MB is available; give "):
         memory_mod.require(memory_mod.CHECK_FROM, "reading it")
     assert memory_mod.most(10, memory_mod.CHECK_FROM // 10 - 1) == 10  # not checked either
     assert memory_mod.most(10, memory_mod.CHECK_FROM) == 1  # at least one: whether it fits is require's to say
     monkeypatch.setattr(memory_mod, "memory_available", lambda: 300 << 20)
-    assert memory_mod.most(10, 100 << 20) == 3
+    assert memory_mod.most(10, 100 << 20) == 2  # 300 MB less WORKSPACE
     monkeypatch.setattr(memory_mod, "memory_available", lambda: None)  # unknown (not Linux): not refused
     memory_mod.require(1 << 50, "reading it")
     assert memory_mod.most(10, 1 << 50) == 10
@@ -176,15 +182,20 @@ def _refused(res, *parts):
     assert line.startswith("Error: ") and all(p in line for p in parts), line
 
 
-def test_predict_and_evaluate_refuse_only_a_review_that_cannot_fit_alone(whole_review_run, tmp_path, available):
+def test_predict_and_evaluate_refuse_only_a_review_that_cannot_fit_alone(whole_review_run, tmp_path, available,
+                                                                          monkeypatch):
     from rnnlab.explain import load_run
 
     review = " ".join(["great film"] * 2_000)  # 4,000 tokens
     alone = 4_000 * memory_mod.token_bytes(load_run(whole_review_run).model)
     run = str(whole_review_run)
-    available(alone * 3 // 2)  # two of them do not fit together: read one at a time
+    available(alone * 3 // 2 + memory_mod.WORKSPACE)  # two of them do not fit together: read one at a time
+    real, batches = memory_mod.fitting, []
+    monkeypatch.setattr("rnnlab.scoring.fitting", lambda *a: batches.extend(real(*a)) or batches)
     res = CliRunner().invoke(main, ["predict", run, "fine", review, review])
     assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 3, res.output
+    assert [b.tolist() for b in batches] == [[0], [1], [2]]  # halved, then halved again
+    alone += memory_mod.WORKSPACE
     available(alone - 1)
     _refused(CliRunner().invoke(main, ["predict", run, "fine", review]),
              f"review number 2 has 4,000 tokens: reading it needs about {memory_mod.size(alone)} and "
@@ -205,11 +216,12 @@ def test_explain_takes_fewer_points_of_the_path_at_once_where_memory_is_short_an
     batches = []
     real = run.model.forward
     run.model.forward = lambda tokens, lengths: batches.append(tokens.shape[0]) or real(tokens, lengths)
-    available(3 * each + each // 2)
+    available(3 * each + each // 2 + memory_mod.WORKSPACE)
     short = explain(run, review)
     assert max(batches) == 3  # 3 of the path's 50 points a pass instead of 50
     np.testing.assert_allclose(short.attribution, free.attribution, rtol=0, atol=1e-6)
     assert short.opinion == free.opinion and short.grad_norm == free.grad_norm
+    each += memory_mod.WORKSPACE
     available(each - 1)
     page = tmp_path / "e.html"
     _refused(CliRunner().invoke(main, ["explain", str(whole_review_run), review, "--html", str(page)]),
@@ -227,6 +239,7 @@ def test_train_refuses_data_whose_longest_reviews_cannot_fit_a_batch_and_leaves_
     from rnnlab.models import RecurrentClassifier
 
     need = 4_000 * memory_mod.token_bytes(RecurrentClassifier("lstm", 60, 16, 16), backward=True)  # with gradients
+    need += memory_mod.WORKSPACE
     available(need - 1)
     res = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL,
                                     "--model", "lstm", "--val-fraction", "0", "--batch-size", "1"])

@@ -20,6 +20,7 @@ from .io import RunError
 FLOAT = 4  # bytes of a float32
 TOKEN_OVERHEAD = 64  # int64 ids, mask, gather and lengths of the padded batch, per token
 CHECK_FROM = 64 << 20  # a need below this is not checked (reading the memory available costs ~70 us)
+WORKSPACE = 64 << 20  # added to a need that is checked: fixed buffers beside the per-token ones (a Transformer's ~40 MB)
 READ_ADVICE = "give shorter reviews, or use a run trained with a --max-len"
 
 
@@ -36,15 +37,15 @@ def require(need: int, what: str, advice: str = READ_ADVICE) -> None:
     if need < CHECK_FROM:
         return
     have = memory_available()
-    if have is not None and need > have:
-        raise TooLong(f"{what} needs about {size(need)} and {size(have)} is available", advice)
+    if have is not None and need + WORKSPACE > have:
+        raise TooLong(f"{what} needs about {size(need + WORKSPACE)} and {size(have)} is available", advice)
 
 
 def most(n: int, each: int) -> int:
     """How many of n parts needing `each` bytes fit in the memory available at once: n where it is not checked,
     at least 1 (whether one fits is `require`'s to say)."""
     have = memory_available() if n * each >= CHECK_FROM else None
-    return n if have is None else max(1, min(n, have // max(each, 1)))
+    return n if have is None else max(1, min(n, (have - WORKSPACE) // max(each, 1)))
 
 
 def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> list[np.ndarray]:
@@ -52,9 +53,9 @@ def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> l
     bytes, halved where the memory available is short of that, in the same order; TooLong for a review that cannot
     fit alone. Checked before any is read, the memory read once."""
     def need(b):
-        return len(b) * int(lengths[b[-1]]) * per_token
+        return len(b) * int(lengths[b[-1]]) * per_token + WORKSPACE
 
-    if not batches or max(map(need, batches)) < CHECK_FROM or (have := memory_available()) is None:
+    if not batches or max(map(need, batches)) < CHECK_FROM + WORKSPACE or (have := memory_available()) is None:
         return batches
     out, todo = [], batches[::-1]
     while todo:
@@ -102,15 +103,15 @@ def token_bytes(model, backward: bool = False) -> int:
 
     From the sizes of the activations each kind keeps alive at once (float32), times what a backward adds per kind;
     tests/test_memory.py measures the peak resident memory of passes of every kind against it, at sizes where
-    embed_dim or hidden_dim dominates: from a quarter of the bound to 0.85 of it (session 44). Not counted: a few
-    tens of MB of fixed workspace (the Transformer's ~50 MB), below CHECK_FROM."""
+    embed_dim or hidden_dim dominates (its 16 SIZES, session 44: 0.13-0.87 of the bound with WORKSPACE). Not counted:
+    tens of MB of fixed buffers (a Transformer's ~40 MB), which every check adds as WORKSPACE."""
     from .models import BagOfEmbeddings, CNNClassifier, RecurrentClassifier, TransformerClassifier
 
     E = model.embedding.embedding_dim
     if isinstance(model, RecurrentClassifier):  # embeddings, [x | 1]; states and gates, kept every step for a backward
-        H = model.rnn.hidden_size * model.rnn.num_layers
-        floats = 2 * E + 4 * H
-        grads = 3 * E + 4 * H * (1.5 if model.kind == "rnn" else 3.5)  # the LSTM's, the GRU's: ~10 H measured
+        H = model.rnn.hidden_size * model.rnn.num_layers  # (the LSTM's, the GRU's: ~10 H measured)
+        floats = 3 * E + 4 * H
+        grads = 6 * E + 4 * H * (1.5 if model.kind == "rnn" else 3.5)  # ~4.5 E measured where E dominates
     elif isinstance(model, CNNClassifier):
         floats = 7 * E + 3 * model.conv.out_channels  # the convolution's unfolded input: kernel (5) x E
         grads = floats

@@ -80,13 +80,13 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     device = resolve_device(cfg.device)
     set_seed(cfg.seed)
     model = _built(cfg, len(data.vocab), device)
-    if device.type == "cpu":
-        _check_memory(cfg, data, model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     try:
         metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
     except RunError as e:
         raise CannotResume(str(e)) from None
+    if device.type == "cpu" and len(metrics) < cfg.epochs:  # (a finished run only scores its test split again)
+        _check_memory(cfg, data, model)
     params = list(model.parameters())
     max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: measure the norm, never clip
     show = sys.stderr.isatty() if progress is None else progress
