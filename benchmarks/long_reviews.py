@@ -3,8 +3,8 @@
     python benchmarks/long_reviews.py RUN_DIR [--before OTHER_CHECKOUT/src] --out benchmarks/results/long_reviews.json
 
 RUN_DIR: a run trained on whole reviews (`rnnlab train --preset rnn --max-len 0 --epochs 1 --data ...`): its
-weights do not matter here, its reading of whole reviews does. Cases, each a fresh process (peak resident memory
-from getrusage of the child):
+weights do not matter here, its reading of whole reviews does. Cases, each a fresh process (peak resident memory:
+its VmHWM):
 - `evaluate` of a CSV of 100 reviews of 300 tokens and one of 200,000 (random words of the run's vocabulary);
 - `predict` of one review of 1,000,000 tokens on standard input;
 - `predict` of one review of 15,000,000 tokens, which needs more memory than a 24 GB machine has (refused).
@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,9 @@ from common import publish
 def child(cmd: list[str], stdin: Path | None, src: str | None) -> dict:
     """Run `python -m rnnlab ...` in a fresh process: exit code, seconds, peak resident memory, its last line."""
     env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
-    code = ("import resource, runpy, sys; sys.argv = ['rnnlab', *sys.argv[1:]]\n"
+    code = ("import runpy, sys; sys.argv = ['rnnlab', *sys.argv[1:]]\n"  # VmHWM: ru_maxrss may start at the parent's
             "try:\n    runpy.run_module('rnnlab', run_name='__main__')\nfinally:\n"
-            "    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+            "    print('PEAK', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)")
     t0 = time.perf_counter()
     with open(stdin or os.devnull) as f:
         r = subprocess.run([sys.executable, "-c", code, *cmd], stdin=f, capture_output=True, text=True, env=env)
