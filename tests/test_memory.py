@@ -6,7 +6,7 @@ by hand (`rnnlab explain` and `rnnlab train` under /usr/bin/time):
 
 | input                                                           | before                        | now                 |
 |-----------------------------------------------------------------|-------------------------------|---------------------|
-| `evaluate`, a 1.2 MB CSV: 100 reviews of 300 tokens and one of 200,000 (vanilla RNN on whole reviews) | 13.7 GB, 53 s: 36 reviews padded to 200,000 | 0.6 GB, 2.9 s |
+| `evaluate`, a 1.2 MB CSV: 100 reviews of 300 tokens and one of 200,000 (vanilla RNN on whole reviews) | 13.7 GB, 45 s: 36 reviews padded to 200,000 | 0.6 GB, 2.6 s |
 | `predict`, one review of 15,000,000 tokens (vanilla RNN)        | ~2 KB a token: more than 24 GB | one line, exit 2   |
 | `explain` (LSTM) or `train --max-len 0`, a review of 4,000,000 tokens | ~6 KB a token: 24 GB    | one line, exit 2, 4 s |
 
