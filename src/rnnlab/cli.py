@@ -282,9 +282,9 @@ DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else th
 def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir, **flags):
     """Train a model; prints one JSON summary line last."""
     from .data import load_imdb
+    from .memory import TooLong
     from .prepare import prepare
     from .runs import RunDir, check_new_run, read_config, run_data_path, run_fingerprint
-    from .memory import TooLong
     from .train import CannotResume, Divergence, Interrupted, OutOfMemory, TooLarge, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}

@@ -183,13 +183,14 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
 def _check_memory(cfg: TrainConfig, data: Prepared, model) -> None:
     """TooLong, before the first step, where a batch of the longest training reviews (with gradients), or the longest
     review to score, needs more than the memory available (validation and test batches are split to fit)."""
-    n, longest = len(data.train), int(data.train.lengths.max(initial=0))
-    need = min(cfg.batch_size, n) * longest * token_bytes(model, backward=True)
+    batch, longest = min(cfg.batch_size, len(data.train)), int(data.train.lengths.max(initial=0))
+    need = batch * longest * token_bytes(model, backward=True)
     scored = max((int(s.lengths.max(initial=0)) for s in (data.val, data.test) if s is not None), default=0)
-    if scored * token_bytes(model) > need:
+    if scored * token_bytes(model) > need:  # the larger need decides: the smaller fits where it does
         require(scored * token_bytes(model), f"a review to score has {scored:,} tokens: reading it", "use a --max-len")
-    require(need, f"training on the longest reviews ({min(cfg.batch_size, n)} x {longest:,} tokens a batch)",
-            "use a --max-len or a smaller --batch-size")
+    else:
+        require(need, f"training on the longest reviews ({batch} x {longest:,} tokens a batch)",
+                "use a --max-len or a smaller --batch-size")
 
 
 def _score(model, enc, device, when: str) -> dict:
