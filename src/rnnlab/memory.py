@@ -103,8 +103,9 @@ def token_bytes(model, backward: bool = False) -> int:
 
     From the sizes of the activations each kind keeps alive at once (float32), times what a backward adds per kind;
     tests/test_memory.py measures the peak resident memory of passes of every kind against it, at sizes where
-    embed_dim or hidden_dim dominates (its 16 SIZES, session 44: 0.13-0.87 of the bound with WORKSPACE). Not counted:
-    tens of MB of fixed buffers (a Transformer's ~40 MB), which every check adds as WORKSPACE."""
+    embed_dim or hidden_dim dominates (its 16 SIZES: 0.13-0.87 of the bound with WORKSPACE, by
+    benchmarks/memory_bound.py). Not counted: tens of MB of fixed buffers (a Transformer's ~40 MB), which every
+    check adds as WORKSPACE."""
     from .models import BagOfEmbeddings, CNNClassifier, RecurrentClassifier, TransformerClassifier
 
     E = model.embedding.embedding_dim
