@@ -232,6 +232,33 @@ def test_explain_takes_fewer_points_of_the_path_at_once_where_memory_is_short_an
     assert not page.exists()
 
 
+def test_explain_refuses_before_any_runs_work_and_before_its_long_wait_note(whole_review_run, tmp_path_factory,
+                                                                            tiny_data, available, monkeypatch):
+    """A run that cannot explain the review is refused before the runs listed before it explain anything, and
+    without the Transformer's note announcing a long wait first."""
+    import rnnlab.explain as E
+
+    tf = tmp_path_factory.mktemp("memory") / "tf"
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(tf), "--model", "transformer",
+                                    *SMALL, "--pool", "mean"])
+    assert res.exit_code == 0, res.output
+    review = " ".join(["great film"] * 300)  # 600 tokens
+    monkeypatch.setattr(E, "PER_PREFIX_NOTE_TOKENS", 10)
+    need = 64 * 600 * memory_mod.token_bytes(E.load_run(tf).model) + memory_mod.WORKSPACE  # 64 prefixes a pass
+    lstm_need = 600 * memory_mod.token_bytes(E.load_run(whole_review_run).model, backward=True)
+    assert lstm_need + memory_mod.WORKSPACE < need - 1
+    calls = []
+    real = E.explain
+    monkeypatch.setattr(E, "explain", lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
+    available(need - 1)
+    res = CliRunner().invoke(main, ["explain", str(whole_review_run), str(tf), review, "--no-attribution"])
+    _refused(res, f"the review has 600 tokens: explaining it needs about {memory_mod.size(need)}")
+    assert calls == [] and "prefixes anew" not in res.output
+    available(need)
+    res = CliRunner().invoke(main, ["explain", str(whole_review_run), str(tf), review, "--no-attribution"])
+    assert res.exit_code == 0 and calls == ["run", "tf"] and "note: tf (transformer) reads each" in res.stderr
+
+
 def test_train_refuses_data_whose_longest_reviews_cannot_fit_a_batch_and_leaves_no_run(tmp_path, tiny_splits,
                                                                                         available):
     from conftest import write_parquet_dir

@@ -206,8 +206,6 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     """attribution: None = if Captum is installed, True = required (ImportError without it), False = none."""
     import torch
 
-    from .memory import most, require, token_bytes
-    from .models import PREFIX_CHUNK, per_prefix
     from .scoring import encode_texts, predict_proba
     from .text import tag_kept_positions, tokenize
 
@@ -223,13 +221,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     positions = list(where[start:start + L]) or [0]
     ids = [int(i) for i in enc.ids[start:start + L]]
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
-    points = None  # Integrated Gradients' points a batch: ig_points, or fewer where the memory available is short
-    if device.type == "cpu":  # a backward through the review (the gradient norms; each point of the path), and a
-        each = L * token_bytes(model, backward=True)  # model run once per prefix: PREFIX_CHUNK prefixes a pass
-        prefixes = min(PREFIX_CHUNK, L) * L * token_bytes(model) if per_prefix(model) else 0
-        require(max(each, prefixes), f"the review has {L:,} tokens: explaining it",
-                "give a shorter review, or use a run trained with a --max-len")
-        points = most(ig_points(model, L, ig_steps), each)
+    points = memory_plan(model, L, ig_steps)
 
     p = float(predict_proba(model, enc, device)[0])  # the number `rnnlab predict` prints
     change = None  # ||h_t - h_{t-1}|| of a recurrent model's top layer
@@ -270,6 +262,22 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full,
                        cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
+
+
+def memory_plan(model, L: int, ig_steps: int) -> int | None:
+    """Integrated Gradients' points a batch for a review of L tokens on CPU: `ig_points`, or fewer where the memory
+    available is short; TooLong where not even a backward through the review (the gradient norms, each point of
+    the path) or, for a model run once per prefix, PREFIX_CHUNK prefixes a pass can fit. None on a GPU."""
+    from .memory import most, require, token_bytes
+    from .models import PREFIX_CHUNK, per_prefix
+
+    if _device_of(model).type != "cpu":
+        return None
+    each = L * token_bytes(model, backward=True)
+    prefixes = min(PREFIX_CHUNK, L) * L * token_bytes(model) if per_prefix(model) else 0
+    require(max(each, prefixes), f"the review has {L:,} tokens: explaining it",
+            "give a shorter review, or use a run trained with a --max-len")
+    return most(ig_points(model, L, ig_steps), each)
 
 
 def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits=None, points: int | None = None):
@@ -578,17 +586,18 @@ def _is_run(arg: str) -> bool:
 PER_PREFIX_NOTE_TOKENS = 1000  # above this, a model run once per prefix is told to take its time
 
 
-def _warn_if_slow(run: Run, text: str) -> None:
-    """A note before a long wait: a model without a running state of its own (the Transformer, the CNN) is run once
-    per prefix of the review it reads (`Classifier.forward_steps`)."""
+def _before_the_wait(run: Run, text: str, ig_steps: int | None) -> None:
+    """TooLong if the review cannot be explained in the memory available (`memory_plan`), before any run's work;
+    else a note before a long wait: a model without a running state of its own (the Transformer, the CNN) is run
+    once per prefix of the review it reads (`Classifier.forward_steps`)."""
     from .models import per_prefix
-    from .text import tokenize
+    from .scoring import encode_texts
 
-    if not per_prefix(run.model):
-        return
-    n = len(tokenize(text, run.vocab.strip_html))
-    n = min(n, run.cfg.max_len) if run.cfg.max_len else n
-    if n > PER_PREFIX_NOTE_TOKENS:
+    if not text.strip():
+        return  # explain's own line: nothing to explain
+    n = int(encode_texts(run.vocab, [text], None, run.cfg.max_len, run.cfg.truncate)[0].lengths[0])
+    memory_plan(run.model, n, ig_steps_for(run.cfg.model) if ig_steps is None else ig_steps)
+    if per_prefix(run.model) and n > PER_PREFIX_NOTE_TOKENS:
         click.echo(f"note: {run.name} ({run.cfg.model}) reads each of the review's {n:,} prefixes anew for its running "
                    f"opinion: time grows faster than the length squared (a Transformer: ~17 s at 1,000 tokens on a "
                    f"2-core VM, docs/PERFORMANCE.md); Ctrl-C stops it", err=True)
@@ -762,7 +771,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "TEXT" if words else source
         for run in runs:
-            _warn_if_slow(run, text)
+            _before_the_wait(run, text, ig_steps)
         exps = explain_runs(runs, text, attribution=attribution, ig_steps=ig_steps, source=source,
                             true_label=truth)
     except ImportError as e:
