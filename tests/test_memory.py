@@ -278,3 +278,96 @@ def test_train_refuses_data_whose_longest_reviews_cannot_fit_a_batch_and_leaves_
     res = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL,
                                     "--model", "lstm", "--val-fraction", "0", "--batch-size", "1", "--max-len", "100"])
     assert res.exit_code == 0, res.output
+
+
+def test_most_checks_the_whole_need_of_its_parts_not_each_part(monkeypatch):
+    """50 points of 12 MB each are 600 MB: checked though each part is under CHECK_FROM."""
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: 1 << 20)
+    assert memory_mod.most(10, memory_mod.CHECK_FROM // 10 + 1) == 1
+
+
+def test_fitting_checks_all_batches_where_one_large_batch_stands_among_small_ones(monkeypatch):
+    """With the real CHECK_FROM: a short review's batch below it does not switch the check off for the others."""
+    monkeypatch.setattr(memory_mod, "memory_available", lambda: 200 << 20)
+    lengths = np.array([10, 10, 1_000_000])
+    out = memory_mod.fitting([np.array([0]), np.array([1, 2])], lengths, 80 * 2**20 // 1_000_000 + 1)
+    assert [b.tolist() for b in out] == [[0], [1], [2]]
+
+
+def test_the_hosts_memory_available_caps_a_larger_cgroup_limit(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:    1000000 kB\nSwapFree:         0 kB\n")
+    (tmp_path / "memory.max").write_text(f"{8 << 30}\n")
+    (tmp_path / "memory.current").write_text(f"{1 << 30}\n")
+    (tmp_path / "memory.stat").write_text("inactive_file 0\n")
+    assert memory_mod.memory_available(str(meminfo), str(tmp_path)) == 1_000_000 * 1024
+
+
+def test_integrated_gradients_points_a_batch_count_a_transformers_attention():
+    from rnnlab.explain import ig_points
+    from rnnlab.models import RecurrentClassifier, TransformerClassifier
+
+    assert ig_points(TransformerClassifier(60, 16, 16), 1000, 200) == 4  # T^2 attention scores a point
+    assert ig_points(RecurrentClassifier("lstm", 60, 8, 8), 9000, 50) == 44  # T tokens a point
+    assert ig_points(RecurrentClassifier("lstm", 60, 8, 8), 10, 50) == 50  # never more than the steps
+
+
+def test_sizes_in_messages_are_binary_units():
+    assert memory_mod.size(2**30) == "1.0 GB" and memory_mod.size(1_500_000_000) == "1.4 GB"
+    assert memory_mod.size(67 << 20) == "67 MB" and memory_mod.size(3 << 19) == "1.5 MB"
+
+
+def test_two_reviews_each_at_most_max_tokens_but_over_it_together_are_two_batches():
+    assert [b.tolist() for b in sorted_batches(np.array([200_000, 200_000]), 64, EVAL_TOKENS)] == [[0], [1]]
+
+
+def test_train_counts_a_batch_of_at_most_its_training_reviews(tmp_path, available):
+    """3 training reviews and --batch-size 64: a batch holds 3 of them, not 64."""
+    from conftest import make_reviews, write_parquet_dir
+    from rnnlab.models import RecurrentClassifier
+
+    texts, labels = make_reviews(2, seed=3)
+    data = write_parquet_dir(tmp_path / "data", ([*texts, " ".join(["dull"] * 4_000)], [*labels, 0]),
+                             make_reviews(4, seed=4))
+    per = memory_mod.token_bytes(RecurrentClassifier("lstm", 60, 16, 16), backward=True)
+    available(3 * 4_000 * per + memory_mod.WORKSPACE - 1)
+    cmd = ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL, "--model", "lstm", "--val-fraction",
+           "0", "--batch-size", "64"]
+    _refused(CliRunner().invoke(main, cmd), "training on the longest reviews (3 x 4,000 tokens a batch)")
+    available(3 * 4_000 * per + memory_mod.WORKSPACE)
+    res = CliRunner().invoke(main, cmd)
+    assert res.exit_code == 0, res.output
+
+
+def test_train_refuses_up_front_a_test_review_longer_than_it_can_score(tmp_path, tiny_splits, available):
+    """The test split's longest review, longer than every training review, is checked before the first step (it
+    would fail after every epoch had trained); no run is left."""
+    from conftest import write_parquet_dir
+    from rnnlab.models import RecurrentClassifier
+
+    train, (texts, labels) = tiny_splits
+    data = write_parquet_dir(tmp_path / "data", train, ([*texts, " ".join(["dull"] * 40_000)], [*labels, 0]))
+    need = 40_000 * memory_mod.token_bytes(RecurrentClassifier("lstm", 60, 16, 16)) + memory_mod.WORKSPACE
+    available(need - 1)
+    res = CliRunner().invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL,
+                                    "--model", "lstm"])
+    _refused(res, f"a review to score has 40,000 tokens: reading it needs about {memory_mod.size(need)}",
+             "use a --max-len")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_resumed_run_whose_reviews_no_longer_fit_is_told_it_cannot_be_resumed_here(tmp_path, tiny_splits,
+                                                                                      available):
+    from conftest import write_parquet_dir
+
+    (texts, labels), test = tiny_splits
+    data = write_parquet_dir(tmp_path / "data", ([*texts, " ".join(["dull"] * 4_000)], [*labels, 0]), test)
+    cmd = ["train", "--data", str(data), "--out", str(tmp_path / "r"), *SMALL, "--model", "lstm", "--val-fraction",
+           "0", "--batch-size", "1"]
+    assert CliRunner().invoke(main, cmd).exit_code == 0
+    available(1 << 20)
+    res = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "r"), "--epochs", "2"])
+    _refused(res, "training on the longest reviews (1 x 4,000 tokens a batch) needs about")
+    last = res.output.strip().splitlines()[-1]
+    assert last.endswith("this run cannot be resumed here; free memory, or resume it on a machine with more")
+    assert "--resume" not in last and "--max-len" not in last
