@@ -24,6 +24,7 @@ import torch
 from click.testing import CliRunner
 
 import rnnlab.io as io_mod
+import rnnlab.memory as memory_mod
 import rnnlab.train as train_mod
 from rnnlab.cli import main
 from rnnlab.data import load_imdb
@@ -164,6 +165,39 @@ def test_the_memory_available_is_read_from_meminfo_and_the_cgroups_limit(tmp_pat
     (v1 / "memory" / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {200 << 20}\n")
     assert train_mod.memory_available(str(meminfo), str(v1)) == 300 << 20
     assert train_mod.memory_available(str(tmp_path / "no-meminfo"), str(v1)) is None
+
+
+def test_the_limit_of_this_processs_own_cgroup_and_of_its_parents_counts(tmp_path):
+    """/proc/self/cgroup names the group (systemd-run -p MemoryMax, a batch scheduler's job, a nested container):
+    its limit and each parent's below the mount apply, not only the mount's; a group not visible here (a container
+    that shows the host's path) leaves the mount's own."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   20000000 kB\nSwapFree:              0 kB\n")
+    root, membership = tmp_path / "cg", tmp_path / "cgroup"
+
+    def group(folder, limit, used, v1=False):
+        folder.mkdir(parents=True, exist_ok=True)
+        names = ("memory.limit_in_bytes", "memory.usage_in_bytes") if v1 else ("memory.max", "memory.current")
+        (folder / names[0]).write_text(f"{limit}\n")
+        (folder / names[1]).write_text(f"{used}\n")
+        (folder / "memory.stat").write_text("total_inactive_file 0\n" if v1 else "inactive_file 0\n")
+
+    available = lambda: memory_mod.memory_available(str(meminfo), str(root), str(membership))  # noqa: E731
+    membership.write_text("9:name=systemd:/\n4:memory:/process_api/abc/job\n0::/\n")  # v1, nested
+    group(root / "memory" / "process_api" / "abc" / "job", 700 << 20, 100 << 20, v1=True)
+    group(root / "memory" / "process_api", 9223372036854771712, 5 << 30, v1=True)  # no limit
+    assert available() == 600 << 20
+    group(root / "memory" / "process_api" / "abc", 400 << 20, 350 << 20, v1=True)  # a parent nearer its limit
+    assert available() == 50 << 20
+    membership.write_text("0::/user.slice/run-1.scope\n")  # v2: the scope has no limit, its slice has
+    group(root / "user.slice" / "run-1.scope", "max", 0)
+    group(root / "user.slice", 2 << 30, 1 << 30)
+    assert available() == 1 << 30
+    membership.write_text("0::/docker/0123\n")  # not visible here: the mount's own limit
+    group(root, 3 << 30, 1 << 30)
+    assert available() == 2 << 30
+    membership.write_text("not a cgroup line\n")
+    assert available() == 2 << 30
 
 
 @pytest.mark.parametrize("args,hint", [(["train"], "--batch-size, --max-len"), (["predict", "RUN"], "shorter reviews"),

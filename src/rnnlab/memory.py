@@ -70,31 +70,57 @@ def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> l
     return out
 
 
-def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int | None:
-    """Bytes of memory the host can still give this process: Linux's MemAvailable plus free swap, or less where its
-    cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) is nearer, counting the cgroup's reclaimable page cache
-    (inactive_file) as free. None where unknown (not Linux)."""
+def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup",
+                     membership: str = "/proc/self/cgroup") -> int | None:
+    """Bytes of memory the host can still give this process: Linux's MemAvailable plus free swap, or less where a
+    cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) is nearer: this process's own group's (`membership`
+    names it), each parent's up to the mount, and the mount's own; a group's reclaimable page cache (inactive_file)
+    counted as free. None where unknown (not Linux)."""
     try:
         with open(meminfo) as f:
             info = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
         have = info["MemAvailable"] + info.get("SwapFree", 0)
     except (OSError, ValueError, KeyError, IndexError):
         return None
-    root = Path(cgroup)
-    for limit_file, usage_file, stat_file, key in (("memory.max", "memory.current", "memory.stat", "inactive_file"),
-                                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
-                                                    "memory/memory.stat", "total_inactive_file")):
+    for folder, (limit_file, usage_file, stat_file, key) in _cgroups(Path(cgroup), membership):
         try:
-            limit = (root / limit_file).read_text().strip()
+            limit = (folder / limit_file).read_text().strip()
         except OSError:
             continue
         with contextlib.suppress(OSError, ValueError):
             if limit != "max" and int(limit) < 1 << 60:  # v1 says "no limit" with a number near 2**63
-                stat = dict(line.split() for line in (root / stat_file).read_text().splitlines() if line.strip())
-                used = int((root / usage_file).read_text()) - int(stat.get(key, 0))
+                stat = dict(line.split() for line in (folder / stat_file).read_text().splitlines() if line.strip())
+                used = int((folder / usage_file).read_text()) - int(stat.get(key, 0))
                 have = min(have, max(0, int(limit) - used))
-        break
     return have
+
+
+_V2 = ("memory.max", "memory.current", "memory.stat", "inactive_file")
+_V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_inactive_file")
+
+
+def _cgroups(root: Path, membership: str) -> list[tuple[Path, tuple[str, str, str, str]]]:
+    """The cgroup folders whose memory limit may apply to this process, with their files: its own group and each
+    parent below the mount (from /proc/self/cgroup: "0::/a/b" for v2, "4:memory:/a/b" for v1), then the mounts'
+    roots (a container with its own cgroup namespace sees its group there)."""
+    mounts = {"": (root, _V2), "memory": (root / "memory", _V1)}
+    try:
+        lines = Path(membership).read_text().splitlines()
+    except (OSError, ValueError):
+        lines = []
+    folders = []
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        kind = "" if controllers == "" else "memory" if "memory" in controllers.split(",") else None
+        if kind is None or not path.startswith("/"):
+            continue
+        base, files = mounts[kind]
+        folder = base / path.strip().lstrip("/")
+        while folder != base and base in folder.parents:
+            folders.append((folder, files))
+            folder = folder.parent
+    return folders + list(mounts.values())
 
 
 def token_bytes(model, backward: bool = False) -> int:
