@@ -39,3 +39,13 @@ def fail(ds, name: str, kind: str = "ValueError", calls: str | None = None, slee
 def calls(d: Path, name: str) -> int:
     """How many times the job named `name` ran (files left in `d`)."""
     return len(list(Path(d).glob(f"{name}.*"))) if Path(d).is_dir() else 0
+
+
+def die(ds, name: str, calls: str | None = None, sleep: float = 0.0) -> list[dict]:
+    """Kills its own worker process after `sleep` seconds, as the kernel's out-of-memory killer would."""
+    import signal
+
+    _called(calls, name)
+    time.sleep(sleep)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return []

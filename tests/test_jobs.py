@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -226,6 +227,41 @@ def test_a_failing_job_is_a_job_error_naming_it_and_the_finished_are_kept(ds, ti
     assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 1
 
 
+def test_a_worker_killed_mid_job_stops_the_run_in_one_line_and_the_finished_are_kept(ds, tiny_data, tmp_path):
+    """multiprocessing starts another worker in a dead one's place and its job never reports back: without a
+    check, the run would wait for ever."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    ok = echo("a", calls, cost=5.0)
+    dies = Job("fake_jobs:die", {"name": "dies", "calls": str(calls), "sleep": 0.5}, label="killed", cost=1.0)
+    slow = echo("slow", calls, cost=0.1, sleep=60.0)  # still running when the run stops: stopped with it
+    t0 = time.monotonic()
+    with Runner(workers=2, threads=1, log=lambda s: None) as runner:
+        with pytest.raises(JobError) as err:
+            runner.run([ok, dies, slow], ds, str(tiny_data), store)
+    assert time.monotonic() - t0 < 30
+    assert str(err.value).startswith("a worker process died (killed by SIGKILL: the kernel's out-of-memory killer, "
+                                     "or kill -9) with ") and len(str(err.value).splitlines()) == 1, str(err.value)
+    assert (store / f"{ok.key}.json").is_file() and not (store / f"{slow.key}.json").exists()
+
+
+def test_a_worker_killed_while_idle_stops_the_run_though_the_pool_cannot_be_terminated(ds, tiny_data, tmp_path):
+    """An idle worker waits for its next job holding the task queue's lock; killed there, it never lets go, and
+    Pool.terminate() waits for that lock for ever: the run stops anyway, its workers killed."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    quick, slow = echo("quick", calls, cost=5.0), echo("slow", calls, cost=0.1, sleep=60.0)
+
+    def log(line):
+        if line.startswith("[jobs] 1/2 echo quick"):  # its worker is idle now: kill it
+            os.kill(json.loads((store / f"{quick.key}.json").read_text())["rows"][0]["pid"], signal.SIGKILL)
+
+    t0 = time.monotonic()
+    with Runner(workers=2, threads=1, log=log) as runner:
+        with pytest.raises(JobError, match=r"^a worker process died \(killed by SIGKILL"):
+            runner.run([quick, slow], ds, str(tiny_data), store)
+    assert time.monotonic() - t0 < 40
+    assert multiprocessing.active_children() == []  # none left training for nobody
+
+
 # --- real jobs: in this process and in two worker processes -----------------------------------------
 
 def fit_jobs() -> list[Job]:
@@ -322,9 +358,11 @@ def test_no_more_worker_processes_than_jobs(ds, tiny_data, tmp_path):
     with Runner(workers=8, threads=1, log=log.append) as runner:
         rows = runner.run([echo(n, calls) for n in "ab"], ds, str(tiny_data), tmp_path / "one")
         assert "[jobs] 2 jobs on 2 worker processes x 1 thread(s)" in log
-        assert len({r[0]["pid"] for r in rows.values()} - {os.getpid()}) == 2
-        runner.run([echo(n, calls) for n in "cdef"], ds, str(tiny_data), tmp_path / "two")
+        assert os.getpid() not in {r[0]["pid"] for r in rows.values()}
+        assert len(multiprocessing.active_children()) == 2  # the pool's, kept for the next batch (one worker may
+        runner.run([echo(n, calls) for n in "cdef"], ds, str(tiny_data), tmp_path / "two")  # have run both jobs)
         assert "[jobs] 4 jobs on 4 worker processes x 1 thread(s)" in log
+        assert len(multiprocessing.active_children()) == 4
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="Linux: the kernel's parent-death signal")

@@ -417,8 +417,26 @@ def test_resume_with_other_data_refuses_a_different_vocabulary(two_epoch_run, tm
     other = write_parquet_dir(tmp_path / "other", make_reviews(240, seed=21), make_reviews(120, seed=22))
     r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(two_epoch_run.path), "--epochs", "3",
                         "--data", str(other)], capture_output=True, text=True)
-    assert r.returncode == 2 and "vocabulary differs from this data" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "trained on other data than" in r.stderr and "Traceback" not in r.stderr
     assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]  # nothing trained, nothing lost
+
+
+def test_resume_names_a_damaged_vocabulary_where_the_data_is_the_runs_own(two_epoch_run, tiny_data):
+    f = two_epoch_run.path / "vocab.json"
+    saved = f.read_text()
+    vocab = json.loads(saved)
+    words = vocab["itos"] if isinstance(vocab, dict) else vocab
+    words[-1], words[-2] = words[-2], words[-1]  # two words swapped: the same size, another vocabulary
+    f.write_text(json.dumps(vocab))
+    try:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(two_epoch_run.path), "--epochs",
+                            "3", "--data", str(tiny_data)], capture_output=True, text=True)
+    finally:
+        f.write_text(saved)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        f"Error: {f}: not the vocabulary this run's own data gives (damaged or edited; config.json's vocab_size sets "
+        "its size)"), r.stderr
+    assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]
 
 
 # --- a damaged checkpoint: one error naming the file, never a crash ------------------------------------

@@ -330,12 +330,14 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             ds = load_imdb(data_path)
             data = prepare(cfg, ds, _log)
             if resume is not None:
-                if run.vocab().itos != data.vocab.itos:
-                    raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data")
                 trained_on = run_fingerprint(run)
                 if trained_on is not None and trained_on != ds.fingerprint():
                     raise RunError(f"{resume}: trained on other data than {shorten(ds.source)} (its rows differ from "
                                    "the fingerprint in meta.json); resume with the data it was trained on")
+                if run.vocab().itos != data.vocab.itos:
+                    raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data"
+                                   if trained_on is None else f"{run.path / 'vocab.json'}: not the vocabulary this "
+                                   "run's own data gives (damaged or edited; config.json's vocab_size sets its size)")
                 if cfg != saved:
                     run.save_config(cfg)  # the new --epochs holds for the next --resume as well
                 run.remove_leftovers()

@@ -261,20 +261,34 @@ class Runner:
             self._pool_size = n
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
+        workers: dict[int, multiprocessing.process.BaseProcess] = {}
         try:
             while pending:
                 done = [r for r in pending if r.ready()]
-                if not done:
-                    time.sleep(0.05)
                 for r in done:
                     job = pending.pop(r)
                     rows, seconds = r.get()  # a JobError (or an interrupt) from the worker
                     finished(job, rows, seconds)
+                if not done and pending:
+                    _check_alive(self._pool, workers, len(pending))
+                    time.sleep(0.05)
         except BaseException:
-            self._pool.terminate()  # the running jobs too: their results would be thrown away
-            self._pool.join()
-            self._pool = None
+            self._stop_pool()  # the running jobs too: their results would be thrown away
             raise
+
+    def _stop_pool(self) -> None:
+        """Stop the worker processes now, running jobs and all. Pool.terminate() first takes the task queue's lock,
+        which a worker killed from outside may have died holding, and then waits for ever (Ctrl-C and SIGTERM with
+        it): so it gets STOP_WAIT seconds in a thread, and the workers are killed whatever it does."""
+        pool, self._pool = self._pool, None
+        stopper = threading.Thread(target=pool.terminate, daemon=True)
+        stopper.start()
+        stopper.join(STOP_WAIT)
+        if stopper.is_alive():
+            for p in list(getattr(pool, "_pool", [])):
+                with contextlib.suppress(OSError, ValueError):
+                    p.kill()
+                    p.join(STOP_WAIT)
 
     def _connect_ray(self):
         """Ray, connected to the cluster (or a local one started), with CPUs enough for a job; RunError if not."""
@@ -326,6 +340,28 @@ class Runner:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
+
+
+STOP_WAIT = 5.0  # seconds Pool.terminate() gets before the workers are killed
+
+
+def _check_alive(pool, workers: dict, unfinished: int) -> None:
+    """JobError if a worker process of `pool` has died (the kernel's out-of-memory killer, kill -9): multiprocessing
+    starts another in its place and its job never reports back, so the lab would wait for ever. `workers` collects
+    every worker seen so far (the pool drops a dead one from its list)."""
+    for p in getattr(pool, "_pool", []):  # multiprocessing keeps its worker processes there
+        workers.setdefault(p.pid, p)
+    dead = next((p for p in workers.values() if p.exitcode is not None), None)
+    if dead is None:
+        return
+    code = dead.exitcode
+    how = f"exit code {code}"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            how = f"killed by {signal.Signals(-code).name}"
+        if -code == signal.SIGKILL:
+            how += ": the kernel's out-of-memory killer, or kill -9"
+    raise JobError(f"a worker process died ({how}) with {unfinished} job(s) unfinished")
 
 
 def rows_digest(rows: list) -> str:
