@@ -30,7 +30,7 @@ from rnnlab.cli import main
 from rnnlab.config import preset, with_overrides
 from rnnlab.data import load_imdb
 from rnnlab.io import save_tensors
-from rnnlab.explain import Explanation, Run, align, decided_at, explain_runs, load_run, pick_reviews
+from rnnlab.explain import Explanation, Run, align, decided_at, explain, explain_runs, load_run, pick_reviews
 from rnnlab.runs import torch_threads
 from rnnlab.explain_views import render_html, render_terminal, write_html, write_png
 from rnnlab.prepare import prepare
@@ -913,3 +913,19 @@ def test_a_long_wait_through_a_model_run_once_per_prefix_is_announced(runs, monk
     monkeypatch.setattr(E, "PER_PREFIX_NOTE_TOKENS", n)
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0 and "prefixes anew" not in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["rnn", "transformer"])
+def test_the_attribution_baseline_is_zero_embeddings_whatever_the_pad_row_holds(runs, kind):
+    """The note says the baseline is zero embeddings: it is, though a damaged or edited file's <pad> row is not zero
+    (it took that row: every attribution 0.0000 and another baseline logit, the note unchanged)."""
+    import torch
+
+    clean = explain(load_run(runs[kind]), REVIEW)
+    run = load_run(runs[kind])
+    with torch.no_grad():
+        run.model.embedding.weight[0] = torch.linspace(-3.0, 3.0, run.model.embedding.embedding_dim)  # a LayerNorm
+        # would take a uniform row away
+    damaged = explain(run, REVIEW)
+    assert damaged.baseline_logit == pytest.approx(clean.baseline_logit, abs=1e-6)
+    np.testing.assert_allclose(damaged.attribution, clean.attribution, rtol=0, atol=1e-5)

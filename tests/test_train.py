@@ -421,6 +421,25 @@ def test_resume_with_other_data_refuses_a_different_vocabulary(two_epoch_run, tm
     assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]  # nothing trained, nothing lost
 
 
+def test_a_run_killed_before_its_first_epoch_is_named_so_by_the_commands_that_read_it(two_epoch_run, tiny_data,
+                                                                                       tmp_path):
+    """What a run killed in its first epoch leaves (config, meta and vocab: the out-of-memory killer's case):
+    predict, evaluate and explain say so in one line, and --resume trains it."""
+    run = tmp_path / "killed"
+    run.mkdir()
+    for f in ("config.json", "meta.json", "vocab.json"):
+        shutil.copy(two_epoch_run.path / f, run / f)
+    for cmd in (["predict", str(run), "good"], ["evaluate", str(run), "--data", str(tiny_data)],
+                ["explain", str(run), "good", "film"]):
+        r = subprocess.run([sys.executable, "-m", "rnnlab", *cmd], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+            f"Error: {run}: stopped before its first epoch finished (killed, or out of memory): no weights yet; "
+            f"rnnlab train --resume {run} trains it"), (cmd, r.stderr)
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(run), "--data", str(tiny_data)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and (run / "model.safetensors").is_file(), r.stderr
+
+
 def test_resume_names_a_damaged_vocabulary_where_the_data_is_the_runs_own(two_epoch_run, tiny_data):
     f = two_epoch_run.path / "vocab.json"
     saved = f.read_text()
@@ -456,6 +475,25 @@ def _damage_optimizer(run, change):
 ])
 def test_resume_refuses_optimizer_state_that_does_not_fit_the_model(two_epoch_run, change, match):
     _damage_optimizer(two_epoch_run, change)
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match=match):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters(), fused=True))
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda d: {k: v for k, v in d.items() if k != "0.exp_avg"}, r"weight 0 holds \['exp_avg_sq', 'step'\], not Adam's"),
+    (lambda d: {k: v for k, v in d.items() if not k.startswith("3.")}, r"weight 3 holds nothing, not Adam's"),
+    (lambda d: {**d, "3.bogus": d["3.exp_avg"].clone()}, r"weight 3 holds \['bogus', 'exp_avg', 'exp_avg_sq', 'step'\]"),
+    (lambda d: {**d, "0.exp_avg_sq": -d["0.exp_avg_sq"] - 1}, r"0\.exp_avg_sq holds non-finite or negative values"),
+])
+def test_resume_refuses_optimizer_state_missing_or_impossible_for_adam(two_epoch_run, change, match):
+    """A missing moment was a KeyError traceback from inside Adam; a missing weight's state or an extra one resumed
+    silently (another run than the uninterrupted one); a negative second moment trained into NaN, reported as
+    divergence."""
+    from safetensors.torch import save_file
+
+    f = two_epoch_run.path / json.loads((two_epoch_run.path / "checkpoint.json").read_text())["dir"] / "optimizer.safetensors"
+    save_file(change(load_file(str(f))), str(f))
     m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
     with pytest.raises(RunError, match=match):
         two_epoch_run.restore(m, torch.optim.Adam(m.parameters(), fused=True))

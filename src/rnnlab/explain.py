@@ -302,10 +302,11 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
         finally:
             hook.remove()
 
-    blank = torch.zeros_like(tokens)  # <pad> tokens; their embedding row is zero in a model rnnlab trained
-    with torch.no_grad(), _no_cudnn(tokens):  # the ends through the same kernels as the path (cuDNN's TF32 is not)
-        x, b = model.embedding(tokens), model.embedding(blank)
-        base = model(blank, lengths)
+    blank = torch.zeros_like(tokens)  # <pad> tokens, whose embeddings the baseline takes as zeros (their row is zero
+    with torch.no_grad(), _no_cudnn(tokens):  # in a model rnnlab trained, but a file can hold anything)
+        x = model.embedding(tokens)  # the ends through the same kernels as the path (cuDNN's TF32 is not)
+        b = torch.zeros_like(x)
+        base = forward(b, blank, lengths)
         if logits is None or tokens.device.type == "cuda":
             logits = model(tokens, lengths)
     with _no_cudnn(tokens):

@@ -332,7 +332,7 @@ class Runner:
                 job = pending.pop(done[0])
                 try:
                     rows, seconds = ray.get(done[0])
-                except ray.exceptions.RayTaskError as e:
+                except ray.exceptions.RayError as e:  # the job's own error, or its worker or the raylet died
                     why = re.sub(r"\x1b\[[0-9;]*m", "", str(getattr(e, "cause", None) or e)).strip().splitlines()
                     raise JobError(f"job '{job.label}' failed on Ray: {why[-1][:300] if why else type(e).__name__}") from None
                 finished(job, rows, seconds)

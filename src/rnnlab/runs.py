@@ -414,6 +414,10 @@ class RunDir:
         if vocab.strip_html != cfg.strip_html:  # which one the model was trained with cannot be told
             raise RunError(f"{self.path}: vocab.json's tokenizer strip_html ({vocab.strip_html}) contradicts "
                            f"config.json's ({cfg.strip_html})")
+        if not any((self.path / f).exists() for f in ("model.safetensors", "checkpoint.json", "summary.json")):
+            why = ("is being trained now" if held(self.path) else
+                   "stopped before its first epoch finished (killed, or out of memory)")
+            raise RunError(f"{self.path}: {why}: no weights yet; rnnlab train --resume {self.path} trains it")
         model = build_model(cfg, len(vocab))
         self.load_weights(model)
         return cfg, vocab, model.to(device).eval()
@@ -466,6 +470,9 @@ def _flatten_optimizer(opt) -> dict:
     return out
 
 
+ADAM_STATE = {"step", "exp_avg", "exp_avg_sq"}  # torch.optim.Adam's state of a weight (no amsgrad)
+
+
 def _unflatten_optimizer(opt, flat: dict, f) -> None:
     sd = opt.state_dict()
     state: dict = {}
@@ -477,13 +484,17 @@ def _unflatten_optimizer(opt, flat: dict, f) -> None:
     params = [p for g in opt.param_groups for p in g["params"]]
     if set(state) - set(range(len(params))):
         raise RunError(f"{f}: optimizer state does not match the model")
+    for i in range(len(params)):  # after an epoch every weight has had a step: Adam's three, none missing or extra
+        if set(state.get(i, ())) != ADAM_STATE:
+            raise RunError(f"{f}: optimizer state of weight {i} holds {sorted(state.get(i, ())) or 'nothing'}, not "
+                           f"Adam's {sorted(ADAM_STATE)}")
     for i, st in state.items():  # a wrong shape or dtype reaches the fused Adam's C++ unchecked (a crash)
         for name, t in st.items():
             like = () if t.dim() == 0 else tuple(params[i].shape)
             if tuple(t.shape) != like or (t.dim() and t.dtype != params[i].dtype) or not t.is_floating_point():
                 raise RunError(f"{f}: optimizer state does not match the model ({i}.{name}: "
                                f"{t.dtype} {tuple(t.shape)}, parameter {params[i].dtype} {tuple(params[i].shape)})")
-            if not torch.isfinite(t).all() or (name == "step" and float(t) < 0):
+            if not torch.isfinite(t).all() or (name in ("step", "exp_avg_sq") and bool((t < 0).any())):
                 raise RunError(f"{f}: optimizer state {i}.{name} holds non-finite or negative values")
     sd["state"] = state
     try:
