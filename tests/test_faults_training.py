@@ -198,6 +198,12 @@ def test_the_limit_of_this_processs_own_cgroup_and_of_its_parents_counts(tmp_pat
     assert available() == 2 << 30
     membership.write_text("not a cgroup line\n")
     assert available() == 2 << 30
+    membership.write_text("0::/a b:c \n")  # a name with a space and a colon, as a group may be named
+    group(root / "a b:c ", 2 << 30, (2 << 30) - (5 << 20))
+    assert available() == 5 << 20
+    membership.write_text("0::/../../etc\n")  # never from the kernel: nothing outside the mount is read
+    group(root.parent / "etc", 1 << 20, 0)
+    assert available() == 2 << 30
 
 
 @pytest.mark.parametrize("args,hint", [(["train"], "--batch-size, --max-len"), (["predict", "RUN"], "shorter reviews"),

@@ -263,6 +263,27 @@ def test_a_worker_killed_while_idle_stops_the_run_though_the_pool_cannot_be_term
     assert [p for p in multiprocessing.active_children() if p.pid not in others] == []  # none left behind
 
 
+def test_workers_killed_while_idle_between_batches_or_before_the_end_cost_seconds_not_a_wait_for_ever(
+        ds, tiny_data, tmp_path):
+    """A Runner reused for a second batch after its idle workers were killed starts a new pool (the old one's
+    queue lock died with them), and closing a pool whose worker died idle after its last job stops it: before,
+    each waited for ever (the lab hung after '[lab] done')."""
+    calls = tmp_path / "calls"
+    others = {p.pid for p in multiprocessing.active_children()}
+    t0 = time.monotonic()
+    with Runner(workers=2, threads=1, log=lambda s: None) as runner:
+        rows = runner.run([echo(n, calls) for n in "ab"], ds, str(tiny_data), tmp_path / "one")
+        for pid in {r[0]["pid"] for r in rows.values()}:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        rows = runner.run([echo(n, calls) for n in "cd"], ds, str(tiny_data), tmp_path / "two")
+        assert sorted(r[0]["name"] for r in rows.values()) == ["c", "d"]
+        os.kill(rows[echo("c", calls).key][0]["pid"], signal.SIGKILL)
+        time.sleep(0.5)
+    assert time.monotonic() - t0 < 60
+    assert [p for p in multiprocessing.active_children() if p.pid not in others] == []
+
+
 # --- real jobs: in this process and in two worker processes -----------------------------------------
 
 def fit_jobs() -> list[Job]:

@@ -419,6 +419,15 @@ def test_resume_with_other_data_refuses_a_different_vocabulary(two_epoch_run, tm
                         "--data", str(other)], capture_output=True, text=True)
     assert r.returncode == 2 and "trained on other data than" in r.stderr and "Traceback" not in r.stderr
     assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]  # nothing trained, nothing lost
+    # a run from before rnnlab recorded its data's fingerprint: the vocabulary tells
+    meta = two_epoch_run.path / "meta.json"
+    m = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**m, "data": {k: v for k, v in m["data"].items() if k != "fingerprint"}}))
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--resume", str(two_epoch_run.path), "--epochs", "3",
+                        "--data", str(other)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        f"Error: {two_epoch_run.path}: vocabulary differs from this data; resume with the run's own --data"), r.stderr
+    assert [m["epoch"] for m in two_epoch_run.metrics()] == [1, 2]
 
 
 def test_a_run_killed_before_its_first_epoch_is_named_so_by_the_commands_that_read_it(two_epoch_run, tiny_data,

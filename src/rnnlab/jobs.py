@@ -176,6 +176,7 @@ class Runner:
             raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
         self.log = log
         self._pool, self._pool_size = None, 0
+        self._workers: dict = {}  # every worker process the pool has had, by pid (a dead one leaves the pool's list)
         self._known: set[str] = set()  # keys of the jobs this runner has run or said were done (a later call reads them quietly)
 
     def __enter__(self):
@@ -194,10 +195,16 @@ class Runner:
         self._close_pool()
 
     def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
-            self._pool = None
+        """Close the pool: its workers finish and exit; stopped at once if one has died (a worker killed while idle
+        holds the task queue's lock for ever, and close() then join() would wait for it)."""
+        if self._pool is None:
+            return
+        if _dead_worker(self._pool, self._workers) is not None:
+            self._stop_pool()
+            return
+        self._pool.close()
+        self._pool.join()
+        self._pool = None
 
     def run(self, jobs: list[Job], ds, data_arg: str | None, store: Path) -> dict[str, list[dict]]:
         """{job.key: rows} for every job, from STORE where finished earlier, else by running it."""
@@ -252,16 +259,15 @@ class Runner:
         # multiprocessing's Pool, whose terminate() is safe mid-task (a terminated worker cannot leave a
         # queue locked for the parent, as it can with concurrent.futures' executor)
         n = min(self.workers, len(jobs))  # no process without a job: each costs its start-up and its memory
-        if self._pool is not None and self._pool_size < n:
-            self._close_pool()
+        if self._pool is not None and (self._pool_size < n or _dead_worker(self._pool, self._workers) is not None):
+            self._close_pool()  # too small, or a worker died since the last batch (killed while idle): a new one
         if self._pool is None:
             with _ignored(signal.SIGINT, *HANGUP):  # from their first instant: an ignored signal survives exec
                 self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init,
                                                                        initargs=(os.getpid(),))
-            self._pool_size = n
+            self._pool_size, self._workers = n, {}
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
-        workers: dict[int, multiprocessing.process.BaseProcess] = {}
         try:
             while pending:
                 done = [r for r in pending if r.ready()]
@@ -270,7 +276,7 @@ class Runner:
                     rows, seconds = r.get()  # a JobError (or an interrupt) from the worker
                     finished(job, rows, seconds)
                 if not done and pending:
-                    _check_alive(self._pool, workers, len(pending))
+                    _check_alive(self._pool, self._workers, len(pending))
                     time.sleep(0.05)
         except BaseException:
             self._stop_pool()  # the running jobs too: their results would be thrown away
@@ -282,13 +288,15 @@ class Runner:
         it): so it gets STOP_WAIT seconds in a thread, and the workers are killed whatever it does."""
         pool, self._pool = self._pool, None
         stopper = threading.Thread(target=pool.terminate, daemon=True)
-        stopper.start()
-        stopper.join(STOP_WAIT)
-        if stopper.is_alive():
-            for p in list(getattr(pool, "_pool", [])):
-                with contextlib.suppress(OSError, ValueError):
-                    p.kill()
-                    p.join(STOP_WAIT)
+        try:
+            stopper.start()
+            stopper.join(STOP_WAIT)
+        finally:  # also when Ctrl-C comes meanwhile
+            if stopper.is_alive():
+                for p in [*getattr(pool, "_pool", []), *self._workers.values()]:
+                    with contextlib.suppress(OSError, ValueError):
+                        p.kill()
+                        p.join(STOP_WAIT)
 
     def _connect_ray(self):
         """Ray, connected to the cluster (or a local one started), with CPUs enough for a job; RunError if not."""
@@ -345,13 +353,18 @@ class Runner:
 STOP_WAIT = 5.0  # seconds Pool.terminate() gets before the workers are killed
 
 
-def _check_alive(pool, workers: dict, unfinished: int) -> None:
-    """JobError if a worker process of `pool` has died (the kernel's out-of-memory killer, kill -9): multiprocessing
-    starts another in its place and its job never reports back, so the lab would wait for ever. `workers` collects
-    every worker seen so far (the pool drops a dead one from its list)."""
+def _dead_worker(pool, workers: dict):
+    """A worker process of `pool` that has died, or None. `workers` collects every worker seen so far: the pool
+    drops a dead one from its list and starts another in its place."""
     for p in getattr(pool, "_pool", []):  # multiprocessing keeps its worker processes there
         workers.setdefault(p.pid, p)
-    dead = next((p for p in workers.values() if p.exitcode is not None), None)
+    return next((p for p in workers.values() if p.exitcode is not None), None)
+
+
+def _check_alive(pool, workers: dict, unfinished: int) -> None:
+    """JobError if a worker process of `pool` has died (the kernel's out-of-memory killer, kill -9): its job never
+    reports back, so the lab would wait for ever."""
+    dead = _dead_worker(pool, workers)
     if dead is None:
         return
     code = dead.exitcode

@@ -113,10 +113,11 @@ def _cgroups(root: Path, membership: str) -> list[tuple[Path, tuple[str, str, st
         _, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         kind = "" if controllers == "" else "memory" if "memory" in controllers.split(",") else None
-        if kind is None or not path.startswith("/"):
+        names = path.split("/")[1:] if path.startswith("/") else [".."]  # a group's name may hold spaces or ':'
+        if kind is None or ".." in names:  # ".." never comes from the kernel: nothing outside the mount is read
             continue
         base, files = mounts[kind]
-        folder = base / path.strip().lstrip("/")
+        folder = base.joinpath(*names)
         while folder != base and base in folder.parents:
             folders.append((folder, files))
             folder = folder.parent
