@@ -151,7 +151,8 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     sessions = {"Intel": [["kernels.json", "kernels_repeat.json"]],  # the session's two runs, README's table the first
                 "Zen 3": [["kernels_amd.json"], ["kernels_amd_rerun.json"],
                           ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"]],
-                "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"]]}
+                "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"],
+                          ["kernels_zen4_s45.json"]]}
     measured = {cpu: [[one_thread(f) for f in runs] for runs in group] for cpu, group in sessions.items()}
     medians = {cpu: [{k: statistics.median(r[k, " folded"] for r in runs) for k in ("LSTM", "GRU")} for runs in group]
                for cpu, group in measured.items()}
