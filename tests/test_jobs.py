@@ -32,7 +32,7 @@ from rnnlab.data import load_imdb
 from rnnlab.experiments import EXPERIMENTS, compare, long_reviews
 from rnnlab.experiments.common import TIMING, _on_device
 from rnnlab.io import RunError
-from rnnlab.jobs import Job, JobError, Runner, rows_digest
+from rnnlab.jobs import Job, JobError, Runner
 from rnnlab.lab import exercise_jobs, run_experiments
 
 TESTS = Path(__file__).resolve().parent
