@@ -285,10 +285,10 @@ def integrated_gradients(model, tokens, lengths, n_steps: int = IG_STEPS, logits
 
     Captum's IntegratedGradients on the embedding's output: the model runs with that output replaced by the
     points of the path, as Captum's LayerIntegratedGradients runs it, without the two whole passes that class
-    spends to read the embedding's output for the review and the baseline (here two lookups). The convergence
-    delta is Captum's, attributions' sum minus (f(x) - f(baseline)), from `logits` (the model's (1,) logit of
-    the review, when already computed on the CPU) instead of a pass of its own. `points`: of the path a batch
-    (default `ig_points`).
+    spends to read the embedding's output for the review and the baseline (here one lookup: the baseline's are
+    zeros). The convergence delta is Captum's, attributions' sum minus (f(x) - f(baseline)), from `logits` (the
+    model's (1,) logit of the review, when already computed on the CPU) instead of a pass of its own. `points`: of
+    the path a batch (default `ig_points`).
     Raises ImportError without Captum.
     """
     import torch
