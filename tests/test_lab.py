@@ -11,6 +11,7 @@ process group (Ctrl-C) once 2 jobs are stored, then resumed by the same command.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -222,6 +223,7 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
         assert v["device"] == "cpu" and v["workers"] == 1 and v["threads_per_job"] == 1
         header, *rows = (d / "results.csv").read_text().splitlines()
         assert {"part", "metric", "value"} <= set(header.split(",")) and rows, name
+        assert v["results_sha256"] == hashlib.sha256((d / "results.csv").read_bytes()).hexdigest(), name
         assert (d / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
         assert b"<svg" in (d / f"{name}.svg").read_bytes()[:2000]
     seed = out / "seed"
@@ -230,6 +232,7 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
     assert summary["train_reviews"] == len(load_imdb(tiny_data).train) < lab.QUICK_SEED["n_train"]  # all it had
     assert f"{summary['train_reviews']:,} training reviews" in (out / "report.md").read_text()
     assert {r["metric"] for r in untimed_rows(seed / "results.csv")} >= {"test_acc", "train_loss"}
+    assert summary["results_sha256"] == hashlib.sha256((seed / "results.csv").read_bytes()).hexdigest()
     assert (seed / "seed.png").read_bytes()[:8] == PNG_MAGIC and b"<svg" in (seed / "seed.svg").read_bytes()[:2000]
     record = runs.first_record
     assert record["mode"] == "quick" and record["workers"] == 1 and record["threads_per_job"] == 1

@@ -12,6 +12,7 @@ Chromium, checked by this test's own script (the product ships none).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -437,6 +438,54 @@ def test_a_damaged_lab_record_is_shown_as_unreadable_with_a_warning(lab, damage)
     assert "lab: unreadable" in written["problems"] and "warning: lab: unreadable" in r.stderr
     page = Page((lab / "report.html").read_text())
     assert list(page.sections) == SECTIONS and "Unreadable: lab.json: " in page.sections["lab"]
+
+
+def _record_digest(record: Path) -> None:
+    """`record` (a verdict.json, the exercise's summary.json) given the digest of the results.csv beside it, as the
+    lab writes it."""
+    d = json.loads(record.read_text())
+    d["results_sha256"] = hashlib.sha256((record.parent / "results.csv").read_bytes()).hexdigest()
+    write_json(record, d)
+
+
+ROWS_DAMAGE = {  # how results.csv differs from the rows its verdict was computed from, and what the page says
+    "a value changed": (lambda f: f.write_text(f.read_text().replace("0.81", "0.91").replace("0.6543", "0.7")),
+                        "not the rows the verdict beside it was computed from"),
+    "a row dropped": (lambda f: f.write_text("\n".join(f.read_text().splitlines()[:-1]) + "\n"),
+                      "not the rows the verdict beside it was computed from"),
+    "missing": (lambda f: f.unlink(), "results.csv: missing"),
+    "a folder": (lambda f: (f.unlink(), f.mkdir()), "results.csv: a directory, not a file"),
+}
+
+
+@pytest.mark.parametrize("part", ["long-reviews", "compare", "seed"])
+@pytest.mark.parametrize("damage", list(ROWS_DAMAGE))
+def test_a_verdict_beside_rows_it_was_not_computed_from_is_unreadable(lab, part, damage):
+    """The report recomputes nothing: a verdict is shown only beside the rows its digest names, so a results.csv
+    changed by hand, or damaged, after the lab judged it is not published under that verdict."""
+    record = lab / part / ("summary.json" if part == "seed" else "verdict.json")
+    for other in [lab / "seed" / "summary.json", *(lab / n / "verdict.json" for n in EXPERIMENTS)]:
+        _record_digest(other)
+    before = CliRunner().invoke(main, ["report", str(lab)])
+    assert before.exit_code == 0 and json.loads(before.stdout.strip().splitlines()[-1])["problems"] == []
+    how, says = ROWS_DAMAGE[damage]
+    how(record.parent / "results.csv")
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    written = json.loads(r.stdout.strip().splitlines()[-1])
+    assert written["outcomes"][part] == "unreadable" and written["problems"] == [f"{part}: unreadable"]
+    text = Page((lab / "report.html").read_text()).sections[part]
+    assert "Unreadable:" in text and str(lab / part / "results.csv") in text and says in text, text
+    assert "Make it with:" in text and f"--out {lab}" in text  # the lab rewrites every part from its jobs
+    if part == "compare":  # nor are the comparison's accuracies published elsewhere on the page
+        assert "| rnn | 0.81 |" not in (lab / "report.md").read_text()
+
+
+def test_a_verdict_without_a_digest_is_read_as_before(lab):
+    """Labs made before verdicts recorded their rows' digest render as they did: nothing to check them by."""
+    (lab / "long-reviews" / "results.csv").write_text("model,part,metric,value\nrnn,accuracy,test_acc,0.5\n")
+    written = write_report(lab)
+    assert written["problems"] == [] and written["outcomes"]["long-reviews"] == "holds"
 
 
 FIELD_DAMAGE = {  # id -> (file in the lab, how its parsed JSON is damaged, the section that must say unreadable)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -187,6 +188,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     its escape, \\udcff, as in JSON."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace")
+
+
+def text_sha256(text: str) -> str:
+    """The SHA-256 of `text` as write_text writes it: what a record keeps of the rows it was judged on, so that
+    `rnnlab report` can tell rows changed since."""
+    return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def printable(text: str) -> str:

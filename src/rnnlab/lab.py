@@ -32,7 +32,7 @@ from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
 from .io import (RunError, StorageError, exclusive, file_in_the_way, nearest_existing, remove_leftovers, shorten,
-                 write_json, write_text)
+                 text_sha256, write_json, write_text)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -181,14 +181,15 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
     from .plots import exercise_figure, save_figure
 
     d.mkdir(parents=True, exist_ok=True)
-    write_text(d / "results.csv", rows_to_csv(rows))
+    table = rows_to_csv(rows)
+    write_text(d / "results.csv", table)
     fig = exercise_figure(rows)
     save_figure(fig, d / "seed.svg")
     save_figure(fig, d / "seed.png", dpi=120)
     last = max(r["epoch"] for r in rows)
     final = [r for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
     write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
-                                    "data_fingerprint": data_fingerprint,
+                                    "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(table),
                                     "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
                                     "test_acc_mean": float(np.mean([r["value"] for r in final]))})
 

@@ -8,7 +8,8 @@
 It reads only what `rnnlab lab` writes (CSV and JSON, and the figures) and recomputes nothing:
 LAB/seed/ (the notebook's exercise), LAB/<experiment>/verdict.json and <experiment>.png for every
 experiment of the registry (rnnlab.experiments), LAB/explain/ and LAB/lab.json. A missing part becomes
-a section naming the command that makes it; a part that cannot be read is shown as "unreadable: why".
+a section naming the command that makes it; a part that cannot be read, or whose results.csv is not the one
+its verdict was computed from (by the digest the verdict records), is shown as "unreadable: why".
 The HTML embeds its figures as data: URIs and loads nothing from anywhere.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
-from .io import RunError, atomic_path, fault, first_line, missing_folders, read_json, require_file, write_text
+from .io import (RunError, atomic_path, fault, file_sha256, first_line, missing_folders, read_json, require_file,
+                 write_text)
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
@@ -103,6 +105,22 @@ def _record(path: Path, keys: tuple[str, ...]) -> dict:
     return d
 
 
+def _judged_rows(d: Path, record: dict) -> None:
+    """RunError unless d/results.csv holds the rows `record` (a verdict.json or the exercise's summary.json) was
+    computed from, by the digest it recorded (labs made before it was recorded: not checked)."""
+    if record.get("results_sha256") is None:
+        return
+    rows = d / "results.csv"
+    try:
+        require_file(rows)
+        same = file_sha256(rows) == record["results_sha256"]
+    except OSError as e:
+        raise RunError(f"{rows}: {fault(e)}") from None
+    if not same:
+        raise RunError(f"{rows}: not the rows the verdict beside it was computed from (changed since the lab "
+                       "wrote them)")
+
+
 def _not_there(sec: Section, path: Path, err: RunError, lab: Path, known: dict) -> Section:
     missing = not path.exists()
     sec.outcome = "missing" if missing else "unreadable"
@@ -156,6 +174,7 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
     d = lab / name
     try:
         v = _record(d / "verdict.json", ("claim", "criterion", "outcome"))
+        _judged_rows(d, v)
     except RunError as err:
         return _not_there(sec, d / "verdict.json", err, lab, known)
     sec.outcome, sec.claim, sec.mode = v.get("outcome", ""), v.get("claim", ""), v.get("mode", "")
@@ -177,6 +196,7 @@ def exercise_section(lab: Path, known: dict) -> Section:
     f = lab / "seed" / "summary.json"
     try:
         s = _record(f, ("test_acc_mean", "test_acc_by_seed", "epochs", "train_reviews", "mode"))
+        _judged_rows(f.parent, s)
     except RunError as err:
         return _not_there(sec, f, err, lab, known)
     try:
@@ -459,7 +479,7 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
         except (*BAD_FIELDS, OverflowError):
             left_out[s.id] = "unreadable"
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
-    table = next((t for t in [_table(lab)] if t), None)
+    table = _table(lab) if "compare" not in left_out else None  # an unreadable part's numbers are not shown
     try:
         rows = [[t["model"], f"{fmt(t['test_acc_mean'])} [{fmt(t['test_acc_ci95_low'])}, "
                  f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"]] for t in table or []]

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..config import TrainConfig, from_dict, with_overrides
 from ..data import Dataset
-from ..io import write_json, write_text
+from ..io import text_sha256, write_json, write_text
 from ..jobs import Job, Runner
 from ..plots import save_figure
 from ..runs import environment
@@ -184,21 +184,22 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     results = runner.run([job for _, job in tagged_jobs], ds, data_arg, Path(out_dir) / "jobs")
     rows = [{**tag, **r} for tag, job in tagged_jobs for r in results[job.key] if r["part"] in module.PARTS]
     judged = module.verdict(rows)
+    table = rows_to_csv(rows)
     record = {"experiment": name, **rounded(judged), "mode": mode, "data": ds.source,
               "data_fingerprint": ds.fingerprint(), "device": device,
               "hardware": env or environment(), "threads_per_job": runner.threads, "workers": runner.workers,
-              "jobs": len(tagged_jobs), "seconds": round(time.perf_counter() - started, 1),
+              "jobs": len(tagged_jobs), "results_sha256": text_sha256(table),
+              "seconds": round(time.perf_counter() - started, 1),
               "command": command or shlex.join(["rnnlab", *sys.argv[1:]]),
               "settings": {k: (asdict(v) if is_dataclass(v) else v) for k, v in module.settings(mode).items()}}
     d = Path(out_dir) / name
     d.mkdir(parents=True, exist_ok=True)
-    write_text(d / "results.csv", rows_to_csv(rows))
+    write_text(d / "results.csv", table)
     fig = module.figure(rows, judged)
     save_figure(fig, d / f"{name}.svg")
     save_figure(fig, d / f"{name}.png", dpi=120)
-    table = judged.get("numbers", {}).get("table")
-    if table:
-        write_text(d / "table.csv", rows_to_csv(table))
+    if judged.get("numbers", {}).get("table"):
+        write_text(d / "table.csv", rows_to_csv(judged["numbers"]["table"]))
     write_json(d / "verdict.json", record)
     log(f"[{name}] {judged['outcome'].upper()}: {judged['claim']} -> {d}")
     return record
