@@ -280,6 +280,12 @@ CASES = [
     train_case("size-beyond-a-c-integer", lambda t, c: c.data, r"max_len must be below 2\*\*31",
                "--max-len", "99999999999999999999"),
     train_case("empty-directory", lambda t, c: _mkdir(t / "empty"), "empty"),
+    train_case("one-parquet-split", lambda t, c: c.data / "train.parquet",  # the folder that holds it was meant
+               r"^Error: .*train\.parquet: one split; --data takes the folder that holds train\.parquet and "
+               r"test\.parquet$"),
+    train_case("a-file-of-another-kind", lambda t, c: _write(t / "notes.txt", "hello"),
+               r"^Error: .*notes\.txt: not a data folder \(train\.parquet and test\.parquet, or aclImdb's\) nor an "
+               r"aclImdb tarball$"),
     train_case("dir-without-expected-files", lambda t, c: _unrelated_files(t), "stuff"),
     train_case("parquet-missing-label-column", lambda t, c: _pq(t / "d", {"text": ["a", "b"]}),
                r"train\.parquet.*label"),
@@ -419,7 +425,15 @@ CASES = [
         run_case(f"{cmd}-vocab-tokenizer-not-an-object", cmd,
                  lambda r: _edit_json(r / "vocab.json", lambda d: {**d, "tokenizer": "x"}), r"'tokenizer' must be an object"),
         run_case(f"{cmd}-run-dir-is-a-file", cmd, None, "runfile", elsewhere=lambda t: _write(t / "runfile", "x")),
-        run_case(f"{cmd}-empty-run-dir", cmd, None, r"config\.json", elsewhere=lambda t: _mkdir(t / "empty-run")),
+        run_case(f"{cmd}-empty-run-dir", cmd, None, r"^Error: .*empty-run: not a run \(no config\.json\); rnnlab train "
+                 r"--out DIR makes one$", elsewhere=lambda t: _mkdir(t / "empty-run")),
+        run_case(f"{cmd}-a-labs-folder", cmd, None, r"^Error: .*lab: a lab's folder, not a run: its trained models are "
+                 r"the runs in .*lab/jobs/ ", elsewhere=lambda t: _mkdir(_mkdir(t / "lab") / "jobs").parent),
+        run_case(f"{cmd}-a-published-labs-folder", cmd, None, r"^Error: .*lab: a lab's folder, not a run: a lab keeps "
+                 r"its trained models in its jobs/ folder, and this one has none$",
+                 elsewhere=lambda t: _write(_mkdir(t / "lab") / "lab.json", "{}").parent),
+        run_case(f"{cmd}-run-missing-only-its-config", cmd, lambda r: (r / "config.json").unlink(),
+                 r"config\.json: missing$"),  # a damaged run, named as such
         run_case(f"{cmd}-malformed-config-json", cmd, lambda r: _write(r / "config.json", '{"model": "rnn",'),
                  r"config\.json"),
         run_case(f"{cmd}-config-json-not-object", cmd, lambda r: _write(r / "config.json", "[1, 2]"),

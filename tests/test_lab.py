@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -368,6 +370,26 @@ def test_other_seeds_rerun_every_seeded_job_and_keep_the_first_seeds_models(runs
     report = (out / "report.md").read_text()
     assert "| 5 | " in report.split("## The notebook's exercise")[1].split("##")[0], report  # the exercise's seed
     assert "| seeds | 5 |" in report, report
+
+
+def test_the_report_names_the_runs_that_explain_each_review_again(runs):
+    """picks.json names the lab's kept models; the report's "To read it again" line is a command that runs as it
+    stands and gives the explanations the lab saved."""
+    out = runs.first_out
+    picks = json.loads((out / "explain" / "picks.json").read_text())
+    assert list(picks["runs"]) == picks["models"] == list(lab.EXPLAINED)
+    assert all((out / r / "model.safetensors").is_file() and r.startswith("jobs/") for r in picks["runs"].values())
+    done = [p for p in picks["picks"] if p["index"] is not None]
+    assert done, picks
+    for p in done:
+        page = html.unescape((out / "report.html").read_text())
+        command = shlex.split(re.search(rf"To read it again: (rnnlab explain .*? --review {p['data_index']} --data "
+                                        r"[^ <]+)", page).group(1))
+        assert command[:2] == ["rnnlab", "explain"] and command[2:5] == [str(out / r) for r in picks["runs"].values()]
+        r = CliRunner().invoke(main, [*command[1:], "--json"])
+        assert r.exit_code == 0, r.output
+        again = json.loads(r.stdout)["runs"]
+        assert [e["opinion"] for e in again] == [e["opinion"] for e in p["explanations"]]
 
 
 def test_a_lab_whose_parts_ran_on_other_seeds_is_flagged_and_kept_out_of_the_readme(runs, tmp_path):

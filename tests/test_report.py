@@ -880,7 +880,14 @@ def test_an_explained_review_is_named_by_its_place_in_the_data_and_an_older_lab_
     assert r.exit_code == 0, r.output
     text = (lab / "report.md").read_text()
     assert "short: test review 2207 (21 tokens, label positive)" in text, text
-    assert "To read it again: rnnlab explain RUN --review 2207 --data DATA." in text, text
+    assert (f"To read it again: rnnlab explain RUN ... --review 2207 --data {DATA} (RUN ...: a run of each model "
+            "above; a lab keeps its own in its jobs/ folder).") in text, text
+    picks["runs"] = {"rnn": "jobs/aa", "lstm": "jobs/bb", "transformer": "jobs/cc"}  # labs since session 46
+    write_json(lab / "explain" / "picks.json", picks)
+    write_report(lab)
+    text = (lab / "report.md").read_text()
+    assert (f"To read it again: rnnlab explain {lab}/jobs/aa {lab}/jobs/bb {lab}/jobs/cc --review 2207 --data {DATA}"
+            "</sub>") in text.replace("\\_", "_"), text
 
 
 def test_the_explain_section_counts_the_explanations_whose_attributions_add_up(lab):

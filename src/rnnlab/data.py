@@ -103,7 +103,10 @@ def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
         if p.suffix.lower() == ".csv":
             raise DataError(f"{p}: a CSV holds one split; training needs a train and a test split "
                             "(use a parquet directory, an aclImdb directory or tarball)")
-        raise DataError(f"{p}: not a data directory, aclImdb tarball or CSV")
+        if p.suffix.lower() == ".parquet":
+            raise DataError(f"{p}: one split; --data takes the folder that holds train.parquet and test.parquet")
+        raise DataError(f"{p}: not a data folder (train.parquet and test.parquet, or aclImdb's) nor an aclImdb "
+                        "tarball")
     return _load_dir(p)
 
 

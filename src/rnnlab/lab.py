@@ -201,20 +201,21 @@ EXPLAINED = ("rnn", "lstm", "transformer")  # the comparison's models whose firs
 
 def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, log: Log) -> None:
     """Pick three test reviews by stated rules (rnnlab.explain.pick_reviews) and explain each with the
-    comparison's vanilla RNN, LSTM and Transformer (their first seed): OUT/explain/picks.json, review-<i>.html/.png."""
+    comparison's vanilla RNN, LSTM and Transformer (their first seed): OUT/explain/picks.json (the rules, the picks,
+    their explanations and the runs that explained them, as paths in OUT), review-<i>.html/.png."""
     from .config import PRESETS
     from .experiments.common import DATA, fit
     from .explain import explain_runs, load_run, pick_reviews, write_html, write_png
     from .prepare import balanced_indices
 
-    runs = []
+    runs, kept = [], {}
     for name in EXPLAINED:
         key = _on_device(fit(with_overrides(PRESETS[name], {"seed": SEEDS[mode][0]}), mode), device).key
         if not (store / key / "model.safetensors").exists():
             log(f"[lab] explain: no kept model for {name} in {store}; skipped")
             return
         runs.append(load_run(store / key))
-        runs[-1].name = name
+        runs[-1].name, kept[name] = name, f"{store.name}/{key}"
     places = balanced_indices(ds.test.labels, DATA[mode]["n_test"])  # the lab's test subset, as places in the data
     test = ds.test if places is None else ds.test.subset(places)
     picks = pick_reviews(test, runs[0], runs[1])
@@ -229,7 +230,7 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         write_png(exps, d / p["files"]["png"])
         p["explanations"] = [e.to_dict() for e in exps]
         log(f"[lab] explain: {p['rule']}: test review {n} ({p['n_tokens']} tokens)")
-    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "seed": SEEDS[mode][0],
+    write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "runs": kept, "seed": SEEDS[mode][0],
                                   "data_fingerprint": ds.fingerprint(), "picks": picks})
     kept = {f for p in picks for f in p.get("files", {}).values()}
     for old in (*d.glob("review-*.html"), *d.glob("review-*.png")):  # an earlier run's picks

@@ -250,12 +250,21 @@ def explain_section(lab: Path, known: dict) -> Section:
     except RunError as err:
         return _not_there(sec, f, err, lab, known)
     try:
-        return _explain_blocks(sec, picks, lab)
+        return _explain_blocks(sec, picks, lab, known)
     except BAD_FIELDS as err:
         return _bad_fields(Section("explain", sec.title), f, err, lab, known)
 
 
-def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
+def _again(picks: dict, n: int, lab: Path, known: dict) -> str:
+    """The command that explains test review `n` again with the lab's own runs (labs before picks.json named
+    them: RUN stands for each)."""
+    runs = picks.get("runs")
+    paths = ([str(lab / r) for r in runs.values()] if isinstance(runs, dict) and runs
+             and all(isinstance(r, str) for r in runs.values()) else ["RUN", "..."])
+    return shlex.join(["rnnlab", "explain", *paths, "--review", str(n), "--data", known.get("data") or "DATA"])
+
+
+def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Section:
     if not isinstance(picks["models"], list) or not isinstance(picks["picks"], list):
         raise TypeError("models and picks must be lists")
     seed = picks.get("seed")
@@ -275,7 +284,9 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path) -> Section:
         sec.blocks += [Heading(f"{p['rule']}: {where} ({p['n_tokens']} tokens, label "
                                f"{'positive' if p['label'] else 'negative'})"),
                        Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}."
-                            + (f" To read it again: rnnlab explain RUN --review {p['data_index']} --data DATA."
+                            + (f" To read it again: {_again(picks, p['data_index'], lab, known)}"
+                               + ("" if isinstance(picks.get("runs"), dict) else
+                                  " (RUN ...: a run of each model above; a lab keeps its own in its jobs/ folder).")
                                if "data_index" in p else ""), note=True)]
         png = p.get("files", {}).get("png")
         if png:

@@ -314,7 +314,23 @@ class RunDir:
 
     def config(self) -> TrainConfig:
         self._require_dir()
+        if not (self.path / "config.json").exists() and not (self.path / "config.json").is_symlink():
+            self._not_a_run()
         return read_config(self.path / "config.json")
+
+    def _not_a_run(self) -> None:
+        """RunError saying what the folder is, where it holds none of a run's files (a run missing only its
+        config.json is a damaged run: read_config names the file)."""
+        there = lambda *names: any((self.path / n).exists() for n in names)  # noqa: E731
+        if there(*(RUN_FILES - {"config.json"})):
+            return
+        where = shorten(str(self.path))
+        if there("lab.json", "jobs", "explain/picks.json"):
+            raise RunError(f"{where}: a lab's folder, not a run: " + (
+                f"its trained models are the runs in {where}/jobs/ (explain/picks.json names the ones it explained; "
+                "jobs/KEY.json names each)" if (self.path / "jobs").is_dir() else "a lab keeps its trained models "
+                "in its jobs/ folder, and this one has none"))
+        raise RunError(f"{where}: not a run (no config.json); rnnlab train --out DIR makes one")
 
     def vocab(self) -> Vocab:
         self._require_dir()
