@@ -160,3 +160,24 @@ def test_notebook_installs_from_the_checkout_then_runs_top_to_bottom(tmp_path, m
     assert "not run here: nothing" in report and "of 5 claims" in report
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
 
+
+
+@pytest.mark.parametrize("notebook_data, rnnlab_data, says", [
+    (None, None, "data: the Hugging Face hub"),
+    (None, "/somewhere/imdb", "data: /somewhere/imdb"),  # read as the commands read it, and said so
+    ("/mine/imdb", "/somewhere/imdb", "data: /mine/imdb")])
+def test_the_settings_cell_names_the_data_the_notebook_reads(notebook_data, rnnlab_data, says, monkeypatch,
+                                                             capsys):
+    """$RNNLAB_DATA made load_imdb read a local copy while the settings cell said 'the Hugging Face hub' and the
+    commands it shows left out --data."""
+    for var, value in (("RNNLAB_NOTEBOOK_DATA", notebook_data), ("RNNLAB_DATA", rnnlab_data)):
+        if value is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, value)
+    scope = {"Path": Path}  # imported by the install cell before it
+    exec(_cell(nbformat.read(NOTEBOOK, as_version=4), "parameters").source, scope)
+    assert capsys.readouterr().out.splitlines()[0] == says
+    from rnnlab.data import resolve_data_path
+    assert scope["DATA"] == (notebook_data or resolve_data_path(None))  # what load_imdb(DATA) reads
+    assert ("--data" in scope["command"]("lab")) == (says != "data: the Hugging Face hub")
