@@ -143,6 +143,12 @@ def _fifo(p: Path) -> Path:
     return p
 
 
+def _copy_split(data: Path, to: Path, split: str) -> Path:
+    to.mkdir(parents=True, exist_ok=True)
+    shutil.copy(data / f"{split}.parquet", to / f"{split}.parquet")
+    return to
+
+
 def _acl_dir_with_a_fifo(tmp: Path) -> Path:
     d = write_acl_dir(tmp / "acl", make_reviews(40, 1), make_reviews(20, 2))
     _fifo(d / "test" / "pos" / "99_9.txt")  # reading it would wait for a writer for ever
@@ -499,6 +505,12 @@ CASES = [
     train_case("acl-review-is-a-fifo", lambda t, c: _acl_dir_with_a_fifo(t), r"99_9\.txt: not a regular file"),
     train_case("acl-tarball-is-a-fifo", lambda t, c: _fifo(t / "d" / "aclImdb_v1.tar.gz").parent,
                r"aclImdb_v1\.tar\.gz: not a regular file"),
+    # --- found by the eighth (session 46) ---------------------------------------------------------------
+    train_case("train-parquet-is-a-fifo", lambda t, c: _fifo(_copy_split(c.data, t / "d", "test") / "train.parquet").parent,
+               r"train\.parquet: not a regular file$"),  # opening it waited for a writer for ever, deaf to signals
+    Case("eval-test-parquet-is-a-fifo", lambda t, c: (
+        ["evaluate", str(c.run), "--data", str(_fifo(_copy_split(c.data, t / "d", "train") / "test.parquet").parent)],
+        r"test\.parquet: not a regular file$", None)),
     train_case("data-looks-like-a-hub-name", lambda t, c: "stanfordnlp/imdb",
                r"no such file or directory \(--data takes a local path"),
     Case("explain-html-is-a-symlink-loop", lambda t, c: (

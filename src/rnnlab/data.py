@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import first_line, is_utf8
+from .io import first_line, is_utf8, require_file
 
 ENV_VAR = "RNNLAB_DATA"
 HUB_NAME = "stanfordnlp/imdb"
@@ -158,6 +158,7 @@ def load_parquet(f: str | os.PathLike, both_classes: bool = True) -> Split:
     import pyarrow.parquet as pq
 
     f = Path(f)
+    require_file(f, DataError)  # a FIFO's open would block for ever, where no signal stops it
     try:
         # pyarrow's own file: from a Python file object pyarrow keeps buffers that its threads release at exit, and
         # a command that failed soon after reading the data aborted (SIGABRT, "terminate called without an active
