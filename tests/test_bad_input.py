@@ -511,6 +511,11 @@ CASES = [
     Case("eval-test-parquet-is-a-fifo", lambda t, c: (
         ["evaluate", str(c.run), "--data", str(_fifo(_copy_split(c.data, t / "d", "train") / "test.parquet").parent)],
         r"test\.parquet: not a regular file$", None)),
+    train_case("data-path-with-a-newline", lambda t, c: t / "no\nsuch", r"no\\nsuch: no such file or directory$"),
+    Case("evaluate-run-with-a-newline", lambda t, c: (["evaluate", str(t / "no\nsuch")],
+                                                      r"no\\nsuch: no such run directory$", None)),
+    Case("report-lab-with-a-newline-and-an-escape", lambda t, c: (["report", str(t / "no\nlab\x1b[2J")],
+                                                                  r"no\\nlab\\x1b\[2J: no such directory$", None)),
     train_case("data-looks-like-a-hub-name", lambda t, c: "stanfordnlp/imdb",
                r"no such file or directory \(--data takes a local path"),
     Case("explain-html-is-a-symlink-loop", lambda t, c: (

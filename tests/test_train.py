@@ -620,12 +620,14 @@ def test_a_resume_clears_what_a_kill_mid_checkpoint_left_and_draws_the_learning_
         im.verify()
 
 
-@pytest.mark.skipif(not HANGUP, reason="no SIGHUP on this platform")
-def test_a_run_started_with_nohup_outlives_its_terminal(tmp_path, tiny_data):
-    """nohup leaves SIGHUP ignored: training keeps it so (a closed terminal must not stop such a run)."""
-    code = ("import signal, sys; from rnnlab.cli import main; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+@pytest.mark.parametrize("sig", [*(["SIGHUP"] if HANGUP else []), "SIGINT"])
+def test_a_run_started_with_a_signal_ignored_keeps_it_ignored(tmp_path, tiny_data, sig):
+    """nohup leaves SIGHUP ignored (a closed terminal must not stop such a run), and a shell starts a background
+    job with SIGINT ignored (a Ctrl-C for the command in the foreground must not stop it): training keeps them
+    so. SIGINT used to stop such a run once its epochs began."""
+    code = (f"import signal, sys; signal.signal(signal.{sig}, signal.SIG_IGN); from rnnlab.cli import main; "
             "import rnnlab.train as T; real = T.StopOnSignal.__enter__\n"
-            "def enter(self):\n    out = real(self); signal.raise_signal(signal.SIGHUP); return out\n"
+            f"def enter(self):\n    out = real(self); signal.raise_signal(signal.{sig}); return out\n"
             "T.StopOnSignal.__enter__ = enter; main()")
     r = subprocess.run([sys.executable, "-c", code, "train", "--data", str(tiny_data), "--out", str(tmp_path / "r"),
                         "--preset", "default", "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8",

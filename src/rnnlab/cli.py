@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, shorten
+from .io import HANGUP, RunError, one_line, shorten
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -110,13 +110,16 @@ class InputError(click.ClickException):
 
     exit_code = 2
 
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
+
 
 def _fail(e) -> None:
     raise InputError(str(e)) from None
 
 
 def _log(msg: str) -> None:
-    click.echo(msg, err=True)
+    click.echo(one_line(msg), err=True)
 
 
 def _out_of_memory(e: RuntimeError) -> bool:

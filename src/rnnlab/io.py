@@ -126,6 +126,15 @@ def file_in_the_way(path: str | os.PathLike) -> Path | None:
     return p if p.exists() and not p.is_dir() else None
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def one_line(s: str) -> str:
+    """`s` with its control characters escaped (a newline as \\n): a path holding one stays on its error's line,
+    and a terminal's escape sequences in a name are shown, not obeyed."""
+    return s.translate(_CONTROL)
+
+
 def shorten(s: str, n: int = 80) -> str:
     """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
     return s if len(s) <= n else s[:n - 3] + "..."

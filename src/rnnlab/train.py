@@ -345,8 +345,8 @@ class StopOnSignal:
     def __enter__(self):
         self._old = {}
         for s in (signal.SIGINT, signal.SIGTERM, *HANGUP) if self.enabled else ():
-            if s in HANGUP and signal.getsignal(s) == signal.SIG_IGN:  # nohup: the run outlives its terminal
-                continue
+            if signal.getsignal(s) == signal.SIG_IGN:  # nohup, or a shell's background job (SIGINT): the run
+                continue  # was started to outlive its terminal, or a Ctrl-C meant for another command
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: leave signals alone
