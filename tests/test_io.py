@@ -75,3 +75,24 @@ def test_errors_name_the_target_not_the_temporary_file(tmp_path, monkeypatch):
             tmp.unlink()  # another process took it
             os.replace(tmp, tmp.with_name("elsewhere"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["r" * 255, "é" * 127, "r" * 241 + ".html"])
+def test_a_name_the_file_system_takes_is_written_however_long(tmp_path, name):
+    """The temporary name beside it (.NAME.XXXXXXXX.tmp) added 14 bytes: names of 242-255 bytes, which the file
+    system takes, were refused as 'file name too long'."""
+    assert len(os.fsencode(name)) <= 255
+    write_text(tmp_path / name, "whole")
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_text() == "whole"
+
+
+def test_a_run_folder_of_a_long_name_is_made(tmp_path, tiny_data):
+    from rnnlab.config import preset
+    from rnnlab.data import load_imdb
+    from rnnlab.prepare import prepare
+    from rnnlab.runs import RunDir
+
+    cfg = preset("rnn")
+    ds = load_imdb(tiny_data)
+    run = RunDir.create(tmp_path / ("r" * 255), cfg, prepare(cfg, ds, log=lambda s: None).vocab, ds)
+    assert (run.path / "config.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["r" * 255]

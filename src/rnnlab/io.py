@@ -90,6 +90,12 @@ def held(folder: Path) -> bool:
         os.close(fd)
 
 
+def temp_prefix(name: str) -> str:
+    """The prefix of a temporary name beside `name` (`.NAME.` + 8 random characters + `.tmp`), NAME cut so the whole
+    fits the 255 bytes a file name may have: a name the file system takes must not fail for its temporary's sake."""
+    return "." + os.fsdecode(os.fsencode(name)[:255 - 14]) + "."
+
+
 def remove_leftovers(*folders: Path) -> None:
     """Delete the temporary files of writes cut short by a kill in `folders` (never read; as large as a model).
     Only in folders this process holds (exclusive): another process's writes in progress look the same."""
@@ -168,7 +174,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if path.exists() and not path.is_file() and not path.is_dir():
         raise StorageError(f"cannot write {path}: not a regular file")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     except OSError as e:  # e.g. a folder that takes no new file (/proc): ENOENT on the temporary name
         raise StorageError(f"cannot write {path}: {fault(e)}") from None
     os.close(fd)

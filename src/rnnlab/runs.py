@@ -30,8 +30,8 @@ import torch
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
 from .io import (UMASK, RunError, StorageError, exclusive, fault, held, load_tensors, missing_folders, read_json,
-                 read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors, shorten, write_json,
-                 write_jsonl)
+                 read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors, shorten, temp_prefix,
+                 write_json, write_jsonl)
 from .jobs import usable_cpus
 
 RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
@@ -201,7 +201,7 @@ class RunDir:
         made = missing_folders(path.parent)
         try:  # made whole in a hidden sibling, then renamed into place: a kill at any moment leaves no half run
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent))
             os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a run directory is made as mkdir would
             write_json(tmp / "vocab.json", vocab.to_json())
             write_json(tmp / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
