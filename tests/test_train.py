@@ -718,3 +718,39 @@ def test_the_folders_made_for_a_run_that_never_completed_an_epoch_are_taken_back
     run = RunDir.create(tmp_path / "new" / "deeper" / "run", cfg, prepare(cfg, ds).vocab, ds)
     run.discard_if_empty()  # as train does when stopped before its first epoch
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_default_run_name_taken_by_a_run_of_the_same_second_takes_the_next(tmp_path, tiny_data, monkeypatch):
+    """Two `train` without --out started in the same second chose one name (a time to the second): the second
+    failed, after reading the data, on a folder the user never named. Now it takes NAME-2."""
+    from click.testing import CliRunner
+
+    import rnnlab.runs
+    from rnnlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20261205-182540")
+    argv = ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data", str(tiny_data)]
+    first = CliRunner().invoke(main, argv)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(main, argv)
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["rnn-20261205-182540", "rnn-20261205-182540-2"]
+    assert json.loads(second.stdout.strip().splitlines()[-1])["run_dir"] == "runs/rnn-20261205-182540-2"
+
+    # taken between the choice and the rename (the other run made it while this one read the data)
+    cfg = with_overrides(TrainConfig(), {"max_len": 16})
+    ds = load_imdb(tiny_data)
+    vocab = prepare(cfg, ds, log=lambda s: None).vocab
+    target = tmp_path / "raced"
+    real = rnnlab.runs.environment
+
+    def meanwhile():
+        (target / "x").mkdir(parents=True, exist_ok=True)
+        return real()
+
+    monkeypatch.setattr(rnnlab.runs, "environment", meanwhile)
+    assert RunDir.create(target, cfg, vocab, ds, default_name=True).path == tmp_path / "raced-2"
+    target = tmp_path / "raced-3"  # `meanwhile` takes this one now: a name the user chose is refused, as before
+    with pytest.raises(RunError, match="cannot write .*raced-3: directory not empty"):
+        RunDir.create(target, cfg, vocab, ds)

@@ -287,7 +287,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     from .data import load_imdb
     from .memory import TooLong
     from .prepare import prepare
-    from .runs import RunDir, check_new_run, read_config, run_data_path, run_fingerprint
+    from .runs import RunDir, check_new_run, read_config, run_data_path, run_fingerprint, unused
     from .train import CannotResume, Divergence, Interrupted, OutOfMemory, TooLarge, resolve_device, train as train_run
 
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -324,7 +324,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 return
             if resume is None:
                 start = Path(config_file).stem if config_file else preset_name
-                out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
+                default_name = out is None
+                out = out or unused(Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}")
                 check_new_run(out)  # before the data is read
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
@@ -345,7 +346,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                     run.save_config(cfg)  # the new --epochs holds for the next --resume as well
                 run.remove_leftovers()
             else:
-                run = RunDir.create(out, cfg, data.vocab, ds)
+                run = RunDir.create(out, cfg, data.vocab, ds, default_name=default_name)
                 held.enter_context(run.exclusive())
             on_step, on_epoch = (None, None)
             if tb_dir:  # only now: a log written before the run existed filled --out (or outlived a failed start)

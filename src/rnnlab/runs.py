@@ -16,6 +16,8 @@ point resumes from its last completed epoch. Loading reads only JSON and safeten
 from __future__ import annotations
 
 import contextlib
+import errno
+import itertools
 import math
 import os
 import platform
@@ -184,6 +186,15 @@ def check_new_run(path: Path) -> None:
         raise RunError(f"{path}: exists and is not empty; choose another --out (or --resume it)")
 
 
+def unused(path: Path) -> Path:
+    """`path`, or where it is taken the first of PATH-2, PATH-3, ... that is not: a default run name (a time to
+    the second) that another run started in the same second took."""
+    for k in itertools.count(1):
+        p = path if k == 1 else path.with_name(f"{path.name}-{k}")
+        if not p.exists() and not p.is_symlink():
+            return p
+
+
 class RunDir:
     """A run directory being written (training) or read (evaluate, predict, resume)."""
 
@@ -193,9 +204,11 @@ class RunDir:
 
     # --- creating --------------------------------------------------------------------------
     @classmethod
-    def create(cls, path, cfg: TrainConfig, vocab: Vocab, ds) -> "RunDir":
-        """A new run directory for training `cfg` on the Dataset `ds` (its absolute path and fingerprint are kept)."""
-        path = Path(path)
+    def create(cls, path, cfg: TrainConfig, vocab: Vocab, ds, default_name: bool = False) -> "RunDir":
+        """A new run directory for training `cfg` on the Dataset `ds` (its absolute path and fingerprint are kept).
+        `default_name`: the user did not choose `path`, so where another run takes it first, the next `unused`
+        name is taken instead of failing (the run's path is then `run.path`)."""
+        path = unused(Path(path)) if default_name else Path(path)
         check_new_run(path)
         tmp = None
         made = missing_folders(path.parent)
@@ -206,7 +219,14 @@ class RunDir:
             write_json(tmp / "vocab.json", vocab.to_json())
             write_json(tmp / "meta.json", {"command": sys.argv, "data": data_record(ds), "environment": environment()})
             write_json(tmp / "config.json", cfg.to_dict())
-            os.rename(tmp, path)  # onto nothing, or onto the empty directory checked above
+            while True:
+                try:
+                    os.rename(tmp, path)  # onto nothing, or onto the empty directory checked above
+                    break
+                except OSError as e:  # taken since: by a run started in the same second, for a default name
+                    if not (default_name and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
+                        raise
+                    path = unused(path)
         except BaseException as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
