@@ -584,3 +584,21 @@ def test_ray_addresses_of_other_schemes_go_to_ray_and_a_dashboards_is_refused():
     for address in ("http://127.0.0.1:8265", "HTTPS://x"):
         with pytest.raises(RunError, match="give HOST:PORT, ray://HOST:PORT, auto or local"):
             _reachable(address)
+
+
+@pytest.mark.parametrize("errno_, says", [(28, "no space left on device in /dev/shm (where their locks live)"),
+                                          (30, "read-only file system in /dev/shm (where their locks live)"),
+                                          (11, "resource temporarily unavailable")])
+def test_worker_processes_that_cannot_start_are_one_line_naming_why(ds, tiny_data, tmp_path, monkeypatch, errno_,
+                                                                    says):
+    """The pool's locks are POSIX semaphores in /dev/shm: a full or read-only one (a container's is often 64 MB)
+    said 'cannot write the output: No space left on device', blaming standard output."""
+    class Context:
+        def Pool(self, *a, **kw):
+            raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
+    with pytest.raises(RunError) as e:
+        Runner(workers=2).run([echo("a", tmp_path / "calls"), echo("b", tmp_path / "calls")], ds, str(tiny_data),
+                              tmp_path / "store")
+    assert str(e.value) == f"cannot start 2 worker processes: {says}; run the jobs in this process with --jobs 1"

@@ -17,6 +17,7 @@ here) and their rows come back into the same files.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib
 import json
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import HANGUP, RunError, first_line, jsonable, read_json, shorten, write_bytes, write_json
+from .io import HANGUP, RunError, fault, first_line, jsonable, read_json, shorten, write_bytes, write_json
 
 
 class JobError(RunError):
@@ -262,9 +263,14 @@ class Runner:
         if self._pool is not None and (self._pool_size < n or _dead_worker(self._pool, self._workers) is not None):
             self._close_pool()  # too small, or a worker died since the last batch (killed while idle): a new one
         if self._pool is None:
-            with _ignored(signal.SIGINT, *HANGUP):  # from their first instant: an ignored signal survives exec
-                self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init,
-                                                                       initargs=(os.getpid(),))
+            try:
+                with _ignored(signal.SIGINT, *HANGUP):  # from their first instant: an ignored signal survives exec
+                    self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init,
+                                                                           initargs=(os.getpid(),))
+            except OSError as e:  # its locks are POSIX semaphores, files in /dev/shm (a container's is often small)
+                shm = e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT)
+                raise RunError(f"cannot start {n} worker processes: {fault(e)}{' in /dev/shm (where their locks live)' * shm}"
+                               "; run the jobs in this process with --jobs 1") from None
             self._pool_size, self._workers = n, {}
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
