@@ -390,3 +390,24 @@ def test_presets_help_describes_every_preset():
     lines = r.stdout.splitlines()
     described = {name.strip(",") for line in lines for name in line.split()[:5] if name.strip(",") in PRESETS}
     assert r.returncode == 0 and described == set(PRESETS)
+
+
+def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_path):
+    """evaluate RUN and explain RUN --review N read the data meta.json names; replaced since (another test.parquet
+    in the folder), they reported 25,000 reviews as the run's own test. Now refused, naming --data; --data reads it."""
+    from conftest import make_reviews
+
+    data = write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(60, seed=2))
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data", str(data),
+                                  "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(CliRunner().invoke(main, ["evaluate", str(run), "--json"]).stdout)["n"] == 60
+    write_parquet_dir(data, make_reviews(200, seed=1), make_reviews(80, seed=3))  # the test split replaced
+    for argv in (["evaluate", str(run)], ["explain", str(run), "--review", "0"]):
+        r = CliRunner().invoke(main, argv)
+        assert r.exit_code == 2 and r.output.splitlines() == [
+            f"Error: {run}: its data {data} has changed since it was trained (its rows differ from the fingerprint in "
+            "meta.json); give --data to read it as it is now"], r.output
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(data), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 80, r.output

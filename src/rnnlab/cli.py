@@ -518,12 +518,12 @@ DEVICE = click.option("--device", type=click.Choice(CHOICES["device"]), default=
 def evaluate(run_dir, data_path, as_json, device):
     """Accuracy, confusion matrix and accuracy by review length of a saved run."""
     from .data import load_split
-    from .runs import RunDir, run_data_path
+    from .runs import RunDir, own_split
     from .scoring import evaluate_split
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     try:
-        split = load_split(run_data_path(RunDir(run_dir)) if data_path is None else data_path)
+        split = own_split(RunDir(run_dir)) if data_path is None else load_split(data_path)
     except (DataError, RunError) as e:
         _fail(e)
     rep = {**evaluate_split(cfg, vocab, model, split, dev), "data": split.source}

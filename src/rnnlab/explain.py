@@ -617,9 +617,10 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         raise ValueError("give one review: --text or --review N, not both")
     if review is not None:
         from .data import load_split
-        from .runs import RunDir, run_data_path
+        from .runs import RunDir, own_split
 
-        split = load_split(run_data_path(RunDir(runs[0])) if data_path is None else data_path, split_name or "test")
+        split = (own_split(RunDir(runs[0]), split_name or "test") if data_path is None
+                 else load_split(data_path, split_name or "test"))
         if review >= len(split):
             raise ValueError(f"--review {review}: {split.source} has {len(split)} reviews (0..{len(split) - 1})")
         return split.texts[review], f"review {review} of {split.source}", int(split.labels[review])

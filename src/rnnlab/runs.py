@@ -108,6 +108,22 @@ def run_data_path(run: "RunDir") -> str | None:
     return path
 
 
+def own_split(run: "RunDir", name: str = "test"):
+    """Split NAME of the data `run` was trained on, read again from where meta.json says: RunError where those
+    rows are no longer the ones it was trained on (by the fingerprint it recorded; older runs record none), as
+    `train --resume` refuses them: a number on changed data is not the run's own test."""
+    from .data import load_imdb, load_split
+
+    path, want = run_data_path(run), run_fingerprint(run)
+    if want is None:
+        return load_split(path, name)
+    ds = load_imdb(path)
+    if ds.fingerprint() != want:
+        raise RunError(f"{run.path}: its data {shorten(ds.source)} has changed since it was trained (its rows differ "
+                       "from the fingerprint in meta.json); give --data to read it as it is now")
+    return ds.test if name == "test" else ds.train
+
+
 def run_fingerprint(run: "RunDir") -> str | None:
     """The fingerprint of the rows a run was trained on (meta.json), None where it records none (older runs)."""
     data = _meta_data(run)
