@@ -5,7 +5,7 @@
 The lab draws each figure from the rows it saves (results.csv; the explained reviews from picks.json), so
 the same code on the same files gives the same bytes: without --out the figures are written over the lab's
 own (after a change to how figures are drawn; then `rnnlab report docs/lab --markdown docs/RESULTS.md`
-puts them into the report and docs/figures), with --out next to each other for a comparison.
+puts them into the report and docs/RESULTS_figures), with --out next to each other for a comparison.
 Prints one line per figure: the path and whether its bytes changed.
 """
 from __future__ import annotations

@@ -26,8 +26,8 @@ def test_results_md_and_its_figures_rerender_identically(tmp_path, monkeypatch):
     md = tmp_path / "docs" / "RESULTS.md"
     write_report(Path("docs/lab"), tmp_path / "report.html", markdown=md)
     assert md.read_text(encoding="utf-8") == RESULTS.read_text(encoding="utf-8")
-    for fig in sorted((md.parent / "figures").iterdir()):
-        assert fig.read_bytes() == (RESULTS.parent / "figures" / fig.name).read_bytes(), fig.name
+    for fig in sorted((md.parent / "RESULTS_figures").iterdir()):
+        assert fig.read_bytes() == (RESULTS.parent / "RESULTS_figures" / fig.name).read_bytes(), fig.name
 
 
 @needs_lab

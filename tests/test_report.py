@@ -569,7 +569,7 @@ def test_report_and_readme_are_written_together_or_not_at_all(lab, tmp_path, mon
     r = CliRunner().invoke(main, ["report", str(_full(lab)), "--out", str(out), "--readme", str(readme)])
     assert r.exit_code == 2 and "no space left on device" in r.stderr.lower(), (r.output, r.exception)
     assert readme.read_text() == before
-    assert not out.exists() and not out.with_suffix(".md").exists() and not (out.parent / "figures").exists()
+    assert not out.exists() and not out.with_suffix(".md").exists() and not list(out.parent.glob("*figures"))
     assert not (tmp_path / "out").exists()
 
 
@@ -737,23 +737,40 @@ def test_markdown_outside_the_lab_gets_its_figures_copied(tmp_path):
                                   "--markdown", str(docs / "RESULTS.md")])
     assert r.exit_code == 0, (r.output, r.exception)
     links = md_links(docs / "RESULTS.md")
-    assert links == [f"figures/{Path(rel).name}" for rel in FIGURES.values()]
+    assert links == [f"RESULTS_figures/{Path(rel).name}" for rel in FIGURES.values()]
     for link, rel in zip(links, FIGURES.values()):
         assert (docs / link).read_bytes() == (lab / rel).read_bytes()
     assert (docs / "report.html").is_file() and not (lab / "report.html").exists()
+
+
+def test_two_reports_in_one_folder_keep_their_own_figures(tmp_path):
+    """Both copied their figures into figures/: the second lab's overwrote the first's, so the first Markdown
+    showed the second lab's figures without a word (and a file of the user's own named figures/seed.png was
+    overwritten)."""
+    one, two = make_lab(tmp_path / "one"), make_lab(tmp_path / "two")
+    _png(two / "compare" / "compare.png", "another lab")
+    out = tmp_path / "o"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "seed.png").write_text("mine")
+    for lab in (one, two):
+        write_report(lab, out / f"{lab.name}.html")
+    for lab in (one, two):
+        for link, rel in zip(md_links(out / f"{lab.name}.md"), FIGURES.values()):
+            assert link.startswith(f"{lab.name}_figures/") and (out / link).read_bytes() == (lab / rel).read_bytes()
+    assert (out / "figures" / "seed.png").read_text() == "mine"
 
 
 def test_a_file_where_the_markdowns_figures_folder_goes_is_named_before_anything_is_written(tmp_path):
     lab = make_lab(tmp_path / "results" / "lab")
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "figures").write_text("mine")
+    (docs / "RESULTS_figures").write_text("mine")
     r = CliRunner().invoke(main, ["report", str(lab), "--out", str(docs / "report.html"),
                                   "--markdown", str(docs / "RESULTS.md")])
     assert r.exit_code == 2 and r.stderr.splitlines() == [
-        f"Error: {docs / 'figures'}: a file where the Markdown's figures folder goes; move it, or write the "
+        f"Error: {docs / 'RESULTS_figures'}: a file where the Markdown's figures folder goes; move it, or write the "
         "Markdown elsewhere"], r.output  # was: "d/figures: File exists"
-    assert sorted(p.name for p in docs.iterdir()) == ["figures"] and (docs / "figures").read_text() == "mine"
+    assert sorted(p.name for p in docs.iterdir()) == ["RESULTS_figures"] and (docs / "RESULTS_figures").read_text() == "mine"
 
 
 def _render(lab: Path, markdown: Path, tz: str) -> bytes:

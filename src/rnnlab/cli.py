@@ -715,8 +715,8 @@ def _not_a_run_or_data(out: Path) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="The HTML file (one file, figures embedded). Default: LAB_DIR/report.html.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
-              help="The Markdown twin. Default: next to --out, with .md; its figures are copied into figures/ "
-                   "next to it when it lies outside LAB_DIR.")
+              help="The Markdown twin. Default: next to --out, with .md; its figures are copied into "
+                   "<its name>_figures/ next to it when it lies outside LAB_DIR.")
 @click.option("--readme", type=click.Path(path_type=Path), default=None,
               help="Also rewrite the results block of this README (between its results markers) from LAB_DIR.")
 def report_command(lab_dir, out, markdown, readme):

@@ -1,7 +1,7 @@
 """The report: one self-contained HTML page and its Markdown twin, rendered from a lab's saved files.
 
     rnnlab report results/lab                                  # -> results/lab/report.html and report.md
-    rnnlab report results/lab --markdown docs/RESULTS.md       # figures copied to docs/figures/
+    rnnlab report results/lab --markdown docs/RESULTS.md       # figures copied to docs/RESULTS_figures/
     from rnnlab.report import write_report
     written = write_report("results/lab")    # {"html", "markdown", "summary", "outcomes", "problems", ...}
 
@@ -609,8 +609,9 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
                  markdown: str | os.PathLike | None = None, record: dict | None = None) -> dict:
     """Render LAB to `out` (default LAB/report.html) and its Markdown twin (default: `out` with .md).
 
-    The Markdown links its figures in place when it lies inside LAB, else copies them into
-    `figures/` next to it. Both files are written atomically.
+    The Markdown links its figures in place when it lies inside LAB, else copies them into `<its name>_figures/`
+    next to it (its own: two reports in one folder never show each other's figures). Both files are written
+    atomically.
     """
     lab = Path(lab)
     sections = collect(lab, record)
@@ -630,7 +631,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     writable(out, markdown)
     not_the_labs_own(lab, out, markdown)
     inside = markdown.parent.resolve().is_relative_to(lab.resolve())
-    assets = None if inside else markdown.parent / "figures"
+    assets = None if inside else markdown.parent / f"{markdown.stem}_figures"
     if assets is not None and assets.exists() and not assets.is_dir():
         raise ReportError(f"{assets}: a file where the Markdown's figures folder goes; move it, or write the "
                           "Markdown elsewhere")
