@@ -411,3 +411,21 @@ def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_pat
             "meta.json); give --data to read it as it is now"], r.output
     r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(data), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 80, r.output
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("command", [["predict", "{run}", "great film"], ["explain", "{run}", "great film", "--json"],
+                                     ["evaluate", "{run}", "--data", "/nowhere"]])
+def test_a_signal_once_the_commands_work_is_over_is_ignored(seed_run, command, sig):
+    """A signal in the last moments of a command, its output written (or its error line), printed click's
+    'Aborted!' and exit code 1, or a finalizer's 11-line traceback. Here it comes as click closes the command."""
+    code = ("import signal, click\nreal = click.Context.close\n"
+            f"def close(self):\n    signal.raise_signal(signal.{sig})\n    real(self)\n"
+            "click.Context.close = close\nfrom rnnlab.__main__ import main\nmain()")
+    out = seed_run[0]
+    r = subprocess.run([sys.executable, "-c", code, *(a.format(run=out) for a in command)], capture_output=True,
+                       text=True, timeout=120)
+    if command[0] == "evaluate":  # its error line, and its exit code
+        assert r.returncode == 2 and r.stderr.splitlines() == ["Error: /nowhere: no such file or directory"], r.stderr
+    else:
+        assert r.returncode == 0 and r.stderr == "" and r.stdout.strip(), r.stderr

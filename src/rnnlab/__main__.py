@@ -21,10 +21,12 @@ def main() -> None:
         if signal.getsignal(sig) == signal.SIG_DFL:  # not one ignored (nohup) or handled by the caller
             signal.signal(sig, _stop)
     try:
+        from . import cli
         from .cli import main as command
     except KeyboardInterrupt as e:
         sys.stderr.write(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done\n")
         sys.exit(130)
+    cli.WHOLE_PROCESS = True  # a signal once the command's work is over is ignored while the process exits
     command(prog_name="rnnlab")  # whose rnnlab.cli.Main puts its own handler in place of _stop
 
 

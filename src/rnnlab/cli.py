@@ -138,6 +138,17 @@ OUT_OF_MEMORY_HINTS = {  # what each command can change
 _SIGNALLED: list[str] = []  # the signal _interrupt turned into KeyboardInterrupt: Ray re-raises it without its message
 
 
+WHOLE_PROCESS = False  # rnnlab.__main__ sets it: the process ends with the command (not so under CliRunner)
+
+
+def _work_over() -> None:
+    """The command's work is over: its output written, or its error line. A signal from here on would only
+    interrupt the exit (click printed "Aborted!" with exit code 1, a finalizer a traceback): it is ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM, *HANGUP):
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def _interrupt(signum, frame):
     _SIGNALLED.append(signal.Signals(signum).name)
     raise KeyboardInterrupt(_SIGNALLED[-1])  # its message names the signal (Ctrl-C has none)
@@ -237,6 +248,9 @@ class Main(click.Group):
             else:
                 _log(f"Error: {e.strerror or e}")
             sys.exit(2)
+        finally:
+            if WHOLE_PROCESS:
+                _work_over()
 
 
 SHORT_COMMANDS = ("explain", "predict")  # short-lived: Python's cycle collector stays off while they run (below)
