@@ -481,6 +481,15 @@ def test_a_verdict_beside_rows_it_was_not_computed_from_is_unreadable(lab, part,
         assert "| rnn | 0.81 |" not in (lab / "report.md").read_text()
 
 
+def test_rows_whose_line_ends_a_checkout_changed_are_the_same_rows(lab):
+    """git's autocrlf (Windows) turns a committed results.csv's line ends into \\r\\n: the same rows."""
+    _record_digest(lab / "long-reviews" / "verdict.json")
+    rows = lab / "long-reviews" / "results.csv"
+    rows.write_bytes(rows.read_bytes().replace(b"\n", b"\r\n"))
+    written = write_report(lab)
+    assert written["problems"] == [] and written["outcomes"]["long-reviews"] == "holds"
+
+
 def test_a_verdict_without_a_digest_is_read_as_before(lab):
     """Labs made before verdicts recorded their rows' digest render as they did: nothing to check them by."""
     (lab / "long-reviews" / "results.csv").write_text("model,part,metric,value\nrnn,accuracy,test_acc,0.5\n")

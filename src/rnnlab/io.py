@@ -211,9 +211,10 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def text_file_sha256(path: str | os.PathLike) -> str:
+    """text_sha256 of a file write_text wrote, its line ends read as \\n: a checkout that made them \\r\\n (git's
+    autocrlf on Windows) holds the same text."""
+    return hashlib.sha256(Path(path).read_bytes().replace(b"\r\n", b"\n")).hexdigest()
 
 
 def printable(text: str) -> str:

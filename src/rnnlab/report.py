@@ -24,8 +24,8 @@ from pathlib import Path
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
-from .io import (RunError, atomic_path, fault, file_sha256, first_line, missing_folders, read_json, require_file,
-                 write_text)
+from .io import (RunError, atomic_path, fault, first_line, missing_folders, read_json, require_file,
+                 text_file_sha256, write_text)
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
@@ -113,7 +113,7 @@ def _judged_rows(d: Path, record: dict) -> None:
     rows = d / "results.csv"
     try:
         require_file(rows)
-        same = file_sha256(rows) == record["results_sha256"]
+        same = text_file_sha256(rows) == record["results_sha256"]
     except OSError as e:
         raise RunError(f"{rows}: {fault(e)}") from None
     if not same:
