@@ -910,6 +910,11 @@ def test_an_explained_review_is_named_by_its_place_in_the_data_and_an_older_lab_
             "above; a lab keeps its own in its jobs/ folder).") in text, text
     picks["runs"] = {"rnn": "jobs/aa", "lstm": "jobs/bb", "transformer": "jobs/cc"}  # labs since session 46
     write_json(lab / "explain" / "picks.json", picks)
+    write_report(lab)  # their jobs/ not there (deleted, or a lab copied without it): RUN, as before
+    assert "To read it again: rnnlab explain RUN ... --review 2207" in (lab / "report.md").read_text()
+    for key in ("aa", "bb", "cc"):
+        (lab / "jobs" / key).mkdir(parents=True)
+        (lab / "jobs" / key / "model.safetensors").write_bytes(b"")
     write_report(lab)
     text = (lab / "report.md").read_text()
     assert (f"To read it again: rnnlab explain {lab}/jobs/aa {lab}/jobs/bb {lab}/jobs/cc --review 2207 --data {DATA}"

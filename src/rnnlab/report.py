@@ -255,13 +255,23 @@ def explain_section(lab: Path, known: dict) -> Section:
         return _bad_fields(Section("explain", sec.title), f, err, lab, known)
 
 
-def _again(picks: dict, n: int, lab: Path, known: dict) -> str:
-    """The command that explains test review `n` again with the lab's own runs (labs before picks.json named
-    them: RUN stands for each)."""
+def _kept_runs(picks: dict, lab: Path) -> list[str] | None:
+    """The paths of the runs that explained the picks, where picks.json names them and they are still there (labs
+    made before it named them, or a lab whose jobs/ was deleted or not copied along: None)."""
     runs = picks.get("runs")
-    paths = ([str(lab / r) for r in runs.values()] if isinstance(runs, dict) and runs
-             and all(isinstance(r, str) for r in runs.values()) else ["RUN", "..."])
-    return shlex.join(["rnnlab", "explain", *paths, "--review", str(n), "--data", known.get("data") or "DATA"])
+    if not (isinstance(runs, dict) and runs and all(isinstance(r, str) for r in runs.values())):
+        return None
+    paths = [lab / r for r in runs.values()]
+    return [str(p) for p in paths] if all((p / "model.safetensors").is_file() for p in paths) else None
+
+
+def _again(picks: dict, n: int, lab: Path, known: dict) -> str:
+    """The command that explains test review `n` again with the lab's own runs (where they are not at hand, RUN
+    stands for each, and a note says where a lab keeps them)."""
+    runs = _kept_runs(picks, lab)
+    command = shlex.join(["rnnlab", "explain", *(runs or ["RUN", "..."]), "--review", str(n), "--data",
+                          known.get("data") or "DATA"])
+    return command if runs else f"{command} (RUN ...: a run of each model above; a lab keeps its own in its jobs/ folder)."
 
 
 def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Section:
@@ -285,8 +295,6 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
                                f"{'positive' if p['label'] else 'negative'})"),
                        Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}."
                             + (f" To read it again: {_again(picks, p['data_index'], lab, known)}"
-                               + ("" if isinstance(picks.get("runs"), dict) else
-                                  " (RUN ...: a run of each model above; a lab keeps its own in its jobs/ folder).")
                                if "data_index" in p else ""), note=True)]
         png = p.get("files", {}).get("png")
         if png:
