@@ -26,6 +26,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import rnnlab.memory as memory_mod
 from rnnlab.cli import main
 from rnnlab.config import preset, with_overrides
 from rnnlab.data import load_imdb
@@ -929,3 +930,50 @@ def test_the_attribution_baseline_is_zero_embeddings_whatever_the_pad_row_holds(
     damaged = explain(run, REVIEW)
     assert damaged.baseline_logit == pytest.approx(clean.baseline_logit, abs=1e-6)
     np.testing.assert_allclose(damaged.attribution, clean.attribution, rtol=0, atol=1e-5)
+
+
+# --- from the mutation test of session 45's code (session 46) ---------------------------------------
+SMALL_RUN = ["--preset", "default", "--epochs", "1", "--embed-dim", "16", "--hidden-dim", "16", "--vocab-size", "60",
+             "--batch-size", "16"]
+
+
+@pytest.fixture
+def available(monkeypatch):
+    monkeypatch.setattr(memory_mod, "CHECK_FROM", 0)
+    return lambda n: monkeypatch.setattr(memory_mod, "memory_available", lambda: n)
+
+
+def _train(out, tiny_data, *args):
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *SMALL_RUN, *args])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_a_run_trained_with_a_max_len_is_checked_for_the_tokens_it_reads(tmp_path, tiny_data, available):
+    """The refusal's own advice is "use a run trained with a --max-len": such a run explains a long review in
+    the memory its max_len needs, not the whole review's."""
+    from rnnlab.explain import load_run
+
+    run = _train(tmp_path / "cut", tiny_data, "--model", "lstm", "--max-len", "100")
+    review = " ".join(["great film"] * 2_000)  # 4,000 tokens, 100 read
+    per = memory_mod.token_bytes(load_run(run).model, backward=True)
+    available(100 * per + memory_mod.WORKSPACE)  # enough for 100 tokens, far from enough for 4,000
+    res = CliRunner().invoke(main, ["explain", str(run), review, "--no-attribution"])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_short_review_through_a_model_run_once_per_prefix_needs_its_own_prefixes_not_64(tmp_path, tiny_data,
+                                                                                          available):
+    """Fewer tokens than PREFIX_CHUNK: a pass holds L prefixes of L tokens, not 64 of them."""
+    from rnnlab.explain import load_run
+    from rnnlab.models import PREFIX_CHUNK
+
+    run = _train(tmp_path / "tf", tiny_data, "--model", "transformer", "--max-len", "0", "--pool", "mean")
+    review = " ".join(["great film"] * 10)  # 20 tokens
+    model = load_run(run).model
+    L = 20
+    need = max(L * memory_mod.token_bytes(model, backward=True), L * L * memory_mod.token_bytes(model))
+    assert need < PREFIX_CHUNK * L * memory_mod.token_bytes(model)
+    available(need + memory_mod.WORKSPACE)
+    res = CliRunner().invoke(main, ["explain", str(run), review, "--no-attribution"])
+    assert res.exit_code == 0, res.output

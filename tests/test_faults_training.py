@@ -201,7 +201,7 @@ def test_the_limit_of_this_processs_own_cgroup_and_of_its_parents_counts(tmp_pat
     membership.write_text("0::/a b:c \n")  # a name with a space and a colon, as a group may be named
     group(root / "a b:c ", 2 << 30, (2 << 30) - (5 << 20))
     assert available() == 5 << 20
-    membership.write_text("0::/../../etc\n")  # never from the kernel: nothing outside the mount is read
+    membership.write_text("0::/../etc\n")  # never from the kernel: nothing outside the mount is read
     group(root.parent / "etc", 1 << 20, 0)
     assert available() == 2 << 30
 
@@ -408,3 +408,37 @@ def test_a_signal_during_the_final_test_says_every_epoch_is_kept_and_resume_fini
     monkeypatch.setattr(train_mod, "_finish", finish)  # past the last completed step was saved", no --resume
     res = CliRunner().invoke(main, ["train", "--resume", str(out)])
     assert res.exit_code == 0 and json.loads(res.stdout)["epochs"] == 3, res.output
+
+
+# --- from the mutation test of session 45's code (session 46) ---------------------------------------
+def _group(folder, limit, used, v1=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ("memory.limit_in_bytes", "memory.usage_in_bytes") if v1 else ("memory.max", "memory.current")
+    (folder / names[0]).write_text(f"{limit}\n")
+    (folder / names[1]).write_text(f"{used}\n")
+    (folder / "memory.stat").write_text("total_inactive_file 0\n" if v1 else "inactive_file 0\n")
+
+
+def test_a_membership_path_climbing_out_of_the_mount_is_not_read(tmp_path):
+    """The existing check writes its decoy at root.parent/etc but names "/../../etc", which resolves to
+    root.parent.parent/etc: the decoy is never where a missing '..' check would look. Here it is."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   20000000 kB\nSwapFree:              0 kB\n")
+    root, membership = tmp_path / "cg", tmp_path / "cgroup"
+    _group(root, 3 << 30, 1 << 30)
+    _group(root.parent / "etc", 1 << 20, 0)  # outside the mount: must never be read
+    for line in ("0::/../etc\n", "4:memory:/../../etc\n"):
+        membership.write_text(line)
+        if line.startswith("4:"):
+            _group(root / "memory", 3 << 30, 1 << 30, v1=True)
+        assert memory_mod.memory_available(str(meminfo), str(root), str(membership)) == 2 << 30, line
+
+
+def test_a_v1_memory_controller_mounted_with_others_is_still_the_memory_controller(tmp_path):
+    """/proc/self/cgroup lists co-mounted controllers together ("5:memory,hugetlb:/job"): still the memory one."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:   20000000 kB\nSwapFree:              0 kB\n")
+    root, membership = tmp_path / "cg", tmp_path / "cgroup"
+    membership.write_text("5:hugetlb,memory:/job\n")
+    _group(root / "memory" / "job", 700 << 20, 100 << 20, v1=True)
+    assert memory_mod.memory_available(str(meminfo), str(root), str(membership)) == 600 << 20

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ from rnnlab.data import load_imdb
 from rnnlab.experiments import EXPERIMENTS, compare, long_reviews
 from rnnlab.experiments.common import TIMING, _on_device
 from rnnlab.io import RunError
-from rnnlab.jobs import Job, JobError, Runner
+from rnnlab.jobs import Job, JobError, Runner, _check_alive
 from rnnlab.lab import exercise_jobs, run_experiments
 
 TESTS = Path(__file__).resolve().parent
@@ -602,3 +603,42 @@ def test_worker_processes_that_cannot_start_are_one_line_naming_why(ds, tiny_dat
         Runner(workers=2).run([echo("a", tmp_path / "calls"), echo("b", tmp_path / "calls")], ds, str(tiny_data),
                               tmp_path / "store")
     assert str(e.value) == f"cannot start 2 worker processes: {says}; run the jobs in this process with --jobs 1"
+
+
+# --- from the mutation test of session 45's code (session 46) ---------------------------------------
+@pytest.mark.timeout(90)
+def test_a_worker_that_exits_mid_job_stops_the_run_in_one_line(ds, tiny_data, tmp_path):
+    """A worker that exits rather than being killed (a job or a library calling exit: SystemExit escapes the
+    pool's worker loop) leaves its job unanswered just the same: one line naming its exit code, no wait for ever."""
+    calls = tmp_path / "calls"
+    exits = Job("sys:exit", {}, label="exits", cost=5.0)  # sys.exit(ds): SystemExit, exit code 1
+    t0 = time.monotonic()
+    with Runner(workers=2, threads=1, log=lambda s: None) as runner:
+        with pytest.raises(JobError, match=r"^a worker process died \(exit code 1\) with \d job\(s\) unfinished$"):
+            runner.run([exits, echo("slow", calls, cost=0.1, sleep=60.0)], ds, str(tiny_data), tmp_path / "jobs")
+    assert time.monotonic() - t0 < 45
+
+
+@pytest.mark.timeout(90)
+def test_the_count_of_unfinished_jobs_is_those_left_not_all_of_the_batch(ds, tiny_data, tmp_path):
+    calls = tmp_path / "calls"
+    ok = echo("a", calls, cost=5.0)
+    dies = Job("fake_jobs:die", {"name": "dies", "calls": str(calls), "sleep": 0.5}, label="killed", cost=1.0)
+    slow = echo("slow", calls, cost=0.1, sleep=60.0)
+    store = tmp_path / "jobs"
+    with Runner(workers=2, threads=1, log=lambda s: None) as runner:
+        with pytest.raises(JobError) as err:
+            runner.run([ok, dies, slow], ds, str(tiny_data), store)
+    assert (store / f"{ok.key}.json").is_file()  # as test_jobs asserts: `ok` finished first
+    assert str(err.value).endswith(" with 2 job(s) unfinished"), str(err.value)
+
+
+@pytest.mark.parametrize("code,how", [(-35, "exit code -35"), (-signal.SIGTERM, "killed by SIGTERM"), (3, "exit code 3")])
+def test_a_dead_worker_is_named_by_its_signal_or_exit_code_whatever_the_code(code, how):
+    """A realtime signal (SIGRTMIN+1 = 35 on Linux) has no name in Python's signal.Signals: still one line."""
+    dead = SimpleNamespace(pid=12345, exitcode=code)
+    with pytest.raises(JobError, match=rf"^a worker process died \({how}\) with 4 job\(s\) unfinished$"):
+        _check_alive(SimpleNamespace(_pool=[dead]), {}, 4)
+    with pytest.raises(JobError):  # a worker the pool already dropped from its list is still found
+        _check_alive(SimpleNamespace(_pool=[]), {12345: dead}, 4)
+    _check_alive(SimpleNamespace(_pool=[SimpleNamespace(pid=1, exitcode=None)]), {}, 4)  # all alive: nothing

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import ConfigError, TrainConfig, with_overrides
@@ -754,3 +754,38 @@ def test_a_default_run_name_taken_by_a_run_of_the_same_second_takes_the_next(tmp
     target = tmp_path / "raced-3"  # `meanwhile` takes this one now: a name the user chose is refused, as before
     with pytest.raises(RunError, match="cannot write .*raced-3: directory not empty"):
         RunDir.create(target, cfg, vocab, ds)
+
+
+# --- from the mutation test of session 45's code (session 46) ---------------------------------------
+def test_resume_refuses_a_second_moment_with_one_negative_value(two_epoch_run):
+    """One negative entry of exp_avg_sq is as impossible as all of them (sqrt of it: NaN in that weight)."""
+    f = two_epoch_run.path / json.loads((two_epoch_run.path / "checkpoint.json").read_text())["dir"] / "optimizer.safetensors"
+    d = load_file(str(f))
+    sq = d["0.exp_avg_sq"].clone()
+    sq.view(-1)[-1] = -1.0
+    save_file({**d, "0.exp_avg_sq": sq}, str(f))
+    m = build_model(two_epoch_run.config(), len(two_epoch_run.vocab()))
+    with pytest.raises(RunError, match=r"0\.exp_avg_sq holds non-finite or negative values"):
+        two_epoch_run.restore(m, torch.optim.Adam(m.parameters(), fused=True))
+
+
+def test_a_run_in_its_first_epoch_is_named_as_being_trained_not_as_stopped(two_epoch_run, tmp_path):
+    run = tmp_path / "training"
+    run.mkdir()
+    for f in ("config.json", "meta.json", "vocab.json"):
+        shutil.copy(two_epoch_run.path / f, run / f)
+    with RunDir(run).exclusive():  # `train` holds it: its first epoch is under way
+        with pytest.raises(RunError, match=r": is being trained now: no weights yet"):
+            RunDir(run).load_model()
+    with pytest.raises(RunError, match=r": stopped before its first epoch finished"):
+        RunDir(run).load_model()
+
+
+def test_a_run_with_epochs_done_whose_weights_file_is_gone_is_not_called_stopped_before_its_first_epoch(
+        two_epoch_run):
+    """checkpoint.json says epochs were done: a lost model.safetensors is named, not "before its first epoch"."""
+    (two_epoch_run.path / "model.safetensors").unlink()
+    (two_epoch_run.path / "summary.json").unlink(missing_ok=True)  # as an interrupted run leaves it
+    with pytest.raises(RunError) as err:
+        RunDir(two_epoch_run.path).load_model()
+    assert "model.safetensors" in str(err.value) and "first epoch" not in str(err.value), str(err.value)

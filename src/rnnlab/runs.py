@@ -467,9 +467,10 @@ class RunDir:
             raise RunError(f"{self.path}: vocab.json's tokenizer strip_html ({vocab.strip_html}) contradicts "
                            f"config.json's ({cfg.strip_html})")
         if not any((self.path / f).exists() for f in ("model.safetensors", "checkpoint.json", "summary.json")):
-            why = ("is being trained now" if held(self.path) else
-                   "stopped before its first epoch finished (killed, or out of memory)")
-            raise RunError(f"{self.path}: {why}: no weights yet; rnnlab train --resume {self.path} trains it")
+            if held(self.path):  # --resume is refused while `train` holds it
+                raise RunError(f"{self.path}: is being trained now: no weights yet (its first epoch has not finished)")
+            raise RunError(f"{self.path}: stopped before its first epoch finished (killed, or out of memory): no "
+                           f"weights yet; rnnlab train --resume {self.path} trains it")
         model = build_model(cfg, len(vocab))
         self.load_weights(model)
         return cfg, vocab, model.to(device).eval()
