@@ -438,6 +438,12 @@ CASES = [
         run_case(f"{cmd}-a-published-labs-folder", cmd, None, r"^Error: .*lab: a lab's folder, not a run: a lab keeps "
                  r"its trained models in its jobs/ folder, and this one has none$",
                  elsewhere=lambda t: _write(_mkdir(t / "lab") / "lab.json", "{}").parent),
+        run_case(f"{cmd}-a-labs-seed-folder", cmd, None, r"^Error: .*seed: not a run \(no config\.json\)",
+                 elsewhere=lambda t: _write(_write(t / "lab" / "seed" / "summary.json", "{}").parent / "results.csv",
+                                            "a\n").parent),  # a summary.json, as a run has: not a damaged run
+        run_case(f"{cmd}-a-labs-job-store", cmd, None, r"^Error: .*jobs: a lab's job store, not a run: the runs are "
+                 r"the folders in it", elsewhere=lambda t: _write(t / "lab" / "jobs" / "ab12" / "config.json", "{}")
+                 .parent.parent),
         run_case(f"{cmd}-run-missing-only-its-config", cmd, lambda r: (r / "config.json").unlink(),
                  r"config\.json: missing$"),  # a damaged run, named as such
         run_case(f"{cmd}-malformed-config-json", cmd, lambda r: _write(r / "config.json", '{"model": "rnn",'),
@@ -516,6 +522,8 @@ CASES = [
                                                       r"no\\nsuch: no such run directory$", None)),
     Case("report-lab-with-a-newline-and-an-escape", lambda t, c: (["report", str(t / "no\nlab\x1b[2J")],
                                                                   r"no\\nlab\\x1b\[2J: no such directory$", None)),
+    Case("report-lab-with-c1-controls", lambda t, c: (["report", str(t / "no\x9b31mlab\x85x\u2028y")],
+                                                      r"no\\x9b31mlab\\x85x\\u2028y: no such directory$", None)),
     train_case("data-looks-like-a-hub-name", lambda t, c: "stanfordnlp/imdb",
                r"no such file or directory \(--data takes a local path"),
     Case("explain-html-is-a-symlink-loop", lambda t, c: (

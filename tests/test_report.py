@@ -769,6 +769,22 @@ def test_two_reports_in_one_folder_keep_their_own_figures(tmp_path):
     assert (out / "figures" / "seed.png").read_text() == "mine"
 
 
+def test_figure_links_hold_names_with_spaces_and_parentheses(tmp_path):
+    """'my report (v2)_figures/seed.png' ended the Markdown link at its space: the image showed as text."""
+    from urllib.parse import unquote
+
+    lab = make_lab(tmp_path / "a lab (one)")
+    out = tmp_path / "pages (draft)"
+    write_report(lab, out / "my report (v2).html")
+    links = md_links(out / "my report (v2).md")
+    assert links and all(" " not in x and "(" not in x and ")" not in x for x in links), links
+    for link, rel in zip(links, FIGURES.values()):
+        assert (out / unquote(link)).read_bytes() == (lab / rel).read_bytes()
+    write_report(lab, lab / "pages" / "in the lab.html")  # inside the lab: its figures linked in place
+    for link, rel in zip(md_links(lab / "pages" / "in the lab.md"), FIGURES.values()):
+        assert " " not in link and (lab / "pages" / unquote(link)).resolve() == (lab / rel).resolve()
+
+
 def test_a_file_where_the_markdowns_figures_folder_goes_is_named_before_anything_is_written(tmp_path):
     lab = make_lab(tmp_path / "results" / "lab")
     docs = tmp_path / "docs"

@@ -751,8 +751,10 @@ def test_a_default_run_name_taken_by_a_run_of_the_same_second_takes_the_next(tmp
 
     monkeypatch.setattr(rnnlab.runs, "environment", meanwhile)
     assert RunDir.create(target, cfg, vocab, ds, default_name=True).path == tmp_path / "raced-2"
-    target = tmp_path / "raced-3"  # `meanwhile` takes this one now: a name the user chose is refused, as before
-    with pytest.raises(RunError, match="cannot write .*raced-3: directory not empty"):
+    target = tmp_path / "raced-3"  # raced and raced-2 taken: chosen raced-3, taken meanwhile: raced-4, not raced-3-2
+    assert RunDir.create(tmp_path / "raced", cfg, vocab, ds, default_name=True).path == tmp_path / "raced-4"
+    target = tmp_path / "raced-5"  # `meanwhile` takes this one now: a name the user chose is refused, as before
+    with pytest.raises(RunError, match="cannot write .*raced-5: directory not empty"):
         RunDir.create(target, cfg, vocab, ds)
 
 

@@ -339,8 +339,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             if resume is None:
                 start = Path(config_file).stem if config_file else preset_name
                 default_name = out is None
-                out = out or unused(Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}")
-                check_new_run(out)  # before the data is read
+                out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
+                check_new_run(unused(out) if default_name else out)  # before the data is read
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
                 _tensorboard_available()

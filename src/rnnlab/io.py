@@ -132,7 +132,8 @@ def file_in_the_way(path: str | os.PathLike) -> Path | None:
     return p if p.exists() and not p.is_dir() else None
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+_CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
+            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029)})  # C0, DEL, C1 (CSI, NEL), line/paragraph separators
 
 
 def one_line(s: str) -> str:

@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import time
+import urllib.parse
 from pathlib import Path
 
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
@@ -660,7 +661,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
                 created.append(target)
             with atomic_path(target) as tmp:
                 shutil.copyfile(png, tmp)
-        return Path(os.path.relpath(target.resolve(), markdown.parent.resolve())).as_posix()
+        rel = Path(os.path.relpath(target.resolve(), markdown.parent.resolve())).as_posix()
+        return urllib.parse.quote(rel)  # a space or a parenthesis in a name would end the Markdown link
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -224,7 +224,8 @@ class RunDir:
         """A new run directory for training `cfg` on the Dataset `ds` (its absolute path and fingerprint are kept).
         `default_name`: the user did not choose `path`, so where another run takes it first, the next `unused`
         name is taken instead of failing (the run's path is then `run.path`)."""
-        path = unused(Path(path)) if default_name else Path(path)
+        base = Path(path)
+        path = unused(base) if default_name else base
         check_new_run(path)
         tmp = None
         made = missing_folders(path.parent)
@@ -242,7 +243,7 @@ class RunDir:
                 except OSError as e:  # taken since: by a run started in the same second, for a default name
                     if not (default_name and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
                         raise
-                    path = unused(path)
+                    path = unused(base)
         except BaseException as e:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -358,9 +359,12 @@ class RunDir:
         """RunError saying what the folder is, where it holds none of a run's files (a run missing only its
         config.json is a damaged run: read_config names the file)."""
         there = lambda *names: any((self.path / n).exists() for n in names)  # noqa: E731
-        if there(*(RUN_FILES - {"config.json"})):
+        if there(*(RUN_FILES - {"config.json", "summary.json"})):  # a lab's seed/ has a summary.json too
             return
         where = shorten(str(self.path))
+        if self.path.name == "jobs" and any(self.path.glob("*/config.json")):
+            raise RunError(f"{where}: a lab's job store, not a run: the runs are the folders in it "
+                           "(KEY.json beside each names it)")
         if there("lab.json", "jobs", "explain/picks.json"):
             raise RunError(f"{where}: a lab's folder, not a run: " + (
                 f"its trained models are the runs in {where}/jobs/ (explain/picks.json names the ones it explained; "
