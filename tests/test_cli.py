@@ -413,6 +413,36 @@ def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_pat
     assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 80, r.output
 
 
+def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_path, monkeypatch):
+    """meta.json records each split's fingerprint: evaluate reads and checks the test split alone (a train split
+    changed or gone is not its business, and the check costs one split). Runs that record only the whole
+    data's are checked whole, and where that cannot be read the line says so."""
+    from conftest import make_reviews
+
+    data = write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(60, seed=2))
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data",
+                                     str(data), "--out", str(run)]).exit_code == 0
+    meta = json.loads((run / "meta.json").read_text())
+    assert set(meta["data"]["splits"]) == {"train", "test"}
+    (data / "train.parquet").unlink()
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 60, r.output
+    older = {**meta, "data": {k: v for k, v in meta["data"].items() if k != "splits"}}
+    (run / "meta.json").write_text(json.dumps(older))
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 2 and r.output.startswith(f"Error: {run}: cannot check its data is still what it was "
+                                                    "trained on (") and "give --data" in r.output, r.output
+    hub = {**meta, "data": {"source": "hub:stanfordnlp/imdb", "path": None, "fingerprint": "0" * 64,
+                            "splits": {"train": "0" * 64, "test": "0" * 64}}}
+    (run / "meta.json").write_text(json.dumps(hub))  # trained on the hub; $RNNLAB_DATA names another copy
+    monkeypatch.setenv("RNNLAB_DATA", str(data))
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 2 and r.output.splitlines() == [
+        f"Error: {run}: {data / 'test.parquet'} is not the data it was trained on (hub:stanfordnlp/imdb): its rows "
+        "differ from the fingerprint in meta.json; give --data to read it anyway"], r.output
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("command", [["predict", "{run}", "great film"], ["explain", "{run}", "great film", "--json"],
                                      ["evaluate", "{run}", "--data", "/nowhere"]])

@@ -48,6 +48,22 @@ class Split:
         idx = np.asarray(idx, dtype=np.int64)
         return Split([self.texts[i] for i in idx], self.labels[idx], self.source)
 
+    def fingerprint(self) -> str:
+        """sha256 of its rows (texts and labels)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        _hash_rows(h, self)
+        return h.hexdigest()
+
+
+def _hash_rows(h, split: Split) -> None:
+    h.update(str(len(split)).encode())
+    for t in split.texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    h.update(split.labels.tobytes())
+
 
 @dataclass
 class Dataset:
@@ -64,11 +80,7 @@ class Dataset:
 
             h = hashlib.sha256()
             for split in (self.train, self.test):
-                h.update(str(len(split)).encode())
-                for t in split.texts:
-                    h.update(t.encode("utf-8", "surrogatepass"))
-                    h.update(b"\x00")
-                h.update(split.labels.tobytes())
+                _hash_rows(h, split)
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 

@@ -45,7 +45,8 @@ def data_record(ds) -> dict:
     """Where a run's data came from: the absolute path (or the hub name) and a fingerprint of its rows."""
     src = ds.source
     local = not src.startswith("hub:") and " (subset" not in src
-    return {"source": src, "path": str(Path(src).resolve()) if local else None, "fingerprint": ds.fingerprint()}
+    return {"source": src, "path": str(Path(src).resolve()) if local else None, "fingerprint": ds.fingerprint(),
+            "splits": {"train": ds.train.fingerprint(), "test": ds.test.fingerprint()}}  # one split checked alone
 
 
 def read_config(path: str | os.PathLike) -> TrainConfig:
@@ -110,18 +111,43 @@ def run_data_path(run: "RunDir") -> str | None:
 
 def own_split(run: "RunDir", name: str = "test"):
     """Split NAME of the data `run` was trained on, read again from where meta.json says: RunError where those
-    rows are no longer the ones it was trained on (by the fingerprint it recorded; older runs record none), as
-    `train --resume` refuses them: a number on changed data is not the run's own test."""
-    from .data import load_imdb, load_split
+    rows are no longer the ones it was trained on (by the fingerprint it recorded of that split, or, in runs
+    before it did, of both; runs older still record none), as `train --resume` refuses them: a number on other
+    data is not the run's own test."""
+    from .data import DataError, load_imdb, load_split
 
-    path, want = run_data_path(run), run_fingerprint(run)
+    path, data = run_data_path(run), _meta_data(run)
+    splits = data.get("splits") if isinstance(data, dict) else None
+    if splits is not None:
+        want = splits.get(name) if isinstance(splits, dict) else None
+        if not (isinstance(want, str) and re.fullmatch(r"[0-9a-f]{64}", want)):
+            raise RunError(f"{run.path / 'meta.json'}: data.splits.{name} must be a sha256, got {shorten(repr(want))}")
+        split = load_split(path, name)
+        if split.fingerprint() != want:
+            raise RunError(_not_its_own(run, path, split.source, data))
+        return split
+    want = run_fingerprint(run)
     if want is None:
         return load_split(path, name)
-    ds = load_imdb(path)
+    try:
+        ds = load_imdb(path)
+    except DataError as e:
+        raise RunError(f"{run.path}: cannot check its data is still what it was trained on ({e}); give --data to "
+                       "read it as it is now") from None
     if ds.fingerprint() != want:
-        raise RunError(f"{run.path}: its data {shorten(ds.source)} has changed since it was trained (its rows differ "
-                       "from the fingerprint in meta.json); give --data to read it as it is now")
+        raise RunError(_not_its_own(run, path, ds.source, data))
     return ds.test if name == "test" else ds.train
+
+
+def _not_its_own(run: "RunDir", path: str | None, read: str, data) -> str:
+    """Why reviews read from the run's own data are refused: the data at its recorded path changed, or (a run
+    trained on the hub) another copy was read ($RNNLAB_DATA's)."""
+    if path is not None:
+        return (f"{run.path}: its data {shorten(path)} has changed since it was trained (its rows differ from the "
+                "fingerprint in meta.json); give --data to read it as it is now")
+    trained = data.get("source") if isinstance(data, dict) else data
+    return (f"{run.path}: {shorten(read)} is not the data it was trained on ({shorten(str(trained))}): its rows "
+            "differ from the fingerprint in meta.json; give --data to read it anyway")
 
 
 def run_fingerprint(run: "RunDir") -> str | None:
