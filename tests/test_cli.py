@@ -443,19 +443,34 @@ def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_pat
         "differ from the fingerprint in meta.json; give --data to read it anyway"], r.output
 
 
+LATE = {  # where a signal comes once the command's work is over: as click closes the command, or at exit
+    "close": ("import click\nreal = click.Context.close\ndef close(self):\n    signal.raise_signal(signal.{sig})\n"
+              "    real(self)\nclick.Context.close = close\n"),
+    "exit": "import atexit\natexit.register(lambda: signal.raise_signal(signal.{sig}))\n"}
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("command", [["predict", "{run}", "great film"], ["explain", "{run}", "great film", "--json"],
-                                     ["evaluate", "{run}", "--data", "/nowhere"]])
-def test_a_signal_once_the_commands_work_is_over_is_ignored(seed_run, command, sig):
+@pytest.mark.parametrize("command, when", [
+    (["predict", "{run}", "great film"], "close"), (["predict", "{run}", "great film"], "exit"),
+    (["explain", "{run}", "great film", "--json"], "close"), (["explain", "{run}", "great film", "--json"], "exit"),
+    (["evaluate", "{run}", "--data", "/nowhere"], "exit")])  # click closes no context after a failed command
+def test_a_signal_once_the_commands_work_is_over_is_ignored(seed_run, command, sig, when):
     """A signal in the last moments of a command, its output written (or its error line), printed click's
-    'Aborted!' and exit code 1, or a finalizer's 11-line traceback. Here it comes as click closes the command."""
-    code = ("import signal, click\nreal = click.Context.close\n"
-            f"def close(self):\n    signal.raise_signal(signal.{sig})\n    real(self)\n"
-            "click.Context.close = close\nfrom rnnlab.__main__ import main\nmain()")
-    out = seed_run[0]
-    r = subprocess.run([sys.executable, "-c", code, *(a.format(run=out) for a in command)], capture_output=True,
-                       text=True, timeout=120)
+    'Aborted!' and exit code 1, or a traceback from the exit's own code ('Exception ignored in ...')."""
+    code = f"import signal\n{LATE[when].format(sig=sig)}from rnnlab.__main__ import main\nmain()"
+    r = subprocess.run([sys.executable, "-c", code, *(a.format(run=seed_run[0]) for a in command)],
+                       capture_output=True, text=True, timeout=120)
     if command[0] == "evaluate":  # its error line, and its exit code
         assert r.returncode == 2 and r.stderr.splitlines() == ["Error: /nowhere: no such file or directory"], r.stderr
     else:
         assert r.returncode == 0 and r.stderr == "" and r.stdout.strip(), r.stderr
+
+
+def test_a_host_that_runs_the_command_in_process_keeps_its_signals(seed_run):
+    """IPython's `%run -m rnnlab` runs the command in the kernel's process: its Ctrl-C must work afterwards."""
+    code = ("import runpy, signal, sys, types\nsys.modules['IPython'] = types.ModuleType('IPython')\n"
+            f"sys.argv = ['rnnlab', 'predict', {str(seed_run[0])!r}, 'great']\n"
+            "try:\n    runpy.run_module('rnnlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "True", (r.stdout, r.stderr)

@@ -26,7 +26,9 @@ def main() -> None:
     except KeyboardInterrupt as e:
         sys.stderr.write(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done\n")
         sys.exit(130)
-    cli.WHOLE_PROCESS = True  # a signal once the command's work is over is ignored while the process exits
+    # a signal once the command's work is over is ignored while the process exits; not where a host lives on
+    # after it (IPython's `%run -m rnnlab`, an interactive interpreter), whose Ctrl-C must keep working
+    cli.WHOLE_PROCESS = not ("IPython" in sys.modules or hasattr(sys, "ps1") or sys.flags.interactive)
     command(prog_name="rnnlab")  # whose rnnlab.cli.Main puts its own handler in place of _stop
 
 
