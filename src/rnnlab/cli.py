@@ -288,7 +288,7 @@ DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else th
               help="Start from a TOML or JSON config (e.g. a run's config.json) instead of a preset.")
 @click.option("--data", "data_path", type=str, default=None, help=DATA_HELP + " With --resume: the run's data.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
-              help="Run directory (default: runs/<preset>-<time>).")
+              help="Run directory (default: runs/<preset>-<time>, -2, -3, ... where that is taken).")
 @click.option("--resume", "resume", type=click.Path(path_type=Path), default=None,
               help="Continue an interrupted run directory to its configured epochs.")
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
