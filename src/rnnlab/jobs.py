@@ -269,8 +269,9 @@ class Runner:
                                                                            initargs=(os.getpid(),))
             except OSError as e:  # its locks are POSIX semaphores, files in /dev/shm (a container's is often small)
                 shm = e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT)
-                raise RunError(f"cannot start {n} worker processes: {fault(e)}{' in /dev/shm (where their locks live)' * shm}"
-                               "; run the jobs in this process with --jobs 1") from None
+                where = " in /dev/shm (where their locks live)" if shm else ""
+                raise RunError(f"cannot start {n} worker processes: {fault(e)}{where}; run the jobs in this process "
+                               "with --jobs 1") from None
             self._pool_size, self._workers = n, {}
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")

@@ -181,15 +181,15 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
     from .plots import exercise_figure, save_figure
 
     d.mkdir(parents=True, exist_ok=True)
-    table = rows_to_csv(rows)
-    write_text(d / "results.csv", table)
+    csv_text = rows_to_csv(rows)
+    write_text(d / "results.csv", csv_text)
     fig = exercise_figure(rows)
     save_figure(fig, d / "seed.svg")
     save_figure(fig, d / "seed.png", dpi=120)
     last = max(r["epoch"] for r in rows)
     final = [r for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
     write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
-                                    "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(table),
+                                    "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(csv_text),
                                     "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
                                     "test_acc_mean": float(np.mean([r["value"] for r in final]))})
 

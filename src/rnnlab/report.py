@@ -272,7 +272,8 @@ def _again(picks: dict, n: int, lab: Path, known: dict) -> str:
     runs = _kept_runs(picks, lab)
     command = shlex.join(["rnnlab", "explain", *(runs or ["RUN", "..."]), "--review", str(n), "--data",
                           known.get("data") or "DATA"])
-    return command if runs else f"{command} (RUN ...: a run of each model above; a lab keeps its own in its jobs/ folder)."
+    return command if runs else (f"{command} (RUN ...: a run of each model above; a lab keeps its own in its "
+                                 "jobs/ folder).")
 
 
 def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Section:

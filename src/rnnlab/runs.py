@@ -42,7 +42,8 @@ from .text import Vocab
 
 
 def data_record(ds) -> dict:
-    """Where a run's data came from: the absolute path (or the hub name) and a fingerprint of its rows."""
+    """Where a run's data came from: the absolute path (or the hub name) and a fingerprint of its rows, and of
+    each split's."""
     src = ds.source
     local = not src.startswith("hub:") and " (subset" not in src
     return {"source": src, "path": str(Path(src).resolve()) if local else None, "fingerprint": ds.fingerprint(),
@@ -121,7 +122,8 @@ def own_split(run: "RunDir", name: str = "test"):
     if splits is not None:
         want = splits.get(name) if isinstance(splits, dict) else None
         if not (isinstance(want, str) and re.fullmatch(r"[0-9a-f]{64}", want)):
-            raise RunError(f"{run.path / 'meta.json'}: data.splits.{name} must be a sha256, got {shorten(repr(want))}")
+            raise RunError(f"{run.path / 'meta.json'}: data.splits.{name} must be a sha256, got "
+                           f"{shorten(repr(want))}")
         split = load_split(path, name)
         if split.fingerprint() != want:
             raise RunError(_not_its_own(run, path, split.source, data))

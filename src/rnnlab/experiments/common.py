@@ -184,17 +184,17 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     results = runner.run([job for _, job in tagged_jobs], ds, data_arg, Path(out_dir) / "jobs")
     rows = [{**tag, **r} for tag, job in tagged_jobs for r in results[job.key] if r["part"] in module.PARTS]
     judged = module.verdict(rows)
-    table = rows_to_csv(rows)
+    csv_text = rows_to_csv(rows)
     record = {"experiment": name, **rounded(judged), "mode": mode, "data": ds.source,
               "data_fingerprint": ds.fingerprint(), "device": device,
               "hardware": env or environment(), "threads_per_job": runner.threads, "workers": runner.workers,
-              "jobs": len(tagged_jobs), "results_sha256": text_sha256(table),
+              "jobs": len(tagged_jobs), "results_sha256": text_sha256(csv_text),
               "seconds": round(time.perf_counter() - started, 1),
               "command": command or shlex.join(["rnnlab", *sys.argv[1:]]),
               "settings": {k: (asdict(v) if is_dataclass(v) else v) for k, v in module.settings(mode).items()}}
     d = Path(out_dir) / name
     d.mkdir(parents=True, exist_ok=True)
-    write_text(d / "results.csv", table)
+    write_text(d / "results.csv", csv_text)
     fig = module.figure(rows, judged)
     save_figure(fig, d / f"{name}.svg")
     save_figure(fig, d / f"{name}.png", dpi=120)
