@@ -167,6 +167,15 @@ def test_the_memory_available_is_read_from_meminfo_and_the_cgroups_limit(tmp_pat
     assert train_mod.memory_available(str(tmp_path / "no-meminfo"), str(v1)) is None
 
 
+def _group(folder, limit, used, v1=False):
+    """A cgroup folder with a memory limit and usage, as v2 (or v1) names its files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ("memory.limit_in_bytes", "memory.usage_in_bytes") if v1 else ("memory.max", "memory.current")
+    (folder / names[0]).write_text(f"{limit}\n")
+    (folder / names[1]).write_text(f"{used}\n")
+    (folder / "memory.stat").write_text("total_inactive_file 0\n" if v1 else "inactive_file 0\n")
+
+
 def test_the_limit_of_this_processs_own_cgroup_and_of_its_parents_counts(tmp_path):
     """/proc/self/cgroup names the group (systemd-run -p MemoryMax, a batch scheduler's job, a nested container):
     its limit and each parent's below the mount apply, not only the mount's; a group not visible here (a container
@@ -175,34 +184,27 @@ def test_the_limit_of_this_processs_own_cgroup_and_of_its_parents_counts(tmp_pat
     meminfo.write_text("MemAvailable:   20000000 kB\nSwapFree:              0 kB\n")
     root, membership = tmp_path / "cg", tmp_path / "cgroup"
 
-    def group(folder, limit, used, v1=False):
-        folder.mkdir(parents=True, exist_ok=True)
-        names = ("memory.limit_in_bytes", "memory.usage_in_bytes") if v1 else ("memory.max", "memory.current")
-        (folder / names[0]).write_text(f"{limit}\n")
-        (folder / names[1]).write_text(f"{used}\n")
-        (folder / "memory.stat").write_text("total_inactive_file 0\n" if v1 else "inactive_file 0\n")
-
     available = lambda: memory_mod.memory_available(str(meminfo), str(root), str(membership))  # noqa: E731
     membership.write_text("9:name=systemd:/\n4:memory:/process_api/abc/job\n0::/\n")  # v1, nested
-    group(root / "memory" / "process_api" / "abc" / "job", 700 << 20, 100 << 20, v1=True)
-    group(root / "memory" / "process_api", 9223372036854771712, 5 << 30, v1=True)  # no limit
+    _group(root / "memory" / "process_api" / "abc" / "job", 700 << 20, 100 << 20, v1=True)
+    _group(root / "memory" / "process_api", 9223372036854771712, 5 << 30, v1=True)  # no limit
     assert available() == 600 << 20
-    group(root / "memory" / "process_api" / "abc", 400 << 20, 350 << 20, v1=True)  # a parent nearer its limit
+    _group(root / "memory" / "process_api" / "abc", 400 << 20, 350 << 20, v1=True)  # a parent nearer its limit
     assert available() == 50 << 20
     membership.write_text("0::/user.slice/run-1.scope\n")  # v2: the scope has no limit, its slice has
-    group(root / "user.slice" / "run-1.scope", "max", 0)
-    group(root / "user.slice", 2 << 30, 1 << 30)
+    _group(root / "user.slice" / "run-1.scope", "max", 0)
+    _group(root / "user.slice", 2 << 30, 1 << 30)
     assert available() == 1 << 30
     membership.write_text("0::/docker/0123\n")  # not visible here: the mount's own limit
-    group(root, 3 << 30, 1 << 30)
+    _group(root, 3 << 30, 1 << 30)
     assert available() == 2 << 30
     membership.write_text("not a cgroup line\n")
     assert available() == 2 << 30
     membership.write_text("0::/a b:c \n")  # a name with a space and a colon, as a group may be named
-    group(root / "a b:c ", 2 << 30, (2 << 30) - (5 << 20))
+    _group(root / "a b:c ", 2 << 30, (2 << 30) - (5 << 20))
     assert available() == 5 << 20
     membership.write_text("0::/../etc\n")  # never from the kernel: nothing outside the mount is read
-    group(root.parent / "etc", 1 << 20, 0)
+    _group(root.parent / "etc", 1 << 20, 0)
     assert available() == 2 << 30
 
 
@@ -411,17 +413,9 @@ def test_a_signal_during_the_final_test_says_every_epoch_is_kept_and_resume_fini
 
 
 # --- from the mutation test of session 45's code (session 46) ---------------------------------------
-def _group(folder, limit, used, v1=False):
-    folder.mkdir(parents=True, exist_ok=True)
-    names = ("memory.limit_in_bytes", "memory.usage_in_bytes") if v1 else ("memory.max", "memory.current")
-    (folder / names[0]).write_text(f"{limit}\n")
-    (folder / names[1]).write_text(f"{used}\n")
-    (folder / "memory.stat").write_text("total_inactive_file 0\n" if v1 else "inactive_file 0\n")
-
-
 def test_a_membership_path_climbing_out_of_the_mount_is_not_read(tmp_path):
-    """The existing check writes its decoy at root.parent/etc but names "/../../etc", which resolves to
-    root.parent.parent/etc: the decoy is never where a missing '..' check would look. Here it is."""
+    """A membership path that climbs out of the mount ('..') is not read, in v2 and v1 form (the test above wrote its
+    decoy where '/../../etc' never led, so a missing check went unseen)."""
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemAvailable:   20000000 kB\nSwapFree:              0 kB\n")
     root, membership = tmp_path / "cg", tmp_path / "cgroup"
