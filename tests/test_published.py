@@ -131,6 +131,14 @@ def test_readme_quotes_the_test_command_minutes_from_commands_json():
     assert f"{round(min(minutes))} to {round(max(minutes))} minutes by VM" in README.read_text(encoding="utf-8")
 
 
+def test_readme_quotes_the_quick_lab_seconds_from_commands_json():
+    """`lab --quick`'s seconds, end to end by /usr/bin/time: the range of the runs in commands.json ("both ranges")."""
+    runs = json.loads((ROOT / "benchmarks" / "results" / "commands.json").read_text())
+    seconds = [v["wall_seconds_measured_by_time"] for k, v in runs.items() if k.startswith("quick_lab")]
+    assert len(seconds) >= 3
+    assert f"a smoke test ({round(min(seconds))}-{round(max(seconds))} s)" in README.read_text(encoding="utf-8")
+
+
 def test_readme_is_at_most_8000_characters():
     assert len(README.read_text(encoding="utf-8")) <= 8000
     assert len(README.read_bytes()) <= 8000  # the arrows are 3 bytes each: the page fits either way
