@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common import sgemm_gflops
 from rnnlab.kernels import fold, gru_layer, lstm_layer, tanh_rnn_layer
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -72,18 +73,6 @@ def machine() -> dict:
                         or "OpenBLAS" in l), "unknown")
     env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return env
-
-
-def sgemm_gflops(n: int = 2048, repeats: int = 7) -> float:
-    """Median float32 (n x n) @ (n x n) throughput at the current thread count (GFLOP/s)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def step_flops(kind: str, B: int, T: int, E: int, H: int) -> int:

@@ -8,7 +8,6 @@ RSS (shared pages counted in every process) over the process tree, from /proc/<p
 (Linux). Appends a line at each new peak and the final peak.
 """
 import os
-import sys
 import time
 
 

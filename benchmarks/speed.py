@@ -23,20 +23,10 @@ from pathlib import Path
 
 import torch
 
+from common import sgemm_gflops
+
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE.parents[1] / "shared" / "bench" / "seed_baseline.py"
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
-    """Median float32 GEMM throughput of this machine (GFLOP/s), after a warm-up."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def rnn_train_flops_per_token(E: int = 100, H: int = 128) -> int:
@@ -104,7 +94,7 @@ def main() -> None:
 
     env = environment()
     print(json.dumps({"machine": env}), flush=True)
-    gemm = matmul_gflops()
+    gemm = sgemm_gflops()
     print(json.dumps({"matmul_gflops": round(gemm, 1)}), flush=True)
     ours, summary = run_rnnlab(args.data, args.epochs, args.seed)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB; only child so far

@@ -561,7 +561,6 @@ def test_report_and_readme_are_written_together_or_not_at_all(lab, tmp_path, mon
     """The README is written first: when it cannot be (a full disk), no report file is left new; when the report
     then fails, the README goes back to what it said. Before, a failed README left the new report behind."""
     import rnnlab.io
-    from rnnlab.io import StorageError
 
     readme = _readme(tmp_path)
     before = readme.read_text()

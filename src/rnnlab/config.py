@@ -149,9 +149,8 @@ def with_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 SEED = TrainConfig(val_fraction=0.0, test_every_epoch=True, epochs=5)
 NOTEBOOK = dataclasses.replace(SEED, batching="random")
 
-# The best vanilla tanh RNN reading its final hidden state that a validation search found on
-# 2 CPU cores (docs/TUNING.md; the search: git show 2ea6c1f:benchmarks/tune_rnn.py). A long recipe:
-# 32 epochs, 8 validation passes per epoch. Its record is a benchmark (benchmarks/seeds.py), not a lab step.
+# The best vanilla tanh RNN reading its final hidden state that a validation search found (docs/TUNING.md).
+# A long recipe: 32 epochs, 8 validation passes per epoch; its record: benchmarks/seeds.py.
 TUNED = TrainConfig(
     strip_html=True, max_len=400, truncate="tail", clip=1.0, recurrent_init="orthogonal",
     dropout=0.5, epochs=32, step_loss=0.8, val_checks=8, lr_schedule="cosine", lr_hold=0.75,

@@ -331,9 +331,8 @@ def ig_points(model, T: int, n_steps: int) -> int:
 def _integrated_gradients():
     """Captum's IntegratedGradients, loaded without Captum's package `__init__`s when they have not run.
 
-    `import captum` imports all of Captum and matplotlib: 0.8 s of the 2.9 s that `rnnlab explain`
-    took on a 1,000-token review on an earlier AMD VM (benchmarks/results/explain.json at commit 173f273), where the class's own module needs
-    none of it. The two package modules are stood in for (same path, empty) while it loads; then
+    `import captum` imports all of Captum and matplotlib (0.8 s of a 2.9 s `rnnlab explain` of a 1,000-token
+    review, measured for benchmarks/results/explain.json), where the class's own module needs none of it. The two package modules are stood in for (same path, empty) while it loads; then
     every Captum module loaded this way leaves `sys.modules` (the class keeps its own), so a later
     `import captum` loads the real packages whole. Any failure falls back to the plain import.
     Raises ImportError without Captum.
@@ -746,8 +745,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     are the review (one that starts with "-" goes after --, or in --text).
 
     The Transformer and the CNN are run once per prefix, and the Transformer's attributions take 200 steps: a
-    1,000-token review takes about 17 s through a Transformer against 1.5 s through a vanilla RNN on a 2-core AMD
-    VM (benchmarks/results/explain_transformer_s41.json, explain_zen4_s41.json; --ig-steps 50: about 11 s).
+    1,000-token review takes about 17 s through a Transformer against 1.5 s through a vanilla RNN on 2 CPU
+    cores (--ig-steps 50: about 11 s; docs/PERFORMANCE.md, "Explaining one review").
     """
     from .cli import InputError  # here, not above: cli imports this module
 

@@ -11,7 +11,6 @@ the page wraps long reviews (no horizontal scroll) and loads nothing from anywhe
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .blocks import esc
 from .explain import Alignment, Explanation, align, attribution_warning, vanished
 from .io import write_text
 
@@ -212,10 +212,6 @@ def line_style(i: int) -> tuple[str, bool]:
     return LINE_COLOURS[i % len(LINE_COLOURS)], (i // len(LINE_COLOURS)) % 2 == 1
 
 
-def _esc(s) -> str:
-    return html.escape(str(s), quote=True)
-
-
 def _num(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
@@ -242,16 +238,16 @@ def _flow(exps: list[Explanation], al: Alignment, colours: list[list]) -> str:
     """Tokens in reading order; one run: each word on its colour; several: one bar per run under each word."""
     out = []
     for k, (word, idx) in enumerate(al.rows):
-        tip = _esc(_tip(word, exps, idx, k + 1))
+        tip = esc(_tip(word, exps, idx, k + 1))
         unk = any(j is not None and e.ids[j] == 1 for e, j in zip(exps, idx))
         if len(exps) == 1:
             rgb = colours[0][idx[0]]
             style = f"background:{_hex(rgb)}" + (";color:#fff" if _dark(rgb) else "")
-            out.append(f'<span class="t w{" unk" if unk else ""}" style="{style}" title="{tip}">{_esc(word)}</span>')
+            out.append(f'<span class="t w{" unk" if unk else ""}" style="{style}" title="{tip}">{esc(word)}</span>')
         else:
             bars = "".join('<i class="x"></i>' if j is None or not colours[i] else
                            f'<i style="background:{_hex(colours[i][j])}"></i>' for i, j in enumerate(idx))
-            out.append(f'<span class="c" title="{tip}"><span class="w{" unk" if unk else ""}">{_esc(word)}'
+            out.append(f'<span class="c" title="{tip}"><span class="w{" unk" if unk else ""}">{esc(word)}'
                        f"</span>{bars}</span>")
     return f'<div class="flow">{" ".join(out)}</div>'
 
@@ -285,8 +281,8 @@ def _svg_chart(al: Alignment, series: list[tuple[int, list[float | None]]], titl
     tf = (lambda v: math.log10(v)) if log else (lambda v: v)
     X = lambda k: L + (W - L - R) * (k + 0.5) / n  # noqa: E731
     Y = lambda v: T + (H - T - B) * (1 - (tf(v) - lo) / (hi - lo))  # noqa: E731
-    g = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{_esc(title)}"><title>{_esc(title)}</title>',
-         f'<text x="{L}" y="14" style="font-weight:600">{_esc(title)}</text>']
+    g = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}"><title>{esc(title)}</title>',
+         f'<text x="{L}" y="14" style="font-weight:600">{esc(title)}</text>']
     if shade and ref is not None:
         g.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{Y(ref) - T:.1f}" fill="rgb(5,113,176)" '
                  'fill-opacity=".07"/>')
@@ -333,7 +329,7 @@ def _svg_chart(al: Alignment, series: list[tuple[int, list[float | None]]], titl
         w = (W - L - R) / n
         for k, tip in enumerate(tips):
             g.append(f'<rect x="{L + k * w:.2f}" y="{T}" width="{w:.2f}" height="{H - T - B}" fill="#000" '
-                     f'fill-opacity="0"><title>{_esc(tip)}</title></rect>')
+                     f'fill-opacity="0"><title>{esc(tip)}</title></rect>')
     g.append("</svg>")
     return "".join(g)
 
@@ -346,7 +342,7 @@ def _chart_legend(exps: list[Explanation], shown=None) -> str:
     return '<div class="legend">' + " ".join(
         f'<span><svg width="22" height="10" style="display:inline;width:22px"><line x1="0" x2="22" y1="5" y2="5" '
         f'stroke="{line_style(i)[0]}" stroke-width="3"{DASH if line_style(i)[1] else ""}/></svg> '
-        f'{_esc(e.run)}</span>'
+        f'{esc(e.run)}</span>'
         for i, e in enumerate(exps) if i in shown) + "</div>"
 
 
@@ -356,13 +352,13 @@ def _card(e: Explanation) -> str:
     if e.true_label is not None:
         ok = (e.true_label == 1) == (e.label == "positive")
         truth = f" · true label {'positive' if e.true_label else 'negative'} ({'right' if ok else 'wrong'})"
-    lines = [f'<h3>{_esc(e.run)} <span class="note">({_esc(e.model)}, pool {_esc(e.pool)})</span></h3>',
-             f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{_esc(truth)}</p>',
-             f"<p>{_esc(e.truncation[0].upper() + e.truncation[1:]) if e.truncation else f'Read all {len(e)} tokens.'}"
-             f" Running opinion: {_esc(e.reading)}.</p>"]
+    lines = [f'<h3>{esc(e.run)} <span class="note">({esc(e.model)}, pool {esc(e.pool)})</span></h3>',
+             f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{esc(truth)}</p>',
+             f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) if e.truncation else f'Read all {len(e)} tokens.'}"
+             f" Running opinion: {esc(e.reading)}.</p>"]
     if e.attribution is not None:
         pos, neg = top_words(e)
-        fmt = lambda ws: ", ".join(f"<b>{_esc(w)}</b> {a:+.2f}" for w, a in ws) or "none"  # noqa: E731
+        fmt = lambda ws: ", ".join(f"<b>{esc(w)}</b> {a:+.2f}" for w, a in ws) or "none"  # noqa: E731
         lines.append(f'<p><span class="pos">Towards positive:</span> {fmt(pos)}. '
                      f'<span class="neg">Towards negative:</span> {fmt(neg)}.</p>')
         warn = attribution_warning(e)
@@ -371,7 +367,7 @@ def _card(e: Explanation) -> str:
                      f"{e.logit:+.3f}; convergence delta {e.attribution_delta:+.1e})."
                      + (' <span class="warn">Completeness fails: read them as rough.</span>' if warn else "") + "</p>")
     else:
-        lines.append(f'<p class="warn">{_esc(e.attribution_note[0].upper() + e.attribution_note[1:])}.</p>')
+        lines.append(f'<p class="warn">{esc(e.attribution_note[0].upper() + e.attribution_note[1:])}.</p>')
     if vanished(e):
         lines.append(f"<p>The gradient is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning "
                      "signal reaches them.</p>")
@@ -389,14 +385,14 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
     op, gn, dh = ([(i, al.values(exps, field, i)) for i, e in enumerate(exps) if getattr(e, field) is not None]
                   for field in ("opinion", "grad_norm", "state_change"))
     bars = ("" if not multi else '<p class="note">Under each word, one bar per run, top to bottom: '
-            + ", ".join(_esc(e.run) for e in exps) + "; a hatched bar: that run did not read the word.</p>")
+            + ", ".join(esc(e.run) for e in exps) + "; a hatched bar: that run did not read the word.</p>")
     scale = lambda left, right: (f'<div class="legend">{left} <span class="scale"></span> {right}'  # noqa: E731
                                  '<span>· dotted underline: not in the vocabulary (&lt;unk&gt;) · hover a word '
                                  'for its numbers</span></div>')
     has_attr = [e.attribution is not None for e in exps]
-    body = [f"<h1>{_esc(title)}</h1>",
-            f'<p class="sub">{_esc(src) + " · " if src else ""}{len(al.rows)} tokens'
-            + (f" · {_esc(al.note)}" if multi else "") + "</p>",
+    body = [f"<h1>{esc(title)}</h1>",
+            f'<p class="sub">{esc(src) + " · " if src else ""}{len(al.rows)} tokens'
+            + (f" · {esc(al.note)}" if multi else "") + "</p>",
             '<div class="cards">' + "".join(_card(e) for e in exps) + "</div>",
             "<h2>Running opinion</h2>",
             '<p class="note">P(positive) if the review ended after each token. Above the dashed line the model '
@@ -409,17 +405,17 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
     if any(has_attr):
         ok = next(e for e in exps if e.attribution is not None)
         body += ['<p class="note">How much each word moved the final logit away from a review of the same length '
-                 f"with no words: {_esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
+                 f"with no words: {esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
                  "colours are relative to each run's strongest word. By completeness the attributions add up to "
                  "the logit's change; Captum's convergence delta is how far they miss it.</p>"]
-        body += [f'<p class="warn">{_esc(e.run)}: {_esc(attribution_warning(e))}.</p>'
+        body += [f'<p class="warn">{esc(e.run)}: {esc(attribution_warning(e))}.</p>'
                  for e in exps if attribution_warning(e)]
         body += [scale("towards negative", "towards positive"), bars,
                  _flow(exps, al, [attribution_colours(e.attribution) if e.attribution is not None else []
                                   for e in exps])]
     else:
-        body.append(f'<p class="warn">{_esc(exps[0].attribution_note)}.</p>')
-    zeros = "; ".join(f"{_esc(e.run)}: {vanished(e)} of {len(e)}" for e in exps if vanished(e))
+        body.append(f'<p class="warn">{esc(exps[0].attribution_note)}.</p>')
+    zeros = "; ".join(f"{esc(e.run)}: {vanished(e)} of {len(e)}" for e in exps if vanished(e))
     body += ["<h2>Gradient reaching each word (log scale)</h2>",
              '<p class="note">||dL/dx_t||: how strongly the loss of the final answer (against the predicted '
              "label) reacts to each word's embedding. For a vanilla RNN it fades by orders of magnitude towards "
@@ -436,7 +432,7 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
                 "anywhere.</p>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body)
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body)
             + "\n</body></html>\n")
 
 

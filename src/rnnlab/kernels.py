@@ -31,12 +31,10 @@ One unidirectional layer with biases and a zero initial state; stack calls for m
 (with dropout between them, as nn.LSTM does). `tests/test_kernels.py` checks values and
 gradients against the nn modules, and gradcheck.
 
-On CPU, nn.GRU runs a chain of small ops per step and nn.LSTM runs oneDNN's fused LSTM,
-already close to the matmul floor. These kernels spend ~80-85% of a layer's time in the
-matmuls that any kernel of this design must do, so on the 2-core EPYC they were written on
-(one thread, B=64, T=400, E=100, H=128; benchmarks/kernels.py) a training step is ~1.5x
-faster than with nn.GRU (the matmuls alone would give ~1.75-2x) and ~1.15x faster than with
-nn.LSTM (the matmuls alone: ~1.35-1.45x). How:
+On CPU, nn.GRU runs a chain of small ops per step and nn.LSTM runs oneDNN's fused LSTM. These
+kernels spend most of a layer's time in the matmuls that any kernel of this design must do (how
+close to that floor they come, and how much faster than the modules, by CPU: benchmarks/kernels.py,
+docs/PERFORMANCE.md). How:
 
 - Time is cut into chunks of ~ROWS_PER_CHUNK rows (K steps x B). Per chunk the input
   projection of its K steps is one addmm into a chunk buffer, where each step then adds its
@@ -56,18 +54,18 @@ nn.LSTM (the matmuls alone: ~1.35-1.45x). How:
   opinion) the forward skips those derivatives and returns its buffer at once: 1.35x (LSTM) and
   1.5x (GRU) faster at B 256, T 400, and T x B x 6H (5H) floats less memory.
 - Per backward chunk, dL/dx is one matmul and each weight gradient one accumulating matmul
-  (transposed, dW^T += [x | 1]^T dG: ~10% faster here); the column of ones next to x_t gives
+  (transposed, dW^T += [x | 1]^T dG: ~10% faster); the column of ones next to x_t gives
   the bias gradient with it. Weights that do not require grad (explain freezes them: it needs only dL/dx)
   get none, and backward skips their matmuls.
 - The large internal buffers come from a small pool and go back to it when the autograd graph
-  is freed: a fresh 100 MB buffer costs ~30 ms of page faults on this machine. The pool never
+  is freed: a fresh 100 MB buffer costs ~30 ms of page faults. The pool never
   holds a tensor the caller can see (outputs and gradients are always fresh); backward only
   reads the saved tensors, so retain_graph works.
 
 Importing this module sets `torch.set_flush_denormal(True)`: floats below 1.2e-38 become 0. A
 vanishing gradient passes through that range on its way to 0, and on Intel CPUs every operation on
 such a number takes a slow microcode path: an nn.LSTM training step (B 64, T 400) was 6.7x slower
-with denormals than without on this session's Xeon (benchmarks/denormals.py). Worker threads inherit
+with denormals than without on an Intel Xeon (benchmarks/denormals.py). Worker threads inherit
 the setting from the thread that starts them, so it is set here, before any of torch's parallel work.
 No trained number moves: a denormal is ~1e-30 times any weight gradient it would be added to.
 """

@@ -65,15 +65,15 @@ class Classifier(nn.Module):
 
     embedding: nn.Embedding
 
-    def forward_steps(self, tokens: torch.Tensor, lengths: torch.Tensor, chunk: int = PREFIX_CHUNK):
-        """Exact for any model: one forward pass per prefix, prefixes batched `chunk` at a time."""
+    def forward_steps(self, tokens: torch.Tensor, lengths: torch.Tensor):
+        """Exact for any model: one forward pass per prefix, prefixes batched PREFIX_CHUNK at a time."""
         B, T = tokens.shape
         lengths = lengths.to(tokens.device)
         steps = torch.empty(B, T, device=tokens.device)
         ends = torch.arange(1, T + 1, device=tokens.device)  # prefix lengths
         for b in range(B):
-            for lo in range(0, T, chunk):
-                n = ends[lo:lo + chunk]
+            for lo in range(0, T, PREFIX_CHUNK):
+                n = ends[lo:lo + PREFIX_CHUNK]
                 prefix = tokens[b, : int(n[-1])].expand(len(n), -1)
                 prefix = prefix.masked_fill(~mask(n, prefix.shape[1]), 0)  # nothing past the prefix's end
                 steps[b, lo:lo + len(n)] = self(prefix, n)
@@ -206,9 +206,10 @@ class TransformerClassifier(Classifier):
     """Embedding + positions -> TransformerEncoder (padding masked) -> mean or max pool -> Linear(1)."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, layers: int = 1,
-                 dropout: float = 0.0, pool: str = "mean", heads: int = TRANSFORMER_HEADS):
+                 dropout: float = 0.0, pool: str = "mean"):
         super().__init__()
         self.pool = _pooled_only("transformer", pool)
+        heads = TRANSFORMER_HEADS
         if embed_dim % heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by {heads} attention heads")
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
@@ -243,15 +244,18 @@ def _encode(encoder, x, padding):
         torch.backends.mha.set_fastpath_enabled(enabled)
 
 
+CNN_KERNEL = 5  # tokens a filter sees
+
+
 class CNNClassifier(Classifier):
-    """Embedding -> Conv1d(kernel 5) + ReLU -> max (or mean) over real positions -> Linear(1)."""
+    """Embedding -> Conv1d(kernel CNN_KERNEL) + ReLU -> max (or mean) over real positions -> Linear(1)."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, dropout: float = 0.0,
-                 pool: str = "max", kernel: int = 5):
+                 pool: str = "max"):
         super().__init__()
         self.pool = _pooled_only("cnn", pool)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.conv = nn.Conv1d(embed_dim, hidden_dim, kernel, padding=kernel // 2)
+        self.conv = nn.Conv1d(embed_dim, hidden_dim, CNN_KERNEL, padding=CNN_KERNEL // 2)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_dim, 1)
 

@@ -27,12 +27,12 @@ LENGTH_EDGES = (0, 100, 200, 400, 800)  # review-length buckets in tokens (befor
 
 
 @torch.no_grad()
-def predict_proba(model, enc: Encoded, device="cpu", batch_size: int = EVAL_BATCH) -> np.ndarray:
+def predict_proba(model, enc: Encoded, device="cpu") -> np.ndarray:
     """P(positive) for every review of `enc`, in its order. Puts the model back in its mode."""
     was_training = model.training
     model.eval()
     probs = np.empty(len(enc), dtype=np.float32)
-    batches = sorted_batches(enc.lengths, batch_size, EVAL_TOKENS)
+    batches = sorted_batches(enc.lengths, EVAL_BATCH, EVAL_TOKENS)
     if torch.device(device).type == "cpu":  # Linux would grant what it lacks, then kill the process without a word
         batches = fitting(batches, enc.lengths, token_bytes(model))
     for idx in batches:
@@ -60,9 +60,9 @@ def score(model, enc: Encoded, device="cpu") -> dict:
     return {"acc": accuracy(p, y), "loss": float(loss)}
 
 
-def length_buckets(lengths: np.ndarray, edges=LENGTH_EDGES) -> list[tuple[str, np.ndarray]]:
+def length_buckets(lengths: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """[(name, index array)] of reviews whose length falls in each bucket: 0-100 holds 1..100 tokens."""
-    out = []
+    out, edges = [], LENGTH_EDGES
     for i, lo in enumerate(edges):
         hi = edges[i + 1] if i + 1 < len(edges) else None
         sel = (lengths > lo) & ((lengths <= hi) if hi else True)

@@ -36,7 +36,7 @@ from .batching import batch_indices
 from .config import TrainConfig
 from .io import HANGUP, RunError
 from .memory import memory_available, require, size, token_bytes
-from .models import build_model, mask
+from .models import build_model, count_parameters, mask
 from .prepare import Prepared
 from .scoring import NonFiniteAnswer, score
 
@@ -90,20 +90,21 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     params = list(model.parameters())
     max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: measure the norm, never clip
     show = sys.stderr.isatty() if progress is None else progress
+    first = len(metrics) + 1  # a resumed run starts after its saved epochs
+    steps = math.ceil(len(data.train.lengths) / cfg.batch_size)  # every epoch's, in either batching
+    checks = validation_steps(steps, cfg.val_checks) if data.val is not None else set()
+    if cfg.val_checks > len(checks) > 0 and first <= cfg.epochs:
+        log(f"note: --val-checks {cfg.val_checks} is more than the {steps} steps of an epoch: "
+            "validation runs after every step")
     with StopOnSignal() as stop:
-        first = len(metrics) + 1  # a resumed run starts after its saved epochs
         for epoch in range(first, cfg.epochs + 1):
             batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
-            checks = validation_steps(len(batches), cfg.val_checks) if data.val is not None else set()
-            if cfg.val_checks > len(checks) > 0 and epoch == first:  # once
-                log(f"note: --val-checks {cfg.val_checks} is more than the {len(batches)} steps of an epoch: "
-                    "validation runs after every step")
             model.train()
             losses, norms, passes, n_tokens, eval_seconds = [], [], [], 0, 0.0
             t0 = time.perf_counter()
             for step, idx in enumerate(_bar(batches, f"epoch {epoch}/{cfg.epochs}", show), 1):
-                global_step = (epoch - 1) * len(batches) + step
-                lr = lr_at(cfg, global_step - 1, cfg.epochs * len(batches))
+                global_step = (epoch - 1) * steps + step
+                lr = lr_at(cfg, global_step - 1, cfg.epochs * steps)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
@@ -112,10 +113,10 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                 norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # the unclipped norm
-                _check_finite(loss.item(), norm, epoch, step)
-                opt.step()
                 losses.append(loss.item())
                 norms.append(norm)
+                _check_finite(losses[-1], norm, epoch, step)
+                opt.step()
                 n_tokens += int(lengths.sum())
                 if on_step is not None:
                     on_step(model, {"epoch": epoch, "step": step, "global_step": global_step,
@@ -171,7 +172,7 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
              f"layers {cfg.layers})")
     if torch.device(device).type == "cpu":
         with torch.device("meta"):
-            n = sum(p.numel() for p in build_model(cfg, vocab_size).parameters())
+            n = count_parameters(build_model(cfg, vocab_size))
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
             raise TooLarge(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
@@ -253,13 +254,16 @@ def _losses(model, tokens, lengths, labels, step_weight: float):
     return F.binary_cross_entropy_with_logits(logits, labels), (per_step * real).sum() / real.sum()
 
 
-def length_chunks(lengths: torch.Tensor, waste: float = 1.5, size: int = 16) -> list[torch.Tensor] | None:
-    """Index chunks of `size` reviews sorted by length, when the padded batch would compute over more
-    than `waste` times its real tokens; None when it would not (length-bucketed batches)."""
-    if len(lengths) * int(lengths.max()) <= waste * int(lengths.sum()):
+CHUNK_WASTE, CHUNK_SIZE = 1.5, 16
+
+
+def length_chunks(lengths: torch.Tensor) -> list[torch.Tensor] | None:
+    """Index chunks of CHUNK_SIZE reviews sorted by length, when the padded batch would compute over more
+    than CHUNK_WASTE times its real tokens; None when it would not (length-bucketed batches)."""
+    if len(lengths) * int(lengths.max()) <= CHUNK_WASTE * int(lengths.sum()):
         return None
     order = torch.argsort(lengths, descending=True, stable=True)
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    return [order[i:i + CHUNK_SIZE] for i in range(0, len(order), CHUNK_SIZE)]
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -329,8 +333,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not mps:
         raise ValueError("--device mps: Apple MPS is not available (a run's config may say mps: --device cpu or auto)")
     return torch.device(name)
-
-
 
 
 class StopOnSignal:
