@@ -175,7 +175,7 @@ def test_resume_reuses_the_runs_data_and_refuses_a_changed_flag(tmp_path, tiny_d
     assert r.returncode == 2 and "--lr 0.1 differs from the run's config (0.001)" in r.stderr
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--preset", "tuned"], capture_output=True, text=True)
     assert r.returncode == 2 and "drop --preset" in r.stderr
-    (out / ".model.safetensors.x1y2.tmp").write_bytes(b"left by a kill -9")
+    (out / ".model.safetensors.x1y2_3z4.tmp").write_bytes(b"left by a kill -9")  # mkstemp's 8 random characters
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True,
                        cwd="/", env={**__import__("os").environ, "RNNLAB_DATA": "/nonexistent"})
     assert r.returncode == 0, r.stderr  # the run's own data, not $RNNLAB_DATA or the hub

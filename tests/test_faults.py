@@ -339,6 +339,9 @@ CASES = [
          [_entry_unusable(rf"format version {CACHE_VERSION + 1}, this rnnlab reads {CACHE_VERSION}")]),
     Case("missing-npy", _on_cache(lambda w: (w.build() / "test_offsets.npy").unlink()),
          [_entry_unusable(r"test_offsets\.npy: no such file or directory")]),
+    Case("manifest-is-a-fifo", _on_cache(lambda w: ((w.build() / "manifest.json").unlink(),  # read for ever, before
+                                                  os.mkfifo(w.entry / "manifest.json"))),
+         [_entry_unusable(r"manifest\.json: not a regular file")]),
     Case("missing-manifest", _on_cache(lambda w: (w.build() / "manifest.json").unlink()),
          [_entry_unusable(r"manifest\.json: no such file or directory")]),
     Case("entry-is-a-file", _on_cache(lambda w: (w.cache.mkdir(), w.entry.write_bytes(b"PK\x03\x04"))),

@@ -563,6 +563,17 @@ def test_every_part_records_the_environment_the_lab_read_before_writing(runs, ti
     assert all(json.loads((out / n / "verdict.json").read_text())["hardware"] == env for n in EXPERIMENTS)
 
 
+def test_a_lab_that_cannot_make_its_out_folder_names_it_and_where(tmp_path, tiny_data, monkeypatch):
+    """`lab` without --out in a read-only folder said "cannot write .", not naming results/lab."""
+    real = os.access
+    monkeypatch.setattr(lab.os, "access", lambda p, mode: Path(p) != tmp_path and real(p, mode))  # read-only
+    out = tmp_path / "results" / "lab"
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1] == (
+        f"Error: cannot write {out} (in {tmp_path}): permission denied or read-only"), r.output
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_lab_into_a_folder_it_cannot_write_is_refused_before_any_job_trains(tmp_path, tiny_data, monkeypatch):
     out = tmp_path / "lab"
     (out / "jobs").mkdir(parents=True)
@@ -579,8 +590,14 @@ def test_a_second_lab_into_a_held_out_fails_at_once_and_a_killed_labs_leftovers_
 
     out = tmp_path / "lab"
     (out / "explain").mkdir(parents=True)
-    leftover = out / "explain" / ".picks.json.abc123.tmp"  # a write a SIGKILL cut short
+    leftover = out / "explain" / ".picks.json.abc12_3d.tmp"  # a write a SIGKILL cut short
     leftover.write_bytes(b"x" * 1000)
+    mine = [out / ".notes.tmp", out / ".vim.tmp" / "file", out / ".drafts.abc12345.swp.tmp"]  # a user's, in --out
+    for f in mine:
+        f.parent.mkdir(exist_ok=True)
+        f.write_text("the user's own")
+    leftover_dir = out / ".run.abcd_123.tmp"  # a run folder's temporary (mkdtemp), half made
+    (leftover_dir / "sub").mkdir(parents=True)
     with exclusive(out, "held"):  # another lab writing here
         r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
     assert r.exit_code == 2 and r.stderr.splitlines()[-1] == (
@@ -590,7 +607,8 @@ def test_a_second_lab_into_a_held_out_fails_at_once_and_a_killed_labs_leftovers_
     r = CliRunner().invoke(main, ["shortfall", "serial", "--quick", "--data", str(tiny_data), "--out", str(out),
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    assert not leftover.exists() and (tmp_path / ".elsewhere.tmp").exists()
+    assert not leftover.exists() and not leftover_dir.exists() and (tmp_path / ".elsewhere.tmp").exists()
+    assert all(f.read_text() == "the user's own" for f in mine)  # before, every .*.tmp in --out went, folders too
 
 
 def test_the_explained_reviews_are_picked_from_the_labs_test_subset_and_named_by_their_place_in_the_data(

@@ -279,6 +279,18 @@ def main(ctx):
 DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the Hugging Face hub."
 
 
+class Folder(click.Path):
+    """A folder to write in: "" is refused, not read as the current folder (as Path("") is)."""
+
+    def __init__(self):
+        super().__init__(path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if value == "":
+            self.fail("an empty path; give a folder (. for the current one)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # --- train ----------------------------------------------------------------------------------------------
 
 @main.command(cls=GroupedCommand)
@@ -292,7 +304,7 @@ DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else th
 @click.option("--resume", "resume", type=click.Path(path_type=Path), default=None,
               help="Continue an interrupted run directory to its configured epochs.")
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
-@click.option("--tensorboard", "tb_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--tensorboard", "tb_dir", type=Folder(), default=None,
               help="Also log per-step loss, gradient norm, learning rate and per-epoch accuracy for TensorBoard here "
                    "(needs the tensorboard package: `pip install tensorboard`).")
 @config_options
@@ -318,7 +330,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 if config_file or preset_given:
                     raise RunError("a resumed run keeps its own config: drop --preset/--config (only --epochs and "
                                    "--device may change)")
-                for k, v in changed.items():
+                if changed:
+                    k, v = next(iter(changed.items()))  # the first option that differs
                     raise RunError(f"--{k.replace('_', '-')} {v} differs from the run's config "
                                    f"({getattr(saved, k)}); a resumed run keeps its config (only --epochs and "
                                    "--device may change)")
@@ -670,7 +683,7 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
 
 @main.command()
 @click.argument("name", type=click.Choice([*SHORTFALLS, "all"]))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results/shortfalls"), show_default=True,
+@click.option("--out", type=Folder(), default=Path("results/shortfalls"), show_default=True,
               help="Each experiment writes OUT/<name>/{results.csv,<name>.png,<name>.svg,verdict.json}.")
 @_lab_options
 def shortfall(name, out, **opts):
@@ -679,7 +692,7 @@ def shortfall(name, out, **opts):
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+@click.option("--out", type=Folder(), default=Path("results"), show_default=True,
               help="Writes OUT/compare/{table.csv,results.csv,compare.png,compare.svg,verdict.json}.")
 @_lab_options
 def compare(out, **opts):
@@ -688,7 +701,7 @@ def compare(out, **opts):
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results/lab"), show_default=True,
+@click.option("--out", type=Folder(), default=Path("results/lab"), show_default=True,
               help="Writes OUT/<experiment>/ for every experiment and OUT/report.html, OUT/report.md.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="Write the report's Markdown twin here (figures copied next to it) instead of OUT/report.md.")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -96,11 +97,17 @@ def temp_prefix(name: str) -> str:
     return "." + os.fsdecode(os.fsencode(name)[:255 - 14]) + "."
 
 
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # temp_prefix's, with mkstemp's 8 random characters
+
+
 def remove_leftovers(*folders: Path) -> None:
-    """Delete the temporary files of writes cut short by a kill in `folders` (never read; as large as a model).
-    Only in folders this process holds (exclusive): another process's writes in progress look the same."""
+    """Delete the temporary files of writes cut short by a kill in `folders` (never read; as large as a model):
+    names `temp_prefix` made, not a user's own `.notes.tmp` in a folder it chose for --out. Only in folders this
+    process holds (exclusive): another process's writes in progress look the same."""
     for folder in folders:
         for f in folder.glob(".*.tmp"):
+            if not TEMP_NAME.fullmatch(f.name):
+                continue
             with contextlib.suppress(OSError):
                 shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
 

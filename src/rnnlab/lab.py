@@ -54,7 +54,8 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
         if d.exists() and not d.is_dir():
             raise RunError(f"{out}: {d} is a file, not the folder of the lab's jobs; move it")
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
-            raise RunError(f"cannot write {d}: permission denied or read-only")
+            where = d if d in (out, out / "jobs") else f"{out} (in {d})"  # the folder it would be made in
+            raise RunError(f"cannot write {where}: permission denied or read-only")
     log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")
     return load_imdb(data_arg)
 

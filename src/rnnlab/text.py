@@ -286,8 +286,11 @@ def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
 
 def _read_manifest(entry: Path, key: str) -> dict:
     """{file name: {"bytes": n, "sha256": hex}} of an entry of this format version and key."""
+    manifest = entry / "manifest.json"
+    if manifest.exists() and not manifest.is_file():  # a FIFO would block the read for ever
+        raise ValueError("manifest.json: not a regular file")
     try:
-        m = json.loads((entry / "manifest.json").read_bytes())
+        m = json.loads(manifest.read_bytes())
     except (ValueError, RecursionError) as e:
         raise ValueError(f"manifest.json: malformed JSON ({e})") from None
     if not isinstance(m, dict):
