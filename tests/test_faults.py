@@ -342,6 +342,10 @@ CASES = [
     Case("manifest-is-a-fifo", _on_cache(lambda w: ((w.build() / "manifest.json").unlink(),  # read for ever, before
                                                   os.mkfifo(w.entry / "manifest.json"))),
          [_entry_unusable(r"manifest\.json: not a regular file")]),
+    Case("words-is-a-fifo-the-manifest-calls-empty", _on_cache(lambda w: (  # hashing it read for ever, before
+        w.edit_manifest(lambda m: {**m, "files": {**m["files"], "words.json": {**m["files"]["words.json"], "bytes": 0}}}),
+        (w.entry / "words.json").unlink(), os.mkfifo(w.entry / "words.json"))),
+         [_entry_unusable(r"words\.json: not a regular file")]),
     Case("missing-manifest", _on_cache(lambda w: (w.build() / "manifest.json").unlink()),
          [_entry_unusable(r"manifest\.json: no such file or directory")]),
     Case("entry-is-a-file", _on_cache(lambda w: (w.cache.mkdir(), w.entry.write_bytes(b"PK\x03\x04"))),

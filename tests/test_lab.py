@@ -592,11 +592,13 @@ def test_a_second_lab_into_a_held_out_fails_at_once_and_a_killed_labs_leftovers_
     (out / "explain").mkdir(parents=True)
     leftover = out / "explain" / ".picks.json.abc12_3d.tmp"  # a write a SIGKILL cut short
     leftover.write_bytes(b"x" * 1000)
-    mine = [out / ".notes.tmp", out / ".vim.tmp" / "file", out / ".drafts.abc12345.swp.tmp"]  # a user's, in --out
+    mine = [out / ".notes.tmp", out / ".vim.tmp" / "file", out / ".drafts.abc12345.swp.tmp",  # a user's, in --out
+            out / ".notes.backup01.tmp", out / ".draft.20240101.tmp", out / ".vim.tmp.swapfile.tmp" / "f"]
+    (out / ".lab.json.k3_9a0zq.tmp").write_text("{")  # the lab's own in OUT: a kill cut its record's write short
     for f in mine:
         f.parent.mkdir(exist_ok=True)
         f.write_text("the user's own")
-    leftover_dir = out / ".run.abcd_123.tmp"  # a run folder's temporary (mkdtemp), half made
+    leftover_dir = out / "seed" / ".run.abcd_123.tmp"  # a folder's temporary (mkdtemp) in a folder the lab owns
     (leftover_dir / "sub").mkdir(parents=True)
     with exclusive(out, "held"):  # another lab writing here
         r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_data), "--out", str(out), "--device", "cpu"])
@@ -608,6 +610,7 @@ def test_a_second_lab_into_a_held_out_fails_at_once_and_a_killed_labs_leftovers_
                                   "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert not leftover.exists() and not leftover_dir.exists() and (tmp_path / ".elsewhere.tmp").exists()
+    assert not (out / ".lab.json.k3_9a0zq.tmp").exists()
     assert all(f.read_text() == "the user's own" for f in mine)  # before, every .*.tmp in --out went, folders too
 
 

@@ -323,7 +323,7 @@ def _load_acl_tarball(f: Path) -> Dataset:
             raise
         if isinstance(e, tarfile.ReadError) and str(e).startswith("file could not be opened successfully"):
             # tarfile's list of the compressions it tried, one a line: a saved web page, a zip, an empty file
-            raise DataError(f"{f}: not a tar archive (plain, gzip, bzip2 or xz); download it again") from None
+            raise DataError(f"{f}: not a tar archive (plain, gzip, bzip2 or xz), or cut short; download it again") from None
         raise DataError(f"{f}: truncated or corrupt archive ({first_line(e)})") from None
     rows: dict[str, list] = {"train": [], "test": []}
     for name, (kind, value) in entries.items():

@@ -332,9 +332,10 @@ def _integrated_gradients():
     """Captum's IntegratedGradients, loaded without Captum's package `__init__`s when they have not run.
 
     `import captum` imports all of Captum and matplotlib (0.8 s of a 2.9 s `rnnlab explain` of a 1,000-token
-    review, measured for benchmarks/results/explain.json), where the class's own module needs none of it. The two package modules are stood in for (same path, empty) while it loads; then
-    every Captum module loaded this way leaves `sys.modules` (the class keeps its own), so a later
-    `import captum` loads the real packages whole. Any failure falls back to the plain import.
+    review, measured for benchmarks/results/explain.json), where the class's own module needs none of it. The
+    two package modules are stood in for (same path, empty) while it loads; then every Captum module loaded this
+    way leaves `sys.modules` (the class keeps its own), so a later `import captum` loads the real packages whole.
+    Any failure falls back to the plain import.
     Raises ImportError without Captum.
     """
     import importlib

@@ -97,16 +97,19 @@ def temp_prefix(name: str) -> str:
     return "." + os.fsdecode(os.fsencode(name)[:255 - 14]) + "."
 
 
-TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # temp_prefix's, with mkstemp's 8 random characters
+RANDOM_TMP = r"[a-z0-9_]{8}\.tmp"  # what mkstemp and mkdtemp put after temp_prefix's prefix
 
 
-def remove_leftovers(*folders: Path) -> None:
+def remove_leftovers(*folders: Path, only: tuple[str, ...] | None = None) -> None:
     """Delete the temporary files of writes cut short by a kill in `folders` (never read; as large as a model):
-    names `temp_prefix` made, not a user's own `.notes.tmp` in a folder it chose for --out. Only in folders this
-    process holds (exclusive): another process's writes in progress look the same."""
+    names `temp_prefix` made. With `only`, just those of the files named: a folder of the user's own, as --out may
+    be, where `.notes.tmp` or `.draft.20240101.tmp` is theirs. Only in folders this process holds (exclusive):
+    another process's writes in progress look the same."""
+    prefixes = r"\..+\." if only is None else "|".join(re.escape(temp_prefix(n)) for n in only)
+    ours = re.compile(f"(?:{prefixes}){RANDOM_TMP}", re.DOTALL)
     for folder in folders:
         for f in folder.glob(".*.tmp"):
-            if not TEMP_NAME.fullmatch(f.name):
+            if not ours.fullmatch(f.name):
                 continue
             with contextlib.suppress(OSError):
                 shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()

@@ -39,6 +39,7 @@ from .runs import environment
 Log = Callable[[str], None]
 QUICK_SEED = {"n_train": 1000, "n_test": 600, "epochs": 2}  # the notebook's exercise in --quick mode
 BASELINE = Path(__file__).resolve().parents[3] / "shared" / "bench" / "seed_baseline.py"
+OWN_FILES = ("lab.json", "report.html", "report.md")  # what a lab writes in OUT itself, beside its folders
 
 
 def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset:
@@ -69,8 +70,9 @@ def held(out: Path):
         raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "another rnnlab lab, shortfall or compare is writing here; wait for it or stop it"):
-        jobs = out / "jobs"  # only the folders the lab writes: --out may be a folder of the user's own
-        remove_leftovers(out, jobs, *(d for d in jobs.glob("*") if d.is_dir() and not d.is_symlink()),
+        remove_leftovers(out, only=OWN_FILES)  # --out may be a folder of the user's own
+        jobs = out / "jobs"
+        remove_leftovers(jobs, *(d for d in jobs.glob("*") if d.is_dir() and not d.is_symlink()),
                          *(out / n for n in ("seed", "explain", *EXPERIMENTS)))
         yield
 

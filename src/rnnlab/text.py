@@ -266,6 +266,8 @@ def _save_corpus(d: Path, c: Corpus) -> None:
 def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
     """Check the manifest, then every file's size and sha256, then map the arrays read-only."""
     for name, want in _read_manifest(entry, key).items():
+        if (entry / name).exists() and not (entry / name).is_file():  # a FIFO would block the checksum's read
+            raise ValueError(f"{name}: not a regular file")
         size = (entry / name).stat().st_size
         if size != want["bytes"]:
             raise ValueError(f"{name}: {size} bytes, manifest says {want['bytes']}")
