@@ -598,6 +598,12 @@ def test_cli_review_from_a_csv_file(runs, tmp_path):
     assert e["words"] == ["a", "great", "film"] and e["true_label"] == 1 and e["source"] == f"review 1 of {f}"
     r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "2", "--data", str(f)])
     assert r.exit_code != 0 and "has 2 reviews (0..1)" in r.output
+    f.write_text("text,label\nawful film,0\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "1", "--data", str(f)])
+    assert r.exit_code != 0 and r.stderr.splitlines()[-1].endswith(f"{f} has 1 review (0..0)"), r.output
+    f.write_text("A Fine Film,1\n", encoding="utf-8")  # no header: the row it read as one, as written
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "0", "--data", str(f)])
+    assert r.exit_code != 0 and r.stderr.splitlines()[-1].endswith("found A Fine Film,1"), r.output
 
 
 BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the error line must contain)

@@ -242,7 +242,7 @@ def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
                 raise DataError(f"{f}: row {i}: sentiment {r[y]!r} is not positive or negative")
         texts, labels = [r[t] for r in body], [m[r[y].strip().lower()] for r in body]
     else:
-        raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(cols)}")
+        raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(c.strip() for c in rows[0])}")
     return _validated(texts, labels, str(f), both_classes)
 
 

@@ -622,7 +622,8 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         split = (own_split(RunDir(runs[0]), split_name or "test") if data_path is None
                  else load_split(data_path, split_name or "test"))
         if review >= len(split):
-            raise ValueError(f"--review {review}: {split.source} has {len(split)} reviews (0..{len(split) - 1})")
+            raise ValueError(f"--review {review}: {split.source} has {len(split)} review{'s' * (len(split) != 1)} "
+                             f"(0..{len(split) - 1})")
         return split.texts[review], f"review {review} of {split.source}", int(split.labels[review])
     if data_path is not None:
         raise ValueError("--data is read only with --review N")
