@@ -83,6 +83,11 @@ def _set_at(i, value):
     return f
 
 
+# a FIFO read in pyarrow's open() blocks where neither pytest-timeout's signal nor SIGTERM reaches: should a case
+# regress, its thread method ends the whole run (a failure) instead of hanging CI
+HANGS = (pytest.mark.timeout(120, method="thread"),)
+
+
 def _write(p: Path, content: bytes | str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
@@ -513,10 +518,10 @@ CASES = [
                r"aclImdb_v1\.tar\.gz: not a regular file"),
     # --- found by the eighth (session 46) ---------------------------------------------------------------
     train_case("train-parquet-is-a-fifo", lambda t, c: _fifo(_copy_split(c.data, t / "d", "test") / "train.parquet").parent,
-               r"train\.parquet: not a regular file$"),  # opening it waited for a writer for ever, deaf to signals
+               r"train\.parquet: not a regular file$", marks=HANGS),  # opening it waited for a writer for ever, deaf to signals
     Case("eval-test-parquet-is-a-fifo", lambda t, c: (
         ["evaluate", str(c.run), "--data", str(_fifo(_copy_split(c.data, t / "d", "train") / "test.parquet").parent)],
-        r"test\.parquet: not a regular file$", None)),
+        r"test\.parquet: not a regular file$", None), HANGS),
     train_case("data-path-with-a-newline", lambda t, c: t / "no\nsuch", r"no\\nsuch: no such file or directory$"),
     Case("evaluate-run-with-a-newline", lambda t, c: (["evaluate", str(t / "no\nsuch")],
                                                       r"no\\nsuch: no such run directory$", None)),
@@ -528,6 +533,8 @@ CASES = [
                r"no such file or directory \(--data takes a local path"),
     Case("explain-html-is-a-symlink-loop", lambda t, c: (
         ["explain", str(c.run), "great", "--html", str(_loop(t / "loop.html"))], r"loop\.html.*a symbolic link loop", None)),
+    Case("evaluate-run-whose-config-is-a-dangling-link", lambda t, c: (  # a damaged run, not "not a run"
+        ["evaluate", str(_dangling_config(t / "d"))], r"d/config\.json: missing$", None)),
     Case("resume-checkpoint-is-a-symlink-loop", lambda t, c: (
         ["train", "--resume", str(_loop(_copy_run(c.run, t) / "checkpoint.json").parent), "--epochs", "2"],
         r"checkpoint\.json: a symbolic link to nothing \(or a loop\)", None)),
@@ -542,6 +549,12 @@ CASES = [
     train_case("tensorboard-is-empty", lambda t, c: c.data,
                r"Invalid value for '--tensorboard': an empty path; give a folder", "--tensorboard", ""),
 ]
+
+
+def _dangling_config(d: Path) -> Path:
+    d.mkdir(parents=True)
+    (d / "config.json").symlink_to(d / "nowhere")
+    return d
 
 
 def pa_empty(kind: str):
@@ -746,6 +759,9 @@ META_DAMAGE = {  # found by a fault sweep: each was read as "trained on the hub"
                                 "evaluate", r"trained on x \(subset: 9 train\), which it cannot load again by itself; pass --data"),
     "fingerprint a number": (lambda d: {**d, "data": {**d["data"], "fingerprint": 5}}, "resume",
                              r"data\.fingerprint must be a sha256, got 5"),
+    "a split's fingerprint not a sha256": (  # was read as "its data has changed since it was trained"
+        lambda d: {**d, "data": {**d["data"], "splits": {**d["data"].get("splits", {}), "test": "x"}}}, "evaluate",
+        r"data\.splits\.test must be a sha256, got 'x'"),
 }
 
 

@@ -411,6 +411,29 @@ def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_pat
             "meta.json); give --data to read it as it is now"], r.output
     r = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(data), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 80, r.output
+    write_parquet_dir(data, make_reviews(200, seed=1), make_reviews(60, seed=3))  # as many reviews, other texts
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 2 and "has changed since it was trained" in r.output, r.output  # not a count's check
+
+
+def test_an_older_run_reads_the_split_asked_for_and_refuses_changed_data(tmp_path):
+    """A run whose meta.json records only the whole data's fingerprint (trained before session 46): `explain
+    --review N --split train` reads the train split, and a test split replaced since is refused, not scored."""
+    from conftest import make_reviews
+
+    data = write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(60, seed=2))
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data",
+                                     str(data), "--out", str(run)]).exit_code == 0
+    meta = json.loads((run / "meta.json").read_text())
+    older = {**meta, "data": {k: v for k, v in meta["data"].items() if k != "splits"}}
+    (run / "meta.json").write_text(json.dumps(older))
+    r = CliRunner().invoke(main, ["explain", str(run), "--review", "3", "--split", "train", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["runs"][0]["source"].endswith("train.parquet")
+    write_parquet_dir(data, make_reviews(200, seed=1), make_reviews(60, seed=3))
+    r = CliRunner().invoke(main, ["evaluate", str(run)])
+    assert r.exit_code == 2 and "has changed since it was trained" in r.output, r.output
 
 
 def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_path, monkeypatch):
@@ -441,6 +464,16 @@ def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_pat
     assert r.exit_code == 2 and r.output.splitlines() == [
         f"Error: {run}: {data / 'test.parquet'} is not the data it was trained on (hub:stanfordnlp/imdb): its rows "
         "differ from the fingerprint in meta.json; give --data to read it anyway"], r.output
+
+
+def test_an_interactive_interpreter_keeps_its_signals(seed_run):
+    """`python`, then runpy.run_module('rnnlab') at its prompt (sys.ps1 set, no -i flag): Ctrl-C works after."""
+    code = ("import runpy, signal, sys\nsys.ps1 = '>>> '\n"
+            f"sys.argv = ['rnnlab', 'predict', {str(seed_run[0])!r}, 'great']\n"
+            "try:\n    runpy.run_module('rnnlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "True", (r.stdout, r.stderr)
 
 
 LATE = {  # where a signal comes once the command's work is over: as click closes the command, or at exit

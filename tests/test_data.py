@@ -634,3 +634,15 @@ def test_an_aclimdb_folder_gives_one_split_without_reading_the_other(tmp_path):
         assert load_split(path, "test").texts == load_split(write_parquet_dir(tmp_path / "pq", train, test), "test").texts
     with pytest.raises(DataError, match=r"notes\.txt: not named <id>_<rating>\.txt"):
         load_split(acl, "train")
+
+
+def test_a_splits_fingerprint_sees_every_row_and_keeps_its_recorded_form():
+    """Where one review ends and what each says count; the byte form is what runs on disk recorded in meta.json
+    (changing it would call every older run's data changed)."""
+    import hashlib
+
+    labels = np.array([0, 1], dtype=np.int64)
+    s = Split(["ab", "c"], labels, "x")
+    assert s.fingerprint() != Split(["a", "bc"], labels, "x").fingerprint()
+    assert s.fingerprint() != Split(["ab", "d"], labels, "x").fingerprint()  # as many reviews, another text
+    assert s.fingerprint() == hashlib.sha256(b"2ab\x00c\x00" + labels.tobytes()).hexdigest()

@@ -96,3 +96,21 @@ def test_a_run_folder_of_a_long_name_is_made(tmp_path, tiny_data):
     ds = load_imdb(tiny_data)
     run = RunDir.create(tmp_path / ("r" * 255), cfg, prepare(cfg, ds, log=lambda s: None).vocab, ds)
     assert (run.path / "config.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["r" * 255]
+
+
+def test_the_digest_is_of_the_bytes_write_text_writes(tmp_path):
+    """A results.csv's digest reads its line ends as \\n and nothing else: a lone surrogate (a non-UTF-8 name) is
+    the same text, a bare \\r added by hand is a change."""
+    from rnnlab.io import text_file_sha256, text_sha256
+
+    for text in ("a,b\nx\udcff,1\n", "a,b\n\"x\ry\",1\n"):
+        write_text(tmp_path / "r.csv", text)
+        assert text_file_sha256(tmp_path / "r.csv") == text_sha256(text)
+    (tmp_path / "r.csv").write_bytes(b"ab\n")
+    assert text_file_sha256(tmp_path / "r.csv") != text_sha256("a\rb\n")
+
+
+def test_the_temporary_prefix_keeps_all_the_bytes_it_can():
+    from rnnlab.io import temp_prefix
+
+    assert len(os.fsencode(temp_prefix("a" * 300))) + 8 + len(".tmp") == 255

@@ -589,6 +589,9 @@ def test_ray_addresses_of_other_schemes_go_to_ray_and_a_dashboards_is_refused():
 
 @pytest.mark.parametrize("errno_, says", [(28, "no space left on device in /dev/shm (where their locks live)"),
                                           (30, "read-only file system in /dev/shm (where their locks live)"),
+                                          (2, "no such file or directory in /dev/shm (where their locks live)"),
+                                          (13, "permission denied in /dev/shm (where their locks live)"),
+                                          (1, "operation not permitted in /dev/shm (where their locks live)"),
                                           (11, "resource temporarily unavailable")])
 def test_worker_processes_that_cannot_start_are_one_line_naming_why(ds, tiny_data, tmp_path, monkeypatch, errno_,
                                                                     says):

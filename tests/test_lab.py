@@ -228,6 +228,9 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
         assert v["results_sha256"] == hashlib.sha256((d / "results.csv").read_bytes()).hexdigest(), name
         assert (d / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
         assert b"<svg" in (d / f"{name}.svg").read_bytes()[:2000]
+    table = json.loads((out / "compare" / "verdict.json").read_text())["numbers"]["table"]
+    with (out / "compare" / "table.csv").open() as f:  # the report's table names it: it must be there
+        assert [r["model"] for r in csv.DictReader(f)] == [r["model"] for r in table] and len(table) >= 5
     seed = out / "seed"
     summary = json.loads((seed / "summary.json").read_text())
     assert summary["epochs"] == lab.QUICK_SEED["epochs"] and len(summary["test_acc_by_seed"]) == 1

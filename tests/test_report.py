@@ -1013,3 +1013,29 @@ def test_report_of_a_lab_being_written_says_so_and_leaves_its_files_to_the_lab(l
                "finished so far" in r.stderr
     r = CliRunner().invoke(main, ["report", str(lab)])  # the lab is done
     assert r.exit_code == 0 and (lab / "report.html").exists() and "note:" not in r.stderr
+
+
+def test_the_again_command_names_the_runs_only_where_all_are_there_and_quotes_them(tmp_path):
+    """From the mutation test of session 46's code: one run of three gone still printed the command with all
+    three (it fails when pasted); a lab in a folder with a space printed it unquoted; a picks.json whose run is
+    not a path turned the whole section unreadable instead of RUN."""
+    lab = make_lab(tmp_path / "my lab")
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    picks["picks"][1]["data_index"] = 2207
+    picks["runs"] = {"rnn": "jobs/aa", "lstm": "jobs/bb", "transformer": "jobs/cc"}
+    write_json(lab / "explain" / "picks.json", picks)
+    for key in ("aa", "bb"):  # cc's gone
+        (lab / "jobs" / key).mkdir(parents=True)
+        (lab / "jobs" / key / "model.safetensors").write_bytes(b"")
+    write_report(lab)
+    assert "To read it again: rnnlab explain RUN ... --review 2207" in (lab / "report.md").read_text()
+    (lab / "jobs" / "cc").mkdir()
+    (lab / "jobs" / "cc" / "model.safetensors").write_bytes(b"")
+    write_report(lab)
+    text = (lab / "report.md").read_text().replace("\\_", "_")
+    assert f"rnnlab explain {shlex.quote(str(lab / 'jobs/aa'))} " in text, text
+    picks["runs"] = {"rnn": 5, "lstm": "jobs/bb", "transformer": "jobs/cc"}  # not rnnlab's: as if not named
+    write_json(lab / "explain" / "picks.json", picks)
+    written = write_report(lab)
+    assert written["outcomes"].get("explain") != "unreadable" and written["problems"] == [], written
+    assert "To read it again: rnnlab explain RUN ... --review 2207" in (lab / "report.md").read_text()

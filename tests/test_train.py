@@ -756,6 +756,9 @@ def test_a_default_run_name_taken_by_a_run_of_the_same_second_takes_the_next(tmp
     target = tmp_path / "raced-5"  # `meanwhile` takes this one now: a name the user chose is refused, as before
     with pytest.raises(RunError, match="cannot write .*raced-5: directory not empty"):
         RunDir.create(target, cfg, vocab, ds)
+    monkeypatch.setattr(rnnlab.runs, "environment", real)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # a link to nothing takes its name too
+    assert RunDir.create(tmp_path / "dangling", cfg, vocab, ds, default_name=True).path == tmp_path / "dangling-2"
 
 
 # --- from the mutation test of session 45's code (session 46) ---------------------------------------
