@@ -242,7 +242,8 @@ def load_csv(f: str | os.PathLike, both_classes: bool = True) -> Split:
                 raise DataError(f"{f}: row {i}: sentiment {r[y]!r} is not positive or negative")
         texts, labels = [r[t] for r in body], [m[r[y].strip().lower()] for r in body]
     else:
-        raise DataError(f"{f}: needs columns text,label or review,sentiment; found {','.join(c.strip() for c in rows[0])}")
+        found = ",".join(c.strip() for c in rows[0])  # as written: cols is lowercased
+        raise DataError(f"{f}: needs columns text,label or review,sentiment; found {found}")
     return _validated(texts, labels, str(f), both_classes)
 
 
@@ -323,7 +324,8 @@ def _load_acl_tarball(f: Path) -> Dataset:
             raise
         if isinstance(e, tarfile.ReadError) and str(e).startswith("file could not be opened successfully"):
             # tarfile's list of the compressions it tried, one a line: a saved web page, a zip, an empty file
-            raise DataError(f"{f}: not a tar archive (plain, gzip, bzip2 or xz), or cut short; download it again") from None
+            raise DataError(f"{f}: not a tar archive (plain, gzip, bzip2 or xz), or cut short; download it "
+                            "again") from None
         raise DataError(f"{f}: truncated or corrupt archive ({first_line(e)})") from None
     rows: dict[str, list] = {"train": [], "test": []}
     for name, (kind, value) in entries.items():
