@@ -682,3 +682,24 @@ def test_the_seed_baselines_epoch_is_read_from_the_script_and_its_failure_is_one
     with pytest.raises(RunError, match=r"seed_baseline\.py: failed \(") as err:
         lab.baseline_epoch(ds, str(tmp_path / "no such data"))
     assert "\n" not in str(err.value)
+
+
+def test_a_lab_whose_workers_cannot_start_leaves_no_empty_folders(tmp_path, tiny_data, monkeypatch):
+    """A full or read-only /dev/shm stops `lab --jobs 2` before any job: it left OUT/jobs/ (and OUT) empty behind."""
+    import errno
+    import multiprocessing
+
+    class Context:
+        def Pool(self, *a, **kw):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
+    out = tmp_path / "new" / "lab"
+    r = CliRunner().invoke(main, ["lab", "--quick", "--jobs", "2", "--data", str(tiny_data), "--out", str(out),
+                                  "--device", "cpu"])
+    assert r.exit_code == 2 and "cannot start 2 worker processes" in r.stderr.splitlines()[-1], r.output
+    assert not (tmp_path / "new").exists(), sorted(str(p) for p in tmp_path.rglob("*"))
+    (out / "jobs").mkdir(parents=True)  # a lab folder the user had: it stays, and so does its (empty) jobs/
+    r = CliRunner().invoke(main, ["lab", "--quick", "--jobs", "2", "--data", str(tiny_data), "--out", str(out),
+                                  "--device", "cpu"])
+    assert r.exit_code == 2 and (out / "jobs").is_dir()

@@ -15,6 +15,7 @@ seed baseline's epoch time on this machine (../shared/bench/seed_baseline.py, fo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -31,8 +32,8 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import (RunError, StorageError, exclusive, file_in_the_way, nearest_existing, remove_leftovers, shorten,
-                 text_sha256, write_json, write_text)
+from .io import (RunError, StorageError, exclusive, file_in_the_way, nearest_existing, remove_empty, remove_leftovers,
+                 shorten, text_sha256, write_json, write_text)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -68,13 +69,19 @@ def held(out: Path):
     deleted (they are never read)."""
     if out.is_symlink() and not out.exists():  # mkdir would say only "file exists"
         raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
+    made = list(itertools.takewhile(lambda p: not os.path.lexists(p), (out, *out.parents)))  # innermost first
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "another rnnlab lab, shortfall or compare is writing here; wait for it or stop it"):
         remove_leftovers(out, only=OWN_FILES)  # --out may be a folder of the user's own
         jobs = out / "jobs"
         remove_leftovers(jobs, *(d for d in jobs.glob("*") if d.is_dir() and not d.is_symlink()),
                          *(out / n for n in ("seed", "explain", *EXPERIMENTS)))
-        yield
+        made = ([] if os.path.lexists(jobs) else [jobs]) + made
+        try:
+            yield
+        except BaseException:  # stopped before any job's result (no worker could start, Ctrl-C): no empty folders
+            remove_empty(made)
+            raise
 
 
 def run_experiments(experiments, ds: Dataset, out: Path, quick: bool = False, device: str = "auto",
