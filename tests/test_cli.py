@@ -392,9 +392,8 @@ def test_presets_help_describes_every_preset():
     assert r.returncode == 0 and described == set(PRESETS)
 
 
-def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_path):
-    """evaluate RUN and explain RUN --review N read the data meta.json names; replaced since (another test.parquet
-    in the folder), they reported 25,000 reviews as the run's own test. Now refused, naming --data; --data reads it."""
+def _a_run_on_its_own_data(tmp_path):
+    """(a data folder of 200 train and 60 test reviews, a one-epoch run trained on it)."""
     from conftest import make_reviews
 
     data = write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(60, seed=2))
@@ -402,6 +401,15 @@ def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_pat
     r = CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data", str(data),
                                   "--out", str(run)])
     assert r.exit_code == 0, r.output
+    return data, run
+
+
+def test_a_runs_own_data_changed_since_it_trained_is_not_read_as_its_own(tmp_path):
+    """evaluate RUN and explain RUN --review N read the data meta.json names; replaced since (another test.parquet
+    in the folder), they reported 25,000 reviews as the run's own test. Now refused, naming --data; --data reads it."""
+    from conftest import make_reviews
+
+    data, run = _a_run_on_its_own_data(tmp_path)
     assert json.loads(CliRunner().invoke(main, ["evaluate", str(run), "--json"]).stdout)["n"] == 60
     write_parquet_dir(data, make_reviews(200, seed=1), make_reviews(80, seed=3))  # the test split replaced
     for argv in (["evaluate", str(run)], ["explain", str(run), "--review", "0"]):
@@ -421,10 +429,7 @@ def test_an_older_run_reads_the_split_asked_for_and_refuses_changed_data(tmp_pat
     --review N --split train` reads the train split, and a test split replaced since is refused, not scored."""
     from conftest import make_reviews
 
-    data = write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(60, seed=2))
-    run = tmp_path / "run"
-    assert CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data",
-                                     str(data), "--out", str(run)]).exit_code == 0
+    data, run = _a_run_on_its_own_data(tmp_path)
     meta = json.loads((run / "meta.json").read_text())
     older = {**meta, "data": {k: v for k, v in meta["data"].items() if k != "splits"}}
     (run / "meta.json").write_text(json.dumps(older))
@@ -440,12 +445,7 @@ def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_pat
     """meta.json records each split's fingerprint: evaluate reads and checks the test split alone (a train split
     changed or gone is not its business, and the check costs one split). Runs that record only the whole
     data's are checked whole, and where that cannot be read the line says so."""
-    from conftest import make_reviews
-
-    data = write_parquet_dir(tmp_path / "imdb", make_reviews(200, seed=1), make_reviews(60, seed=2))
-    run = tmp_path / "run"
-    assert CliRunner().invoke(main, ["train", "--preset", "rnn", "--epochs", "1", "--max-len", "16", "--data",
-                                     str(data), "--out", str(run)]).exit_code == 0
+    data, run = _a_run_on_its_own_data(tmp_path)
     meta = json.loads((run / "meta.json").read_text())
     assert set(meta["data"]["splits"]) == {"train", "test"}
     (data / "train.parquet").unlink()
@@ -464,16 +464,6 @@ def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_pat
     assert r.exit_code == 2 and r.output.splitlines() == [
         f"Error: {run}: {data / 'test.parquet'} is not the data it was trained on (hub:stanfordnlp/imdb): its rows "
         "differ from the fingerprint in meta.json; give --data to read it anyway"], r.output
-
-
-def test_an_interactive_interpreter_keeps_its_signals(seed_run):
-    """`python`, then runpy.run_module('rnnlab') at its prompt (sys.ps1 set, no -i flag): Ctrl-C works after."""
-    code = ("import runpy, signal, sys\nsys.ps1 = '>>> '\n"
-            f"sys.argv = ['rnnlab', 'predict', {str(seed_run[0])!r}, 'great']\n"
-            "try:\n    runpy.run_module('rnnlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "True", (r.stdout, r.stderr)
 
 
 LATE = {  # where a signal comes once the command's work is over: as click closes the command, or at exit
@@ -499,9 +489,12 @@ def test_a_signal_once_the_commands_work_is_over_is_ignored(seed_run, command, s
         assert r.returncode == 0 and r.stderr == "" and r.stdout.strip(), r.stderr
 
 
-def test_a_host_that_runs_the_command_in_process_keeps_its_signals(seed_run):
-    """IPython's `%run -m rnnlab` runs the command in the kernel's process: its Ctrl-C must work afterwards."""
-    code = ("import runpy, signal, sys, types\nsys.modules['IPython'] = types.ModuleType('IPython')\n"
+@pytest.mark.parametrize("host", ["sys.modules['IPython'] = types.ModuleType('IPython')",  # IPython's %run -m
+                                  "sys.ps1 = '>>> '"])  # a plain `python` prompt (no -i flag)
+def test_a_host_that_runs_the_command_in_process_keeps_its_signals(seed_run, host):
+    """IPython's `%run -m rnnlab`, or runpy.run_module('rnnlab') at a `python` prompt, runs the command in the host's
+    process: its Ctrl-C must work afterwards."""
+    code = (f"import runpy, signal, sys, types\n{host}\n"
             f"sys.argv = ['rnnlab', 'predict', {str(seed_run[0])!r}, 'great']\n"
             "try:\n    runpy.run_module('rnnlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
