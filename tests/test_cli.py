@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import write_parquet_dir
 
 from rnnlab.cli import main
+from rnnlab.io import shorten
 
 CMD = [sys.executable, "-m", "rnnlab"]
 SMALL = ["--epochs", "2", "--embed-dim", "16", "--hidden-dim", "16"]
@@ -109,6 +110,13 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     r2 = subprocess.run(CMD + ["predict", str(out)], input="great excellent wonderful superb\n", capture_output=True,
                         text=True)
     assert r2.stdout.split("\t") == ["positive", f"{pos['p_positive']:.4f}\n"]  # stdin and arguments agree
+    assert r.stderr == r2.stderr == ""  # ASCII reviews: no note
+    r = subprocess.run(CMD + ["predict", str(out), "great café", "great", "日本 😍 great", "\u202e\u00a0great"],
+                       capture_output=True, text=True)  # an RTL override (a control) and a no-break space
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 4
+    assert r.stderr.splitlines() == ["note: the tokenizer (the notebook's) reads only a-z and 0-9; it drops these "
+                                     "characters of 3 of the 4 reviews (the first: review 1) unread: é 日 本 😍 "
+                                     "\\u202e"], r.stderr  # shown, not obeyed; the space is not dropped unread
 
 
 def test_presets_and_show_config_print_the_resolved_configuration(tiny_data):
@@ -148,7 +156,51 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_completed(tmp_path, tiny_d
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "1"], capture_output=True, text=True)
     assert r.returncode == 2 and "has completed 2 epochs" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("Error: --epochs 1: ") and "(give --epochs 2 or more, or train a new run)" in r.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # config.json still says 2
+    cfg = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "epochs": 1}))  # edited by hand: no --epochs was given
+    r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith(f"Error: {out / 'config.json'} says epochs 1: "), r.stderr
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, tiny_data):
+    """A finished run resumed as it is: one line saying so and its summary, without reading the data (it once
+    reloaded the data and printed the training line as if it trained); with more epochs, it trains on."""
+    out = tmp_path / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    moved = tiny_data.rename(tmp_path / "elsewhere")  # the run's data gone: a finished run needs none
+    r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [f"{out}: its 2 epochs and final test are done already: nothing to train (a "
+                                     "larger --epochs trains on)"]
+    assert json.loads(r.stdout) == json.loads((out / "summary.json").read_text())
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    moved.rename(tiny_data)
+    (out / "summary.json").write_text("{damaged")  # not a finished run's record: resume as before (final test again)
+    r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "nothing to train" not in r.stderr and "loading data" in r.stderr, r.stderr
+    assert json.loads((out / "summary.json").read_text()) == json.loads(r.stdout.splitlines()[-1])
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True)
+    assert r.returncode == 0 and "nothing to train" not in r.stderr, r.stderr
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_the_data_line_names_the_source_read(tmp_path, tiny_data, monkeypatch):
+    """"loading data (...)" names $RNNLAB_DATA's path or the hub, not "RNNLAB_DATA or hub"."""
+    from rnnlab.data import data_source
+
+    monkeypatch.delenv("RNNLAB_DATA", raising=False)
+    assert data_source(None) == "stanfordnlp/imdb from the Hugging Face hub"
+    assert data_source("some/where") == "some/where" and data_source("") == "''"
+    monkeypatch.setenv("RNNLAB_DATA", str(tiny_data))
+    assert data_source(None) == f"$RNNLAB_DATA: {tiny_data}"
+    r = subprocess.run(CMD + ["train", *SMALL, "--epochs", "1", "--out", str(tmp_path / "run")], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stderr.splitlines()[0] == f"loading data ($RNNLAB_DATA: {tiny_data})", r.stderr
 
 
 def test_a_run_being_trained_is_not_resumed_by_a_second_process(tmp_path, tiny_data):
@@ -462,8 +514,9 @@ def test_only_the_split_read_is_checked_and_older_runs_are_checked_whole(tmp_pat
     monkeypatch.setenv("RNNLAB_DATA", str(data))
     r = CliRunner().invoke(main, ["evaluate", str(run)])
     assert r.exit_code == 2 and r.output.splitlines() == [
-        f"Error: {run}: {data / 'test.parquet'} is not the data it was trained on (hub:stanfordnlp/imdb): its rows "
-        "differ from the fingerprint in meta.json; give --data to read it anyway"], r.output
+        f"Error: {run}: {shorten(str(data / 'test.parquet'))} is not the data it was trained on (hub:stanfordnlp/imdb): "
+        "its rows differ from the fingerprint in meta.json; give --data to read it anyway"], r.output  # the path cut
+    # to 80 characters as every data path in a line is (pytest's folder numbers reach 4 digits: the test failed)
 
 
 LATE = {  # where a signal comes once the command's work is over: as click closes the command, or at exit

@@ -280,6 +280,24 @@ def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_pat
                                     "--jobs", "1"])
     assert res.exit_code == 0, res.output
     assert (out / "long-reviews" / "verdict.json").is_file()
+    line = json.loads(res.stdout.splitlines()[-1])  # its time is the judging's ("seconds" read as the command's)
+    assert line["conclusion_seconds"] == json.loads((out / "long-reviews" / "verdict.json").read_text())["seconds"]
+    assert "seconds" not in line and line["outcome"] in ("holds", "does not hold", "inconclusive")
+
+
+def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(tmp_path):
+    """train --out FILE/run (or --tensorboard FILE/tb) read and tokenised all the data, then said "a file is in the
+    way": given data that does not exist, the refusal must come first."""
+    (tmp_path / "afile").write_text("a user's notes")
+    no_data = str(tmp_path / "no-such-data")
+    res = CliRunner().invoke(main, ["train", "--data", no_data, "--out", str(tmp_path / "afile" / "run"), *ARGS])
+    assert res.exit_code == 2 and res.output.strip() == (f"Error: {tmp_path / 'afile' / 'run'}: {tmp_path / 'afile'} "
+                                                         "is a file, not a folder; choose another --out"), res.output
+    res = CliRunner().invoke(main, ["train", "--data", no_data, "--out", str(tmp_path / "run"), *ARGS,
+                                    "--tensorboard", str(tmp_path / "afile" / "tb")])
+    assert res.exit_code == 2 and res.output.strip() == (f"Error: --tensorboard {tmp_path / 'afile' / 'tb'}: "
+                                                         f"{tmp_path / 'afile'} is a file, not a folder"), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
 def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_data_is_read(tmp_path, tiny_data,

@@ -27,9 +27,9 @@ from pathlib import Path
 import click
 
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
-from .data import DataError
+from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, one_line, shorten
+from .io import HANGUP, RunError, file_in_the_way, one_line, shorten
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -337,8 +337,15 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                                    "--device may change)")
                 cfg = with_overrides(saved, overrides)
                 if cfg.epochs < (done := run.completed_epochs()):
-                    raise RunError(f"--epochs {cfg.epochs}: {resume} has completed {done} epochs already "
-                                   f"(give at least {done}, or train a new run)")
+                    asked = (f"--epochs {cfg.epochs}" if "epochs" in overrides else
+                             f"{run.path / 'config.json'} says epochs {cfg.epochs}")  # edited by hand
+                    raise RunError(f"{asked}: {resume} has completed {done} epochs already "
+                                   f"(give --epochs {done} or more, or train a new run)")
+                if done == cfg.epochs and (summary := run.finished_summary()) is not None:
+                    _log(f"{resume}: its {done} epoch{'s' * (done != 1)} and final test are done already: nothing to train "
+                         "(a larger --epochs trains on)")
+                    click.echo(json.dumps(summary))
+                    return
                 data_path = run_data_path(run) if data_path is None else data_path
             else:
                 if config_file and preset_given:
@@ -357,7 +364,9 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
                 _tensorboard_available()
-            _log(f"loading data ({shorten(data_path or 'RNNLAB_DATA or hub')})")
+                if (blocked := file_in_the_way(tb_dir)) is not None:  # before the data is read
+                    raise RunError(f"--tensorboard {tb_dir}: {blocked} is a file, not a folder")
+            _log(f"loading data ({shorten(data_source(data_path))})")
             ds = load_imdb(data_path)
             data = prepare(cfg, ds, _log)
             if resume is not None:
@@ -578,6 +587,7 @@ def predict(run_dir, texts, as_json, device):
     with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
     """
     from .scoring import predict_texts
+    from .text import unread_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
@@ -589,6 +599,8 @@ def predict(run_dir, texts, as_json, device):
             texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
+    if note := unread_note(list(texts)):
+        _log(f"note: {note}")
     out = []
     for p in predict_texts(cfg, vocab, model, list(texts), dev):
         label = "positive" if p > 0.5 else "negative"
@@ -652,14 +664,18 @@ def _stops_cleanly(out: Path):
     from .jobs import JobError
     from .train import Interrupted
 
-    resume = f"finished jobs are kept under {out}: rerun the same command to resume"
+    def resume():  # a lab stopped before its first job's result takes back the folders it made
+        if any((out / "jobs").glob("*.json")):
+            return f"finished jobs are kept under {out}: rerun the same command to resume"
+        return "no job had finished, so none is kept"
+
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as e:
-        _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}); {resume}")
+        _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}); {resume()}")
         sys.exit(130)
     except JobError as e:
-        _fail(f"{e}; {resume}")
+        _fail(f"{e}; {resume()}")
     except (DataError, RunError, ConfigError, ValueError) as e:
         _fail(e)
 
@@ -677,8 +693,9 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
                                        runner=runner, log=_log, data_arg=data_path)
     for v in verdicts:
-        click.echo(json.dumps({k: v[k] for k in ("experiment", "outcome", "claim", "mode", "seconds")}
-                              | {"seeds": v["settings"].get("seeds"), "dir": str(out / v["experiment"])}))
+        click.echo(json.dumps({k: v[k] for k in ("experiment", "outcome", "claim", "mode")}
+                              | {"conclusion_seconds": v["seconds"], "seeds": v["settings"].get("seeds"),
+                                 "dir": str(out / v["experiment"])}))  # the time to judge the rows, not to run them
 
 
 @main.command()

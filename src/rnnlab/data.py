@@ -97,6 +97,14 @@ def resolve_data_path(path: str | os.PathLike | None) -> str | None:
     return env or None
 
 
+def data_source(path: str | os.PathLike | None) -> str:
+    """Where `load_imdb(path)` reads, in words for a log line (an empty --data: load_imdb's error says why)."""
+    if path is not None:
+        return str(path) if str(path).strip() else repr(str(path))
+    env = os.environ.get(ENV_VAR, "").strip()
+    return f"${ENV_VAR}: {env}" if env else f"{HUB_NAME} from the Hugging Face hub"
+
+
 def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
     """Load train and test splits from `path` (resolved as `resolve_data_path`)."""
     path = resolve_data_path(path)

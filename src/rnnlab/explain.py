@@ -244,7 +244,8 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     if attribution is not False and ig_steps > 0:
         try:
             attr, delta, base = integrated_gradients(model, tokens, lengths, ig_steps, logits=logits, points=points)
-            note = (f"Integrated Gradients ({ig_steps} steps) of the final logit; baseline: {L} <pad> tokens "
+            note = (f"Integrated Gradients ({ig_steps} steps) of the final logit; baseline: {L} <pad> "
+                    f"token{'s' * (L != 1)} "
                     "(zero embeddings), i.e. the same length with no words")
         except ImportError:
             if attribution:
@@ -751,6 +752,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     cores (--ig-steps 50: about 11 s; docs/PERFORMANCE.md, "Explaining one review").
     """
     from .cli import InputError  # here, not above: cli imports this module
+    from .text import unread_note
 
     try:
         run_dirs, words = _split_args(args)
@@ -773,6 +775,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             click.echo(f"note: {note}", err=True)
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "TEXT" if words else source
+        if note := unread_note([text]):
+            click.echo(f"note: {note}", err=True)
         for run in runs:
             _before_the_wait(run, text, ig_steps)
         exps = explain_runs(runs, text, attribution=attribution, ig_steps=ig_steps, source=source,

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .config import NOTEBOOK, from_dict, with_overrides
-from .data import Dataset, load_imdb
+from .data import Dataset, data_source, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
 from .io import (RunError, StorageError, exclusive, file_in_the_way, nearest_existing, remove_empty, remove_leftovers,
@@ -58,7 +58,7 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
             where = d if d in (out, out / "jobs") else f"{out} (in {d})"  # the folder it would be made in
             raise RunError(f"cannot write {where}: permission denied or read-only")
-    log(f"loading data ({shorten(data_arg or 'RNNLAB_DATA or hub')})")
+    log(f"loading data ({shorten(data_source(data_arg))})")
     return load_imdb(data_arg)
 
 

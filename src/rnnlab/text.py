@@ -43,6 +43,7 @@ from .io import fault
 
 PAD, UNK = 0, 1
 _NON_ALNUM = re.compile(r"[^a-z0-9\s]")
+UNREAD_SHOWN = 12  # characters a note about unread ones shows
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 CACHE_VERSION = 2  # 1: one .npz file; 2: a directory of .npy files and a manifest
 
@@ -52,6 +53,25 @@ def tokenize(text: str, strip_html: bool = False) -> list[str]:
     if strip_html:
         text = _BR.sub(" ", text)
     return _NON_ALNUM.sub(" ", text.lower()).split()
+
+
+def unread(text: str) -> str:
+    """The characters `tokenize` drops that are not ASCII punctuation or space (é, 日, 😍, U+FFFD), each once, in
+    order: the notebook's tokenizer reads only a-z and 0-9, so these vanish from the review unseen."""
+    return "".join(dict.fromkeys(c for c in text if not c.isascii() and not c.isspace()))
+
+
+def unread_note(texts: list[str]) -> str:
+    """"" or a line for the user: which reviews lose characters the tokenizer cannot read, and some of them."""
+    hit = [(i, u) for i, u in enumerate(map(unread, texts)) if u]
+    if not hit:
+        return ""
+    chars = "".join(dict.fromkeys("".join(u for _, u in hit)))
+    shown = " ".join(c if c.isprintable() else ascii(c)[1:-1] for c in chars[:UNREAD_SHOWN]) + (  # a bidi override
+        f" ... ({len(chars):,} in all)" if len(chars) > UNREAD_SHOWN else "")  # (U+202E) shown, not obeyed
+    which = "the review" if len(texts) == 1 else (
+        f"{len(hit):,} of the {len(texts):,} reviews (the first: review {hit[0][0] + 1})")
+    return f"the tokenizer (the notebook's) reads only a-z and 0-9; it drops these characters of {which} unread: {shown}"
 
 
 def tag_kept_positions(text: str) -> list[int]:
