@@ -703,3 +703,33 @@ def test_a_lab_whose_workers_cannot_start_leaves_no_empty_folders(tmp_path, tiny
     r = CliRunner().invoke(main, ["lab", "--quick", "--jobs", "2", "--data", str(tiny_data), "--out", str(out),
                                   "--device", "cpu"])
     assert r.exit_code == 2 and (out / "jobs").is_dir()
+
+
+def test_held_deletes_a_killed_labs_temporaries_in_every_folder_it_owns_and_nothing_else(tmp_path):
+    """Each file the lab writes in OUT itself (lab.json, report.html, report.md), in OUT/jobs, in each job's folder,
+    in seed/, explain/ and each experiment's folder: a kill in its write leaves `.NAME.` + 8 random characters +
+    `.tmp` (as large as a model), which the next lab into OUT deletes. A user's own hidden files stay."""
+    out = tmp_path / "lab"
+    ours = [out / ".lab.json.k3_9a0zq.tmp", out / ".report.html.ab12cd34.tmp", out / ".report.md.zz_99yy0.tmp",
+            out / "jobs" / ".0a1b2c3d.json.q1w2e3r4.tmp", out / "jobs" / "0a1b2c3d" / ".model.safetensors.a1b2c3d4.tmp",
+            out / "seed" / ".metrics.jsonl.abcdefgh.tmp", out / "explain" / ".picks.json.abc12_3d.tmp",
+            *(out / name / ".results.csv.aaaa_111.tmp" for name in EXPERIMENTS)]
+    mine = [out / ".notes.tmp", out / ".report.md.swp.tmp", out / "seed.tmp", tmp_path / ".lab.json.k3_9a0zq.tmp",
+            out / "seed" / ".notes.backup2024.tmp", out / "jobs" / ".draft.tmp"]  # not 8 characters
+    for f in ours + mine:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("x")
+    with lab.held(out):
+        pass
+    assert [f for f in ours if f.exists()] == []
+    assert all(f.read_text() == "x" for f in mine)
+
+
+def test_a_lab_stopped_by_ctrl_c_before_any_job_takes_back_the_folders_it_made(tmp_path):
+    """Ctrl-C (KeyboardInterrupt, not an Exception) at once: OUT/jobs/ and OUT, made for this lab, go again."""
+    out = tmp_path / "new" / "lab"
+    with pytest.raises(KeyboardInterrupt):
+        with lab.held(out):
+            (out / "jobs").mkdir()  # as the runner makes it
+            raise KeyboardInterrupt
+    assert not (tmp_path / "new").exists(), sorted(str(p) for p in tmp_path.rglob("*"))

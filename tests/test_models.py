@@ -193,3 +193,27 @@ def test_tanh_kernel_gradcheck_float64():
             *(torch.randn(*s, dtype=torch.float64, requires_grad=True) * 0.5 for s in ((4, 3), (4, 4), (4,), (4,))))
     args = tuple(a.detach().requires_grad_() for a in args)
     assert torch.autograd.gradcheck(tanh_rnn_layer, args, eps=1e-6, atol=1e-6)
+
+
+def test_the_cnn_reads_five_tokens_a_filter_keeping_each_reviews_length():
+    """Conv1d(kernel 5, padding 2): 5 x embed_dim x hidden_dim weights, one output per token."""
+    from rnnlab.models import CNNClassifier
+
+    m = CNNClassifier(50, 8, 6)
+    assert m.conv.kernel_size == (5,) and m.conv.padding == (2,)
+    assert count_parameters(m) == 50 * 8 + (5 * 8 * 6 + 6) + (6 + 1)
+
+
+@pytest.mark.parametrize("kind", ["bow", "transformer", "cnn"])
+def test_forward_steps_covers_every_prefix_of_a_review_longer_than_one_chunk(kind):
+    """Prefixes go PREFIX_CHUNK at a time: a review of more tokens than that needs them all, across chunks."""
+    from rnnlab.models import PREFIX_CHUNK
+
+    torch.manual_seed(5)
+    model = build_model(TrainConfig(model=kind, embed_dim=8, hidden_dim=8, pool="mean", vocab_size=50), 50).eval()
+    T = 2 * PREFIX_CHUNK + 3
+    tokens, lengths = _batch(B=1, T=T)
+    with torch.no_grad():
+        _, steps = model.forward_steps(tokens, lengths)
+        ref = torch.stack([model(tokens[:, : t + 1], torch.tensor([t + 1]))[0] for t in range(T)])
+    torch.testing.assert_close(steps[0], ref, atol=1e-5, rtol=1e-4)

@@ -275,3 +275,25 @@ def test_the_notebook_speed_quoted_is_the_committed_measurement():
             f"training epoch (median of {d['epochs']} epochs; **{d['speedup']}x**)") in perf
     assert f"{round(d['rnnlab_tokens_per_s'] / 1000)}k against {round(d['baseline_tokens_per_s'] / 1000)}k tokens/s" in perf
     assert f"## The notebook's exercise, ~{round(d['speedup'])}x faster" in perf
+
+
+def test_the_benchmarks_gemm_speed_is_2n3_flops_over_the_median_timed_product_after_a_warm_up(monkeypatch):
+    """benchmarks/common.sgemm_gflops, the matmul floor that speed.py and kernels.py publish: the first (untimed)
+    product warms up, then the median of `repeats` timed ones. On a clock that only products move, where the first
+    two products are slow (a cold cache) and the next take 1 and 4 s: 2 n^3 / 4 s."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import common
+
+    clock = [0.0]
+    durations = iter([100.0, 100.0, 1.0, 4.0])
+
+    class Matrix:
+        def __matmul__(self, other):
+            clock[0] += next(durations)
+            return self
+
+    monkeypatch.setattr(common.torch, "randn", lambda *shape: Matrix())
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
+    assert common.sgemm_gflops(n=1000, repeats=3) == 2 * 1000 ** 3 / 4.0 / 1e9

@@ -794,3 +794,40 @@ def test_a_run_with_epochs_done_whose_weights_file_is_gone_is_not_called_stopped
     with pytest.raises(RunError) as err:
         RunDir(two_epoch_run.path).load_model()
     assert "model.safetensors" in str(err.value) and "first epoch" not in str(err.value), str(err.value)
+
+
+def test_the_val_checks_note_names_the_epochs_steps_and_only_when_the_checks_exceed_them(tmp_path, tiny_data):
+    """216 training reviews in batches of 16: 14 steps an epoch (the last one short). 15 passes asked: the note names
+    the 14 steps and validation runs after each, the last at the epoch's end; 14 asked: no note; no validation split
+    (so no passes at all): no note either; nor when a finished run is resumed."""
+    ds = load_imdb(tiny_data)
+
+    def trained(**over):
+        cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 1, "val_fraction": 0.1, **over})
+        data = prepare(cfg, ds)
+        log: list[str] = []
+        run = RunDir.create(tmp_path / str(len(list(tmp_path.iterdir()))), cfg, data.vocab, ds)
+        train(cfg, data, run, log=log.append)
+        again: list[str] = []  # resumed once done: it only scores its test split again, with no note
+        train(cfg, data, RunDir(run.path), log=again.append)
+        assert not [s for s in again if s.startswith("note:")], again
+        return [s for s in log if s.startswith("note:")], run.metrics()[0]
+
+    notes, m = trained(val_checks=15)
+    assert m["steps"] == 14 and [p[0] for p in m["val_passes"]] == list(range(1, 15))
+    assert notes == ["note: --val-checks 15 is more than the 14 steps of an epoch: validation runs after every step"]
+    notes, m = trained(val_checks=14)
+    assert notes == [] and [p[0] for p in m["val_passes"]] == list(range(1, 15))
+    assert trained(val_fraction=0.0)[0] == []
+
+
+def test_every_step_trains_at_the_schedules_rate_for_its_place_in_the_whole_run(tmp_path, tiny_data):
+    """Step k (0-based over all epochs) of a cosine schedule trains at lr_at(cfg, k, epochs x steps), where an epoch
+    has ceil(reviews / batch) steps (216 / 16: 14, the last one short); each epoch records its last step's rate."""
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 2, "val_fraction": 0.1, "lr_schedule": "cosine"})
+    data = prepare(cfg, load_imdb(tiny_data))
+    seen = []
+    run = RunDir.create(tmp_path / "r", cfg, data.vocab, load_imdb(tiny_data))
+    train(cfg, data, run, log=lambda s: None, on_step=lambda model, s: seen.append((s["global_step"], s["lr"])))
+    assert seen == [(k + 1, lr_at(cfg, k, 2 * 14)) for k in range(2 * 14)]
+    assert [m["lr"] for m in run.metrics()] == [lr_at(cfg, 13, 28), lr_at(cfg, 27, 28)]
