@@ -99,8 +99,9 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
     zen4 = [minutes(results / d / "lab.json") for d in ("lab_amd_zen4", "lab_zen4_b50d5ec", "lab_zen4_98ff68c",
                                                          "lab_zen4_2d89b96_first_pass", "lab_zen4_2d89b96",
                                                          "lab_zen4_dad8a65", "lab_zen4_b013fd8", "lab_zen4_896fa8d",
-                                                         "lab_zen4_c75ad7f", "lab_zen4_f5352fa")]  # not 7a32883: a niced
-    # script beside it; f5352fa: session 46's, not published (the same rows as docs/lab: same_rows_zen4_s46.json)
+                                                         "lab_zen4_c75ad7f", "lab_zen4_f5352fa", "lab_zen4_66cbbff",
+                                                         "lab_zen4_a168e2d_outputs_deleted")]  # not 7a32883: a niced
+    # script beside it; f5352fa, a168e2d: not published (the same rows as docs/lab); 66cbbff: published in sessions 41-47
     zen4.append(minutes(LAB / "lab.json"))  # the published one last
     intel = minutes(results / "lab_intel_head" / "lab.json")
     clean = [*zen3, *zen4, intel]
@@ -113,7 +114,7 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
                                                    "lab_zen4_b50d5ec", "lab_zen4_98ff68c", "lab_zen4_2d89b96",
                                                    "lab_zen4_b013fd8", "lab_zen4_896fa8d", "lab_zen4_7a32883",
                                                    "lab_zen4_c75ad7f", f"lab_zen4_{commit}", "lab_intel_head",
-                                                   "lab_zen4_f5352fa")]
+                                                   "lab_zen4_f5352fa", "lab_zen4_66cbbff", "lab_zen4_a168e2d_outputs_deleted")]
     assert "the lab's raw files are docs/lab (published)" in memory[10].read_text()  # the published lab's watch
     peak = lambda f: float(re.search(r"^final peak PSS ([0-9.]+) GB$", f.read_text(), re.M).group(1))  # noqa: E731
     peaks = [peak(f) for f in memory]
