@@ -342,8 +342,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                     raise RunError(f"{asked}: {resume} has completed {done} epochs already "
                                    f"(give --epochs {done} or more, or train a new run)")
                 if done == cfg.epochs and (summary := run.finished_summary()) is not None:
-                    _log(f"{resume}: its {done} epoch{'s' * (done != 1)} and final test are done already: nothing to train "
-                         "(a larger --epochs trains on)")
+                    _log(f"{resume}: its {done} epoch{'s' * (done != 1)} and final test are done already: nothing to "
+                         "train (a larger --epochs trains on)")
                     click.echo(json.dumps(summary))
                     return
                 data_path = run_data_path(run) if data_path is None else data_path

@@ -245,8 +245,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
         try:
             attr, delta, base = integrated_gradients(model, tokens, lengths, ig_steps, logits=logits, points=points)
             note = (f"Integrated Gradients ({ig_steps} steps) of the final logit; baseline: {L} <pad> "
-                    f"token{'s' * (L != 1)} "
-                    "(zero embeddings), i.e. the same length with no words")
+                    f"token{'s' * (L != 1)} (zero embeddings), i.e. the same length with no words")
         except ImportError:
             if attribution:
                 raise

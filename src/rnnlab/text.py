@@ -67,8 +67,9 @@ def unread_note(texts: list[str]) -> str:
     if not hit:
         return ""
     chars = "".join(dict.fromkeys("".join(u for _, u in hit)))
-    shown = " ".join(c if c.isprintable() else ascii(c)[1:-1] for c in chars[:UNREAD_SHOWN]) + (  # a bidi override
-        f" ... ({len(chars):,} in all)" if len(chars) > UNREAD_SHOWN else "")  # (U+202E) shown, not obeyed
+    shown = " ".join(c if c.isprintable() else ascii(c)[1:-1] for c in chars[:UNREAD_SHOWN])  # U+202E escaped
+    if len(chars) > UNREAD_SHOWN:
+        shown += f" ... ({len(chars):,} in all)"
     which = "the review" if len(texts) == 1 else (
         f"{len(hit):,} of the {len(texts):,} reviews (the first: review {hit[0][0] + 1})")
     return f"the tokenizer (the notebook's) reads only a-z and 0-9; it drops these characters of {which} unread: {shown}"
