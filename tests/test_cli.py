@@ -114,9 +114,14 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     r = subprocess.run(CMD + ["predict", str(out), "great café", "great", "日本 😍 great", "\u202e\u00a0great"],
                        capture_output=True, text=True)  # an RTL override (a control) and a no-break space
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 4
-    assert r.stderr.splitlines() == ["note: the tokenizer (the notebook's) reads only a-z and 0-9; it drops these "
-                                     "characters of 3 of the 4 reviews (the first: review 1) unread: é 日 本 😍 "
+    assert r.stderr.splitlines() == ["note: the tokenizer (the notebook's) reads only a-z and 0-9; it reads these "
+                                     "characters of 3 of the 4 reviews (the first: review 1) as spaces: é 日 本 😍 "
                                      "\\u202e"], r.stderr  # shown, not obeyed; the space is not dropped unread
+    from rnnlab.text import tokenize, unread, unread_note
+
+    assert tokenize("\u212a") == ["k"] and unread("\u212aelvin") == ""  # the Kelvin sign's lower case is k: read
+    assert unread("İstanbul") == "İ" and tokenize("İstanbul") == ["i", "stanbul"]  # its dot is not
+    assert unread_note(["cafe\u0301"]).endswith("as spaces: \\u0301")  # a combining accent shown, not drawn
 
 
 def test_presets_and_show_config_print_the_resolved_configuration(tiny_data):
@@ -172,18 +177,24 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, tiny_
                        text=True)
     assert r.returncode == 0, r.stderr
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = subprocess.run(CMD + ["train", "--resume", str(out), "--show-config"], capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["epochs"] == 2, r.stderr  # --show-config shows the config
     moved = tiny_data.rename(tmp_path / "elsewhere")  # the run's data gone: a finished run needs none
-    r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
+    try:
+        r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
+    finally:
+        moved.rename(tiny_data)  # the session's shared data, whatever happened
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == [f"{out}: its 2 epochs and final test are done already: nothing to train (a "
                                      "larger --epochs trains on)"]
     assert json.loads(r.stdout) == json.loads((out / "summary.json").read_text())
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    moved.rename(tiny_data)
-    (out / "summary.json").write_text("{damaged")  # not a finished run's record: resume as before (final test again)
-    r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0 and "nothing to train" not in r.stderr and "loading data" in r.stderr, r.stderr
-    assert json.loads((out / "summary.json").read_text()) == json.loads(r.stdout.splitlines()[-1])
+    saved = json.loads((out / "summary.json").read_text())
+    for damaged in ("{damaged", "{}", json.dumps({**saved, "epochs": 7}), json.dumps({**saved, "run_dir": "/moved"})):
+        (out / "summary.json").write_text(damaged)  # not this finished run's record: resume as before (test again)
+        r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
+        assert r.returncode == 0 and "nothing to train" not in r.stderr and "loading data" in r.stderr, r.stderr
+        assert json.loads((out / "summary.json").read_text()) == json.loads(r.stdout.splitlines()[-1]) == saved
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True)
     assert r.returncode == 0 and "nothing to train" not in r.stderr, r.stderr
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
@@ -548,6 +559,8 @@ def test_a_host_that_runs_the_command_in_process_keeps_its_signals(seed_run, hos
     """IPython's `%run -m rnnlab`, or runpy.run_module('rnnlab') at a `python` prompt, runs the command in the host's
     process: its Ctrl-C must work afterwards."""
     code = (f"import runpy, signal, sys, types\n{host}\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # the host's Ctrl-C works (a process started
+            # in the background by a shell without job control inherits SIGINT ignored: the test failed there)
             f"sys.argv = ['rnnlab', 'predict', {str(seed_run[0])!r}, 'great']\n"
             "try:\n    runpy.run_module('rnnlab', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")

@@ -557,13 +557,13 @@ def test_cli_text_stdin_json_html_png(runs, tmp_path):
     assert r.exit_code == 0 and "wonderful" in r.stdout and "\x1b[" not in r.stdout
 
 
-def test_cli_notes_the_characters_the_tokenizer_drops_unread(runs):
+def test_cli_notes_the_characters_the_tokenizer_reads_as_spaces(runs):
     """The notebook's tokenizer reads a-z and 0-9 only: a review's é or 😍 vanished without a word (a learner saw
     "café" explained as "caf", an emoji-only review as one <unk>); now a note names them. One token: singular."""
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--plain", "--text", "Café 😍"])
     assert r.exit_code == 0, r.output
-    assert r.stderr == ("note: the tokenizer (the notebook's) reads only a-z and 0-9; it drops these characters of "
-                        "the review unread: é 😍\n")
+    assert r.stderr == ("note: the tokenizer (the notebook's) reads only a-z and 0-9; it reads these characters of "
+                        "the review as spaces: é 😍\n")
     assert "read the review's one token" in r.stdout and "baseline: 1 <pad> token (zero" in r.stdout  # "caf"
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--plain", "--text", REVIEW])
     assert r.exit_code == 0 and r.stderr == "" and re.search(r"read all \d+ tokens of the review", r.stdout)

@@ -297,7 +297,15 @@ def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(t
                                     "--tensorboard", str(tmp_path / "afile" / "tb")])
     assert res.exit_code == 2 and res.output.strip() == (f"Error: --tensorboard {tmp_path / 'afile' / 'tb'}: "
                                                          f"{tmp_path / 'afile'} is a file, not a folder"), res.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")  # a link to nothing: no folder can be made in it
+    for flag in ("--out", "--tensorboard"):
+        where = str(tmp_path / "gone" / "x")
+        res = CliRunner().invoke(main, ["train", "--data", no_data, *ARGS, "--out" if flag == "--tensorboard" else flag,
+                                        str(tmp_path / "run") if flag == "--tensorboard" else where,
+                                        *([flag, where] if flag == "--tensorboard" else [])])
+        assert res.exit_code == 2 and f"{tmp_path / 'gone'} is a symbolic link to nothing (or a loop)" in res.output
+        assert "no-such-data" not in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "gone"]
 
 
 def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_data_is_read(tmp_path, tiny_data,

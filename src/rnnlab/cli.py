@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, file_in_the_way, one_line, shorten
+from .io import HANGUP, RunError, in_the_way, one_line, shorten
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -341,12 +341,9 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                              f"{run.path / 'config.json'} says epochs {cfg.epochs}")  # edited by hand
                     raise RunError(f"{asked}: {resume} has completed {done} epochs already "
                                    f"(give --epochs {done} or more, or train a new run)")
-                if done == cfg.epochs and (summary := run.finished_summary()) is not None:
-                    _log(f"{resume}: its {done} epoch{'s' * (done != 1)} and final test are done already: nothing to "
-                         "train (a larger --epochs trains on)")
-                    click.echo(json.dumps(summary))
-                    return
-                data_path = run_data_path(run) if data_path is None else data_path
+                finished = run.finished_summary() if cfg.epochs == done else None  # nothing to train: no data read
+                if finished is None and data_path is None:
+                    data_path = run_data_path(run)
             else:
                 if config_file and preset_given:
                     raise RunError("--preset and --config each give the starting configuration: give one "
@@ -364,8 +361,13 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
                 _tensorboard_available()
-                if (blocked := file_in_the_way(tb_dir)) is not None:  # before the data is read
-                    raise RunError(f"--tensorboard {tb_dir}: {blocked} is a file, not a folder")
+                if blocked := in_the_way(tb_dir):  # before the data is read
+                    raise RunError(f"--tensorboard {tb_dir}: {blocked}")
+            if resume is not None and finished is not None:
+                _log(f"{resume}: its {done} epoch{'s' * (done != 1)} and final test are done already: nothing to "
+                     "train (a larger --epochs trains on)")
+                click.echo(json.dumps(finished))
+                return
             _log(f"loading data ({shorten(data_source(data_path))})")
             ds = load_imdb(data_path)
             data = prepare(cfg, ds, _log)

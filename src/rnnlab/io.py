@@ -142,6 +142,15 @@ def file_in_the_way(path: str | os.PathLike) -> Path | None:
     return p if p.exists() and not p.is_dir() else None
 
 
+def in_the_way(path: str | os.PathLike) -> str:
+    """"" where a folder can be made at `path` as far as its nearest existing part goes; else why not: a file, or a
+    symbolic link to nothing (or a loop), where a folder must be."""
+    p = nearest_existing(path)
+    if p.is_symlink() and not p.exists():
+        return f"{p} is a symbolic link to nothing (or a loop)"
+    return f"{p} is a file, not a folder" if p.exists() and not p.is_dir() else ""
+
+
 _CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
             | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029)})  # C0, DEL, C1 (CSI, NEL), line/paragraph separators
 

@@ -31,7 +31,7 @@ import torch
 
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (UMASK, RunError, StorageError, exclusive, fault, file_in_the_way, held, load_tensors,
+from .io import (UMASK, RunError, StorageError, exclusive, fault, held, in_the_way, load_tensors,
                  missing_folders, read_json, read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors,
                  shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
@@ -226,8 +226,8 @@ def check_new_run(path: Path) -> None:
                        f"cannot be renamed onto; give a new folder inside it (e.g. {path / 'run'})")
     if path.exists() and not path.is_dir():
         raise RunError(f"{path}: exists and is a file; choose another --out")
-    if (blocked := file_in_the_way(path.parent)) is not None:  # now, not after the data is read
-        raise RunError(f"{path}: {blocked} is a file, not a folder; choose another --out")
+    if blocked := in_the_way(path.parent):  # now, not after the data is read
+        raise RunError(f"{path}: {blocked}; choose another --out")
     if path.is_dir() and any(path.iterdir()):
         raise RunError(f"{path}: exists and is not empty; choose another --out (or --resume it)")
 
@@ -364,14 +364,17 @@ class RunDir:
         return ck["epoch"] if ck else 0
 
     def finished_summary(self) -> dict | None:
-        """summary.json of a run whose training and final test are done; None where it is missing or damaged."""
+        """summary.json of a run whose training and final test are done: one that names this folder and the epochs
+        completed; None where it is missing, damaged, another's or the run was moved (train then writes it anew)."""
         if not (self.path / "summary.json").is_file():
             return None
         try:
-            summary = read_json(self.path / "summary.json")
-        except RunError:
+            s = read_json(self.path / "summary.json")
+            here = isinstance(s, dict) and isinstance(s.get("run_dir"), str) and (
+                Path(s["run_dir"]).resolve() == self.path.resolve())
+        except (RunError, OSError, ValueError):  # a name with a NUL
             return None
-        return summary if isinstance(summary, dict) else None
+        return s if here and s.get("epochs") == self.completed_epochs() else None
 
     def _checkpoint(self) -> dict | None:
         f = self.path / "checkpoint.json"

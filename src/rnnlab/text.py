@@ -32,6 +32,7 @@ import shutil
 import socket
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -56,9 +57,9 @@ def tokenize(text: str, strip_html: bool = False) -> list[str]:
 
 
 def unread(text: str) -> str:
-    """The characters `tokenize` drops that are not ASCII punctuation or space (é, 日, 😍, U+FFFD), each once, in
-    order: the notebook's tokenizer reads only a-z and 0-9, so these vanish from the review unseen."""
-    return "".join(dict.fromkeys(c for c in text if not c.isascii() and not c.isspace()))
+    """The characters other than ASCII's that `tokenize` reads as spaces (é, 日, 😍, U+FFFD; not the Kelvin sign,
+    whose lower case is k), each once, in order: the notebook's tokenizer reads only a-z and 0-9."""
+    return "".join(dict.fromkeys(c for c in text if not c.isascii() and _NON_ALNUM.search(c.lower())))
 
 
 def unread_note(texts: list[str]) -> str:
@@ -67,12 +68,13 @@ def unread_note(texts: list[str]) -> str:
     if not hit:
         return ""
     chars = "".join(dict.fromkeys("".join(u for _, u in hit)))
-    shown = " ".join(c if c.isprintable() else ascii(c)[1:-1] for c in chars[:UNREAD_SHOWN])  # U+202E escaped
+    shown = " ".join(c if c.isprintable() and not unicodedata.combining(c) else ascii(c)[1:-1]  # U+202E, U+0301
+                     for c in chars[:UNREAD_SHOWN])  # escaped: not obeyed, nor drawn onto the space before
     if len(chars) > UNREAD_SHOWN:
         shown += f" ... ({len(chars):,} in all)"
     which = "the review" if len(texts) == 1 else (
         f"{len(hit):,} of the {len(texts):,} reviews (the first: review {hit[0][0] + 1})")
-    return f"the tokenizer (the notebook's) reads only a-z and 0-9; it drops these characters of {which} unread: {shown}"
+    return f"the tokenizer (the notebook's) reads only a-z and 0-9; it reads these characters of {which} as spaces: {shown}"
 
 
 def tag_kept_positions(text: str) -> list[int]:
