@@ -101,7 +101,7 @@ def data_source(path: str | os.PathLike | None) -> str:
     """Where `load_imdb(path)` reads, in words for a log line (an empty --data: load_imdb's error says why)."""
     if path is not None:
         return str(path) if str(path).strip() else repr(str(path))
-    env = os.environ.get(ENV_VAR, "").strip()
+    env = resolve_data_path(None)  # $RNNLAB_DATA, as load_imdb reads it
     return f"${ENV_VAR}: {env}" if env else f"{HUB_NAME} from the Hugging Face hub"
 
 

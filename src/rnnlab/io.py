@@ -148,7 +148,7 @@ def in_the_way(path: str | os.PathLike) -> str:
     p = nearest_existing(path)
     if p.is_symlink() and not p.exists():
         return f"{p} is a symbolic link to nothing (or a loop)"
-    return f"{p} is a file, not a folder" if p.exists() and not p.is_dir() else ""
+    return f"{p} is a file, not a folder" if file_in_the_way(p) else ""
 
 
 _CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
