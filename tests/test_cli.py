@@ -122,6 +122,16 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     assert tokenize("\u212a") == ["k"] and unread("\u212aelvin") == ""  # the Kelvin sign's lower case is k: read
     assert unread("İstanbul") == "İ" and tokenize("İstanbul") == ["i", "stanbul"]  # its dot is not
     assert unread_note(["cafe\u0301"]).endswith("as spaces: \\u0301")  # a combining accent shown, not drawn
+    r = subprocess.run(CMD + ["predict", str(out)], input="great\n!!! ...\n<br />\n", capture_output=True, text=True)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3  # each still scored, as the help says
+    assert r.stderr == ("note: 2 of the 3 reviews (the first: review 2) have no word the tokenizer reads (a-z, 0-9): "
+                        "the model reads one <unk> token, as for an empty review\n"), r.stderr  # bow: <br /> kept
+    from rnnlab.text import wordless_note
+
+    assert wordless_note(["ok", "<br />"], strip_html=True) == ("review 2 of 2 has no word the tokenizer reads (a-z, "
+                                                                "0-9): the model reads one <unk> token, as for an "
+                                                                "empty review")
+    assert wordless_note(["\u212a", "9", "x<br/>"], strip_html=True) == ""  # the Kelvin sign reads as k
 
 
 def test_presets_and_show_config_print_the_resolved_configuration(tiny_data):

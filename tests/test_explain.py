@@ -567,6 +567,12 @@ def test_cli_notes_the_characters_the_tokenizer_reads_as_spaces(runs):
     assert "read the review's one token" in r.stdout and "baseline: 1 <pad> token (zero" in r.stdout  # "caf"
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--plain", "--text", REVIEW])
     assert r.exit_code == 0 and r.stderr == "" and re.search(r"read all \d+ tokens of the review", r.stdout)
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["lstm"]), "--plain", "--text", "😍 !!!"])
+    assert r.exit_code == 0, r.output  # a review with no word: both notes, each once; no "one token" read
+    assert r.stderr.splitlines()[1:] == ["note: the review has no word the tokenizer reads (a-z, 0-9): the model "
+                                         "reads one <unk> token, as for an empty review"]
+    assert r.stdout.count("read no word: an empty review reads as one <unk> token") == 2, r.stdout
+    assert "one token" not in r.stdout.replace("one <unk> token", "")
 
 
 def test_cli_text_as_arguments(runs):

@@ -589,7 +589,7 @@ def predict(run_dir, texts, as_json, device):
     with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
     """
     from .scoring import predict_texts
-    from .text import unread_note
+    from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
@@ -601,7 +601,7 @@ def predict(run_dir, texts, as_json, device):
             texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    if note := unread_note(list(texts)):
+    for note in filter(None, (unread_note(list(texts)), wordless_note(list(texts), vocab.strip_html))):
         _log(f"note: {note}")
     out = []
     for p in predict_texts(cfg, vocab, model, list(texts), dev):

@@ -751,7 +751,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     cores (--ig-steps 50: about 11 s; docs/PERFORMANCE.md, "Explaining one review").
     """
     from .cli import InputError  # here, not above: cli imports this module
-    from .text import unread_note
+    from .text import unread_note, wordless_note
 
     try:
         run_dirs, words = _split_args(args)
@@ -774,7 +774,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             click.echo(f"note: {note}", err=True)
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "TEXT" if words else source
-        if note := unread_note([text]):
+        for note in dict.fromkeys(filter(None, [unread_note([text])] + [wordless_note([text], r.vocab.strip_html)
+                                                                       for r in runs])):  # once, if runs agree
             click.echo(f"note: {note}", err=True)
         for run in runs:
             _before_the_wait(run, text, ig_steps)

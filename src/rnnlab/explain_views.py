@@ -78,7 +78,9 @@ def header_lines(e: Explanation) -> list[str]:
     out = [f"{e.run} ({e.model}, pool {e.pool}): {e.label}, P(positive) = {e.p_positive:.4f}{truth}",
            f"  running opinion = P(positive) from {e.reading}",
            f"  {e.truncation}" if e.truncation else
-           f"  read all {len(e)} tokens of the review" if len(e) != 1 else "  read the review's one token"]
+           f"  read all {len(e)} tokens of the review" if len(e) != 1 else
+           "  read no word: an empty review reads as one <unk> token" if e.words == ["<unk>"] else
+           "  read the review's one token"]
     if e.attribution is not None:
         out.append(f"  attribution: {e.attribution_note}. Sum {sum(e.attribution):+.4f}; logit {e.logit:+.4f} "
                    f"- baseline {e.baseline_logit:+.4f} = {e.logit - e.baseline_logit:+.4f} "

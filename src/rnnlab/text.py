@@ -44,6 +44,7 @@ from .io import fault
 
 PAD, UNK = 0, 1
 _NON_ALNUM = re.compile(r"[^a-z0-9\s]")
+_ALNUM = re.compile(r"[a-z0-9]")  # a text has a token iff its lower case has one of these
 UNREAD_SHOWN = 12  # characters a note about unread ones shows
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 CACHE_VERSION = 2  # 1: one .npz file; 2: a directory of .npy files and a manifest
@@ -75,6 +76,16 @@ def unread_note(texts: list[str]) -> str:
     which = "the review" if len(texts) == 1 else (
         f"{len(hit):,} of the {len(texts):,} reviews (the first: review {hit[0][0] + 1})")
     return f"the tokenizer (the notebook's) reads only a-z and 0-9; it reads these characters of {which} as spaces: {shown}"
+
+
+def wordless_note(texts: list[str], strip_html: bool) -> str:
+    """"" or a line for the user: which reviews have no token at all (no a-z or 0-9), read as one <unk>."""
+    hit = [i for i, t in enumerate(texts) if not _ALNUM.search((_BR.sub(" ", t) if strip_html else t).lower())]
+    if not hit:
+        return ""
+    which = ("the review has" if len(texts) == 1 else f"review {hit[0] + 1:,} of {len(texts):,} has"
+             if len(hit) == 1 else f"{len(hit):,} of the {len(texts):,} reviews (the first: review {hit[0] + 1:,}) have")
+    return f"{which} no word the tokenizer reads (a-z, 0-9): the model reads one <unk> token, as for an empty review"
 
 
 def tag_kept_positions(text: str) -> list[int]:
