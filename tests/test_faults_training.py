@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import subprocess
 import signal
 import sys
@@ -285,7 +286,7 @@ def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_pat
     assert "seconds" not in line and line["outcome"] in ("holds", "does not hold", "inconclusive")
 
 
-def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(tmp_path):
+def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
     """train --out FILE/run (or --tensorboard FILE/tb) read and tokenised all the data, then said "a file is in the
     way": given data that does not exist, the refusal must come first."""
     (tmp_path / "afile").write_text("a user's notes")
@@ -306,6 +307,11 @@ def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(t
         assert res.exit_code == 2 and f"{tmp_path / 'gone'} is a symbolic link to nothing (or a loop)" in res.output
         assert "no-such-data" not in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "gone"]
+    monkeypatch.chdir(tmp_path)  # no --out, and a file named runs where the default runs/NAME would go
+    (tmp_path / "runs").write_text("a user's file")
+    res = CliRunner().invoke(main, ["train", "--data", no_data, *ARGS])
+    assert res.exit_code == 2 and re.fullmatch(r"Error: runs/default-\d{8}-\d{6}: runs is a file, not a folder; give "
+                                               r"--out a folder", res.output.strip()), res.output  # not "another"
 
 
 def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_data_is_read(tmp_path, tiny_data,
