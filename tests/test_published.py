@@ -163,7 +163,8 @@ def test_readme_speed_table_quotes_the_committed_measurements():
                 for how in ("", " folded")}
 
     x = one_thread("kernels.json")
-    sessions = {"Intel": [["kernels.json", "kernels_repeat.json"]],  # the session's two runs, README's table the first
+    sessions = {"Intel": [["kernels.json", "kernels_repeat.json"],  # the session's two runs, README's table the first
+                          ["kernels_intel207_s49.json"]],  # a newer Xeon (model 207)
                 "Zen 3": [["kernels_amd.json"], ["kernels_amd_rerun.json"],
                           ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"]],
                 "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"],
