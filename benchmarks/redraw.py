@@ -3,7 +3,7 @@
     python benchmarks/redraw.py docs/lab [--out DIR]
 
 The lab draws each figure from the rows it saves (results.csv; the explained reviews from picks.json), so
-the same code on the same files gives the same bytes: without --out the figures are written over the lab's
+the same code on the same files gives the same bytes (the explained reviews' pages too): without --out the figures are written over the lab's
 own (after a change to how figures are drawn; then `rnnlab report docs/lab --markdown docs/RESULTS.md`
 puts them into the report and docs/RESULTS_figures), with --out next to each other for a comparison.
 Prints one line per figure: the path and whether its bytes changed.
@@ -18,7 +18,7 @@ from rejudge import read_rows
 
 from rnnlab.experiments import EXPERIMENTS
 from rnnlab.explain import Explanation
-from rnnlab.explain_views import write_png
+from rnnlab.explain_views import write_html, write_png
 from rnnlab.plots import exercise_figure, save_figure
 
 
@@ -46,9 +46,12 @@ def redraw(lab: Path, out: Path) -> list[tuple[Path, Path]]:
         else {"picks": []}  # no kept models: the lab skipped its explain step
     for p in (p for p in picks["picks"] if p.get("explanations")):
         (out / "explain").mkdir(parents=True, exist_ok=True)
+        exps = [Explanation.from_dict(d) for d in p["explanations"]]
         target = out / "explain" / p["files"]["png"]
-        write_png([Explanation.from_dict(d) for d in p["explanations"]], target)  # as lab.explain_reviews
-        drawn.append((lab / "explain" / target.name, target))
+        write_png(exps, target)  # as lab.explain_reviews
+        page = out / "explain" / p["files"]["html"]
+        write_html(exps, page, title=f"{p['rule']}: test review {p['data_index']}")
+        drawn += [(lab / "explain" / target.name, target), (lab / "explain" / page.name, page)]
     return drawn
 
 
@@ -58,7 +61,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="draw here instead of over the lab's figures")
     args = ap.parse_args()
     lab = Path(args.lab)
-    before = {p: p.read_bytes() for p in [*lab.glob("*/*.png"), *lab.glob("*/*.svg")]}
+    before = {p: p.read_bytes() for p in [*lab.glob("*/*.png"), *lab.glob("*/*.svg"), *lab.glob("explain/*.html")]}
     for old, new in redraw(lab, Path(args.out) if args.out else lab):
         print(f"{old}: {'same bytes' if before.get(old) == new.read_bytes() else 'changed'}")
 

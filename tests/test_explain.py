@@ -429,6 +429,7 @@ def test_terminal_views(runs):
     exps = explain_runs([runs["rnn"]], REVIEW)
     plain = render_terminal(exps, colour=False)
     assert "\x1b[" not in plain and "hidden state after this token" in plain and "zzyzx (unk)" in plain
+    assert "columns: t = the token's place among those read; p_pos = running opinion;" in plain  # what |dh| means
     table = plain.splitlines()[plain.splitlines().index("") + 1:]
     assert table[0].split() == ["t", "token", "p_pos", "attr", "|dL/dx|", "|dh|"] and len(table) == 1 + len(exps[0])
     assert f"{exps[0].opinion[-1]:.4f}" in table[-1]
@@ -887,6 +888,37 @@ def test_png_attribution_bars_are_blue_up_red_down(tmp_path, monkeypatch):
     assert [b.get_height() for b in bars] == pytest.approx(e.attribution)
     rgb = [tuple(round(255 * c) for c in matplotlib.colors.to_rgb(b.get_facecolor())) for b in bars]
     assert rgb == [POS_RGB, NEG_RGB, POS_RGB]
+
+
+def test_attributions_that_do_not_add_up_are_drawn_faded_and_said_to_be_no_reasons(tmp_path, monkeypatch):
+    """A learner read the full-colour bars of a failed completeness check (they added up to -3.3 where the logit
+    moved +1.2) as the reasons for a positive answer: such bars and words are now faded, with the why beside them."""
+    import dataclasses
+
+    import rnnlab.plots
+    from rnnlab.explain import attribution_warning
+    from rnnlab.explain_views import _card, _hex, _rgb, attribution_colours
+
+    good = _made_up([0.6, 0.4, 0.7], [0.3, -0.2, 0.001])
+    bad = dataclasses.replace(good, logit=2.0, attribution_delta=0.101 - 2.0)
+    assert not attribution_warning(good) and attribution_warning(bad)
+    assert attribution_colours(bad.attribution, faded=True) == [_rgb(a / 0.3 / 3) for a in bad.attribution]  # a third
+    for e, faded in ((good, False), (bad, True)):
+        spans = re.findall(r'<span class="t w[^"]*" style="background:(#[0-9a-f]{6})', render_html([e]))
+        assert spans[3:] == [_hex(c) for c in attribution_colours(e.attribution, faded=faded)]
+        assert ("not the reasons for the answer" in _card(e)) == faded
+        assert "<b>w2</b>" not in _card(e)  # +0.001 is +0.00 at the card's precision: not listed as pushing
+    drawn = []
+    monkeypatch.setattr(rnnlab.plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    write_png([good], tmp_path / "good.png")
+    write_png([bad], tmp_path / "bad.png")
+    for fig, faded in zip(drawn, (False, True)):
+        assert {b.get_alpha() for b in fig.axes[1].patches} == ({0.35} if faded else {1.0})
+        said = [t.get_text() for t in fig.axes[1].texts]
+        assert said == (["completeness fails: these bars add up to +0.101 where the logit moved +2.000; read them as "
+                         "a rough picture, not as the reasons for the answer"] if faded else [])
+    cut = dataclasses.replace(good, truncation="read the last 3 of the review's 9 tokens (...): 6 tokens were cut")
+    assert "6 tokens were cut. Running opinion:" in _card(cut)
 
 
 def test_top_words_strongest_first():

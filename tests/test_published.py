@@ -223,8 +223,8 @@ def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
 
 @needs_lab
 def test_every_figure_of_the_published_lab_redraws_to_the_same_bytes(tmp_path):
-    """docs/lab's figures are what this code draws from docs/lab's committed rows (benchmarks/redraw.py): a change
-    to how figures are drawn, published without redrawing them, fails here."""
+    """docs/lab's figures (and the explained reviews' pages) are what this code draws from docs/lab's committed rows
+    (benchmarks/redraw.py): a change to how they are drawn, published without drawing them again, fails here."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -236,7 +236,7 @@ def test_every_figure_of_the_published_lab_redraws_to_the_same_bytes(tmp_path):
     if any(version(name) != pinned for name, pinned in pins.items()):  # the bytes are theirs (SVG header, zlib)
         pytest.skip(f"docs/lab's figures were drawn with the locked {pins}: these libraries differ")
     drawn = redraw(LAB, tmp_path)
-    assert len(drawn) == 2 * 6 + 3  # five experiments and the exercise (SVG and PNG), three explained reviews
+    assert len(drawn) == 2 * 6 + 2 * 3  # five experiments and the exercise (SVG, PNG), three reviews (PNG, HTML)
     for old, new in drawn:
         assert old.read_bytes() == new.read_bytes(), f"{old} is not what this code draws: benchmarks/redraw.py docs/lab"
 

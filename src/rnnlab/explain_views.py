@@ -40,12 +40,13 @@ def opinion_colour(p: float) -> tuple[int, int, int]:
     return _rgb(2 * p - 1)
 
 
-def attribution_colours(attr: list[float] | None) -> list[tuple[int, int, int]]:
-    """Each token's attribution relative to the run's largest |attribution| ([] without attribution)."""
+def attribution_colours(attr: list[float] | None, faded: bool = False) -> list[tuple[int, int, int]]:
+    """Each token's attribution relative to the run's largest |attribution| ([] without attribution); faded
+    (a third of the colour): attributions that fail completeness."""
     if attr is None:
         return []
     top = max((abs(a) for a in attr), default=0.0) or 1.0
-    return [_rgb(a / top) for a in attr]
+    return [_rgb(a / top / 3 if faded else a / top) for a in attr]
 
 
 def _hex(rgb) -> str:
@@ -86,8 +87,8 @@ def header_lines(e: Explanation) -> list[str]:
                    f"- baseline {e.baseline_logit:+.4f} = {e.logit - e.baseline_logit:+.4f} "
                    f"(convergence delta {e.attribution_delta:+.2e})")
         pos, neg = top_words(e)
-        out.append("  pushed towards positive: " + (", ".join(f"{w} {a:+.3f}" for w, a in pos) or "-"))
-        out.append("  pushed towards negative: " + (", ".join(f"{w} {a:+.3f}" for w, a in neg) or "-"))
+        out.append("  pushed towards positive: " + (", ".join(f"{w} {a:+.3f}" for w, a in pos if round(a, 3)) or "-"))
+        out.append("  pushed towards negative: " + (", ".join(f"{w} {a:+.3f}" for w, a in neg if round(a, 3)) or "-"))
         if attribution_warning(e):
             out.append(f"  warning: {attribution_warning(e)}")
     else:
@@ -117,6 +118,9 @@ def render_terminal(exps: list[Explanation], colour: bool, width: int | None = N
         lines += header_lines(e)
     if len(exps) > 1:
         lines.append(f"aligned: {al.note}")
+    if not colour:
+        lines.append("columns: t = the token's place among those read; p_pos = running opinion; attr = attribution; "
+                     "|dL/dx| = gradient norm at its embedding; |dh| = ||h_t - h_t-1||")
     lines.append("")
     if not colour:
         return "\n".join(lines + _table(exps, al)) + "\n"
@@ -357,18 +361,19 @@ def _card(e: Explanation) -> str:
         truth = f" · true label {'positive' if e.true_label else 'negative'} ({'right' if ok else 'wrong'})"
     lines = [f'<h3>{esc(e.run)} <span class="note">({esc(e.model)}, pool {esc(e.pool)})</span></h3>',
              f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{esc(truth)}</p>',
-             f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) if e.truncation else f'Read all {len(e)} tokens.'}"
+             f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) + '.' if e.truncation else f'Read all {len(e)} tokens.'}"
              f" Running opinion: {esc(e.reading)}.</p>"]
     if e.attribution is not None:
         pos, neg = top_words(e)
-        fmt = lambda ws: ", ".join(f"<b>{esc(w)}</b> {a:+.2f}" for w, a in ws) or "none"  # noqa: E731
+        fmt = lambda ws: ", ".join(f"<b>{esc(w)}</b> {a:+.2f}" for w, a in ws if round(a, 2)) or "none"  # noqa: E731
         lines.append(f'<p><span class="pos">Towards positive:</span> {fmt(pos)}. '
                      f'<span class="neg">Towards negative:</span> {fmt(neg)}.</p>')
         warn = attribution_warning(e)
         lines.append(f"<p>The attributions add up to {sum(e.attribution):+.3f}; the logit moved "
                      f"{e.logit - e.baseline_logit:+.3f} from the blank review ({e.baseline_logit:+.3f} to "
                      f"{e.logit:+.3f}; convergence delta {e.attribution_delta:+.1e})."
-                     + (' <span class="warn">Completeness fails: read them as rough.</span>' if warn else "") + "</p>")
+                     + (' <span class="warn">Completeness fails: the words above are a rough picture, not the '
+                        'reasons for the answer (their colours below are faded).</span>' if warn else "") + "</p>")
     else:
         lines.append(f'<p class="warn">{esc(e.attribution_note[0].upper() + e.attribution_note[1:])}.</p>')
     if vanished(e):
@@ -409,13 +414,13 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
         ok = next(e for e in exps if e.attribution is not None)
         body += ['<p class="note">How much each word moved the final logit away from a review of the same length '
                  f"with no words: {esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
-                 "colours are relative to each run's strongest word. By completeness the attributions add up to "
+                 "colours are relative to each run's strongest word (faded where completeness fails). By completeness the attributions add up to "
                  "the logit's change; Captum's convergence delta is how far they miss it.</p>"]
         body += [f'<p class="warn">{esc(e.run)}: {esc(attribution_warning(e))}.</p>'
                  for e in exps if attribution_warning(e)]
         body += [scale("towards negative", "towards positive"), bars,
-                 _flow(exps, al, [attribution_colours(e.attribution) if e.attribution is not None else []
-                                  for e in exps])]
+                 _flow(exps, al, [attribution_colours(e.attribution, faded=bool(attribution_warning(e)))
+                                  if e.attribution is not None else [] for e in exps])]
     else:
         body.append(f'<p class="warn">{esc(exps[0].attribution_note)}.</p>')
     zeros = "; ".join(f"{esc(e.run)}: {vanished(e)} of {len(e)}" for e in exps if vanished(e))
@@ -487,7 +492,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
         line(ax, i, "opinion", lw=1.3, label=f"{e.run} ({e.model}): {e.label} {e.p_positive:.3f}")
     ax.set_ylim(0, 1)
     ax.set_ylabel("P(positive)\nafter token")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # beside the panel: off the lines
     ax.set_title("running opinion: P(positive) had the review ended after this token"
                  + (" (a run that kept a review's last tokens: of the part it kept)" if any(e.start for e in exps)
                     else "")
@@ -496,10 +501,17 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     for a, i in zip(axes[1:], with_attr):
         e = exps[i]
         v = np.array([np.nan if y is None else y for y in al.values(exps, "attribution", i)], dtype=float)
-        a.bar(x, np.nan_to_num(v), width=1.0, color=np.where(v >= 0, _hex(POS_RGB), _hex(NEG_RGB)))
+        fails = bool(attribution_warning(e))
+        a.bar(x, np.nan_to_num(v), width=1.0, color=np.where(v >= 0, _hex(POS_RGB), _hex(NEG_RGB)),
+              alpha=0.35 if fails else 1.0)  # faded: bars that do not add up to the answer are no reasons for it
         a.axhline(0, color="#888", lw=0.6)
         a.set_ylabel("attribution", fontsize=8)
-        warn = " - completeness fails: rough" if attribution_warning(e) else ""
+        warn = " - completeness fails: rough" if fails else ""
+        if fails:
+            a.text(0.01, 0.5, f"completeness fails: these bars add up to {sum(e.attribution):+.3f} where the logit "
+                   f"moved {e.logit - e.baseline_logit:+.3f}; read them as a rough picture, not as the reasons "
+                   "for the answer", transform=a.transAxes, fontsize=8, va="center",
+                   bbox=dict(facecolor="white", edgecolor="#c60", alpha=0.9))
         a.set_title(f"{e.run}: Integrated Gradients of the final logit (sum {sum(e.attribution):+.3f}, "
                     f"logit - baseline {e.logit - e.baseline_logit:+.3f}, delta {e.attribution_delta:+.1e}{warn})",
                     fontsize=8, loc="left")
@@ -516,7 +528,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
                 if any(len(k) for _, k in zeros) else "gradient of the loss at each word's embedding",
                 fontsize=8, loc="left")
     if len(exps) > 1 or any(len(k) for _, k in zeros):
-        a.legend(fontsize=7, loc="upper left")
+        a.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     if recurrent:
         a = axes[-1]
         for i in recurrent:

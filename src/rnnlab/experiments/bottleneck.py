@@ -263,7 +263,8 @@ def figure(rows: list[dict], judged: dict):
     a.set_xscale("log"); a.set_ylim(0.4, 1.02)
     a.set_xticks(xs, [str(d) for d in dists])
     a.set_xlabel("filler tokens after the planted passage"); a.set_ylabel("share of predictions following it")
-    a.set_title("retention probe (0.5 = ignores the passage)", fontsize=10); a.grid(alpha=0.3); a.legend(fontsize=7)
+    a.set_title("retention probe (0.5 = ignores the passage)", fontsize=10); a.grid(alpha=0.3)
+    a.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: off the curves
     buckets = list(dict.fromkeys(r["bucket"] for r in rows if r["part"] == "by_length" and r["metric"] == "test_acc"))
     width = 0.8 / max(len(hs), 1)
     for i, h in enumerate(hs):

@@ -277,16 +277,18 @@ def figure(rows: list[dict], judged: dict):
         c.plot([int(T) for T in fr], [100 * v for v in fr.values()], "o-", color=MODEL_COLORS.get(m), label=m)
     a.set_xscale("log", base=2); a.set_yscale("log")
     a.set_xlabel("sequence length T (tokens)"); a.set_ylabel("ms per forward+backward batch (median, min-max)")
-    a.set_title("time per batch", fontsize=10); a.legend(fontsize=6, ncol=2); a.grid(alpha=0.3, which="both")
+    a.set_title("time per batch", fontsize=10); a.grid(alpha=0.3, which="both")
     if len(threads) > 1:
         b.axhline(1, color="k", lw=0.8, ls=":")
         b.axhline(threads[-1] / threads[0], color="k", lw=0.8, ls="--", label="perfect scaling")
     b.set_xscale("log", base=2); b.set_xlabel("sequence length T (tokens)")
     b.set_ylabel(f"speed-up from {threads[0]} to {threads[-1]} threads" if threads else "speed-up")
-    b.set_title("what a second thread buys", fontsize=10); b.legend(fontsize=7); b.grid(alpha=0.3)
+    b.set_title("what a second thread buys", fontsize=10); b.grid(alpha=0.3)
     c.set_xscale("log", base=2); c.set_xlabel("sequence length T (tokens)")
     c.set_ylabel("% of this machine's float32 matmul rate"); c.set_title("hardware used", fontsize=10)
-    c.legend(fontsize=7); c.grid(alpha=0.3)
+    c.grid(alpha=0.3)
+    for ax, ncol in ((a, 3), (b, 3), (c, 3)):  # below each panel, where no line runs
+        ax.legend(fontsize=7, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.17))
     fig.suptitle(title("Serial computation", judged, "lab presets (rnn, lstm, gru, transformer; cnn at the rnn's "
                        "sizes), forward + backward, median of the repeats, nothing else running"))
     tight(fig)
