@@ -936,6 +936,25 @@ def test_an_explained_review_is_named_by_its_place_in_the_data_and_an_older_lab_
             "</sub>") in text.replace("\\_", "_"), text
 
 
+def test_the_report_says_what_the_lab_trains_and_tests_on_and_how_much_of_a_review_was_read(lab):
+    """A reader of RESULTS.md met "25,000 training reviews" (the exercise) and no word that the shortfalls train on
+    9,000 of them; an explained review's heading said "400 tokens" of an 881-token review."""
+    from rnnlab.experiments.common import DATA
+
+    write_report(lab)
+    text = " ".join((lab / "report.md").read_text().split())
+    assert (f"train each model for 3 epochs on the same {DATA['full']['n_train']:,} of IMDB's 25,000 training reviews "
+            f"(class-balanced; each of the 3 seeds holds out 10% of them for validation, so 9,000 train it) and test "
+            f"it on the same {DATA['full']['n_test']:,} of the 25,000 test reviews") in text, text[:2000]
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    first = {"n_review_tokens": picks["picks"][1]["n_tokens"] + 30, "start": 30}  # a run that kept the last ones
+    picks["picks"][1]["explanations"] = [first]
+    write_json(lab / "explain" / "picks.json", picks)
+    write_report(lab)
+    assert (f"(the last {picks['picks'][1]['n_tokens']} of its {first['n_review_tokens']} tokens, label"
+            in (lab / "report.md").read_text())
+
+
 def test_the_explain_section_counts_the_explanations_whose_attributions_add_up(lab):
     """Counted from the saved explanations with explain's own check: one that adds up, one that misses by 40%."""
     from rnnlab.explain import Explanation

@@ -35,6 +35,20 @@ INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measur
          "Thresholds are declared in code before this lab ran.")
 
 
+def data_budget() -> str:
+    """What the shortfalls and the comparison train and test on, in a full lab and a --quick one."""
+    from .config import BUDGET
+    from .experiments.common import DATA, QUICK_EPOCHS, SEEDS
+
+    full, quick, val = DATA["full"], DATA["quick"], BUDGET["val_fraction"]
+    return (f"The shortfalls and the comparison train each model for {BUDGET['epochs']} epochs on the same "
+            f"{full['n_train']:,} of IMDB's 25,000 training reviews (class-balanced; each of the {len(SEEDS['full'])} "
+            f"seeds holds out {val:.0%} of them for validation, so {round(full['n_train'] * (1 - val)):,} train it) "
+            f"and test it on the same {full['n_test']:,} of the 25,000 test reviews; the notebook's exercise uses "
+            f"all of both. A --quick lab: {quick['n_train']:,} and {quick['n_test']:,} reviews, {QUICK_EPOCHS} "
+            f"epoch{'s' if QUICK_EPOCHS != 1 else ''}.")
+
+
 class ReportError(RunError):
     """LAB is missing or holds nothing rnnlab made."""
 
@@ -293,7 +307,11 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
             continue
         where = (f"test review {p['data_index']}" if "data_index" in p  # made before data_index was recorded:
                  else f"review {p['index']} of the lab's test subset")  # a place in the subset, not in the data
-        sec.blocks += [Heading(f"{p['rule']}: {where} ({p['n_tokens']} tokens, label "
+        first = (p.get("explanations") or [{}])[0]
+        whole, cut_head = first.get("n_review_tokens", p["n_tokens"]), first.get("start", 0) > 0
+        read = (f"the {'last' if cut_head else 'first'} {p['n_tokens']} of its {whole} tokens"
+                if isinstance(whole, int) and whole > p["n_tokens"] else f"{p['n_tokens']} tokens")
+        sec.blocks += [Heading(f"{p['rule']}: {where} ({read}, label "
                                f"{'positive' if p['label'] else 'negative'})"),
                        Text(f"Rule: {p['criterion']}. Illustrates {ILLUSTRATES.get(p['rule'], '')}."
                             + (f" To read it again: {_again(picks, p['data_index'], lab, known)}"
@@ -457,13 +475,14 @@ def render_html(sections: list[Section], lab: Path) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>rnnlab report: {esc(head)}</title><style>{CSS}</style></head><body>\n"
-            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(INTRO)}</p>"
+            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(INTRO + ' ' + data_budget())}</p>"
             f"{overview(sections).html(None)}<p class=\"note\">Rendered {time.strftime('%Y-%m-%d %H:%M')} from "
             f"{esc(lab)} by rnnlab report.</p></header>\n{body}\n</body></html>\n")
 
 
 def render_markdown(sections: list[Section], lab: Path, link) -> str:
-    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(INTRO), overview(sections).md(link),
+    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(INTRO + " " + data_budget()),
+           overview(sections).md(link),
            f"<sub>Rendered from {md_text(lab)} by rnnlab report.</sub>"]
     for s in sections:
         out.append(f"## {md_text(s.title)}")

@@ -51,6 +51,8 @@ EXPERIMENTS = {e.name: e for e in (
                "passage still sways the prediction far from the end.", "rnnlab.experiments.bottleneck"),
     Experiment("compare", "What fixes each shortfall",
                "The notebook's closing claims: does order matter (is a bag of words worse), and do LSTM gates fix "
-               "what the vanilla RNN suffers from?", "rnnlab.experiments.compare"),
+               "what the vanilla RNN suffers from? Every model gets the lab's budget (below); one that kept its last "
+               "epoch (the table's kept epochs) was still improving when its budget ended, so this compares the models "
+               "at that budget, not at their best.", "rnnlab.experiments.compare"),
 )}
 SHORTFALLS = tuple(n for n in EXPERIMENTS if n != "compare")
