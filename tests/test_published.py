@@ -40,6 +40,17 @@ def test_readme_results_block_rerenders_identically(tmp_path, monkeypatch):
 
 
 @needs_lab
+def test_the_vanishing_gradient_claims_second_part_has_its_own_row():
+    """The claim says "after training and at initialisation"; the at-initialisation number (recorded in verdict.json)
+    appeared in no table of RESULTS.md."""
+    from rnnlab.blocks import fmt
+
+    e = json.loads((LAB / "vanishing-gradients" / "verdict.json").read_text())["numbers"]["at_init"]
+    assert (f"| claim, its second part | log10(g\\_first / g\\_last), RNN at init | (in the claim's outcome) | "
+            f"{fmt(e['estimate'])} | [{fmt(e['ci95'][0])}, {fmt(e['ci95'][1])}] | &lt; -3 |") in RESULTS.read_text()
+
+
+@needs_lab
 def test_the_published_lab_is_the_full_lab_on_three_seeds_from_committed_code():
     lab = json.loads((LAB / "lab.json").read_text())
     assert lab["mode"] == "full" and lab["seeds"] == [0, 1, 2] and lab["environment"]["git_dirty"] is False

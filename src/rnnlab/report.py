@@ -82,8 +82,12 @@ def verdict_blocks(v: dict) -> list:
     blocks = [Outcome(v["outcome"], v["claim"]), Text(f"Criterion: {v['criterion']}", note=True)]
     claims = [("claim", v), *(("sub-question", q) for q in v.get("questions", [])),
               *(("negative control", c) for c in v.get("controls", []))]
-    blocks.append(Table(["", "claim", "outcome", "effect", "95% interval", "threshold", "per replicate"],
-                        [[kind, q["claim"], _outcome_cell(q), *effect_cells(q.get("effect") or {})] for kind, q in claims],
+    rows = [[kind, q["claim"], _outcome_cell(q), *effect_cells(q.get("effect") or {})] for kind, q in claims]
+    at_init = (v.get("numbers") or {}).get("at_init")  # the claim's second part (vanishing gradients): its own row
+    if isinstance(at_init, dict) and "estimate" in at_init:
+        rows.insert(1, ["claim, its second part", str(at_init.get("name", "at initialisation")),
+                        "(in the claim's outcome)", *effect_cells(at_init)])
+    blocks.append(Table(["", "claim", "outcome", "effect", "95% interval", "threshold", "per replicate"], rows,
                         "Effect sizes: the mean with its 95% t interval, over seeds unless the criterion says otherwise "
                         "(lengths, or the repeats of one timing run); per replicate: the values it is over"))
     table = v.get("numbers", {}).get("table")
