@@ -190,6 +190,15 @@ def md_links(md: Path) -> list[str]:
 
 # --- the HTML -----------------------------------------------------------------------------------------
 
+
+def test_counts_read_back_as_floats_print_as_counts():
+    """table.csv's counts come back from JSON as floats: 10000.0 was printed 1e+04, 2030000.0 as 2.03e+06."""
+    from rnnlab.blocks import fmt
+
+    assert [fmt(10000.0), fmt(2030000.0), fmt(9999.0), fmt(12345.5), fmt(float("nan")), fmt(-20000.0)] == [
+        "10,000", "2,030,000", "9999", "1.235e+04", "n/a", "-20,000"]
+
+
 def test_html_is_one_self_contained_file(lab):
     written = write_report(lab)
     assert written["html"] == str(lab / "report.html") and written["markdown"] == str(lab / "report.md")
