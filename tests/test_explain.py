@@ -921,6 +921,19 @@ def test_attributions_that_do_not_add_up_are_drawn_faded_and_said_to_be_no_reaso
     assert "6 tokens were cut. Running opinion:" in _card(cut)
 
 
+def test_a_one_token_review_draws_points_and_a_bar_of_a_bars_width(tmp_path, monkeypatch):
+    """A one-token review drew empty line panels (one point, no marker) and one bar filling its whole panel;
+    its title said "1 tokens"."""
+    import rnnlab.plots
+
+    drawn = []
+    monkeypatch.setattr(rnnlab.plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    write_png([_made_up([0.3], [-0.5], change=[2.0])], tmp_path / "one.png")
+    (fig,) = drawn
+    assert fig.axes[0].lines[-1].get_marker() == "o" and fig.axes[-1].get_xlim() == (-4.0, 4.0)
+    assert fig._suptitle.get_text().endswith(", 1 token")
+
+
 def test_top_words_strongest_first():
     from rnnlab.explain_views import top_words
 

@@ -133,8 +133,8 @@ def fmt(x) -> str:
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;max-width:960px;margin:2rem auto;
 padding:0 1rem;line-height:1.5;color:#1f2328;background:#fff}h2{border-bottom:1px solid #d0d7de;margin-top:2.5rem}
-img{max-width:100%;height:auto}figure{margin:1rem 0}table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem;display:block;
-overflow-x:auto;max-width:100%}caption{text-align:left;font-size:.8rem;color:#59636e}
+img{max-width:100%;height:auto}figure{margin:1rem 0}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem;display:block;overflow-x:auto;max-width:100%}caption{text-align:left;font-size:.8rem;color:#59636e}
 th,td{border:1px solid #d0d7de;padding:.2rem .5rem;text-align:left;vertical-align:top}thead th{background:#f6f8fa}
 .badge{display:inline-block;padding:.05rem .6rem;border-radius:1rem;font-weight:700;font-size:.75rem;color:#fff;
 text-transform:uppercase}.holds .badge{background:#1a7f37}.fails .badge{background:#cf222e}

@@ -145,6 +145,11 @@ def attribution_warning(e: Explanation) -> str:
             f"from the blank review. {why} (docs/USAGE.md, 'Attributions'): read these attributions as rough")
 
 
+def token_count(n: int) -> str:
+    """"1 token", "400 tokens"."""
+    return f"{n:,} token{'' if n == 1 else 's'}"
+
+
 def vanished(e: Explanation) -> int:
     """How many tokens' gradient is exactly 0: below float32's smallest number (about 1e-45)."""
     return sum(g == 0 for g in e.grad_norm)
@@ -258,7 +263,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     if L < n_full:
         part = "first" if start == 0 else "last"
         cut = (f"read the {part} {L} of the review's {n_full} tokens (max_len {cfg.max_len}, "
-               f"truncate {cfg.truncate}): {n_full - L} tokens were cut")
+               f"truncate {cfg.truncate}): {token_count(n_full - L)} {'was' if n_full - L == 1 else 'were'} cut")
     return Explanation(run.name, cfg.model, cfg.pool, reading(cfg, start), words, ids, start, positions, n_full,
                        cut, opinion.tolist(), attr, note, delta, base, grad, change, logit, p,
                        "positive" if p > 0.5 else "negative", vocab.strip_html, source, true_label)
@@ -450,7 +455,7 @@ def align(exps: list[Explanation]) -> Alignment:
                                "(a tag it stripped, a part it cut) is left blank")
     lo, hi = min(e.start for e in exps), max(e.start + len(e) for e in exps)
     if all(e.start == lo and len(e) == hi - lo for e in exps):
-        return Alignment(rows, f"{names}: the same {hi - lo} tokens, aligned one to one")
+        return Alignment(rows, f"{names}: the same {token_count(hi - lo)}, aligned one to one")
     s_lo, s_hi = max(e.start for e in exps), min(e.start + len(e) for e in exps)
     shared = f"tokens {s_lo + 1}-{s_hi} of {exps[0].n_review_tokens}" if s_hi > s_lo else "no tokens"
     where = "tail" if s_hi == hi else "head" if s_lo == lo else "middle"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .blocks import esc
-from .explain import Alignment, Explanation, align, attribution_warning, vanished
+from .explain import Alignment, Explanation, align, attribution_warning, token_count, vanished
 from .io import write_text
 
 # --- colours ------------------------------------------------------------------------------------------
@@ -94,8 +94,8 @@ def header_lines(e: Explanation) -> list[str]:
     else:
         out.append(f"  {e.attribution_note}")
     if vanished(e):
-        out.append(f"  ||dL/dx_t|| is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning signal "
-                   "reaches them at all")
+        out.append(f"  ||dL/dx_t|| is exactly 0 in float32 at {vanished(e)} of {token_count(len(e))}: no learning "
+                   "signal reaches them at all")
     return out
 
 
@@ -359,9 +359,10 @@ def _card(e: Explanation) -> str:
     if e.true_label is not None:
         ok = (e.true_label == 1) == (e.label == "positive")
         truth = f" · true label {'positive' if e.true_label else 'negative'} ({'right' if ok else 'wrong'})"
+    read_all = f"Read all {len(e)} tokens." if len(e) != 1 else "Read its one token."
     lines = [f'<h3>{esc(e.run)} <span class="note">({esc(e.model)}, pool {esc(e.pool)})</span></h3>',
              f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{esc(truth)}</p>',
-             f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) + '.' if e.truncation else f'Read all {len(e)} tokens.'}"
+             f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) + '.' if e.truncation else read_all}"
              f" Running opinion: {esc(e.reading)}.</p>"]
     if e.attribution is not None:
         pos, neg = top_words(e)
@@ -377,7 +378,7 @@ def _card(e: Explanation) -> str:
     else:
         lines.append(f'<p class="warn">{esc(e.attribution_note[0].upper() + e.attribution_note[1:])}.</p>')
     if vanished(e):
-        lines.append(f"<p>The gradient is exactly 0 in float32 at {vanished(e)} of {len(e)} tokens: no learning "
+        lines.append(f"<p>The gradient is exactly 0 in float32 at {vanished(e)} of {token_count(len(e))}: no learning "
                      "signal reaches them.</p>")
     return '<div class="card">' + "".join(lines) + "</div>"
 
@@ -399,7 +400,7 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
                                  'for its numbers</span></div>')
     has_attr = [e.attribution is not None for e in exps]
     body = [f"<h1>{esc(title)}</h1>",
-            f'<p class="sub">{esc(src) + " · " if src else ""}{len(al.rows)} tokens'
+            f'<p class="sub">{esc(src) + " · " if src else ""}{token_count(len(al.rows))}'
             + (f" · {esc(al.note)}" if multi else "") + "</p>",
             '<div class="cards">' + "".join(_card(e) for e in exps) + "</div>",
             "<h2>Running opinion</h2>",
@@ -476,6 +477,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
 
     def line(a, i, field, **kw):  # a run's values at the rows it read; across the others the line goes on
         v, (colour, dashed) = al.values(exps, field, i), line_style(i)
+        kw = {**kw, **({"marker": "o", "ms": 3} if n <= 60 else {})}  # a short review's points (one token: no line)
         k = np.array([j for j, y in enumerate(v) if y is not None])
         y = np.array([y for y in v if y is not None], dtype=float)
         if field == "grad_norm":
@@ -521,7 +523,7 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     for i, k in zeros:
         if len(k):
             a.scatter(k, np.full(len(k), bottom), marker="v", s=10, color=line_style(i)[0], alpha=0.6, clip_on=False,
-                      label=f"{exps[i].run}: exactly 0 ({len(k)} tokens)")
+                      label=f"{exps[i].run}: exactly 0 ({token_count(len(k))})")
     a.set_ylim(bottom=bottom)
     a.set_ylabel("||dL/dx_t||\n(log)")
     a.set_title("gradient of the loss at each word's embedding (triangles: exactly 0 in float32)"
@@ -538,12 +540,13 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
     k = max(1, math.ceil(n / max_labels))
     axes[-1].set_xticks(x[::k])
     axes[-1].set_xticklabels([f"{al.rows[j][0][:14]} {j + 1}" for j in x[::k]], rotation=90, fontsize=7)
-    axes[-1].set_xlim(-0.5, n - 0.5)
+    pad = max(0.0, (8 - n) / 2)  # a short review's bars keep a bar's width, centred
+    axes[-1].set_xlim(-0.5 - pad, n - 0.5 + pad)
     axes[-1].set_xlabel(f"token (one in {k} labelled)" if k > 1 else "token")
     for a in axes:
         a.grid(alpha=0.25)
     src = next((e.source for e in exps if e.source), "")
-    fig.suptitle(f"rnnlab explain: {src or 'one review'}, {n} tokens", fontsize=10)
+    fig.suptitle(f"rnnlab explain: {src or 'one review'}, {token_count(n)}", fontsize=10)
     tight(fig)
     save_figure(fig, path, dpi=110)
     return path
