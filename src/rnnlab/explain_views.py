@@ -204,7 +204,7 @@ h1{font-size:1.45em;margin:.2em 0 .1em}h2{font-size:1.15em;margin:1.6em 0 .4em;b
 .legend{display:flex;align-items:center;gap:8px;font-size:.85em;color:#444;margin:4px 0 8px;flex-wrap:wrap}
 .scale{display:inline-block;width:180px;height:12px;border-radius:2px;
   background:linear-gradient(90deg,rgb(202,0,32),rgb(247,247,247),rgb(5,113,176))}
-svg{width:100%;height:auto;display:block}
+svg{width:100%;height:auto;display:block}.chart{overflow-x:auto}.chart svg{min-width:640px}
 svg text{font:11px system-ui,sans-serif;fill:#444}
 table{border-collapse:collapse;font-size:.9em}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
 """
@@ -338,7 +338,7 @@ def _svg_chart(al: Alignment, series: list[tuple[int, list[float | None]]], titl
             g.append(f'<rect x="{L + k * w:.2f}" y="{T}" width="{w:.2f}" height="{H - T - B}" fill="#000" '
                      f'fill-opacity="0"><title>{esc(tip)}</title></rect>')
     g.append("</svg>")
-    return "".join(g)
+    return '<div class="chart">' + "".join(g) + "</div>"  # on a phone: scrolls sideways at a readable size
 
 
 def _chart_legend(exps: list[Explanation], shown=None) -> str:
