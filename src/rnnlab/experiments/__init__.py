@@ -48,7 +48,9 @@ EXPERIMENTS = {e.name: e for e in (
                "rnnlab.experiments.serial"),
     Experiment("bottleneck", "Shortfall 4: the fixed-size memory bottleneck",
                "How much can one fixed-size hidden state hold? Accuracy against hidden size, and whether a planted "
-               "passage still sways the prediction far from the end.", "rnnlab.experiments.bottleneck"),
+               "passage still sways the prediction far from the end: two strongly positive or negative sentences "
+               "set into neutral filler, a growing number of filler tokens before the end; the follow rate is the "
+               "share of predictions that side with the passage (0.5: it is ignored).", "rnnlab.experiments.bottleneck"),
     Experiment("compare", "What fixes each shortfall",
                "The notebook's closing claims: does order matter (is a bag of words worse), and do LSTM gates fix "
                "what the vanilla RNN suffers from? Every model gets the lab's budget (below); one that kept its last "
