@@ -576,3 +576,22 @@ def test_a_host_that_runs_the_command_in_process_keeps_its_signals(seed_run, hos
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == "True", (r.stdout, r.stderr)
+
+
+def test_the_commit_recorded_is_rnnlabs_not_that_of_a_project_it_is_installed_in(tmp_path, monkeypatch):
+    """An rnnlab installed into a user's .venv inside their own git project recorded that project's HEAD as its
+    commit (in meta.json and the report). Only a checkout whose src/rnnlab is this package counts."""
+    import rnnlab.runs as runs_mod
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    for where in ("venv/lib/site-packages/rnnlab", "src/rnnlab"):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "runs.py").write_text("")
+    subprocess.run([*git, "-C", str(tmp_path), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "a user's project"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    monkeypatch.setattr(runs_mod, "__file__", str(tmp_path / "venv/lib/site-packages/rnnlab/runs.py"))
+    assert runs_mod._git() == {}
+    monkeypatch.setattr(runs_mod, "__file__", str(tmp_path / "src/rnnlab/runs.py"))
+    assert runs_mod._git() == {"git_commit": head.strip(), "git_dirty": False}

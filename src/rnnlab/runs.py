@@ -186,18 +186,20 @@ def torch_threads(n: int | None):
 
 
 def _git() -> dict:
-    """The commit of the rnnlab checkout (and whether it had uncommitted changes); {} when not in git."""
+    """The commit of the rnnlab checkout (and whether it had uncommitted changes); {} when not run from one: an
+    installed rnnlab inside another project's repository (a user's .venv) is not that project's commit."""
     import subprocess
 
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
-        if commit.returncode:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+        top, _, head = commit.stdout.strip().partition("\n")
+        if commit.returncode or Path(top).resolve() / "src" / "rnnlab" != here:
             return {}
         dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5)
-        return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+        return {"git_commit": head.strip(), "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {}
 
