@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -126,7 +127,24 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 3  # each still scored, as the help says
     assert r.stderr == ("note: 2 of the 3 reviews (the first: review 2) have no word the tokenizer reads (a-z, 0-9): "
                         "the model reads one <unk> token, as for an empty review\n"), r.stderr  # bow: <br /> kept
+    import pty
+
+    controller, terminal = pty.openpty()  # no review and stdin a terminal: it waited without a word
+    r = subprocess.run(CMD + ["predict", str(out)], stdin=terminal, capture_output=True, text=True, timeout=120)
+    os.close(controller), os.close(terminal)
+    assert r.returncode == 2 and r.stderr.strip() == "Error: no review given: pass TEXT arguments or lines on stdin"
+    from types import SimpleNamespace
+
+    from rnnlab.cli import cut_note
     from rnnlab.text import wordless_note
+
+    tail = SimpleNamespace(max_len=400, truncate="tail")
+    assert cut_note(tail, [400, 12]) == "" and cut_note(SimpleNamespace(max_len=0, truncate="head"), [9000]) == ""
+    assert cut_note(tail, [401]) == "the review has 401 tokens; the run read its last 400 (max_len 400, truncate tail)"
+    assert cut_note(SimpleNamespace(max_len=400, truncate="head"), [3, 1200, 401]) == (
+        "2 of the 3 reviews (the first: review 2, 1,200 tokens) are longer than the run reads: it read the first 400 "
+        "tokens of each (max_len 400, truncate head)")
+    assert cut_note(tail, [3, 500]).startswith("review 2 of the 2 (500 tokens) is longer than the run reads: it read")
 
     assert wordless_note(["ok", "<br />"], strip_html=True) == ("review 2 of 2 has no word the tokenizer reads (a-z, "
                                                                 "0-9): the model reads one <unk> token, as for an "

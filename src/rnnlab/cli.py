@@ -592,12 +592,12 @@ def predict(run_dir, texts, as_json, device):
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
     with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
     """
-    from .scoring import predict_texts
+    from .scoring import encode_texts, predict_proba
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
-        if sys.stdin is None:  # closed (`<&-`)
+        if sys.stdin is None or sys.stdin.isatty():  # closed (`<&-`), or a terminal: it would wait without a word
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
         raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
         texts = [line.removesuffix("\r") for line in raw.split("\n")]  # only \n ends a review
@@ -605,13 +605,30 @@ def predict(run_dir, texts, as_json, device):
             texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    for note in filter(None, (unread_note(list(texts)), wordless_note(list(texts), vocab.strip_html))):
+    enc, full = encode_texts(vocab, list(texts), None, cfg.max_len, cfg.truncate)  # as predict_texts, with lengths
+    for note in filter(None, (unread_note(list(texts)), wordless_note(list(texts), vocab.strip_html),
+                              cut_note(cfg, full))):
         _log(f"note: {note}")
     out = []
-    for p in predict_texts(cfg, vocab, model, list(texts), dev):
+    for p in predict_proba(model, enc, dev):
         label = "positive" if p > 0.5 else "negative"
         out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json else f"{label}\t{p:.4f}")
     click.echo("\n".join(out))
+
+
+def cut_note(cfg, full_lengths) -> str:
+    """"" or a line for the user: which reviews are longer than the run reads, and which part of them it read."""
+    cut = [i for i, n in enumerate(full_lengths) if cfg.max_len and n > cfg.max_len]
+    if not cut:
+        return ""
+    how, part = f"(max_len {cfg.max_len}, truncate {cfg.truncate})", "last" if cfg.truncate == "tail" else "first"
+    if len(full_lengths) == 1:
+        return f"the review has {int(full_lengths[0]):,} tokens; the run read its {part} {cfg.max_len} {how}"
+    first = f"{int(full_lengths[cut[0]]):,} tokens"
+    which = (f"review {cut[0] + 1} of the {len(full_lengths):,} ({first}) is" if len(cut) == 1 else
+             f"{len(cut):,} of the {len(full_lengths):,} reviews (the first: review {cut[0] + 1}, {first}) are")
+    return (f"{which} longer than the run reads: it read the {part} {cfg.max_len} tokens of "
+            f"{'it' if len(cut) == 1 else 'each'} {how}")
 
 
 # --- experiments, lab, report ---------------------------------------------------------------------------
