@@ -127,6 +127,13 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 3  # each still scored, as the help says
     assert r.stderr == ("note: 2 of the 3 reviews (the first: review 2) have no word the tokenizer reads (a-z, 0-9): "
                         "the model reads one <unk> token, as for an empty review\n"), r.stderr  # bow: <br /> kept
+    (tmp_path / "many.txt").write_text("a fine film\n" * 200_000)  # ~3 MB of output, read one line of it
+    with open(tmp_path / "many.txt") as reviews:
+        proc = subprocess.Popen(CMD + ["predict", str(out)], stdin=reviews, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as `| head -1`: one write of it all returned short and the command exited 0
+        assert first.split(b"\t")[0] in (b"positive", b"negative") and proc.wait(timeout=300) == 141, proc.stderr.read()
     import pty
 
     controller, terminal = pty.openpty()  # no review and stdin a terminal: it waited without a word

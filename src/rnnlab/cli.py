@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, in_the_way, one_line, shorten
+from .io import HANGUP, RunError, echo_whole, in_the_way, one_line, shorten
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -613,7 +613,7 @@ def predict(run_dir, texts, as_json, device):
     for p in predict_proba(model, enc, dev):
         label = "positive" if p > 0.5 else "negative"
         out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json else f"{label}\t{p:.4f}")
-    click.echo("\n".join(out))
+    echo_whole("\n".join(out))  # megabytes for a file of reviews: in pieces (| head)
 
 
 def cut_note(cfg, full_lengths) -> str:

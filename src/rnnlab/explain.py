@@ -54,7 +54,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, file_in_the_way, printable, shorten
+from .io import RunError, echo_whole, file_in_the_way, printable, shorten
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -812,12 +812,12 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             click.echo(f"wrote {path}", err=True)
     if as_json:
         al = align(exps)
-        click.echo(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
+        echo_whole(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
             {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
         return
     colour = (not plain and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
               and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text
-    click.echo(printable(render_terminal(exps, colour)), nl=False)  # a name's bytes that are not UTF-8, escaped
+    echo_whole(printable(render_terminal(exps, colour)), nl=False)  # a name's bytes that are not UTF-8, escaped
 
 
 from .explain_views import render_terminal, write_html, write_png  # noqa: E402  (re-exported)

@@ -237,6 +237,20 @@ def text_file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes().replace(b"\r\n", b"\n")).hexdigest()
 
 
+PIECE = 1 << 16  # characters per write of echo_whole: about a pipe's buffer
+
+
+def echo_whole(text: str, nl: bool = True) -> None:
+    """click.echo of a long output in pieces, each flushed. One write of megabytes into a pipe whose reader stops
+    (`| head`) returns short without an error, so the command exited 0 with most of its output lost; in pieces,
+    the next write after the reader is gone raises BrokenPipeError, which the CLI turns into SIGPIPE's exit code."""
+    import click
+
+    text += "\n" if nl else ""
+    for i in range(0, len(text), PIECE):
+        click.echo(text[i:i + PIECE], nl=False)
+
+
 def printable(text: str) -> str:
     """`text` with lone surrogates as their escapes (\\udcff): what matplotlib and UTF-8 files can take."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
