@@ -834,6 +834,23 @@ def test_a_ray_address_where_nothing_answers_is_one_line_at_once(address, tmp_pa
     assert not (tmp_path / "c").exists()  # checked before --out is made: no empty OUT/jobs/ left behind
 
 
+@pytest.mark.parametrize("command", ["lab", "compare"])
+def test_a_bad_ray_address_or_no_ray_package_is_refused_before_the_data_is_read(command, tmp_path, monkeypatch):
+    """--ray bogus, or --ray without the ray package, was refused only after the data was loaded (4-5 s from
+    parquet, more from the hub): given data that does not exist, the --ray line must come first."""
+    import importlib.util
+
+    no_data = str(tmp_path / "no-such-data")
+    r = CliRunner().invoke(main, [command, "--quick", "--data", no_data, "--out", str(tmp_path / "o"), "--ray", "bogus"])
+    assert r.exit_code == 2 and r.stderr.strip() == ("Error: --ray bogus: give HOST:PORT, ray://HOST:PORT, auto or "
+                                                     "local"), r.output
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    r = CliRunner().invoke(main, [command, "--quick", "--data", no_data, "--out", str(tmp_path / "o"), "--ray", "local"])
+    assert r.exit_code == 2 and r.stderr.strip() == "Error: --ray needs the ray package: pip install ray", r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_sigterm_is_named_when_ray_raises_the_interrupt_again_without_its_message(tmp_path, tiny_parquet, monkeypatch):
     """ray.wait catches the KeyboardInterrupt("SIGTERM") of the CLI's handler and raises a bare KeyboardInterrupt:
     the line said "interrupted (Ctrl-C)" for a SIGTERM."""

@@ -707,10 +707,12 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
     """Run the named experiments into OUT/<name>/; one JSON verdict line per experiment."""
     from .experiments import EXPERIMENTS
     from .experiments.common import seeds_used
+    from .jobs import check_ray
     from .lab import held, load_data, run_experiments
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
         _not_a_run_or_data(out)
+        check_ray(ray_address)  # before the data is read
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
@@ -749,6 +751,7 @@ def compare(out, **opts):
 def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, device):
     """The whole lab: the notebook's exercise, four shortfalls, the comparison, the report. Rerun to resume."""
     from .experiments.common import seeds_used
+    from .jobs import check_ray
     from .lab import held, load_data, run_lab
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
@@ -762,6 +765,7 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
             not_the_labs_own(out, markdown)
             if markdown.resolve() == (out / "report.html").resolve():
                 raise RunError(f"{markdown}: the lab writes its HTML report there; give --markdown another file")
+        check_ray(ray_address)  # before the data is read
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,

@@ -110,21 +110,43 @@ def _worker_init(parent: int) -> None:
     train.StopOnSignal.enabled = False
 
 
+def check_ray(address: str | None) -> None:
+    """Before any data is read: RunError for a --ray address no cluster can have, or without the ray package."""
+    import importlib.util
+
+    if address is None:
+        return
+    if not address.strip():
+        raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
+    _gcs_address(None if address == "local" else address)
+    if importlib.util.find_spec("ray") is None:
+        raise RunError("--ray needs the ray package: pip install ray")
+
+
+def _gcs_address(address: str | None) -> tuple[str, int] | None:
+    """(host, port) of a cluster's GCS address (HOST:PORT); None for ray://, local (None) or auto; RunError for
+    anything else."""
+    if address is not None and address.lower().startswith(("http://", "https://")):
+        # the dashboard's address: Ray's own message about it breaks off mid-sentence
+        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
+    if address is None or address == "auto" or "://" in address:  # ray://, or a Ray Client plugin's scheme
+        return None
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
+    return host, int(port)
+
+
 def _reachable(address: str | None, timeout: float = 5.0) -> None:
     """A cluster's GCS address (HOST:PORT, not ray://, local or auto) must accept a connection: where nothing
     listens, ray.init retries in C++ forever."""
     import socket
 
-    if address is not None and address.lower().startswith(("http://", "https://")):
-        # the dashboard's address: Ray's own message about it breaks off mid-sentence
-        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
-    if address is None or address == "auto" or "://" in address:  # ray://, or a Ray Client plugin's scheme
+    if (gcs := _gcs_address(address)) is None:
         return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
+    host, port = gcs
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        socket.create_connection((host.strip("[]"), port), timeout=timeout).close()
     except (OSError, ValueError) as e:
         raise RunError(f"--ray {shorten(address)}: nothing answers there ({e.strerror or e})") from None
 
