@@ -123,6 +123,13 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     assert tokenize("\u212a") == ["k"] and unread("\u212aelvin") == ""  # the Kelvin sign's lower case is k: read
     assert unread("İstanbul") == "İ" and tokenize("İstanbul") == ["i", "stanbul"]  # its dot is not
     assert unread_note(["cafe\u0301"]).endswith("as spaces: \\u0301")  # a combining accent shown, not drawn
+    assert unread_note(["I \u2764\ufe0f it"]).endswith("as spaces: \u2764 \\ufe0f")  # marks of class 0 too
+    assert unread_note(["\u0915\u093f"]).endswith("as spaces: \u0915 \\u093f")  # a Devanagari vowel sign
+    assert unread_note(["café", "thé"]).endswith("reviews (the first: review 1) as spaces: é")  # each once
+    assert "1 of the 2 reviews (the first: review 2) as spaces: é" in unread_note(["plain", "café"])
+    s13 = "".join(chr(0xE0 + i) for i in range(13))  # more than the 12 shown: how many in all
+    assert unread_note([s13]).endswith("as spaces: à á â ã ä å æ ç è é ê ë ... (13 in all)")
+    assert unread_note([s13[:12]]).endswith("as spaces: à á â ã ä å æ ç è é ê ë")
     r = subprocess.run(CMD + ["predict", str(out)], input="great\n!!! ...\n<br />\n", capture_output=True, text=True)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 3  # each still scored, as the help says
     assert r.stderr == ("note: 2 of the 3 reviews (the first: review 2) have no word the tokenizer reads (a-z, 0-9): "
@@ -225,7 +232,8 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, tiny_
     assert json.loads(r.stdout) == json.loads((out / "summary.json").read_text())
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     saved = json.loads((out / "summary.json").read_text())
-    for damaged in ("{damaged", "{}", json.dumps({**saved, "epochs": 7}), json.dumps({**saved, "run_dir": "/moved"})):
+    for damaged in ("{damaged", "{}", "[]", "2", json.dumps({**saved, "epochs": 7}),
+                    json.dumps({**saved, "run_dir": "/moved"}), json.dumps({**saved, "run_dir": "a\u0000b"})):
         (out / "summary.json").write_text(damaged)  # not this finished run's record: resume as before (test again)
         r = subprocess.run(CMD + ["train", "--resume", str(out)], capture_output=True, text=True)
         assert r.returncode == 0 and "nothing to train" not in r.stderr and "loading data" in r.stderr, r.stderr
@@ -233,6 +241,13 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, tiny_
     r = subprocess.run(CMD + ["train", "--resume", str(out), "--epochs", "3"], capture_output=True, text=True)
     assert r.returncode == 0 and "nothing to train" not in r.stderr, r.stderr
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", "rel"], capture_output=True,
+                       text=True, cwd=tmp_path)  # a relative --out, resumed from another folder: still finished
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(CMD + ["train", "--resume", f"{tmp_path.name}/rel"], capture_output=True, text=True,
+                       cwd=tmp_path.parent)
+    assert r.returncode == 0 and "nothing to train" in r.stderr and "loading data" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "rel" / "summary.json").read_text())["run_dir"] == "rel"  # not written anew
 
 
 def test_the_data_line_names_the_source_read(tmp_path, tiny_data, monkeypatch):

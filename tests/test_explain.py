@@ -635,6 +635,8 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "png-in-missing-dir": (["{run}", "--text", "good", "--png", "{tmp}/a/b.png"], r"--png .*: no such directory"),
     "png-under-a-file": (["{run}", "--text", "good", "--png", "{data}/train.parquet/b.png"],
                          r"--png .*b\.png: .*train\.parquet is a file, not a directory"),
+    "html-through-a-link-to-nothing": (["{run}", "good", "--html", "{tmp}/gone/e.html"],  # said "no such directory"
+                                       r"--html .*e\.html: .*gone is a symbolic link to nothing \(or a loop\)$"),
     "png-unknown-format": (["{run}", "--text", "good", "--png", "{tmp}/why.xyz"], r"--png .*why.xyz: not a figure file"),
     "png-without-suffix": (["{run}", "--text", "good", "--png", "{tmp}/why"], r"--png .*why: not a figure file"),
     "text-and-review": (["{run}", "--text", "good", "--review", "1"], r"not both"),
@@ -656,6 +658,7 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
 def test_bad_input(case, runs, data, tmp_path):
     argv, needle = BAD[case]
     argv = [a.format(run=runs["rnn"], data=data, tmp=tmp_path) for a in argv]
+    (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")
     r = CliRunner().invoke(main, ["explain", *argv], input="" if case == "empty-stdin" else None)
     assert r.exit_code == 2, r.output
     assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), r.exception

@@ -314,6 +314,20 @@ def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(t
                                                r"--out a folder", res.output.strip()), res.output  # not "another"
 
 
+@pytest.mark.parametrize("command", [["shortfall", "long-reviews"], ["compare"], ["lab"]])
+def test_a_lab_out_through_a_link_to_nothing_or_a_loop_is_refused_before_the_data_is_read(command, tmp_path):
+    """lab, shortfall and compare read the data, then said "gone: File exists" or "Too many levels of symbolic
+    links" for an --out through a link to nothing or a loop; train refused it at once (session 48)."""
+    (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    no_data = str(tmp_path / "no-such-data")
+    for out, link in (("gone/x", "gone"), ("gone", "gone"), ("loop/x", "loop")):
+        res = CliRunner().invoke(main, [*command, "--quick", "--data", no_data, "--out", str(tmp_path / out),
+                                        "--jobs", "1"])
+        assert res.exit_code == 2 and res.stderr.strip() == (f"Error: {tmp_path / out}: {tmp_path / link} is a "
+                                                             "symbolic link to nothing (or a loop)"), res.output
+
+
 def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_data_is_read(tmp_path, tiny_data,
                                                                                             monkeypatch):
     """A run is made beside --out and renamed onto it: no rename replaces a link or a mount point. It said

@@ -54,7 +54,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, echo_whole, file_in_the_way, printable, shorten
+from .io import RunError, echo_whole, file_in_the_way, in_the_way, printable, shorten
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -665,8 +665,8 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
         raise ValueError(f"{flag} {path}: is a directory; give a file name")
     if not path.parent.is_dir():
         blocked = file_in_the_way(path.parent)
-        raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked
-                                               else f"no such directory {path.parent}"))
+        raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked else
+                                               in_the_way(path.parent) or f"no such directory {path.parent}"))
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
     folder = path.resolve().parent  # a link is written through, in its target's folder

@@ -32,8 +32,8 @@ from .config import NOTEBOOK, from_dict, with_overrides
 from .data import Dataset, data_source, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
-from .io import (RunError, StorageError, exclusive, file_in_the_way, nearest_existing, remove_empty, remove_leftovers,
-                 shorten, text_sha256, write_json, write_text)
+from .io import (RunError, StorageError, exclusive, file_in_the_way, in_the_way, nearest_existing, remove_empty,
+                 remove_leftovers, shorten, text_sha256, write_json, write_text)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -52,6 +52,8 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
     if blocked is not None:
         raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
                        else f"{out}: {blocked} is a file, not a directory")
+    if why := in_the_way(out):  # a link to nothing, or a loop, at OUT or on the way to it: before the data is read
+        raise RunError(f"{out}: {why}")
     for d in (out / "jobs", nearest_existing(out)):  # before any job trains: a read-only --out fails now
         if d.exists() and not d.is_dir():
             raise RunError(f"{out}: {d} is a file, not the folder of the lab's jobs; move it")

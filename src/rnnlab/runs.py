@@ -217,6 +217,16 @@ def _cpu() -> dict:
             **{key: first[name] for name, key in (("cpu family", "cpu_family"), ("model", "cpu_model")) if name in first}}
 
 
+def _names(run_dir: str, folder: Path) -> bool:
+    """Whether `run_dir`, as train recorded it (relative to the folder it ran in, which is not recorded), names
+    `folder`: from here, or by its last parts (a run made as runs/x and resumed from another folder)."""
+    where, p = folder.resolve(), Path(run_dir)
+    if p.resolve() == where:
+        return True
+    parts = tuple(x for x in p.parts if x not in (".", ".."))
+    return not p.is_absolute() and bool(parts) and where.parts[-len(parts):] == parts
+
+
 def check_new_run(path: Path) -> None:
     """RunError unless a new run can be made at `path`: it is made whole in a hidden sibling, then renamed onto
     `path`, which must be nothing yet or an empty folder that a rename can replace."""
@@ -372,9 +382,8 @@ class RunDir:
             return None
         try:
             s = read_json(self.path / "summary.json")
-            here = isinstance(s, dict) and isinstance(s.get("run_dir"), str) and (
-                Path(s["run_dir"]).resolve() == self.path.resolve())
-        except (RunError, OSError, ValueError):  # a name with a NUL
+            here = isinstance(s, dict) and isinstance(s.get("run_dir"), str) and _names(s["run_dir"], self.path)
+        except (RunError, OSError, ValueError, RuntimeError):  # a name with a NUL; a link loop (3.11's resolve)
             return None
         return s if here and s.get("epochs") == self.completed_epochs() else None
 

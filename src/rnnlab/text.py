@@ -69,8 +69,9 @@ def unread_note(texts: list[str]) -> str:
     if not hit:
         return ""
     chars = "".join(dict.fromkeys("".join(u for _, u in hit)))
-    shown = " ".join(c if c.isprintable() and not unicodedata.combining(c) else ascii(c)[1:-1]  # U+202E, U+0301
-                     for c in chars[:UNREAD_SHOWN])  # escaped: not obeyed, nor drawn onto the space before
+    shown = " ".join(c if c.isprintable() and not unicodedata.category(c).startswith("M") else ascii(c)[1:-1]
+                     for c in chars[:UNREAD_SHOWN])  # escaped: a control (U+202E) not obeyed, a mark (U+0301,
+    # U+FE0F, U+093F: combining or not) not drawn onto the space before
     if len(chars) > UNREAD_SHOWN:
         shown += f" ... ({len(chars):,} in all)"
     which = "the review" if len(texts) == 1 else (
