@@ -851,6 +851,28 @@ def test_a_bad_ray_address_or_no_ray_package_is_refused_before_the_data_is_read(
     assert not (tmp_path / "o").exists()
 
 
+def test_a_failed_job_says_whether_finished_jobs_are_kept(tmp_path, tiny_parquet, monkeypatch):
+    """A job's failure ends the lab with one line that says what is kept: nothing (no job had finished), or the
+    finished jobs under OUT and how to resume."""
+    import rnnlab.lab
+    from rnnlab.jobs import JobError
+
+    def fails(*args, **kwargs):
+        raise JobError("job seed-1 failed: boom")
+
+    monkeypatch.setattr(rnnlab.lab, "run_lab", fails)
+    out = tmp_path / "lab"
+    argv = ["lab", "--quick", "--data", str(tiny_parquet), "--out", str(out), "--jobs", "1"]
+    r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1] == ("Error: job seed-1 failed: boom; no job had finished, "
+                                                              "so none is kept"), r.stderr
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    (out / "jobs" / "x.json").write_text("{}")
+    r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 2 and r.stderr.splitlines()[-1] == (f"Error: job seed-1 failed: boom; finished jobs are kept "
+                                                              f"under {out}: rerun the same command to resume"), r.stderr
+
+
 def test_sigterm_is_named_when_ray_raises_the_interrupt_again_without_its_message(tmp_path, tiny_parquet, monkeypatch):
     """ray.wait catches the KeyboardInterrupt("SIGTERM") of the CLI's handler and raises a bare KeyboardInterrupt:
     the line said "interrupted (Ctrl-C)" for a SIGTERM."""

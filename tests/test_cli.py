@@ -231,6 +231,16 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, tiny_
                                      "larger --epochs trains on)"]
     assert json.loads(r.stdout) == json.loads((out / "summary.json").read_text())
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    import torch
+
+    (tmp_path / "afile").write_text("")
+    for flags, says in ((["--device", "cuda"], "Error: --device cuda: no CUDA GPU is available"),
+                        (["--tensorboard", str(tmp_path / "afile")], f"Error: --tensorboard {tmp_path / 'afile'}: "
+                                                                     f"{tmp_path / 'afile'} is a file, not a folder")):
+        if flags[0] == "--device" and torch.cuda.is_available():
+            continue
+        r = subprocess.run(CMD + ["train", "--resume", str(out), *flags], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith(says) and "nothing to train" not in r.stderr, r.stderr
     saved = json.loads((out / "summary.json").read_text())
     for damaged in ("{damaged", "{}", "[]", "2", json.dumps({**saved, "epochs": 7}),
                     json.dumps({**saved, "run_dir": "/moved"}), json.dumps({**saved, "run_dir": "a\u0000b"})):
@@ -262,6 +272,20 @@ def test_the_data_line_names_the_source_read(tmp_path, tiny_data, monkeypatch):
     r = subprocess.run(CMD + ["train", *SMALL, "--epochs", "1", "--out", str(tmp_path / "run")], capture_output=True,
                        text=True)
     assert r.returncode == 0 and r.stderr.splitlines()[0] == f"loading data ($RNNLAB_DATA: {tiny_data})", r.stderr
+    assert data_source("  ") == "'  '"  # blank: shown so, as load_imdb's error will name it
+    r = subprocess.run(CMD + ["train", *SMALL, "--epochs", "1", "--data", str(tiny_data), "--out",
+                              str(tmp_path / "run2")], capture_output=True, text=True)  # --data over $RNNLAB_DATA
+    assert r.returncode == 0 and r.stderr.splitlines()[0] == f"loading data ({tiny_data})", r.stderr
+    from rnnlab.lab import load_data
+
+    logs = []
+    load_data(tmp_path / "lab", None, "cpu", logs.append)
+    load_data(tmp_path / "lab", str(tiny_data), "cpu", logs.append)
+    assert logs == [f"loading data ($RNNLAB_DATA: {tiny_data})", f"loading data ({tiny_data})"]  # the lab's too
+    for blank in ("  ", " /x "):  # $RNNLAB_DATA as load_imdb reads it (blank: unset; stripped)
+        monkeypatch.setenv("RNNLAB_DATA", blank)
+        assert data_source(None) == ("stanfordnlp/imdb from the Hugging Face hub" if blank == "  " else
+                                     "$RNNLAB_DATA: /x")
 
 
 def test_a_run_being_trained_is_not_resumed_by_a_second_process(tmp_path, tiny_data):

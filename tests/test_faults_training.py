@@ -283,6 +283,7 @@ def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_pat
     assert (out / "long-reviews" / "verdict.json").is_file()
     line = json.loads(res.stdout.splitlines()[-1])  # its time is the judging's ("seconds" read as the command's)
     assert line["conclusion_seconds"] == json.loads((out / "long-reviews" / "verdict.json").read_text())["seconds"]
+    assert isinstance(line["conclusion_seconds"], float)  # as recorded, not rounded to whole seconds
     assert "seconds" not in line and line["outcome"] in ("holds", "does not hold", "inconclusive")
 
 
