@@ -308,6 +308,17 @@ def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(t
         assert res.exit_code == 2 and f"{tmp_path / 'gone'} is a symbolic link to nothing (or a loop)" in res.output
         assert "no-such-data" not in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "gone"]
+    from rnnlab.io import in_the_way
+    from rnnlab.runs import check_new_run
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "ldir").symlink_to(tmp_path / "real")  # a link to a folder is a folder: nothing in the way
+    assert in_the_way(tmp_path / "ldir" / "x") == "" and check_new_run(tmp_path / "ldir" / "run") is None
+    res = CliRunner().invoke(main, ["train", "--data", no_data, "--out", str(tmp_path / "run"), *ARGS,
+                                    "--tensorboard", str(tmp_path / "afile")])  # the file itself, not only under it
+    assert res.exit_code == 2 and res.output.strip() == (f"Error: --tensorboard {tmp_path / 'afile'}: "
+                                                         f"{tmp_path / 'afile'} is a file, not a folder"), res.output
+    (tmp_path / "ldir").unlink(), (tmp_path / "real").rmdir()
     monkeypatch.chdir(tmp_path)  # no --out, and a file named runs where the default runs/NAME would go
     (tmp_path / "runs").write_text("a user's file")
     res = CliRunner().invoke(main, ["train", "--data", no_data, *ARGS])
