@@ -146,7 +146,9 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     controller, terminal = pty.openpty()  # no review and stdin a terminal: it waited without a word
     r = subprocess.run(CMD + ["predict", str(out)], stdin=terminal, capture_output=True, text=True, timeout=120)
     os.close(controller), os.close(terminal)
-    assert r.returncode == 2 and r.stderr.strip() == "Error: no review given: pass TEXT arguments or lines on stdin"
+    assert r.returncode == 2 and r.stderr.strip() == ("Error: no review given, and stdin is a terminal: pass TEXT "
+                                                      "arguments, or pipe or redirect reviews to stdin, one per line "
+                                                      "(< reviews.txt)")
     from types import SimpleNamespace
 
     from rnnlab.cli import cut_note
@@ -160,10 +162,13 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
         "tokens of each (max_len 400, truncate head)")
     assert cut_note(tail, [3, 500]).startswith("review 2 of the 2 (500 tokens) is longer than the run reads: it read")
 
-    assert wordless_note(["ok", "<br />"], strip_html=True) == ("review 2 of 2 has no word the tokenizer reads (a-z, "
-                                                                "0-9): the model reads one <unk> token, as for an "
-                                                                "empty review")
+    assert wordless_note(["ok", "..."], strip_html=True) == ("review 2 of 2 has no word the tokenizer reads (a-z, "
+                                                             "0-9): the model reads one <unk> token, as for an "
+                                                             "empty review")
     assert wordless_note(["\u212a", "9", "x<br/>"], strip_html=True) == ""  # the Kelvin sign reads as k
+    assert wordless_note(["<br /><br />"], strip_html=True).startswith(
+        "the review has no word the tokenizer reads once its <br /> tags are removed: the model reads one <unk>")
+    assert wordless_note(["<br /><br />"], strip_html=False) == ""  # read as br br
 
 
 def test_presets_and_show_config_print_the_resolved_configuration(tiny_data):

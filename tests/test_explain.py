@@ -574,6 +574,15 @@ def test_cli_notes_the_characters_the_tokenizer_reads_as_spaces(runs):
                                          "reads one <unk> token, as for an empty review"]
     assert r.stdout.count("read no word: an empty review reads as one <unk> token") == 2, r.stdout
     assert "one token" not in r.stdout.replace("one <unk> token", "")
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["rnn-strip"]), "--plain", "--text",
+                                  "<br /><br />"])  # runs that disagree: the note names the one it is true of
+    assert r.exit_code == 0 and r.stderr.splitlines() == [
+        "note: rnn-strip: the review has no word the tokenizer reads once its <br /> tags are removed: the model "
+        "reads one <unk> token, as for an empty review"], r.output
+    from rnnlab.explain_views import _card
+
+    (e,) = explain_runs([runs["rnn"]], "!!!", attribution=False)
+    assert "Read no word: an empty review reads as one &lt;unk&gt; token." in _card(e)  # the page says so too
 
 
 def test_cli_text_as_arguments(runs):
@@ -637,6 +646,8 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
                          r"--png .*b\.png: .*train\.parquet is a file, not a directory"),
     "html-through-a-link-to-nothing": (["{run}", "good", "--html", "{tmp}/gone/e.html"],  # said "no such directory"
                                        r"--html .*e\.html: .*gone is a symbolic link to nothing \(or a loop\)$"),
+    "png-through-a-link-loop": (["{run}", "good", "--png", "{tmp}/loop/e.png"],  # named no flag (3.11's resolve)
+                                r"--png .*e\.png: .*loop is a symbolic link to nothing \(or a loop\)$"),
     "png-unknown-format": (["{run}", "--text", "good", "--png", "{tmp}/why.xyz"], r"--png .*why.xyz: not a figure file"),
     "png-without-suffix": (["{run}", "--text", "good", "--png", "{tmp}/why"], r"--png .*why: not a figure file"),
     "text-and-review": (["{run}", "--text", "good", "--review", "1"], r"not both"),
@@ -659,6 +670,7 @@ def test_bad_input(case, runs, data, tmp_path):
     argv, needle = BAD[case]
     argv = [a.format(run=runs["rnn"], data=data, tmp=tmp_path) for a in argv]
     (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
     r = CliRunner().invoke(main, ["explain", *argv], input="" if case == "empty-stdin" else None)
     assert r.exit_code == 2, r.output
     assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit), r.exception
@@ -917,7 +929,7 @@ def test_attributions_that_do_not_add_up_are_drawn_faded_and_said_to_be_no_reaso
     write_png([bad], tmp_path / "bad.png")
     for fig, faded in zip(drawn, (False, True)):
         assert {b.get_alpha() for b in fig.axes[1].patches} == ({0.35} if faded else {1.0})
-        said = [t.get_text() for t in fig.axes[1].texts]
+        said = [" ".join(t.get_text().split()) for t in fig.axes[1].texts]  # wrapped to the panel's width
         assert said == (["completeness fails: these bars add up to +0.101 where the logit moved +2.000; read them as "
                          "a rough picture, not as the reasons for the answer"] if faded else [])
     cut = dataclasses.replace(good, truncation="read the last 3 of the review's 9 tokens (...): 6 tokens were cut")

@@ -333,11 +333,12 @@ def test_a_lab_out_through_a_link_to_nothing_or_a_loop_is_refused_before_the_dat
     (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     no_data = str(tmp_path / "no-such-data")
-    for out, link in (("gone/x", "gone"), ("gone", "gone"), ("loop/x", "loop")):
+    for out, link in (("gone/x", "gone"), ("loop/x", "loop"), ("gone", None), ("loop", None)):
         res = CliRunner().invoke(main, [*command, "--quick", "--data", no_data, "--out", str(tmp_path / out),
                                         "--jobs", "1"])
-        assert res.exit_code == 2 and res.stderr.strip() == (f"Error: {tmp_path / out}: {tmp_path / link} is a "
-                                                             "symbolic link to nothing (or a loop)"), res.output
+        said = (f"Error: {tmp_path / out}: {tmp_path / link} is a symbolic link to nothing (or a loop)" if link else
+                f"Error: cannot write {tmp_path / out}: a symbolic link to nowhere (a loop, or its target is gone)")
+        assert res.exit_code == 2 and res.stderr.strip() == said, res.output
 
 
 def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_data_is_read(tmp_path, tiny_data,

@@ -122,7 +122,7 @@ def fmt(x) -> str:
     if isinstance(x, int):
         return f"{x:,}" if abs(x) >= 10_000 else str(x)
     if isinstance(x, float):
-        if math.isfinite(x) and x.is_integer() and abs(x) >= 10_000:  # a count read back from JSON: 10,000 not 1e+04
+        if x.is_integer() and 10_000 <= abs(x) < 1e15:  # a count read back from JSON: 10,000 not 1e+04
             return f"{int(x):,}"
         return "n/a" if not math.isfinite(x) else f"{x:.4g}"
     if isinstance(x, (list, tuple)):

@@ -597,8 +597,11 @@ def predict(run_dir, texts, as_json, device):
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     if not texts:
-        if sys.stdin is None or sys.stdin.isatty():  # closed (`<&-`), or a terminal: it would wait without a word
+        if sys.stdin is None:  # closed (`<&-`)
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
+        if sys.stdin.isatty():  # it would wait without a word
+            raise InputError("no review given, and stdin is a terminal: pass TEXT arguments, or pipe or redirect "
+                             "reviews to stdin, one per line (< reviews.txt)")
         raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
         texts = [line.removesuffix("\r") for line in raw.split("\n")]  # only \n ends a review
         if texts and texts[-1] == "":

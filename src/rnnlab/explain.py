@@ -451,7 +451,8 @@ def align(exps: list[Explanation]) -> Alignment:
         cuts = [e.run for e in exps if e.truncation]
         cut_note = f"; {', '.join(cuts)} read only part of the review" if cuts else ""
         return Alignment(rows, f"the runs tokenise differently ({how}): aligned by position in the review, "
-                               f"{shared or 'no'} tokens read by all{cut_note}; a token a run did not read "
+                               f"{token_count(shared) if shared else 'no tokens'} read by all{cut_note}; a token a "
+                               "run did not read "
                                "(a tag it stripped, a part it cut) is left blank")
     lo, hi = min(e.start for e in exps), max(e.start + len(e) for e in exps)
     if all(e.start == lo and len(e) == hi - lo for e in exps):
@@ -657,7 +658,7 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
     for run in run_dirs:
         try:
             rel = path.resolve().relative_to(Path(run).resolve())
-        except (ValueError, OSError):
+        except (ValueError, OSError, RuntimeError):  # RuntimeError: a link loop (3.11's resolve), named below
             continue
         if rel.parts and (rel.parts[0] in RUN_FILES or rel.parts[0].startswith("ckpt-")):
             raise ValueError(f"{flag} {path}: one of the run's own files ({run}); write it elsewhere")
@@ -779,8 +780,10 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             click.echo(f"note: {note}", err=True)
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "TEXT" if words else source
-        for note in dict.fromkeys(filter(None, [unread_note([text])] + [wordless_note([text], r.vocab.strip_html)
-                                                                       for r in runs])):  # once, if runs agree
+        wordless = {r.name: wordless_note([text], r.vocab.strip_html) for r in runs}
+        if len(set(wordless.values())) > 1:  # runs that tokenise differently (<br /> tags): say which
+            wordless = {name: f"{name}: {note}" for name, note in wordless.items() if note}
+        for note in dict.fromkeys(filter(None, [unread_note([text]), *wordless.values()])):
             click.echo(f"note: {note}", err=True)
         for run in runs:
             _before_the_wait(run, text, ig_steps)

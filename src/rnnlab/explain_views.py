@@ -359,7 +359,9 @@ def _card(e: Explanation) -> str:
     if e.true_label is not None:
         ok = (e.true_label == 1) == (e.label == "positive")
         truth = f" · true label {'positive' if e.true_label else 'negative'} ({'right' if ok else 'wrong'})"
-    read_all = f"Read all {len(e)} tokens." if len(e) != 1 else "Read its one token."
+    read_all = (f"Read all {len(e)} tokens." if len(e) != 1 else
+                "Read no word: an empty review reads as one &lt;unk&gt; token." if e.words == ["<unk>"] else
+                "Read its one token.")
     lines = [f'<h3>{esc(e.run)} <span class="note">({esc(e.model)}, pool {esc(e.pool)})</span></h3>',
              f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{esc(truth)}</p>',
              f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) + '.' if e.truncation else read_all}"
@@ -424,12 +426,12 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
                                   if e.attribution is not None else [] for e in exps])]
     else:
         body.append(f'<p class="warn">{esc(exps[0].attribution_note)}.</p>')
-    zeros = "; ".join(f"{esc(e.run)}: {vanished(e)} of {len(e)}" for e in exps if vanished(e))
+    zeros = "; ".join(f"{esc(e.run)}: {vanished(e)} of {token_count(len(e))}" for e in exps if vanished(e))
     body += ["<h2>Gradient reaching each word (log scale)</h2>",
              '<p class="note">||dL/dx_t||: how strongly the loss of the final answer (against the predicted '
              "label) reacts to each word's embedding. For a vanilla RNN it fades by orders of magnitude towards "
              "the start of a long review: the vanishing gradient, on one review."
-             + (f" A triangle at the bottom: exactly 0 in float32, below its smallest number ({zeros} tokens)."
+             + (f" A triangle at the bottom: exactly 0 in float32, below its smallest number ({zeros})."
                 if zeros else "") + "</p>",
              _chart_legend(exps), _svg_chart(al, gn, "||dL/dx_t|| at the embedding output", log=True, tips=tips)]
     if dh:
@@ -509,11 +511,13 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
         a.axhline(0, color="#888", lw=0.6)
         a.set_ylabel("attribution", fontsize=8)
         warn = " - completeness fails: rough" if fails else ""
-        if fails:
-            a.text(0.01, 0.5, f"completeness fails: these bars add up to {sum(e.attribution):+.3f} where the logit "
-                   f"moved {e.logit - e.baseline_logit:+.3f}; read them as a rough picture, not as the reasons "
-                   "for the answer", transform=a.transAxes, fontsize=8, va="center",
-                   bbox=dict(facecolor="white", edgecolor="#c60", alpha=0.9))
+        if fails:  # wrapped to the panel's width
+            a.text(0.01, 0.5, textwrap.fill(f"completeness fails: these bars add up to {sum(e.attribution):+.3f} "
+                                            f"where the logit moved {e.logit - e.baseline_logit:+.3f}; read them as "
+                                            "a rough picture, not as the reasons for the answer",
+                                            int(fig.get_figwidth() * 8)),
+                   transform=a.transAxes, fontsize=8, va="center", bbox=dict(facecolor="white", edgecolor="#c60",
+                                                                             alpha=0.9))
         a.set_title(f"{e.run}: Integrated Gradients of the final logit (sum {sum(e.attribution):+.3f}, "
                     f"logit - baseline {e.logit - e.baseline_logit:+.3f}, delta {e.attribution_delta:+.1e}{warn})",
                     fontsize=8, loc="left")

@@ -118,9 +118,9 @@ def check_ray(address: str | None) -> None:
         return
     if not address.strip():
         raise RunError("--ray: empty; give HOST:PORT, ray://HOST:PORT, auto or local")
-    _gcs_address(None if address == "local" else address)
     if importlib.util.find_spec("ray") is None:
         raise RunError("--ray needs the ray package: pip install ray")
+    _reachable(None if address == "local" else address)  # the form, and a HOST:PORT's answer
 
 
 def _gcs_address(address: str | None) -> tuple[str, int] | None:

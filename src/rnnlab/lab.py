@@ -52,7 +52,9 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
     if blocked is not None:
         raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
                        else f"{out}: {blocked} is a file, not a directory")
-    if why := in_the_way(out):  # a link to nothing, or a loop, at OUT or on the way to it: before the data is read
+    if out.is_symlink() and not out.exists():  # before the data is read (held() would find it after)
+        raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
+    if why := in_the_way(out):  # a link to nothing, or a loop, on the way to OUT
         raise RunError(f"{out}: {why}")
     for d in (out / "jobs", nearest_existing(out)):  # before any job trains: a read-only --out fails now
         if d.exists() and not d.is_dir():

@@ -35,18 +35,27 @@ INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measur
          "Thresholds are declared in code before this lab ran.")
 
 
-def data_budget() -> str:
-    """What the shortfalls and the comparison train and test on, in a full lab and a --quick one."""
+def data_budget(sections: list[Section]) -> str:
+    """What this lab's shortfalls and comparison trained and tested on (by its mode and seeds), in words."""
     from .config import BUDGET
     from .experiments.common import DATA, QUICK_EPOCHS, SEEDS
+    from .lab import QUICK_SEED
 
-    full, quick, val = DATA["full"], DATA["quick"], BUDGET["val_fraction"]
-    return (f"The shortfalls and the comparison train each model for {BUDGET['epochs']} epochs on the same "
-            f"{full['n_train']:,} of IMDB's 25,000 training reviews (class-balanced; each of the {len(SEEDS['full'])} "
-            f"seeds holds out {val:.0%} of them for validation, so {round(full['n_train'] * (1 - val)):,} train it) "
-            f"and test it on the same {full['n_test']:,} of the 25,000 test reviews; the notebook's exercise uses "
-            f"all of both. A --quick lab: {quick['n_train']:,} and {quick['n_test']:,} reviews, {QUICK_EPOCHS} "
-            f"epoch{'s' if QUICK_EPOCHS != 1 else ''}.")
+    modes = {s.mode for s in sections if s.mode in ("full", "quick")}
+    if not modes:
+        return ""
+    mode = "quick" if modes == {"quick"} else "full"  # parts of both: a warning says so
+    n, epochs, val = DATA[mode], QUICK_EPOCHS if mode == "quick" else BUDGET["epochs"], BUDGET["val_fraction"]
+    seeds = next((len(s.seeds) for s in sections if s.seeds), len(SEEDS[mode]))
+    plural = lambda k, word: f"{k:,} {word}{'' if k == 1 else 's'}"  # noqa: E731
+    exercise = ("uses every review of both" if mode == "full" else
+                f"{QUICK_SEED['n_train']:,} and {QUICK_SEED['n_test']:,} reviews, {plural(QUICK_SEED['epochs'], 'epoch')}")
+    whose = "This --quick lab's" if mode == "quick" else "The"
+    return (f"{whose} shortfalls and comparison train each model for "
+            f"{plural(epochs, 'epoch')} on the same class-balanced {n['n_train']:,} training reviews (each of the "
+            f"{plural(seeds, 'seed')} holds out {val:.0%} of them for validation, so "
+            f"{round(n['n_train'] * (1 - val)):,} train it) and test it on the same {n['n_test']:,} test reviews (all "
+            f"of a split that has fewer); the notebook's exercise {exercise}.")
 
 
 class ReportError(RunError):
@@ -479,13 +488,13 @@ def render_html(sections: list[Section], lab: Path) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>rnnlab report: {esc(head)}</title><style>{CSS}</style></head><body>\n"
-            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(INTRO + ' ' + data_budget())}</p>"
+            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(INTRO + ' ' + data_budget(sections))}</p>"
             f"{overview(sections).html(None)}<p class=\"note\">Rendered {time.strftime('%Y-%m-%d %H:%M')} from "
             f"{esc(lab)} by rnnlab report.</p></header>\n{body}\n</body></html>\n")
 
 
 def render_markdown(sections: list[Section], lab: Path, link) -> str:
-    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(INTRO + " " + data_budget()),
+    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(INTRO + " " + data_budget(sections)),
            overview(sections).md(link),
            f"<sub>Rendered from {md_text(lab)} by rnnlab report.</sub>"]
     for s in sections:

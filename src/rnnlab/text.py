@@ -84,9 +84,11 @@ def wordless_note(texts: list[str], strip_html: bool) -> str:
     hit = [i for i, t in enumerate(texts) if not _ALNUM.search((_BR.sub(" ", t) if strip_html else t).lower())]
     if not hit:
         return ""
+    tags = all(_ALNUM.search(texts[i].lower()) for i in hit)  # <br /> tags only: words once, but read as spaces
     which = ("the review has" if len(texts) == 1 else f"review {hit[0] + 1:,} of {len(texts):,} has"
              if len(hit) == 1 else f"{len(hit):,} of the {len(texts):,} reviews (the first: review {hit[0] + 1:,}) have")
-    return f"{which} no word the tokenizer reads (a-z, 0-9): the model reads one <unk> token, as for an empty review"
+    reads = "once its <br /> tags are removed" if tags else "(a-z, 0-9)"
+    return f"{which} no word the tokenizer reads {reads}: the model reads one <unk> token, as for an empty review"
 
 
 def tag_kept_positions(text: str) -> list[int]:
