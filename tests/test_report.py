@@ -200,6 +200,15 @@ def test_counts_read_back_as_floats_print_as_counts():
             fmt(float("inf"))] == ["10,000", "2,030,000", "9999", "1.235e+04", "n/a", "-20,000", "1e+23", "n/a"]
 
 
+def test_rendering_a_report_does_not_import_torch(lab):
+    """`rnnlab report` needs no model: its sentence on the lab's data budget once imported experiments.common, and
+    torch with it (1-2 s of every report)."""
+    code = ("import sys; from pathlib import Path; from rnnlab.report import write_report; "
+            f"write_report(Path({str(lab)!r})); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "False", (r.stdout, r.stderr[-500:])
+
+
 def test_html_is_one_self_contained_file(lab):
     written = write_report(lab)
     assert written["html"] == str(lab / "report.html") and written["markdown"] == str(lab / "report.md")

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import NOTEBOOK, from_dict, with_overrides
+from .config import NOTEBOOK, QUICK_SEED, from_dict, with_overrides
 from .data import Dataset, data_source, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
@@ -38,7 +38,6 @@ from .jobs import Job, Runner
 from .runs import environment
 
 Log = Callable[[str], None]
-QUICK_SEED = {"n_train": 1000, "n_test": 600, "epochs": 2}  # the notebook's exercise in --quick mode
 BASELINE = Path(__file__).resolve().parents[3] / "shared" / "bench" / "seed_baseline.py"
 OWN_FILES = ("lab.json", "report.html", "report.md")  # what a lab writes in OUT itself, beside its folders
 

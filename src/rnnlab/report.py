@@ -37,9 +37,7 @@ INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measur
 
 def data_budget(sections: list[Section]) -> str:
     """What this lab's shortfalls and comparison trained and tested on (by its mode and seeds), in words."""
-    from .config import BUDGET
-    from .experiments.common import DATA, QUICK_EPOCHS, SEEDS
-    from .lab import QUICK_SEED
+    from .config import BUDGET, DATA, QUICK_EPOCHS, QUICK_SEED, SEEDS  # not experiments.common: it imports torch
 
     modes = {s.mode for s in sections if s.mode in ("full", "quick")}
     if not modes:

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..config import TrainConfig, from_dict, with_overrides
+from ..config import DATA, QUICK_EPOCHS, SEEDS, TrainConfig, from_dict, with_overrides  # the lab's budget: config
 from ..data import Dataset
 from ..io import text_sha256, write_json, write_text
 from ..jobs import Job, Runner
@@ -42,15 +42,6 @@ from .stats import finite
 
 Log = Callable[[str], None]
 
-# The lab's data budget: a fixed, class-balanced subset of the training split (the same reviews for
-# every model and seed; each seed carves its own 10% validation split from it) and of the test split.
-# 10,000 + 10,000 reviews keep a full lab with 3 seeds everywhere at 22-55 minutes on 2 cores (by VM,
-# docs/PERFORMANCE.md). Every interval is over training seeds on this one test subset: the subset's own
-# sampling error (a binomial standard error up to 0.005 per accuracy, larger than the vanilla RNN's
-# seed-to-seed spread) is not in it (docs/REVIEW.md).
-DATA = {"full": {"n_train": 10000, "n_test": 10000}, "quick": {"n_train": 1000, "n_test": 600}}
-SEEDS = {"full": (0, 1, 2), "quick": (0,)}  # the evidence's seeds by mode; `--seeds` swaps them (seeds_used)
-QUICK_EPOCHS = 1
 MEASURES = ("vanishing_gradients", "bottleneck")  # modules whose measure() sees every trained model
 TIMING = {"train_seconds", "train_seconds_per_epoch", "tokens_per_second", "seconds", "median_seconds", "flops_per_second",
           "fraction_of_matmul_peak", "matmul_flops_per_second", "job_seconds"}  # depend on the machine's load
