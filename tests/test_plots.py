@@ -47,3 +47,16 @@ def test_a_formatter_the_figure_chose_is_kept(tmp_path):
     a.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"<{v:g}>"))
     save_figure(fig, tmp_path / "f.png")
     assert "<10>" in tick_texts_of(a)
+
+
+def test_figures_are_drawn_with_matplotlibs_own_dejavu_fonts():
+    """Where a package had put a DejaVu Sans of its own on the system (chromium's did), matplotlib drew with that
+    copy, and the published SVGs (which name each glyph by its index in the font file) came out with other bytes."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    import rnnlab.plots  # noqa: F401
+
+    for style in ("normal", "italic"):
+        found = font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans", style=style))
+        assert found.startswith(matplotlib.get_data_path()), found

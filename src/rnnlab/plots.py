@@ -37,7 +37,26 @@ matplotlib.rcParams["text.parse_math"] = False  # names and words are drawn as w
 matplotlib.rcParams["svg.hashsalt"] = "rnnlab"  # an SVG's ids from its content: the same figure, the same bytes
 logging.getLogger("matplotlib.backends.backend_ps").setLevel(logging.ERROR)  # not "no transparency in .eps" per figure
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import ticker  # noqa: E402
+from matplotlib import font_manager, ticker  # noqa: E402
+
+
+def _bundled_fonts_only() -> None:
+    """Text drawn with matplotlib's own DejaVu fonts, not a system copy of that family (one that a package such as
+    chromium's brings): an SVG names each glyph by its index in the font file, so the same figure drawn where such
+    a copy exists had other bytes. (Its font list is cached per user for every environment: filled here anew.)"""
+    import glob
+
+    from matplotlib import ft2font
+
+    files = sorted(glob.glob(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVu*.ttf")))
+    own = [font_manager.ttfFontProperty(ft2font.FT2Font(f)) for f in files]
+    if own:
+        names = {e.name for e in own}
+        font_manager.fontManager.ttflist = own + [e for e in font_manager.fontManager.ttflist if e.name not in names]
+        font_manager.fontManager._findfont_cached.cache_clear()  # a lookup before this one would stick
+
+
+_bundled_fonts_only()
 
 from .io import write_bytes  # noqa: E402
 
