@@ -357,11 +357,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                 start = Path(config_file).stem if config_file else preset_name
                 default_name = out is None
                 out = out or Path("runs") / f"{start}-{time.strftime('%Y%m%d-%H%M%S')}"
-                try:
-                    check_new_run(unused(out) if default_name else out)  # before the data is read
-                except RunError as e:  # no --out was given: the default folder is the one to change
-                    raise RunError(str(e).replace("choose another --out", "give --out a folder")
-                                   if default_name else str(e)) from None
+                check_new_run(unused(out) if default_name else out,  # before the data is read; no --out given:
+                              fix="give --out a folder" if default_name else "choose another --out")  # say so
             resolve_device(cfg.device)  # fail before anything is written
             if tb_dir:
                 _tensorboard_available()

@@ -227,9 +227,9 @@ def _names(run_dir: str, folder: Path) -> bool:
     return not p.is_absolute() and bool(parts) and where.parts[-len(parts):] == parts
 
 
-def check_new_run(path: Path) -> None:
+def check_new_run(path: Path, fix: str = "choose another --out") -> None:
     """RunError unless a new run can be made at `path`: it is made whole in a hidden sibling, then renamed onto
-    `path`, which must be nothing yet or an empty folder that a rename can replace."""
+    `path`, which must be nothing yet or an empty folder that a rename can replace. `fix`: what the line asks for."""
     where = path.resolve()
     if where == Path.cwd().resolve() or where == Path(where.anchor):
         raise RunError(f"{path}: the current or root folder; give the run a new folder's name")
@@ -237,11 +237,11 @@ def check_new_run(path: Path) -> None:
         raise RunError(f"{path}: {'a symbolic link' if path.is_symlink() else 'a mount point'}, which a finished run "
                        f"cannot be renamed onto; give a new folder inside it (e.g. {path / 'run'})")
     if path.exists() and not path.is_dir():
-        raise RunError(f"{path}: exists and is a file; choose another --out")
+        raise RunError(f"{path}: exists and is a file; {fix}")
     if blocked := in_the_way(path.parent):  # now, not after the data is read
-        raise RunError(f"{path}: {blocked}; choose another --out")
+        raise RunError(f"{path}: {blocked}; {fix}")
     if path.is_dir() and any(path.iterdir()):
-        raise RunError(f"{path}: exists and is not empty; choose another --out (or --resume it)")
+        raise RunError(f"{path}: exists and is not empty; {fix} (or --resume it)")
 
 
 def unused(path: Path) -> Path:
