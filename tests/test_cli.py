@@ -664,3 +664,12 @@ def test_the_commit_recorded_is_rnnlabs_not_that_of_a_project_it_is_installed_in
     assert runs_mod._git() == {}
     monkeypatch.setattr(runs_mod, "__file__", str(tmp_path / "src/rnnlab/runs.py"))
     assert runs_mod._git() == {"git_commit": head.strip(), "git_dirty": False}
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["train", "-h"], []])
+def test_help_and_version_into_a_closed_stdout_are_one_line(args):
+    """click printed its help or version into nothing (sys.stdout None under >&-) and exited 0."""
+    p = subprocess.run([sys.executable, "-m", "rnnlab", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "Error: standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"], p.stderr

@@ -180,12 +180,19 @@ def _usage(e: click.UsageError, group: click.Context | None = None) -> InputErro
     return InputError(f"{' '.join(e.format_message().split())} (see: {where} --help)")
 
 
+STDOUT_CLOSED = "standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"
+
+
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
 
-    def make_context(self, *args, **kwargs):
+    def make_context(self, info_name, args, *rest, **kwargs):
+        options = args[:args.index("--")] if "--" in args else args
+        if sys.stdout is None and (not args or {"-h", "--help", "--version"} & set(options)):
+            _log(f"Error: {STDOUT_CLOSED}")  # click would print its help or version into nothing and exit 0
+            sys.exit(2)
         try:  # click would turn a signal while it reads the arguments into "Aborted!" and exit code 1
-            return super().make_context(*args, **kwargs)
+            return super().make_context(info_name, args, *rest, **kwargs)
         except KeyboardInterrupt as e:
             _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
             sys.exit(130)
@@ -268,7 +275,7 @@ def main(ctx):
     # counting frees the rest); every command freezes what is alive at exit (outputs are written and closed
     # before a command returns).
     if sys.stdout is None:  # started with stdout closed (>&-): what it prints would vanish without a word
-        raise InputError("standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)")
+        raise InputError(STDOUT_CLOSED)
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():
