@@ -159,7 +159,7 @@ def test_judge_with_a_seed_that_has_no_finite_value_is_inconclusive(bad):
     """A failed or missing measurement of one seed: the other two would clear the threshold by far, but the
     claim was declared on three seeds, so it is undecided and says why (no crash on None)."""
     j = judge("c", "k", [0.5, bad, 0.52], 0.0, "above")
-    assert j["outcome"] == UNDECIDED and j["effect"]["undecided"] == "1 of 3 values not finite"
+    assert j["outcome"] == UNDECIDED and j["effect"]["undecided"] == "1 of 3 values missing or not finite"
     assert j["effect"]["n"] == 2
     assert judge("c", "k", [0.5, 0.51, 0.52], 0.0, "above")["outcome"] == HOLDS  # the same, measured: holds
 
@@ -186,3 +186,17 @@ def test_distance_in_words():
     assert distance(j) == f"2 [{2 - 2.4841:.3g}, {2 + 2.4841:.3g}] vs threshold 0"
     assert distance(judge("c", "k", [1.0], 0.0, "above")) == ""
     assert distance({}) == ""
+
+
+def test_a_seed_missing_on_one_side_of_a_pair_leaves_the_judgement_undecided():
+    """paired() kept only the seeds both sides had: with seed 0's rows gone from one side, a long-reviews judgement
+    decided on 2 seeds where 3 were declared (a second statistical review found it turn 'does not hold')."""
+    from rnnlab.experiments.common import diff, mean_over, paired
+
+    a, b = {0: 0.80, 1: 0.81, 2: 0.79}, {1: 0.70, 2: 0.72}
+    d = paired(a, b)
+    assert math.isnan(d[0]) and d[1:] == pytest.approx([0.11, 0.07])
+    assert list(diff(b, a)) == [0, 1, 2] and math.isnan(mean_over([a, b])[0])
+    j = judge("c", "k", d, 0.0, "above")
+    assert j["outcome"] == UNDECIDED and j["effect"]["undecided"] == "1 of 3 values missing or not finite"
+    assert paired(a, a) == [0.0, 0.0, 0.0] and mean_over([a, a]) == pytest.approx([0.80, 0.81, 0.79])

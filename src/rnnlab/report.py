@@ -30,9 +30,12 @@ from .io import (RunError, atomic_path, fault, first_line, missing_folders, read
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
-         "same reviews, so the interval leaves out which reviews were drawn); \"inconclusive\" means the interval "
-         "straddles the threshold, or a part or a control the claim requires left it undecided (its rows say which). "
-         "Thresholds are declared in code before this lab ran.")
+         "same reviews and the same planted probes, so the interval leaves out which were drawn); \"inconclusive\" "
+         "means the interval straddles the threshold, or a part or a control the claim requires left it undecided "
+         "(its rows say which). Thresholds are declared in code before this lab ran. Each of the outcomes below is "
+         "its own 95% test, so with about 27 of them one or two may fall the other way by chance; a claim of several "
+         "parts does not hold if any part does not, so a true claim of k parts is refuted by chance up to about "
+         "k x 2.5% of the time.")
 
 
 def data_budget(sections: list[Section]) -> str:

@@ -30,7 +30,7 @@ from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..data import DataError
 from ..text import UNK, tokenize
 from .common import SEEDS, by_seed, fit, mean_sd, paired, title, values
-from .stats import combine, judge
+from .stats import FAILS, HOLDS, combine, demote, judge
 
 NAME = "bottleneck"
 PARTS = ("accuracy", "by_length", "probe")
@@ -180,6 +180,19 @@ def _fade(rows, near, far, **m) -> list[float]:
     return paired(_follow(rows, near, **m), _follow(rows, far, **m))
 
 
+def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: str, **m) -> dict:
+    """A fade (follow rate at `near` minus at `far`, paired by seed) judged above FADE; decided only where the model
+    follows the passage at `near` above chance: one at chance there has nothing to lose, and a fade of 0 would
+    read as a memory that keeps it."""
+    v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect)
+    heard = judge("", "", [r - 0.5 for r in _follow(rows, near, **m).values()], 0.0, "above",
+                  effect=f"follow({near}) - 0.5")
+    v["numbers"] = {**v["numbers"], "near_above_chance": heard["effect"]}
+    if heard["outcome"] != HOLDS:
+        demote(v, f"not shown to follow the passage above chance even at distance {near}: nothing to fade from")
+    return v
+
+
 def _relieves(rows, p: str, far: int, ref: int, final: dict) -> dict:
     """Pooling relieves the bottleneck: far from the end the pooled RNN follows the passage more often than the
     final-state RNN, and more often than chance (beating a final state that sits at chance is not reading it)."""
@@ -200,21 +213,28 @@ def verdict(rows: list[dict]) -> dict:
     dists = sorted({r["distance"] for r in rows if r["part"] == "probe"}) or [0]
     near, far = dists[0], dists[-1]
     last_h = sorted({r["hidden_dim"] for r in rows if r["part"] == "probe" and r["model"] == "rnn" and r["pool"] == "last"})
-    ref = 128 if 128 in last_h else (last_h[0] if last_h else 128)
+    pooled_h = sorted({r["hidden_dim"] for r in rows if r["part"] == "probe" and r["model"] == "rnn" and r["pool"] != "last"})
+    ref = pooled_h[0] if pooled_h else 128 if 128 in last_h or not last_h else last_h[0]  # REF: where the pooled RNNs are
     widest = max(last_h, default=ref)
     final = {"model": "rnn", "hidden_dim": ref, "pool": "last"}
     fade_crit = (f"follow rate at distance {near} minus at distance {far}, paired by seed; holds if the 95% interval "
-                 f"lies above {FADE}, does not hold if below")
-    forgets = judge(f"The final hidden state forgets: the vanilla RNN (hidden {ref}) follows a passage planted {near} "
-                    f"tokens before the end far more often than one planted {far} tokens before it",
-                    fade_crit, _fade(rows, near, far, **final), FADE, "above", effect="drop in follow rate, near - far")
-    wider = judge(f"A wider state still forgets: the same at hidden {widest}", fade_crit,
-                  _fade(rows, near, far, model="rnn", hidden_dim=widest, pool="last") if widest > ref else [],
-                  FADE, "above", effect=f"drop in follow rate, hidden {widest}")  # nothing wider: undecided
+                 f"lies above {FADE}, does not hold if below; decided only where the model's follow rate at distance "
+                 f"{near} is above chance (0.5; 95% interval above)")
+    control = judge_fade("Negative control: the Transformer's follow rate fades with distance too", fade_crit +
+                         " (expected: does not hold: attention reads every position directly)", rows, near, far,
+                         "drop in follow rate, transformer", model="transformer")
+    probe_ok = "; and only if the negative control does not hold, else inconclusive"
+    forgets = judge_fade(f"The final hidden state forgets: the vanilla RNN (hidden {ref}) follows a passage planted "
+                         f"{near} tokens before the end far more often than one planted {far} tokens before it",
+                         fade_crit + probe_ok, rows, near, far, "drop in follow rate, near - far", **final)
+    wider = (judge_fade(f"A wider state still forgets: the same at hidden {widest}", fade_crit + probe_ok, rows, near,
+                        far, f"drop in follow rate, hidden {widest}", model="rnn", hidden_dim=widest, pool="last")
+             if widest > ref else judge(f"A wider state still forgets: the same at hidden {widest}", fade_crit + probe_ok,
+                                        [], FADE, "above", effect=f"drop in follow rate, hidden {widest}"))
+    for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
+        if v["outcome"] == HOLDS and control["outcome"] != FAILS:
+            demote(v, "the negative control did not show the Transformer keeping the passage")
     pooled = {p: _relieves(rows, p, far, ref, final) for p in ("mean", "max")}
-    control = judge("Negative control: the Transformer's follow rate fades with distance too", fade_crit + " (expected: "
-                    "does not hold: attention reads every position directly)",
-                    _fade(rows, near, far, model="transformer"), FADE, "above", effect="drop in follow rate, transformer")
     models = sorted({(r["model"], r["hidden_dim"], r["pool"]) for r in rows if r["part"] == "probe"})
     return {
         "claim": "What the final hidden state retains fades with distance from the end, a wider state still forgets, "

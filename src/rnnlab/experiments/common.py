@@ -23,6 +23,7 @@ import dataclasses
 import importlib
 import io
 import json
+import math
 import shlex
 import sys
 import time
@@ -246,19 +247,20 @@ def by_seed(rows: list[dict], **match) -> dict[int, float]:
 
 
 def diff(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
-    """{seed: a[seed] - b[seed]} over the seeds both have."""
-    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+    """{seed: a[seed] - b[seed]} over the seeds either has: NaN where one lacks the seed (a missing measurement,
+    which `judge` counts, instead of a difference over fewer seeds than the claim was declared with)."""
+    return {s: a.get(s, math.nan) - b.get(s, math.nan) for s in sorted(set(a) | set(b))}
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    """a[seed] - b[seed] over the seeds both have, in seed order."""
+    """a[seed] - b[seed] over the seeds either has, in seed order (NaN where one lacks it)."""
     return list(diff(a, b).values())
 
 
 def mean_over(parts: list[dict[int, float]]) -> list[float]:
-    """Per seed, the mean of the parts, over the seeds every part has."""
-    seeds = sorted(set.intersection(*(set(p) for p in parts))) if parts else []
-    return [float(np.mean([p[s] for p in parts])) for s in seeds]
+    """Per seed, the mean of the parts, over the seeds any part has (NaN where one lacks it)."""
+    seeds = sorted(set.union(*(set(p) for p in parts))) if parts else []
+    return [float(np.mean([p.get(s, math.nan) for p in parts])) for s in seeds]
 
 
 def mean_sd(vals: Sequence[float]) -> tuple[float, float]:

@@ -35,7 +35,7 @@ from ..config import GRU, LSTM, RNN, TRANSFORMER, from_dict, with_overrides
 from ..jobs import Job, usable_cpus
 from ..runs import torch_threads
 from .common import fixed_length_batch, linear_fit, mean_sd, title, values
-from .stats import FAILS, HOLDS, UNDECIDED, combine, judge, t_interval
+from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, t_interval
 
 NAME = "serial"
 PARTS = ("timing", "peak", "flops")
@@ -184,15 +184,37 @@ def exponent(lengths, seconds) -> float:
     return linear_fit(np.log(T), np.log(s))["slope"] if (s > 0).all() else math.nan
 
 
-def exponents(rows, model, threads) -> list[float]:
-    """Per repeat: the exponent k of the model's time against length."""
-    out = []
-    for rep in sorted({r["repeat"] for r in rows if r["part"] == "timing"}):
-        pts = sorted((r["seq_len"], r["value"]) for r in rows if r["part"] == "timing" and r["model"] == model
-                     and r["threads"] == threads and r["repeat"] == rep)
-        if len(pts) > 1:
-            out.append(exponent(*zip(*pts)))
-    return out
+def exponent_interval(rows, model, threads, draws: int = 2000) -> tuple[float, float, float]:
+    """k fitted to the model's median time per length, and its 95% bootstrap interval: the repeats resampled
+    within each length (each length is timed in a block of its own, so repeat i at one length has nothing to do
+    with repeat i at another), `draws` times, seeded: the same rows give the same interval."""
+    times = {}
+    for r in rows:
+        if r["part"] == "timing" and r["model"] == model and r["threads"] == threads:
+            times.setdefault(r["seq_len"], []).append(r["value"])
+    T = sorted(times)
+    if len(T) < 2 or not all(v > 0 for t in T for v in times[t]):
+        return math.nan, math.nan, math.nan
+    est = exponent(T, [np.median(times[t]) for t in T])
+    rng = np.random.default_rng(0)
+    med = np.stack([np.median(rng.choice(times[t], (draws, len(times[t]))), axis=1) for t in T], axis=1)
+    x = np.log(np.asarray(T, dtype=np.float64))
+    x -= x.mean()
+    slopes = (np.log(med) - np.log(med).mean(axis=1, keepdims=True)) @ x / (x @ x)  # least squares, every draw at once
+    lo, hi = np.percentile(slopes, [2.5, 97.5])
+    return est, float(lo), float(hi)
+
+
+def linearity(claim: str, criterion: str, rows, model, threads, effect: str) -> dict:
+    """|k - 1| judged below LINEAR_DEV: its interval from k's, so it holds where k's interval lies within
+    1 +- LINEAR_DEV and does not hold where it lies wholly outside (an equivalence test)."""
+    k, lo, hi = exponent_interval(rows, model, threads)
+    far, near = max(abs(lo - 1), abs(hi - 1)), (0.0 if lo <= 1 <= hi else min(abs(lo - 1), abs(hi - 1)))
+    reps = sorted({r["repeat"] for r in rows if r["part"] == "timing" and r["model"] == model and r["threads"] == threads})
+    return decide(claim, criterion, (abs(k - 1), near, far), LINEAR_DEV, "below", effect,
+                  "95% bootstrap interval over the repeats at each length (one timing run; |k - 1|'s from k's)",
+                  [], len(reps), {"k": [k, lo, hi]},
+                  "" if math.isfinite(k) else "no exponent: fewer than two lengths timed, or a time not positive")
 
 
 def verdict(rows: list[dict]) -> dict:
@@ -200,22 +222,18 @@ def verdict(rows: list[dict]) -> dict:
     threads = sorted({r["threads"] for r in rows if r["part"] == "timing"})
     models = sorted({r["model"] for r in rows if r["part"] == "timing"})
     fast = threads[-1] if threads else None
-    crit = (f"k of time ~ T^k (the slope of log time against log length, one per repeat, at {fast} thread(s)); "
-            f"holds if the 95% interval of |k - 1| lies below {LINEAR_DEV:.4g} (each doubling of the length doubles "
-            "the time, within 10%), does not hold if above")
-    k_rnn = exponents(rows, "rnn", fast)
-    linear = judge("The vanilla RNN's time per batch grows linearly with the sequence length", crit,
-                   [abs(k - 1) for k in k_rnn], LINEAR_DEV, "below", effect="|k - 1|, time ~ T^k",
-                   over="the repeats of one timing run", numbers={"k": list(t_interval(k_rnn)), "k_per_repeat": k_rnn})
-    k_tr = exponents(rows, "transformer", fast)
-    control = judge("Negative control: the Transformer's time grows linearly too (expected: does not hold, its "
-                    "attention grows with the square of the length)", crit, [abs(k - 1) for k in k_tr], LINEAR_DEV,
-                    "below", effect="|k - 1|, Transformer", over="the repeats of one timing run",
-                    numbers={"k": list(t_interval(k_tr)), "k_per_repeat": k_tr})
+    crit = (f"k of time ~ T^k (the slope of log median time against log length, at {fast} thread(s), with its 95% "
+            "bootstrap interval over the repeats at each length); holds if that interval lies within 1 +- "
+            f"{LINEAR_DEV:.4g} (each doubling of the length doubles the time, within 10%), does not hold if it lies "
+            "wholly outside")
+    linear = linearity("The vanilla RNN's time per batch grows linearly with the sequence length", crit, rows, "rnn",
+                       fast, "|k - 1|, time ~ T^k")
+    control = linearity("Negative control: the Transformer's time grows linearly too (expected: does not hold, its "
+                        "attention grows with the square of the length)", crit, rows, "transformer", fast,
+                        "|k - 1|, Transformer")
     linear["criterion"] += "; and only if the negative control does not hold, else inconclusive"
     if linear["outcome"] == HOLDS and control["outcome"] != FAILS:
-        linear["outcome"] = UNDECIDED
-        linear["effect"]["undecided"] = "the negative control did not show the Transformer's time growing otherwise"
+        demote(linear, "the negative control did not show the Transformer's time growing otherwise")
     rnn = speedups(rows, "rnn")
     helped = {}
     for k in (m for m in PARALLEL if m in models):

@@ -67,17 +67,34 @@ def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: floa
     exactly the same value (a zero-width interval is not certainty: the seed did not vary what it should)."""
     est, lo, hi = t_interval(per_seed)
     n, kept = len(per_seed), finite(per_seed)
-    result, why = outcome(lo, hi, threshold, direction), ""
+    why = ""
     if len(kept) < n:
-        result, why = UNDECIDED, f"{n - len(kept)} of {n} values not finite"
+        why = f"{n - len(kept)} of {n} values missing or not finite"
     elif len(kept) >= 2 and np.ptp(kept) == 0:
-        result, why = UNDECIDED, f"all {n} values identical: no spread to judge"
-    return {"claim": claim, "criterion": criterion, "outcome": result,
-            "effect": {"name": effect or criterion, "estimate": est, "ci95": [lo, hi], "threshold": threshold,
-                       "direction": direction, "n": int(len(kept)),
-                       "interval": f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else ""),
+        why = f"all {n} values identical: no spread to judge"
+    return decide(claim, criterion, (est, lo, hi), threshold, direction, effect or criterion,
+                  f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else ""),
+                  per_seed, int(len(kept)), numbers, why)
+
+
+def decide(claim: str, criterion: str, interval: tuple[float, float, float], threshold: float, direction: str,
+           effect: str, how: str, per_seed: Sequence[float], n: int, numbers: dict | None = None, why: str = "") -> dict:
+    """A verdict from an estimate and its 95% interval (`how` it was made); `why`: undecided whatever it says."""
+    est, lo, hi = interval
+    result = outcome(lo, hi, threshold, direction)  # refuses an unknown direction whatever `why` says
+    return {"claim": claim, "criterion": criterion, "outcome": UNDECIDED if why else result,
+            "effect": {"name": effect, "estimate": est, "ci95": [lo, hi], "threshold": threshold,
+                       "direction": direction, "n": n, "interval": how,
                        "per_seed": [None if v is None else float(v) for v in per_seed], **({"undecided": why} if why else {})},
             "numbers": numbers or {}}
+
+
+def demote(v: dict, why: str) -> dict:
+    """`v` made undecided, with the reason, unless it already is."""
+    if v["outcome"] != UNDECIDED:
+        v["outcome"] = UNDECIDED
+        v["effect"]["undecided"] = why
+    return v
 
 
 def combine(parts: Sequence[str]) -> str:
