@@ -128,6 +128,20 @@ def test_jobs_this_runner_ran_are_read_back_without_saying_already_done(ds, tiny
     assert log == [f"2 of 2 jobs already done, read from {store}"]
 
 
+def test_a_job_stored_at_another_thread_count_is_run_again_at_this_one(ds, tiny_data, tmp_path):
+    """A lab made with --threads 1 and resumed with --threads 2 read every job as done: its rows were the 1-thread
+    numbers (a thread count changes the summation order) while the verdict recorded 2 threads per job."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    jobs = [echo("a", calls)]
+    Runner(workers=1, threads=1, log=lambda s: None).run(jobs, ds, str(tiny_data), store)
+    log: list[str] = []
+    Runner(workers=1, threads=2, log=log.append).run(jobs, ds, str(tiny_data), store)
+    assert fake_jobs.calls(calls, "a") == 2 and not [line for line in log if "already done" in line], log
+    assert json.loads((store / f"{jobs[0].key}.json").read_text())["threads"] == 2
+    Runner(workers=1, threads=2, log=log.append).run(jobs, ds, str(tiny_data), store)
+    assert fake_jobs.calls(calls, "a") == 2 and log[-1] == f"1 of 1 jobs already done, read from {store}"
+
+
 def test_a_changed_job_is_run_and_the_other_kept(ds, tiny_data, tmp_path):
     store, calls = tmp_path / "jobs", tmp_path / "calls"
     old = echo("a", calls)

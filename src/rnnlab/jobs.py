@@ -237,7 +237,7 @@ class Runner:
         todo = []
         fingerprint = ds.fingerprint()
         for job in {j.key: j for j in jobs}.values():  # the same job asked twice runs once
-            done = _read(store / f"{job.key}.json", job, fingerprint)
+            done = _read(store / f"{job.key}.json", job, fingerprint, self.threads)
             if done is not None:
                 results[job.key] = done
             else:
@@ -417,9 +417,10 @@ def _rows_intact(d: dict) -> bool:
     return isinstance(d.get("rows_sha256"), str) and d["rows_sha256"] == rows_digest(d["rows"])
 
 
-def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
-    """A finished job's rows, or None when missing, unreadable, made by another job or on other data, or when its
-    rows or one of its files are not what it wrote (a damaged record or file: the job runs again)."""
+def _read(path: Path, job: Job, fingerprint: str, threads: int) -> list[dict] | None:
+    """A finished job's rows, or None when missing, unreadable, made by another job, on other data or at another
+    thread count (its numbers depend on it: the job runs again, at this one), or when its rows or one of its files
+    are not what it wrote (a damaged record or file: the job runs again)."""
     if not path.exists():
         return None
     try:
@@ -427,7 +428,8 @@ def _read(path: Path, job: Job, fingerprint: str) -> list[dict] | None:
     except RunError:
         return None
     if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and _rows_intact(d) and d.get("fn") == job.fn
-            and d.get("data") == fingerprint and _files_intact(path.parent / job.key, d.get("files", {}))
+            and d.get("data") == fingerprint and d.get("threads") == threads
+            and _files_intact(path.parent / job.key, d.get("files", {}))
             and json.dumps(d.get("args"), sort_keys=True) == json.dumps(job.args, sort_keys=True, default=str)):
         return None
     return d["rows"]
