@@ -657,6 +657,11 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "ig-steps-too-many": (["{run}", "--text", "good", "--ig-steps", "20000"], r"--ig-steps.*1000"),
     "html-over-the-runs-config": (["{run}", "good", "--html", "{run}/config.json"], r"one of the run's own files"),
     "png-into-a-checkpoint": (["{run}", "good", "--png", "{run}/ckpt-1/x.png"], r"one of the run's own files"),
+    "html-over-another-runs-config": (["{run}", "good", "--html", "{other}/config.json"],  # broke that run (fault hunt)
+                                      r"--html .*config.json: one of the training run .*'s own files; write it elsewhere"),
+    "png-over-a-labs-figure": (["{run}", "good", "--png", "{tmp}/lab/compare/compare.png"],
+                               r"--png .*compare.png: a file of the lab .*lab; write it elsewhere"),
+    "html-over-a-labs-record": (["{run}", "good", "--html", "{tmp}/lab/lab.json"], r"a file of the lab"),
     "html-and-png-one-file": (["{run}", "good", "--html", "{tmp}/a.png", "--png", "{tmp}/a.png"], r"different files"),
     "words-and-review": (["{run}", "film", "--review", "3", "--data", "{data}"], r"as TEXT or with --review N"),
     "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed
@@ -668,7 +673,10 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
 @pytest.mark.parametrize("case", BAD)
 def test_bad_input(case, runs, data, tmp_path):
     argv, needle = BAD[case]
-    argv = [a.format(run=runs["rnn"], data=data, tmp=tmp_path) for a in argv]
+    argv = [a.format(run=runs["rnn"], data=data, tmp=tmp_path, other=runs["lstm"]) for a in argv]
+    (tmp_path / "lab" / "compare").mkdir(parents=True)
+    (tmp_path / "lab" / "lab.json").write_text("{}")
+    (tmp_path / "lab" / "compare" / "compare.png").write_bytes(b"\x89PNG")
     (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     r = CliRunner().invoke(main, ["explain", *argv], input="" if case == "empty-stdin" else None)

@@ -674,6 +674,32 @@ def test_an_output_that_is_a_file_of_the_lab_is_refused(lab, flag, target):
     assert (lab / target).read_bytes() == before and not (lab / "report.html").exists()
 
 
+@pytest.mark.parametrize("flag,target,why", [
+    ("--out", "run/config.json", "one of the training run"), ("--markdown", "run/metrics.jsonl", "one of the training run"),
+    ("--markdown", "run/ckpt-2/notes.md", "one of the training run"), ("--markdown", "data/test.parquet", "of the data in"),
+    ("--out", "data/aclImdb/README", "of the data in"), ("--out", "other/compare/compare.png", "a file of the lab"),
+    ("--markdown", "other/lab.json", "a file of the lab"), ("--out", "results/compare/table.csv", "of the results in")])
+def test_an_output_that_another_command_reads_is_refused(lab, tmp_path, flag, target, why):
+    """Only the lab being rendered was protected: `report LAB --out RUN/config.json` broke the run's next predict,
+    `--markdown DATA/test.parquet` the data, `--out OTHER_LAB/compare/compare.png` that lab's report (fault hunt)."""
+    (tmp_path / "run" / "ckpt-2").mkdir(parents=True)
+    for name in ("config.json", "vocab.json", "metrics.jsonl"):
+        (tmp_path / "run" / name).write_text("{}\n")
+    (tmp_path / "data" / "aclImdb").mkdir(parents=True)
+    (tmp_path / "data" / "test.parquet").write_bytes(b"PAR1")
+    make_lab(tmp_path / "other")
+    (tmp_path / "results" / "compare").mkdir(parents=True)
+    for name in ("verdict.json", "results.csv", "table.csv"):
+        (tmp_path / "results" / "compare" / name).write_text("{}")
+    path = tmp_path / target
+    before = path.read_bytes() if path.is_file() else None
+    args = ["report", str(lab), flag, str(path)] + (["--out", str(tmp_path / "r.html")] if flag == "--markdown" else [])
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, r.output
+    assert (path.read_bytes() if path.is_file() else None) == before and not (tmp_path / "r.html").exists()
+    assert not (tmp_path / "run" / "ckpt-2" / "notes_figures").exists()
+
+
 def test_a_quick_lab_does_not_replace_the_readmes_results(lab):
     """A --quick lab is a smoke test: one line, exit 2, nothing written; the same lab as a full one is taken."""
     readme = _readme(lab.parent)
@@ -1076,3 +1102,16 @@ def test_the_again_command_names_the_runs_only_where_all_are_there_and_quotes_th
     written = write_report(lab)
     assert written["outcomes"].get("explain") != "unreadable" and written["problems"] == [], written
     assert "To read it again: rnnlab explain RUN ... --review 2207" in (lab / "report.md").read_text()
+
+
+def test_lab_markdown_over_a_runs_file_is_refused_before_the_data_is_read(tmp_path):
+    """`lab --markdown RUN/config.json` wrote the Markdown over the run's config (and a config_figures/ into it)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "vocab.json"):
+        (run / name).write_text("{}")
+    r = CliRunner().invoke(main, ["lab", "--quick", "--out", str(tmp_path / "lab"), "--markdown", str(run / "config.json"),
+                                  "--data", str(tmp_path / "no-such-data")])
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+        f"Error: {run / 'config.json'}: one of the training run {run}'s own files; write the report elsewhere"], r.output
+    assert (run / "config.json").read_text() == "{}" and sorted(p.name for p in run.iterdir()) == ["config.json", "vocab.json"]

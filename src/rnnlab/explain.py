@@ -54,7 +54,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RunError, echo_whole, file_in_the_way, in_the_way, printable, shorten
+from .io import RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, owner, printable, shorten
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -650,8 +650,6 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
 def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> None:
     if path is None:
         return
-    from .runs import RUN_FILES
-
     for data in [data_path, *(_recorded_data(r) for r in run_dirs)]:
         if data is not None and _overwrites(path, Path(data)):
             raise ValueError(f"{flag} {path}: would overwrite the data {data}; write it elsewhere")
@@ -668,6 +666,8 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
         blocked = file_in_the_way(path.parent)
         raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked else
                                                in_the_way(path.parent) or f"no such directory {path.parent}"))
+    if owner(path):  # another run's, a data set's, a lab's
+        raise ValueError(f"{flag} {path}: {owner(path)}; write it elsewhere")
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
     folder = path.resolve().parent  # a link is written through, in its target's folder

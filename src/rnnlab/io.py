@@ -151,6 +151,35 @@ def in_the_way(path: str | os.PathLike) -> str:
     return f"{p} is a file, not a folder" if file_in_the_way(p) else ""
 
 
+RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
+                       "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
+DATA_FILES = ("train.parquet", "test.parquet", "aclImdb")
+
+
+def owner(path: str | os.PathLike) -> str:
+    """"" where an output file may be written at `path`; else whose file it is: one of a training run's own files, a
+    data set's, or an existing file of a lab's (or of a shortfall's or comparison's results) that a later command
+    reads. Writing there would break the next `predict`, `train --resume`, `evaluate` or `report`."""
+    p = Path(os.path.abspath(path))
+    with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a link loop (3.11's resolve); named elsewhere
+        p = Path(path).resolve()
+    for folder in reversed(p.parents):  # the outermost owner: a lab, rather than its part or one of its runs
+        rel = p.relative_to(folder).parts
+        try:
+            if (folder / "config.json").is_file() and (folder / "vocab.json").is_file() and (
+                    rel[0] in RUN_FILES or rel[0].startswith("ckpt-")):
+                return f"one of the training run {folder}'s own files"
+            if rel[0] in DATA_FILES and (folder / rel[0]).exists():
+                return f"a file of the data in {folder}"
+            if (folder / "lab.json").is_file() and (rel == ("lab.json",) or (len(rel) > 1 and p.exists())):
+                return f"a file of the lab {folder}"
+            if len(rel) == 1 and p.exists() and (folder / "verdict.json").is_file() and (folder / "results.csv").is_file():
+                return f"a file of the results in {folder}"
+        except OSError:
+            continue
+    return ""
+
+
 _CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
             | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029)})  # C0, DEL, C1 (CSI, NEL), line/paragraph separators
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
-from .io import (RunError, atomic_path, fault, first_line, missing_folders, read_json, require_file,
+from .io import (RunError, atomic_path, fault, first_line, missing_folders, owner, read_json, require_file,
                  text_file_sha256, write_text)
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
@@ -602,14 +602,17 @@ def writable(*paths: Path) -> None:
 
 
 def not_the_labs_own(lab: Path, *paths: Path) -> None:
-    """ReportError if a path would overwrite what the report reads: lab.json or an existing file of a part."""
+    """ReportError if a path would overwrite what the report reads (lab.json or an existing file of a part), or what
+    another command reads: a training run's own files, a data set's, another lab's (`io.owner`)."""
     for p in paths:
         try:
             rel = p.resolve().relative_to(lab.resolve())
         except ValueError:
-            continue  # outside the lab
-        if rel.parts == ("lab.json",) or (len(rel.parts) > 1 and p.exists()):
+            rel = None  # outside the lab
+        if rel is not None and (rel.parts == ("lab.json",) or (len(rel.parts) > 1 and p.exists())):
             raise ReportError(f"{p}: a file of the lab itself (the report reads it); write the report elsewhere")
+        if owner(p):
+            raise ReportError(f"{p}: {owner(p)}; write the report elsewhere")
 
 
 def full_lab(lab: Path) -> None:

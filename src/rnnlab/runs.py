@@ -31,13 +31,11 @@ import torch
 
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (UMASK, RunError, StorageError, exclusive, fault, held, in_the_way, load_tensors,
+from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held, in_the_way, load_tensors,
                  missing_folders, read_json, read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors,
                  shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
 
-RUN_FILES = frozenset({"config.json", "meta.json", "vocab.json", "metrics.jsonl", "learning_curve.png",
-                       "model.safetensors", "summary.json", "checkpoint.json"})  # and ckpt-<epoch>/
 from .text import Vocab
 
 
