@@ -170,11 +170,14 @@ class Page(HTMLParser):
 
 
 def _full(lab: Path) -> Path:
-    """The fixture lab relabelled as a full lab (the README takes only a full lab's results)."""
+    """The fixture lab relabelled as a full lab on the lab's seeds (the README takes only a full lab's results)."""
     for f in lab.rglob("*.json"):
         d = json.loads(f.read_text())
         if isinstance(d, dict) and d.get("mode") == "quick":
-            f.write_text(json.dumps({**d, "mode": "full"}))
+            d["mode"] = "full"
+            if isinstance(d.get("settings"), dict) and "seeds" in d["settings"]:
+                d["settings"]["seeds"] = [0, 1, 2]
+            f.write_text(json.dumps(d))
     return lab
 
 
@@ -1115,3 +1118,18 @@ def test_lab_markdown_over_a_runs_file_is_refused_before_the_data_is_read(tmp_pa
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
         f"Error: {run / 'config.json'}: one of the training run {run}'s own files; write the report elsewhere"], r.output
     assert (run / "config.json").read_text() == "{}" and sorted(p.name for p in run.iterdir()) == ["config.json", "vocab.json"]
+
+
+@pytest.mark.parametrize("seeds", [[1, 2], [0], [0, 1, 2, 3]])
+def test_a_full_lab_on_other_than_the_labs_seeds_does_not_replace_the_readmes_results(lab, seeds):
+    """A full lab with --seeds 1,2 (some of the lab's own) was taken as the README's evidence (fault hunt)."""
+    readme = _readme(lab.parent)
+    before = readme.read_text()
+    for f in _full(lab).glob("*/verdict.json"):
+        d = json.loads(f.read_text())
+        f.write_text(json.dumps({**d, "settings": {**d.get("settings", {}), "seeds": seeds}}))
+    r = CliRunner().invoke(main, ["report", str(lab), "--readme", str(readme)])
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+        f"Error: {lab}: ran on seeds {', '.join(map(str, seeds))}; the README shows the lab's own (0, 1, 2): render this "
+        "one without --readme"], r.output
+    assert readme.read_text() == before
