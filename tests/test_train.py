@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from conftest import make_reviews, write_parquet_dir
 from rnnlab.config import ConfigError, TrainConfig, with_overrides
 from rnnlab.data import load_imdb
-from rnnlab.io import HANGUP, RunError
+from rnnlab.io import HANGUP, RunError, write_json
 from rnnlab.models import RecurrentClassifier, build_model
 from rnnlab.prepare import prepare, stratified_split
 from rnnlab.runs import RunDir
@@ -707,6 +707,13 @@ def test_predict_evaluate_and_explain_say_when_a_run_stopped_before_its_epochs(t
     (run.path / "config.json").write_text(json.dumps({**config, "epochs": 1}))  # every epoch done, no final test
     r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
     assert f"note: {run.path}: its final test did not run. rnnlab train --resume {run.path} finishes it" in r.stderr
+    (run.path / "config.json").write_text(json.dumps({**config, "epochs": 3}))
+    write_json(run.path / "summary.json", {"epochs": 1, "test_acc": 0.5})  # finished, then `--resume --epochs 3` stopped
+    r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])  # its old summary said nothing (fault hunt)
+    assert r.exit_code == 0 and note in r.stderr.splitlines(), r.stderr
+    write_json(run.path / "summary.json", {"epochs": 3, "test_acc": 0.5})
+    r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
+    assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr
     (run.path / "checkpoint.json").write_text("{not json")  # a damaged record: the weights still answer
     r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
     assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr

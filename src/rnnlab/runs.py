@@ -496,9 +496,16 @@ class RunDir:
 
     def unfinished(self) -> str | None:
         """A sentence when training stopped before the configured epochs (killed, out of space): the weights are
-        then the best of the epochs it completed. None for a finished run or one that keeps no checkpoint."""
+        then the best of the epochs it completed. None for a finished run or one that keeps no checkpoint. A finished
+        run resumed for more epochs (`train --resume --epochs N`) and stopped keeps its first summary.json: finished
+        only if that summary has the configured epochs."""
         if (self.path / "summary.json").exists():
-            return None
+            try:
+                done = read_json(self.path / "summary.json").get("epochs")
+            except (RunError, AttributeError):  # a damaged summary: the weights load (checked apart)
+                return None
+            if not (type(done) is int and done < self.config().epochs):
+                return None
         try:
             ck = self._checkpoint()
         except RunError:  # a damaged checkpoint record: the weights load (checked apart), say nothing of it here
