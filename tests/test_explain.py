@@ -655,6 +655,8 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "split-without-review": (["{run}", "--text", "good", "--split", "train"], r"--split is read only with --review"),
     "negative-review": (["{run}", "--review", "-1"], r"-1"),
     "ig-steps-too-many": (["{run}", "--text", "good", "--ig-steps", "20000"], r"--ig-steps.*1000"),
+    "ig-steps-without-attribution": (["{run}", "good", "--no-attribution", "--ig-steps", "5"],  # ignored silently
+                                     r"--ig-steps is read only with attributions, not with --no-attribution$"),
     "html-over-the-runs-config": (["{run}", "good", "--html", "{run}/config.json"], r"one of the run's own files"),
     "png-into-a-checkpoint": (["{run}", "good", "--png", "{run}/ckpt-1/x.png"], r"one of the run's own files"),
     "html-over-another-runs-config": (["{run}", "good", "--html", "{other}/config.json"],  # broke that run (fault hunt)

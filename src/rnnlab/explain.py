@@ -761,6 +761,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
 
     try:
         run_dirs, words = _split_args(args)
+        if attribution is False and ig_steps is not None:
+            raise ValueError("--ig-steps is read only with attributions, not with --no-attribution")
         _check_out(html_path, "--html", run_dirs, data_path)
         _check_out(png_path, "--png", run_dirs, data_path)
         if html_path and png_path and html_path.resolve() == png_path.resolve():
