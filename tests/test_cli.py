@@ -673,3 +673,21 @@ def test_help_and_version_into_a_closed_stdout_are_one_line(args):
                        text=True, timeout=120, preexec_fn=lambda: os.close(1))
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
         "Error: standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"], p.stderr
+
+
+def test_predict_notes_a_cut_review_and_reads_br_tags_as_its_run_does(tmp_path, tiny_data):
+    """Through the command (cut_note and wordless_note were tested only as functions: a mutant that dropped the
+    cut note from predict, or judged "<br />" with another run's tokenizer, passed)."""
+    tail3 = tmp_path / "tail3"
+    r = CliRunner().invoke(main, ["train", "--preset", "rnn", "--data", str(tiny_data), "--epochs", "1", "--max-len",
+                                  "3", "--embed-dim", "8", "--hidden-dim", "8", "--out", str(tail3)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["predict", str(tail3), "one two three four five"])
+    assert r.exit_code == 0 and r.stderr.splitlines() == [
+        "note: the review has 5 tokens; the run read its last 3 (max_len 3, truncate tail)"], r.stderr
+    seed = tmp_path / "seed"  # the seed preset keeps <br /> tags: "<br />" reads as the word br, no note
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--epochs", "1", "--embed-dim", "8",
+                                  "--hidden-dim", "8", "--out", str(seed)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["predict", str(seed), "<br />"])
+    assert r.exit_code == 0 and r.stderr == "", r.stderr

@@ -1071,3 +1071,18 @@ def test_a_short_review_through_a_model_run_once_per_prefix_needs_its_own_prefix
     available(need + memory_mod.WORKSPACE)
     res = CliRunner().invoke(main, ["explain", str(run), review, "--no-attribution"])
     assert res.exit_code == 0, res.output
+
+
+def test_the_terminal_lists_leave_out_words_that_round_to_zero():
+    """As the HTML card does (a mutant that dropped the filter from the positive list passed)."""
+    from rnnlab.explain_views import header_lines
+
+    lines = header_lines(_made_up([0.6, 0.4, 0.7], [0.3, -0.2, 0.0004]))
+    assert "  pushed towards positive: w0 +0.300" in lines and "  pushed towards negative: w1 -0.200" in lines, lines
+
+
+def test_one_token_cut_is_singular(runs):
+    (e,) = explain_runs([runs["rnn-head"]], " ".join(["great"] * 13), attribution=False)
+    assert e.truncation.endswith("tokens (max_len 12, truncate head): 1 token was cut"), e.truncation
+    (e,) = explain_runs([runs["rnn-head"]], " ".join(["great"] * 14), attribution=False)
+    assert e.truncation.endswith(": 2 tokens were cut"), e.truncation

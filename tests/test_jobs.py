@@ -659,3 +659,15 @@ def test_a_dead_worker_is_named_by_its_signal_or_exit_code_whatever_the_code(cod
     with pytest.raises(JobError):  # a worker the pool already dropped from its list is still found
         _check_alive(SimpleNamespace(_pool=[]), {12345: dead}, 4)
     _check_alive(SimpleNamespace(_pool=[SimpleNamespace(pid=1, exitcode=None)]), {}, 4)  # all alive: nothing
+
+
+def test_check_ray_takes_local_and_auto_and_refuses_a_blank_or_hostless_address():
+    """`--ray local` starts a local instance: nothing to reach first (a mutant that checked it as HOST:PORT refused
+    it, and no test passed "local" through with the package installed); a blank or hostless address is its form."""
+    from rnnlab.jobs import check_ray
+
+    assert check_ray(None) is None and check_ray("local") is None and check_ray("auto") is None
+    with pytest.raises(RunError, match="^--ray: empty; give HOST:PORT"):
+        check_ray("  ")
+    with pytest.raises(RunError, match="^--ray :6379: give HOST:PORT, ray://HOST:PORT, auto or local$"):
+        check_ray(":6379")

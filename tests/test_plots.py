@@ -60,3 +60,17 @@ def test_figures_are_drawn_with_matplotlibs_own_dejavu_fonts():
     for style in ("normal", "italic"):
         found = font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans", style=style))
         assert found.startswith(matplotlib.get_data_path()), found
+
+
+def test_a_font_looked_up_before_rnnlab_plots_is_imported_is_looked_up_again():
+    """A notebook that drew a figure before importing rnnlab keeps no system DejaVu from that earlier lookup
+    (matplotlib caches findfont: a mutant without its cache_clear passed)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; from matplotlib import font_manager as fm\n"
+            "p = fm.FontProperties(family='DejaVu Sans'); print(fm.findfont(p))\n"
+            "import rnnlab.plots; print(fm.findfont(p)); print(matplotlib.get_data_path())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    before, after, own = r.stdout.splitlines()
+    assert after.startswith(own), (before, after)

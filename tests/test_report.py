@@ -201,6 +201,8 @@ def test_counts_read_back_as_floats_print_as_counts():
 
     assert [fmt(10000.0), fmt(2030000.0), fmt(9999.0), fmt(12345.5), fmt(float("nan")), fmt(-20000.0), fmt(1e23),
             fmt(float("inf"))] == ["10,000", "2,030,000", "9999", "1.235e+04", "n/a", "-20,000", "1e+23", "n/a"]
+    assert [fmt(999_999_999_999_999.0), fmt(1e15), fmt(-1e15), fmt(1e16)] == [  # the rule stops at 1e15 (mutation)
+        "999,999,999,999,999", "1e+15", "-1e+15", "1e+16"]
 
 
 def test_rendering_a_report_does_not_import_torch(lab):
@@ -1133,3 +1135,16 @@ def test_a_full_lab_on_other_than_the_labs_seeds_does_not_replace_the_readmes_re
         f"Error: {lab}: ran on seeds {', '.join(map(str, seeds))}; the README shows the lab's own (0, 1, 2): render this "
         "one without --readme"], r.output
     assert readme.read_text() == before
+
+
+def test_the_data_budget_sentence_takes_the_labs_own_mode_and_seeds():
+    """A lab with full and quick parts gets the full budget (with a warning elsewhere) and the seeds its parts ran
+    on, not the code's; a lab whose parts record no mode gets no sentence (mutation test)."""
+    from rnnlab.blocks import Section
+    from rnnlab.report import data_budget
+
+    mixed = data_budget([Section("a", "A", mode="full", seeds=(0, 1, 2, 3, 4)), Section("b", "B", mode="quick")])
+    assert mixed.startswith("The shortfalls and comparison train each model for 3 epochs on the same class-balanced "
+                            "10,000 training reviews (each of the 5 seeds holds out 10% of them"), mixed
+    assert mixed.endswith("the notebook's exercise uses every review of both."), mixed
+    assert data_budget([Section("a", "A"), Section("b", "B", mode="unreadable")]) == ""

@@ -838,3 +838,23 @@ def test_every_step_trains_at_the_schedules_rate_for_its_place_in_the_whole_run(
     train(cfg, data, run, log=lambda s: None, on_step=lambda model, s: seen.append((s["global_step"], s["lr"])))
     assert seen == [(k + 1, lr_at(cfg, k, 2 * 14)) for k in range(2 * 14)]
     assert [m["lr"] for m in run.metrics()] == [lr_at(cfg, 13, 28), lr_at(cfg, 27, 28)]
+
+
+def test_a_summarys_relative_run_dir_names_the_folder_only_when_all_its_last_parts_match(tmp_path, monkeypatch):
+    """summary.json's run_dir as typed (relative, maybe with ..), read from another folder (mutation test)."""
+    from rnnlab.runs import _names
+
+    run = tmp_path / "a" / "runs" / "x"
+    run.mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")  # resumed from another folder than the one it was made in
+    assert _names("runs/x", run) and _names("../runs/x", run)  # made as --out ../runs/x from a/sub
+    assert not _names("other/x", run) and not _names("/elsewhere/runs/x", run)  # another run's, a moved one's
+
+
+def test_a_summary_naming_a_path_through_a_link_loop_is_not_finished_and_not_fatal(tmp_path, monkeypatch):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"run_dir": "loop/x", "epochs": 0}))
+    monkeypatch.chdir(tmp_path)
+    assert RunDir(tmp_path / "run").finished_summary() is None
