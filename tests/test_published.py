@@ -114,21 +114,23 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
                                                          "lab_zen4_2d89b96_first_pass", "lab_zen4_2d89b96",
                                                          "lab_zen4_dad8a65", "lab_zen4_b013fd8", "lab_zen4_896fa8d",
                                                          "lab_zen4_c75ad7f", "lab_zen4_f5352fa", "lab_zen4_66cbbff",
-                                                         "lab_zen4_a168e2d_outputs_deleted")]  # not 7a32883: a niced
-    # script beside it; f5352fa, a168e2d: not published (the same rows as docs/lab); 66cbbff: published in sessions 41-47
-    zen4.append(minutes(LAB / "lab.json"))  # the published one last
-    intel = minutes(results / "lab_intel_head" / "lab.json")
-    clean = [*zen3, *zen4, intel]
+                                                         "lab_zen4_a168e2d_outputs_deleted", "lab_zen4_652482a")]
+    # not 7a32883: a niced script beside it; f5352fa, a168e2d: not published (the same rows as docs/lab then);
+    # 66cbbff: published in sessions 41-47, 652482a in sessions 48-49
+    intel = [minutes(results / "lab_intel_head" / "lab.json"), minutes(LAB / "lab.json")]  # the published one last
+    clean = [*zen3, *zen4, *intel]
     assert line.startswith(f"About {min(clean)} to {max(clean)} minutes on 2 CPU cores")
     assert (f"{zen3[0]} and {zen3[1]} on two AMD Zen 3 VMs, {min(zen4)} to {max(zen4)} in {len(zen4)} runs on Zen 4 "
-            f"VMs, {intel} on an Intel VM; the published [lab.json](docs/lab/lab.json) took {zen4[-1]}") in line
-    assert json.loads((LAB / "lab.json").read_text())["environment"]["cpu_capability"] == "AVX512"  # a Zen 4
-    commit = json.loads((LAB / "lab.json").read_text())["environment"]["git_commit"][:7]
+            f"VMs, {intel[0]} and {intel[1]} on two Intel VMs; the published [lab.json](docs/lab/lab.json) took "
+            f"{intel[1]}") in line
+    env = json.loads((LAB / "lab.json").read_text())["environment"]
+    assert (env["cpu_family"], env["cpu_model"]) == ("6", "207")  # the newer Intel Xeon
     memory = [results / d / "memory.txt" for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b", "lab_amd_zen4",
                                                    "lab_zen4_b50d5ec", "lab_zen4_98ff68c", "lab_zen4_2d89b96",
                                                    "lab_zen4_b013fd8", "lab_zen4_896fa8d", "lab_zen4_7a32883",
-                                                   "lab_zen4_c75ad7f", f"lab_zen4_{commit}", "lab_intel_head",
-                                                   "lab_zen4_f5352fa", "lab_zen4_66cbbff", "lab_zen4_a168e2d_outputs_deleted")]
+                                                   "lab_zen4_c75ad7f", f"lab_intel207_{env['git_commit'][:7]}",
+                                                   "lab_intel_head", "lab_zen4_f5352fa", "lab_zen4_66cbbff",
+                                                   "lab_zen4_a168e2d_outputs_deleted", "lab_zen4_652482a")]
     assert "the lab's raw files are docs/lab (published)" in memory[10].read_text()  # the published lab's watch
     peak = lambda f: float(re.search(r"^final peak PSS ([0-9.]+) GB$", f.read_text(), re.M).group(1))  # noqa: E731
     peaks = [peak(f) for f in memory]
@@ -221,9 +223,9 @@ def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
         same = sum(v["same_outcomes"] for v in cpu["verdicts"].values()), sum(v["of"] for v in cpu["verdicts"].values())
         assert f"{sum(e['equal'] for e in cpu['experiments'].values()):,} rows identical, {same[0]} of the {same[1]} " \
                "outcomes both labs judge the same" in perf, name
-    assert json.loads((results / "same_rows_h200_published.json").read_text())["b"] == "docs/lab"
+    assert json.loads((results / "same_rows_h200_published.json").read_text())["b"] == "docs/lab"  # the Zen 4 lab then
     table = {d: {r["model"]: r for r in csv.DictReader((base / "compare" / "table.csv").open())}
-             for d, base in (("cpu", LAB), ("gpu", results / "lab_h200_92269c5"))}
+             for d, base in (("cpu", results / "lab_zen4_652482a"), ("gpu", results / "lab_h200_92269c5"))}
     acc = lambda r: (f"{float(r['test_acc_mean']):.3f} [{float(r['test_acc_ci95_low']):.3f}, "  # noqa: E731
                      f"{float(r['test_acc_ci95_high']):.3f}]")
     for m, name in (("rnn", "RNN"), ("lstm", "LSTM"), ("gru", "GRU"), ("bow", "bag of embeddings"),
@@ -313,3 +315,16 @@ def test_the_benchmarks_gemm_speed_is_2n3_flops_over_the_median_timed_product_af
     monkeypatch.setattr(common.torch, "randn", lambda *shape: Matrix())
     monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
     assert common.sgemm_gflops(n=1000, repeats=3) == 2 * 1000 ** 3 / 4.0 / 1e9
+
+
+def test_redraw_says_same_bytes_for_every_figure_and_page_of_the_published_lab(tmp_path):
+    """benchmarks/redraw.py's own report (a mutant that left the explained pages out of its comparison printed
+    'changed' for them; the test above calls redraw() only)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "redraw.py"), str(LAB), "--out", str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 18 and sum(".html:" in ln for ln in lines) == 3, r.stdout + r.stderr
+    assert all(ln.endswith(": same bytes") for ln in lines), r.stdout
