@@ -666,8 +666,9 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
         blocked = file_in_the_way(path.parent)
         raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked else
                                                in_the_way(path.parent) or f"no such directory {path.parent}"))
-    if owner(path):  # another run's, a data set's, a lab's
-        raise ValueError(f"{flag} {path}: {owner(path)}; write it elsewhere")
+    whose = owner(path)  # another run's, a data set's, a lab's
+    if whose:
+        raise ValueError(f"{flag} {path}: {whose}; write it elsewhere")
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
         raise ValueError(f"--png {path}: not a figure file name; end it in .png (or .svg, .pdf)")
     folder = path.resolve().parent  # a link is written through, in its target's folder

@@ -611,8 +611,9 @@ def not_the_labs_own(lab: Path, *paths: Path) -> None:
             rel = None  # outside the lab
         if rel is not None and (rel.parts == ("lab.json",) or (len(rel.parts) > 1 and p.exists())):
             raise ReportError(f"{p}: a file of the lab itself (the report reads it); write the report elsewhere")
-        if owner(p):
-            raise ReportError(f"{p}: {owner(p)}; write the report elsewhere")
+        whose = owner(p)
+        if whose:
+            raise ReportError(f"{p}: {whose}; write the report elsewhere")
 
 
 def full_lab(lab: Path) -> None:

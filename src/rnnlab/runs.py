@@ -35,7 +35,6 @@ from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, hel
                  missing_folders, read_json, read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors,
                  shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
-
 from .text import Vocab
 
 

@@ -214,7 +214,7 @@ def verdict(rows: list[dict]) -> dict:
     near, far = dists[0], dists[-1]
     last_h = sorted({r["hidden_dim"] for r in rows if r["part"] == "probe" and r["model"] == "rnn" and r["pool"] == "last"})
     pooled_h = sorted({r["hidden_dim"] for r in rows if r["part"] == "probe" and r["model"] == "rnn" and r["pool"] != "last"})
-    ref = pooled_h[0] if pooled_h else 128 if 128 in last_h or not last_h else last_h[0]  # REF: where the pooled RNNs are
+    ref = pooled_h[0] if pooled_h else (128 if 128 in last_h or not last_h else last_h[0])  # REF: the pooled RNNs' size
     widest = max(last_h, default=ref)
     final = {"model": "rnn", "hidden_dim": ref, "pool": "last"}
     fade_crit = (f"follow rate at distance {near} minus at distance {far}, paired by seed; holds if the 95% interval "
@@ -227,10 +227,10 @@ def verdict(rows: list[dict]) -> dict:
     forgets = judge_fade(f"The final hidden state forgets: the vanilla RNN (hidden {ref}) follows a passage planted "
                          f"{near} tokens before the end far more often than one planted {far} tokens before it",
                          fade_crit + probe_ok, rows, near, far, "drop in follow rate, near - far", **final)
-    wider = (judge_fade(f"A wider state still forgets: the same at hidden {widest}", fade_crit + probe_ok, rows, near,
-                        far, f"drop in follow rate, hidden {widest}", model="rnn", hidden_dim=widest, pool="last")
-             if widest > ref else judge(f"A wider state still forgets: the same at hidden {widest}", fade_crit + probe_ok,
-                                        [], FADE, "above", effect=f"drop in follow rate, hidden {widest}"))
+    wide_claim, wide_effect = f"A wider state still forgets: the same at hidden {widest}", f"drop in follow rate, hidden {widest}"
+    wider = (judge_fade(wide_claim, fade_crit + probe_ok, rows, near, far, wide_effect, model="rnn", hidden_dim=widest,
+                        pool="last") if widest > ref
+             else judge(wide_claim, fade_crit + probe_ok, [], FADE, "above", effect=wide_effect))  # nothing wider: undecided
     for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
         if v["outcome"] == HOLDS and control["outcome"] != FAILS:
             demote(v, "the negative control did not show the Transformer keeping the passage")
