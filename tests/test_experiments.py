@@ -1221,3 +1221,22 @@ def test_tfidf_chooses_c_on_the_validation_split_never_the_test_split(tiny_data,
     got = {r["metric"]: r["value"] for r in rows if r["part"] == "accuracy"}
     best = max(scored, key=lambda s: s[2])  # the first of equal scores, as the job keeps it
     assert got["val_acc"] == best[2] and got["C"] == best[1]
+
+
+def test_bottleneck_a_model_that_follows_every_probe_near_the_end_is_above_chance():
+    """Follow rates of 1.0 on every seed have no spread, which `judge` leaves undecided: the new above-chance check
+    read a perfect model as one that does not follow the passage (a review of session 50's change)."""
+    rows = bn_rows(**BN_BASE)
+    for r in rows:
+        if r["part"] == "probe" and r["model"] == "rnn" and r["pool"] == "last" and r["hidden_dim"] == 128:
+            r["value"] = {0: 1.0, 350: 0.5}.get(r["distance"], r["value"]) + (0.01 * r["seed"] if r["distance"] else 0)
+    forgets = bottleneck.verdict(rows)["questions"][0]
+    assert forgets["outcome"] == HOLDS, forgets["effect"]
+
+
+def test_serial_linearity_with_one_repeat_per_length_is_undecided():
+    """One repeat per length: every bootstrap draw is the same, a zero-width interval that decided (a review of
+    session 50's change); judge leaves such a spread undecided, and so does linearity now."""
+    rows = [r for r in serial_rows(**SER_BASE) if r["part"] != "timing" or r["repeat"] == 0]
+    linear = serial.verdict(rows)["questions"][0]
+    assert linear["outcome"] == UNDECIDED and "did not vary" in linear["effect"]["undecided"]

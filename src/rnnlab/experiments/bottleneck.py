@@ -185,10 +185,11 @@ def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: st
     follows the passage at `near` above chance: one at chance there has nothing to lose, and a fade of 0 would
     read as a memory that keeps it."""
     v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect)
-    heard = judge("", "", [r - 0.5 for r in _follow(rows, near, **m).values()], 0.0, "above",
-                  effect=f"follow({near}) - 0.5")
+    rates = list(_follow(rows, near, **m).values())
+    heard = judge("", "", [r - 0.5 for r in rates], 0.0, "above", effect=f"follow({near}) - 0.5")
     v["numbers"] = {**v["numbers"], "near_above_chance": heard["effect"]}
-    if heard["outcome"] != HOLDS:
+    every_probe = len(rates) > 1 and all(r == 1.0 for r in rates)  # no spread, but no doubt either
+    if heard["outcome"] != HOLDS and not every_probe:
         demote(v, f"not shown to follow the passage above chance even at distance {near}: nothing to fade from")
     return v
 

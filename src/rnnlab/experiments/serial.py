@@ -211,10 +211,11 @@ def linearity(claim: str, criterion: str, rows, model, threads, effect: str) -> 
     k, lo, hi = exponent_interval(rows, model, threads)
     far, near = max(abs(lo - 1), abs(hi - 1)), (0.0 if lo <= 1 <= hi else min(abs(lo - 1), abs(hi - 1)))
     reps = sorted({r["repeat"] for r in rows if r["part"] == "timing" and r["model"] == model and r["threads"] == threads})
+    why = ("no exponent: fewer than two lengths timed, or a time not positive" if not math.isfinite(k) else
+           "the repeats did not vary (one per length, or all equal): no interval to judge" if lo == hi else "")
     return decide(claim, criterion, (abs(k - 1), near, far), LINEAR_DEV, "below", effect,
                   "95% bootstrap interval over the repeats at each length (one timing run; |k - 1|'s from k's)",
-                  [], len(reps), {"k": [k, lo, hi]},
-                  "" if math.isfinite(k) else "no exponent: fewer than two lengths timed, or a time not positive")
+                  [], len(reps), {"k": [k, lo, hi]}, why)
 
 
 def verdict(rows: list[dict]) -> dict:
