@@ -13,8 +13,10 @@ load change between rounds hits both sides), with its min and max. Per thread co
 also measures this machine's float32 GEMM throughput (median of (2048x2048)@(2048x2048)) and
 reports each variant's matmul FLOP/s as a fraction of it; the matmul FLOPs of a step are
 counted by formula: forward 2*B*T*(E*G*H + H*G*H), G = 4 (LSTM), 3 (GRU), 1 (RNN), backward
-twice that. Wall time is the measure; the process CPU time and the load average (other jobs on
-the machine) are recorded next to it.
+twice that. Wall time is the measure; the process CPU time, the load average (other jobs on
+the machine) and the minor page faults of a step (memory the allocator got fresh from the system
+and touched: benchmarks/allocator.py runs this script under two malloc settings) are recorded
+next to it.
 
 "lstm / gru matmuls only" (skip with --no-floor) run the same step with a layer that does only
 the kernels' matmuls, with their shapes and nothing else: their speed-up over nn.LSTM / nn.GRU
@@ -35,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import time
@@ -205,6 +208,12 @@ def imdb_tokens(args) -> torch.Tensor:
     return torch.from_numpy(np.stack([ids[starts[i] + lengths[i] - args.steps:starts[i] + lengths[i]] for i in pick]))
 
 
+def _minor_faults() -> int:
+    """The process's minor page faults so far: each first touch of a 4 KB page the allocator got fresh from the
+    system (glibc's malloc maps blocks above its mmap threshold anew and unmaps them when freed)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def measure(threads: int, args) -> dict:
     torch.set_num_threads(threads)
     load_before = os.getloadavg()
@@ -219,15 +228,17 @@ def measure(threads: int, args) -> dict:
     variants = {n: Variant(kind_of[n], None if n.startswith("nn.") else n, args) for n in names}
     wall = {n: [] for n in names}
     cpu = {n: [] for n in names}
+    faults = {n: [] for n in names}
     for r in range(args.warmup + args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]  # rotate: no variant always first
         for n in order:
-            c, t = time.process_time(), time.perf_counter()
+            f, c, t = _minor_faults(), time.process_time(), time.perf_counter()
             variants[n].step(tokens, y)
-            t, c = time.perf_counter() - t, time.process_time() - c
+            t, c, f = time.perf_counter() - t, time.process_time() - c, _minor_faults() - f
             if r >= args.warmup:
                 wall[n].append(t)
                 cpu[n].append(c)
+                faults[n].append(f)
     gemm_after = sgemm_gflops()
     res = {"threads": threads, "distinct_tokens": len(tokens.unique()), "sgemm_gflops": round(gemm, 1), "sgemm_gflops_after": round(gemm_after, 1),
            "load_avg_before": [round(v, 2) for v in load_before],
@@ -242,6 +253,7 @@ def measure(threads: int, args) -> dict:
             "median_ms": round(1000 * med, 1), "min_ms": round(1000 * ws[0], 1), "max_ms": round(1000 * ws[-1], 1),
             "iqr_ms": [round(1000 * q1, 1), round(1000 * q3, 1)],
             "cpu_median_ms": round(1000 * statistics.median(cpu[n]), 1),
+            "minor_page_faults_median": statistics.median(faults[n]),
             "matmul_gflop_per_step": round(flops / 1e9, 2),
             "achieved_gflops": round(flops / med / 1e9, 1),
             "fraction_of_sgemm": round(flops / med / 1e9 / ref_gemm, 3),
@@ -264,11 +276,11 @@ def table(res: dict) -> str:
     lines = [f"threads {res['threads']}: sgemm {res['sgemm_gflops']} / {res['sgemm_gflops_after']} GFLOP/s "
              f"(before / after), load avg {res['load_avg_before'][0]} -> {res['load_avg_after'][0]}",
              f"  {'variant':24} {'median ms':>10} {'IQR ms':>15} {'min-max ms':>15} {'cpu ms':>8} "
-             f"{'GFLOP/s':>8} {'of sgemm':>8}"]
+             f"{'GFLOP/s':>8} {'of sgemm':>8} {'faults':>7}"]
     for n, v in res["variants"].items():
         lines.append(f"  {n:24} {v['median_ms']:10.1f} {v['iqr_ms'][0]:7.1f}-{v['iqr_ms'][1]:<7.1f} "
                      f"{v['min_ms']:7.1f}-{v['max_ms']:<7.1f} {v['cpu_median_ms']:8.1f} "
-                     f"{v['achieved_gflops']:8.1f} {v['fraction_of_sgemm']:8.2f}")
+                     f"{v['achieved_gflops']:8.1f} {v['fraction_of_sgemm']:8.2f} {v['minor_page_faults_median']:7.0f}")
     for k, s in res["speedups"].items():
         lines.append(f"  speed-up {k}: {s['median']}x (paired rounds, min {s['min']}, max {s['max']}; "
                      f"ratio of medians {s['of_medians']}, of CPU time {s['cpu_time']})")
