@@ -20,9 +20,10 @@ faults a step and each paired speed-up, as medians over rounds (kernels.py's own
 
 Training (skip with --train-reviews 0): `rnnlab train --preset P --epochs 1` for the notebook, lstm, gru
 and transformer presets on N training reviews (a seeded sample of train.parquet; --data must be a parquet
-folder) and 1,000 test reviews, the two settings side by side, one per core, one thread each, the cores
-swapped each round; per setting and preset the epoch time (the run's train_seconds_per_epoch) and the
-process's peak resident memory.
+folder) and 1,000 test reviews, and "lstm via nn.LSTM": the lstm preset with `models.run_recurrent`
+patched to call the nn.LSTM module itself, as rnnlab does on a GPU. The two settings side by side, one per
+core, one thread each, the cores swapped each round; per setting and preset the epoch time (the run's
+train_seconds_per_epoch) and the process's peak resident memory.
 """
 from __future__ import annotations
 
@@ -39,7 +40,15 @@ from common import publish
 
 KEEP = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 SETTINGS = {"glibc": None, "keep": KEEP}
-PRESETS = ("notebook", "lstm", "gru", "transformer")
+PRESETS = ("notebook", "lstm", "lstm via nn.LSTM", "gru", "transformer")
+MODULE_LSTM = """import runpy, sys
+import rnnlab.models as m
+kernels = m.run_recurrent
+m.run_recurrent = lambda mod, x, index=None: (mod(x if index is None else x[index])[0] if isinstance(mod, m.nn.LSTM)
+                                              else kernels(mod, x, index))
+sys.argv[0] = "rnnlab"
+runpy.run_module("rnnlab", run_name="__main__")
+"""
 HERE = Path(__file__).resolve().parent
 
 
@@ -58,7 +67,8 @@ def kernels_round(setting: str, data: str, tmp: Path) -> dict:
 
 
 def start_training(setting: str, preset: str, core: int, data: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "rnnlab", "train", "--preset", preset, "--epochs", "1",
+    command = ["-c", MODULE_LSTM] if preset == "lstm via nn.LSTM" else ["-m", "rnnlab"]
+    return subprocess.Popen([sys.executable, *command, "train", "--preset", preset.split()[0], "--epochs", "1",
                              "--data", str(data), "--out", str(out)], env=env_for(setting),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
@@ -117,7 +127,7 @@ def main() -> None:
             times = {s: {p: [] for p in PRESETS} for s in SETTINGS}
             for r in range(args.rounds):
                 for p in PRESETS:
-                    procs = {s: start_training(s, p, (k + r) % 2, data, tmp / f"{s}-{p}-{r}")
+                    procs = {s: start_training(s, p, (k + r) % 2, data, tmp / f"{s}-{PRESETS.index(p)}-{r}")
                              for k, s in enumerate(SETTINGS)}
                     for s, proc in procs.items():
                         times[s][p].append(finish(proc))
