@@ -1148,3 +1148,14 @@ def test_the_data_budget_sentence_takes_the_labs_own_mode_and_seeds():
                             "10,000 training reviews (each of the 5 seeds holds out 10% of them"), mixed
     assert mixed.endswith("the notebook's exercise uses every review of both."), mixed
     assert data_budget([Section("a", "A"), Section("b", "B", mode="unreadable")]) == ""
+
+
+def test_an_explained_page_deleted_is_not_named_as_there(lab):
+    """The report pointed at explain/review-7.html in the lab's folder after the page had been deleted."""
+    write_report(lab)
+    assert "Interactive page: explain/review-7.html in the lab's folder" in (lab / "report.md").read_text()
+    (lab / "explain" / "review-7.html").unlink()
+    write_report(lab)
+    text = (lab / "report.md").read_text()
+    assert "explain/review-7.html in the lab's folder" not in text
+    assert "Interactive page: explain/review-7.html, which picks.json names, is not in the lab's folder." in text

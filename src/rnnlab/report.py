@@ -333,8 +333,10 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
         png = p.get("files", {}).get("png")
         if png:
             sec.blocks += figure(lab / "explain" / png, f"{p['rule']}: the review word by word")
-        sec.blocks.append(Text(f"Interactive page: explain/{p['files']['html']} in the lab's folder (hover a word for its numbers).",
-                               note=True))
+        page = f"explain/{p['files']['html']}"
+        sec.blocks.append(Text(f"Interactive page: {page} in the lab's folder (hover a word for its numbers)."
+                               if (lab / page).is_file() else
+                               f"Interactive page: {page}, which picks.json names, is not in the lab's folder.", note=True))
     return sec
 
 
