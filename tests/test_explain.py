@@ -626,6 +626,9 @@ def test_cli_review_from_a_csv_file(runs, tmp_path):
     assert e["words"] == ["a", "great", "film"] and e["true_label"] == 1 and e["source"] == f"review 1 of {f}"
     r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "2", "--data", str(f)])
     assert r.exit_code != 0 and "has 2 reviews (0..1)" in r.output
+    r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "1", "--data", str(f), "--split", "train"])
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].endswith(  # was: the file's review 1, silently
+        f"--split train: {f} is one file, a split of its own; leave --split out")
     f.write_text("text,label\nawful film,0\n", encoding="utf-8")
     r = CliRunner().invoke(main, ["explain", str(runs["gru"]), "--review", "1", "--data", str(f)])
     assert r.exit_code != 0 and r.stderr.splitlines()[-1].endswith(f"{f} has 1 review (0..0)"), r.output

@@ -625,6 +625,8 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         from .data import load_split
         from .runs import RunDir, own_split
 
+        if split_name is not None and data_path is not None and Path(data_path).is_file():
+            raise ValueError(f"--split {split_name}: {data_path} is one file, a split of its own; leave --split out")
         split = (own_split(RunDir(runs[0]), split_name or "test") if data_path is None
                  else load_split(data_path, split_name or "test"))
         if review >= len(split):
