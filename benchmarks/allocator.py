@@ -61,8 +61,10 @@ def env_for(setting: str) -> dict:
 
 def kernels_round(setting: str, data: str, tmp: Path) -> dict:
     out = tmp / f"kernels_{setting}.json"
-    subprocess.run([sys.executable, str(HERE / "kernels.py"), "--threads", "1", "--no-floor", "--repeats", "7",
-                    "--data", data, "--out", str(out)], env=env_for(setting), check=True, capture_output=True)
+    r = subprocess.run([sys.executable, str(HERE / "kernels.py"), "--threads", "1", "--no-floor", "--repeats", "7",
+                        "--data", data, "--out", str(out)], env=env_for(setting), capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"kernels.py ({setting}) exited {r.returncode}: {(r.stderr.strip().splitlines() or [''])[-1]}")
     return json.loads(out.read_text())["runs"][0]
 
 
@@ -70,7 +72,7 @@ def start_training(setting: str, preset: str, core: int, data: Path, out: Path) 
     command = ["-c", MODULE_LSTM] if preset == "lstm via nn.LSTM" else ["-m", "rnnlab"]
     return subprocess.Popen([sys.executable, *command, "train", "--preset", preset.split()[0], "--epochs", "1",
                              "--data", str(data), "--out", str(out)], env=env_for(setting),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            stdout=subprocess.PIPE, stderr=out.with_name(out.name + ".log").open("w"), text=True,
                             preexec_fn=lambda: os.sched_setaffinity(0, {core}))
 
 
@@ -80,7 +82,8 @@ def finish(proc: subprocess.Popen) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
-        raise SystemExit(f"rnnlab train exited {proc.returncode}")
+        log = Path(proc.args[proc.args.index("--out") + 1] + ".log").read_text().strip().splitlines() or [""]
+        raise SystemExit(f"rnnlab train exited {proc.returncode}: {log[-1]}")
     summary = json.loads(stdout.strip().splitlines()[-1])
     return {"seconds_per_epoch": summary["train_seconds_per_epoch"], "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
@@ -129,8 +132,13 @@ def main() -> None:
                 for p in PRESETS:
                     procs = {s: start_training(s, p, (k + r) % 2, data, tmp / f"{s}-{PRESETS.index(p)}-{r}")
                              for k, s in enumerate(SETTINGS)}
-                    for s, proc in procs.items():
-                        times[s][p].append(finish(proc))
+                    try:
+                        for s, proc in procs.items():
+                            times[s][p].append(finish(proc))
+                    finally:  # one failed: its partner is not left running
+                        for proc in procs.values():
+                            if proc.poll() is None:
+                                proc.kill()
                     print(f"training round {r + 1}, {p}", file=sys.stderr, flush=True)
             result["training"] = {"train_reviews": args.train_reviews, "per_setting": {
                 s: {p: {"seconds_per_epoch_median": statistics.median(x["seconds_per_epoch"] for x in rs),
