@@ -472,6 +472,7 @@ def test_serial_baseline_rows_give_the_expected_outcomes():
     ("k", (1.0, 1.2, 0.9), {"linear": UNDECIDED, "main": UNDECIDED}),
     ("tr_k", (1.0, 1.01, 0.99), {"control": HOLDS, "linear": UNDECIDED, "main": UNDECIDED}),
     ("tr_k", (1.0, 1.25, 0.95), {"control": UNDECIDED, "linear": UNDECIDED, "main": UNDECIDED}),  # a control undecided
+    ("tr_k", (0.15, 0.12, 0.17), {"linear": UNDECIDED, "main": UNDECIDED}),  # sub-linear: fixed costs (a GPU, --quick)
     ("cnn", [0.9, 0.95, 0.92, 0.97, 0.9], {"cnn": FAILS, "main": FAILS}),
     ("cnn", [s + d for s, d in zip(RNN_SPEEDUP, (-0.1, 0.15, -0.05, 0.12, 0.0))], {"cnn": UNDECIDED, "main": UNDECIDED}),
     ("transformer", [0.95, 0.9, 0.92, 0.9, 0.95], {"transformer": FAILS, "main": FAILS}),
@@ -483,6 +484,18 @@ def test_serial_one_factor_flips_its_outcome(factor, values, changed):
     changes both comparisons; the main outcome combines them."""
     got = ser_outcomes(serial.verdict(serial_rows(**{**SER_BASE, factor: values})))
     assert got == {**SER_EXPECTED, **changed}
+
+
+def test_serial_a_sub_linear_control_leaves_a_refuted_linearity_undecided_too():
+    """A quick lab read "does not hold" from an RNN timed mostly in fixed costs, beside a Transformer timed as
+    T^0.46: a control that grows more slowly than linearly shows the timings cannot judge growth either way."""
+    v = serial.verdict(serial_rows(**{**SER_BASE, "k": (0.5, 0.55, 0.6), "tr_k": (0.46, 0.44, 0.48)}))
+    linear = v["questions"][0]
+    assert v["controls"][0]["outcome"] == FAILS and linear["outcome"] == UNDECIDED
+    assert linear["effect"]["undecided"].startswith("the negative control's Transformer time grew more slowly than "
+                                                    "linearly (k 0.46 [")
+    v = serial.verdict(serial_rows(**{**SER_BASE, "k": (0.5, 0.55, 0.6), "tr_k": (0.46, 0.44, 1.7)}))
+    assert v["questions"][0]["outcome"] == FAILS  # an interval that reaches above 1: not shown sub-linear
 
 
 def test_serial_linearity_is_not_a_line_s_r2():
@@ -1240,3 +1253,14 @@ def test_serial_linearity_with_one_repeat_per_length_is_undecided():
     rows = [r for r in serial_rows(**SER_BASE) if r["part"] != "timing" or r["repeat"] == 0]
     linear = serial.verdict(rows)["questions"][0]
     assert linear["outcome"] == UNDECIDED and "did not vary" in linear["effect"]["undecided"]
+
+
+def test_the_log_line_says_why_a_claim_is_inconclusive():
+    """A learner read "[vanishing-gradients] INCONCLUSIVE" beside an effect of -31.65 against -3, with no reason on
+    the line: one seed (--quick) gives no interval; a control's veto names itself."""
+    one = {"outcome": UNDECIDED, "effect": {"estimate": -31.65, "ci95": [None, None], "n": 1}}
+    assert common.why_undecided(one) == " (no 95% interval from 1 value)"
+    vetoed = {"outcome": UNDECIDED, "effect": {"ci95": [0.1, 0.2], "n": 3, "undecided": "the negative control did not"}}
+    assert common.why_undecided(vetoed) == " (the negative control did not)"
+    assert common.why_undecided({"outcome": UNDECIDED, "effect": {"ci95": [-0.1, 0.2], "n": 3}}) == ""  # straddles
+    assert common.why_undecided({"outcome": HOLDS, "effect": {"ci95": [None, None], "n": 1}}) == ""

@@ -254,6 +254,13 @@ def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
         "lab_h200_a86f671/serial/verdict.json", "lab_h200_92269c5/serial/verdict.json", "gpu_h200/serial_c18aaf6/verdict.json")]
     assert ("came out " + " and ".join(f"{e['estimate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]" for e in r2[:2])
             + f" in the two labs and {r2[2]['estimate']:.2f} [{r2[2]['ci95'][0]:.2f}, {r2[2]['ci95'][1]:.2f}]") in perf
+    now = []  # session 51's code on the three GPU timings: the Transformer's k, from its control's |k - 1| (k < 1)
+    for name in ("lab_h200_a86f671", "lab_h200_92269c5", "serial_h200_c18aaf6"):
+        judged = json.loads((results / "rejudge_s51" / f"{name}.json").read_text())["experiments"]["serial"]
+        control = next(v["now"] for k, v in judged.items() if k.startswith("control"))
+        assert judged["claim"]["now"]["outcome"] == "inconclusive" and control["ci95"][0] > 0
+        now.append(f"{1 - control['estimate']:.2f} [{1 - control['ci95'][1]:.2f}, {1 - control['ci95'][0]:.2f}]")
+    assert f"the Transformer's k is {now[0]}, {now[1]} and {now[2]}, so fixed costs dominate" in perf
 
 
 @needs_lab

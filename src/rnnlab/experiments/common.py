@@ -39,7 +39,7 @@ from ..io import text_sha256, write_json, write_text
 from ..jobs import Job, Runner
 from ..plots import save_figure
 from ..runs import environment
-from .stats import finite
+from .stats import UNDECIDED, finite
 
 Log = Callable[[str], None]
 
@@ -193,8 +193,20 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     if judged.get("numbers", {}).get("table"):
         write_text(d / "table.csv", rows_to_csv(judged["numbers"]["table"]))
     write_json(d / "verdict.json", record)
-    log(f"[{name}] {judged['outcome'].upper()}: {judged['claim']} -> {d}")
+    log(f"[{name}] {judged['outcome'].upper()}{why_undecided(judged)}: {judged['claim']} -> {d}")
     return record
+
+
+def why_undecided(judged: dict) -> str:
+    """Why a claim came out inconclusive, in brackets, where its effect says (" (...)"; else "")."""
+    effect = judged.get("effect") or {}
+    if judged["outcome"] != UNDECIDED:
+        return ""
+    if effect.get("undecided"):
+        return f" ({effect['undecided']})"
+    if None in (effect.get("ci95") or [0]):
+        return f" (no 95% interval from {effect.get('n')} value{'s' * (effect.get('n') != 1)})"
+    return ""
 
 
 def _on_device(job: Job, device: str) -> Job:
