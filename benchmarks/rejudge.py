@@ -7,6 +7,11 @@ those rows (every value in full since session 40; to 6 significant figures in la
 the new one without training anything, and the published verdicts can be checked against their raw files:
 for every claim, question and control, the outcome and estimate in the lab's verdict.json and those
 recomputed here. Prints one line per outcome that differs; --out writes them all.
+
+--write puts the recomputed judgement (claim, criterion, outcome, effect, numbers, questions, controls) into each
+verdict.json in place, with a "rejudged" record (this checkout's commit): for a criterion's wording changed with
+no outcome or number moved, so the published verdicts stay this code's without training anything again, as
+benchmarks/redraw.py does for the figures. The lab's rows, figures and other records are left as they are.
 """
 from __future__ import annotations
 
@@ -64,18 +69,34 @@ def brief(q: dict) -> dict:
             "ci95": [_num(x) for x in e.get("ci95") or []], **({"undecided": e["undecided"]} if "undecided" in e else {})}
 
 
+def write(path: Path, saved: dict, judged: dict) -> None:
+    from rnnlab.experiments.common import rounded
+    from rnnlab.io import jsonable, write_json
+    from rnnlab.runs import environment
+
+    now = json.loads(json.dumps(jsonable(rounded(judged))))  # as the lab writes it
+    if any(saved.get(k) != v for k, v in now.items()):
+        env = environment()
+        write_json(path, {**saved, **now, "rejudged": {"by": "benchmarks/rejudge.py --write",
+                                                       "commit": (env.get("git_commit") or "")[:7]}})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("lab")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--write", action="store_true", help="rewrite each verdict.json's judgement with this code's")
     args = ap.parse_args()
     lab, report = Path(args.lab), {}
     for name, e in EXPERIMENTS.items():
         d = lab / name
         if not (d / "results.csv").exists():
             continue
-        was = judgements(json.loads((d / "verdict.json").read_text()))
-        new = judgements(e.module().verdict(read_rows(d / "results.csv")))
+        saved = json.loads((d / "verdict.json").read_text())
+        judged = e.module().verdict(read_rows(d / "results.csv"))
+        was, new = judgements(saved), judgements(judged)
+        if args.write:
+            write(d / "verdict.json", saved, judged)
         report[name] = {k: {"saved": brief(was[k]) if k in was else None, "now": brief(new[k]) if k in new else None}
                         for k in {**was, **new}}
         for k, v in report[name].items():

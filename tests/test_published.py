@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -354,3 +355,28 @@ def test_redraw_says_same_bytes_for_every_figure_and_page_of_the_published_lab(t
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and len(lines) == 18 and sum(".html:" in ln for ln in lines) == 3, r.stdout + r.stderr
     assert all(ln.endswith(": same bytes") for ln in lines), r.stdout
+
+
+@needs_lab
+def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_nothing_else(tmp_path):
+    """benchmarks/rejudge.py --write: a verdict whose criterion's wording is stale gets this code's, with a record
+    of the rewrite; a verdict this code already gives is left byte for byte."""
+    import subprocess
+    import sys
+
+    lab = tmp_path / "lab"
+    for name in ("serial", "long-reviews"):
+        shutil.copytree(LAB / name, lab / name)
+    stale = json.loads((lab / "serial" / "verdict.json").read_text())
+    stale["questions"][0]["criterion"] = "an older wording"
+    (lab / "serial" / "verdict.json").write_text(json.dumps(stale, indent=2) + "\n")
+    before = (lab / "long-reviews" / "verdict.json").read_bytes()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rejudge.py"), str(lab), "--write"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    now = json.loads((lab / "serial" / "verdict.json").read_text())
+    published = json.loads((LAB / "serial" / "verdict.json").read_text())
+    assert now["questions"] == published["questions"] and now["rejudged"]["by"] == "benchmarks/rejudge.py --write"
+    assert {k: v for k, v in now.items() if k != "rejudged"} == {k: v for k, v in published.items() if k != "rejudged"}
+    assert (lab / "long-reviews" / "verdict.json").read_bytes() == before
