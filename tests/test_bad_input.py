@@ -437,6 +437,9 @@ CASES = [
         run_case(f"{cmd}-vocab-tokenizer-not-an-object", cmd,
                  lambda r: _edit_json(r / "vocab.json", lambda d: {**d, "tokenizer": "x"}), r"'tokenizer' must be an object"),
         run_case(f"{cmd}-run-dir-is-a-file", cmd, None, "runfile", elsewhere=lambda t: _write(t / "runfile", "x")),
+        run_case(f"{cmd}-a-file-of-a-run-for-the-run", cmd, None,  # was: "no such run directory"
+                 r"^Error: model\.safetensors is a file of a run: give its folder, .*damaged-run$",
+                 elsewhere=lambda t: t / "damaged-run" / "model.safetensors"),
         run_case(f"{cmd}-empty-run-dir", cmd, None, r"^Error: .*empty-run: not a run \(no config\.json\); rnnlab train "
                  r"--out DIR makes one$", elsewhere=lambda t: _mkdir(t / "empty-run")),
         run_case(f"{cmd}-a-labs-folder", cmd, None, r"^Error: .*lab: a lab's folder, not a run: its trained models are "

@@ -313,7 +313,7 @@ class Folder(click.Path):
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.option("--tensorboard", "tb_dir", type=Folder(), default=None,
               help="Also log per-step loss, gradient norm, learning rate and per-epoch accuracy for TensorBoard here "
-                   "(needs the tensorboard package: `pip install tensorboard`).")
+                   "(needs the tensorboard package: `pip install tensorboard`, or the `tensorboard` extra).")
 @config_options
 def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir, **flags):
     """Train a model; prints one JSON summary line last."""

@@ -538,10 +538,14 @@ class RunDir:
         return cfg, vocab, model.to(device).eval()
 
     def _require_dir(self) -> None:
+        parent = self.path.parent
         try:
             found = self.path.is_dir()
+            inside = not found and self.path.is_file() and (parent / "config.json").is_file()  # RUN/model.safetensors
         except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
-            found = False
+            found = inside = False
+        if inside:
+            raise RunError(f"{shorten(self.path.name, 40)} is a file of a run: give its folder, {shorten(str(parent))}")
         if not found:
             raise RunError(f"{shorten(str(self.path))}: no such run directory")
 

@@ -204,7 +204,7 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
         if corpus is not None:
             return corpus
     if progress:
-        progress("tokenising train and test (first run only; cached afterwards)")
+        progress("tokenising train and test (once for these text settings; cached afterwards)")
     corpus = _encode(ds, strip_html, key)
     if use_cache:
         corpus = _store(entry, corpus, warn)
