@@ -1264,3 +1264,101 @@ def test_the_log_line_says_why_a_claim_is_inconclusive():
     assert common.why_undecided(vetoed) == " (the negative control did not)"
     assert common.why_undecided({"outcome": UNDECIDED, "effect": {"ci95": [-0.1, 0.2], "n": 3}}) == ""  # straddles
     assert common.why_undecided({"outcome": HOLDS, "effect": {"ci95": [None, None], "n": 1}}) == ""
+
+# --- tests/test_experiments.py: serial ----------------------------------------------------------
+
+def test_serial_linearity_is_judged_on_two_lengths():
+    """Two lengths are enough for an exponent (the guard is 'fewer than two lengths'). (Mutant: len(T) < 3.)"""
+    v = serial.verdict(serial_rows(**SER_BASE, lengths=LENGTHS[:2]))
+    linear, control = v["questions"][0], v["controls"][0]
+    assert control["outcome"] == FAILS
+    assert linear["outcome"] == HOLDS and "undecided" not in linear["effect"]
+
+
+def test_serial_k_interval_wholly_below_one_uses_its_far_end():
+    """k's interval [~0.80, ~0.95] lies below 1: |k - 1|'s interval is [1 - hi, 1 - lo], which reaches past
+    log2(1.1), so the claim is undecided, not 'holds' (the published lab's RNN is such a case); its estimate
+    is |k - 1| > 0 and n the number of repeats. (Mutants: far = |hi - 1| only, which turns the published serial
+    claim from inconclusive to holds; estimate k - 1; n = len(rows).)"""
+    ks = (0.8, 0.95, 0.85, 0.9, 0.93, 0.82, 0.88)
+    linear = serial.verdict(serial_rows(**{**SER_BASE, "k": ks}))["questions"][0]
+    k, lo, hi = linear["numbers"]["k"]
+    assert lo < 1 - serial.LINEAR_DEV < hi < 1
+    assert linear["effect"]["ci95"] == pytest.approx([1 - hi, 1 - lo])
+    assert linear["outcome"] == UNDECIDED and "undecided" not in linear["effect"]  # the interval decides, not a guard
+    assert linear["effect"]["estimate"] == pytest.approx(1 - k) and linear["effect"]["estimate"] > 0
+    assert linear["effect"]["n"] == len(ks)
+
+
+def test_serial_exponent_interval_is_the_2_5_and_97_5_percentiles_of_a_seeded_bootstrap():
+    """The interval recomputed plainly: 2000 seeded draws of the repeats within each length, each draw's median
+    per length, np.polyfit of log median on log length, the 2.5th and 97.5th percentiles of the slopes.
+    (Mutants: percentiles 5/95; bootstrap means instead of medians; x not centred.)"""
+    rows = serial_rows(**{**SER_BASE, "k": (1.0, 0.97, 1.04, 0.99, 1.06, 0.95, 1.01)})
+    k, lo, hi = serial.exponent_interval(rows, "rnn", 2)
+    times = {}
+    for r in rows:
+        if r["part"] == "timing" and r["model"] == "rnn" and r["threads"] == 2:
+            times.setdefault(r["seq_len"], []).append(r["value"])
+    T = sorted(times)
+    rng = np.random.default_rng(0)
+    med = np.stack([np.median(rng.choice(times[t], (2000, len(times[t]))), axis=1) for t in T], axis=1)
+    slopes = [np.polyfit(np.log(T), np.log(m), 1)[0] for m in med]
+    assert k == pytest.approx(np.polyfit(np.log(T), np.log([np.median(times[t]) for t in T]), 1)[0])
+    assert [lo, hi] == pytest.approx(list(np.percentile(slopes, [2.5, 97.5])), rel=1e-9)
+
+
+# --- tests/test_experiments.py: bottleneck ------------------------------------------------------
+
+def _probe_rows(near, far, **tag):
+    return [{"part": "probe", "seed": s, "distance": d, "metric": "follow_rate", "value": v, **tag}
+            for s, n, f in zip(SEEDS, near, far) for d, v in ((0, n), (350, f))]
+
+
+def test_bottleneck_one_seed_at_every_probe_does_not_put_the_others_above_chance():
+    """Seed 0 follows every probe near the end, seeds 1 and 2 sit at chance: the fade's own interval lies above
+    FADE, but the model is not shown above chance near the end, so undecided. Only every seed at 1.0 counts
+    as above chance without spread. (Mutant: any(r == 1.0) for all(r == 1.0).)"""
+    rows = _probe_rows((1.0, 0.5, 0.52), (0.5, 0.05, 0.04), model="rnn", hidden_dim=128, pool="last")
+    v = bottleneck.judge_fade("c", "k", rows, 0, 350, "fade", model="rnn", hidden_dim=128, pool="last")
+    assert v["effect"]["ci95"][0] > FADE
+    assert v["outcome"] == UNDECIDED and "above chance" in v["effect"]["undecided"]
+
+
+def test_bottleneck_records_how_far_above_chance_the_model_follows_near_the_end():
+    """numbers.near_above_chance: follow rate at the nearest distance minus 0.5, per seed. (Mutant: not stored.)"""
+    forgets = bottleneck.verdict(bn_rows(**BN_BASE))["questions"][0]
+    near = forgets["numbers"]["near_above_chance"]
+    assert near["estimate"] == pytest.approx(0.94 - 0.5) and near["per_seed"] == pytest.approx([0.45, 0.44, 0.43])
+
+
+def test_bottleneck_a_fade_refuted_stays_refuted_when_the_control_is_undecided():
+    """The control gates only a fade that holds: with no Transformer rows (control undecided) a final state that
+    clearly keeps the passage still 'does not hold', as serial's and vanishing gradients' gates do.
+    (Mutant: the gate's 'outcome == HOLDS' dropped, demoting refutations too.)"""
+    v = bottleneck.verdict(without(bn_rows(**{**BN_BASE, "fade": below(FADE, 0.15)}), model="transformer"))
+    assert v["controls"][0]["outcome"] == UNDECIDED
+    assert v["questions"][0]["outcome"] == FAILS and v["outcome"] == FAILS
+
+
+def test_bottleneck_without_pooled_rnns_or_hidden_128_judges_the_smallest_final_state():
+    """No pooled RNNs and no hidden 128: the final state is judged at the smallest size, so the widest is still
+    'wider'. (Mutant: last_h[-1], which leaves 'a wider state' with nothing wider.)"""
+    rows = [r for r in bn_rows(**BN_BASE, sizes=(32, 64, 256), ref=32) if r["model"] != "rnn" or r["pool"] == "last"]
+    v = bottleneck.verdict(rows)
+    assert "hidden 32" in v["questions"][0]["claim"] and "hidden 256" in v["questions"][1]["claim"]
+    assert v["questions"][0]["outcome"] == HOLDS and v["questions"][1]["outcome"] == HOLDS
+
+
+# --- tests/test_experiments.py: compare ---------------------------------------------------------
+
+def test_compare_memory_reads_the_lab_setting_not_the_hidden_32_probes():
+    """The lab's compare also probes the hidden-32 models; their rows (no fade) must not replace the lab
+    setting's in the memory question. (Mutant: setting="lab" dropped from judge_fade's match; only the published
+    lab caught it.)"""
+    rows = cmp_rows(**CMP_BASE) + [{"model": m, "setting": "hidden 32", "seed": s, "part": "probe", "distance": d,
+                                    "metric": "follow_rate", "value": 0.9} for m in ("lstm", "gru") for s in SEEDS
+                                   for d in (0, 100, 350)]
+    memory = compare.verdict(rows)["questions"][2]
+    assert memory["outcome"] == CMP_EXPECTED["memory"]
+    assert memory["effect"]["lstm"]["per_seed"] == pytest.approx(list(CMP_BASE["lstm_fade"]))

@@ -200,3 +200,34 @@ def test_a_seed_missing_on_one_side_of_a_pair_leaves_the_judgement_undecided():
     j = judge("c", "k", d, 0.0, "above")
     assert j["outcome"] == UNDECIDED and j["effect"]["undecided"] == "1 of 3 values missing or not finite"
     assert paired(a, a) == [0.0, 0.0, 0.0] and mean_over([a, a]) == pytest.approx([0.80, 0.81, 0.79])
+
+
+def test_demote_keeps_the_reason_a_verdict_was_already_undecided_for():
+    """demote() leaves an undecided verdict's first reason (a missing seed) in place; it makes a decided one
+    undecided with its own reason. (Mutant: the reason overwritten whatever the outcome.)"""
+    from rnnlab.experiments.stats import demote
+
+    missing = demote(judge("c", "k", [0.5, math.nan, 0.6], 0.0, "above"), "the control")
+    assert missing["outcome"] == UNDECIDED and missing["effect"]["undecided"] == "1 of 3 values missing or not finite"
+    held = demote(judge("c", "k", [0.5, 0.55, 0.6], 0.0, "above"), "the control")
+    assert held["outcome"] == UNDECIDED and held["effect"]["undecided"] == "the control"
+
+
+def test_judge_refuses_an_unknown_direction_even_where_it_would_be_undecided():
+    """decide() calls outcome() whatever `why` says, so a misspelt direction is refused even where a missing
+    or a constant value would leave the verdict undecided. (Mutant: outcome() skipped when `why` is set.)"""
+    for vals in ([0.1, math.nan, 0.3], [0.3, 0.3, 0.3]):
+        with pytest.raises(ValueError, match="abov"):
+            judge("c", "k", vals, 0.0, "abov")
+
+
+def test_a_seed_missing_on_the_first_side_of_a_pair_is_nan_too():
+    """The existing test drops a seed from the second side only; dropping it from the first must give NaN too,
+    not 0 - b. (Mutant: a.get(s, 0.0).)"""
+    from rnnlab.experiments.common import paired
+
+    a, b = {1: 0.70, 2: 0.72}, {0: 0.80, 1: 0.81, 2: 0.79}
+    d = paired(a, b)
+    assert math.isnan(d[0]) and d[1:] == pytest.approx([-0.11, -0.07])
+    assert judge("c", "k", d, 0.0, "below")["outcome"] == UNDECIDED
+
