@@ -11,8 +11,8 @@ modules allocate theirs per step. Two settings, as environment variables of a fr
 
 - "glibc": glibc's defaults, what rnnlab and PyTorch run with;
 - "keep": GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295,
-  every block from the heap and freed memory kept for the next allocation (what allocators such as
-  jemalloc or tcmalloc do by other means).
+  every block from the heap and freed memory kept for the next allocation (jemalloc and tcmalloc keep
+  freed memory by design; neither is measured here).
 
 Kernels: per round, benchmarks/kernels.py (one thread, --no-floor, the tokens of real reviews) in a fresh
 process under each setting, the order alternating; per setting, each variant's median ms and minor page

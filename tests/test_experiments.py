@@ -1258,8 +1258,9 @@ def test_serial_linearity_with_one_repeat_per_length_is_undecided():
 def test_the_log_line_says_why_a_claim_is_inconclusive():
     """A learner read "[vanishing-gradients] INCONCLUSIVE" beside an effect of -31.65 against -3, with no reason on
     the line: one seed (--quick) gives no interval; a control's veto names itself."""
-    one = {"outcome": UNDECIDED, "effect": {"estimate": -31.65, "ci95": [None, None], "n": 1}}
+    one = {"outcome": UNDECIDED, "effect": {"estimate": -31.65, "ci95": [None, None], "n": 1}}  # as verdict.json has it
     assert common.why_undecided(one) == " (no 95% interval from 1 value)"
+    assert common.why_undecided(judge("c", "k", [-31.65], -3.0, "below")) == " (no 95% interval from 1 value)"  # NaN
     vetoed = {"outcome": UNDECIDED, "effect": {"ci95": [0.1, 0.2], "n": 3, "undecided": "the negative control did not"}}
     assert common.why_undecided(vetoed) == " (the negative control did not)"
     assert common.why_undecided({"outcome": UNDECIDED, "effect": {"ci95": [-0.1, 0.2], "n": 3}}) == ""  # straddles

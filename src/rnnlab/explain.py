@@ -617,6 +617,13 @@ def _is_dir(arg: str) -> bool:
         return False
 
 
+def _is_file(arg: str) -> bool:
+    try:
+        return Path(arg).is_file()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL: not a file
+        return False
+
+
 def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, int | None]:
     """(text, where it came from, true label or None), from --text, --review N or stdin."""
     if text is not None and review is not None:
@@ -625,7 +632,7 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         from .data import load_split
         from .runs import RunDir, own_split
 
-        if split_name is not None and data_path is not None and Path(data_path).is_file():
+        if split_name is not None and data_path is not None and _is_file(data_path):
             raise ValueError(f"--split {split_name}: {data_path} is one file, a split of its own; leave --split out")
         split = (own_split(RunDir(runs[0]), split_name or "test") if data_path is None
                  else load_split(data_path, split_name or "test"))

@@ -204,7 +204,7 @@ def why_undecided(judged: dict) -> str:
         return ""
     if effect.get("undecided"):
         return f" ({effect['undecided']})"
-    if None in (effect.get("ci95") or [0]):
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in effect.get("ci95") or [0]):  # None or NaN
         return f" (no 95% interval from {effect.get('n')} value{'s' * (effect.get('n') != 1)})"
     return ""
 
