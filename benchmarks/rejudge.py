@@ -10,7 +10,8 @@ recomputed here. Prints one line per outcome that differs; --out writes them all
 
 --write puts the recomputed judgement (claim, criterion, outcome, effect, numbers, questions, controls) into each
 verdict.json in place, with a "rejudged" record (this checkout's commit): for a criterion's wording changed with
-no outcome or number moved, so the published verdicts stay this code's without training anything again, as
+no outcome or estimate moved (it refuses, writing nothing, where one moves or results.csv is not the file the
+verdict was judged on), so the published verdicts stay this code's without training anything again, as
 benchmarks/redraw.py does for the figures. The lab's rows, figures and other records are left as they are.
 """
 from __future__ import annotations
@@ -69,16 +70,24 @@ def brief(q: dict) -> dict:
             "ci95": [_num(x) for x in e.get("ci95") or []], **({"undecided": e["undecided"]} if "undecided" in e else {})}
 
 
-def write(path: Path, saved: dict, judged: dict) -> None:
+def write(d: Path, saved: dict, judged: dict) -> None:
+    """verdict.json in `d` with this code's judgement, where only its wording differs; else SystemExit, nothing
+    written: rows that are not the ones the verdict was judged on, or an outcome or estimate that moved."""
     from rnnlab.experiments.common import rounded
-    from rnnlab.io import jsonable, write_json
+    from rnnlab.io import jsonable, text_sha256, write_json
     from rnnlab.runs import environment
 
+    if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
+        raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: not rewritten")
     now = json.loads(json.dumps(jsonable(rounded(judged))))  # as the lab writes it
+    if outcomes(saved) != outcomes(now):
+        raise SystemExit(f"{d}: an outcome or estimate moves under this code (rejudge.py without --write lists "
+                         "them): --write rewrites wording only, not rewritten")
     if any(saved.get(k) != v for k, v in now.items()):
         env = environment()
-        write_json(path, {**saved, **now, "rejudged": {"by": "benchmarks/rejudge.py --write",
-                                                       "commit": (env.get("git_commit") or "")[:7]}})
+        write_json(d / "verdict.json", {**saved, **now, "rejudged": {
+            "by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
+            "uncommitted_changes": bool(env.get("git_dirty"))}})
 
 
 def main() -> None:
@@ -96,7 +105,7 @@ def main() -> None:
         judged = e.module().verdict(read_rows(d / "results.csv"))
         was, new = judgements(saved), judgements(judged)
         if args.write:
-            write(d / "verdict.json", saved, judged)
+            write(d, saved, judged)
         report[name] = {k: {"saved": brief(was[k]) if k in was else None, "now": brief(new[k]) if k in new else None}
                         for k in {**was, **new}}
         for k, v in report[name].items():

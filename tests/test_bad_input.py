@@ -910,3 +910,12 @@ def test_sigterm_is_named_when_ray_raises_the_interrupt_again_without_its_messag
     monkeypatch.setattr(lab, "run_lab", ctrl_c)  # the next command in this process: no signal of its own
     r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_parquet), "--out", str(out), "--jobs", "1"])
     assert r.exit_code == 130 and r.stderr.splitlines()[-1].startswith("interrupted (Ctrl-C); "), r.stderr
+
+
+def test_a_file_beside_a_config_json_that_is_no_run_is_not_called_a_file_of_a_run(tmp_path):
+    from rnnlab.runs import RunDir, RunError
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "data.csv").write_text("text,label\n")
+    with pytest.raises(RunError, match=r"data\.csv: no such run directory$"):
+        RunDir(tmp_path / "data.csv")._require_dir()

@@ -496,6 +496,11 @@ def test_serial_a_sub_linear_control_leaves_a_refuted_linearity_undecided_too():
                                                     "linearly (k 0.46 [")
     v = serial.verdict(serial_rows(**{**SER_BASE, "k": (0.5, 0.55, 0.6), "tr_k": (0.46, 0.44, 1.7)}))
     assert v["questions"][0]["outcome"] == FAILS  # an interval that reaches above 1: not shown sub-linear
+    v = serial.verdict(serial_rows(**{**SER_BASE, "k": (1.6, 1.55, 1.65), "tr_k": (0.46, 0.44, 0.48)}))
+    assert v["questions"][0]["outcome"] == FAILS  # an RNN above 1: fixed costs cannot explain it, the refutation stands
+    v = serial.verdict(serial_rows(**{**SER_BASE, "k": (1.03, 1.05, 1.04), "tr_k": (0.46, 0.44, 0.48)}))
+    linear = v["questions"][0]  # k above 1 within the tolerance: holds only beside a control above 1
+    assert linear["numbers"]["k"][1] > 1 and linear["outcome"] == UNDECIDED and "more slowly" in linear["effect"]["undecided"]
 
 
 def test_serial_linearity_is_not_a_line_s_r2():

@@ -1089,3 +1089,13 @@ def test_one_token_cut_is_singular(runs):
     assert e.truncation.endswith("tokens (max_len 12, truncate head): 1 token was cut"), e.truncation
     (e,) = explain_runs([runs["rnn-head"]], " ".join(["great"] * 14), attribution=False)
     assert e.truncation.endswith(": 2 tokens were cut"), e.truncation
+
+
+def test_split_is_refused_only_for_the_one_file_forms_that_are_a_split_of_their_own(tmp_path):
+    """A reviewer's regression: --split with a tarball (one file holding both splits) was refused too."""
+    from rnnlab.explain import _one_split
+
+    for name, one in (("mine.csv", True), ("test.PARQUET", True), ("aclImdb_v1.tar.gz", False), ("d", False)):
+        (tmp_path / name).write_text("x")
+        assert _one_split(str(tmp_path / name)) is one, name
+    assert not _one_split(str(tmp_path)) and not _one_split("x" * 5000) and not _one_split("a\0b.csv")

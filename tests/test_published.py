@@ -380,3 +380,17 @@ def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_not
     assert now["questions"] == published["questions"] and now["rejudged"]["by"] == "benchmarks/rejudge.py --write"
     assert {k: v for k, v in now.items() if k != "rejudged"} == {k: v for k, v in published.items() if k != "rejudged"}
     assert (lab / "long-reviews" / "verdict.json").read_bytes() == before
+    moved = json.loads((lab / "serial" / "verdict.json").read_text())  # an outcome this code does not give: refused
+    moved["questions"][0]["outcome"] = "holds"
+    (lab / "serial" / "verdict.json").write_text(json.dumps(moved, indent=2) + "\n")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rejudge.py"), str(lab), "--write"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "an outcome or estimate moves" in r.stderr
+    assert json.loads((lab / "serial" / "verdict.json").read_text()) == moved  # nothing written
+    shutil.copyfile(LAB / "serial" / "verdict.json", lab / "serial" / "verdict.json")
+    with open(lab / "long-reviews" / "results.csv", "a") as f:  # rows that are not the ones judged: refused
+        f.write("\n")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rejudge.py"), str(lab), "--write"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "results.csv is not the file its verdict.json was judged on" in r.stderr
+    assert (lab / "long-reviews" / "verdict.json").read_bytes() == before

@@ -1159,3 +1159,14 @@ def test_an_explained_page_deleted_is_not_named_as_there(lab):
     text = (lab / "report.md").read_text()
     assert "explain/review-7.html in the lab's folder" not in text
     assert "Interactive page: explain/review-7.html, which picks.json names, is not in the lab's folder." in text
+
+
+@pytest.mark.parametrize("name", ["../../lab.json", "x" * 5000])
+def test_an_explained_page_outside_the_folder_or_unnameable_is_not_there(lab, name):
+    """A page named with '..' that leads out of the lab was called "in the lab's folder"; a name too long to look up
+    stopped the whole report."""
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    picks["picks"][1]["files"]["html"] = name
+    write_json(lab / "explain" / "picks.json", picks)
+    write_report(lab)
+    assert "is not in the lab's folder." in (lab / "report.md").read_text()

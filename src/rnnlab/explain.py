@@ -617,9 +617,11 @@ def _is_dir(arg: str) -> bool:
         return False
 
 
-def _is_file(arg: str) -> bool:
+def _one_split(arg: str) -> bool:
+    """Whether --data names one CSV or parquet file, which data.load_split reads as a split of its own (a tarball
+    holds both)."""
     try:
-        return Path(arg).is_file()
+        return Path(arg).suffix.lower() in (".csv", ".parquet") and Path(arg).is_file()
     except (OSError, ValueError):  # a name too long for a path, or with a NUL: not a file
         return False
 
@@ -632,7 +634,7 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         from .data import load_split
         from .runs import RunDir, own_split
 
-        if split_name is not None and data_path is not None and _is_file(data_path):
+        if split_name is not None and data_path is not None and _one_split(data_path):
             raise ValueError(f"--split {split_name}: {data_path} is one file, a split of its own; leave --split out")
         split = (own_split(RunDir(runs[0]), split_name or "test") if data_path is None
                  else load_split(data_path, split_name or "test"))

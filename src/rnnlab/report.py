@@ -335,9 +335,18 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
             sec.blocks += figure(lab / "explain" / png, f"{p['rule']}: the review word by word")
         page = f"explain/{p['files']['html']}"
         sec.blocks.append(Text(f"Interactive page: {page} in the lab's folder (hover a word for its numbers)."
-                               if (lab / page).is_file() else
+                               if _in_folder(lab / "explain", lab / page) else
                                f"Interactive page: {page}, which picks.json names, is not in the lab's folder.", note=True))
     return sec
+
+
+def _in_folder(folder: Path, f: Path) -> bool:
+    """Whether `f` is a file inside `folder` (a name with '..' that leads out of it is not; one the system cannot
+    look up, too long or with a NUL, neither)."""
+    try:
+        return f.is_file() and f.resolve().is_relative_to(folder.resolve())
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a link loop
+        return False
 
 
 def _completeness(picks: dict) -> str:

@@ -541,7 +541,8 @@ class RunDir:
         parent = self.path.parent
         try:
             found = self.path.is_dir()
-            inside = not found and self.path.is_file() and (parent / "config.json").is_file()  # RUN/model.safetensors
+            inside = not found and self.path.is_file() and all((parent / f).is_file()  # RUN/model.safetensors
+                                                               for f in ("config.json", "vocab.json"))
         except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
             found = inside = False
         if inside:

@@ -205,7 +205,8 @@ def why_undecided(judged: dict) -> str:
     if effect.get("undecided"):
         return f" ({effect['undecided']})"
     if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in effect.get("ci95") or [0]):  # None or NaN
-        return f" (no 95% interval from {effect.get('n')} value{'s' * (effect.get('n') != 1)})"
+        n = effect.get("n")
+        return f" (no 95% interval from {n} value{'s' * (n != 1)})" if isinstance(n, int) else " (no 95% interval)"
     return ""
 
 
