@@ -23,7 +23,9 @@ and transformer presets on N training reviews (a seeded sample of train.parquet;
 folder) and 1,000 test reviews, and "lstm via nn.LSTM": the lstm preset with `models.run_recurrent`
 patched to call the nn.LSTM module itself, as rnnlab does on a GPU. The two settings side by side, one per
 core, one thread each, the cores swapped each round; per setting and preset the epoch time (the run's
-train_seconds_per_epoch) and the process's peak resident memory.
+train_seconds_per_epoch) and the process's peak resident memory. Then, under each setting, the lstm preset
+through the kernel and through nn.LSTM side by side the same way: the module's epoch time over the kernel's,
+per round and its median.
 """
 from __future__ import annotations
 
@@ -144,7 +146,30 @@ def main() -> None:
                 s: {p: {"seconds_per_epoch_median": statistics.median(x["seconds_per_epoch"] for x in rs),
                         "peak_rss_mb_median": statistics.median(x["peak_rss_mb"] for x in rs), "rounds": rs}
                     for p, rs in per.items()} for s, per in times.items()}}
+            result["training"]["lstm_kernel_vs_module"] = kernel_vs_module(data, tmp, args.rounds)
     publish(result, args.out)
+
+
+def kernel_vs_module(data: Path, tmp: Path, rounds: int) -> dict:
+    """The lstm preset through rnnlab's kernel and through nn.LSTM side by side, one core each, under each setting:
+    per round the module's epoch time over the kernel's (above 1: the kernel is faster)."""
+    out = {}
+    for s in SETTINGS:
+        ratios, pairs = [], []
+        for r in range(rounds):
+            procs = {p: start_training(s, p, (k + r) % 2, data, tmp / f"pair-{s}-{k}-{r}")
+                     for k, p in enumerate(("lstm", "lstm via nn.LSTM"))}
+            try:
+                got = {p: finish(proc)["seconds_per_epoch"] for p, proc in procs.items()}
+            finally:
+                for proc in procs.values():
+                    if proc.poll() is None:
+                        proc.kill()
+            pairs.append(got)
+            ratios.append(got["lstm via nn.LSTM"] / got["lstm"])
+            print(f"kernel against module, {s}, round {r + 1}", file=sys.stderr, flush=True)
+        out[s] = {"module_over_kernel": ratios, "median": statistics.median(ratios), "rounds": pairs}
+    return out
 
 
 if __name__ == "__main__":
