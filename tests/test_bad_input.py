@@ -704,6 +704,8 @@ def test_predict_is_the_same_for_argument_and_stdin(run_dir):
     b = CliRunner().invoke(main, ["predict", str(run_dir)], input="\n".join(texts) + "\n")
     assert a.exit_code == b.exit_code == 0
     assert a.stdout == b.stdout
+    c = CliRunner().invoke(main, ["predict", str(run_dir), "-"], input="\n".join(texts) + "\n")  # "-": stdin, as cat
+    assert c.exit_code == 0 and c.stdout == a.stdout, c.output  # it was classified as the review "-"
 
 
 def test_predict_empty_stdin_is_an_error(run_dir):

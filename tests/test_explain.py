@@ -1099,3 +1099,16 @@ def test_split_is_refused_only_for_the_one_file_forms_that_are_a_split_of_their_
         (tmp_path / name).write_text("x")
         assert _one_split(str(tmp_path / name)) is one, name
     assert not _one_split(str(tmp_path)) and not _one_split("x" * 5000) and not _one_split("a\0b.csv")
+
+
+def test_a_file_takes_the_words_and_the_terminal_gets_each_runs_answer(runs, tmp_path):
+    """With --html or --png the per-token table (a row per token: 1,000 rows for a long review) is not printed too:
+    the terminal shows each run's header, its answer and the words that pushed it."""
+    for flags in (["--html", str(tmp_path / "e.html")], ["--png", str(tmp_path / "e.png")]):
+        r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["lstm"]), "--text", REVIEW, *flags])
+        assert r.exit_code == 0, r.output
+        assert "P(positive) = " in r.stdout and r.stdout.count("pushed towards positive") == 2
+        assert "columns: t = " not in r.stdout and "|dL/dx|" not in r.stdout  # no table
+        assert "\x1b[" not in r.stdout
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--plain"])
+    assert "columns: t = " in r.stdout  # without a file, the table

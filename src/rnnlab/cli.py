@@ -590,7 +590,7 @@ def evaluate(run_dir, data_path, as_json, device):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per review.")
 @DEVICE
 def predict(run_dir, texts, as_json, device):
-    """Classify TEXTS (or one review per line of stdin): label and P(positive).
+    """Classify TEXTS (or one review per line of stdin, also when TEXTS is a lone "-"): label and P(positive).
 
     Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review is read as a single
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
@@ -600,10 +600,10 @@ def predict(run_dir, texts, as_json, device):
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
-    if not texts:
+    if not texts or texts == ("-",):  # "-": stdin, as `cat -` reads it (a terminal too, until Ctrl-D)
         if sys.stdin is None:  # closed (`<&-`)
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
-        if sys.stdin.isatty():  # it would wait without a word
+        if not texts and sys.stdin.isatty():  # it would wait without a word
             raise InputError("no review given, and stdin is a terminal: pass TEXT arguments, or pipe or redirect "
                              "reviews to stdin, one per line (< reviews.txt)")
         raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")

@@ -744,7 +744,7 @@ FIGURE_FORMATS = {"png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif"
 @click.option("--split", "split_name", type=click.Choice(["test", "train"]), default=None,
               help="With --review: which split N counts in.  [default: test]")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
-              help="Write a self-contained HTML page here.")
+              help="Write a self-contained HTML page here (the terminal then shows each run's answer, not every word).")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), default=None, help="Write a PNG figure here.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: the alignment and one explanation per run.")
@@ -762,7 +762,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
     there), its Integrated Gradients attribution, the gradient norm at its embedding and, for
     recurrent models, how far it moves the hidden state. Several RUN_DIRs are aligned token by token.
     The first argument, and those after it that are run directories, are the runs; the words after them
-    are the review (one that starts with "-" goes after --, or in --text).
+    are the review (one that starts with "-" goes after --, or in --text). With --html or --png the words go
+    to the file, and the terminal shows each run's answer and the words that pushed it.
 
     The Transformer and the CNN are run once per prefix, and the Transformer's attributions take 200 steps: a
     1,000-token review takes about 17 s through a Transformer against 1.5 s through a vanilla RNN on 2 CPU
@@ -832,9 +833,12 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         echo_whole(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
             {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
         return
+    if html_path or png_path:  # the words are in the file: here each run's answer, not a table of 1,000 rows
+        echo_whole(printable("\n".join(line for e in exps for line in header_lines(e))))
+        return
     colour = (not plain and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
               and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text
     echo_whole(printable(render_terminal(exps, colour)), nl=False)  # a name's bytes that are not UTF-8, escaped
 
 
-from .explain_views import render_terminal, write_html, write_png  # noqa: E402  (re-exported)
+from .explain_views import header_lines, render_terminal, write_html, write_png  # noqa: E402  (re-exported)
