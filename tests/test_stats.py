@@ -137,12 +137,14 @@ def test_judge_with_one_seed_is_inconclusive():
     assert j["outcome"] == UNDECIDED
     assert j["effect"]["estimate"] == 0.9 and j["effect"]["n"] == 1
     assert all(math.isnan(b) for b in j["effect"]["ci95"])
+    assert j["effect"]["undecided"] == "no 95% interval from 1 value"  # verdict.json says why (a quick lab's one seed)
 
 
 def test_judge_with_no_seeds_is_inconclusive():
     """No data at all: inconclusive, n = 0, an empty per_seed."""
     j = judge("c", "k", [], 0.0, "below")
     assert j["outcome"] == UNDECIDED and j["effect"]["n"] == 0 and j["effect"]["per_seed"] == []
+    assert j["effect"]["undecided"] == "no 95% interval from 0 values"
 
 
 def test_judge_counts_only_finite_seeds_but_lists_them_all():

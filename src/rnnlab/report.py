@@ -82,7 +82,7 @@ def effect_cells(e: dict) -> list[str]:
 
 
 def _outcome_cell(q: dict) -> str:
-    """The outcome, and why it is undecided where the interval alone would have decided it."""
+    """The outcome, and why it is undecided where the effect says (a control, one seed, a missing value)."""
     e = q.get("effect") or {}
     why = e.get("undecided") if isinstance(e, dict) else None
     return f"{q['outcome']} ({why})" if isinstance(why, str) and why else str(q["outcome"])

@@ -70,7 +70,9 @@ def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: floa
     why = ""
     if len(kept) < n:
         why = f"{n - len(kept)} of {n} values missing or not finite"
-    elif len(kept) >= 2 and np.ptp(kept) == 0:
+    elif len(kept) < 2:  # outcome() reads the NaN interval as undecided; this says why, in verdict.json too
+        why = f"no 95% interval from {len(kept)} value{'s' * (len(kept) != 1)}"
+    elif np.ptp(kept) == 0:
         why = f"all {n} values identical: no spread to judge"
     return decide(claim, criterion, (est, lo, hi), threshold, direction, effect or criterion,
                   f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else ""),
