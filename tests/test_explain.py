@@ -440,6 +440,19 @@ def test_terminal_views(runs):
     assert render_terminal(both, colour=True, width=70).count("rnn-tail") >= 3  # a bar row per wrapped line
 
 
+@pytest.mark.parametrize("width", [20, 40, 80])
+def test_the_colour_legend_wraps_to_the_terminal(runs, width):
+    """The legend was one line of ~105 characters: a narrow terminal cut it mid-swatch. Now no line is wider than
+    the terminal, and every swatch and word is still there."""
+    exps = explain_runs([runs["rnn"]], "a great film", attribution=False)
+    legend = render_terminal(exps, colour=True, width=width).rstrip("\n").split("\n\n")[-1]
+    visible = re.sub(r"\x1b\[[0-9;]*m", "", legend)
+    assert max(len(line) for line in visible.splitlines()) <= width and len(visible.splitlines()) > 1
+    assert " ".join(visible.split()) == ("colour: running opinion 0 negative 0.25 0.5 0.75 1 positive ; underlined: "
+                                         "not in the vocabulary (<unk>)")
+    assert legend.count("\x1b[48;5;") == 5  # the five swatches, each whole
+
+
 class _Tokens(HTMLParser):
     """Collects the text of every element of class `w` (a token), per view."""
 

@@ -125,9 +125,10 @@ def render_terminal(exps: list[Explanation], colour: bool, width: int | None = N
     if not colour:
         return "\n".join(lines + _table(exps, al)) + "\n"
     width = width or shutil.get_terminal_size((100, 24)).columns
-    legend = ("colour: running opinion " + _bg(_rgb(-1), " 0 negative ") + _bg(_rgb(-0.5), " 0.25 ")
-              + _bg(_rgb(0), " 0.5 ") + _bg(_rgb(0.5), " 0.75 ") + _bg(_rgb(1), " 1 positive ")
-              + "; underlined: not in " + ("the" if len(exps) == 1 else "that run's") + " vocabulary (<unk>)")
+    swatches = [(f" {v} ", _bg(_rgb(x), f" {v} "), k > 0) for k, (x, v) in enumerate(
+        ((-1, "0 negative"), (-0.5, "0.25"), (0, "0.5"), (0.5, "0.75"), (1, "1 positive")))]
+    unk = f"underlined: not in {'the' if len(exps) == 1 else 'that run' + chr(39) + 's'} vocabulary (<unk>)"
+    legend = _wrap([*_words("colour: running opinion"), *swatches, *_words("; " + unk, glued=True)], width)
     if len(exps) == 1:
         e, row, used = exps[0], [], 0
         for j, w in enumerate(e.words):
@@ -159,6 +160,25 @@ def render_terminal(exps: list[Explanation], colour: bool, width: int | None = N
             lines.append(e.run[:label_w - 2].ljust(label_w) + " ".join(b))
         lines.append("")
     return "\n".join(lines + [legend]) + "\n"
+
+
+def _words(text: str, glued: bool = False) -> list[tuple[str, str, bool]]:
+    """`text`'s words as pieces for `_wrap`: (visible text, shown text, glued to the piece before)."""
+    return [(w, w, glued and k == 0) for k, w in enumerate(text.split(" "))]
+
+
+def _wrap(pieces: list[tuple[str, str, bool]], width: int) -> str:
+    """Pieces on lines of at most `width` visible characters where one fits, a space between unglued pieces (a
+    narrow terminal: the legend's swatches one under another, not cut mid-colour by the terminal)."""
+    lines, used = [""], 0
+    for visible, shown, glued in pieces:
+        gap = "" if glued or not used else " "
+        if used and used + len(gap) + len(visible) > width:
+            lines.append("")
+            used, gap = 0, ""
+        lines[-1] += gap + shown
+        used += len(gap) + len(visible)
+    return "\n".join(lines)
 
 
 def _table(exps: list[Explanation], al: Alignment) -> list[str]:
