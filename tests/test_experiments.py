@@ -723,6 +723,7 @@ def test_bottleneck_in_quick_mode_judges_the_size_the_pooled_rnns_have():
     assert "hidden 32" in v["questions"][0]["claim"] and v["questions"][0]["effect"]["n"] == 3
     assert bn_outcomes(v) == {**BN_EXPECTED, "wider": UNDECIDED, "main": UNDECIDED}  # nothing wider than 32
     assert v["questions"][2]["effect"]["n"] == 3 and v["questions"][3]["effect"]["n"] == 3
+    assert v["questions"][1]["effect"]["undecided"].startswith("no state wider than hidden 32 was trained")
 
 
 @pytest.mark.parametrize("tf_near", [(0.52, 0.5, 0.55), (0.45, 0.5, 0.48)])

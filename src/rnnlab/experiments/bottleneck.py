@@ -232,6 +232,8 @@ def verdict(rows: list[dict]) -> dict:
     wider = (judge_fade(wide_claim, fade_crit + probe_ok, rows, near, far, wide_effect, model="rnn", hidden_dim=widest,
                         pool="last") if widest > ref
              else judge(wide_claim, fade_crit + probe_ok, [], FADE, "above", effect=wide_effect))  # nothing wider: undecided
+    if widest <= ref:
+        wider["effect"]["undecided"] = f"no state wider than hidden {ref} was trained (a quick run's one size)"
     for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
         if v["outcome"] == HOLDS and control["outcome"] != FAILS:
             demote(v, "the negative control did not show the Transformer keeping the passage")
