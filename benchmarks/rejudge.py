@@ -12,7 +12,8 @@ recomputed here. Prints one line per outcome that differs; --out writes them all
 verdict.json in place, with a "rejudged" record (this checkout's commit): for a criterion's wording changed with
 no outcome or estimate moved (it refuses, writing nothing, where one moves or results.csv is not the file the
 verdict was judged on), so the published verdicts stay this code's without training anything again, as
-benchmarks/redraw.py does for the figures. The lab's rows, figures and other records are left as they are.
+benchmarks/redraw.py does for the figures; a verdict's table (the comparison's table.csv) is written again with it.
+The lab's rows, figures and other records are left as they are.
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def brief(q: dict) -> dict:
 def write(d: Path, saved: dict, judged: dict) -> None:
     """verdict.json in `d` with this code's judgement, where only its wording differs; else SystemExit, nothing
     written: rows that are not the ones the verdict was judged on, or an outcome or estimate that moved."""
-    from rnnlab.experiments.common import rounded
-    from rnnlab.io import jsonable, text_sha256, write_json
+    from rnnlab.experiments.common import rounded, rows_to_csv
+    from rnnlab.io import jsonable, text_sha256, write_json, write_text
     from rnnlab.runs import environment
 
     if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
@@ -88,6 +89,8 @@ def write(d: Path, saved: dict, judged: dict) -> None:
         write_json(d / "verdict.json", {**saved, **now, "rejudged": {
             "by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
             "uncommitted_changes": bool(env.get("git_dirty"))}})
+        if (judged.get("numbers") or {}).get("table"):  # the comparison's table.csv, as the lab writes it
+            write_text(d / "table.csv", rows_to_csv(judged["numbers"]["table"]))
 
 
 def main() -> None:

@@ -909,7 +909,9 @@ def test_compare_table_has_each_model_with_its_numbers():
     assert (lstm["test_acc_ci95_low"], lstm["test_acc_ci95_high"]) == pytest.approx((lo, hi))
     assert lstm["probe_fade"] == pytest.approx(np.mean(CMP_BASE["lstm_fade"]))
     assert lstm["log10_grad_first_over_last_400"] == pytest.approx(np.mean(CMP_BASE["lstm_ratio"]))
-    assert lstm["ms_per_batch_512"] == pytest.approx(1e3 * np.median([1e-3 * 512 * (1 + 0.01 * r) for r in range(3)]))
+    assert lstm["ms_per_batch_512_1_thread"] == pytest.approx(1e3 * np.median([1e-3 * 512 * (1 + 0.01 * r) for r in range(3)]))
+    tf = next(t for t in table if t["model"] == "transformer")  # one thread's repeats, not pooled with two threads'
+    assert tf["ms_per_batch_512_1_thread"] == pytest.approx(512 * TRANSFORMER_SPEEDUP[LENGTHS.index(512)] * 1.01)
     assert lstm["test_acc_hidden_32"] == pytest.approx(0.5)
     budget = {t["model"]: t["budget"] for t in table}
     assert budget["gru"].endswith("best epoch on validation (kept epochs: 3, 2, 3)")  # the last kept: still improving

@@ -134,7 +134,8 @@ def summary_table(rows: list[dict]) -> list[dict]:
         est, lo, hi = t_interval(acc)
         cfg = PRESETS.get(m)
         timing = speedups(rows, m) if any(r["part"] == "timing" and r["model"] == m for r in rows) else {}
-        med512 = [r["value"] for r in rows if r["part"] == "timing" and r["model"] == m and r["seq_len"] == 512]
+        med512 = [r["value"] for r in rows if r["part"] == "timing" and r["model"] == m and r["seq_len"] == 512
+                  and r.get("threads") == 1]  # one thread: the 2-thread repeats are thread_speedup's
         best = list(_acc(rows, m, metric="best_epoch").values())  # the epoch kept, per seed: the last = still improving
         epochs = "/".join(f"{e:g}" for e in sorted(set(_acc(rows, m, metric="epochs").values())))  # as trained
         tested = {s: sum(values(rows, part="by_length", model=m, setting="lab", seed=s, metric="reviews"))
@@ -154,7 +155,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
             f"acc_{FULL_READ}": mean_sd(list(_bucket(rows, m, FULL_READ).values()))[0],
             f"log10_grad_first_over_last_{n}": mean_sd(list(_log_ratio(rows, m).values()))[0],
             "probe_fade": mean_sd(_fade(rows, m))[0],
-            "ms_per_batch_512": float(np.median(med512)) * 1e3 if med512 else float("nan"),
+            "ms_per_batch_512_1_thread": float(np.median(med512)) * 1e3 if med512 else float("nan"),
             "thread_speedup": float(np.mean(list(timing.values()))) if timing else float("nan"),
             f"test_acc_hidden_{SMALL}": mean_sd(list(_acc(rows, m, f"hidden {SMALL}").values()))[0],
         })
