@@ -35,6 +35,7 @@ from click.testing import CliRunner  # noqa: E402
 
 import rnnlab  # noqa: E402
 from rnnlab.cli import main  # noqa: E402
+from rnnlab.blocks import md_text  # noqa: E402
 from rnnlab.experiments import EXPERIMENTS  # noqa: E402
 from rnnlab.io import write_json  # noqa: E402
 from rnnlab.report import README_END, README_START, write_report  # noqa: E402
@@ -952,10 +953,12 @@ def test_the_readme_says_when_another_part_decided_a_claim_and_what_an_interval_
     r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
     assert r.exit_code == 0, (r.output, r.exception)
     row = next(line for line in readme.read_text().splitlines() if line.startswith(f"| {EXPERIMENTS['serial'].title} |"))
-    assert ("| inconclusive (effect shown: holds; another part: inconclusive) | 0.0123 [0.0023, "
-            "0.0223] over 7 repeats of one timing run | > 0 |") in row, row
+    undecided = [q["claim"].split(":")[0] for q in v["questions"] + v["controls"] if q["outcome"] == "inconclusive"]
+    assert undecided  # the parts that decided it are named, and what the effect measures
+    assert (f"| inconclusive (effect shown: holds; decided by: {'; '.join(undecided)}) | {v['effect']['name']} = "
+            "0.0123 [0.0023, 0.0223] over 7 repeats of one timing run | > 0 |") in row, row
     others = [line for line in readme.read_text().splitlines() if line.startswith("| ") and "serial" not in line]
-    assert not any("another part" in line or " over " in line for line in others if "| holds |" in line), others
+    assert not any("decided by" in line or " over " in line for line in others if "| holds |" in line), others
 
 
 def test_an_explained_review_is_named_by_its_place_in_the_data_and_an_older_lab_by_the_subset(lab):
@@ -1170,3 +1173,26 @@ def test_an_explained_page_outside_the_folder_or_unnameable_is_not_there(lab, na
     write_json(lab / "explain" / "picks.json", picks)
     write_report(lab)
     assert "is not in the lab's folder." in (lab / "report.md").read_text()
+
+
+def test_each_row_says_what_its_effect_measures_why_it_is_undecided_and_serials_k(lab, tmp_path):
+    """A learner read "0.1976" and "inconclusive" with nothing saying what the number is or why (stranger's
+    walkthrough, session 52): each effect now shows its name, an inconclusive row whose interval spans the threshold
+    says so, an effect that is |k - 1| shows k with its interval, and a criterion reworded by rejudge.py says so."""
+    v = json.loads((lab / "serial" / "verdict.json").read_text())
+    q = v["questions"][0]
+    q["outcome"], q["effect"]["ci95"] = "inconclusive", [-0.01, 0.03]  # spans its threshold, 0 (> 0)
+    q.setdefault("numbers", {})["k"] = [0.8024, 0.7401, 0.937]
+    v["rejudged"] = {"by": "benchmarks/rejudge.py --write", "commit": "abc1234", "uncommitted_changes": False}
+    (lab / "serial" / "verdict.json").write_text(json.dumps(v))
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"), "--markdown",
+                                  str(tmp_path / "r.md")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    md = (tmp_path / "r.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| sub-question | {md_text(q['claim'])} |"))
+    assert "| inconclusive (the 95% interval spans the threshold) |" in row, row
+    assert f"| {md_text(q['effect']['name'])} = " in row and "(k = 0.8024 [0.7401, 0.937])" in row, row
+    assert "rewritten after this lab ran (commit abc1234), from the committed rows by benchmarks/rejudge.py --write" in md
+    assert md.count("rewritten after this lab ran") == 1  # only the part that was
+    page = Page((tmp_path / "r.html").read_text())
+    assert "spans the threshold" in page.sections["serial"] and "k = 0.8024" in page.sections["serial"]

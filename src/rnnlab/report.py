@@ -32,7 +32,8 @@ INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measur
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
          "same reviews and the same planted probes, so the interval leaves out which were drawn); \"inconclusive\" "
          "means the interval straddles the threshold, or a part or a control the claim requires left it undecided "
-         "(its rows say which). Thresholds are declared in code before this lab ran. Each of the outcomes below is "
+         "(its rows say which). Thresholds are declared in code before this lab ran (a section says where a criterion's "
+         "wording was revised after). Each of the outcomes below is "
          "its own 95% test, so with about 27 of them one or two may fall the other way by chance; a claim of several "
          "parts does not hold if any part does not, so a true claim of k parts is refuted by chance up to about "
          "k x 2.5% of the time.")
@@ -77,26 +78,65 @@ def effect_cells(e: dict) -> list[str]:
                 "; ".join(f"{'<' if v.get('direction') == 'below' else '>'} {fmt(v.get('threshold'))}" for v in e.values()),
                 ""]
     lo, hi = _bounds(e) if e else (None, None)
-    return [fmt(e.get("estimate")), f"[{fmt(lo)}, {fmt(hi)}]",
+    name = f"{e['name']} = " if isinstance(e.get("name"), str) and e["name"] else ""  # what the number measures
+    return [name + fmt(e.get("estimate")), f"[{fmt(lo)}, {fmt(hi)}]",
             f"{'<' if e.get('direction') == 'below' else '>'} {fmt(e.get('threshold'))}", fmt(e.get("per_seed"))]
 
 
-def _outcome_cell(q: dict) -> str:
-    """The outcome, and why it is undecided where the effect says (a control, one seed, a missing value)."""
+def _alone(e: dict) -> str | None:
+    """The outcome the effect's own interval gives against its threshold (None: not one effect with a finite one)."""
+    from .experiments.stats import UNDECIDED, outcome
+
+    if e.get("undecided"):
+        return UNDECIDED
+    lo, hi = _bounds(e)
+    try:
+        return outcome(float(lo), float(hi), float(e["threshold"]), e["direction"])
+    except (*BAD_FIELDS, ValueError, OverflowError):
+        return None
+
+
+def _deciding(v: dict) -> list[str]:
+    """The parts (sub-questions, controls) whose outcome is the claim's, where the claim's own effect alone would
+    have decided otherwise: each part's claim up to its first colon."""
+    e = v.get("effect") or {}
+    alone = _alone(e) if isinstance(e, dict) and "estimate" in e else None
+    if alone is None or alone == v.get("outcome"):
+        return []
+    return [str(q.get("claim", "")).split(":")[0] for q in [*v.get("questions", []), *v.get("controls", [])]
+            if isinstance(q, dict) and q.get("outcome") == v.get("outcome")]
+
+
+def _outcome_cell(q: dict, parts: list[str] = ()) -> str:
+    """The outcome, and why where it is inconclusive or another part decided it: the effect's own reason (a control,
+    one seed, a missing value), the interval spanning the threshold, or `parts` (`_deciding`)."""
+    from .experiments.stats import UNDECIDED
+
     e = q.get("effect") or {}
     why = e.get("undecided") if isinstance(e, dict) else None
-    return f"{q['outcome']} ({why})" if isinstance(why, str) and why else str(q["outcome"])
+    if isinstance(why, str) and why:
+        return f"{q['outcome']} ({why})"
+    if parts:
+        return f"{q['outcome']} (decided by: {'; '.join(parts)})"
+    if q.get("outcome") == UNDECIDED and isinstance(e, dict) and "estimate" in e and _alone(e) == UNDECIDED:
+        return f"{q['outcome']} (the 95% interval spans the threshold)"
+    return str(q["outcome"])
 
 
 def verdict_blocks(v: dict) -> list:
     blocks = [Outcome(v["outcome"], v["claim"]), Text(f"Criterion: {v['criterion']}", note=True)]
     claims = [("claim", v), *(("sub-question", q) for q in v.get("questions", [])),
               *(("negative control", c) for c in v.get("controls", []))]
-    rows = [[kind, q["claim"], _outcome_cell(q), *effect_cells(q.get("effect") or {})] for kind, q in claims]
+    rows = [[kind, q["claim"], _outcome_cell(q, _deciding(v) if q is v else []), *effect_cells(q.get("effect") or {})]
+            for kind, q in claims]
+    for row, (_, q) in zip(rows, claims):  # an effect that is |k - 1|: k itself beside it (serial's, below 1 or above)
+        k = (q.get("numbers") or {}).get("k") if isinstance(q.get("numbers"), dict) else None
+        if isinstance(k, list) and len(k) == 3 and all(isinstance(x, (int, float)) for x in k):
+            row[3] += f" (k = {fmt(k[0])} [{fmt(k[1])}, {fmt(k[2])}])"
     at_init = (v.get("numbers") or {}).get("at_init")  # the claim's second part (vanishing gradients): its own row
     if isinstance(at_init, dict) and "estimate" in at_init:
         rows.insert(1, ["claim, its second part", str(at_init.get("name", "at initialisation")),
-                        "(in the claim's outcome)", *effect_cells(at_init)])
+                        "(in the claim's outcome)", *effect_cells({**at_init, "name": ""})])  # named beside it
     blocks.append(Table(["", "claim", "outcome", "effect", "95% interval", "threshold", "per replicate"], rows,
                         "Effect sizes: the mean with its 95% t interval, over seeds unless the criterion says otherwise "
                         "(lengths, or the repeats of one timing run); per replicate: the values it is over"))
@@ -213,6 +253,10 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         sec.blocks.append(Text(QUICK))
     try:
         sec.blocks += verdict_blocks(v)
+        if isinstance(v.get("rejudged"), dict):  # benchmarks/rejudge.py --write: wording only, after the lab ran
+            sec.blocks.append(Text(f"The criterion's wording above was rewritten after this lab ran (commit "
+                                   f"{v['rejudged'].get('commit') or '?'}), from the committed rows by "
+                                   f"{v['rejudged'].get('by') or 'rejudge'}: no outcome or estimate moved.", note=True))
         sec.blocks += figure(d / f"{name}.png", f"{e.title}: figure")
         sec.blocks += run_blocks(v)
     except BAD_FIELDS as err:
@@ -538,7 +582,8 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
             left_out[s.id] = s.outcome or "unreadable"
             continue
         try:
-            est, ci, thr, _ = effect_cells(v.get("effect") or {})
+            e = v.get("effect") or {}
+            est, ci, thr, _ = effect_cells({**e, "name": str(e.get("name") or "").split(",")[0]})  # the claim names whose
             rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
                          thr])
         except (*BAD_FIELDS, OverflowError):
@@ -547,7 +592,8 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
     table = _table(lab) if "compare" not in left_out else None  # an unreadable part's numbers are not shown
     try:
         rows = [[t["model"], f"{fmt(t['test_acc_mean'])} [{fmt(t['test_acc_ci95_low'])}, "
-                 f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"]] for t in table or []]
+                 f"{fmt(t['test_acc_ci95_high'])}]", fmt(t["seeds"]), t["budget"].removeprefix(f"preset {t['model']}: ")]
+                for t in table or []]  # the model's preset: the row's model
         n = max((t.get("test_reviews") or 0 for t in table or []), default=0)
         head = f"test accuracy{f' ({int(n):,} reviews)' if n else ''}, mean [95% interval over seeds]"
     except (*BAD_FIELDS, OverflowError):
@@ -560,14 +606,12 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
 
 
 def _readme_outcome(v: dict) -> str:
-    """The claim's outcome, and where the effect shown beside it would alone decide otherwise, that another part
-    of the claim (a sub-question it also requires) decided it."""
-    from .experiments.stats import UNDECIDED, outcome
-
-    e = v["effect"]
-    lo, hi = _bounds(e)
-    alone = UNDECIDED if e.get("undecided") else outcome(float(lo), float(hi), float(e["threshold"]), e["direction"])
-    return v["outcome"] if alone == v["outcome"] else f"{v['outcome']} (effect shown: {alone}; another part: {v['outcome']})"
+    """The claim's outcome, and where the effect shown beside it would alone decide otherwise, which other parts of
+    the claim (sub-questions, controls) decided it."""
+    alone, parts = _alone(v["effect"]), _deciding(v)
+    if alone is None or alone == v["outcome"]:
+        return v["outcome"]
+    return f"{v['outcome']} (effect shown: {alone}; decided by: {'; '.join(parts) or 'another part'})"
 
 
 def _over(e: dict) -> str:
