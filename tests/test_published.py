@@ -365,11 +365,16 @@ def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_not
     import sys
 
     lab = tmp_path / "lab"
-    for name in ("serial", "long-reviews"):
+    for name in ("serial", "long-reviews", "compare"):
         shutil.copytree(LAB / name, lab / name)
     stale = json.loads((lab / "serial" / "verdict.json").read_text())
     stale["questions"][0]["criterion"] = "an older wording"
     (lab / "serial" / "verdict.json").write_text(json.dumps(stale, indent=2) + "\n")
+    table = json.loads((lab / "compare" / "verdict.json").read_text())  # a table column as an older code named it
+    for row in table["numbers"]["table"]:
+        row["ms_per_batch_512"] = row.pop("ms_per_batch_512_1_thread")
+    (lab / "compare" / "verdict.json").write_text(json.dumps(table, indent=2) + "\n")
+    (lab / "compare" / "table.csv").write_text("model,ms_per_batch_512\nrnn,1\n")
     before = (lab / "long-reviews" / "verdict.json").read_bytes()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rejudge.py"), str(lab), "--write"],
@@ -380,6 +385,9 @@ def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_not
     assert now["questions"] == published["questions"] and now["rejudged"]["by"] == "benchmarks/rejudge.py --write"
     assert {k: v for k, v in now.items() if k != "rejudged"} == {k: v for k, v in published.items() if k != "rejudged"}
     assert (lab / "long-reviews" / "verdict.json").read_bytes() == before
+    assert (lab / "compare" / "table.csv").read_bytes() == (LAB / "compare" / "table.csv").read_bytes()  # with it
+    assert json.loads((lab / "compare" / "verdict.json").read_text())["numbers"] == json.loads(
+        (LAB / "compare" / "verdict.json").read_text())["numbers"]
     moved = json.loads((lab / "serial" / "verdict.json").read_text())  # an outcome this code does not give: refused
     moved["questions"][0]["outcome"] = "holds"
     (lab / "serial" / "verdict.json").write_text(json.dumps(moved, indent=2) + "\n")
