@@ -32,8 +32,8 @@ INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measur
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
          "same reviews and the same planted probes, so the interval leaves out which were drawn); \"inconclusive\" "
          "means the interval straddles the threshold, or a part or a control the claim requires left it undecided "
-         "(its rows say which). Thresholds are declared in code before this lab ran (a section says where a criterion's "
-         "wording was revised after). Each of the outcomes below is "
+         "(its rows say which). Thresholds are declared in code before this lab ran (a section says where its verdict was "
+         "reworded after). Each of the outcomes below is "
          "its own 95% test, so with about 27 of them one or two may fall the other way by chance; a claim of several "
          "parts does not hold if any part does not, so a true claim of k parts is refuted by chance up to about "
          "k x 2.5% of the time.")
@@ -254,9 +254,10 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
     try:
         sec.blocks += verdict_blocks(v)
         if isinstance(v.get("rejudged"), dict):  # benchmarks/rejudge.py --write: wording only, after the lab ran
-            sec.blocks.append(Text(f"The criterion's wording above was rewritten after this lab ran (commit "
+            sec.blocks.append(Text(f"This verdict was rewritten after this lab ran (commit "
                                    f"{v['rejudged'].get('commit') or '?'}), from the committed rows by "
-                                   f"{v['rejudged'].get('by') or 'rejudge'}: no outcome or estimate moved.", note=True))
+                                   f"{v['rejudged'].get('by') or 'rejudge'}, for a criterion's wording or a table's "
+                                   "column: no outcome or estimate moved.", note=True))
         sec.blocks += figure(d / f"{name}.png", f"{e.title}: figure")
         sec.blocks += run_blocks(v)
     except BAD_FIELDS as err:
