@@ -217,6 +217,8 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
     out, files = runs.first_out, runs.first_files
     result = json.loads(runs.first.stdout.strip().splitlines()[-1])
     assert result["mode"] == "quick" and result["report"] == str(out / "report.html")
+    done = next(line for line in runs.first.stderr.splitlines() if line.startswith("[lab] done in"))
+    assert "(--quick: a smoke test on little data, not evidence)" in done, done  # a refutation in it is no finding
     assert set(result["outcomes"]) == set(EXPERIMENTS) and set(result["outcomes"].values()) <= OUTCOMES
     for name in EXPERIMENTS:
         d = out / name

@@ -146,7 +146,8 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     record["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "lab.json", record)
     written = write_report(out, out / "report.html", markdown=markdown)  # again, as `rnnlab report` renders lab.json
-    log(f"[lab] done in {record['wall_seconds']:.0f} s: {written['summary']}; open {written['html']}")
+    smoke = " (--quick: a smoke test on little data, not evidence)" if quick else ""
+    log(f"[lab] done in {record['wall_seconds']:.0f} s: {written['summary']}{smoke}; open {written['html']}")
     return {"report": written["html"], "markdown": written["markdown"], "mode": mode, "seeds": record["seeds"],
             "wall_seconds": record["wall_seconds"], "outcomes": {v["experiment"]: v["outcome"] for v in verdicts}}
 
