@@ -888,7 +888,7 @@ def test_compare_effects_are_the_numbers_in_the_rows():
     fix, long_, memory, serial_ = v["questions"]
     assert_effect(fix["effect"]["lstm"], CMP_BASE["lstm_ratio"])
     assert_effect(fix["effect"]["gru"], CMP_BASE["gru_ratio"])
-    assert_effect(fix["effect"]["also: log10 ratio, rnn"], CMP_BASE["rnn_ratio"])
+    assert_effect(fix["effect"]["also: log10(dL/dx first/last), rnn"], CMP_BASE["rnn_ratio"])
     assert_effect(long_["effect"]["lstm"], CMP_BASE["lstm_long"])
     assert_effect(long_["effect"]["gru"], CMP_BASE["gru_long"])
     assert_effect(memory["effect"]["lstm"], CMP_BASE["lstm_fade"])

@@ -50,7 +50,7 @@ def test_the_vanishing_gradient_claims_second_part_has_its_own_row():
             "reviews (each of the 3 seeds holds out 10% of them for validation, so 9,000 train it) and test it on the "
             "same 10,000 test reviews") in RESULTS.read_text()  # the full lab's budget, said in its opening
     e = json.loads((LAB / "vanishing-gradients" / "verdict.json").read_text())["numbers"]["at_init"]
-    assert (f"| claim, its second part | log10(g\\_first / g\\_last), RNN at init | (in the claim's outcome) | "
+    assert (f"| claim, its second part | log10(dL/dh first/last), RNN at init | (in the claim's outcome) | "
             f"{fmt(e['estimate'])} | [{fmt(e['ci95'][0])}, {fmt(e['ci95'][1])}] | &lt; -3 |") in RESULTS.read_text()
 
 

@@ -181,7 +181,7 @@ def verdict(rows: list[dict]) -> dict:
     n = judged_length(rows)
     rnn = judge(f"The vanilla RNN's gradient has vanished at the first of {n} tokens",
                 f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; below {VANISHED:g}",
-                list(_log_ratio(rows, "rnn").values()), VANISHED, "below", effect="log10 ratio, rnn")
+                list(_log_ratio(rows, "rnn").values()), VANISHED, "below", effect="log10(dL/dx first/last), rnn")
     fix = both("Gates fix vanishing gradients: the LSTM and the GRU keep more than 1e-3 of the gradient at the first "
                f"of {n} tokens, where the vanilla RNN does not (below)",
                f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; above {VANISHED:g} for each gated "

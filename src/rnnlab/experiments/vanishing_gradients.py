@@ -180,26 +180,26 @@ def verdict(rows: list[dict]) -> dict:
             f"holds if the 95% interval over seeds lies below {VANISHED:g} (1000x smaller), does not hold if above")
     main = judge("In the vanilla RNN the gradient reaching the first of the review's tokens is at least 1000x "
                  "smaller than at the last, after training", crit, list(rnn["trained"].values()), VANISHED, "below",
-                 effect="log10(g_first / g_last), trained RNN", transform="on log10 ratios")
+                 effect="log10(dL/dh first/last), trained RNN", transform="on log10 ratios")
     at_init = judge("... and at initialisation", crit.replace("vanilla RNN", "vanilla RNN at initialisation"),
-                    list(rnn["init"].values()), VANISHED, "below", effect="log10(g_first / g_last), RNN at init",
+                    list(rnn["init"].values()), VANISHED, "below", effect="log10(dL/dh first/last), RNN at init",
                     transform="on log10 ratios")
     gated = {k: judge(f"The {k.upper()} keeps the gradient at the first of {n} tokens: its first/last ratio at the "
                       "embedding output stays above 1e-3, after training",
                       f"log10 first/last of ||dL/dx_t|| at the embedding output, trained {k}; holds if the 95% "
                       f"interval lies above {VANISHED:g}", list(_ratio(rows, k, "trained", n).values()), VANISHED,
-                      "above", effect=f"log10(g_first / g_last), trained {k}", transform="on log10 ratios")
+                      "above", effect=f"log10(dL/dx first/last), trained {k}", transform="on log10 ratios")
              for k in ("lstm", "gru")}
     gated_init = {k: judge(f"At initialisation the {k.upper()}'s gradient has vanished too",
                            f"log10 first/last at the embedding output, {k} at initialisation, below {VANISHED:g}",
                            list(_ratio(rows, k, "init", n).values()), VANISHED, "below",
-                           effect=f"log10(g_first / g_last), {k} at init", transform="on log10 ratios")
+                           effect=f"log10(dL/dx first/last), {k} at init", transform="on log10 ratios")
                   for k in ("lstm", "gru")}
     control = judge("Negative control: the Transformer's gradient vanishes with distance too",
                     f"log10 first/last at the embedding output, trained transformer, below {VANISHED:g} (expected: "
                     "does not hold, attention reaches every position directly)",
                     list(_ratio(rows, "transformer", "trained", n).values()), VANISHED, "below",
-                    effect="log10(g_first / g_last), trained transformer", transform="on log10 ratios")
+                    effect="log10(dL/dx first/last), trained transformer", transform="on log10 ratios")
     clip_gain = paired(by_seed(rows, part="accuracy", model="rnn", clip=1.0, metric="test_acc"),
                        by_seed(rows, part="accuracy", model="rnn", clip=0.0, metric="test_acc"))
     exploding = judge("Without clipping the gradient explodes now and then and hurts training: the same RNN is "
