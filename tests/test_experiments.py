@@ -557,6 +557,13 @@ def test_serial_one_thread_count_leaves_the_speed_ups_undecided():
     assert all(q["criterion"].startswith("not measured: timed at one thread count") for q in v["questions"][1:])
     assert all(q["effect"]["n"] == 0 for q in v["questions"][1:])  # no speed-up: not a 'difference of 0'
     assert all(m["speedup"] == {} for m in v["numbers"]["by_model"].values())
+    fig = serial.figure(serial_rows(**SER_BASE, threads=(1,)), v)  # its panel said "speed-up from 1 to 1 threads"
+    try:
+        middle = fig.axes[1]
+        assert middle.get_ylabel() == "speed-up" and "not measured" in " ".join(t.get_text() for t in middle.texts)
+        assert "lstm" not in fig._suptitle.get_text()  # only the models timed are named
+    finally:
+        plt.close(fig)
 
 
 def test_serial_effects_are_the_numbers_in_the_rows():

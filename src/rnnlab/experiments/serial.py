@@ -315,15 +315,20 @@ def figure(rows: list[dict], judged: dict):
     if len(threads) > 1:
         b.axhline(1, color="k", lw=0.8, ls=":")
         b.axhline(threads[-1] / threads[0], color="k", lw=0.8, ls="--", label="perfect scaling")
+    else:  # one core, or a GPU: an empty panel said "speed-up from 1 to 1 threads"
+        b.text(0.5, 0.5, NOT_TIMED.replace(": ", ":\n", 1).replace(" (", "\n(", 1), transform=b.transAxes,
+               ha="center", va="center", fontsize=9, color="0.3", wrap=True)
     b.set_xscale("log", base=2); b.set_xlabel("sequence length T (tokens)")
-    b.set_ylabel(f"speed-up from {threads[0]} to {threads[-1]} threads" if threads else "speed-up")
+    b.set_ylabel(f"speed-up from {threads[0]} to {threads[-1]} threads" if len(threads) > 1 else "speed-up")
     b.set_title("what a second thread buys", fontsize=10); b.grid(alpha=0.3)
     c.set_xscale("log", base=2); c.set_xlabel("sequence length T (tokens)")
     c.set_ylabel("% of this machine's float32 matmul rate"); c.set_title("hardware used", fontsize=10)
     c.grid(alpha=0.3)
     for ax, ncol in ((a, 3), (b, 3), (c, 3)):  # below each panel, where no line runs
         ax.legend(fontsize=7, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.17))
-    fig.suptitle(title("Serial computation", judged, "lab presets (rnn, lstm, gru, transformer; cnn at the rnn's "
-                       "sizes), forward + backward, median of the repeats, nothing else running"))
+    named = ", ".join(m for m in ("rnn", "lstm", "gru", "transformer") if m in models)  # those timed
+    cnn = "; cnn at the rnn's sizes" if "cnn" in models else ""
+    fig.suptitle(title("Serial computation", judged, f"lab presets ({named}{cnn}), forward + backward, median of "
+                       "the repeats, nothing else running"))
     tight(fig)
     return fig
