@@ -995,9 +995,9 @@ def test_the_report_says_what_the_lab_trains_and_tests_on_and_how_much_of_a_revi
     write_report(lab)  # a --quick lab's: its own budget, not the full one's (nor the numbers of the code's default)
     text = " ".join((lab / "report.md").read_text().split())
     assert ("This --quick lab's shortfalls and comparison train each model for 1 epoch on the same class-balanced "
-            "1,000 training reviews (each of the 1 seed holds out 10% of them for validation, so 900 train it) and "
-            "test it on the same 600 test reviews (all of a split that has fewer); the notebook's exercise 1,000 and "
-            "600 reviews, 2 epochs.") in text, text[:2000]
+            "1,000 training reviews (its one seed holds out 10% of them for validation, so 900 train it) and "
+            "test it on the same 600 test reviews (all of a split that has fewer); the notebook's exercise trains on "
+            "1,000 reviews for 2 epochs and tests on 600.") in text, text[:2000]
     picks = json.loads((lab / "explain" / "picks.json").read_text())
     first = {"n_review_tokens": picks["picks"][1]["n_tokens"] + 30, "start": 30}  # a run that kept the last ones
     picks["picks"][1]["explanations"] = [first]

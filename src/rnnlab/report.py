@@ -51,11 +51,12 @@ def data_budget(sections: list[Section]) -> str:
     seeds = next((len(s.seeds) for s in sections if s.seeds), len(SEEDS[mode]))
     plural = lambda k, word: f"{k:,} {word}{'' if k == 1 else 's'}"  # noqa: E731
     exercise = ("uses every review of both" if mode == "full" else
-                f"{QUICK_SEED['n_train']:,} and {QUICK_SEED['n_test']:,} reviews, {plural(QUICK_SEED['epochs'], 'epoch')}")
+                f"trains on {QUICK_SEED['n_train']:,} reviews for {plural(QUICK_SEED['epochs'], 'epoch')} and tests on "
+                f"{QUICK_SEED['n_test']:,}")
     whose = "This --quick lab's" if mode == "quick" else "The"
     return (f"{whose} shortfalls and comparison train each model for "
-            f"{plural(epochs, 'epoch')} on the same class-balanced {n['n_train']:,} training reviews (each of the "
-            f"{plural(seeds, 'seed')} holds out {val:.0%} of them for validation, so "
+            f"{plural(epochs, 'epoch')} on the same class-balanced {n['n_train']:,} training reviews ("
+            f"{'its one seed' if seeds == 1 else f'each of the {seeds:,} seeds'} holds out {val:.0%} of them for validation, so "
             f"{round(n['n_train'] * (1 - val)):,} train it) and test it on the same {n['n_test']:,} test reviews (all "
             f"of a split that has fewer); the notebook's exercise {exercise}.")
 
