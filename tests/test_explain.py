@@ -1125,3 +1125,31 @@ def test_a_file_takes_the_words_and_the_terminal_gets_each_runs_answer(runs, tmp
         assert "\x1b[" not in r.stdout
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--plain"])
     assert "columns: t = " in r.stdout  # without a file, the table
+
+
+@pytest.mark.parametrize("text", ["a great film", "one two three four five six seven eight nine ten eleven twelve"])
+def test_the_charts_label_each_token_place_once(runs, text):
+    """A review of up to 10 tokens labelled token 1 twice on every chart's axis (stranger's walkthrough)."""
+    page = render_html(explain_runs([runs["rnn"]], text, attribution=False))
+    for chart in re.findall(r"<svg viewBox.*?</svg>", page):
+        places = [int(x) for x in re.findall(r'text-anchor="middle">(\d+)</text>', chart)]
+        assert places and places == sorted(set(places)) and places[0] == 1, places
+
+
+def test_the_figures_gradient_axis_has_numbers_at_both_ends(runs, tmp_path, monkeypatch):
+    """Gradients within one power of ten left the log axis a single label (or only minor ones, 0.08-0.1): its ends
+    are now whole powers of ten, so at least two are labelled."""
+    import rnnlab.plots
+
+    drawn = []
+    monkeypatch.setattr(rnnlab.plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
+    exps = explain_runs([runs["rnn"]], "a great film", attribution=False)
+    e = exps[0]
+    exps = [dataclasses.replace(e, grad_norm=[0.012, 0.02, 0.03][:len(e)])]  # within one decade
+    write_png(exps, tmp_path / "e.png")
+    grad = next(a for a in drawn[0].axes if a.get_yscale() == "log")
+    lo, hi = grad.get_ylim()
+    assert (lo, hi) == pytest.approx((0.01, 0.1)), (lo, hi)
+    import matplotlib.pyplot as plt
+
+    plt.close(drawn[0])

@@ -330,7 +330,7 @@ def _svg_chart(al: Alignment, series: list[tuple[int, list[float | None]]], titl
         g.append(f'<line x1="{L}" x2="{W - R}" y1="{Y(ref):.1f}" y2="{Y(ref):.1f}" stroke="#888" '
                  'stroke-dasharray="4 3"/>')
     step = int(_nice(n, 10)) if n > 10 else 1
-    for k in [0] + list(range(step - 1, n, step)):
+    for k in sorted({0, *range(step - 1, n, step)}):  # token 1, then every step-th (a short review: each once)
         g.append(f'<text x="{X(k):.1f}" y="{H - 8}" text-anchor="middle">{k + 1}</text>')
     for i, ys in series:
         colour, dashed = line_style(i)
@@ -543,6 +543,10 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
                     fontsize=8, loc="left")
     a = axes[1 + len(with_attr)]
     zeros = [(i, line(a, i, "grad_norm", lw=1.1, label=e.run)) for i, e in enumerate(exps)]
+    lo, hi = a.get_ylim()
+    if lo > 0 and math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) < 1:  # under two labelled powers of ten:
+        low = math.floor(math.log10(lo))  # whole decades, so that the axis has numbers at both ends
+        a.set_ylim(10.0 ** low, 10.0 ** max(math.ceil(math.log10(hi)), low + 1))
     bottom = a.get_ylim()[0]
     for i, k in zeros:
         if len(k):
