@@ -441,6 +441,8 @@ def test_evaluate_and_predict_cut_reviews_as_the_run_was_trained(tmp_path, tiny_
     rep = json.loads(r.stdout)
     assert rep["acc"] in (round(1 / 3, 4), round(2 / 3, 4))  # one probability for all three reviews
     assert [(b["bucket"], b["n"]) for b in rep["by_length"]] == [("0-100", 2), ("100-200", 1)]  # own length: 123
+    r = subprocess.run(CMD + ["evaluate", str(out), "--data", str(csv)], capture_output=True, text=True)
+    assert "accuracy by review length (tokens in the whole review; the run reads the last 3 of each):" in r.stdout
 
 
 @pytest.mark.parametrize("args", [["train", "--device", "cuda", "--epochs", "1"], ["evaluate", "RUN", "--device", "cuda"],

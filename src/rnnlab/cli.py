@@ -579,7 +579,9 @@ def evaluate(run_dir, data_path, as_json, device):
     (tn, fp), (fn, tp) = rep["confusion"]["matrix"]
     click.echo(f"{split.source}: {rep['n']} reviews, accuracy {rep['acc']:.4f}")
     click.echo(f"confusion (rows true, cols predicted):\n           neg     pos\n  neg  {tn:7d} {fp:7d}\n  pos  {fn:7d} {tp:7d}")
-    click.echo("accuracy by review length (tokens):")
+    read = (f"; the run reads the {'last' if cfg.truncate == 'tail' else 'first'} {cfg.max_len} of each"
+            if cfg.max_len else "")
+    click.echo(f"accuracy by review length (tokens in the whole review{read}):")
     for b in rep["by_length"]:
         click.echo(f"  {b['bucket']:>8}  n={b['n']:6d}  acc={b['acc']:.4f}")
 
