@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import time
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -921,3 +922,36 @@ def test_a_file_beside_a_config_json_that_is_no_run_is_not_called_a_file_of_a_ru
     (tmp_path / "data.csv").write_text("text,label\n")
     with pytest.raises(RunError, match=r"data\.csv: no such run directory$"):
         RunDir(tmp_path / "data.csv")._require_dir()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_predict_stopped_while_it_waits_on_stdin_says_so_without_steps(run_dir):
+    """SIGTERM to `predict` reading a pipe said "nothing past the last completed step was saved": predict has no
+    steps (fault hunt)."""
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "predict", str(run_dir)], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline, before = time.monotonic() + 120, None
+        while time.monotonic() < deadline:  # until it waits on stdin: torch loaded, then no CPU time for a second
+            time.sleep(1.0)
+            now = _cpu_ticks(proc.pid)
+            if now == before and _loaded_torch(proc.pid):
+                break
+            before = now
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip().splitlines() == [
+        "interrupted (SIGTERM); the command stopped before it finished"], err
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _loaded_torch(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtorch_cpu" in f.read()

@@ -687,11 +687,12 @@ main()
 def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet():
     """> /dev/full: 'error: No space left on device' named nothing written and wrote 'error' as no other line does;
     a reader gone before the output (| head -0): 'error: Broken pipe', exit 2, where a pipe closed after it was 0."""
-    with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-m", "rnnlab", "presets"], stdout=full, stderr=subprocess.PIPE,
-                           text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "Error: cannot write the output: No space left on device"], r.stderr
+    for args in (["presets"], ["--help"], ["--version"]):  # the group's own --help and --version: a traceback
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([sys.executable, "-m", "rnnlab", *args], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            "Error: cannot write the output: No space left on device"], (args, r.stderr)
     read, write = os.pipe()
     os.close(read)  # the reader is gone before anything is written
     try:

@@ -200,6 +200,10 @@ class Main(click.Group):
             if isinstance(e, NO_ARGS):  # bare `rnnlab`: its help, as click prints it
                 raise
             raise _usage(e) from None
+        except OSError as e:  # --help or --version into a full disk (> /dev/full); a closed pipe is click's (exit 1)
+            if e.errno == errno.EPIPE or os.environ.get("RNNLAB_DEBUG"):
+                raise
+            _os_error(e)
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
@@ -222,8 +226,8 @@ class Main(click.Group):
             if isinstance(e, NO_ARGS):
                 raise
             raise _usage(e, ctx) from None
-        except KeyboardInterrupt:
-            _log("interrupted; nothing past the last completed step was saved")
+        except KeyboardInterrupt as e:  # a command without a line of its own (training says what it kept)
+            _log(f"interrupted ({str(e) or 'Ctrl-C'}); the command stopped before it finished")
             sys.exit(130)
         except RunError as e:  # a run found wanting where a command did not expect it (a model answering NaN)
             raise InputError(str(e)) from None
@@ -248,16 +252,22 @@ class Main(click.Group):
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):
                 raise
-            if getattr(e, "filename", None):
-                _log(f"Error: {shorten(str(e.filename))}: {e.strerror or e}")  # a name can be 1000s long
-            elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # standard output has no name
-                _log(f"Error: cannot write the output: {e.strerror or e}")
-            else:
-                _log(f"Error: {e.strerror or e}")
-            sys.exit(2)
+            _os_error(e)
         finally:
             if WHOLE_PROCESS:
                 _work_over()
+
+
+def _os_error(e: OSError) -> None:
+    """A fault of the machine as one line naming the file (or the output), and exit code 2."""
+    with contextlib.suppress(OSError):  # stderr itself on the full disk: the exit code still says it
+        if getattr(e, "filename", None):
+            _log(f"Error: {shorten(str(e.filename))}: {e.strerror or e}")  # a name can be 1000s long
+        elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # standard output has no name
+            _log(f"Error: cannot write the output: {e.strerror or e}")
+        else:
+            _log(f"Error: {e.strerror or e}")
+    sys.exit(2)
 
 
 SHORT_COMMANDS = ("explain", "predict")  # short-lived: Python's cycle collector stays off while they run (below)
