@@ -680,6 +680,9 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "png-over-a-labs-figure": (["{run}", "good", "--png", "{tmp}/lab/compare/compare.png"],
                                r"--png .*compare.png: a file of the lab .*lab; write it elsewhere"),
     "html-over-a-labs-record": (["{run}", "good", "--html", "{tmp}/lab/lab.json"], r"a file of the lab"),
+    "html-over-a-labs-report": (["{run}", "good", "--html", "{tmp}/lab/report.html"],  # replaced it (fault hunt)
+                                r"--html .*report.html: the report of the lab .*lab \(rnnlab report writes it\); write it"),
+    "html-over-a-labs-markdown": (["{run}", "good", "--html", "{tmp}/lab/report.md"], r"the report of the lab"),
     "html-and-png-one-file": (["{run}", "good", "--html", "{tmp}/a.png", "--png", "{tmp}/a.png"], r"different files"),
     "words-and-review": (["{run}", "film", "--review", "3", "--data", "{data}"], r"as TEXT or with --review N"),
     "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed

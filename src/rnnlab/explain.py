@@ -590,6 +590,7 @@ def _is_run(arg: str) -> bool:
         return False
 
 
+LAB_REPORTS = ("report.html", "report.md")  # a lab's own, beside its lab.json: `owner` leaves them to `report`
 PER_PREFIX_NOTE_TOKENS = 1000  # above this, a model run once per prefix is told to take its time
 
 
@@ -678,6 +679,8 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
         raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked else
                                                in_the_way(path.parent) or f"no such directory {path.parent}"))
     whose = owner(path)  # another run's, a data set's, a lab's
+    if not whose and path.name in LAB_REPORTS and (path.resolve().parent / "lab.json").is_file():
+        whose = f"the report of the lab {path.resolve().parent} (rnnlab report writes it)"
     if whose:
         raise ValueError(f"{flag} {path}: {whose}; write it elsewhere")
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
