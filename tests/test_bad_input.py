@@ -955,3 +955,18 @@ def _cpu_ticks(pid: int) -> int:
 def _loaded_torch(pid: int) -> bool:
     with open(f"/proc/{pid}/maps") as f:
         return "libtorch_cpu" in f.read()
+
+
+def test_a_config_whose_sizes_cannot_be_built_names_them_not_the_reviews(run_dir, tmp_path):
+    """embed_dim 2**30 passes config.json's bounds; building it ran out of memory, and predict advised "give shorter
+    reviews" for a one-word review (fault hunt)."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "embed_dim": 2**30}))
+    for argv in (["predict", str(run), "good"], ["explain", str(run), "--text", "good"], ["evaluate", str(run)]):
+        r = CliRunner().invoke(main, argv)
+        assert r.exit_code == 2 and r.stderr.splitlines() == [
+            f"Error: {run}: out of memory building the model config.json describes ({cfg['model']}, embed_dim "
+            f"{2**30}, hidden_dim {cfg['hidden_dim']}, layers {cfg['layers']}): a damaged config.json, or a run for a "
+            "larger machine"], (argv, r.output)

@@ -587,7 +587,7 @@ def evaluate(run_dir, data_path, as_json, device):
         click.echo(json.dumps(rep))
         return
     (tn, fp), (fn, tp) = rep["confusion"]["matrix"]
-    click.echo(f"{split.source}: {rep['n']} reviews, accuracy {rep['acc']:.4f}")
+    click.echo(f"{split.source}: {rep['n']:,} review{'s' * (rep['n'] != 1)}, accuracy {rep['acc']:.4f}")
     click.echo(f"confusion (rows true, cols predicted):\n           neg     pos\n  neg  {tn:7d} {fp:7d}\n  pos  {fn:7d} {tp:7d}")
     read = (f"; the run reads the {'last' if cfg.truncate == 'tail' else 'first'} {cfg.max_len} of each"
             if cfg.max_len else "")

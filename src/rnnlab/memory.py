@@ -70,6 +70,13 @@ def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> l
     return out
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """A CUDA or host allocation failure (the CPU allocator raises a RuntimeError that says "memory")."""
+    import torch
+
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(e).lower()
+
+
 def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup",
                      membership: str = "/proc/self/cgroup") -> int | None:
     """Bytes of memory the host can still give this process: Linux's MemAvailable plus free swap, or less where a

@@ -520,6 +520,7 @@ class RunDir:
 
     def load_model(self, device="cpu"):
         """(config, vocab, model in eval mode) from a saved run; every file checked."""
+        from .memory import is_out_of_memory
         from .models import build_model
 
         cfg, vocab = self.config(), self.vocab()
@@ -533,7 +534,14 @@ class RunDir:
                 raise RunError(f"{self.path}: is being trained now: no weights yet (its first epoch has not finished)")
             raise RunError(f"{self.path}: stopped before its first epoch finished (killed, or out of memory): no "
                            f"weights yet; rnnlab train --resume {self.path} trains it")
-        model = build_model(cfg, len(vocab))
+        try:
+            model = build_model(cfg, len(vocab))
+        except (MemoryError, RuntimeError) as e:  # a damaged config.json's sizes can ask for terabytes
+            if not is_out_of_memory(e):
+                raise
+            raise RunError(f"{self.path}: out of memory building the model config.json describes ({cfg.model}, "
+                           f"embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}): a damaged "
+                           "config.json, or a run for a larger machine") from None
         self.load_weights(model)
         return cfg, vocab, model.to(device).eval()
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .batching import batch_indices
 from .config import TrainConfig
 from .io import HANGUP, RunError
-from .memory import memory_available, require, size, token_bytes
+from .memory import is_out_of_memory, memory_available, require, size, token_bytes
 from .models import build_model, count_parameters, mask
 from .prepare import Prepared
 from .scoring import NonFiniteAnswer, score
@@ -145,18 +145,13 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     return _finish(cfg, data, model, metrics, best, device, run_dir)
 
 
-def _is_out_of_memory(e: BaseException) -> bool:
-    """A CUDA or host allocation failure (the CPU allocator raises a RuntimeError that says "memory")."""
-    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(e).lower()
-
-
 @contextlib.contextmanager
 def _out_of_memory_as(message: Callable[[], str]):
     """An allocation failure in the block -> OutOfMemory(message()); any other error passes through."""
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-        if not _is_out_of_memory(e):
+        if not is_out_of_memory(e):
             raise
         raise OutOfMemory(message()) from None
 
