@@ -585,7 +585,7 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
             continue
         try:
             e = v.get("effect") or {}
-            est, ci, thr, _ = effect_cells({**e, "name": str(e.get("name") or "").split(",")[0]})  # the claim names whose
+            est, ci, thr, _ = effect_cells({**e, "name": str(e.get("name") or "").split(",")[0]})  # whose: the claim beside it
             rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
                          thr])
         except (*BAD_FIELDS, OverflowError):
