@@ -948,15 +948,20 @@ def test_the_readme_says_when_another_part_decided_a_claim_and_what_an_interval_
     v["outcome"] = "inconclusive"  # its effect alone holds (0.0123 [0.0023, 0.0223] > 0): a sub-question decided
     v["effect"]["interval"] = "95% Student t interval of the mean over the repeats of one timing run"
     v["effect"]["n"] = 7
+    v["parts"] = [{"part": "a second thread helps the cnn", "outcome": "holds"},  # the parts its outcome combines
+                  {"part": "a second thread helps the transformer", "outcome": "inconclusive"}]
     (lab / "serial" / "verdict.json").write_text(json.dumps(v))
     readme = _readme(lab.parent)
     r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
     assert r.exit_code == 0, (r.output, r.exception)
     row = next(line for line in readme.read_text().splitlines() if line.startswith(f"| {EXPERIMENTS['serial'].title} |"))
-    undecided = [q["claim"].split(":")[0] for q in v["questions"] + v["controls"] if q["outcome"] == "inconclusive"]
-    assert undecided  # the parts that decided it are named, and what the effect measures
-    assert (f"| inconclusive (effect shown: holds; decided by: {'; '.join(undecided)}) | {v['effect']['name']} = "
-            "0.0123 [0.0023, 0.0223] over 7 repeats of one timing run | > 0 |") in row, row
+    assert (f"| inconclusive (effect shown: holds; decided by: a second thread helps the transformer) | "
+            f"{v['effect']['name']} = 0.0123 [0.0023, 0.0223] over 7 repeats of one timing run | > 0 |") in row, row
+    del v["parts"]  # a verdict that does not record its parts (an older lab's): named as the criterion's other test
+    (lab / "serial" / "verdict.json").write_text(json.dumps(v))
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme)])
+    row = next(line for line in readme.read_text().splitlines() if line.startswith(f"| {EXPERIMENTS['serial'].title} |"))
+    assert "| inconclusive (effect shown: holds; decided by: another test of the criterion) |" in row, row
     others = [line for line in readme.read_text().splitlines() if line.startswith("| ") and "serial" not in line]
     assert not any("decided by" in line or " over " in line for line in others if "| holds |" in line), others
 
@@ -1196,3 +1201,44 @@ def test_each_row_says_what_its_effect_measures_why_it_is_undecided_and_serials_
     assert md.count("rewritten after this lab ran") == 1  # only the part that was
     page = Page((tmp_path / "r.html").read_text())
     assert "spans the threshold" in page.sections["serial"] and "k = 0.8024" in page.sections["serial"]
+
+
+def _effect(est, lo, hi, threshold=0.0, direction="above", **kw):
+    return {"name": "an effect", "estimate": est, "ci95": [lo, hi], "threshold": threshold, "direction": direction, **kw}
+
+
+@pytest.mark.parametrize("q,parts,cell", [
+    ({"outcome": "inconclusive", "effect": _effect(0.1, -0.1, 0.3)}, [], "inconclusive (the 95% interval spans the threshold)"),
+    ({"outcome": "inconclusive", "effect": _effect(0.1, -0.1, 0.3, 0.05, "below")}, [],  # below its threshold: spans too
+     "inconclusive (the 95% interval spans the threshold)"),
+    ({"outcome": "inconclusive", "effect": _effect(0.5, 0.4, 0.6, undecided="a control vetoed it")}, [],
+     "inconclusive (a control vetoed it)"),
+    ({"outcome": "does not hold", "effect": _effect(0.5, 0.4, 0.6, undecided="a control vetoed it")},  # the reason of
+     ["at initialisation"], "does not hold (decided by: at initialisation)"),  # a main part beside a refuted claim: no
+    ({"outcome": "does not hold", "effect": _effect(0.25, 0.25, 0.25)}, [],  # a second test (above chance) refuted it
+     "does not hold (effect alone: holds; another test of the criterion decided it)"),
+    ({"outcome": "inconclusive", "effect": _effect(0.1, None, None)}, [], "inconclusive"),  # no interval: no "spans"
+    ({"outcome": "inconclusive", "effect": _effect(0.1, float("nan"), float("nan"))}, [], "inconclusive"),
+    ({"outcome": "holds", "effect": {"lstm": _effect(0.1, 0.05, 0.2), "gru": _effect(0.1, 0.05, 0.2)}}, [], "holds"),
+])
+def test_an_outcome_cell_says_why_only_what_its_verdict_records(q, parts, cell):
+    """The reviewer's cases (session 52): a reason recorded for a part shown beside a claim decided otherwise; a row
+    whose second test decided it; no "spans" claim without a finite interval; per-model effects."""
+    from rnnlab.report import _outcome_cell
+
+    assert _outcome_cell(q, parts) == cell
+
+
+def test_the_parts_named_are_those_a_claims_outcome_combines():
+    """Named from verdict.json's "parts" (each with its outcome), not from every sub-question or control: the
+    vanishing claim's second part is numbers.at_init, its gated questions and its control are no parts of it."""
+    from rnnlab.report import _deciding, _readme_outcome
+
+    v = json.loads((Path(__file__).parents[1] / "docs" / "lab" / "vanishing-gradients" / "verdict.json").read_text())
+    assert [p["part"] for p in v["parts"]] == ["at initialisation (the claim's second part)"]
+    assert _deciding(v) == [] and _readme_outcome(v) == v["outcome"] == "holds"
+    v["outcome"], v["parts"][0]["outcome"] = "inconclusive", "inconclusive"
+    v["controls"][0]["outcome"] = v["questions"][0]["outcome"] = "inconclusive"  # not parts: never named
+    assert _readme_outcome(v) == "inconclusive (effect shown: holds; decided by: at initialisation (the claim's second part))"
+    per_model = {**v, "effect": {"lstm": v["effect"], "gru": v["effect"]}}  # several effects: no single one shown
+    assert _readme_outcome(per_model) == "inconclusive"

@@ -227,7 +227,7 @@ class Main(click.Group):
                 raise
             raise _usage(e, ctx) from None
         except KeyboardInterrupt as e:  # a command without a line of its own (training says what it kept)
-            _log(f"interrupted ({str(e) or 'Ctrl-C'}); the command stopped before it finished")
+            _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}); the command stopped before it finished")
             sys.exit(130)
         except RunError as e:  # a run found wanting where a command did not expect it (a model answering NaN)
             raise InputError(str(e)) from None
@@ -602,7 +602,7 @@ def evaluate(run_dir, data_path, as_json, device):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per review.")
 @DEVICE
 def predict(run_dir, texts, as_json, device):
-    """Classify TEXTS (or one review per line of stdin, also when TEXTS is a lone "-"): label and P(positive).
+    """Classify TEXTS (or one review per line of stdin, also when TEXTS is "-"): label and P(positive).
 
     Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review is read as a single
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
@@ -612,6 +612,9 @@ def predict(run_dir, texts, as_json, device):
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
+    if "-" in texts and len(texts) > 1:
+        raise InputError('"-" reads the reviews from stdin: give them there or as TEXT arguments, not both (the '
+                         'review "-" itself: echo - | rnnlab predict RUN)')
     if not texts or texts == ("-",):  # "-": stdin, as `cat -` reads it (a terminal too, until Ctrl-D)
         if sys.stdin is None:  # closed (`<&-`)
             raise InputError("no review given: pass TEXT arguments or lines on stdin")

@@ -679,8 +679,12 @@ def _check_out(path: Path | None, flag: str, run_dirs=(), data_path=None) -> Non
         raise ValueError(f"{flag} {path}: " + (f"{blocked} is a file, not a directory" if blocked else
                                                in_the_way(path.parent) or f"no such directory {path.parent}"))
     whose = owner(path)  # another run's, a data set's, a lab's
-    if not whose and path.name in LAB_REPORTS and (path.resolve().parent / "lab.json").is_file():
-        whose = f"the report of the lab {path.resolve().parent} (rnnlab report writes it)"
+    try:
+        target = path.resolve()  # a link is written through: its target is what would be replaced
+    except (OSError, RuntimeError):  # a link loop (3.11's resolve): refused below, as it cannot be written
+        target = path
+    if not whose and target.name in LAB_REPORTS and (target.parent / "lab.json").is_file():
+        whose = f"the report of the lab {target.parent} (rnnlab report writes it)"
     if whose:
         raise ValueError(f"{flag} {path}: {whose}; write it elsewhere")
     if flag == "--png" and path.suffix.lower().lstrip(".") not in FIGURE_FORMATS:
@@ -837,7 +841,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
         return
     if html_path or png_path:  # the words are in the file: here each run's answer, not a table of 1,000 rows
-        echo_whole(printable("\n".join(line for e in exps for line in header_lines(e))))
+        runs = ["\n".join(header_lines(e)) for e in exps]
+        echo_whole(printable("\n\n".join(runs + ([f"aligned: {align(exps).note}"] if len(exps) > 1 else []))))
         return
     colour = (not plain and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
               and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text

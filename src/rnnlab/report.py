@@ -15,6 +15,7 @@ The HTML embeds its figures as data: URIs and loads nothing from anywhere.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import shutil
@@ -33,7 +34,7 @@ INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measur
          "same reviews and the same planted probes, so the interval leaves out which were drawn); \"inconclusive\" "
          "means the interval straddles the threshold, or a part or a control the claim requires left it undecided "
          "(its rows say which). Thresholds are declared in code before this lab ran (a section says where its verdict was "
-         "reworded after). Each of the outcomes below is "
+         "rewritten after). Each of the outcomes below is "
          "its own 95% test, so with about 27 of them one or two may fall the other way by chance; a claim of several "
          "parts does not hold if any part does not, so a true claim of k parts is refuted by chance up to about "
          "k x 2.5% of the time.")
@@ -84,44 +85,51 @@ def effect_cells(e: dict) -> list[str]:
             f"{'<' if e.get('direction') == 'below' else '>'} {fmt(e.get('threshold'))}", fmt(e.get("per_seed"))]
 
 
-def _alone(e: dict) -> str | None:
-    """The outcome the effect's own interval gives against its threshold (None: not one effect with a finite one)."""
+def _alone(e) -> str | None:
+    """The outcome one effect's own interval gives against its threshold, or its recorded reason's (undecided); None
+    where it is no single effect with a finite interval (per-model effects, a damaged or missing field)."""
     from .experiments.stats import UNDECIDED, outcome
 
-    if e.get("undecided"):
+    if not isinstance(e, dict) or "estimate" not in e:
+        return None
+    if isinstance(e.get("undecided"), str) and e["undecided"]:
         return UNDECIDED
-    lo, hi = _bounds(e)
     try:
-        return outcome(float(lo), float(hi), float(e["threshold"]), e["direction"])
-    except (*BAD_FIELDS, ValueError, OverflowError):
+        lo, hi = (float(x) for x in _bounds(e))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        return outcome(lo, hi, float(e["threshold"]), e["direction"])
+    except (*BAD_FIELDS, OverflowError):
         return None
 
 
 def _deciding(v: dict) -> list[str]:
-    """The parts (sub-questions, controls) whose outcome is the claim's, where the claim's own effect alone would
-    have decided otherwise: each part's claim up to its first colon."""
-    e = v.get("effect") or {}
-    alone = _alone(e) if isinstance(e, dict) and "estimate" in e else None
+    """Where a claim's own effect alone would have decided otherwise, the parts its outcome also combines (verdict.json's
+    "parts", each with its outcome) that gave the claim's outcome."""
+    alone = _alone(v.get("effect"))
     if alone is None or alone == v.get("outcome"):
         return []
-    return [str(q.get("claim", "")).split(":")[0] for q in [*v.get("questions", []), *v.get("controls", [])]
-            if isinstance(q, dict) and q.get("outcome") == v.get("outcome")]
+    return [str(p.get("part")) for p in v.get("parts") or [] if isinstance(p, dict) and p.get("outcome") == v["outcome"]]
 
 
 def _outcome_cell(q: dict, parts: list[str] = ()) -> str:
-    """The outcome, and why where it is inconclusive or another part decided it: the effect's own reason (a control,
-    one seed, a missing value), the interval spanning the threshold, or `parts` (`_deciding`)."""
+    """The outcome, and why where the effect beside it does not say: an inconclusive one's recorded reason (a control,
+    one seed, a missing value) or its interval spanning the threshold; the parts of the claim that decided it
+    (`_deciding`); or, where the effect alone would decide otherwise, the criterion's other test."""
     from .experiments.stats import UNDECIDED
 
-    e = q.get("effect") or {}
+    e, outcome = q.get("effect") or {}, q.get("outcome")
     why = e.get("undecided") if isinstance(e, dict) else None
-    if isinstance(why, str) and why:
-        return f"{q['outcome']} ({why})"
+    alone = _alone(e)
+    if outcome == UNDECIDED and isinstance(why, str) and why:
+        return f"{outcome} ({why})"
     if parts:
-        return f"{q['outcome']} (decided by: {'; '.join(parts)})"
-    if q.get("outcome") == UNDECIDED and isinstance(e, dict) and "estimate" in e and _alone(e) == UNDECIDED:
-        return f"{q['outcome']} (the 95% interval spans the threshold)"
-    return str(q["outcome"])
+        return f"{outcome} (decided by: {'; '.join(parts)})"
+    if outcome == UNDECIDED and alone == UNDECIDED:
+        return f"{outcome} (the 95% interval spans the threshold)"
+    if alone is not None and alone != outcome and alone != UNDECIDED:
+        return f"{outcome} (effect alone: {alone}; another test of the criterion decided it)"
+    return str(outcome)
 
 
 def verdict_blocks(v: dict) -> list:
@@ -585,7 +593,8 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
             continue
         try:
             e = v.get("effect") or {}
-            est, ci, thr, _ = effect_cells({**e, "name": str(e.get("name") or "").split(",")[0]})  # whose: the claim beside it
+            short = {**e, "name": str(e.get("name") or "").split(",")[0]} if "estimate" in e else e  # whose: the claim
+            est, ci, thr, _ = effect_cells(short)
             rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
                          thr])
         except (*BAD_FIELDS, OverflowError):
@@ -608,12 +617,12 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
 
 
 def _readme_outcome(v: dict) -> str:
-    """The claim's outcome, and where the effect shown beside it would alone decide otherwise, which other parts of
-    the claim (sub-questions, controls) decided it."""
-    alone, parts = _alone(v["effect"]), _deciding(v)
+    """The claim's outcome, and where the effect shown beside it would alone decide otherwise, which parts of the claim
+    decided it (`_deciding`)."""
+    alone, parts = _alone(v.get("effect")), _deciding(v)
     if alone is None or alone == v["outcome"]:
         return v["outcome"]
-    return f"{v['outcome']} (effect shown: {alone}; decided by: {'; '.join(parts) or 'another part'})"
+    return f"{v['outcome']} (effect shown: {alone}; decided by: {'; '.join(parts) or 'another test of the criterion'})"
 
 
 def _over(e: dict) -> str:

@@ -30,7 +30,7 @@ from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..data import DataError
 from ..text import UNK, tokenize
 from .common import SEEDS, by_seed, fit, mean_sd, paired, title, values
-from .stats import FAILS, HOLDS, combine, demote, judge
+from .stats import FAILS, HOLDS, combine, demote, judge, part_of
 
 NAME = "bottleneck"
 PARTS = ("accuracy", "by_length", "probe")
@@ -233,7 +233,7 @@ def verdict(rows: list[dict]) -> dict:
                         pool="last") if widest > ref
              else judge(wide_claim, fade_crit + probe_ok, [], FADE, "above", effect=wide_effect))  # nothing wider: undecided
     if widest <= ref:
-        wider["effect"]["undecided"] = f"no state wider than hidden {ref} was trained (a quick run's one size)"
+        wider["effect"]["undecided"] = f"no state wider than hidden {ref} was trained"
     for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
         if v["outcome"] == HOLDS and control["outcome"] != FAILS:
             demote(v, "the negative control did not show the Transformer keeping the passage")
@@ -252,6 +252,7 @@ def verdict(rows: list[dict]) -> dict:
                 rows, d, model=m, hidden_dim=h, pool=p).values()))[0] for d in dists} for m, h, p in models},
             "test_acc_mean_sd": {f"{m} h{h} {p}": mean_sd(values(rows, part="accuracy", metric="test_acc", model=m,
                                                                  hidden_dim=h, pool=p)) for m, h, p in models}},
+        "parts": [part_of(wider), part_of(pooled["mean"])],  # with `forgets`, whose effect the claim shows
         "questions": [forgets, wider, pooled["mean"], pooled["max"]],
         "controls": [control],
     }

@@ -39,7 +39,7 @@ from ..config import GRU, LSTM, RNN, TRANSFORMER, from_dict, with_overrides
 from ..jobs import Job, usable_cpus
 from ..runs import torch_threads
 from .common import fixed_length_batch, linear_fit, mean_sd, title, values
-from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, t_interval
+from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, part_of, t_interval
 
 NAME = "serial"
 PARTS = ("timing", "peak", "flops")
@@ -280,7 +280,8 @@ def verdict(rows: list[dict]) -> dict:
             "criterion": linear["criterion"] + "; and, for the cnn and the Transformer: " +
                          next(iter(helped.values()), {"criterion": "(no parallel model timed)"})["criterion"],
             "outcome": combine([linear["outcome"], *(q["outcome"] for q in helped.values())]),
-            "effect": linear["effect"], "numbers": numbers, "questions": [linear, *helped.values()], "controls": [control]}
+            "effect": linear["effect"], "numbers": numbers, "parts": [part_of(q) for q in helped.values()],
+            "questions": [linear, *helped.values()], "controls": [control]}
 
 
 # --- figure --------------------------------------------------------------------------------------

@@ -99,6 +99,12 @@ def demote(v: dict, why: str) -> dict:
     return v
 
 
+def part_of(q: dict, name: str = "") -> dict:
+    """A part of a claim that its outcome combines, for the record (verdict.json's "parts"): the report names the
+    parts that decided a claim its own effect alone would not have. `name`: the question's claim up to a colon."""
+    return {"part": name or q["claim"].split(":")[0], "outcome": q["outcome"]}
+
+
 def combine(parts: Sequence[str]) -> str:
     """All parts hold -> holds; any part does not hold -> does not hold; else inconclusive."""
     if parts and all(p == HOLDS for p in parts):

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from .common import (SEEDS, as_trained, by_seed, fit, fixed_length_batch, is_lab_preset, matching, mean_sd, paired, title,
                      values)
-from .stats import FAILS, HOLDS, combine, demote, judge
+from .stats import FAILS, HOLDS, combine, demote, judge, part_of
 
 NAME = "vanishing-gradients"
 PARTS = ("accuracy", "dh", "dx", "ratio", "trace")
@@ -211,6 +211,7 @@ def verdict(rows: list[dict]) -> dict:
     if main["outcome"] == HOLDS and control["outcome"] != FAILS:  # a measurement that finds attention vanishing too
         demote(main, "the negative control did not show the Transformer's gradient reaching the first token")
     main["outcome"] = combine([main["outcome"], at_init["outcome"]])
+    main["parts"] = [part_of(at_init, "at initialisation (the claim's second part)")]
     main["claim"] = (f"In the vanilla RNN the gradient reaching the first of {n} tokens is at least 1000x smaller "
                      "than at the last, after training and at initialisation")
     main["numbers"] = {"at_init": at_init["effect"], "judged_at_length": n,
