@@ -71,12 +71,11 @@ def brief(q: dict) -> dict:
             "ci95": [_num(x) for x in e.get("ci95") or []], **({"undecided": e["undecided"]} if "undecided" in e else {})}
 
 
-def write(d: Path, saved: dict, judged: dict) -> None:
+def write(d: Path, saved: dict, judged: dict, env: dict) -> None:
     """verdict.json in `d` with this code's judgement, where only its wording differs; else SystemExit, nothing
     written: rows that are not the ones the verdict was judged on, or an outcome or estimate that moved."""
     from rnnlab.experiments.common import rounded, rows_to_csv
     from rnnlab.io import jsonable, text_sha256, write_json, write_text
-    from rnnlab.runs import environment
 
     if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
         raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: not rewritten")
@@ -85,7 +84,6 @@ def write(d: Path, saved: dict, judged: dict) -> None:
         raise SystemExit(f"{d}: an outcome or estimate moves under this code (rejudge.py without --write lists "
                          "them): --write rewrites wording only, not rewritten")
     if any(saved.get(k) != v for k, v in now.items()):
-        env = environment()
         write_json(d / "verdict.json", {**saved, **now, "rejudged": {
             "by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
             "uncommitted_changes": bool(env.get("git_dirty"))}})
@@ -100,6 +98,9 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="rewrite each verdict.json's judgement with this code's")
     args = ap.parse_args()
     lab, report = Path(args.lab), {}
+    from rnnlab.runs import environment
+
+    env = environment() if args.write else {}  # before any file is written: the checkout as it was
     for name, e in EXPERIMENTS.items():
         d = lab / name
         if not (d / "results.csv").exists():
@@ -108,7 +109,7 @@ def main() -> None:
         judged = e.module().verdict(read_rows(d / "results.csv"))
         was, new = judgements(saved), judgements(judged)
         if args.write:
-            write(d, saved, judged)
+            write(d, saved, judged, env)
         report[name] = {k: {"saved": brief(was[k]) if k in was else None, "now": brief(new[k]) if k in new else None}
                         for k in {**was, **new}}
         for k, v in report[name].items():

@@ -1203,23 +1203,23 @@ def test_each_row_says_what_its_effect_measures_why_it_is_undecided_and_serials_
     assert "spans the threshold" in page.sections["serial"] and "k = 0.8024" in page.sections["serial"]
 
 
-def _effect(est, lo, hi, threshold=0.0, direction="above", **kw):
+def _one_effect(est, lo, hi, threshold=0.0, direction="above", **kw):
     return {"name": "an effect", "estimate": est, "ci95": [lo, hi], "threshold": threshold, "direction": direction, **kw}
 
 
 @pytest.mark.parametrize("q,parts,cell", [
-    ({"outcome": "inconclusive", "effect": _effect(0.1, -0.1, 0.3)}, [], "inconclusive (the 95% interval spans the threshold)"),
-    ({"outcome": "inconclusive", "effect": _effect(0.1, -0.1, 0.3, 0.05, "below")}, [],  # below its threshold: spans too
+    ({"outcome": "inconclusive", "effect": _one_effect(0.1, -0.1, 0.3)}, [], "inconclusive (the 95% interval spans the threshold)"),
+    ({"outcome": "inconclusive", "effect": _one_effect(0.1, -0.1, 0.3, 0.05, "below")}, [],  # below its threshold: spans too
      "inconclusive (the 95% interval spans the threshold)"),
-    ({"outcome": "inconclusive", "effect": _effect(0.5, 0.4, 0.6, undecided="a control vetoed it")}, [],
+    ({"outcome": "inconclusive", "effect": _one_effect(0.5, 0.4, 0.6, undecided="a control vetoed it")}, [],
      "inconclusive (a control vetoed it)"),
-    ({"outcome": "does not hold", "effect": _effect(0.5, 0.4, 0.6, undecided="a control vetoed it")},  # the reason of
+    ({"outcome": "does not hold", "effect": _one_effect(0.5, 0.4, 0.6, undecided="a control vetoed it")},  # the reason of
      ["at initialisation"], "does not hold (decided by: at initialisation)"),  # a main part beside a refuted claim: no
-    ({"outcome": "does not hold", "effect": _effect(0.25, 0.25, 0.25)}, [],  # a second test (above chance) refuted it
+    ({"outcome": "does not hold", "effect": _one_effect(0.25, 0.25, 0.25)}, [],  # a second test (above chance) refuted it
      "does not hold (effect alone: holds; another test of the criterion decided it)"),
-    ({"outcome": "inconclusive", "effect": _effect(0.1, None, None)}, [], "inconclusive"),  # no interval: no "spans"
-    ({"outcome": "inconclusive", "effect": _effect(0.1, float("nan"), float("nan"))}, [], "inconclusive"),
-    ({"outcome": "holds", "effect": {"lstm": _effect(0.1, 0.05, 0.2), "gru": _effect(0.1, 0.05, 0.2)}}, [], "holds"),
+    ({"outcome": "inconclusive", "effect": _one_effect(0.1, None, None)}, [], "inconclusive"),  # no interval: no "spans"
+    ({"outcome": "inconclusive", "effect": _one_effect(0.1, float("nan"), float("nan"))}, [], "inconclusive"),
+    ({"outcome": "holds", "effect": {"lstm": _one_effect(0.1, 0.05, 0.2), "gru": _one_effect(0.1, 0.05, 0.2)}}, [], "holds"),
 ])
 def test_an_outcome_cell_says_why_only_what_its_verdict_records(q, parts, cell):
     """The reviewer's cases (session 52): a reason recorded for a part shown beside a claim decided otherwise; a row
