@@ -707,6 +707,11 @@ def test_predict_is_the_same_for_argument_and_stdin(run_dir):
     assert a.stdout == b.stdout
     c = CliRunner().invoke(main, ["predict", str(run_dir), "-"], input="\n".join(texts) + "\n")  # "-": stdin, as cat
     assert c.exit_code == 0 and c.stdout == a.stdout, c.output  # it was classified as the review "-"
+    for mixed in (["-", "great film"], ["great film", "-"]):  # stdin and arguments: refused, not "-" as a review
+        d = CliRunner().invoke(main, ["predict", str(run_dir), *mixed], input="awful\n")
+        assert d.exit_code == 2 and d.stderr.splitlines() == ['Error: "-" reads the reviews from stdin: give them there '
+                                                                'or as TEXT arguments, not both (the review "-" itself: '
+                                                                'echo - | rnnlab predict RUN)'], d.output
 
 
 def test_predict_empty_stdin_is_an_error(run_dir):

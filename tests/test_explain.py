@@ -451,6 +451,9 @@ def test_the_colour_legend_wraps_to_the_terminal(runs, width):
     assert " ".join(visible.split()) == ("colour: running opinion 0 negative 0.25 0.5 0.75 1 positive ; underlined: "
                                          "not in the vocabulary (<unk>)")
     assert legend.count("\x1b[48;5;") == 5  # the five swatches, each whole
+    if width == 40:  # filled greedily: a piece goes to the next line only when it would not fit on this one
+        assert visible.splitlines() == ["colour: running opinion  0 negative ", " 0.25  0.5  0.75  1 positive ;",
+                                        "underlined: not in the vocabulary", "(<unk>)"], visible.splitlines()
 
 
 class _Tokens(HTMLParser):
@@ -683,6 +686,7 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "html-over-a-labs-report": (["{run}", "good", "--html", "{tmp}/lab/report.html"],  # replaced it (fault hunt)
                                 r"--html .*report.html: the report of the lab .*lab \(rnnlab report writes it\); write it"),
     "html-over-a-labs-markdown": (["{run}", "good", "--html", "{tmp}/lab/report.md"], r"the report of the lab"),
+    "html-through-a-link-to-a-labs-report": (["{run}", "good", "--html", "{tmp}/mine.html"], r"the report of the lab"),
     "html-and-png-one-file": (["{run}", "good", "--html", "{tmp}/a.png", "--png", "{tmp}/a.png"], r"different files"),
     "words-and-review": (["{run}", "film", "--review", "3", "--data", "{data}"], r"as TEXT or with --review N"),
     "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed
@@ -698,6 +702,7 @@ def test_bad_input(case, runs, data, tmp_path):
     (tmp_path / "lab" / "compare").mkdir(parents=True)
     (tmp_path / "lab" / "lab.json").write_text("{}")
     (tmp_path / "lab" / "compare" / "compare.png").write_bytes(b"\x89PNG")
+    (tmp_path / "mine.html").symlink_to(tmp_path / "lab" / "report.html")  # written through: the lab's report
     (tmp_path / "gone").symlink_to(tmp_path / "no-such-target")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     r = CliRunner().invoke(main, ["explain", *argv], input="" if case == "empty-stdin" else None)
@@ -1124,6 +1129,7 @@ def test_a_file_takes_the_words_and_the_terminal_gets_each_runs_answer(runs, tmp
         r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["lstm"]), "--text", REVIEW, *flags])
         assert r.exit_code == 0, r.output
         assert "P(positive) = " in r.stdout and r.stdout.count("pushed towards positive") == 2
+        assert "\n\nlstm (lstm" in r.stdout and "\n\naligned: " in r.stdout  # a blank line between runs; the alignment
         assert "columns: t = " not in r.stdout and "|dL/dx|" not in r.stdout  # no table
         assert "\x1b[" not in r.stdout
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--plain"])
