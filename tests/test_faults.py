@@ -628,6 +628,19 @@ def test_an_unwritable_home_gives_matplotlib_a_temporary_config_folder_without_i
     assert r.returncode == 0 and r.stdout.strip() == "None" and (tmp_path / "home" / ".config" / "matplotlib").is_dir()
 
 
+def test_an_unusable_mplconfigdir_is_replaced_without_matplotlibs_warnings_and_a_usable_one_is_kept(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"}
+    code = "import os, rnnlab.plots; print(os.environ['MPLCONFIGDIR'])"
+    env["MPLCONFIGDIR"] = str(tmp_path / "afile" / "mpl")  # cannot be made, even by root
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # matplotlib warned "mkdir -p failed" here
+    assert Path(r.stdout.strip()).name.startswith("matplotlib-")
+    env["MPLCONFIGDIR"] = str(tmp_path / "mine")  # the user's choice, where it can be used, stays
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == str(tmp_path / "mine") and (tmp_path / "mine").is_dir()
+
+
 def test_numpys_short_write_to_a_nearly_full_disk_says_the_disk_is_probably_full():
     """numpy reports a write cut short by a full disk as '73619 requested and 30688 written', an OSError without
     an errno; the cache's warning printed just that."""

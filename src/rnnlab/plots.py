@@ -9,12 +9,12 @@ from pathlib import Path
 
 
 def _writable_matplotlib_config() -> None:
-    """Where matplotlib's config folder cannot be made (a read-only HOME), give it a temporary one, as it would
-    itself, but without its two warning lines: rnnlab already warns once about its own unwritable cache."""
-    if os.environ.get("MPLCONFIGDIR"):
-        return
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    folder = os.path.join(base, "matplotlib")
+    """Where matplotlib's config folder cannot be made (a read-only HOME or MPLCONFIGDIR), give it a temporary one,
+    as it would itself, but without its two warning lines: rnnlab already warns once about its own unwritable cache."""
+    folder = os.environ.get("MPLCONFIGDIR")
+    if not folder:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        folder = os.path.join(base, "matplotlib")
     try:
         os.makedirs(folder, exist_ok=True)
         if os.access(folder, os.W_OK | os.X_OK):
