@@ -9,8 +9,8 @@ for every claim, question and control, the outcome and estimate in the lab's ver
 recomputed here. Prints one line per outcome that differs; --out writes them all.
 
 --write puts the recomputed judgement (claim, criterion, outcome, effect, numbers, questions, controls) into each
-verdict.json in place, with a "rejudged" record (this checkout's commit): for a criterion's wording changed with
-no outcome or estimate moved (it refuses, writing nothing, where one moves or results.csv is not the file the
+verdict.json in place, with a "rejudged" record (this checkout's commit): for a change to a criterion's code (its
+wording, a column, a decision rule) that moves no outcome or estimate (it refuses, writing nothing, where one moves or results.csv is not the file the
 verdict was judged on), so the published verdicts stay this code's without training anything again, as
 benchmarks/redraw.py does for the figures; a verdict's table (the comparison's table.csv) is written again with it.
 The lab's rows, figures and other records are left as they are.

@@ -613,11 +613,12 @@ BN_EXPECTED = {"main": HOLDS, "forgets": HOLDS, "wider": HOLDS, "mean": HOLDS, "
 
 
 def bn_rows(fade, wide_fade, mean_gain, max_gain, tf_fade, sizes=(32, 64, 128, 256), tf_near=(0.9, 0.88, 0.91),
-            ref=128) -> list[dict]:
+            ref=128, pooled_near=None) -> list[dict]:
     """Probe rows: the final-state RNN's follow rate falls by `fade` from distance 0 to 350 at hidden 128
     and by `wide_fade` at the widest size (not at all at the others: decoys); the pooled RNNs (hidden 128)
-    follow the passage at 350 by `*_gain` more than the final-state RNN; the Transformer follows it at `tf_near` at
-    distance 0 and fades by `tf_fade`. (`ref`: the size of the judged final-state RNN and the pooled ones.)
+    follow the passage at 350 by `*_gain` more than the final-state RNN, and at distance 0 at `pooled_near` (default:
+    as at 350, no fade); the Transformer follows it at `tf_near` at distance 0 and fades by `tf_fade`. (`ref`: the
+    size of the judged final-state RNN and the pooled ones.)
     The LSTM (hidden 128, final state) never fades: a decoy for a verdict that forgets the model."""
     rows = []
 
@@ -637,8 +638,8 @@ def bn_rows(fade, wide_fade, mean_gain, max_gain, tf_fade, sizes=(32, 64, 128, 2
             f = fade[i] if h == ref else wide_fade[i] if h == max(sizes) else 0.0
             probe("rnn", h, "last", s, near, near - f)
         far = near - fade[i]
-        probe("rnn", ref, "mean", s, 0.9, far + mean_gain[i])
-        probe("rnn", ref, "max", s, 0.9, far + max_gain[i])
+        for pool, gain in (("mean", mean_gain[i]), ("max", max_gain[i])):
+            probe("rnn", ref, pool, s, far + gain if pooled_near is None else pooled_near[i], far + gain)
         probe("lstm", 128, "last", s, 0.9, 0.9)
         probe("transformer", 64, "mean", s, tf_near[i], tf_near[i] - tf_fade[i])
     return rows
@@ -689,6 +690,31 @@ def test_bottleneck_pooling_must_beat_chance_not_only_a_final_state_at_chance(me
     assert mean["effect"]["ci95"][0] > 0  # beats the final state on its own interval
     assert mean["outcome"] == expected and v["outcome"] == expected
     assert mean["numbers"]["above_chance"]["estimate"] == pytest.approx(0.94 - 0.56 + np.mean(mean_gain) - 0.5)
+
+
+def test_bottleneck_pooling_that_forgets_as_the_final_state_does_does_not_relieve_it():
+    """The data can refuse "mean pooling relieves it": a pooled RNN that follows the passage near the end (0.9) and
+    fades to the final state's level far from it (its gain there straddles 0) forgets too."""
+    v = bottleneck.verdict(bn_rows(**{**BN_BASE, "mean_gain": straddle(0.0, 0.05)}, pooled_near=(0.9, 0.91, 0.89)))
+    mean = v["questions"][2]
+    assert mean["outcome"] == FAILS and v["outcome"] == FAILS
+    assert mean["numbers"]["own_drop"]["ci95"][0] > FADE
+    assert {"part": "Reading all hidden states (mean pooling) relieves it", "outcome": FAILS} in v["parts"]
+    # the same far rates from a pooled RNN that never followed the passage: the probe cannot tell
+    v = bottleneck.verdict(bn_rows(**{**BN_BASE, "fade": (0.45, 0.44, 0.46), "mean_gain": straddle(0.0, 0.05)},
+                                   pooled_near=(0.5, 0.49, 0.51)))
+    mean = v["questions"][2]
+    assert mean["outcome"] == UNDECIDED and v["outcome"] == UNDECIDED
+    assert "cannot tell whether mean pooling relieves it" in mean["effect"]["undecided"]
+
+
+def test_bottleneck_pooling_that_relieves_it_holds_even_where_it_fades_a_little_too():
+    """Relief decides first: far from the end the pooled RNN still follows the passage well above the final state
+    and chance, though it followed it even more often near the end (a drop above FADE)."""
+    v = bottleneck.verdict(bn_rows(**{**BN_BASE, "mean_gain": (0.2, 0.21, 0.22)}, pooled_near=(1.0, 1.0, 0.99)))
+    mean = v["questions"][2]
+    assert mean["numbers"]["own_drop"]["ci95"][0] > FADE
+    assert mean["outcome"] == HOLDS
 
 
 def test_bottleneck_effects_are_the_numbers_in_the_rows():

@@ -262,11 +262,12 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         sec.blocks.append(Text(QUICK))
     try:
         sec.blocks += verdict_blocks(v)
-        if isinstance(v.get("rejudged"), dict):  # benchmarks/rejudge.py --write: wording only, after the lab ran
+        if isinstance(v.get("rejudged"), dict):  # benchmarks/rejudge.py --write: no outcome moved, after the lab ran
             sec.blocks.append(Text(f"This verdict was rewritten after this lab ran (commit "
                                    f"{v['rejudged'].get('commit') or '?'}), from the committed rows by "
-                                   f"{v['rejudged'].get('by') or 'rejudge'}, for a criterion's wording or a table's "
-                                   "column: no outcome or estimate moved.", note=True))
+                                   f"{v['rejudged'].get('by') or 'rejudge'}, after a change to its criterion's code "
+                                   "(its wording, a table's column, or a decision rule that moves none of this lab's "
+                                   "outcomes; docs/REVIEW.md says which): no outcome or estimate moved.", note=True))
         sec.blocks += figure(d / f"{name}.png", f"{e.title}: figure")
         sec.blocks += run_blocks(v)
     except BAD_FIELDS as err:

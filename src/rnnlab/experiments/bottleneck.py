@@ -15,8 +15,10 @@ every distance; a model that ignores it follows it half of the time.
 Claim: what the final hidden state retains fades with distance from the end (the prediction follows
 the passage near the end far more often than far from it), a wider state still forgets, and reading
 all hidden states (mean pooling) relieves it: far from the end, the mean-pooled RNN follows the passage
-more often than the final-state RNN and more often than chance. Max pooling is judged the same way as a
-question beside the claim, not part of it. Negative control: the Transformer, whose attention reads every
+more often than the final-state RNN and more often than chance; it does not where the mean-pooled RNN's own
+follow rate fades as the final state's does (judged as the final state's fade, so only where it follows the
+passage near the end: one that never follows it leaves the question open). Max pooling is judged the same way
+as a question beside the claim, not part of it. Negative control: the Transformer, whose attention reads every
 position directly, should not fade.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..data import DataError
 from ..text import UNK, tokenize
 from .common import SEEDS, by_seed, fit, mean_sd, paired, title, values
-from .stats import FAILS, HOLDS, combine, demote, judge, part_of
+from .stats import FAILS, HOLDS, UNDECIDED, combine, demote, judge, part_of
 
 NAME = "bottleneck"
 PARTS = ("accuracy", "by_length", "probe")
@@ -180,32 +182,49 @@ def _fade(rows, near, far, **m) -> list[float]:
     return paired(_follow(rows, near, **m), _follow(rows, far, **m))
 
 
+def _heard(rows, near: int, **m) -> tuple[bool, dict]:
+    """Whether the model follows the passage at `near` above chance (95% interval), and that effect."""
+    rates = list(_follow(rows, near, **m).values())
+    heard = judge("", "", [r - 0.5 for r in rates], 0.0, "above", effect=f"follow({near}) - 0.5")
+    every_probe = len(rates) > 1 and all(r == 1.0 for r in rates)  # no spread, but no doubt either
+    return heard["outcome"] == HOLDS or every_probe, heard["effect"]
+
+
 def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: str, **m) -> dict:
     """A fade (follow rate at `near` minus at `far`, paired by seed) judged above FADE; decided only where the model
     follows the passage at `near` above chance: one at chance there has nothing to lose, and a fade of 0 would
     read as a memory that keeps it."""
     v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect)
-    rates = list(_follow(rows, near, **m).values())
-    heard = judge("", "", [r - 0.5 for r in rates], 0.0, "above", effect=f"follow({near}) - 0.5")
-    v["numbers"] = {**v["numbers"], "near_above_chance": heard["effect"]}
-    every_probe = len(rates) > 1 and all(r == 1.0 for r in rates)  # no spread, but no doubt either
-    if heard["outcome"] != HOLDS and not every_probe:
+    heard, near_effect = _heard(rows, near, **m)
+    v["numbers"] = {**v["numbers"], "near_above_chance": near_effect}
+    if not heard:
         demote(v, f"not shown to follow the passage above chance even at distance {near}: nothing to fade from")
     return v
 
 
-def _relieves(rows, p: str, far: int, ref: int, final: dict) -> dict:
+def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict) -> dict:
     """Pooling relieves the bottleneck: far from the end the pooled RNN follows the passage more often than the
-    final-state RNN, and more often than chance (beating a final state that sits at chance is not reading it)."""
-    far_p = _follow(rows, far, model="rnn", hidden_dim=ref, pool=p)
+    final-state RNN, and more often than chance (beating a final state that sits at chance is not reading it).
+    It does not where the pooled RNN forgets too: its own follow rate fades by more than FADE, judged as the final
+    state's fade (so only where it follows the passage near the end; where it does not, the probe cannot tell)."""
+    pooled = {"model": "rnn", "hidden_dim": ref, "pool": p}
+    far_p = _follow(rows, far, **pooled)
     v = judge(f"Reading all hidden states ({p} pooling) relieves it: far from the end, the {p}-pooled RNN follows the "
               "passage more often than the final-state RNN, and more often than chance",
               f"follow rate at distance {far}, {p}-pooled minus final-state (hidden {ref}), paired by seed, 95% interval "
-              f"above 0; and the {p}-pooled RNN's own follow rate there above chance (0.5; 95% interval above)",
+              f"above 0; and the {p}-pooled RNN's own follow rate there above chance (0.5; 95% interval above); does "
+              f"not hold if the {p}-pooled RNN's own follow rate fades (distance {near} -> {far}, 95% interval above "
+              f"{FADE}, decided only where it follows the passage above chance at distance {near})",
               paired(far_p, _follow(rows, far, **final)), 0.0, "above", effect=f"follow({far}) {p}-pooled - final state")
     chance = judge("", "", [r - 0.5 for r in far_p.values()], 0.0, "above", effect=f"follow({far}) {p}-pooled - 0.5")
+    fades = judge_fade("", "", rows, near, far, f"drop in follow rate, {p}-pooled", **pooled)
     v["outcome"] = combine([v["outcome"], chance["outcome"]])
-    v["numbers"] = {"above_chance": chance["effect"]}
+    if v["outcome"] != HOLDS and fades["outcome"] == HOLDS:
+        v["outcome"] = FAILS
+    elif v["outcome"] == UNDECIDED and not _heard(rows, near, **pooled)[0]:
+        v["effect"]["undecided"] = (f"the {p}-pooled RNN is not shown to follow the passage above chance even at "
+                                    f"distance {near}: the probe cannot tell whether {p} pooling relieves it")
+    v["numbers"] = {"above_chance": chance["effect"], "own_drop": fades["effect"]}
     return v
 
 
@@ -237,14 +256,15 @@ def verdict(rows: list[dict]) -> dict:
     for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
         if v["outcome"] == HOLDS and control["outcome"] != FAILS:
             demote(v, "the negative control did not show the Transformer keeping the passage")
-    pooled = {p: _relieves(rows, p, far, ref, final) for p in ("mean", "max")}
+    pooled = {p: _relieves(rows, p, near, far, ref, final) for p in ("mean", "max")}
     models = sorted({(r["model"], r["hidden_dim"], r["pool"]) for r in rows if r["part"] == "probe"})
     return {
         "claim": "What the final hidden state retains fades with distance from the end, a wider state still forgets, "
                  "and reading all hidden states (mean pooling) relieves it",
         "criterion": f"all three: the final-state RNN's drop in follow rate (distance {near} -> {far}) above {FADE} at "
                      f"hidden {ref} and at hidden {widest}, and the mean-pooled RNN's follow rate at distance {far} "
-                     "above the final-state RNN's and above chance (95% intervals over seeds)",
+                     "above the final-state RNN's and above chance (95% intervals over seeds); the mean-pooled part does not "
+                     f"hold where its own follow rate fades as the final state's does (drop above {FADE})",
         "outcome": combine([forgets["outcome"], wider["outcome"], pooled["mean"]["outcome"]]),
         "effect": forgets["effect"],
         "numbers": {
