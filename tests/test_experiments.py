@@ -749,14 +749,22 @@ def test_bottleneck_without_the_transformer_leaves_the_control_and_the_fades_und
 
 
 def test_bottleneck_in_quick_mode_judges_the_size_the_pooled_rnns_have():
-    """Quick mode trains hidden 16 and 32, the pooled RNNs at 32 (REF): the final state was judged at 16 (the
-    first size, as 128 was not there) and both pooling parts, compared with a final state of another size, had
-    no seeds at all: always inconclusive."""
+    """Quick mode trains hidden 16 and 32, the pooled RNNs at 16 (REF): the final state is judged at 16 and the
+    wider state at 32, so every part of the claim can be decided even there."""
+    assert bottleneck.REF["quick"] < max(bottleneck.HIDDEN["quick"])
+    v = bottleneck.verdict(bn_rows(**BN_BASE, sizes=(16, 32), ref=16))
+    assert "hidden 16" in v["questions"][0]["claim"] and "hidden 32" in v["questions"][1]["claim"]
+    assert bn_outcomes(v) == BN_EXPECTED
+    assert all(q["effect"]["n"] == 3 for q in v["questions"])
+
+
+def test_bottleneck_with_no_state_wider_than_the_pooled_ones_leaves_wider_undecided_and_says_so():
+    """Sizes 16 and 32, the pooled RNNs at 32: nothing wider was trained; the claim and criterion say so instead of
+    naming hidden 32 twice."""
     v = bottleneck.verdict(bn_rows(**BN_BASE, sizes=(16, 32), ref=32))
-    assert "hidden 32" in v["questions"][0]["claim"] and v["questions"][0]["effect"]["n"] == 3
     assert bn_outcomes(v) == {**BN_EXPECTED, "wider": UNDECIDED, "main": UNDECIDED}  # nothing wider than 32
-    assert v["questions"][2]["effect"]["n"] == 3 and v["questions"][3]["effect"]["n"] == 3
     assert v["questions"][1]["effect"]["undecided"].startswith("no state wider than hidden 32 was trained")
+    assert "a state wider than 32" in v["questions"][1]["claim"] and "hidden 32 and at hidden 32" not in v["criterion"]
 
 
 @pytest.mark.parametrize("tf_near", [(0.52, 0.5, 0.55), (0.45, 0.5, 0.48)])
@@ -1404,3 +1412,22 @@ def test_compare_memory_reads_the_lab_setting_not_the_hidden_32_probes():
     memory = compare.verdict(rows)["questions"][2]
     assert memory["outcome"] == CMP_EXPECTED["memory"]
     assert memory["effect"]["lstm"]["per_seed"] == pytest.approx(list(CMP_BASE["lstm_fade"]))
+
+
+# --- the declared thresholds themselves (the tests above place their values relative to the module's constants,
+# so a changed constant would move them along) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("rnn_gain, expected", [((0.0, 0.002, 0.004), HOLDS), ((0.016, 0.018, 0.02), FAILS)])
+def test_long_reviews_threshold_is_one_point_of_accuracy(rnn_gain, expected):
+    assert long_reviews.verdict(long_rows(**{**LR_BASE, "rnn_gain": rnn_gain}))["outcome"] == expected
+
+
+@pytest.mark.parametrize("ratio, expected", [((-3.6, -3.5, -3.4), HOLDS), ((-2.6, -2.5, -2.4), FAILS)])
+def test_vanishing_threshold_is_a_thousandfold(ratio, expected):
+    v = vg.verdict(vg_rows(**{**VG_BASE, "rnn": ratio}))
+    assert v["effect"]["threshold"] == -3 and vg_outcomes(v)["main"] == expected
+
+
+@pytest.mark.parametrize("fade, expected", [((0.23, 0.235, 0.24), HOLDS), ((0.16, 0.165, 0.17), FAILS)])
+def test_bottleneck_threshold_is_a_drop_of_a_fifth_of_the_probes(fade, expected):
+    assert bn_outcomes(bottleneck.verdict(bn_rows(**{**BN_BASE, "fade": fade})))["forgets"] == expected

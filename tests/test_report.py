@@ -1242,3 +1242,15 @@ def test_the_parts_named_are_those_a_claims_outcome_combines():
     assert _readme_outcome(v) == "inconclusive (effect shown: holds; decided by: at initialisation (the claim's second part))"
     per_model = {**v, "effect": {"lstm": v["effect"], "gru": v["effect"]}}  # several effects: no single one shown
     assert _readme_outcome(per_model) == "inconclusive"
+
+
+def test_a_per_model_effect_shows_what_it_measures_where_it_is_named():
+    """The comparison's questions judge each gated model apart; their numbers say what they are, not only whose."""
+    from rnnlab.report import effect_cells
+
+    e = {"lstm": {"name": "speed-up(transformer) - speed-up(lstm)", "estimate": 0.5, "ci95": [0.1, 0.9],
+                  "threshold": 0.0, "direction": "above"},
+         "gru": {"name": "gru", "estimate": 0.25, "ci95": [-0.1, 0.6], "threshold": 0.0, "direction": "above"}}
+    estimate, interval, threshold, _ = effect_cells(e)
+    assert estimate == "speed-up(transformer) - speed-up(lstm) = 0.5; gru: 0.25"
+    assert interval == "lstm: [0.1, 0.9]; gru: [-0.1, 0.6]" and threshold == "> 0; > 0"

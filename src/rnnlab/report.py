@@ -72,10 +72,16 @@ def _bounds(e: dict) -> tuple:
     return tuple(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
 
 
+def _named(key: str, e: dict) -> str:
+    """"what it measures = " where a per-model effect names it, else "model: "."""
+    name = e.get("name") if isinstance(e, dict) else None
+    return f"{name} = " if isinstance(name, str) and name and name != key else f"{key}: "
+
+
 def effect_cells(e: dict) -> list[str]:
     """[estimate, 95% interval, threshold, per seed] of one effect (or of several, one per model)."""
     if e and "estimate" not in e:  # one effect per model
-        return ["; ".join(f"{k}: {fmt(v.get('estimate'))}" for k, v in e.items()),
+        return ["; ".join(f"{_named(k, v)}{fmt(v.get('estimate'))}" for k, v in e.items()),
                 "; ".join(f"{k}: [{fmt(_bounds(v)[0])}, {fmt(_bounds(v)[1])}]" for k, v in e.items()),
                 "; ".join(f"{'<' if v.get('direction') == 'below' else '>'} {fmt(v.get('threshold'))}" for v in e.values()),
                 ""]

@@ -186,27 +186,30 @@ def verdict(rows: list[dict]) -> dict:
                f"of {n} tokens, where the vanilla RNN does not (below)",
                f"log10 first/last of ||dL/dx_t|| at the embedding output, trained; above {VANISHED:g} for each gated "
                "model (95% intervals over seeds)",
-               {k: (list(_log_ratio(rows, k).values()), VANISHED, "above") for k in GATED}, also=[rnn])
+               {k: (list(_log_ratio(rows, k).values()), VANISHED, "above") for k in GATED}, also=[rnn],
+               effect="log10(dL/dx first/last), {k}")
     tfidf_drop = diff(_bucket(rows, "tfidf", FULL_READ), _bucket(rows, "tfidf", SHORT))
     long_ = both("Gates do not fix long reviews: the LSTM and the GRU lose more accuracy from short reviews "
                  "(<= 100 tokens) to long ones they still read whole (200-400 tokens) than tf-idf, which has no memory",
                  "per seed, (acc on 200-400 - acc on 0-100) of the model minus that of tf-idf; below 0",
                  {k: (paired(diff(_bucket(rows, k, FULL_READ), _bucket(rows, k, SHORT)), tfidf_drop), 0.0, "below")
-                  for k in GATED})
+                  for k in GATED}, effect="acc(200-400) - acc(0-100), {k} minus tfidf")
     dists = sorted({r["distance"] for r in rows if r["part"] == "probe"}) or [0]
     mem_claim = ("Gates do not fix the fixed-size memory: the LSTM's and the GRU's follow rate in the retention probe "
                  "fades with distance, as the RNN's does")
     mem_crit = (f"follow rate nearest minus farthest distance, paired by seed; above {FADE} (the Transformer, which "
                 "fixes it, would fail this); decided only where the model follows the passage at the nearest distance "
                 "above chance (0.5; 95% interval above)")
-    memory = both(mem_claim, mem_crit, {k: judge_fade(f"{mem_claim} [{k}]", mem_crit, rows, dists[0], dists[-1], k,
-                                                      model=k, setting="lab") for k in GATED})
+    memory = both(mem_claim, mem_crit, {k: judge_fade(f"{mem_claim} [{k}]", mem_crit, rows, dists[0], dists[-1],
+                                                      f"drop in follow rate, {k}", model=k, setting="lab")
+                                         for k in GATED})
     s_t = speedups(rows, "transformer")
     serial = both("Gates do not fix serial computation: a second thread speeds up the Transformer more than the "
                   "LSTM and the GRU", "speed-up from 1 to 2 threads, Transformer minus the model, at each length; "
                   "95% t interval over lengths above 0",
                   {k: ([s_t[T] - s_k[T] for T in sorted(set(s_t) & set(s_k))], 0.0, "above")
-                   for k, s_k in ((k, speedups(rows, k)) for k in GATED)}, over="lengths (one timing run)")
+                   for k, s_k in ((k, speedups(rows, k)) for k in GATED)}, over="lengths (one timing run)",
+                  effect="speed-up(transformer) - speed-up({k})")
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare
         serial.update(outcome=UNDECIDED, criterion=NOT_TIMED)
     main["questions"] = [fix, long_, memory, serial]
@@ -215,9 +218,11 @@ def verdict(rows: list[dict]) -> dict:
     return main
 
 
-def both(claim: str, criterion: str, per_model: dict, also: list[dict] = (), over: str = "seeds") -> dict:
-    """A claim about the LSTM and the GRU: one judgement each, combined (with `also`, the RNN's part)."""
-    parts = {k: p if isinstance(p, dict) else judge(f"{claim} [{k}]", criterion, *p, effect=k, over=over)
+def both(claim: str, criterion: str, per_model: dict, also: list[dict] = (), over: str = "seeds",
+         effect: str = "{k}") -> dict:
+    """A claim about the LSTM and the GRU: one judgement each, combined (with `also`, the RNN's part); `effect`: what
+    each model's number measures ("{k}": the model)."""
+    parts = {k: p if isinstance(p, dict) else judge(f"{claim} [{k}]", criterion, *p, effect=effect.format(k=k), over=over)
              for k, p in per_model.items()}  # p: (values, threshold, direction), or a judgement made already
     return {"claim": claim, "criterion": criterion,
             "outcome": combine([p["outcome"] for p in (*parts.values(), *also)]),
