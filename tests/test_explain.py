@@ -565,7 +565,7 @@ def test_cli_text_stdin_json_html_png(runs, tmp_path):
                                   "--html", str(tmp_path / "e.html"), "--png", str(tmp_path / "e.png")])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert [x["run"] for x in out["runs"]] == ["rnn", "lstm"] and out["source"] == "--text"
+    assert [x["run"] for x in out["runs"]] == ["rnn", "lstm"] and out["source"] == "a review given with --text"
     assert len(out["alignment"]["rows"]) == len(out["runs"][0]["words"])
     assert (tmp_path / "e.html").stat().st_size > 0 and (tmp_path / "e.png").stat().st_size > 0
     p = float(predict_texts(*RunDir(runs["rnn"]).load_model(), [REVIEW])[0])
@@ -608,7 +608,7 @@ def test_cli_text_as_arguments(runs):
     by_words = CliRunner().invoke(main, [*argv, "slow start", "but", "a wonderful ending", "--json"])
     assert by_option.exit_code == 0 and by_words.exit_code == 0, by_words.output
     a, b = json.loads(by_option.stdout), json.loads(by_words.stdout)
-    assert b["source"] == "TEXT" and [r["run"] for r in b["runs"]] == ["rnn", "lstm"]
+    assert b["source"] == "a review given on the command line" and [r["run"] for r in b["runs"]] == ["rnn", "lstm"]
     assert [r["opinion"] for r in a["runs"]] == [r["opinion"] for r in b["runs"]]
     assert b["runs"][0]["words"] == ["slow", "start", "but", "a", "wonderful", "ending"]
 

@@ -651,9 +651,9 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
         if sys.stdin is None or sys.stdin.isatty():
             raise ValueError("no review given: pass TEXT (or --text TEXT), --review N [--data PATH], or the review on stdin")
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-        source = "stdin"
+        source = "a review from standard input"
     else:
-        source = "--text"
+        source = "a review given with --text"
     if not text.strip():
         raise ValueError("empty review: give some text (TEXT, --text, --review N or stdin)")
     return text, source, None
@@ -801,7 +801,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         for note in filter(None, (RunDir(r).unfinished() for r in run_dirs)):  # as predict says, before the wait
             click.echo(f"note: {note}", err=True)
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
-        source = "TEXT" if words else source
+        source = "a review given on the command line" if words else source
         wordless = {r.name: wordless_note([text], r.vocab.strip_html) for r in runs}
         if len(set(wordless.values())) > 1:  # runs that tokenise differently (<br /> tags): say which
             wordless = {name: f"{name}: {note}" for name, note in wordless.items() if note}

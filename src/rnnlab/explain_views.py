@@ -426,8 +426,10 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
             + (f" · {esc(al.note)}" if multi else "") + "</p>",
             '<div class="cards">' + "".join(_card(e) for e in exps) + "</div>",
             "<h2>Running opinion</h2>",
-            '<p class="note">P(positive) if the review ended after each token. Above the dashed line the model '
-            "would say positive, below it negative.</p>",
+            '<p class="note">P(positive) if the review ended after each token'
+            + ("; for a run that kept a review's last tokens (its card says from which), if the part it kept ended "
+               "there" if any(e.start for e in exps) else "")
+            + ". Above the dashed line the model would say positive, below it negative.</p>",
             _chart_legend(exps),
             _svg_chart(al, op, "P(positive) after each token", y_range=(0.0, 1.0), ref=0.5, shade=True, tips=tips),
             scale("negative (0)", "(1) positive"), bars,
@@ -554,8 +556,8 @@ def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labe
                       label=f"{exps[i].run}: exactly 0 ({token_count(len(k))})")
     a.set_ylim(bottom=bottom)
     a.set_ylabel("||dL/dx_t||\n(log)")
-    a.set_title("gradient of the loss at each word's embedding (triangles: exactly 0 in float32)"
-                if any(len(k) for _, k in zeros) else "gradient of the loss at each word's embedding",
+    a.set_title("gradient of the loss (against the predicted label) at each word's embedding"
+                + (" (triangles: exactly 0 in float32)" if any(len(k) for _, k in zeros) else ""),
                 fontsize=8, loc="left")
     if len(exps) > 1 or any(len(k) for _, k in zeros):
         a.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
