@@ -40,7 +40,7 @@ def test_train_help_groups_options_and_shows_each_presets_value():
     assert heads == ["Data and output options:", "Model options:", "Text options:", "Optimisation options:",
                      "Evaluation options:", "Run options:"]
     epochs = next(line for line in out.splitlines() if line.strip().startswith("--epochs"))
-    assert "seed, notebook 5" in epochs and "tuned 32" in epochs  # the presets' values, not one default
+    assert "seed, notebook: 5" in epochs and "tuned: 32" in epochs  # the presets' values, not one default
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,8 @@ GROUPS = {
     "Run": ("seed", "device"),
 }
 HELP = {
-    "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size (d_model's feed-forward/2 "
-    "for the transformer).", "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings, between "
+    "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size (the transformer: its "
+    "feed-forward layer is twice this wide; the CNN: its filters).", "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings, between "
     "layers and before the classifier (the CNN: embeddings and classifier; bow: classifier; transformer: residual "
     "and feed-forward paths).", "pool": "How the classifier reads the states: the last real one, mean or max.",
     "recurrent_init": "Initialisation of W_hh.", "vocab_size": "Vocabulary size incl. <pad> and <unk>.",
@@ -63,13 +63,13 @@ RESUMABLE = ("epochs", "device")  # what --resume may change: extend a run, move
 
 
 def _preset_values(name: str) -> str:
-    """'seed 5 · tuned 32 · rnn, lstm, gru, bow, transformer 4': each preset's value of one field."""
+    """'seed: 5 · tuned: 32 · rnn, lstm, gru, bow, transformer: 4': each preset's value of one field."""
     by_value: dict[str, list[str]] = {}
     for p, cfg in PRESETS.items():
         if p != "default":
             v = getattr(cfg, name)
             by_value.setdefault(str(v).lower() if isinstance(v, bool) else str(v), []).append(p)
-    return " · ".join(f"{', '.join(ps)} {v}" for v, ps in by_value.items())
+    return " · ".join(f"{', '.join(ps)}: {v}" for v, ps in by_value.items())
 
 
 def config_options(f):

@@ -460,7 +460,7 @@ def _lab_table(record: dict) -> Section:
     rows += [[f"seconds of the jobs {k} reads (summed from the job store)", fmt(v)]
              for k, v in record.get("job_seconds_by_experiment", {}).items()]
     if "seed_baseline_epoch_seconds" in record:
-        rows.append(["the seed notebook's pipeline, one epoch here (for scale)",
+        rows.append(["the notebook's own script (../shared/bench/seed_baseline.py), one epoch here (for scale)",
                      f"{fmt(record['seed_baseline_epoch_seconds'])} s"])
     return Section("lab", "How the lab was run", [Table(["", ""], rows)])
 
