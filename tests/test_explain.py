@@ -601,6 +601,18 @@ def test_cli_notes_the_characters_the_tokenizer_reads_as_spaces(runs):
     assert "Read no word: an empty review reads as one &lt;unk&gt; token." in _card(e)  # the page says so too
 
 
+def test_a_lab_jobs_run_is_named_by_its_model_not_only_its_hash(runs, tmp_path):
+    """The report's "read it again" command explains the lab's runs in OUT/jobs/KEY/: a column named by a 20-digit
+    hash told a reader nothing."""
+    import shutil
+
+    job = tmp_path / "jobs" / "90a40148e1ae29c8ea87"
+    shutil.copytree(runs["lstm"], job)
+    r = CliRunner().invoke(main, ["explain", str(job), str(runs["rnn"]), "--text", "a wonderful ending", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["run"] for x in json.loads(r.stdout)["runs"]] == ["lstm 90a40148", "rnn"]
+
+
 def test_cli_text_as_arguments(runs):
     """RUN_DIR... [TEXT]...: the words after the run directories are the review, as with --text."""
     argv = ["explain", str(runs["rnn"]), str(runs["lstm"])]

@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,12 +80,18 @@ class Run:
     model: Any  # models.Classifier, eval mode
 
 
+JOB_KEY = re.compile(r"[0-9a-f]{20}")  # a run folder in a lab's jobs/ (rnnlab.jobs: the job's key)
+
+
 def load_run(path: str | os.PathLike, device="cpu") -> Run:
     """A run directory -> Run (RunError when it is missing or broken)."""
     from .runs import RunDir
 
     cfg, vocab, model = RunDir(path).load_model(device)
-    return Run(Path(path).resolve().name, cfg, vocab, model)
+    name = Path(path).resolve().name
+    if JOB_KEY.fullmatch(name):  # a lab's job store names its runs by a hash: say which model, and which job
+        name = f"{cfg.model} {name[:8]}"
+    return Run(name, cfg, vocab, model)
 
 
 @dataclass
