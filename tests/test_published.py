@@ -12,8 +12,10 @@ import statistics
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from rnnlab.report import write_readme_block, write_report
+from rnnlab.cli import main
+from rnnlab.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB, RESULTS, README = ROOT / "docs" / "lab", ROOT / "docs" / "RESULTS.md", ROOT / "README.md"
@@ -36,7 +38,9 @@ def test_readme_results_block_rerenders_identically(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     readme = tmp_path / "README.md"
     shutil.copyfile(README, readme)
-    write_readme_block(Path("docs/lab"), readme)
+    r = CliRunner().invoke(main, ["report", "docs/lab", "--out", str(tmp_path / "report.html"), "--markdown",
+                                  str(tmp_path / "RESULTS.md"), "--readme", str(readme)])  # what the docs say to run
+    assert r.exit_code == 0, r.output
     assert readme.read_text(encoding="utf-8") == README.read_text(encoding="utf-8")
 
 

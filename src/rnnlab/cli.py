@@ -608,7 +608,7 @@ def predict(run_dir, texts, as_json, device):
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
     with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
     """
-    from .scoring import encode_texts, predict_proba
+    from .scoring import predict_texts
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
@@ -627,12 +627,12 @@ def predict(run_dir, texts, as_json, device):
             texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    enc, full = encode_texts(vocab, list(texts), None, cfg.max_len, cfg.truncate)  # as predict_texts, with lengths
+    probs, full = predict_texts(cfg, vocab, model, list(texts), dev)
     for note in filter(None, (unread_note(list(texts)), wordless_note(list(texts), vocab.strip_html),
                               cut_note(cfg, full))):
         _log(f"note: {note}")
     out = []
-    for p in predict_proba(model, enc, dev):
+    for p in probs:
         label = "positive" if p > 0.5 else "negative"
         out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json else f"{label}\t{p:.4f}")
     echo_whole("\n".join(out))  # megabytes for a file of reviews: in pieces (| head)

@@ -722,11 +722,6 @@ def readme_with_block(lab: Path, readme: Path) -> str:
     return f"{head}{README_START}\n{block}\n{README_END}{tail}"
 
 
-def write_readme_block(lab: Path, readme: Path) -> None:
-    """Replace the block between the README's results markers with one rendered from LAB."""
-    write_text(readme, readme_with_block(lab, readme))
-
-
 def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike | None = None,
                  markdown: str | os.PathLike | None = None, record: dict | None = None) -> dict:
     """Render LAB to `out` (default LAB/report.html) and its Markdown twin (default: `out` with .md).

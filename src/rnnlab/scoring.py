@@ -100,7 +100,8 @@ def evaluate_split(cfg, vocab, model, split, device="cpu") -> dict:
     return evaluation(predict_proba(model, enc, device), split.labels, full_len)
 
 
-def predict_texts(cfg, vocab, model, texts: list[str], device="cpu") -> np.ndarray:
-    """P(positive) of raw reviews, tokenised and cut as the run was trained."""
-    enc, _ = encode_texts(vocab, texts, None, cfg.max_len, cfg.truncate)
-    return predict_proba(model, enc, device)
+def predict_texts(cfg, vocab, model, texts: list[str], device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """P(positive) of raw reviews, tokenised and cut as the run was trained (what `rnnlab predict` prints), and
+    each review's length in tokens before the cut."""
+    enc, full = encode_texts(vocab, texts, None, cfg.max_len, cfg.truncate)
+    return predict_proba(model, enc, device), full
