@@ -217,3 +217,10 @@ def test_forward_steps_covers_every_prefix_of_a_review_longer_than_one_chunk(kin
         _, steps = model.forward_steps(tokens, lengths)
         ref = torch.stack([model(tokens[:, : t + 1], torch.tensor([t + 1]))[0] for t in range(T)])
     torch.testing.assert_close(steps[0], ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind, pool", [("lstm", "last"), ("rnn", "mean")])
+def test_unrolled_is_only_the_vanilla_rnn_reading_its_last_state(kind, pool):
+    tokens, lengths = _batch(B=2, T=5)
+    with pytest.raises(ValueError, match="vanilla RNN reading its last state"):
+        RecurrentClassifier(kind, 50, 8, 6, pool=pool).unrolled(tokens, lengths)

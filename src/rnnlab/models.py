@@ -139,14 +139,14 @@ class RecurrentClassifier(Classifier):
 
     def unrolled(self, tokens: torch.Tensor, lengths: torch.Tensor,
                  embedded: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The vanilla RNN as an explicit loop over time (1 layer, tanh).
+        """The vanilla RNN reading its last state as an explicit loop over time (1 layer, tanh).
 
         Returns logits (B,) and every h_t (B, H) for t = 0..T-1, each a graph node with
         `retain_grad()` set, so `h_t.grad` after backward is dL/dh_t. Past a review's end
         h_t is carried unchanged, so its final state is the one at step len-1.
         """
-        if self.kind != "rnn" or self.rnn.num_layers != 1:
-            raise ValueError("unrolled() is defined for the 1-layer vanilla RNN")
+        if self.kind != "rnn" or self.rnn.num_layers != 1 or self.pool != "last":
+            raise ValueError("unrolled() is defined for the 1-layer vanilla RNN reading its last state")
         W_ih, W_hh = self.rnn.weight_ih_l0, self.rnn.weight_hh_l0  # (H, E), (H, H)
         b = self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0  # (H,)
         x = self.drop(self.embedding(tokens)) if embedded is None else embedded  # (B, T, E)
@@ -161,8 +161,7 @@ class RecurrentClassifier(Classifier):
             h = torch.where(live[t], torch.tanh(xw[t] + h @ W_hh.T), h)
             h.retain_grad()
             hs.append(h)
-        feat = h if self.pool == "last" else pool_states(torch.stack(hs, 1), lengths.to(tokens.device), self.pool)
-        return self.fc(self.drop(feat)).squeeze(-1), hs
+        return self.fc(self.drop(h)).squeeze(-1), hs
 
 
 def _pooled_only(model: str, pool: str) -> str:
