@@ -107,7 +107,7 @@ def test_running_opinion_is_the_model_on_each_prefix(runs, kind):
     assert len(e.opinion) == len(ref) == len(e.words) == len(e.grad_norm)
     np.testing.assert_allclose(e.opinion, ref, atol=2e-6, rtol=0)
     # the last value is what `rnnlab predict` prints, exactly
-    p = float(predict_texts(run.cfg, run.vocab, run.model, [REVIEW])[0][0])
+    p = float(predict_texts(run.cfg, run.vocab, run.model, [REVIEW])[0])
     assert e.opinion[-1] == p == e.p_positive
     assert float(torch.sigmoid(torch.tensor(e.logit, dtype=torch.float32))) == p  # and the logit behind it
     assert e.label == ("positive" if p > 0.5 else "negative")
@@ -568,7 +568,7 @@ def test_cli_text_stdin_json_html_png(runs, tmp_path):
     assert [x["run"] for x in out["runs"]] == ["rnn", "lstm"] and out["source"] == "a review given with --text"
     assert len(out["alignment"]["rows"]) == len(out["runs"][0]["words"])
     assert (tmp_path / "e.html").stat().st_size > 0 and (tmp_path / "e.png").stat().st_size > 0
-    p = float(predict_texts(*RunDir(runs["rnn"]).load_model(), [REVIEW])[0][0])
+    p = float(predict_texts(*RunDir(runs["rnn"]).load_model(), [REVIEW])[0])
     assert out["runs"][0]["opinion"][-1] == out["runs"][0]["p_positive"] == p  # JSON keeps it exactly
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--plain"], input=REVIEW)
     assert r.exit_code == 0 and "wonderful" in r.stdout and "\x1b[" not in r.stdout
@@ -831,7 +831,7 @@ def test_a_run_folder_whose_name_is_not_utf8_loads(runs, tmp_path):
     r = CliRunner().invoke(main, ["predict", str(run), "great film"])
     assert r.exit_code == 0, r.output
     assert float(r.stdout.split()[-1]) == pytest.approx(float(predict_texts(*RunDir(runs["rnn"]).load_model(),
-                                                                             ["great film"])[0][0]), abs=1e-4)
+                                                                             ["great film"])[0]), abs=1e-4)
 
 
 def test_a_mistyped_second_run_is_not_read_as_words(runs, tmp_path):

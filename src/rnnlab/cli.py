@@ -608,7 +608,7 @@ def predict(run_dir, texts, as_json, device):
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
     with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
     """
-    from .scoring import predict_texts
+    from .scoring import score_texts
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
@@ -627,7 +627,7 @@ def predict(run_dir, texts, as_json, device):
             texts.pop()
         if not texts:
             raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    probs, full = predict_texts(cfg, vocab, model, list(texts), dev)
+    probs, full = score_texts(cfg, vocab, model, list(texts), dev)
     for note in filter(None, (unread_note(list(texts)), wordless_note(list(texts), vocab.strip_html),
                               cut_note(cfg, full))):
         _log(f"note: {note}")

@@ -243,7 +243,7 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         write_html(exps, d / p["files"]["html"], title=f"{p['rule']}: test review {n}")
         write_png(exps, d / p["files"]["png"])
         p["explanations"] = [e.to_dict() for e in exps]
-        whole = exps[0].n_review_tokens  # n_tokens: as the RNN reads it (its last 400 at most)
+        whole = next((e.n_review_tokens for e in exps), p["n_tokens"])  # n_tokens: as the RNN reads it (<= 400)
         log(f"[lab] explain: {p['rule']}: test review {n} ({p['n_tokens']} tokens read"
             + (f" of its {whole})" if whole != p["n_tokens"] else ")"))
     write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "runs": kept, "seed": SEEDS[mode][0],

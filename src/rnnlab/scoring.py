@@ -100,8 +100,13 @@ def evaluate_split(cfg, vocab, model, split, device="cpu") -> dict:
     return evaluation(predict_proba(model, enc, device), split.labels, full_len)
 
 
-def predict_texts(cfg, vocab, model, texts: list[str], device="cpu") -> tuple[np.ndarray, np.ndarray]:
+def score_texts(cfg, vocab, model, texts: list[str], device="cpu") -> tuple[np.ndarray, np.ndarray]:
     """P(positive) of raw reviews, tokenised and cut as the run was trained (what `rnnlab predict` prints), and
     each review's length in tokens before the cut."""
     enc, full = encode_texts(vocab, texts, None, cfg.max_len, cfg.truncate)
     return predict_proba(model, enc, device), full
+
+
+def predict_texts(cfg, vocab, model, texts: list[str], device="cpu") -> np.ndarray:
+    """P(positive) of raw reviews, as `rnnlab predict` gives them (`score_texts`)."""
+    return score_texts(cfg, vocab, model, texts, device)[0]
