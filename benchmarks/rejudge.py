@@ -71,24 +71,31 @@ def brief(q: dict) -> dict:
             "ci95": [_num(x) for x in e.get("ci95") or []], **({"undecided": e["undecided"]} if "undecided" in e else {})}
 
 
-def write(d: Path, saved: dict, judged: dict, env: dict) -> None:
-    """verdict.json in `d` with this code's judgement, where only its wording differs; else SystemExit, nothing
-    written: rows that are not the ones the verdict was judged on, or an outcome or estimate that moved."""
-    from rnnlab.experiments.common import rounded, rows_to_csv
-    from rnnlab.io import jsonable, text_sha256, write_json, write_text
+def rewritten(d: Path, saved: dict, judged: dict, env: dict) -> dict | None:
+    """verdict.json in `d` with this code's judgement, where only its wording differs (None: nothing differs); else
+    SystemExit: rows that are not the ones the verdict was judged on, or an outcome or estimate that moved."""
+    from rnnlab.experiments.common import rounded
+    from rnnlab.io import jsonable, text_sha256
 
     if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
-        raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: not rewritten")
+        raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: nothing rewritten")
     now = json.loads(json.dumps(jsonable(rounded(judged))))  # as the lab writes it
     if outcomes(saved) != outcomes(now):
         raise SystemExit(f"{d}: an outcome or estimate moves under this code (rejudge.py without --write lists "
-                         "them): --write rewrites wording only, not rewritten")
-    if any(saved.get(k) != v for k, v in now.items()):
-        write_json(d / "verdict.json", {**saved, **now, "rejudged": {
-            "by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
-            "uncommitted_changes": bool(env.get("git_dirty"))}})
-        if (judged.get("numbers") or {}).get("table"):  # the comparison's table.csv, as the lab writes it
-            write_text(d / "table.csv", rows_to_csv(judged["numbers"]["table"]))
+                         "them): --write rewrites wording only, nothing rewritten")
+    if all(saved.get(k) == v for k, v in now.items()):
+        return None
+    return {**saved, **now, "rejudged": {"by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
+                                         "uncommitted_changes": bool(env.get("git_dirty"))}}
+
+
+def write(d: Path, verdict: dict, judged: dict) -> None:
+    from rnnlab.experiments.common import rows_to_csv
+    from rnnlab.io import write_json, write_text
+
+    write_json(d / "verdict.json", verdict)
+    if (judged.get("numbers") or {}).get("table"):  # the comparison's table.csv, as the lab writes it
+        write_text(d / "table.csv", rows_to_csv(judged["numbers"]["table"]))
 
 
 def main() -> None:
@@ -97,7 +104,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--write", action="store_true", help="rewrite each verdict.json's judgement with this code's")
     args = ap.parse_args()
-    lab, report = Path(args.lab), {}
+    lab, report, to_write = Path(args.lab), {}, []
     from rnnlab.runs import environment
 
     env = environment() if args.write else {}  # before any file is written: the checkout as it was
@@ -108,13 +115,15 @@ def main() -> None:
         saved = json.loads((d / "verdict.json").read_text())
         judged = e.module().verdict(read_rows(d / "results.csv"))
         was, new = judgements(saved), judgements(judged)
-        if args.write:
-            write(d, saved, judged, env)
+        if args.write and (verdict := rewritten(d, saved, judged, env)) is not None:
+            to_write.append((d, verdict, judged))  # written once every part is judged: all of them, or none
         report[name] = {k: {"saved": brief(was[k]) if k in was else None, "now": brief(new[k]) if k in new else None}
                         for k in {**was, **new}}
         for k, v in report[name].items():
             if (v["saved"] or {}).get("outcome") != (v["now"] or {}).get("outcome"):
                 print(f"{name}: {k}: {v['saved']} -> {v['now']}")
+    for d, verdict, judged in to_write:
+        write(d, verdict, judged)
     if args.out:
         Path(args.out).write_text(json.dumps({"lab": str(lab), "experiments": report}, indent=1) + "\n")
 

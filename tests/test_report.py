@@ -680,6 +680,54 @@ def test_an_output_that_is_a_file_of_the_lab_is_refused(lab, flag, target):
     assert (lab / target).read_bytes() == before and not (lab / "report.html").exists()
 
 
+@pytest.mark.parametrize("target", ["explain/new.md", "seed/notes.md", "jobs/x.md", "compare/sub/x.md"])
+def test_a_new_file_in_a_part_of_the_lab_is_refused_before_it_is_written(lab, tmp_path, target):
+    """A Markdown that does not exist yet in a part's folder was written, and every later report (or the lab's own
+    at its end, after all its work) refused the lab as holding a file of its own (session 53's fault hunt)."""
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"), "--markdown", str(lab / target)])
+    assert r.exit_code == 2 and "a file of the lab itself" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (lab / target).exists() and not (tmp_path / "r.html").exists()
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"), "--markdown",
+                                  str(lab / "notes" / "x.md")])  # a folder of the user's own inside it: theirs
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("flag", ["--markdown", "--out"])
+def test_a_readme_that_is_also_the_markdown_or_the_html_is_refused(lab, tmp_path, flag):
+    """--readme README.md --markdown README.md wrote the report, then the README over it: exit 0, a report lost."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_START}\n{README_END}\n")
+    other = {"--markdown": "--out", "--out": "--markdown"}[flag]
+    r = CliRunner().invoke(main, ["report", str(_full(lab)), "--readme", str(readme), flag, str(readme), other,
+                                  str(tmp_path / ("r.html" if other == "--out" else "r.md"))])
+    assert r.exit_code == 2 and r.stderr.splitlines() == [
+        f"Error: {readme}: --readme and {flag} name the same file; give the report another"], r.output
+    assert readme.read_text() == f"# x\n{README_START}\n{README_END}\n" and not any(tmp_path.glob("r.*"))
+
+
+@pytest.mark.parametrize("part,edit", [
+    ("seed/summary.json", lambda d: d.update(test_acc_by_seed=[10 ** 400] + d["test_acc_by_seed"][1:])),
+    ("compare/verdict.json", lambda d: d["effect"].update(per_seed=_nested(500))),
+])
+def test_a_number_too_large_for_a_float_or_a_list_nested_too_deep_is_an_unreadable_part(lab, part, edit):
+    """JSON reads 10**400 (an integer) and a list nested 500 deep; the report raised OverflowError and RecursionError
+    (session 53's fault hunt): each is a part with fields of the wrong kind, as a string in place of a number is."""
+    path = lab / part
+    d = json.loads(path.read_text())
+    edit(d)
+    path.write_text(json.dumps(d))
+    r = CliRunner().invoke(main, ["report", str(lab)])
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert "unreadable" in r.stderr, r.stderr
+
+
+def _nested(depth: int):
+    value = [0.1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize("flag,target,why", [
     ("--out", "run/config.json", "one of the training run"), ("--markdown", "run/metrics.jsonl", "one of the training run"),
     ("--markdown", "run/ckpt-2/notes.md", "one of the training run"), ("--markdown", "data/test.parquet", "of the data in"),

@@ -105,7 +105,7 @@ def _alone(e) -> str | None:
         if not (math.isfinite(lo) and math.isfinite(hi)):
             return None
         return outcome(lo, hi, float(e["threshold"]), e["direction"])
-    except (*BAD_FIELDS, OverflowError):
+    except BAD_FIELDS:
         return None
 
 
@@ -240,7 +240,9 @@ def figure(png: Path, alt: str) -> list:
     return [Text(f"Figure not shown: {png}: {why}", note=True)]
 
 
-BAD_FIELDS = (AttributeError, TypeError, KeyError, ValueError)  # what a JSON field of the wrong type raises
+# what a JSON field of the wrong type raises (OverflowError: an integer too large for a float, 10**400; RecursionError:
+# a list nested hundreds deep, which JSON reads but formatting recurses into)
+BAD_FIELDS = (AttributeError, TypeError, KeyError, ValueError, OverflowError, RecursionError)
 
 
 def _bad_fields(sec: Section, path: Path, err: Exception, lab: Path, known: dict) -> Section:
@@ -604,7 +606,7 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
             est, ci, thr, _ = effect_cells(short)
             rows.append([EXPERIMENTS[s.id].title, v["claim"], _readme_outcome(v), f"{est} {ci}{_over(v['effect'])}",
                          thr])
-        except (*BAD_FIELDS, OverflowError):
+        except BAD_FIELDS:
             left_out[s.id] = "unreadable"
     out = [Table(["", "claim", "outcome", "effect [95% interval]", "threshold"], rows).md(None)]
     table = _table(lab) if "compare" not in left_out else None  # an unreadable part's numbers are not shown
@@ -614,7 +616,7 @@ def _readme_content(sections: list[Section], lab: Path) -> tuple[str, list[str]]
                 for t in table or []]  # the model's preset: the row's model
         n = max((t.get("test_reviews") or 0 for t in table or []), default=0)
         head = f"test accuracy{f' ({int(n):,} reviews)' if n else ''}, mean [95% interval over seeds]"
-    except (*BAD_FIELDS, OverflowError):
+    except BAD_FIELDS:
         rows = []  # a table rnnlab did not write: left out, as an unreadable verdict is
     if rows:
         out.append(Table(["model", head, "seeds", "budget"], rows).md(None))
@@ -674,15 +676,20 @@ def writable(*paths: Path) -> None:
             raise ReportError(f"cannot write {p}: {why}")
 
 
+LAB_FOLDERS = ("seed", *EXPERIMENTS, "explain", "jobs")  # what a lab writes: a report's file there is read as its own
+
+
 def not_the_labs_own(lab: Path, *paths: Path) -> None:
-    """ReportError if a path would overwrite what the report reads (lab.json or an existing file of a part), or what
-    another command reads: a training run's own files, a data set's, another lab's (`io.owner`)."""
+    """ReportError if a path would overwrite what the report reads (lab.json, an existing file of a part, or any file
+    in a part's folder or the job store: the next run would read it as the lab's and refuse), or what another command
+    reads: a training run's own files, a data set's, another lab's (`io.owner`)."""
     for p in paths:
         try:
             rel = p.resolve().relative_to(lab.resolve())
         except ValueError:
             rel = None  # outside the lab
-        if rel is not None and (rel.parts == ("lab.json",) or (len(rel.parts) > 1 and p.exists())):
+        in_a_part = rel is not None and len(rel.parts) > 1 and (rel.parts[0] in LAB_FOLDERS or p.exists())
+        if rel is not None and (rel.parts == ("lab.json",) or in_a_part):  # a part's new file: its next run refuses
             raise ReportError(f"{p}: a file of the lab itself (the report reads it); write the report elsewhere")
         whose = owner(p)
         if whose:
