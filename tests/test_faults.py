@@ -697,7 +697,7 @@ main()
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet():
+def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet(tmp_path):
     """> /dev/full: 'error: No space left on device' named nothing written and wrote 'error' as no other line does;
     a reader gone before the output (| head -0): 'error: Broken pipe', exit 2, where a pipe closed after it was 0."""
     for args in (["presets"], ["--help"], ["--version"]):  # the group's own --help and --version: a traceback
@@ -714,14 +714,17 @@ def test_output_that_cannot_be_written_is_one_line_and_a_closed_pipe_is_quiet():
     finally:
         os.close(write)
     assert r.returncode == 141 and r.stderr == "", r.stderr  # as the shell's `yes | head`: SIGPIPE's status
-    read, write = os.pipe()
-    os.close(read)  # the log's reader is gone (2> >(head -0)): the same, not click's 'Aborted' exit 1
-    try:
-        r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--data", "/nonexistent", "--out", "/tmp/x"],
-                           stdout=subprocess.DEVNULL, stderr=write, timeout=120)
-    finally:
-        os.close(write)
-    assert r.returncode == 141
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a.png").write_bytes(b"")
+    for out in ("new", "full"):  # an error the command logs, and one click shows (an --out already in use)
+        read, write = os.pipe()
+        os.close(read)  # the log's reader is gone (2> >(head -0)): the same, not click's 'Aborted' exit 1
+        try:
+            r = subprocess.run([sys.executable, "-m", "rnnlab", "train", "--data", "/nonexistent", "--out",
+                                str(tmp_path / out)], stdout=subprocess.DEVNULL, stderr=write, timeout=120)
+        finally:
+            os.close(write)
+        assert r.returncode == 141, out
 
 
 def test_a_broken_pipe_that_is_not_the_output_is_an_error_line():
@@ -756,3 +759,38 @@ main()
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 130 and p.stderr.strip().splitlines() == [
         "interrupted (SIGTERM) while starting; nothing was done"], (p.returncode, p.stderr)
+
+
+def test_a_write_the_disk_cuts_short_is_written_again_and_a_full_disk_raises(monkeypatch):
+    """Output into a nearly full disk: the first write() took 4,096 of 4,970 bytes, and sys.stdout (unbuffered, as
+    under PYTHONUNBUFFERED) dropped the rest: exit 0, the output cut (session 53's fault hunt)."""
+    from rnnlab.io import WholeWrites
+
+    written, room = [], [4096]
+
+    def short_write(fd, data):
+        n = min(len(data), room[0])
+        if n == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        room[0] -= n
+        written.append(bytes(data[:n]))
+        return n
+
+    monkeypatch.setattr(os, "write", short_write)
+    out = io.TextIOWrapper(WholeWrites(99), encoding="utf-8", write_through=True)
+    with pytest.raises(OSError) as e:
+        out.write("x" * 4970)
+    assert e.value.errno == errno.ENOSPC and sum(map(len, written)) == 4096
+    room[0], written[:] = 10_000, []
+    assert WholeWrites(99).write(b"y" * 5000) == 5000 and b"".join(written) == b"y" * 5000
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_output_into_a_full_disk_is_one_line_and_exit_2_buffered_or_not(unbuffered):
+    """/dev/full takes nothing: one line, exit 2, and no 'Exception ignored' from the flush at exit (buffered, the
+    exit flush wrote the rest again and Python printed its traceback and exited 120)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "presets"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=env, timeout=120)
+    assert r.returncode == 2 and r.stderr.splitlines() == ["Error: cannot write the output: No space left on device"]

@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, echo_whole, in_the_way, one_line, shorten
+from .io import HANGUP, RunError, echo_whole, in_the_way, one_line, shorten, whole_stdout
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -112,6 +112,15 @@ class InputError(click.ClickException):
 
     def __init__(self, message: str):
         super().__init__(one_line(message))
+
+    def show(self, file=None) -> None:
+        try:
+            super().show(file)
+        except BrokenPipeError:  # the log's reader is gone (2> >(head -0)): SIGPIPE's status, not click's exit 1
+            for fd in _pipes_gone():
+                with contextlib.suppress(OSError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+            sys.exit(128 + 13)
 
 
 def _fail(e) -> None:
@@ -265,6 +274,7 @@ def _os_error(e: OSError) -> None:
             _log(f"Error: {shorten(str(e.filename))}: {e.strerror or e}")  # a name can be 1000s long
         elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # standard output has no name
             _log(f"Error: cannot write the output: {e.strerror or e}")
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # what is still buffered for it goes nowhere at exit, quietly
         else:
             _log(f"Error: {e.strerror or e}")
     sys.exit(2)
@@ -286,6 +296,7 @@ def main(ctx):
     # before a command returns).
     if sys.stdout is None:  # started with stdout closed (>&-): what it prints would vanish without a word
         raise InputError(STDOUT_CLOSED)
+    whole_stdout()  # output into a nearly full disk: an error, not exit 0 with the output cut short
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():
@@ -833,6 +844,10 @@ def report_command(lab_dir, out, markdown, readme):
         if readme is None:
             written = write_report(lab_dir, out, markdown)
         else:  # checked first: a README that cannot be updated leaves the report files as they were
+            html = out if out is not None else lab_dir / "report.html"
+            for flag, path in (("--out", html), ("--markdown", markdown if markdown is not None else html.with_suffix(".md"))):
+                if readme.resolve() == path.resolve():
+                    raise InputError(f"{readme}: --readme and {flag} name the same file; give the report another")
             readme_text(readme)
             writable(readme)
             full_lab(lab_dir)

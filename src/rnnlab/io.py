@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import math
 import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -278,6 +280,43 @@ def echo_whole(text: str, nl: bool = True) -> None:
     text += "\n" if nl else ""
     for i in range(0, len(text), PIECE):
         click.echo(text[i:i + PIECE], nl=False)
+
+
+class WholeWrites(io.RawIOBase):
+    """A file descriptor to which every write goes whole or raises: a file on a nearly full disk takes part of a
+    write and returns short, and Python's own sys.stdout then drops the rest without an error (exit 0 with the
+    output cut); here the rest is written again, and the disk's ENOSPC raised."""
+
+    def __init__(self, fd: int):
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, b) -> int:
+        view, done = memoryview(b).cast("B"), 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])
+        return done
+
+
+def whole_stdout() -> None:
+    """sys.stdout over `WholeWrites`, with its encoding and buffering kept, where it is a file descriptor."""
+    out = sys.stdout
+    unbuffered = isinstance(getattr(out, "buffer", None), io.FileIO)  # python -u, PYTHONUNBUFFERED
+    if not isinstance(out, io.TextIOWrapper) or not (unbuffered or isinstance(getattr(out.buffer, "raw", None), io.FileIO)):
+        return  # a notebook's stream, a test's capture: theirs
+    out.flush()
+    raw = WholeWrites(out.fileno())
+    sys.stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding=out.encoding,
+                                  errors=out.errors, line_buffering=out.line_buffering, write_through=unbuffered)
 
 
 def printable(text: str) -> str:
