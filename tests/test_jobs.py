@@ -671,3 +671,43 @@ def test_check_ray_takes_local_and_auto_and_refuses_a_blank_or_hostless_address(
         check_ray("  ")
     with pytest.raises(RunError, match="^--ray :6379: give HOST:PORT, ray://HOST:PORT, auto or local$"):
         check_ray(":6379")
+
+
+@pytest.mark.parametrize("address", ["ray://", "ray://  ", "localhost:²", "host:6379x"])
+def test_a_ray_address_with_no_host_or_a_port_that_is_no_number_is_refused_at_once(address):
+    """ray:// with no host went to gRPC, which printed five lines of C++ errors and gave up after 33 s; "²" passed
+    str.isdigit() and int() then raised (session 53's fault hunt)."""
+    from rnnlab.jobs import _reachable
+
+    with pytest.raises(RunError, match="give HOST:PORT, ray://HOST:PORT, auto or local$"):
+        _reachable(address)
+
+
+def test_a_local_ray_under_an_address_space_limit_is_refused_not_left_waiting(monkeypatch):
+    """Under `ulimit -v` Ray's object store cannot map its memory and ray.init waits for ever, silently."""
+    ray = pytest.importorskip("ray")
+    import rnnlab.jobs
+
+    monkeypatch.setattr(rnnlab.jobs, "_address_space_limited", lambda: True)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process (another test's may run)
+    monkeypatch.setattr(ray, "init", lambda **kw: pytest.fail("ray.init was called"))
+    with pytest.raises(RunError, match=r"^--ray local: Ray cannot start under a limit on address space \(ulimit -v\)"):
+        Runner(ray_address="local")._connect_ray()
+
+
+@pytest.mark.parametrize("raised, says", [(SystemExit(signal.SIGTERM), "SIGTERM"), (KeyboardInterrupt(), "")])
+def test_a_signal_while_ray_starts_is_an_interrupt_and_what_it_started_is_shut_down(monkeypatch, raised, says):
+    """ray.init puts in its own SIGTERM handler (sys.exit(15)) before it connects: a SIGTERM then ended the command
+    with exit code 15, no line, and Ray's agents left running for minutes (session 53's fault hunt)."""
+    ray = pytest.importorskip("ray")
+    shut = []
+
+    def init(**kw):
+        raise raised
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: shut.append(True))
+    with pytest.raises(KeyboardInterrupt) as e:
+        Runner(ray_address="local")._connect_ray()
+    assert str(e.value) == says and shut == [True]

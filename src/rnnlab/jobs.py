@@ -129,10 +129,12 @@ def _gcs_address(address: str | None) -> tuple[str, int] | None:
     if address is not None and address.lower().startswith(("http://", "https://")):
         # the dashboard's address: Ray's own message about it breaks off mid-sentence
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
+    if address is not None and "://" in address and not address.split("://", 1)[1].strip():  # ray:// and no host:
+        raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")  # gRPC's 33 s
     if address is None or address == "auto" or "://" in address:  # ray://, or a Ray Client plugin's scheme
         return None
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not re.fullmatch(r"[0-9]+", port):  # not isdigit(): "²" is a digit to it, not to int()
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
     return host, int(port)
 
@@ -149,6 +151,14 @@ def _reachable(address: str | None, timeout: float = 5.0) -> None:
         socket.create_connection((host.strip("[]"), port), timeout=timeout).close()
     except (OSError, ValueError) as e:
         raise RunError(f"--ray {shorten(address)}: nothing answers there ({e.strerror or e})") from None
+
+
+def _address_space_limited() -> bool:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return False
+    return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
 def _worker_execute(job: Job, data_arg: str | None, threads: int) -> tuple[list[dict], float]:
@@ -336,6 +346,9 @@ class Runner:
         if not ray.is_initialized():
             address = None if self.ray_address == "local" else self.ray_address
             _reachable(address)
+            if address is None and _address_space_limited():
+                raise RunError("--ray local: Ray cannot start under a limit on address space (ulimit -v): its object "
+                               "store's mmap fails and it waits for ever; lift the limit, or run without --ray")
             ray_log = logging.getLogger("ray")
             level = ray_log.level
             ray_log.setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
@@ -347,6 +360,12 @@ class Runner:
                              **({"num_cpus": usable_cpus()} if address is None else {}))
             except Exception as e:  # ConnectionError, ValueError, RuntimeError: whichever Ray raises for it
                 raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray ({first_line(e)})") from None
+            except (KeyboardInterrupt, SystemExit) as e:  # a signal while it starts (its own SIGTERM handler exits)
+                with contextlib.suppress(Exception):
+                    ray.shutdown()  # the processes it started so far, not left behind for minutes
+                code = e.code if isinstance(e, SystemExit) else None
+                raise KeyboardInterrupt(signal.Signals(code).name if isinstance(code, int) and code in
+                                        signal.Signals._value2member_map_ else str(e)) from None
             finally:
                 ray_log.setLevel(level)
                 for s, h in handlers.items():  # ray.init puts its own in: Ctrl-C and SIGTERM stay this command's
