@@ -50,7 +50,8 @@ def main() -> None:
     result = {"jobs": [j.label for j in jobs], "repeats": args.repeats,
               "settings": {name: statistics.median(s) for name, s in seconds.items()},  # median over the repeats
               "seconds": seconds,
-              "speedup_of_jobs_over_threads": round(statistics.median(threaded) / statistics.median(jobs_side_by_side), 3),
+              "speedup_of_jobs_over_threads": round(statistics.median(threaded)
+                                                    / statistics.median(jobs_side_by_side), 3),
               "speedup_per_repeat": [round(b / a, 3) for a, b in zip(jobs_side_by_side, threaded)]}
     publish(result, args.out)
 

@@ -10,10 +10,11 @@ recomputed here. Prints one line per outcome that differs; --out writes them all
 
 --write puts the recomputed judgement (claim, criterion, outcome, effect, numbers, questions, controls) into each
 verdict.json in place, with a "rejudged" record (this checkout's commit): for a change to a criterion's code (its
-wording, a column, a decision rule) that moves no outcome or estimate (it refuses, writing nothing, where one moves or results.csv is not the file the
-verdict was judged on), so the published verdicts stay this code's without training anything again, as
-benchmarks/redraw.py does for the figures; a verdict's table (the comparison's table.csv) is written again with it.
-The lab's rows, figures and other records are left as they are.
+wording, a column, a decision rule) that moves no outcome or estimate. It judges every part first and refuses,
+writing nothing, where one moves or a results.csv is not the file its verdict was judged on. So the published
+verdicts stay this code's without training anything again, as benchmarks/redraw.py does for the figures; a
+verdict's table (the comparison's table.csv) is written again with it. The lab's rows, figures and other records
+are left as they are.
 """
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ def rewritten(d: Path, saved: dict, judged: dict, env: dict) -> dict | None:
                          "them): --write rewrites wording only, nothing rewritten")
     if all(saved.get(k) == v for k, v in now.items()):
         return None
-    return {**saved, **now, "rejudged": {"by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
-                                         "uncommitted_changes": bool(env.get("git_dirty"))}}
+    record = {"by": "benchmarks/rejudge.py --write", "commit": (env.get("git_commit") or "")[:7],
+              "uncommitted_changes": bool(env.get("git_dirty"))}
+    return {**saved, **now, "rejudged": record}
 
 
 def write(d: Path, verdict: dict, judged: dict) -> None:

@@ -684,7 +684,8 @@ def test_an_output_that_is_a_file_of_the_lab_is_refused(lab, flag, target):
 def test_a_new_file_in_a_part_of_the_lab_is_refused_before_it_is_written(lab, tmp_path, target):
     """A Markdown that does not exist yet in a part's folder was written, and every later report (or the lab's own
     at its end, after all its work) refused the lab as holding a file of its own (session 53's fault hunt)."""
-    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"), "--markdown", str(lab / target)])
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"),
+                                  "--markdown", str(lab / target)])
     assert r.exit_code == 2 and "a file of the lab itself" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (lab / target).exists() and not (tmp_path / "r.html").exists()
     r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"), "--markdown",

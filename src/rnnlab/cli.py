@@ -41,8 +41,9 @@ GROUPS = {
     "Run": ("seed", "device"),
 }
 HELP = {
-    "model": "Model kind.", "embed_dim": "Embedding size.", "hidden_dim": "Hidden size (the transformer: its "
-    "feed-forward layer is twice this wide; the CNN: its filters).", "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings, between "
+    "model": "Model kind.", "embed_dim": "Embedding size.",
+    "hidden_dim": "Hidden size (the transformer: its feed-forward layer is twice this wide; the CNN: its filters).",
+    "layers": "Recurrent/encoder layers.", "dropout": "Dropout on embeddings, between "
     "layers and before the classifier (the CNN: embeddings and classifier; bow: classifier; transformer: residual "
     "and feed-forward paths).", "pool": "How the classifier reads the states: the last real one, mean or max.",
     "recurrent_init": "Initialisation of W_hh.", "vocab_size": "Vocabulary size incl. <pad> and <unk>.",
@@ -845,7 +846,8 @@ def report_command(lab_dir, out, markdown, readme):
             written = write_report(lab_dir, out, markdown)
         else:  # checked first: a README that cannot be updated leaves the report files as they were
             html = out if out is not None else lab_dir / "report.html"
-            for flag, path in (("--out", html), ("--markdown", markdown if markdown is not None else html.with_suffix(".md"))):
+            md = markdown if markdown is not None else html.with_suffix(".md")
+            for flag, path in (("--out", html), ("--markdown", md)):
                 if readme.resolve() == path.resolve():
                     raise InputError(f"{readme}: --readme and {flag} name the same file; give the report another")
             readme_text(readme)

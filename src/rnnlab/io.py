@@ -310,9 +310,11 @@ class WholeWrites(io.RawIOBase):
 def whole_stdout() -> None:
     """sys.stdout over `WholeWrites`, with its encoding and buffering kept, where it is a file descriptor."""
     out = sys.stdout
-    unbuffered = isinstance(getattr(out, "buffer", None), io.FileIO)  # python -u, PYTHONUNBUFFERED
-    if not isinstance(out, io.TextIOWrapper) or not (unbuffered or isinstance(getattr(out.buffer, "raw", None), io.FileIO)):
+    if not isinstance(out, io.TextIOWrapper):
         return  # a notebook's stream, a test's capture: theirs
+    unbuffered = isinstance(out.buffer, io.FileIO)  # python -u, PYTHONUNBUFFERED
+    if not unbuffered and not isinstance(getattr(out.buffer, "raw", None), io.FileIO):
+        return
     out.flush()
     raw = WholeWrites(out.fileno())
     sys.stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding=out.encoding,

@@ -248,7 +248,8 @@ def verdict(rows: list[dict]) -> dict:
                          f"{near} tokens before the end far more often than one planted {far} tokens before it",
                          fade_crit + probe_ok, rows, near, far, "drop in follow rate, near - far", **final)
     wider_than = f"hidden {widest}" if widest > ref else f"a state wider than {ref}"
-    wide_claim, wide_effect = f"A wider state still forgets: the same at {wider_than}", f"drop in follow rate, {wider_than}"
+    wide_claim = f"A wider state still forgets: the same at {wider_than}"
+    wide_effect = f"drop in follow rate, {wider_than}"
     wider = (judge_fade(wide_claim, fade_crit + probe_ok, rows, near, far, wide_effect, model="rnn", hidden_dim=widest,
                         pool="last") if widest > ref
              else judge(wide_claim, fade_crit + probe_ok, [], FADE, "above", effect=wide_effect))  # nothing wider: undecided
@@ -264,9 +265,9 @@ def verdict(rows: list[dict]) -> dict:
                  "and reading all hidden states (mean pooling) relieves it",
         "criterion": f"all three: the final-state RNN's drop in follow rate (distance {near} -> {far}) above {FADE} at "
                      f"hidden {ref} and at {f'hidden {widest}' if widest > ref else 'a wider state (none trained)'}, "
-                     f"and the mean-pooled RNN's follow rate at distance {far} "
-                     "above the final-state RNN's and above chance (95% intervals over seeds); the mean-pooled part does not "
-                     f"hold where its own follow rate fades as the final state's does (drop above {FADE})",
+                     f"and the mean-pooled RNN's follow rate at distance {far} above the final-state RNN's and above "
+                     "chance (95% intervals over seeds); the mean-pooled part does not hold where its own follow rate "
+                     f"fades as the final state's does (drop above {FADE})",
         "outcome": combine([forgets["outcome"], wider["outcome"], pooled["mean"]["outcome"]]),
         "effect": forgets["effect"],
         "numbers": {

@@ -222,7 +222,8 @@ def both(claim: str, criterion: str, per_model: dict, also: list[dict] = (), ove
          effect: str = "{k}") -> dict:
     """A claim about the LSTM and the GRU: one judgement each, combined (with `also`, the RNN's part); `effect`: what
     each model's number measures ("{k}": the model)."""
-    parts = {k: p if isinstance(p, dict) else judge(f"{claim} [{k}]", criterion, *p, effect=effect.format(k=k), over=over)
+    parts = {k: p if isinstance(p, dict) else judge(f"{claim} [{k}]", criterion, *p, effect=effect.format(k=k),
+                                                    over=over)
              for k, p in per_model.items()}  # p: (values, threshold, direction), or a judgement made already
     return {"claim": claim, "criterion": criterion,
             "outcome": combine([p["outcome"] for p in (*parts.values(), *also)]),
