@@ -700,6 +700,12 @@ def test_bottleneck_pooling_that_forgets_as_the_final_state_does_does_not_reliev
     assert mean["outcome"] == FAILS and v["outcome"] == FAILS
     assert mean["numbers"]["own_drop"]["ci95"][0] > FADE
     assert {"part": "Reading all hidden states (mean pooling) relieves it", "outcome": FAILS} in v["parts"]
+    # the same where the Transformer fades too: the probe cannot blame memory for a fade, as for the final state's
+    v = bottleneck.verdict(bn_rows(**{**BN_BASE, "mean_gain": straddle(0.0, 0.05), "tf_fade": above(FADE, 0.2)},
+                                   pooled_near=(0.9, 0.91, 0.89)))
+    mean = v["questions"][2]
+    assert mean["outcome"] == UNDECIDED and v["outcome"] == UNDECIDED
+    assert mean["effect"]["undecided"] == "the negative control did not show the Transformer keeping the passage"
     # the same far rates from a pooled RNN that never followed the passage: the probe cannot tell
     v = bottleneck.verdict(bn_rows(**{**BN_BASE, "fade": (0.45, 0.44, 0.46), "mean_gain": straddle(0.0, 0.05)},
                                    pooled_near=(0.5, 0.49, 0.51)))

@@ -673,7 +673,7 @@ def test_check_ray_takes_local_and_auto_and_refuses_a_blank_or_hostless_address(
         check_ray(":6379")
 
 
-@pytest.mark.parametrize("address", ["ray://", "ray://  ", "localhost:²", "host:6379x"])
+@pytest.mark.parametrize("address", ["ray://", "ray://  ", "ray://:10001", "localhost:²", "host:6379x"])
 def test_a_ray_address_with_no_host_or_a_port_that_is_no_number_is_refused_at_once(address):
     """ray:// with no host went to gRPC, which printed five lines of C++ errors and gave up after 33 s; "²" passed
     str.isdigit() and int() then raised (session 53's fault hunt)."""
@@ -711,3 +711,17 @@ def test_a_signal_while_ray_starts_is_an_interrupt_and_what_it_started_is_shut_d
     with pytest.raises(KeyboardInterrupt) as e:
         Runner(ray_address="local")._connect_ray()
     assert str(e.value) == says and shut == [True]
+
+
+def test_ray_exiting_while_it_starts_without_a_signal_is_a_start_failure_not_an_interrupt(monkeypatch):
+    """sys.exit(1) inside ray.init is Ray giving up, not SIGHUP (signal 1)."""
+    ray = pytest.importorskip("ray")
+
+    def init(**kw):
+        raise SystemExit(1)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with pytest.raises(RunError, match=r"^--ray local: cannot start or reach Ray \(it exited with code 1\)$"):
+        Runner(ray_address="local")._connect_ray()

@@ -275,7 +275,8 @@ def _os_error(e: OSError) -> None:
             _log(f"Error: {shorten(str(e.filename))}: {e.strerror or e}")  # a name can be 1000s long
         elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # standard output has no name
             _log(f"Error: cannot write the output: {e.strerror or e}")
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # what is still buffered for it goes nowhere at exit, quietly
+            if WHOLE_PROCESS:  # what is still buffered for it goes nowhere at exit, quietly (not a host's stdout)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         else:
             _log(f"Error: {e.strerror or e}")
     sys.exit(2)
@@ -848,7 +849,8 @@ def report_command(lab_dir, out, markdown, readme):
             html = out if out is not None else lab_dir / "report.html"
             md = markdown if markdown is not None else html.with_suffix(".md")
             for flag, path in (("--out", html), ("--markdown", md)):
-                if readme.resolve() == path.resolve():
+                if readme.resolve() == path.resolve() or (readme.exists() and path.exists()
+                                                          and os.path.samefile(readme, path)):  # README.md, readme.md
                     raise InputError(f"{readme}: --readme and {flag} name the same file; give the report another")
             readme_text(readme)
             writable(readme)

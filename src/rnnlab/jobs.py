@@ -129,7 +129,7 @@ def _gcs_address(address: str | None) -> tuple[str, int] | None:
     if address is not None and address.lower().startswith(("http://", "https://")):
         # the dashboard's address: Ray's own message about it breaks off mid-sentence
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
-    if address is not None and "://" in address and not address.split("://", 1)[1].strip():  # ray:// and no host:
+    if address is not None and "://" in address and not _host_of(address):  # ray:// or ray://:10001, no host:
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")  # gRPC's 33 s
     if address is None or address == "auto" or "://" in address:  # ray://, or a Ray Client plugin's scheme
         return None
@@ -137,6 +137,15 @@ def _gcs_address(address: str | None) -> tuple[str, int] | None:
     if not host or not re.fullmatch(r"[0-9]+", port):  # not isdigit(): "²" is a digit to it, not to int()
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
     return host, int(port)
+
+
+def _host_of(url: str) -> str:
+    import urllib.parse
+
+    try:
+        return (urllib.parse.urlsplit(url).hostname or "").strip()
+    except ValueError:  # a malformed IPv6 literal, a port that is no number: Ray's to refuse
+        return url
 
 
 def _reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -363,9 +372,11 @@ class Runner:
             except (KeyboardInterrupt, SystemExit) as e:  # a signal while it starts (its own SIGTERM handler exits)
                 with contextlib.suppress(Exception):
                     ray.shutdown()  # the processes it started so far, not left behind for minutes
-                code = e.code if isinstance(e, SystemExit) else None
-                raise KeyboardInterrupt(signal.Signals(code).name if isinstance(code, int) and code in
-                                        signal.Signals._value2member_map_ else str(e)) from None
+                stopped_by = {int(signal.SIGTERM): "SIGTERM"}  # Ray's handler: sys.exit(15); 1 is no SIGHUP of it
+                if isinstance(e, SystemExit) and e.code not in stopped_by:  # Ray itself gave up, not a signal
+                    raise RunError(f"--ray {shorten(self.ray_address)}: cannot start or reach Ray (it exited with "
+                                   f"code {e.code})") from None
+                raise KeyboardInterrupt(stopped_by[e.code] if isinstance(e, SystemExit) else str(e)) from None
             finally:
                 ray_log.setLevel(level)
                 for s, h in handlers.items():  # ray.init puts its own in: Ctrl-C and SIGTERM stay this command's

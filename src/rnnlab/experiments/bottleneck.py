@@ -15,9 +15,10 @@ every distance; a model that ignores it follows it half of the time.
 Claim: what the final hidden state retains fades with distance from the end (the prediction follows
 the passage near the end far more often than far from it), a wider state still forgets, and reading
 all hidden states (mean pooling) relieves it: far from the end, the mean-pooled RNN follows the passage
-more often than the final-state RNN and more often than chance; it does not where the mean-pooled RNN's own
-follow rate fades as the final state's does (judged as the final state's fade, so only where it follows the
-passage near the end: one that never follows it leaves the question open). Max pooling is judged the same way
+more often than the final-state RNN and more often than chance; where that is not shown, it does not hold if the
+mean-pooled RNN's own follow rate fades as the final state's does (judged as the final state's fade, so only where
+it follows the passage near the end and the negative control keeps it: one that never follows it leaves the question
+open). Max pooling is judged the same way
 as a question beside the claim, not part of it. Negative control: the Transformer, whose attention reads every
 position directly, should not fade.
 """
@@ -202,25 +203,29 @@ def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: st
     return v
 
 
-def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict) -> dict:
+def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict, control: str) -> dict:
     """Pooling relieves the bottleneck: far from the end the pooled RNN follows the passage more often than the
     final-state RNN, and more often than chance (beating a final state that sits at chance is not reading it).
-    It does not where the pooled RNN forgets too: its own follow rate fades by more than FADE, judged as the final
-    state's fade (so only where it follows the passage near the end; where it does not, the probe cannot tell)."""
+    Where that is not shown, it does not hold if the pooled RNN forgets too: its own follow rate fades by more than
+    FADE, judged as the final state's fade (so only where it follows the passage near the end, else the probe cannot
+    tell) and, as that fade is, only where the negative control (`control`: its outcome) shows attention keeping it."""
     pooled = {"model": "rnn", "hidden_dim": ref, "pool": p}
     far_p = _follow(rows, far, **pooled)
     v = judge(f"Reading all hidden states ({p} pooling) relieves it: far from the end, the {p}-pooled RNN follows the "
               "passage more often than the final-state RNN, and more often than chance",
               f"follow rate at distance {far}, {p}-pooled minus final-state (hidden {ref}), paired by seed, 95% interval "
-              f"above 0; and the {p}-pooled RNN's own follow rate there above chance (0.5; 95% interval above); does "
-              f"not hold if the {p}-pooled RNN's own follow rate fades (distance {near} -> {far}, 95% interval above "
-              f"{FADE}, decided only where it follows the passage above chance at distance {near})",
+              f"above 0; and the {p}-pooled RNN's own follow rate there above chance (0.5; 95% interval above); where "
+              f"that is not shown, does not hold if the {p}-pooled RNN's own follow rate fades (distance {near} -> "
+              f"{far}, 95% interval above {FADE}, decided only where it follows the passage above chance at distance "
+              f"{near}, and only if the negative control does not hold)",
               paired(far_p, _follow(rows, far, **final)), 0.0, "above", effect=f"follow({far}) {p}-pooled - final state")
     chance = judge("", "", [r - 0.5 for r in far_p.values()], 0.0, "above", effect=f"follow({far}) {p}-pooled - 0.5")
     fades = judge_fade("", "", rows, near, far, f"drop in follow rate, {p}-pooled", **pooled)
     v["outcome"] = combine([v["outcome"], chance["outcome"]])
     if v["outcome"] != HOLDS and fades["outcome"] == HOLDS:
         v["outcome"] = FAILS
+        if control != FAILS:  # a probe that shows attention fading too cannot tell a memory's fade
+            demote(v, "the negative control did not show the Transformer keeping the passage")
     elif v["outcome"] == UNDECIDED and not _heard(rows, near, **pooled)[0]:
         v["effect"]["undecided"] = (f"the {p}-pooled RNN is not shown to follow the passage above chance even at "
                                     f"distance {near}: the probe cannot tell whether {p} pooling relieves it")
@@ -258,7 +263,7 @@ def verdict(rows: list[dict]) -> dict:
     for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
         if v["outcome"] == HOLDS and control["outcome"] != FAILS:
             demote(v, "the negative control did not show the Transformer keeping the passage")
-    pooled = {p: _relieves(rows, p, near, far, ref, final) for p in ("mean", "max")}
+    pooled = {p: _relieves(rows, p, near, far, ref, final, control["outcome"]) for p in ("mean", "max")}
     models = sorted({(r["model"], r["hidden_dim"], r["pool"]) for r in rows if r["part"] == "probe"})
     return {
         "claim": "What the final hidden state retains fades with distance from the end, a wider state still forgets, "
@@ -266,8 +271,8 @@ def verdict(rows: list[dict]) -> dict:
         "criterion": f"all three: the final-state RNN's drop in follow rate (distance {near} -> {far}) above {FADE} at "
                      f"hidden {ref} and at {f'hidden {widest}' if widest > ref else 'a wider state (none trained)'}, "
                      f"and the mean-pooled RNN's follow rate at distance {far} above the final-state RNN's and above "
-                     "chance (95% intervals over seeds); the mean-pooled part does not hold where its own follow rate "
-                     f"fades as the final state's does (drop above {FADE})",
+                     "chance (95% intervals over seeds); where that is not shown, the mean-pooled part does not hold if "
+                     f"its own follow rate fades as the final state's does (drop above {FADE})",
         "outcome": combine([forgets["outcome"], wider["outcome"], pooled["mean"]["outcome"]]),
         "effect": forgets["effect"],
         "numbers": {
