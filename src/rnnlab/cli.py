@@ -118,9 +118,7 @@ class InputError(click.ClickException):
         try:
             super().show(file)
         except BrokenPipeError:  # the log's reader is gone (2> >(head -0)): SIGPIPE's status, not click's exit 1
-            for fd in _pipes_gone():
-                with contextlib.suppress(OSError):
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+            _to_devnull(_pipes_gone())
             sys.exit(128 + 13)
 
 
@@ -176,6 +174,13 @@ def _pipes_gone() -> list[int]:
         return sorted(fd for fd, ev in p.poll(0) if ev & (select.POLLERR | select.POLLHUP))
     except (AttributeError, OSError, ValueError):
         return [1]
+
+
+def _to_devnull(fds) -> None:
+    """Point these file descriptors at /dev/null: nothing more is written where they went, at exit either."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
 
 
 NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click 8.2+: help for a command given no arguments
@@ -255,9 +260,7 @@ class Main(click.Group):
                 with contextlib.suppress(OSError):
                     _log(f"Error: {e.strerror or e}")
                 sys.exit(2)
-            for fd in gone:  # the reader of the output or the log stopped (| head): quietly, as any command in a
-                with contextlib.suppress(OSError):  # pipe; nothing more to write there, at exit either
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+            _to_devnull(gone)  # the reader of the output or the log stopped (| head): quietly, as any command in a pipe
             sys.exit(128 + 13)  # SIGPIPE's status, as the shell gives `yes | head`
         except OSError as e:
             if os.environ.get("RNNLAB_DEBUG"):
@@ -276,7 +279,7 @@ def _os_error(e: OSError) -> None:
         elif e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # standard output has no name
             _log(f"Error: cannot write the output: {e.strerror or e}")
             if WHOLE_PROCESS:  # what is still buffered for it goes nowhere at exit, quietly (not a host's stdout)
-                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+                _to_devnull([1])
         else:
             _log(f"Error: {e.strerror or e}")
     sys.exit(2)
