@@ -44,7 +44,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,7 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, owner, printable, shorten
+from .io import JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, owner, printable, shorten
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -78,9 +77,6 @@ class Run:
     cfg: Any  # TrainConfig
     vocab: Any  # text.Vocab
     model: Any  # models.Classifier, eval mode
-
-
-JOB_KEY = re.compile(r"[0-9a-f]{20}")  # a run folder in a lab's jobs/ (rnnlab.jobs: the job's key)
 
 
 def load_run(path: str | os.PathLike, device="cpu") -> Run:
