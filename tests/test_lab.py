@@ -243,7 +243,7 @@ def test_quick_lab_writes_every_part(runs, tiny_data):
     assert (seed / "seed.png").read_bytes()[:8] == PNG_MAGIC and b"<svg" in (seed / "seed.svg").read_bytes()[:2000]
     record = runs.first_record
     assert record["mode"] == "quick" and record["workers"] == 1 and record["threads_per_job"] == 1
-    assert set(record["phases_seconds"]) == {"jobs", "experiments", "explain", "report"}
+    assert set(record["phases_seconds"]) == {"jobs", "experiments", "explain"}
     assert all(v >= 0 for v in record["phases_seconds"].values()) and record["phases_seconds"]["jobs"] > 0
     assert record["jobs"] == len(files) > 10
     assert set(record["job_seconds_by_experiment"]) == set(EXPERIMENTS)  # each read its jobs (--device cpu):

@@ -467,14 +467,14 @@ def _lab_table(record: dict) -> Section:
     return Section("lab", "How the lab was run", [Table(["", ""], rows)])
 
 
-def collect(lab: Path, record: dict | None = None) -> list[Section]:
+def collect(lab: Path) -> list[Section]:
     """Every section, read from LAB (ReportError if it is absent or holds nothing rnnlab made)."""
     if not lab.is_dir():
         raise ReportError(f"{lab}: no such directory")
     if not any((lab / n).is_dir() for n in ("seed", *EXPERIMENTS)):
         raise ReportError(f"{lab}: holds nothing rnnlab made (expected seed/ or one of {', '.join(EXPERIMENTS)})")
-    lab_part = None  # the section "How the lab was run"
-    if record is None and (lab / "lab.json").exists():
+    lab_part, record = None, None  # the section "How the lab was run", from lab.json
+    if (lab / "lab.json").exists():
         try:
             record = read_json(lab / "lab.json")
         except RunError as e:
@@ -730,7 +730,7 @@ def readme_with_block(lab: Path, readme: Path) -> str:
 
 
 def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike | None = None,
-                 markdown: str | os.PathLike | None = None, record: dict | None = None) -> dict:
+                 markdown: str | os.PathLike | None = None) -> dict:
     """Render LAB to `out` (default LAB/report.html) and its Markdown twin (default: `out` with .md).
 
     The Markdown links its figures in place when it lies inside LAB, else copies them into `<its name>_figures/`
@@ -738,7 +738,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     atomically.
     """
     lab = Path(lab)
-    sections = collect(lab, record)
+    sections = collect(lab)
     out = Path(out) if out is not None else lab / "report.html"
     if not out.name:  # '' or '/': no file name to write, nor to put .md on
         raise ReportError(f"{out}: give a file name")

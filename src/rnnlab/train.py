@@ -85,52 +85,19 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
         metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
     except RunError as e:
         raise CannotResume(str(e)) from None
-    if device.type == "cpu" and len(metrics) < cfg.epochs:  # (a finished run only scores its test split again)
+    epochs = range(len(metrics) + 1, cfg.epochs + 1)  # a resumed run starts after its saved epochs
+    if device.type == "cpu" and epochs:  # (a finished run only scores its test split again)
         _check_memory(cfg, data, model)
-    params = list(model.parameters())
-    max_norm = cfg.clip if cfg.clip > 0 else math.inf  # inf: measure the norm, never clip
-    show = sys.stderr.isatty() if progress is None else progress
-    first = len(metrics) + 1  # a resumed run starts after its saved epochs
     steps = math.ceil(len(data.train.lengths) / cfg.batch_size)  # every epoch's, in either batching
     checks = validation_steps(steps, cfg.val_checks) if data.val is not None else set()
-    if cfg.val_checks > len(checks) > 0 and first <= cfg.epochs:
+    if cfg.val_checks > len(checks) > 0 and epochs:
         log(f"note: --val-checks {cfg.val_checks} is more than the {steps} steps of an epoch: "
             "validation runs after every step")
+    show = sys.stderr.isatty() if progress is None else progress
     with StopOnSignal() as stop:
-        for epoch in range(first, cfg.epochs + 1):
-            batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
-            model.train()
-            losses, norms, passes, n_tokens, eval_seconds = [], [], [], 0, 0.0
-            t0 = time.perf_counter()
-            for step, idx in enumerate(_bar(batches, f"epoch {epoch}/{cfg.epochs}", show), 1):
-                global_step = (epoch - 1) * steps + step
-                lr = lr_at(cfg, global_step - 1, cfg.epochs * steps)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
-                with _memory_guard(cfg, epoch, step, tokens.shape):
-                    loss = objective(model, tokens, lengths, labels, cfg.step_loss)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))  # the unclipped norm
-                losses.append(loss.item())
-                norms.append(norm)
-                _check_finite(losses[-1], norm, epoch, step)
-                opt.step()
-                n_tokens += int(lengths.sum())
-                if on_step is not None:
-                    on_step(model, {"epoch": epoch, "step": step, "global_step": global_step,
-                                    "loss": losses[-1], "grad_norm": norm, "lr": lr})
-                if stop.signal:
-                    raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
-                if step in checks:  # a validation pass; its time is not training time
-                    te = time.perf_counter()
-                    passes.append({"step": step, **_score(model, data.val, device, f"epoch {epoch}, step {step}")})
-                    best.offer(passes[-1]["acc"], epoch, step, model)
-                    eval_seconds += time.perf_counter() - te
-            row = _epoch_row(epoch, losses, norms, n_tokens, time.perf_counter() - t0 - eval_seconds, lr, passes,
-                             cfg.val_checks)
-            if not passes:
+        for epoch in epochs:
+            row = _epoch(cfg, data, model, opt, epoch, steps, checks, best, stop, on_step, show)
+            if "val_acc" not in row:
                 best.take(epoch, model)  # no validation split: the last epoch is kept
             if cfg.test_every_epoch:
                 row["test_acc"] = _score(model, data.test, device, f"epoch {epoch}")["acc"]
@@ -143,6 +110,51 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
             if stop.signal:  # it came during validation or the checkpoint: the epoch is saved, stop here
                 raise Interrupted(f"{stop.signal} after epoch {epoch}")
     return _finish(cfg, data, model, metrics, best, device, run_dir)
+
+
+def _epoch(cfg, data, model, opt, epoch, steps, checks, best, stop, on_step, show) -> dict:
+    """One epoch's steps, a validation pass after each step in `checks`; returns its row of metrics.jsonl."""
+    device = next(model.parameters()).device
+    batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
+    model.train()
+    losses, norms, passes, n_tokens, eval_seconds = [], [], [], 0, 0.0
+    t0 = time.perf_counter()
+    for step, idx in enumerate(_bar(batches, f"epoch {epoch}/{cfg.epochs}", show), 1):
+        global_step = (epoch - 1) * steps + step
+        lr = lr_at(cfg, global_step - 1, cfg.epochs * steps)
+        tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
+        loss, norm = _step(cfg, model, opt, lr, tokens, lengths, labels, f"epoch {epoch}, step {step}")
+        losses.append(loss)
+        norms.append(norm)
+        n_tokens += int(lengths.sum())
+        if on_step is not None:
+            on_step(model, {"epoch": epoch, "step": step, "global_step": global_step, "loss": loss, "grad_norm": norm,
+                            "lr": lr})
+        if stop.signal:
+            raise Interrupted(f"{stop.signal} at epoch {epoch}, step {step}")
+        if step in checks:  # a validation pass; its time is not training time
+            te = time.perf_counter()
+            passes.append({"step": step, **_score(model, data.val, device, f"epoch {epoch}, step {step}")})
+            best.offer(passes[-1]["acc"], epoch, step, model)
+            eval_seconds += time.perf_counter() - te
+    return _epoch_row(epoch, losses, norms, n_tokens, time.perf_counter() - t0 - eval_seconds, lr, passes,
+                      cfg.val_checks)
+
+
+def _step(cfg, model, opt, lr, tokens, lengths, labels, where: str) -> tuple[float, float]:
+    """One optimiser step at learning rate `lr`; returns the loss and the unclipped gradient norm."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with _memory_guard(cfg, where, tokens.shape):
+        loss = objective(model, tokens, lengths, labels, cfg.step_loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip or math.inf))  # unclipped; inf: no clip
+    loss = loss.item()
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise Divergence(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient'} at {where}")
+    opt.step()
+    return loss, norm
 
 
 @contextlib.contextmanager
@@ -197,11 +209,6 @@ def _score(model, enc, device, when: str) -> dict:
         raise Divergence(f"non-finite answers at {when}") from None
 
 
-def _check_finite(loss: float, norm: float, epoch: int, step: int) -> None:
-    if not (math.isfinite(loss) and math.isfinite(norm)):
-        raise Divergence(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient'} at epoch {epoch}, step {step}")
-
-
 def _epoch_row(epoch, losses, norms, n_tokens, seconds, lr, passes, val_checks) -> dict:
     """One line of metrics.jsonl; the epoch's val_acc is its best validation pass (the earliest of equals)."""
     row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 6),
@@ -215,10 +222,10 @@ def _epoch_row(epoch, losses, norms, n_tokens, seconds, lr, passes, val_checks) 
     return row
 
 
-def _memory_guard(cfg: TrainConfig, epoch: int, step: int, shape):
+def _memory_guard(cfg: TrainConfig, where: str, shape):
     """Out of memory on a batch -> OutOfMemory naming the batch and what to change."""
-    return _out_of_memory_as(lambda: f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens (epoch {epoch}, "
-                                     f"step {step}, --batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
+    return _out_of_memory_as(lambda: f"out of memory on a batch of {shape[0]} reviews x {shape[1]} tokens ({where}, "
+                                     f"--batch-size {cfg.batch_size}, --max-len {cfg.max_len or 'all'}): use a "
                                      "smaller --batch-size or a --max-len")
 
 

@@ -33,7 +33,7 @@ from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..data import DataError
 from ..text import UNK, tokenize
 from .common import SEEDS, by_seed, fit, mean_sd, paired, title, values
-from .stats import FAILS, HOLDS, UNDECIDED, combine, demote, judge, part_of
+from .stats import FAILS, UNLESS_CONTROL, HOLDS, UNDECIDED, combine, demote, judge, needs_control, part_of
 
 NAME = "bottleneck"
 PARTS = ("accuracy", "by_length", "probe")
@@ -44,6 +44,7 @@ DISTANCES = {"full": (0, 10, 25, 50, 100, 200, 350), "quick": (0, 25, 100)}
 PROBES = 60  # per polarity and distance
 SENTENCES = 20  # planted passages per polarity (the most polar found)
 MIN_COUNT = 20  # words seen fewer times in train get no polarity (their log-odds is noise)
+KEPT = "the negative control did not show the Transformer keeping the passage"  # why a gated part is undecided
 PREFIX = 8  # filler tokens always before the passage
 SENTENCE_LEN = (4, 12)  # each planted sentence has 4-12 tokens; a passage is two of them
 
@@ -225,7 +226,7 @@ def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict, control:
     if v["outcome"] != HOLDS and fades["outcome"] == HOLDS:
         v["outcome"] = FAILS
         if control != FAILS:  # a probe that shows attention fading too cannot tell a memory's fade
-            demote(v, "the negative control did not show the Transformer keeping the passage")
+            demote(v, KEPT)
     elif v["outcome"] == UNDECIDED and not _heard(rows, near, **pooled)[0]:
         v["effect"]["undecided"] = (f"the {p}-pooled RNN is not shown to follow the passage above chance even at "
                                     f"distance {near}: the probe cannot tell whether {p} pooling relieves it")
@@ -248,21 +249,19 @@ def verdict(rows: list[dict]) -> dict:
     control = judge_fade("Negative control: the Transformer's follow rate fades with distance too (expected: does not "
                          "hold, attention reads every position directly)", fade_crit, rows, near, far,
                          "drop in follow rate, transformer", model="transformer")
-    probe_ok = "; and only if the negative control does not hold, else inconclusive"
     forgets = judge_fade(f"The final hidden state forgets: the vanilla RNN (hidden {ref}) follows a passage planted "
                          f"{near} tokens before the end far more often than one planted {far} tokens before it",
-                         fade_crit + probe_ok, rows, near, far, "drop in follow rate, near - far", **final)
+                         fade_crit + UNLESS_CONTROL, rows, near, far, "drop in follow rate, near - far", **final)
     wider_than = f"hidden {widest}" if widest > ref else f"a state wider than {ref}"
     wide_claim = f"A wider state still forgets: the same at {wider_than}"
     wide_effect = f"drop in follow rate, {wider_than}"
-    wider = (judge_fade(wide_claim, fade_crit + probe_ok, rows, near, far, wide_effect, model="rnn", hidden_dim=widest,
+    wider = (judge_fade(wide_claim, fade_crit + UNLESS_CONTROL, rows, near, far, wide_effect, model="rnn", hidden_dim=widest,
                         pool="last") if widest > ref
-             else judge(wide_claim, fade_crit + probe_ok, [], FADE, "above", effect=wide_effect))  # nothing wider: undecided
+             else judge(wide_claim, fade_crit + UNLESS_CONTROL, [], FADE, "above", effect=wide_effect))  # nothing wider: undecided
     if widest <= ref:
         wider["effect"]["undecided"] = f"no state wider than hidden {ref} was trained"
     for v in (forgets, wider):  # a probe that shows attention fading too cannot tell a memory's fade
-        if v["outcome"] == HOLDS and control["outcome"] != FAILS:
-            demote(v, "the negative control did not show the Transformer keeping the passage")
+        needs_control(v, control["outcome"], KEPT)
     pooled = {p: _relieves(rows, p, near, far, ref, final, control["outcome"]) for p in ("mean", "max")}
     models = sorted({(r["model"], r["hidden_dim"], r["pool"]) for r in rows if r["part"] == "probe"})
     return {

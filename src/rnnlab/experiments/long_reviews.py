@@ -22,7 +22,7 @@ import numpy as np
 
 from ..config import BOW, RNN, with_overrides
 from .common import SEEDS, by_seed, diff, fit, mean_over, mean_sd, paired, title, values
-from .stats import FAILS, HOLDS, UNDECIDED, judge
+from .stats import UNLESS_CONTROL, judge, needs_control
 
 NAME = "long-reviews"
 PARTS = ("accuracy", "by_length")
@@ -80,10 +80,8 @@ def verdict(rows: list[dict]) -> dict:
     control = judge("Negative control: the same for the bag of embeddings (expected: does not hold, it gains from "
                     "the extra words)", crit, paired(_acc(rows, "bow", 0, "whole"), _acc(rows, "bow", COMPARATOR, "tail")),
                     GAIN, "below", effect=f"acc(whole) - acc(last {COMPARATOR}), bag of embeddings")
-    main["criterion"] += "; and only if the negative control does not hold, else inconclusive"
-    if main["outcome"] == HOLDS and control["outcome"] != FAILS:  # the test saw no gain for the bag either
-        main["outcome"] = UNDECIDED
-        main["effect"]["undecided"] = "the negative control did not show the bag of embeddings gaining either"
+    main["criterion"] += UNLESS_CONTROL
+    needs_control(main, control["outcome"], "the negative control did not show the bag of embeddings gaining either")
     both = sorted({r["max_len"] for r in rows if r.get("truncate") == "head"}
                   & {r["max_len"] for r in rows if r.get("truncate") == "tail"})
     tail_head = mean_over([diff(_acc(rows, "rnn", n, "tail"), _acc(rows, "rnn", n, "head")) for n in both])

@@ -99,6 +99,15 @@ def demote(v: dict, why: str) -> dict:
     return v
 
 
+UNLESS_CONTROL = "; and only if the negative control does not hold, else inconclusive"  # how a claim that needs its control ends
+
+
+def needs_control(v: dict, control: str, why: str) -> dict:
+    """`v` made undecided, with `why`, where it holds but its negative control (outcome `control`) did not come out
+    "does not hold": a measurement that finds the effect where it should not be cannot tell it where it should."""
+    return demote(v, why) if v["outcome"] == HOLDS and control != FAILS else v
+
+
 def part_of(q: dict, name: str = "") -> dict:
     """A part of a claim that its outcome combines, for the record (verdict.json's "parts"): the report names the
     parts that decided a claim its own effect alone would not have. `name`: the question's claim up to a colon."""

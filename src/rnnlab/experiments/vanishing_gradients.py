@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..config import GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from .common import (SEEDS, as_trained, by_seed, fit, fixed_length_batch, is_lab_preset, matching, mean_sd, paired, title,
                      values)
-from .stats import FAILS, HOLDS, combine, demote, judge, part_of
+from .stats import UNLESS_CONTROL, combine, judge, needs_control, part_of
 
 NAME = "vanishing-gradients"
 PARTS = ("accuracy", "dh", "dx", "ratio", "trace")
@@ -208,9 +208,9 @@ def verdict(rows: list[dict]) -> dict:
                       "test accuracy with clipping minus without, paired by seed; holds if the 95% interval is above 0",
                       clip_gain, 0.0, "above", effect="test acc(clip 1.0) - test acc(no clipping)",
                       numbers=_trace_numbers(rows))
-    main["criterion"] += "; and only if the negative control does not hold, else inconclusive"
-    if main["outcome"] == HOLDS and control["outcome"] != FAILS:  # a measurement that finds attention vanishing too
-        demote(main, "the negative control did not show the Transformer's gradient reaching the first token")
+    main["criterion"] += UNLESS_CONTROL
+    needs_control(main, control["outcome"],
+                  "the negative control did not show the Transformer's gradient reaching the first token")
     main["outcome"] = combine([main["outcome"], at_init["outcome"]])
     main["parts"] = [part_of(at_init, "at initialisation (the claim's second part)")]
     main["claim"] = (f"In the vanilla RNN the gradient reaching the first of {n} tokens is at least 1000x smaller "
