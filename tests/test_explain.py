@@ -276,6 +276,25 @@ def test_gradient_norm_matches_the_explicit_loop(runs):
     np.testing.assert_allclose(e.state_change, ref, rtol=1e-5)
 
 
+def test_a_tiny_gradient_is_not_reported_as_zero():
+    """A float32 norm of entries near 1e-20 squares them below float32's normal range, which rnnlab flushes to 0
+    (kernels.py): explain reported such tokens as "exactly 0" though their gradient was not (scientist's check)."""
+    from rnnlab.explain import embedding_grad_norm
+    import rnnlab.kernels  # noqa: F401  (what sets the flush, as in every rnnlab process)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(4, 3)
+
+        def forward(self, tokens, lengths):
+            return (self.embedding(tokens) * 1e-20).sum(dim=(1, 2))  # a logit of about 0: dL/dlogit = -0.5
+
+    norms = embedding_grad_norm(Tiny(), torch.tensor([[1, 2]]), torch.tensor([2]), 1.0)
+    assert all(n > 0 for n in norms), norms  # each entry of dL/dx is -0.5e-20: the norm is about 8.7e-21
+    np.testing.assert_allclose(norms, [0.5e-20 * 3 ** 0.5] * 2, rtol=1e-5)
+
+
 def test_tokens_as_the_run_reads_them(runs):
     full, tail, head, strip = explain_runs([runs[k] for k in ("rnn", "rnn-tail", "rnn-head", "rnn-strip")], REVIEW,
                                            attribution=False)

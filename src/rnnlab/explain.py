@@ -154,7 +154,8 @@ def token_count(n: int) -> str:
 
 
 def vanished(e: Explanation) -> int:
-    """How many tokens' gradient is exactly 0: below float32's smallest number (about 1e-45)."""
+    """How many tokens' gradient is exactly 0: every entry below float32's smallest normal number (1.2e-38; rnnlab
+    flushes smaller ones to 0, kernels.py)."""
     return sum(g == 0 for g in e.grad_norm)
 
 
@@ -382,7 +383,8 @@ def embedding_grad_norm(model, tokens, lengths, label: float) -> list[float]:
             (g,) = torch.autograd.grad(loss, seen["x"])
     finally:
         hook.remove()
-    return g[0].norm(dim=-1).cpu().double().numpy().tolist()  # (T,)
+    return g[0].double().norm(dim=-1).cpu().numpy().tolist()  # (T,); in float64: a float32 norm of entries below
+    # about 1e-19 squares them below float32's normal range, which rnnlab flushes to 0 (kernels.py), and was 0
 
 
 def _no_cudnn(tokens):

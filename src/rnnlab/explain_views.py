@@ -453,7 +453,7 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
              '<p class="note">||dL/dx_t||: how strongly the loss of the final answer (against the predicted '
              "label) reacts to each word's embedding. For a vanilla RNN it fades by orders of magnitude towards "
              "the start of a long review: the vanishing gradient, on one review."
-             + (f" A triangle at the bottom: exactly 0 in float32, below its smallest number ({zeros})."
+             + (f" A triangle at the bottom: exactly 0 in float32, below its smallest normal number, 1.2e-38 ({zeros})."
                 if zeros else "") + "</p>",
              _chart_legend(exps), _svg_chart(al, gn, "||dL/dx_t|| at the embedding output", log=True, tips=tips)]
     if dh:
