@@ -589,8 +589,24 @@ def test_cli_text_stdin_json_html_png(runs, tmp_path):
     assert (tmp_path / "e.html").stat().st_size > 0 and (tmp_path / "e.png").stat().st_size > 0
     p = float(predict_texts(*RunDir(runs["rnn"]).load_model(), [REVIEW])[0])
     assert out["runs"][0]["opinion"][-1] == out["runs"][0]["p_positive"] == p  # JSON keeps it exactly
+    r = CliRunner().invoke(main, ["predict", str(runs["rnn"]), "--json", REVIEW])  # and so does predict's (it
+    assert json.loads(r.stdout)["p_positive"] == p  # printed 4 decimals: 0.5 beside the label "positive")
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--plain"], input=REVIEW)
     assert r.exit_code == 0 and "wonderful" in r.stdout and "\x1b[" not in r.stdout
+
+
+def test_cli_json_says_where_completeness_fails(runs, monkeypatch):
+    """--json printed the attributions with no word where they do not add up, as the page and the terminal give
+    (scientist's check): each run's "attribution_warning", and one note per such run on stderr."""
+    pytest.importorskip("captum")
+    import rnnlab.explain
+
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--json"])
+    assert r.exit_code == 0 and r.stderr == "" and json.loads(r.stdout)["runs"][0]["attribution_warning"] == ""
+    monkeypatch.setattr(rnnlab.explain, "attribution_warning", lambda e: "completeness fails: made up. Why")
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--json"])
+    assert r.exit_code == 0 and r.stderr == "note: rnn: completeness fails: made up\n", r.stderr
+    assert json.loads(r.stdout)["runs"][0]["attribution_warning"] == "completeness fails: made up. Why"
 
 
 def test_cli_notes_the_characters_the_tokenizer_reads_as_spaces(runs):
@@ -982,6 +998,8 @@ def test_attributions_that_do_not_add_up_are_drawn_faded_and_said_to_be_no_reaso
     good = _made_up([0.6, 0.4, 0.7], [0.3, -0.2, 0.001])
     bad = dataclasses.replace(good, logit=2.0, attribution_delta=0.101 - 2.0)
     assert not attribution_warning(good) and attribution_warning(bad)
+    assert good.to_dict()["attribution_warning"] == "" and bad.to_dict()["attribution_warning"] == attribution_warning(bad)
+    assert Explanation.from_dict(json.loads(bad.to_json())) == bad  # the extra key is read back as nothing
     assert attribution_colours(bad.attribution, faded=True) == [_rgb(a / 0.3 / 3) for a in bad.attribution]  # a third
     for e, faded in ((good, False), (bad, True)):
         spans = re.findall(r'<span class="t w[^"]*" style="background:(#[0-9a-f]{6})', render_html([e]))

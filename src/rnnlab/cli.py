@@ -650,7 +650,7 @@ def predict(run_dir, texts, as_json, device):
     out = []
     for p in probs:
         label = "positive" if p > 0.5 else "negative"
-        out.append(json.dumps({"label": label, "p_positive": round(float(p), 4)}) if as_json else f"{label}\t{p:.4f}")
+        out.append(json.dumps({"label": label, "p_positive": float(p)}) if as_json else f"{label}\t{p:.4f}")
     echo_whole("\n".join(out))  # megabytes for a file of reviews: in pieces (| head)
 
 

@@ -122,7 +122,8 @@ class Explanation:
         return len(self.words)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Its fields, and `attribution_warning`: "" where the attributions pass completeness, else why not."""
+        return dataclasses.asdict(self) | {"attribution_warning": attribution_warning(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -844,6 +845,9 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         al = align(exps)
         echo_whole(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
             {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
+        for e in exps:  # as the page and the terminal view say it (each run's "attribution_warning" in the JSON)
+            if attribution_warning(e):
+                click.echo(f"note: {e.run}: {attribution_warning(e).split('. ')[0]}", err=True)
         return
     if html_path or png_path:  # the words are in the file: here each run's answer, not a table of 1,000 rows
         runs = ["\n".join(header_lines(e)) for e in exps]

@@ -425,7 +425,7 @@ def _completeness(picks: dict) -> str:
         return ""
     holds = sum(not attribution_warning(e) for e in judged)
     return (f" Integrated Gradients' completeness check (the attributions add up to the logit's change from a "
-            f"blank review, within 5%) holds in {holds} of these {len(judged)} explanations"
+            f"blank review, within 5% or 0.01) holds in {holds} of these {len(judged)} explanations"
             + (": where it fails, read the attribution panel as rough (docs/USAGE.md, 'Attributions')."
                if holds < len(judged) else "."))
 
