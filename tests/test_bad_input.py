@@ -714,6 +714,17 @@ def test_predict_is_the_same_for_argument_and_stdin(run_dir):
                                                                 'echo - | rnnlab predict RUN)'], d.output
 
 
+def test_predict_refuses_a_second_run_as_a_review(run_dir):
+    """`predict RUN_A RUN_B TEXT` printed a prediction for the text "RUN_B" (scientist's check): explain takes
+    several runs, predict one, so a review that names a run directory is refused; on stdin it is a review."""
+    res = CliRunner().invoke(main, ["predict", str(run_dir), str(run_dir), "great film"])
+    assert_one_line_error(res.output, res.stdout, res.exit_code, "a run directory, not a review")
+    res = CliRunner().invoke(main, ["predict", str(run_dir)], input=f"{run_dir}\n")
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 1, res.output
+    res = CliRunner().invoke(main, ["predict", str(run_dir), "x" * 5000, "a\x00b"])  # too long a name, a NUL: reviews
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 2, res.output
+
+
 def test_predict_empty_stdin_is_an_error(run_dir):
     res = CliRunner().invoke(main, ["predict", str(run_dir)], input=b"")
     assert_one_line_error(res.output, res.stdout, res.exit_code, "no review")

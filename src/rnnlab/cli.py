@@ -612,6 +612,13 @@ def evaluate(run_dir, data_path, as_json, device):
         click.echo(f"  {b['bucket']:>8}  n={b['n']:6d}  acc={b['acc']:.4f}")
 
 
+def _names_a_run(text: str) -> bool:
+    try:
+        return (Path(text) / "config.json").is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: a review
+        return False
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
@@ -628,6 +635,10 @@ def predict(run_dir, texts, as_json, device):
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
+    run = next((t for t in texts if _names_a_run(t)), None)
+    if run is not None:  # `predict RUN_A RUN_B TEXT` classified the path RUN_B as a review
+        raise InputError(f"{shorten(run)}: a run directory, not a review: predict reads one run (explain shows "
+                         "several side by side); a review that is a path goes on stdin")
     if "-" in texts and len(texts) > 1:
         raise InputError('"-" reads the reviews from stdin: give them there or as TEXT arguments, not both (the '
                          'review "-" itself: echo - | rnnlab predict RUN)')

@@ -243,8 +243,10 @@ def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, l
         whole = next((e.n_review_tokens for e in exps), p["n_tokens"])  # n_tokens: as the RNN reads it (<= 400)
         log(f"[lab] explain: {p['rule']}: test review {n} ({p['n_tokens']} tokens read"
             + (f" of its {whole})" if whole != p["n_tokens"] else ")"))
+    among = (f"the lab's test subset ({len(test):,} of the {len(ds.test):,} test reviews, half of each label, drawn "
+             "with seed 0), which the comparison's models are scored on" if places is not None else "every test review")
     write_json(d / "picks.json", {"mode": mode, "models": list(EXPLAINED), "runs": kept, "seed": SEEDS[mode][0],
-                                  "data_fingerprint": ds.fingerprint(), "picks": picks})
+                                  "data_fingerprint": ds.fingerprint(), "among": among, "picks": picks})
     kept = {f for p in picks for f in p.get("files", {}).values()}
     for old in (*d.glob("review-*.html"), *d.glob("review-*.png")):  # an earlier run's picks
         if old.name not in kept:

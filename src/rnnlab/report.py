@@ -376,7 +376,8 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
                            f"{f'seed {seed}' if sec.seeds else 'first seed'}). "
                            "The running opinion is P(positive) had the review ended at that word; the attribution "
                            "is Integrated Gradients; the gradient norm is ||dL/dx_t|| at each word's embedding "
-                           "(rnnlab explain). The reviews were picked by the rules below, not by hand."
+                           "(rnnlab explain). The reviews were picked by the rules below, not by hand"
+                           + (f", from {picks['among']}." if isinstance(picks.get("among"), str) else ".")
                            + _completeness(picks)))
     for p in picks["picks"]:
         if p.get("index") is None:
