@@ -447,8 +447,8 @@ class RunDir:
                 raise RunError(f"{f}: record {i} is not an epoch's metrics")
         return rows
 
-    def load_weights(self, model, file: str | os.PathLike | None = None) -> None:
-        f = Path(file) if file else self.path / "model.safetensors"
+    def load_weights(self, model) -> None:
+        f = self.path / "model.safetensors"
         _load_state(model, load_tensors(f), f)
 
     def restore(self, model, opt):

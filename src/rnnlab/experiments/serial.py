@@ -62,12 +62,11 @@ def _threads() -> tuple[int, ...]:
     return tuple(n for n in (1, 2) if n <= usable_cpus())  # a second thread on no second core times nothing
 
 
-def timing_job_for(model: str, mode: str, device: str = "auto") -> Job:
-    """The timing of one model (exclusive: it runs with nothing else on the machine)."""
+def timing_job_for(model: str, mode: str) -> Job:
+    """The timing of one model (exclusive: it runs with nothing else on the machine; its device: `_on_device`)."""
     sw = SWEEP[mode]
-    cfg = with_overrides(CONFIGS[model], {"device": device})
     return Job("rnnlab.experiments.serial:timing_job",
-               {"cfg": cfg.to_dict(), "threads": list(_threads()),
+               {"cfg": CONFIGS[model].to_dict(), "threads": list(_threads()),
                 **{k: sw[k] for k in ("lengths", "batch", "warmup", "repeats", "matmul_n")}},
                label=f"timing {model}", exclusive=True)
 
