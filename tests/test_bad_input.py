@@ -826,6 +826,30 @@ def test_predict_non_utf8_stdin_in_a_real_process(run_dir):
     _assert_predictions(p.stdout.decode("utf-8"), 2)
 
 
+@pytest.mark.parametrize("setting,value", [("TORCH_LOGS", "garbage"), ("TORCH_LOGS_FORMAT", "%garbage"),
+                                           ("TORCH_LOGS", "help")])
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_torch_settings_it_cannot_read_are_one_line(run_dir, setting, value, command):
+    """torch's import stopped on a TORCH_LOGS or TORCH_LOGS_FORMAT it cannot parse: 46-101 lines of traceback
+    (explain: one line of 3.4 KB) in the middle of a command (fault hunt). Now one line naming the variable."""
+    env = {**os.environ, setting: value}
+    p = subprocess.run([sys.executable, "-m", "rnnlab", command, str(run_dir), "great"], capture_output=True,
+                       text=True, timeout=180, env=env)
+    assert p.returncode == 2 and p.stdout == "", p.stderr
+    assert p.stderr.startswith(f"Error: {setting}: torch cannot read it") and len(p.stderr.splitlines()) == 1, p.stderr
+    assert len(p.stderr) < 300
+
+
+def test_a_matplotlib_backend_it_does_not_know_is_not_a_traceback(run_dir, tmp_path):
+    """rnnlab draws with Agg; an MPLBACKEND that matplotlib does not know stopped its import with a traceback
+    (explain --png, lab, compare; train after its first epoch: fault hunt)."""
+    env = {**os.environ, "MPLBACKEND": "nonsense"}
+    p = subprocess.run([sys.executable, "-m", "rnnlab", "explain", str(run_dir), "great", "--no-attribution", "--png",
+                        str(tmp_path / "e.png")], capture_output=True, text=True, timeout=180, env=env)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
 @pytest.mark.parametrize("args", [["train", "--data", "x" * 5000], ["report", "x" * 5000],
                                   ["lab", "--quick", "--data", "x" * 5000, "--out", "OUT"]])
 def test_a_name_too_long_for_the_file_system_is_short_lines(args, tmp_path):

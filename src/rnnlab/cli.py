@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, echo_whole, in_the_way, one_line, shorten, whole_stdout
+from .io import HANGUP, RunError, echo_whole, first_line, in_the_way, one_line, shorten, whole_stdout
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -302,11 +302,30 @@ def main(ctx):
     if sys.stdout is None:  # started with stdout closed (>&-): what it prints would vanish without a word
         raise InputError(STDOUT_CLOSED)
     whole_stdout()  # output into a nearly full disk: an error, not exit 0 with the output cut short
+    if ctx.invoked_subcommand not in WITHOUT_TORCH:
+        _torch_settings()
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():
         gc.disable()
         ctx.call_on_close(gc.enable)
+
+
+WITHOUT_TORCH = ("report", "presets")  # the commands that never import torch (`report` must not: test_report)
+TORCH_SETTINGS = ("TORCH_LOGS", "TORCH_LOGS_FORMAT")  # read by torch's import, which a value it cannot parse stops
+
+
+def _torch_settings() -> None:
+    """Where TORCH_LOGS or TORCH_LOGS_FORMAT is set, torch imported now: one line, before any work, where it
+    refuses them (its import raised a traceback of 50 lines in the middle of a command)."""
+    named = [v for v in TORCH_SETTINGS if os.environ.get(v)]
+    if not named:
+        return
+    try:
+        import torch  # noqa: F401
+    except ValueError as e:
+        raise InputError(f"{' or '.join(named)}: torch cannot read it ({shorten(first_line(e), 120)}); fix it, or "
+                         f"unset it") from None
 
 
 DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the Hugging Face hub."

@@ -30,7 +30,12 @@ def _writable_matplotlib_config() -> None:
 
 
 _writable_matplotlib_config()
-import matplotlib  # noqa: E402
+_backend = os.environ.pop("MPLBACKEND", None)  # rnnlab draws with Agg whatever it names (matplotlib's import failed
+try:  # on a name it does not know, a traceback)
+    import matplotlib
+finally:
+    if _backend is not None:  # as it was, for what runs after (a notebook's own plots)
+        os.environ["MPLBACKEND"] = _backend
 
 matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False  # names and words are drawn as written: "$...$" is no formula
