@@ -200,6 +200,20 @@ def test_a_damaged_job_file_is_run_again_not_fatal(ds, tiny_data, tmp_path, dama
     assert json.loads(f.read_text())["rows"] == rows[job.key]  # rewritten whole
 
 
+@pytest.mark.parametrize("blocker", ["a file for its folder", "a folder for its record"])
+def test_something_where_a_jobs_record_or_files_go_is_refused_before_any_job_runs(ds, tiny_data, tmp_path, blocker):
+    """A file where a job's folder goes (or a folder where its record goes) was found only once the job had
+    trained, and every rerun trained it again to fail the same way (fault hunt): now refused first, naming it."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    a, b = echo("a", calls), echo("b", calls)
+    store.mkdir()
+    path = store / (b.key if blocker == "a file for its folder" else f"{b.key}.json")
+    path.write_text("junk") if blocker == "a file for its folder" else path.mkdir()
+    with pytest.raises(RunError, match=re.escape(f"{path}: a ") + ".* where the job store keeps this job's"):
+        Runner(workers=1, log=lambda s: None).run([a, b], ds, str(tiny_data), store)
+    assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 0  # nothing ran
+
+
 def test_the_same_job_listed_twice_runs_once(ds, tiny_data, tmp_path):
     store, calls = tmp_path / "jobs", tmp_path / "calls"
     job = echo("a", calls)

@@ -261,6 +261,11 @@ class Runner:
                 results[job.key] = done
             else:
                 todo.append(job)
+        for job in todo:  # refused now, not once the job has trained: what stands where its record or files go
+            for path, kind in ((store / f"{job.key}.json", "a folder"), (store / job.key, "a file")):
+                if os.path.lexists(path) and (path.is_dir() if kind == "a folder" else not path.is_dir()):
+                    raise RunError(f"{path}: {kind} where the job store keeps this job's "
+                                   f"{'record' if kind == 'a folder' else 'files'}; move it away")
         earlier = [k for k in results if k not in self._known]  # not those this command has run or already named
         self._known.update(earlier)
         if earlier:
