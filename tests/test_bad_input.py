@@ -997,6 +997,34 @@ def _loaded_torch(pid: int) -> bool:
         return "libtorch_cpu" in f.read()
 
 
+def test_a_config_with_more_layers_than_its_weights_is_refused_before_building_them(run_dir, tmp_path):
+    """layers 20000 in a hand-edited config.json: predict built all 20,000 layers (59 s, 2.9 GB) before finding the
+    weights did not match (fault hunt). The layers the weights hold are read first."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "layers": 20000}))
+    t0 = time.perf_counter()
+    for argv in (["predict", str(run), "good"], ["explain", str(run), "--text", "good"], ["evaluate", str(run)]):
+        r = CliRunner().invoke(main, argv)
+        assert r.exit_code == 2 and r.stderr.splitlines() == [
+            f"Error: {run / 'model.safetensors'}: holds 1 layer(s) where config.json says layers 20000 (damaged or "
+            "edited)"], (argv, r.output)
+    assert time.perf_counter() - t0 < 30  # not minutes: nothing was built (a bound far above the ~1 s it takes)
+
+
+@pytest.mark.parametrize("name", ["notebook", "rnn", "lstm", "gru", "bow", "transformer", "cnn"])
+def test_the_layers_read_from_weights_are_the_models(name):
+    from rnnlab.config import preset, with_overrides
+    from rnnlab.models import build_model
+    from rnnlab.runs import layers_in
+
+    base = with_overrides(preset("bow"), {"model": "cnn", "pool": "max"}) if name == "cnn" else preset(name)
+    for layers in ((1, 3) if name in ("rnn", "lstm", "gru", "transformer") else (1,)):
+        cfg = with_overrides(base, {"layers": layers, "embed_dim": 8, "hidden_dim": 8})
+        assert layers_in(build_model(cfg, 50).state_dict()) == layers
+
+
 def test_a_config_whose_sizes_cannot_be_built_names_them_not_the_reviews(run_dir, tmp_path):
     """embed_dim 2**30 passes config.json's bounds; building it ran out of memory, and predict advised "give shorter
     reviews" for a one-word review (fault hunt)."""

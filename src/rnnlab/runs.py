@@ -447,10 +447,6 @@ class RunDir:
                 raise RunError(f"{f}: record {i} is not an epoch's metrics")
         return rows
 
-    def load_weights(self, model) -> None:
-        f = self.path / "model.safetensors"
-        _load_state(model, load_tensors(f), f)
-
     def restore(self, model, opt):
         """For --resume: load the last completed epoch into `model` and `opt`, and the torch RNG.
 
@@ -534,6 +530,11 @@ class RunDir:
                 raise RunError(f"{self.path}: is being trained now: no weights yet (its first epoch has not finished)")
             raise RunError(f"{self.path}: stopped before its first epoch finished (killed, or out of memory): no "
                            f"weights yet; rnnlab train --resume {self.path} trains it")
+        f = self.path / "model.safetensors"
+        state = load_tensors(f)  # read first: building 20,000 layers that a damaged config.json asks for takes minutes
+        if layers_in(state) != cfg.layers:
+            raise RunError(f"{f}: holds {layers_in(state)} layer(s) where config.json says layers {cfg.layers} "
+                           "(damaged or edited)")
         try:
             model = build_model(cfg, len(vocab))
         except (MemoryError, RuntimeError) as e:  # a damaged config.json's sizes can ask for terabytes
@@ -542,7 +543,7 @@ class RunDir:
             raise RunError(f"{self.path}: out of memory building the model config.json describes ({cfg.model}, "
                            f"embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}): a damaged "
                            "config.json, or a run for a larger machine") from None
-        self.load_weights(model)
+        _load_state(model, state, f)
         return cfg, vocab, model.to(device).eval()
 
     def _require_dir(self) -> None:
@@ -583,6 +584,13 @@ def _check_state(model, state: dict, f) -> None:
             raise RunError(f"{f}: {k} is {state[k].dtype}, the model needs {v.dtype}")
         if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
             raise RunError(f"{f}: {k} holds non-finite values")
+
+
+def layers_in(state: dict) -> int:
+    """How many layers a model's weights hold: a recurrent layer's names end in _l<k>, a Transformer's hold
+    .layers.<k>. (1 for models of one layer)."""
+    found = [int(m.group(1) or m.group(2)) for k in state if (m := re.search(r"_l(\d+)$|\.layers\.(\d+)\.", k))]
+    return max(found) + 1 if found else 1
 
 
 def _load_state(model, state: dict, f) -> None:
