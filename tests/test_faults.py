@@ -626,6 +626,9 @@ def test_an_unwritable_home_gives_matplotlib_a_temporary_config_folder_without_i
     r = subprocess.run([sys.executable, "-c", "import os, rnnlab.plots; print(os.environ.get('MPLCONFIGDIR'))"],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "None" and (tmp_path / "home" / ".config" / "matplotlib").is_dir()
+    env["XDG_CACHE_HOME"] = str(tmp_path / "afile")  # matplotlib's cache folder cannot be made: it warned (fault hunt)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "" and Path(r.stdout.strip()).name.startswith("matplotlib-"), r.stderr
 
 
 def test_an_unusable_mplconfigdir_is_replaced_without_matplotlibs_warnings_and_a_usable_one_is_kept(tmp_path):

@@ -9,15 +9,20 @@ from pathlib import Path
 
 
 def _writable_matplotlib_config() -> None:
-    """Where matplotlib's config folder cannot be made (a read-only HOME or MPLCONFIGDIR), give it a temporary one,
-    as it would itself, but without its two warning lines: rnnlab already warns once about its own unwritable cache."""
-    folder = os.environ.get("MPLCONFIGDIR")
-    if not folder:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-        folder = os.path.join(base, "matplotlib")
+    """Where matplotlib's config or cache folder cannot be made (a read-only HOME, MPLCONFIGDIR or XDG_CACHE_HOME),
+    give it a temporary one, as it would itself, but without its two warning lines: rnnlab already warns once about
+    its own unwritable cache."""
+    folders = [os.environ.get("MPLCONFIGDIR")]  # where it is set, matplotlib's config and cache folder both
+    if not folders[0]:
+        home = os.path.expanduser("~")
+        folders = [os.path.join(os.environ.get(xdg) or os.path.join(home, default), "matplotlib")
+                   for xdg, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"))]
     try:
-        os.makedirs(folder, exist_ok=True)
-        if os.access(folder, os.W_OK | os.X_OK):
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                break
+        else:
             return
     except OSError:
         pass
