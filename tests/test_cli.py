@@ -130,6 +130,7 @@ def test_predict_gets_an_obvious_review_right(tmp_path, tiny_data):
     s13 = "".join(chr(0xE0 + i) for i in range(13))  # more than the 12 shown: how many in all
     assert unread_note([s13]).endswith("as spaces: à á â ã ä å æ ç è é ê ë ... (13 in all)")
     assert unread_note([s13[:12]]).endswith("as spaces: à á â ã ä å æ ç è é ê ë")
+    assert unread_note(["good\x00movie\x1b!\t"]).endswith("as spaces: \\x00 \\x1b")  # controls too; a tab is a space (fault hunt)
     r = subprocess.run(CMD + ["predict", str(out)], input="great\n!!! ...\n<br />\n", capture_output=True, text=True)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 3  # each still scored, as the help says
     assert r.stderr == ("note: 2 of the 3 reviews (the first: review 2) have no word the tokenizer reads (a-z, 0-9): "

@@ -58,9 +58,11 @@ def tokenize(text: str, strip_html: bool = False) -> list[str]:
 
 
 def unread(text: str) -> str:
-    """The characters other than ASCII's that `tokenize` reads as spaces (é, 日, 😍, U+FFFD; not the Kelvin sign,
-    whose lower case is k), each once, in order: the notebook's tokenizer reads only a-z and 0-9."""
-    return "".join(dict.fromkeys(c for c in text if not c.isascii() and _NON_ALNUM.search(c.lower())))
+    """The characters other than ASCII's letters, digits, punctuation and spaces that `tokenize` reads as spaces (é,
+    日, 😍, U+FFFD, a NUL byte; not the Kelvin sign, whose lower case is k), each once, in order: the notebook's
+    tokenizer reads only a-z and 0-9."""
+    return "".join(dict.fromkeys(c for c in text if (not c.isascii() or not (c.isprintable() or c.isspace()))
+                                 and _NON_ALNUM.search(c.lower())))
 
 
 def unread_note(texts: list[str]) -> str:
