@@ -18,15 +18,17 @@ def _called(calls: str | None, name: str) -> None:
         (Path(calls) / f"{name}.{os.getpid()}.{uuid.uuid4().hex}").write_text("")
 
 
-def echo(ds, name: str, calls: str | None = None, sleep: float = 0.0) -> list[dict]:
-    """One row: who ran it (pid, torch threads), on which data, and when."""
+def echo(ds, name: str, calls: str | None = None, sleep: float = 0.0, keep: bool = False) -> list[dict] | dict:
+    """One row: who ran it (pid, torch threads), on which data, and when; with `keep` a file too, as a job that
+    keeps its model (rnnlab.experiments.common.fit_job)."""
     import torch
 
     start = time.time()
     _called(calls, name)
     time.sleep(sleep)
-    return [{"part": "echo", "name": name, "pid": os.getpid(), "threads": torch.get_num_threads(),
+    rows = [{"part": "echo", "name": name, "pid": os.getpid(), "threads": torch.get_num_threads(),
              "data": ds.fingerprint(), "reviews": len(ds.train), "start": start, "end": time.time()}]
+    return {"rows": rows, "files": {"kept.txt": name.encode()}} if keep else rows
 
 
 def fail(ds, name: str, kind: str = "ValueError", calls: str | None = None, sleep: float = 0.0) -> list[dict]:

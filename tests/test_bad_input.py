@@ -838,6 +838,9 @@ def test_torch_settings_it_cannot_read_are_one_line(run_dir, setting, value, com
     assert p.returncode == 2 and p.stdout == "", p.stderr
     assert p.stderr.startswith(f"Error: {setting}: torch cannot read it") and len(p.stderr.splitlines()) == 1, p.stderr
     assert len(p.stderr) < 300
+    p = subprocess.run([sys.executable, "-m", "rnnlab", command, "--help"], capture_output=True, text=True,
+                       timeout=180, env=env)  # a command's help needs no torch: shown, as without the variable
+    assert p.returncode == 0 and p.stdout.startswith(f"Usage: rnnlab {command}") and p.stderr == "", p.stderr
 
 
 def test_a_matplotlib_backend_it_does_not_know_is_not_a_traceback(run_dir, tmp_path):

@@ -205,13 +205,26 @@ def test_something_where_a_jobs_record_or_files_go_is_refused_before_any_job_run
     """A file where a job's folder goes (or a folder where its record goes) was found only once the job had
     trained, and every rerun trained it again to fail the same way (fault hunt): now refused first, naming it."""
     store, calls = tmp_path / "jobs", tmp_path / "calls"
-    a, b = echo("a", calls), echo("b", calls)
+    a, b = echo("a", calls), echo("b", calls, keep=True)  # b keeps a file in STORE/<key>/, as a kept model does
     store.mkdir()
     path = store / (b.key if blocker == "a file for its folder" else f"{b.key}.json")
     path.write_text("junk") if blocker == "a file for its folder" else path.mkdir()
     with pytest.raises(RunError, match=re.escape(f"{path}: a ") + ".* where the job store keeps this job's"):
         Runner(workers=1, log=lambda s: None).run([a, b], ds, str(tiny_data), store)
     assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 0  # nothing ran
+    path.unlink() if path.is_file() else path.rmdir()
+    rows = Runner(workers=1, log=lambda s: None).run([a, b], ds, str(tiny_data), store)  # the way cleared: they run
+    assert (store / b.key / "kept.txt").read_text() == "b" and rows[b.key][0]["name"] == "b"
+
+
+def test_a_file_named_as_a_job_that_keeps_no_files_is_left_alone(ds, tiny_data, tmp_path):
+    """Only a job that keeps files (a kept model) needs STORE/<key> as a folder: a file there stops no other job."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    a = echo("a", calls)
+    store.mkdir()
+    (store / a.key).write_text("mine")
+    rows = Runner(workers=1, log=lambda s: None).run([a], ds, str(tiny_data), store)
+    assert rows[a.key][0]["name"] == "a" and (store / a.key).read_text() == "mine"
 
 
 def test_the_same_job_listed_twice_runs_once(ds, tiny_data, tmp_path):

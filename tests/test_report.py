@@ -734,8 +734,7 @@ def _nested(depth: int):
     ("--markdown", "run/ckpt-2/notes.md", "one of the training run"), ("--markdown", "data/test.parquet", "of the data in"),
     ("--out", "data/aclImdb/README", "of the data in"), ("--out", "other/compare/compare.png", "a file of the lab"),
     ("--markdown", "other/lab.json", "a file of the lab"), ("--out", "results/compare/table.csv", "of the results in"),
-    ("--out", f"results/jobs/{'ab12' * 5}.json", "a finished job's record"),
-    ("--markdown", f"results/jobs/{'ab12' * 5}/model.safetensors", "a finished job's record")])
+    ("--out", f"results/jobs/{'ab12' * 5}.json", "a finished job's record")])
 def test_an_output_that_another_command_reads_is_refused(lab, tmp_path, flag, target, why):
     """Only the lab being rendered was protected: `report LAB --out RUN/config.json` broke the run's next predict,
     `--markdown DATA/test.parquet` the data, `--out OTHER_LAB/compare/compare.png` that lab's report (fault hunt);
@@ -749,9 +748,8 @@ def test_an_output_that_another_command_reads_is_refused(lab, tmp_path, flag, ta
     (tmp_path / "results" / "compare").mkdir(parents=True)
     for name in ("verdict.json", "results.csv", "table.csv"):
         (tmp_path / "results" / "compare" / name).write_text("{}")
-    (tmp_path / "results" / "jobs" / ("ab12" * 5)).mkdir(parents=True)  # a shortfall's job store: no lab.json
-    for name in ("ab12" * 5 + ".json", "ab12" * 5 + "/model.safetensors"):
-        (tmp_path / "results" / "jobs" / name).write_text("{}")
+    (tmp_path / "results" / "jobs").mkdir(parents=True)  # a shortfall's job store: no lab.json above it
+    (tmp_path / "results" / "jobs" / f"{'ab12' * 5}.json").write_text("{}")
     path = tmp_path / target
     before = path.read_bytes() if path.is_file() else None
     args = ["report", str(lab), flag, str(path)] + (["--out", str(tmp_path / "r.html")] if flag == "--markdown" else [])

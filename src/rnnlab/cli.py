@@ -195,6 +195,7 @@ def _usage(e: click.UsageError, group: click.Context | None = None) -> InputErro
     return InputError(f"{' '.join(e.format_message().split())} (see: {where} --help)")
 
 
+ASKED_HELP = "rnnlab.help"  # ctx.meta: the command was asked for its help
 STDOUT_CLOSED = "standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"
 
 
@@ -219,6 +220,12 @@ class Main(click.Group):
             if e.errno == errno.EPIPE or os.environ.get("RNNLAB_DEBUG"):
                 raise
             _os_error(e)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        options = rest[:rest.index("--")] if "--" in rest else rest
+        ctx.meta[ASKED_HELP] = bool({"-h", "--help"} & set(options))  # for main(), which runs before the command's own
+        return name, command, rest
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
@@ -302,7 +309,7 @@ def main(ctx):
     if sys.stdout is None:  # started with stdout closed (>&-): what it prints would vanish without a word
         raise InputError(STDOUT_CLOSED)
     whole_stdout()  # output into a nearly full disk: an error, not exit 0 with the output cut short
-    if ctx.invoked_subcommand not in WITHOUT_TORCH:
+    if ctx.invoked_subcommand not in WITHOUT_TORCH and not ctx.meta.get(ASKED_HELP):  # a command's help needs no torch
         _torch_settings()
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
@@ -648,7 +655,8 @@ def predict(run_dir, texts, as_json, device):
 
     Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review is read as a single
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
-    with "-" goes after --: rnnlab predict RUN -- "-1/10, awful".
+    with "-" goes after --: rnnlab predict RUN -- "-1/10, awful". A TEXT that names a run directory
+    is refused (predict reads one run; explain shows several): such a review goes on stdin.
     """
     from .scoring import score_texts
     from .text import unread_note, wordless_note

@@ -161,8 +161,8 @@ JOB_KEY = re.compile(r"[0-9a-f]{20}")  # a job's name in a job store, STORE/<key
 
 def owner(path: str | os.PathLike) -> str:
     """"" where an output file may be written at `path`; else whose file it is: one of a training run's own files, a
-    data set's, or an existing file of a lab's (or of a shortfall's or comparison's results, or of a job store's) that a
-    later command reads. Writing there would break the next `predict`, `train --resume`, `evaluate` or `report`, or
+    data set's, or an existing file of a lab's (or of a shortfall's or comparison's results), or a job store's record,
+    that a later command reads. Writing there would break the next `predict`, `train --resume`, `evaluate` or `report`, or
     make the next lab train a job again."""
     p = Path(os.path.abspath(path))
     with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a link loop (3.11's resolve); named elsewhere
@@ -179,8 +179,8 @@ def owner(path: str | os.PathLike) -> str:
                 return f"a file of the lab {folder}"
             if len(rel) == 1 and p.exists() and (folder / "verdict.json").is_file() and (folder / "results.csv").is_file():
                 return f"a file of the results in {folder}"
-            key = rel[0].removesuffix(".json")
-            if p.exists() and folder.name == "jobs" and JOB_KEY.fullmatch(key) and (folder / f"{key}.json").is_file():
+            if (len(rel) == 1 and p.is_file() and folder.name == "jobs" and rel[0].endswith(".json")
+                    and JOB_KEY.fullmatch(rel[0].removesuffix(".json"))):  # (a job's kept run: the rule above)
                 return f"a finished job's record in the job store {folder}"
         except OSError:
             continue

@@ -262,7 +262,9 @@ class Runner:
             else:
                 todo.append(job)
         for job in todo:  # refused now, not once the job has trained: what stands where its record or files go
-            for path, kind in ((store / f"{job.key}.json", "a folder"), (store / job.key, "a file")):
+            blocked = [(store / f"{job.key}.json", "a folder")] + ([(store / job.key, "a file")]
+                                                                    if job.args.get("keep") else [])  # keep: files
+            for path, kind in blocked:
                 if os.path.lexists(path) and (path.is_dir() if kind == "a folder" else not path.is_dir()):
                     raise RunError(f"{path}: {kind} where the job store keeps this job's "
                                    f"{'record' if kind == 'a folder' else 'files'}; move it away")
