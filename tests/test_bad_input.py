@@ -531,9 +531,9 @@ CASES = [
     Case("evaluate-run-with-a-newline", lambda t, c: (["evaluate", str(t / "no\nsuch")],
                                                       r"no\\nsuch: no such run directory$", None)),
     Case("report-lab-with-a-newline-and-an-escape", lambda t, c: (["report", str(t / "no\nlab\x1b[2J")],
-                                                                  r"no\\nlab\\x1b\[2J: no such directory$", None)),
+                                                                  r"no\\nlab\\x1b\[2J: no such directory; make it with rnnlab lab", None)),
     Case("report-lab-with-c1-controls", lambda t, c: (["report", str(t / "no\x9b31mlab\x85x\u2028y")],
-                                                      r"no\\x9b31mlab\\x85x\\u2028y: no such directory$", None)),
+                                                      r"no\\x9b31mlab\\x85x\\u2028y: no such directory; make it with rnnlab lab", None)),
     train_case("data-looks-like-a-hub-name", lambda t, c: "stanfordnlp/imdb",
                r"no such file or directory \(--data takes a local path"),
     Case("explain-html-is-a-symlink-loop", lambda t, c: (

@@ -285,6 +285,8 @@ def test_the_lab_store_on_a_full_disk_is_one_line_and_the_rerun_finishes(tmp_pat
     assert line["conclusion_seconds"] == json.loads((out / "long-reviews" / "verdict.json").read_text())["seconds"]
     assert isinstance(line["conclusion_seconds"], float)  # as recorded, not rounded to whole seconds
     assert "seconds" not in line and line["outcome"] in ("holds", "does not hold", "inconclusive")
+    said = next(s for s in res.stderr.splitlines() if s.startswith("[long-reviews] "))  # as the lab's last line says:
+    assert "(--quick: a smoke test on little data, not evidence): " in said  # a stranger read a quick HOLDS as one
 
 
 def test_an_out_or_tensorboard_under_a_file_is_refused_before_the_data_is_read(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ import time
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -38,7 +39,7 @@ from rnnlab.cli import main  # noqa: E402
 from rnnlab.blocks import md_text  # noqa: E402
 from rnnlab.experiments import EXPERIMENTS  # noqa: E402
 from rnnlab.io import write_json  # noqa: E402
-from rnnlab.report import README_END, README_START, write_report  # noqa: E402
+from rnnlab.report import README_END, README_START, summary, write_report  # noqa: E402
 
 SRC = Path(rnnlab.__file__).resolve().parents[1]
 DATA = "/data/imdb"
@@ -326,6 +327,7 @@ def test_a_missing_part_names_the_command_that_makes_it(lab):
         assert page.badges[part] == [] and page.images[part] == []
         assert "Not made yet." in page.sections[part]
     assert "2 holds" not in written["summary"] and written["summary"].endswith("(of 4 claims)")
+    assert summary([SimpleNamespace(id="long-reviews", outcome="holds")]) == "1 holds (of 1 claim)"  # not "1 claims"
     assert f"```bash\n{command}\n```" in (lab / "report.md").read_text()
 
 

@@ -471,7 +471,7 @@ def _lab_table(record: dict) -> Section:
 def collect(lab: Path) -> list[Section]:
     """Every section, read from LAB (ReportError if it is absent or holds nothing rnnlab made)."""
     if not lab.is_dir():
-        raise ReportError(f"{lab}: no such directory")
+        raise ReportError(f"{lab}: no such directory; make it with rnnlab lab, or give the folder a lab wrote")
     if not any((lab / n).is_dir() for n in ("seed", *EXPERIMENTS)):
         raise ReportError(f"{lab}: holds nothing rnnlab made (expected seed/ or one of {', '.join(EXPERIMENTS)})")
     lab_part, record = None, None  # the section "How the lab was run", from lab.json
@@ -549,7 +549,8 @@ def summary(sections: list[Section]) -> str:
     judged = [s.outcome for s in sections if s.outcome in OUTCOME_CLASS]
     if not judged:
         return "no verdicts yet"
-    return ", ".join(f"{judged.count(o)} {o}" for o in OUTCOME_CLASS if judged.count(o)) + f" (of {len(judged)} claims)"
+    return (", ".join(f"{judged.count(o)} {o}" for o in OUTCOME_CLASS if judged.count(o))
+            + f" (of {len(judged)} claim{'s' * (len(judged) != 1)})")
 
 
 def overview(sections: list[Section]) -> Table:

@@ -193,7 +193,8 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     if judged.get("numbers", {}).get("table"):
         write_text(d / "table.csv", rows_to_csv(judged["numbers"]["table"]))
     write_json(d / "verdict.json", record)
-    log(f"[{name}] {judged['outcome'].upper()}{why_undecided(judged)}: {judged['claim']} -> {d}")
+    smoke = " (--quick: a smoke test on little data, not evidence)" if quick else ""  # as the lab says it
+    log(f"[{name}] {judged['outcome'].upper()}{why_undecided(judged)}{smoke}: {judged['claim']} -> {d}")
     return record
 
 
