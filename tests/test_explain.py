@@ -993,7 +993,7 @@ def test_attributions_that_do_not_add_up_are_drawn_faded_and_said_to_be_no_reaso
 
     import rnnlab.plots
     from rnnlab.explain import attribution_warning
-    from rnnlab.explain_views import _card, _hex, _rgb, attribution_colours
+    from rnnlab.explain_views import _card, _hex, _rgb, attribution_colours, header_lines
 
     good = _made_up([0.6, 0.4, 0.7], [0.3, -0.2, 0.001])
     bad = dataclasses.replace(good, logit=2.0, attribution_delta=0.101 - 2.0)
@@ -1005,7 +1005,9 @@ def test_attributions_that_do_not_add_up_are_drawn_faded_and_said_to_be_no_reaso
         spans = re.findall(r'<span class="t w[^"]*" style="background:(#[0-9a-f]{6})', render_html([e]))
         assert spans[3:] == [_hex(c) for c in attribution_colours(e.attribution, faded=faded)]
         assert ("not the reasons for the answer" in _card(e)) == faded
-        assert "<b>w2</b>" not in _card(e)  # +0.001 is +0.00 at the card's precision: not listed as pushing
+        assert "<b>w2</b> +0.001" in _card(e)  # listed as the terminal lists it (at 2 decimals the page said "none")
+    tiny = _made_up([0.6, 0.4, 0.7], [0.3, -0.2, 0.0004])
+    assert "<b>w2</b>" not in _card(tiny) and "w2 +0.000" not in "\n".join(header_lines(tiny))  # +0.000: in neither
     drawn = []
     monkeypatch.setattr(rnnlab.plots, "save_figure", lambda fig, path, **kw: drawn.append(fig))
     write_png([good], tmp_path / "good.png")

@@ -388,7 +388,8 @@ def _card(e: Explanation) -> str:
              f" Running opinion: {esc(e.reading)}.</p>"]
     if e.attribution is not None:
         pos, neg = top_words(e)
-        fmt = lambda ws: ", ".join(f"<b>{esc(w)}</b> {a:+.2f}" for w, a in ws if round(a, 2)) or "none"  # noqa: E731
+        fmt = lambda ws: ", ".join(f"<b>{esc(w)}</b> {a:+.3f}" for w, a in ws if round(a, 3)) or "none"  # noqa: E731
+        # (3 decimals, as the terminal lists them: at 2 the page said "none" where the terminal named five words)
         lines.append(f'<p><span class="pos">Towards positive:</span> {fmt(pos)}. '
                      f'<span class="neg">Towards negative:</span> {fmt(neg)}.</p>')
         warn = attribution_warning(e)
