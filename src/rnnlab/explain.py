@@ -175,8 +175,8 @@ def reading(cfg, start: int = 0) -> str:
     else:
         what = "the model on the prefix ending here (run again on the review cut after this token)"
     if start:  # the review cut after token t would be read as its own last tokens: another window
-        what += (f", from token {start + 1}, the first it kept: not the review cut after this token, "
-                 "which the run would read as that cut's last tokens")
+        what += (f", from token {start + 1}, the first it kept (a review that really ended at this token would be "
+                 "read from an earlier one: the run keeps a review's last tokens)")
     return what
 
 
