@@ -371,7 +371,7 @@ def _epoch_line(r: dict) -> str:
         s += f" | val acc {r['val_acc']:.4f}"
     if "test_acc" in r:
         s += f" | test acc {r['test_acc']:.4f}"
-    return s + f" | {r['train_seconds']:.1f}s ({r['tokens_per_second'] / 1e3:.0f}k tok/s) | grad max {r['grad_norm_max']:.2f}"
+    return s + f" | {r['train_seconds']:.1f}s ({r['tokens_per_second'] / 1e3:.0f}k tok/s) | largest gradient norm {r['grad_norm_max']:.2f}"
 
 
 def _bar(batches: list, desc: str, show: bool):
