@@ -180,7 +180,7 @@ def owner(path: str | os.PathLike) -> str:
             if len(rel) == 1 and p.exists() and (folder / "verdict.json").is_file() and (folder / "results.csv").is_file():
                 return f"a file of the results in {folder}"
             if (len(rel) == 1 and p.is_file() and folder.name == "jobs" and rel[0].endswith(".json")
-                    and JOB_KEY.fullmatch(rel[0].removesuffix(".json"))):  # (a job's kept run: the rule above)
+                    and JOB_KEY.fullmatch(rel[0].removesuffix(".json"))):  # (its kept run's files: the first rule)
                 return f"a finished job's record in the job store {folder}"
         except OSError:
             continue

@@ -262,8 +262,9 @@ class Runner:
             else:
                 todo.append(job)
         for job in todo:  # refused now, not once the job has trained: what stands where its record or files go
-            blocked = [(store / f"{job.key}.json", "a folder")] + ([(store / job.key, "a file")]
-                                                                    if job.args.get("keep") else [])  # keep: files
+            blocked = [(store / f"{job.key}.json", "a folder")]
+            if job.args.get("keep"):  # a job that keeps its model writes STORE/<key>/ (experiments.common.fit_job)
+                blocked.append((store / job.key, "a file"))
             for path, kind in blocked:
                 if os.path.lexists(path) and (path.is_dir() if kind == "a folder" else not path.is_dir()):
                     raise RunError(f"{path}: {kind} where the job store keeps this job's "

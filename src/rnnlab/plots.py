@@ -35,11 +35,13 @@ def _writable_matplotlib_config() -> None:
 
 
 _writable_matplotlib_config()
-_backend = os.environ.pop("MPLBACKEND", None)  # rnnlab draws with Agg whatever it names (matplotlib's import failed
-try:  # on a name it does not know, a traceback)
+# rnnlab draws with Agg whatever MPLBACKEND names: set aside while matplotlib imports (a name it does not know stopped
+# its import with a traceback), then put back for what runs after (a notebook's own plots)
+_backend = os.environ.pop("MPLBACKEND", None)
+try:
     import matplotlib
 finally:
-    if _backend is not None:  # as it was, for what runs after (a notebook's own plots)
+    if _backend is not None:
         os.environ["MPLBACKEND"] = _backend
 
 matplotlib.use("Agg")
