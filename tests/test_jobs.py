@@ -227,6 +227,18 @@ def test_a_file_named_as_a_job_that_keeps_no_files_is_left_alone(ds, tiny_data, 
     assert rows[a.key][0]["name"] == "a" and (store / a.key).read_text() == "mine"
 
 
+def test_workers_refuse_data_other_than_the_commands(ds, other_data, tmp_path):
+    """Workers read the data again from its path: data replaced there after the command read it (or another copy
+    on a Ray node) was trained on and stored under the command's fingerprint, and reused by every rerun (fault
+    hunt). Now no job runs on it, nothing is stored, and the error says why."""
+    store, calls = tmp_path / "jobs", tmp_path / "calls"
+    jobs = [echo("a", calls), echo("b", calls)]
+    with Runner(workers=2, log=lambda s: None) as runner:  # ds is tiny_data's; the path holds other data
+        with pytest.raises(RunError, match="not the data this command read"):
+            runner.run(jobs, ds, str(other_data), store)
+    assert fake_jobs.calls(calls, "a") == fake_jobs.calls(calls, "b") == 0 and not list(store.glob("*.json"))
+
+
 def test_the_same_job_listed_twice_runs_once(ds, tiny_data, tmp_path):
     store, calls = tmp_path / "jobs", tmp_path / "calls"
     job = echo("a", calls)

@@ -170,11 +170,17 @@ def _address_space_limited() -> bool:
     return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
 
 
-def _worker_execute(job: Job, data_arg: str | None, threads: int) -> tuple[list[dict], float]:
+def _worker_execute(job: Job, data_arg: str | None, threads: int, fingerprint: str) -> tuple[list[dict], float]:
+    """Run `job` in a worker process (or a Ray task) on the data at `data_arg`, which must be the rows whose
+    fingerprint the command recorded: data changed since (or another node's copy) would be stored as that data's."""
     from .data import load_imdb
 
     if _WORKER.get("arg", object()) != data_arg:
         _WORKER.update(arg=data_arg, ds=load_imdb(data_arg))
+    if _WORKER["ds"].fingerprint() != fingerprint:
+        _WORKER.clear()  # read again for the next job: the data may be put back
+        raise RunError(f"{data_arg}: not the data this command read (changed since it started, or another copy on "
+                       "this worker's machine): no job ran on it; rerun the command")
     t0 = time.perf_counter()
     try:
         return execute(job, _WORKER["ds"], threads), time.perf_counter() - t0
@@ -292,9 +298,9 @@ class Runner:
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
 
         if self.ray_address:
-            self._run_ray(parallel, data_arg, finished)
+            self._run_ray(parallel, data_arg, fingerprint, finished)
         elif self.workers > 1 and len(parallel) > 1:
-            self._run_pool(parallel, data_arg, finished)
+            self._run_pool(parallel, data_arg, fingerprint, finished)
         else:
             for job in parallel:
                 t0 = time.perf_counter()
@@ -305,7 +311,7 @@ class Runner:
             finished(job, execute(job, ds, self.threads), time.perf_counter() - t0)
         return results
 
-    def _run_pool(self, jobs: list[Job], data_arg, finished) -> None:
+    def _run_pool(self, jobs: list[Job], data_arg, fingerprint: str, finished) -> None:
         # multiprocessing's Pool, whose terminate() is safe mid-task (a terminated worker cannot leave a
         # queue locked for the parent, as it can with concurrent.futures' executor)
         n = min(self.workers, len(jobs))  # no process without a job: each costs its start-up and its memory
@@ -322,7 +328,8 @@ class Runner:
                 raise RunError(f"cannot start {n} worker processes: {fault(e)}{where}; run the jobs in this process "
                                "with --jobs 1") from None
             self._pool_size, self._workers = n, {}
-        pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads)): job for job in jobs}
+        pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads, fingerprint)): job
+                   for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
         try:
             while pending:
@@ -396,10 +403,10 @@ class Runner:
                            f"{self.threads}: no job could start")
         return ray
 
-    def _run_ray(self, jobs: list[Job], data_arg, finished) -> None:
+    def _run_ray(self, jobs: list[Job], data_arg, fingerprint: str, finished) -> None:
         ray = self._connect_ray()
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
-        pending = {remote.remote(job, data_arg, self.threads): job for job in jobs}
+        pending = {remote.remote(job, data_arg, self.threads, fingerprint): job for job in jobs}
         self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")
         try:
             while pending:
