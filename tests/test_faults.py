@@ -424,6 +424,21 @@ def test_cache_fault(case, tmp_path, disk, small_data, reference, monkeypatch, c
     _no_temp_dir_of_this_process(w.cache)
 
 
+def test_no_home_folder_means_no_cache_not_a_traceback(small_data, reference, monkeypatch, capsys):
+    """HOME unset and no passwd entry (a container's made-up uid): Path.home() raised, and train stopped with a
+    traceback (fault hunt). The corpus is tokenised without a cache, with one warning."""
+    monkeypatch.delenv("RNNLAB_CACHE", raising=False)
+
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", classmethod(no_home))
+    corpus = encode_corpus(load_imdb(small_data))
+    assert digest(corpus) == digest(reference) and not is_mapped(corpus)
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no home folder to keep the tokenised corpus in; set RNNLAB_CACHE to keep it"]
+
+
 def test_fault_case_ids_are_unique():
     assert len({c.id for c in CASES}) == len(CASES)
 

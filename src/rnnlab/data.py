@@ -414,7 +414,10 @@ def _load_hub() -> Dataset:
 
 def _hub_cache_has(name: str) -> bool:
     """Whether the datasets cache holds a download of `name` (its folder is owner___name)."""
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    try:
+        home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    except RuntimeError:  # no home folder to find
+        return False
     cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets"))
     return (cache / name.replace("/", "___")).is_dir()
 

@@ -185,8 +185,14 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
     return toks, offsets
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("RNNLAB_CACHE") or Path.home() / ".cache" / "rnnlab")  # empty: unset
+def cache_dir() -> Path | None:
+    """$RNNLAB_CACHE (empty: unset), else ~/.cache/rnnlab; None where there is no home folder to find."""
+    if os.environ.get("RNNLAB_CACHE"):
+        return Path(os.environ["RNNLAB_CACHE"])
+    try:
+        return Path.home() / ".cache" / "rnnlab"
+    except RuntimeError:  # HOME unset, and the user has no passwd entry (a container's made-up uid)
+        return None
 
 
 def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
@@ -198,8 +204,11 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
     key = hashlib.sha256(
         f"{ds.fingerprint()}|strip_html={strip_html}|v{CACHE_VERSION}".encode()
     ).hexdigest()[:24]
-    entry = cache_dir() / f"corpus-{key}"
     warn = progress or (lambda msg: print(msg, file=sys.stderr))
+    if use_cache and cache_dir() is None:
+        warn("warning: no home folder to keep the tokenised corpus in; set RNNLAB_CACHE to keep it")
+        use_cache = False
+    entry = cache_dir() / f"corpus-{key}" if use_cache else None
     if use_cache:
         _sweep(entry.parent)
         corpus = _cached(entry, strip_html, key, warn)
