@@ -226,6 +226,20 @@ def _flip_last_byte(f: Path) -> None:
     f.write_bytes(bytes(raw))
 
 
+def _rewrite(w, name: str, fn) -> None:
+    """An entry's file changed by `fn`, its manifest's size and checksum made to match (as an edit or another
+    program could): only the shapes can tell."""
+    f = w.build() / name
+    if name.endswith(".npy"):
+        np.save(f, fn(np.load(f)))
+    else:
+        f.write_text(json.dumps(fn(json.loads(f.read_text()))))
+    raw, manifest = f.read_bytes(), w.entry / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    manifest.write_text(json.dumps(m))
+
+
 def _plant(cache: Path, key: str, host: str, pid: int, age_s: float = 0) -> Path:
     """A builder's temporary directory, half written."""
     d = cache / f".corpus-{key}.{host}.{pid}.dead0000.tmp"
@@ -349,6 +363,17 @@ CASES = [
          [_entry_unusable(r"words\.json: not a regular file")]),
     Case("missing-manifest", _on_cache(lambda w: (w.build() / "manifest.json").unlink()),
          [_entry_unusable(r"manifest\.json: no such file or directory")]),
+    # checksums that match, shapes that do not (fault hunt: a traceback on every run, or a run whose vocab was numbers)
+    Case("offsets-cut-short", _on_cache(lambda w: _rewrite(w, "train_offsets.npy", lambda a: a[:-2])),
+         [_entry_unusable(r"train_offsets\.npy: not the offsets of [\d,]+ reviews into [\d,]+ tokens")]),
+    Case("offsets-not-increasing", _on_cache(lambda w: _rewrite(w, "test_offsets.npy", lambda a: a[::-1].copy())),
+         [_entry_unusable(r"test_offsets\.npy: not the offsets of [\d,]+ reviews into [\d,]+ tokens")]),
+    Case("words-an-object", _on_cache(lambda w: _rewrite(w, "words.json", lambda v: {"a": 1})),
+         [_entry_unusable(r"words\.json: not a list of words")]),
+    Case("words-numbers", _on_cache(lambda w: _rewrite(w, "words.json", lambda v: list(range(len(v))))),
+         [_entry_unusable(r"words\.json: not a list of words")]),
+    Case("ids-negative", _on_cache(lambda w: _rewrite(w, "test_ids.npy", lambda a: np.where(a > 0, -a, a).astype(a.dtype))),
+         [_entry_unusable(r"test_ids\.npy: ids outside 1\.\.\d+")]),
     Case("entry-is-a-file", _on_cache(lambda w: (w.cache.mkdir(), w.entry.write_bytes(b"PK\x03\x04"))),
          [_entry_unusable(r"manifest\.json: a parent path is a file, not a directory")]),
     # --- leftovers that are not entries: ignored or swept, silently ---------------------------
@@ -459,7 +484,8 @@ def test_two_processes_build_the_same_entry_at_once(tmp_path, small_data, refere
     assert sorted(g["mapped"] for g in got) == [False, True], "no race: one process must have used the other's entry"
     cache = tmp_path / "cache"
     assert sorted(p.name for p in cache.iterdir()) == [f"corpus-{reference.key}"]  # no temporary directory left
-    assert digest(text_mod._load_corpus(cache / f"corpus-{reference.key}", False, reference.key)) == digest(reference)
+    rows = (len(reference.train_offsets) - 1, len(reference.test_offsets) - 1)
+    assert digest(text_mod._load_corpus(cache / f"corpus-{reference.key}", False, reference.key, rows)) == digest(reference)
 
 
 # --- a real process, as a user runs it -----------------------------------------------------------

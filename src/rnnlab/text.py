@@ -211,7 +211,7 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
     entry = cache_dir() / f"corpus-{key}" if use_cache else None
     if use_cache:
         _sweep(entry.parent)
-        corpus = _cached(entry, strip_html, key, warn)
+        corpus = _cached(entry, strip_html, key, (len(ds.train), len(ds.test)), warn)
         if corpus is not None:
             return corpus
     if progress:
@@ -260,12 +260,12 @@ def _private_name(entry: Path) -> Path:
     return entry.with_name(f".{entry.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _cached(entry: Path, strip_html: bool, key: str, warn) -> Corpus | None:
+def _cached(entry: Path, strip_html: bool, key: str, rows: tuple[int, int], warn) -> Corpus | None:
     """The verified entry, or None; a broken entry is reported once and removed."""
     if not os.path.lexists(entry):
         return None
     try:
-        return _load_corpus(entry, strip_html, key)
+        return _load_corpus(entry, strip_html, key, rows)
     except Exception as e:  # noqa: BLE001 - whatever is wrong with it, it is rebuilt
         warn(f"warning: corpus cache {entry} is unusable ({_why(e)}); rebuilding it")
         _discard(entry)
@@ -292,7 +292,8 @@ def _store(entry: Path, corpus: Corpus, warn) -> Corpus:
     finally:
         _remove(tmp)
     # another process renamed its entry into place first: use it (verified), as later runs will
-    return _cached(entry, corpus.strip_html, corpus.key, warn) or corpus
+    rows = (len(corpus.train_offsets) - 1, len(corpus.test_offsets) - 1)
+    return _cached(entry, corpus.strip_html, corpus.key, rows, warn) or corpus
 
 
 def _save_corpus(d: Path, c: Corpus) -> None:
@@ -311,7 +312,7 @@ def _save_corpus(d: Path, c: Corpus) -> None:
     put("manifest.json", lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
 
 
-def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
+def _load_corpus(entry: Path, strip_html: bool, key: str, rows: tuple[int, int]) -> Corpus:
     """Check the manifest, then every file's size and sha256, then map the arrays read-only."""
     for name, want in _read_manifest(entry, key).items():
         if (entry / name).exists() and not (entry / name).is_file():  # a FIFO would block the checksum's read
@@ -331,7 +332,23 @@ def _load_corpus(entry: Path, strip_html: bool, key: str) -> Corpus:
         if a.dtype != dtype or a.ndim != 1:
             raise ValueError(f"{name}.npy: {a.dtype} {a.shape}, expected 1-d {np.dtype(dtype)}")
         arrays[name] = a  # a read-only view of the mapped file
+    _check_structure(words, arrays, rows)
     return Corpus(words, strip_html=strip_html, key=key, **arrays)
+
+
+def _check_structure(words, arrays: dict, rows: tuple[int, int]) -> None:
+    """ValueError unless the entry is what `_encode` makes of `rows` (train, test) reviews: files whose checksums
+    match a manifest written for them can still hold other shapes (edited, or written by another program)."""
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+        raise ValueError("words.json: not a list of words")
+    if len(arrays["counts"]) != len(words):
+        raise ValueError(f"counts.npy: {len(arrays['counts'])} counts for {len(words)} words")
+    for split, n in zip(("train", "test"), rows):
+        ids, off = arrays[f"{split}_ids"], arrays[f"{split}_offsets"]
+        if len(off) != n + 1 or off[0] != 0 or off[-1] != len(ids) or (np.diff(off) < 0).any():
+            raise ValueError(f"{split}_offsets.npy: not the offsets of {n:,} reviews into {len(ids):,} tokens")
+        if len(ids) and (ids.min() < UNK or ids.max() > len(words) + 2):
+            raise ValueError(f"{split}_ids.npy: ids outside 1..{len(words) + 2}")
 
 
 def _read_manifest(entry: Path, key: str) -> dict:
