@@ -62,9 +62,9 @@ def write_acl_dir(d: Path, train, test) -> Path:
     return d / "aclImdb"
 
 
-def write_acl_tarball(f: Path, train, test) -> Path:
+def write_acl_tarball(f: Path, train, test, mode: str = "w:gz") -> Path:
     f.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(f, "w:gz") as tar:
+    with tarfile.open(f, mode) as tar:
         for name, text in _acl_members(train, test):
             data = text.encode("utf-8")
             info = tarfile.TarInfo(name)

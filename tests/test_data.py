@@ -49,6 +49,9 @@ LOADER_FORMS = {
     "dir_containing_acl": lambda root, s: write_acl_dir(root / "b", *s).parent,
     "dir_containing_tarball": lambda root, s: write_acl_tarball(root / "c" / "aclImdb_v1.tar.gz", *s).parent,
     "tarball_path": lambda root, s: write_acl_tarball(root / "d" / "aclImdb_v1_labeled.tar.gz", *s),
+    # bzip2 and xz: tarfile reads them; the name was refused (fault hunt)
+    "tarball_bz2": lambda root, s: write_acl_tarball(root / "e" / "aclImdb_v1.tar.bz2", *s, mode="w:bz2"),
+    "tarball_xz": lambda root, s: write_acl_tarball(root / "f" / "aclImdb_v1.tar.xz", *s, mode="w:xz"),
 }
 
 

@@ -295,6 +295,20 @@ def test_a_tiny_gradient_is_not_reported_as_zero():
     np.testing.assert_allclose(norms, [0.5e-20 * 3 ** 0.5] * 2, rtol=1e-5)
 
 
+def test_the_library_refuses_arguments_of_the_wrong_kind(runs):
+    """From a notebook: one path for `runs` was read character by character ("/: not a run"), a list for `text`
+    gave an AttributeError, ig_steps 0 silently switched attributions off, and predict_texts("great film") gave one
+    probability per character (fault hunt)."""
+    run = load_run(runs["rnn"])
+    for bad in ((str(runs["rnn"]), "good"), (runs["rnn"], "good"), (run, "good"), ([run], ["good"]), ([run], None)):
+        with pytest.raises(TypeError, match="runs a list of run directories or Runs, text one review"):
+            explain_runs(*bad, attribution=False)
+    with pytest.raises(ValueError, match="ig_steps must be at least 1, got 0"):
+        explain_runs([run], "good", ig_steps=0)
+    with pytest.raises(TypeError, match="not one string"):
+        predict_texts(run.cfg, run.vocab, run.model, "great film")
+
+
 def test_tokens_as_the_run_reads_them(runs):
     full, tail, head, strip = explain_runs([runs[k] for k in ("rnn", "rnn-tail", "rnn-head", "rnn-strip")], REVIEW,
                                            attribution=False)

@@ -475,6 +475,6 @@ def _validated(texts: list, labels: list, source: str, both_classes: bool = True
 
 def _is_tarball(p: Path) -> bool:
     n = p.name.lower()
-    return n.endswith((".tar.gz", ".tgz", ".tar"))
+    return n.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"))  # what tarfile's r:* reads
 
 

@@ -103,6 +103,8 @@ def evaluate_split(cfg, vocab, model, split, device="cpu") -> dict:
 def score_texts(cfg, vocab, model, texts: list[str], device="cpu") -> tuple[np.ndarray, np.ndarray]:
     """P(positive) of raw reviews, tokenised and cut as the run was trained (what `rnnlab predict` prints), and
     each review's length in tokens before the cut."""
+    if isinstance(texts, str):  # a string is a sequence too: each of its characters read as a review
+        raise TypeError("texts: a list of reviews, not one string (one review: [text])")
     enc, full = encode_texts(vocab, texts, None, cfg.max_len, cfg.truncate)
     return predict_proba(model, enc, device), full
 
