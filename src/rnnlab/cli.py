@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, echo_whole, first_line, in_the_way, one_line, shorten, whole_stdout
+from .io import HANGUP, RunError, echo_whole, first_line, in_the_way, is_run_dir, one_line, shorten, whole_stdout
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -638,13 +638,6 @@ def evaluate(run_dir, data_path, as_json, device):
         click.echo(f"  {b['bucket']:>8}  n={b['n']:6d}  acc={b['acc']:.4f}")
 
 
-def _names_a_run(text: str) -> bool:
-    try:
-        return (Path(text) / "config.json").is_file()
-    except (OSError, ValueError):  # a name too long, a NUL byte: a review
-        return False
-
-
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
@@ -662,7 +655,7 @@ def predict(run_dir, texts, as_json, device):
     from .text import unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
-    run = next((t for t in texts if _names_a_run(t)), None)
+    run = next((t for t in texts if is_run_dir(t)), None)
     if run is not None:  # `predict RUN_A RUN_B TEXT` classified the path RUN_B as a review
         raise InputError(f"{shorten(run)}: a run directory, not a review: predict reads one run (explain shows "
                          "several side by side); a review that is a path goes on stdin")

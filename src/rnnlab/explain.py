@@ -54,7 +54,8 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, owner, printable, shorten
+from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, owner, printable,
+                 shorten)
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -575,7 +576,7 @@ def _split_args(args) -> tuple[list[Path], list[str]]:
     config.json) are the runs, the rest the review's words. A lone word that looks like a path, or a first word
     that looks like a path into an existing folder, is taken for a mistyped run, not for a review."""
     k = 1 if args and _is_dir(args[0]) else 0
-    while k and k < len(args) and _is_run(args[k]):
+    while k and k < len(args) and is_run_dir(args[k]):
         k += 1
     runs, words = [Path(a) for a in args[:k]], list(args[k:])
     lone_path = len(words) == 1 and _pathlike(words[0])
@@ -590,14 +591,6 @@ def _split_args(args) -> tuple[list[Path], list[str]]:
 
 def _pathlike(word: str) -> bool:
     return not any(c.isspace() for c in word) and (os.sep in word or "/" in word)
-
-
-def _is_run(arg: str) -> bool:
-    """A directory holding a run's config.json (a folder that happens to be named like a word is not)."""
-    try:
-        return (Path(arg) / "config.json").is_file()
-    except (OSError, ValueError):
-        return False
 
 
 LAB_REPORTS = ("report.html", "report.md")  # a lab's own, beside its lab.json: `owner` leaves them to `report`

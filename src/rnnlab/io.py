@@ -137,6 +137,15 @@ def remove_empty(folders: list[Path]) -> None:
             d.rmdir()
 
 
+def is_run_dir(arg: str) -> bool:
+    """A directory holding a run's config.json (a folder that happens to be named like a word is not; nor is a
+    text too long for a file name, or one holding a NUL)."""
+    try:
+        return (Path(arg) / "config.json").is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def file_in_the_way(path: str | os.PathLike) -> Path | None:
     """The nearest of `path` and its parents that exists, if it is not a directory: a file where a folder
     must be (None when that nearest one is a directory)."""

@@ -205,10 +205,11 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
         f"{ds.fingerprint()}|strip_html={strip_html}|v{CACHE_VERSION}".encode()
     ).hexdigest()[:24]
     warn = progress or (lambda msg: print(msg, file=sys.stderr))
-    if use_cache and cache_dir() is None:
+    folder = cache_dir() if use_cache else None
+    if use_cache and folder is None:
         warn("warning: no home folder to keep the tokenised corpus in; set RNNLAB_CACHE to keep it")
         use_cache = False
-    entry = cache_dir() / f"corpus-{key}" if use_cache else None
+    entry = folder / f"corpus-{key}" if use_cache else None
     if use_cache:
         _sweep(entry.parent)
         corpus = _cached(entry, strip_html, key, (len(ds.train), len(ds.test)), warn)
