@@ -797,6 +797,33 @@ def test_bottleneck_an_rnn_at_chance_near_the_end_is_not_judged_to_keep_the_pass
     assert forgets["outcome"] == UNDECIDED and "above chance" in forgets["effect"]["undecided"]
 
 
+def test_bottleneck_probes_of_every_distance_are_the_same_passages_and_filler_moved(tiny_data):
+    """A fade compares the same probes: probe i at distance d is probe i at distance 0 with its last d filler tokens
+    moved before the passage (the probes drew a new passage and filler per distance until session 55, so a fade also
+    measured which passages happened to land where, an error no interval over seeds could see)."""
+    from rnnlab.config import RNN
+    from rnnlab.data import load_imdb
+    from rnnlab.prepare import prepare
+
+    ds = load_imdb(str(tiny_data))
+    full = prepare(common.with_overrides(RNN, {"val_fraction": 0.0, "max_len": 0}), ds)
+    dists = (0, 3, 10, 25)
+    probes = bottleneck.build_probes(ds, full, dists)
+    tokens, distance, polarity = probes["tokens"].numpy(), probes["distance"], probes["polarity"]
+    n = 2 * bottleneck.PROBES
+    assert len(tokens) == n * len(dists) and list(distance) == [d for d in dists for _ in range(n)]
+    at0, L = tokens[:n], tokens.shape[1]
+    passages = set()
+    for i in range(n):
+        fits = [P for P in range(1, 2 * bottleneck.SENTENCE_LEN[1] + 1)
+                if all((tokens[k * n + i] == np.concatenate([at0[i, :L - P - d], at0[i, L - P:], at0[i, L - P - d:L - P]])
+                        ).all() for k, d in enumerate(dists))]
+        assert fits, f"probe {i} is not one passage and filler at every distance"
+        assert {int(polarity[k * n + i]) for k in range(len(dists))} == {int(polarity[i])}
+        passages.add(tuple(at0[i, L - fits[0]:]))
+    assert len(passages) > 1  # not one passage planted everywhere
+
+
 def test_bottleneck_wider_is_not_judged_on_the_reference_size():
     """Only hidden 32, 64 and 128 measured (no size wider than the reference 128; quick mode always is so:
     sizes 16, 32 judged at 32): "a wider state still forgets" has no data and must be inconclusive, not

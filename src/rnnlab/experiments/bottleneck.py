@@ -115,7 +115,8 @@ def build_probes(ds, full, distances, seed: int = 0) -> dict:
 
     Passages: the two most polar 4-12-token sentences of a test review (mean word log-odds from train),
     from the reviews whose passages are most polar for their label. Filler: test sentences whose most polar word is least
-    polar, joined.
+    polar, joined. PROBES (passage, filler) pairs are drawn per polarity, and each is planted at every distance: the
+    probes of two distances differ only in where the passage sits, so a fade compares the same probes.
     """
     rng = np.random.default_rng(seed)
     lo, vocab = word_polarity(full), full.vocab
@@ -145,17 +146,19 @@ def build_probes(ds, full, distances, seed: int = 0) -> dict:
     N = max(distances) + 2 * SENTENCE_LEN[1] + PREFIX
     stream = np.concatenate([neutral[j] for j in rng.permutation(len(neutral))])
     stream = np.tile(stream, int(np.ceil(2 * N / max(len(stream), 1)))) if len(stream) < 2 * N else stream
+    drawn = []  # (polarity, passage, filler): each planted at every distance, so only its position changes
+    for y in (1, 0):
+        for _ in range(PROBES):
+            passage = np.asarray(passages[y][rng.integers(len(passages[y]))][2])
+            m = N - len(passage)  # filler tokens in this probe
+            start = rng.integers(0, len(stream) - m + 1)
+            drawn.append((y, passage, stream[start:start + m]))
     tokens, distance, polarity = [], [], []
     for d in distances:
-        for y in (1, 0):
-            for _ in range(PROBES):
-                passage = np.asarray(passages[y][rng.integers(len(passages[y]))][2])
-                m = N - len(passage)  # filler tokens in this probe
-                start = rng.integers(0, len(stream) - m + 1)
-                fill = stream[start:start + m]
-                tokens.append(np.concatenate([fill[:m - d], passage, fill[m - d:]]))
-                distance.append(d)
-                polarity.append(y)
+        for y, passage, fill in drawn:
+            tokens.append(np.concatenate([fill[:len(fill) - d], passage, fill[len(fill) - d:]]))
+            distance.append(d)
+            polarity.append(y)
     return {"tokens": torch.from_numpy(np.stack(tokens).astype(np.int64)), "distance": np.array(distance),
             "polarity": np.array(polarity), "examples": {y: [p[1] for p in passages[y][:3]] for y in (0, 1)}}
 
