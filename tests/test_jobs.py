@@ -712,10 +712,12 @@ def test_check_ray_takes_local_and_auto_and_refuses_a_blank_or_hostless_address(
         check_ray(":6379")
 
 
-@pytest.mark.parametrize("address", ["ray://", "ray://  ", "ray://:10001", "localhost:²", "host:6379x"])
+@pytest.mark.parametrize("address", ["ray://", "ray://  ", "ray://:10001", "localhost:²", "host:6379x", "ray://[::1",
+                                     "ray://[::1:10001", "ray://host:port", "ray://host:99999", "localhost:99999"])
 def test_a_ray_address_with_no_host_or_a_port_that_is_no_number_is_refused_at_once(address):
     """ray:// with no host went to gRPC, which printed five lines of C++ errors and gave up after 33 s; "²" passed
-    str.isdigit() and int() then raised (session 53's fault hunt)."""
+    str.isdigit() and int() then raised (session 53's fault hunt); a malformed IPv6 literal or a port that is no number
+    in a ray:// address waited for Ray's client timeout before its error (session 54's)."""
     from rnnlab.jobs import _reachable
 
     with pytest.raises(RunError, match="give HOST:PORT, ray://HOST:PORT, auto or local$"):

@@ -129,23 +129,27 @@ def _gcs_address(address: str | None) -> tuple[str, int] | None:
     if address is not None and address.lower().startswith(("http://", "https://")):
         # the dashboard's address: Ray's own message about it breaks off mid-sentence
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
-    if address is not None and "://" in address and not _host_of(address):  # ray:// or ray://:10001, no host:
+    if address is not None and "://" in address and not _host_of(address):  # ray://, ray://:10001, ray://[::1,
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")  # gRPC's 33 s
     if address is None or address == "auto" or "://" in address:  # ray://, or a Ray Client plugin's scheme
         return None
     host, _, port = address.rpartition(":")
-    if not host or not re.fullmatch(r"[0-9]+", port):  # not isdigit(): "²" is a digit to it, not to int()
+    if not host or not re.fullmatch(r"[0-9]+", port) or int(port) > 65535:  # not isdigit(): "²" is a digit to it
         raise RunError(f"--ray {shorten(address)}: give HOST:PORT, ray://HOST:PORT, auto or local")
     return host, int(port)
 
 
 def _host_of(url: str) -> str:
+    """The host of a URL; "" where it has none, or cannot be read (a malformed IPv6 literal, a port that is no
+    number): Ray's client would wait for its connection timeout before saying so."""
     import urllib.parse
 
     try:
-        return (urllib.parse.urlsplit(url).hostname or "").strip()
-    except ValueError:  # a malformed IPv6 literal, a port that is no number: Ray's to refuse
-        return url
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is no number)
+        return (parts.hostname or "").strip()
+    except ValueError:
+        return ""
 
 
 def _reachable(address: str | None, timeout: float = 5.0) -> None:
