@@ -846,11 +846,11 @@ CMP_EXPECTED = {"order": HOLDS, "fix": HOLDS, "long": HOLDS, "memory": HOLDS, "s
 
 
 def cmp_rows(order_gain, rnn_ratio, lstm_ratio, gru_ratio, lstm_long, gru_long, lstm_fade, gru_fade,
-             lstm_speedup, gru_speedup, models=CMP_MODELS) -> list[dict]:
+             lstm_speedup, gru_speedup, models=CMP_MODELS, tf_fade=(0.0, 0.01, -0.01)) -> list[dict]:
     """Rows of compare. Validation picks the LSTM (order-aware) and the bag of embeddings (bag-of-words)
     although the Transformer and tf-idf have the higher test accuracy, so order_gain = acc(lstm) - acc(bow).
     Gradient ratios at 400 (trained, dx); *_long: the model's (acc 200-400 - acc 0-100) minus tf-idf's;
-    *_fade: follow rate at 0 minus at 350; *_speedup: per length, from 1 to 2 threads (Transformer: ~1.7).
+    *_fade: follow rate at 0 minus at 350 (tf_fade: the Transformer's, the memory question's control); *_speedup: per length, from 1 to 2 threads (Transformer: ~1.7).
     Decoys: the hidden-32 setting, ratios at init / at 800 / of dL/dh, other buckets."""
     rows = []
     for i, s in enumerate(SEEDS):
@@ -861,7 +861,7 @@ def cmp_rows(order_gain, rnn_ratio, lstm_ratio, gru_ratio, lstm_long, gru_long, 
         ratio = {"rnn": rnn_ratio[i], "lstm": lstm_ratio[i], "gru": gru_ratio[i], "transformer": -0.3}
         long_gap = {"lstm": lstm_long[i], "gru": gru_long[i], "rnn": -0.05, "bow": 0.0, "transformer": 0.0,
                     "tfidf": 0.0}
-        fade = {"lstm": lstm_fade[i], "gru": gru_fade[i], "rnn": 0.4, "transformer": 0.0, "bow": 0.0}
+        fade = {"lstm": lstm_fade[i], "gru": gru_fade[i], "rnn": 0.4, "transformer": tf_fade[i], "bow": 0.0}
         for m in models:
             tag = {"model": m, "setting": "lab", "seed": s}
             rows += [{**tag, "part": "accuracy", "metric": k, "value": v} for k, v in (
@@ -917,6 +917,21 @@ def test_compare_baseline_rows_give_the_expected_outcomes():
     """Order matters, gates fix vanishing gradients (where the RNN's vanished), and gates leave long reviews,
     the fixed memory and the serial computation in place: all hold."""
     assert cmp_outcomes(compare.verdict(cmp_rows(**CMP_BASE))) == CMP_EXPECTED
+
+
+def test_compare_memory_question_holds_only_where_its_negative_control_shows_the_transformer_keeping_the_passage():
+    """"Gates do not fix the fixed-size memory" said the Transformer would fail its test but never asked it (session
+    55's statistics review): a probe that shows attention fading too cannot tell a memory's fade."""
+    v = compare.verdict(cmp_rows(**CMP_BASE))
+    (control,) = v["controls"]
+    assert control["outcome"] == FAILS and "Transformer" in control["claim"] and cmp_outcomes(v)["memory"] == HOLDS
+    faded = compare.verdict(cmp_rows(**CMP_BASE, tf_fade=(0.3, 0.35, 0.32)))
+    assert faded["controls"][0]["outcome"] == HOLDS
+    memory = faded["questions"][2]
+    assert memory["outcome"] == UNDECIDED and memory["criterion"].endswith("else inconclusive")
+    assert all("negative control" in memory["effect"][k]["undecided"] for k in ("lstm", "gru"))
+    refuted = compare.verdict(cmp_rows(**{**CMP_BASE, "lstm_fade": (0.0, 0.01, -0.01)}, tf_fade=(0.3, 0.35, 0.32)))
+    assert refuted["questions"][2]["outcome"] == FAILS  # a gate that keeps the passage refutes it whatever the control
 
 
 def test_compare_timed_at_one_thread_count_leaves_only_the_serial_question_undecided():

@@ -15,9 +15,10 @@ The notebook's closing claims, each with a criterion meant to fail for a model t
 order matters (the best order-aware model beats the best bag-of-words model, both chosen on
 validation); gates fix vanishing gradients; and what gates leave in place: long reviews, the fixed
 memory, the serial computation. Whether such a criterion can fail is a question for the data: asked of
-the Transformer, the same test should say "fixed". For long reviews and the serial computation it did not
-in the published lab (docs/REVIEW.md, session 39), so there "gates do not fix it" has no model that shows
-the test could have said otherwise.
+the Transformer, the same test should say "fixed". The memory question is gated by that negative control (a
+probe that shows the Transformer fading too cannot tell a memory's fade: inconclusive). For long reviews and the
+serial computation it did not say "fixed" in the published lab (docs/REVIEW.md, session 39), so there "gates do not
+fix it" has no model that shows the test could have said otherwise.
 """
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ import numpy as np
 from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
 from .common import DATA, SEEDS, as_trained, by_length_rows, by_seed, diff, fit, mean_sd, paired, title, values
-from .bottleneck import FADE, judge_fade
+from .bottleneck import FADE, KEPT, judge_fade
 from .serial import NOT_TIMED, SWEEP, speedups, timing_job_for
-from .stats import UNDECIDED, combine, judge, t_interval
+from .stats import UNDECIDED, UNLESS_CONTROL, combine, judge, needs_control, t_interval
 from .vanishing_gradients import VANISHED, judged_length
 
 NAME = "compare"
@@ -197,12 +198,15 @@ def verdict(rows: list[dict]) -> dict:
     dists = sorted({r["distance"] for r in rows if r["part"] == "probe"}) or [0]
     mem_claim = ("Gates do not fix the fixed-size memory: the LSTM's and the GRU's follow rate in the retention probe "
                  "fades with distance, as the RNN's does")
-    mem_crit = (f"follow rate nearest minus farthest distance, paired by seed; above {FADE} (the Transformer, which "
-                "fixes it, would fail this); decided only where the model follows the passage at the nearest distance "
-                "above chance (0.5; 95% interval above)")
-    memory = both(mem_claim, mem_crit, {k: judge_fade(f"{mem_claim} [{k}]", mem_crit, rows, dists[0], dists[-1],
-                                                      f"drop in follow rate, {k}", model=k, setting="lab")
-                                         for k in GATED})
+    mem_crit = (f"follow rate nearest minus farthest distance, paired by seed; above {FADE}; decided only where the "
+                "model follows the passage at the nearest distance above chance (0.5; 95% interval above)")
+    mem_control = judge_fade("Negative control (the memory question): the Transformer's follow rate fades with distance "
+                             "too (expected: does not hold, attention reads every position directly)", mem_crit, rows,
+                             dists[0], dists[-1], "drop in follow rate, transformer", model="transformer", setting="lab")
+    memory = both(mem_claim, mem_crit + UNLESS_CONTROL,
+                  {k: needs_control(judge_fade(f"{mem_claim} [{k}]", mem_crit, rows, dists[0], dists[-1],
+                                               f"drop in follow rate, {k}", model=k, setting="lab"),
+                                    mem_control["outcome"], KEPT) for k in GATED})
     s_t = speedups(rows, "transformer")
     serial = both("Gates do not fix serial computation: a second thread speeds up the Transformer more than the "
                   "LSTM and the GRU", "speed-up from 1 to 2 threads, Transformer minus the model, at each length; "
@@ -213,7 +217,7 @@ def verdict(rows: list[dict]) -> dict:
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare
         serial.update(outcome=UNDECIDED, criterion=NOT_TIMED)
     main["questions"] = [fix, long_, memory, serial]
-    main["controls"] = []
+    main["controls"] = [mem_control]
     main["numbers"]["table"] = summary_table(rows)
     return main
 
