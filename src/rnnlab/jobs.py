@@ -8,7 +8,8 @@ A `Job` names a function ("module:function") and JSON-able keyword arguments; th
 as `fn(ds, **args)` and returns tidy rows (a list of dicts), or {"rows": rows, "files": {name: bytes}}
 whose files land in STORE/<key>/ (a trained model, say). Every job runs with a fixed number of
 torch threads, so its numbers do not depend on how many run at once (only its timings do). Each
-finished job is written to STORE/<key>.json, and a rerun keeps it: an interrupted lab resumes.
+finished job is written to STORE/<key>.json, and a rerun keeps it: an interrupted lab resumes (not a record
+written before ROWS_VERSION last changed: rnnlab measures differently since, and the job runs again).
 Worker processes load the data once each from `data_arg` and share the tokenised corpus through the
 memory-mapped cache. `exclusive` jobs (timings) run alone in this process after all others.
 With `ray_address` the jobs go to a Ray cluster (the ray package: `pip install ray`; "local" starts one
@@ -34,6 +35,9 @@ from pathlib import Path
 from typing import Callable
 
 from .io import HANGUP, RunError, fault, first_line, jsonable, read_json, shorten, write_bytes, write_json
+
+
+ROWS_VERSION = 2  # raised whenever a change to rnnlab moves what a job returns (2: session 55, the retention probe)
 
 
 class JobError(RunError):
@@ -295,7 +299,8 @@ class Runner:
                                                    "label": job.label, "rows": rows,
                                                    "rows_sha256": rows_digest(json.loads(json.dumps(jsonable(rows)))),
                                                    "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
-                                                   "seconds": round(seconds, 1), "threads": self.threads})
+                                                   "seconds": round(seconds, 1), "threads": self.threads,
+                                                   "rows_version": ROWS_VERSION})
             results[job.key] = rows
             self._known.add(job.key)
             count["done"] += 1
@@ -467,9 +472,10 @@ def _rows_intact(d: dict) -> bool:
 
 
 def _read(path: Path, job: Job, fingerprint: str, threads: int) -> list[dict] | None:
-    """A finished job's rows, or None when missing, unreadable, made by another job, on other data or at another
-    thread count (its numbers depend on it: the job runs again, at this one), or when its rows or one of its files
-    are not what it wrote (a damaged record or file: the job runs again)."""
+    """A finished job's rows, or None when missing, unreadable, made by another job, on other data, at another
+    thread count (its numbers depend on it: the job runs again, at this one) or by an rnnlab that measured otherwise
+    (ROWS_VERSION), or when its rows or one of its files are not what it wrote (a damaged record or file: the job
+    runs again)."""
     if not path.exists():
         return None
     try:
@@ -477,7 +483,7 @@ def _read(path: Path, job: Job, fingerprint: str, threads: int) -> list[dict] | 
     except RunError:
         return None
     if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and _rows_intact(d) and d.get("fn") == job.fn
-            and d.get("data") == fingerprint and d.get("threads") == threads
+            and d.get("data") == fingerprint and d.get("threads") == threads and d.get("rows_version") == ROWS_VERSION
             and _files_intact(path.parent / job.key, d.get("files", {}))
             and json.dumps(d.get("args"), sort_keys=True) == json.dumps(job.args, sort_keys=True, default=str)):
         return None
