@@ -289,7 +289,7 @@ def vg_rows(rnn, rnn_init, lstm, gru, lstm_init, gru_init, transformer, clip_gai
 
 def vg_outcomes(v: dict) -> dict:
     names = ["lstm", "gru", "lstm_init", "gru_init", "clipping"]
-    assert len(v["questions"]) == len(names) and "clipping" in v["questions"][-1]["claim"]
+    assert len(v["questions"]) == len(names) and "clipping" in v["questions"][-1]["claim"].lower()
     assert [q["effect"]["name"].split(", ")[-1] for q in v["questions"][:4]] == [
         "trained lstm", "trained gru", "lstm at init", "gru at init"]
     return {"main": v["outcome"], **{k: q["outcome"] for k, q in zip(names, v["questions"])},

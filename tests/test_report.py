@@ -1275,6 +1275,14 @@ def _one_effect(est, lo, hi, threshold=0.0, direction="above", **kw):
     ({"outcome": "inconclusive", "effect": _one_effect(0.1, None, None)}, [], "inconclusive"),  # no interval: no "spans"
     ({"outcome": "inconclusive", "effect": _one_effect(0.1, float("nan"), float("nan"))}, [], "inconclusive"),
     ({"outcome": "holds", "effect": {"lstm": _one_effect(0.1, 0.05, 0.2), "gru": _one_effect(0.1, 0.05, 0.2)}}, [], "holds"),
+    # per-model effects, each with its recorded reason (compare's memory question under its control: session 55)
+    ({"outcome": "inconclusive", "effect": {"lstm": _one_effect(0.3, 0.25, 0.35, undecided="the control vetoed it"),
+                                            "gru": _one_effect(0.3, 0.25, 0.35, undecided="the control vetoed it")}},
+     [], "inconclusive (lstm, gru: the control vetoed it)"),
+    ({"outcome": "inconclusive", "effect": {"lstm": _one_effect(0.3, 0.25, 0.35, undecided="a reason"),
+                                            "gru": _one_effect(0.1, -0.1, 0.3)}}, [], "inconclusive (lstm: a reason)"),
+    ({"outcome": "inconclusive", "effect": {"lstm": _one_effect(0.1, -0.1, 0.3), "gru": _one_effect(0.1, -0.1, 0.3)}},
+     [], "inconclusive"),
 ])
 def test_an_outcome_cell_says_why_only_what_its_verdict_records(q, parts, cell):
     """The reviewer's cases (session 52): a reason recorded for a part shown beside a claim decided otherwise; a row

@@ -126,6 +126,12 @@ def _outcome_cell(q: dict, parts: list[str] = ()) -> str:
 
     e, outcome = q.get("effect") or {}, q.get("outcome")
     why = e.get("undecided") if isinstance(e, dict) else None
+    if isinstance(e, dict) and "estimate" not in e and not why:  # one effect per model: each one's recorded reason
+        models: dict[str, list[str]] = {}
+        for k, v in e.items():
+            if isinstance(v, dict) and isinstance(v.get("undecided"), str) and v["undecided"]:
+                models.setdefault(v["undecided"], []).append(str(k))
+        why = "; ".join(f"{', '.join(ks)}: {r}" for r, ks in models.items())
     alone = _alone(e)
     if outcome == UNDECIDED and isinstance(why, str) and why:
         return f"{outcome} ({why})"

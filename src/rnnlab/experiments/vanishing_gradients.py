@@ -291,7 +291,7 @@ def figure(rows: list[dict], judged: dict):
     c.axhline(1.0, color="k", lw=0.8, ls=":", label="clip threshold 1.0")
     c.set_yscale("log"); c.set_xlabel(f"training step (vanilla RNN, seed {seeds[0] if seeds else ''})")
     c.set_ylabel("gradient norm before clipping"); c.grid(alpha=0.3, which="both"); c.legend(fontsize=7)
-    ex = next((q for q in judged.get("questions", []) if "clipping" in q["claim"]), None)
+    ex = next((q for q in judged.get("questions", []) if "clipping" in q["claim"].lower()), None)
     c.set_title(f"exploding side: clipping {ex['outcome'] if ex else ''}", fontsize=10)
     fig.suptitle(title("Vanishing gradients", judged, f"the lab's vanilla RNN, LSTM, GRU and Transformer "
                        f"(preset rnn/lstm/gru/transformer), {len(seeds)} seeds; gradients in float64"))
