@@ -5,7 +5,8 @@
 Rows are matched on every column but `value`; a metric that is a time or a speed (seconds,
 tokens or FLOPs per second) is left out, since it measures the machine. Reports per experiment the rows
 compared, the rows equal to the last bit, the rows that differ and the largest difference, and rows
-found in only one lab; then each experiment's verdict (outcome and effect with its interval) in both.
+found in only one lab; then each experiment's verdict (outcome and effect with its interval) in both, judgements
+paired by their claim (one found in only one lab is listed as such).
 Labs made before session 40 wrote each value to 6 significant figures, later ones in full: `--digits 6`
 compares both at 6 (what the older lab holds).
 """
@@ -73,8 +74,11 @@ def main() -> None:
     for n in names:
         if (a / n / "verdict.json").exists():
             va, vb = verdict(a, n), verdict(b, n)
-            result["verdicts"][n] = {"same_outcomes": sum(x["outcome"] == y["outcome"] for x, y in zip(va, vb)),
-                                     "of": len(va), "a": va, "b": vb}
+            ca, cb = {x["claim"]: x for x in va}, {y["claim"]: y for y in vb}  # paired by claim: one may have more
+            both = [c for c in ca if c in cb]
+            result["verdicts"][n] = {"same_outcomes": sum(ca[c]["outcome"] == cb[c]["outcome"] for c in both),
+                                     "of": len(both), "only_in_a": [c for c in ca if c not in cb],
+                                     "only_in_b": [c for c in cb if c not in ca], "a": va, "b": vb}
     publish(result, args.out)
 
 
