@@ -122,18 +122,20 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
                                                          "lab_zen4_a168e2d_outputs_deleted", "lab_zen4_652482a")]
     # not 7a32883: a niced script beside it; f5352fa, a168e2d: not published (the same rows as docs/lab then);
     # 66cbbff: published in sessions 41-47, 652482a in sessions 48-49
-    intel = [minutes(results / "lab_intel_head" / "lab.json"), minutes(LAB / "lab.json")]  # the published one last
+    intel = [minutes(results / d / "lab.json") for d in ("lab_intel_head", "lab_intel207_3730a66")]
+    intel.append(minutes(LAB / "lab.json"))  # the published one last (3730a66: published in sessions 50-54)
     clean = [*zen3, *zen4, *intel]
     assert line.startswith(f"About {min(clean)} to {max(clean)} minutes on 2 CPU cores")
     assert (f"{zen3[0]} and {zen3[1]} on two AMD Zen 3 VMs, {min(zen4)} to {max(zen4)} in {len(zen4)} runs on Zen 4 "
-            f"VMs, {intel[0]} and {intel[1]} on two Intel VMs; the published [lab.json](docs/lab/lab.json) took "
-            f"{intel[1]}") in line
+            f"VMs, {intel[0]}, {intel[1]} and {intel[2]} on two Intel VMs; the published [lab.json](docs/lab/lab.json) "
+            f"took {intel[2]}") in line
     env = json.loads((LAB / "lab.json").read_text())["environment"]
     assert (env["cpu_family"], env["cpu_model"]) == ("6", "207")  # the newer Intel Xeon
     memory = [results / d / "memory.txt" for d in ("lab_zen3_9566aac", "lab_zen3_c736c0b", "lab_amd_zen4",
                                                    "lab_zen4_b50d5ec", "lab_zen4_98ff68c", "lab_zen4_2d89b96",
                                                    "lab_zen4_b013fd8", "lab_zen4_896fa8d", "lab_zen4_7a32883",
                                                    "lab_zen4_c75ad7f", f"lab_intel207_{env['git_commit'][:7]}",
+                                                   "lab_intel207_3730a66",
                                                    "lab_intel_head", "lab_zen4_f5352fa", "lab_zen4_66cbbff",
                                                    "lab_zen4_a168e2d_outputs_deleted", "lab_zen4_652482a")]
     assert "the lab's raw files are docs/lab (published)" in memory[10].read_text()  # the published lab's watch
@@ -172,13 +174,18 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     readme = README.read_text(encoding="utf-8")
     phases = json.loads((LAB / "lab.json").read_text())["phases_seconds"]
     assert (f"jobs {phases['jobs']:,.0f} s, conclusions {phases['experiments']:.1f} s, "
-            f"explain {phases['explain']:.1f} s, report {phases['report']:.1f} s") in readme
-    jobs = json.loads((ROOT / "benchmarks" / "results" / "jobs_intel207_s53.json").read_text())
-    s, each = jobs["settings"], jobs["speedup_per_repeat"]
-    assert (f"{s['--jobs 2 --threads 1']:.0f} vs {s['--jobs 1 --threads 2']:.0f} s: "
-            f"{jobs['speedup_of_jobs_over_threads']:.2f}x (medians of {jobs['repeats']} runs; "
-            f"{min(each):.2f}-{max(each):.2f}x)") in readme
-    assert s == {k: statistics.median(v) for k, v in jobs["seconds"].items()} and len(each) == jobs["repeats"]
+            f"explain {phases['explain']:.1f} s |") in readme
+    lab_jobs = ROOT / "benchmarks" / "results" / "lab_jobs_intel207_s55"  # the full lab both ways (session 55)
+    summary = json.loads((lab_jobs / "summary.json").read_text())
+    wall = {n: json.loads((lab_jobs / f"lab_{n}.json").read_text())["wall_seconds"] for n in ("j2t1", "j1t2")}
+    assert wall["j2t1"] == json.loads((LAB / "lab.json").read_text())["wall_seconds"]  # the published lab
+    assert summary["wall_seconds"] == {"--jobs 2 --threads 1": wall["j2t1"], "--jobs 1 --threads 2": wall["j1t2"]}
+    assert (f"{wall['j2t1']:,.0f} vs {wall['j1t2']:,.0f} s: {wall['j1t2'] / wall['j2t1']:.2f}x (one run each; "
+            f"9 jobs: ") in readme
+    jobs = json.loads((ROOT / "benchmarks" / "results" / "jobs_intel207_s53.json").read_text())  # the comparison's
+    s = jobs["settings"]
+    assert f"9 jobs: {jobs['speedup_of_jobs_over_threads']:.2f}x)" in readme and len(jobs["jobs"]) == 9
+    assert s == {k: statistics.median(v) for k, v in jobs["seconds"].items()}
 
 
 def test_readme_kernel_row_quotes_the_committed_kernel_runs():
