@@ -220,21 +220,13 @@ def test_readme_kernel_row_quotes_the_committed_kernel_runs():
     met = {"LSTM": sum(v >= 1.8 for v in lstm), "GRU": sum(v["GRU"] >= 1.8 for v in every)}
     said = lambda n, of: f"none of {of}" if n == 0 else f"{n} of {of}"  # noqa: E731
     gru = [v["GRU"] for v in every]
-    # nn.LSTM's gain from kept memory, with the fault-free kernel as the yardstick: the ratio of the paired speed-ups
-    gain = [a["glibc"]["speedups"][k] / a["keep"]["speedups"][k] for a in allocator
-            for k in ("lstm_layer folded vs nn.LSTM", "lstm_layer vs nn.LSTM")]
-    kept = {k: {a["keep"]["speedups"][f"lstm_layer{how} vs nn.LSTM"] for a in allocator} for k, how in
-            (("folded", " folded"), ("dense", ""))}
-    assert max(gain) - min(gain) < 0.05  # every run, folded and dense, agrees
-    span = lambda v: f"{min(v):.2f}x" if len(v) == 1 else f"{min(v):.2f}-{max(v):.2f}x"  # noqa: E731
     machine = lambda f: json.loads((ROOT / "benchmarks" / "results" / f).read_text())["machine"]  # noqa: E731
     cpus = len({(m["cpu_family"], m["model"]) for m in map(machine, (f for group in sessions.values()
                                                                         for runs in group for f in runs))})
     assert (f"folded {x['LSTM', ' folded']:.2f}x / {x['GRU', ' folded']:.2f}x; dense (gated presets) "
-            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x. Bar 1.8x (folded, session medians, {cpus} CPUs): LSTM met in "
-            f"{said(met['LSTM'], len(lstm))} ({min(lstm):.2f}-{max(lstm):.2f}x), GRU in {said(met['GRU'], len(gru))} "
-            f"({min(gru):.2f}-{max(gru):.2f}x). If malloc keeps freed memory, `nn.LSTM` gains "
-            f"{statistics.median(gain):.2f}x: LSTM {span(kept['folded'])}, dense {span(kept['dense'])}") in readme
+            f"{x['LSTM', '']:.2f}x / {x['GRU', '']:.2f}x. Bar 1.8x (folded, session medians, {cpus} CPU models): LSTM met "
+            f"in {said(met['LSTM'], len(lstm))} ({min(lstm):.2f}-{max(lstm):.2f}x), GRU in {said(met['GRU'], len(gru))} "
+            f"({min(gru):.2f}-{max(gru):.2f}x).") in readme
 
 
 def test_the_gpu_numbers_quoted_are_the_committed_gpu_labs():
@@ -287,7 +279,7 @@ def test_every_figure_of_the_published_lab_redraws_to_the_same_bytes(tmp_path):
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from redraw import redraw
+    from redraw import redraw, same_drawing
 
     from importlib.metadata import version
 
@@ -297,7 +289,8 @@ def test_every_figure_of_the_published_lab_redraws_to_the_same_bytes(tmp_path):
     drawn = redraw(LAB, tmp_path)
     assert len(drawn) == 2 * 6 + 2 * 3  # five experiments and the exercise (SVG, PNG), three reviews (PNG, HTML)
     for old, new in drawn:
-        assert old.read_bytes() == new.read_bytes(), f"{old} is not what this code draws: benchmarks/redraw.py docs/lab"
+        assert same_drawing(old, old.read_bytes(), new.read_bytes()), \
+            f"{old} is not what this code draws: benchmarks/redraw.py docs/lab"
 
 
 @needs_lab
@@ -370,7 +363,25 @@ def test_redraw_says_same_bytes_for_every_figure_and_page_of_the_published_lab(t
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and len(lines) == 18 and sum(".html:" in ln for ln in lines) == 3, r.stdout + r.stderr
-    assert all(ln.endswith(": same bytes") for ln in lines), r.stdout
+    assert all(ln.endswith(": same bytes") or ln.endswith(".svg: same drawing") for ln in lines), r.stdout
+
+
+def test_same_drawing_forgives_an_svg_only_its_last_decimal():
+    """Another CPU draws the serial figure's log axis 0.000001 pt apart (AVX-512 against AVX2): the same drawing.
+    A moved line, another word, another number of points, or a PNG byte is another drawing."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from redraw import same_drawing
+
+    svg = Path("f.svg")
+    a = b'<path d="M 53.650781 228.255357 L 53.650781 65.386313"/><text>k = 0.9</text>'
+    assert same_drawing(svg, a, a.replace(b"65.386313", b"65.386312"))
+    assert not same_drawing(svg, a, a.replace(b"65.386313", b"65.386413"))  # 0.0001 pt: moved
+    assert not same_drawing(svg, a, a.replace(b"k = 0.9", b"k = 0.8"))
+    assert not same_drawing(svg, a, a.replace(b"0.9", b"0.9 1"))
+    assert not same_drawing(svg, a, a.replace(b"text", b"tspan"))
+    assert not same_drawing(Path("f.png"), a, a.replace(b"65.386313", b"65.386312"))
 
 
 @needs_lab
