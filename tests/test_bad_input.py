@@ -1028,16 +1028,104 @@ def test_the_layers_read_from_weights_are_the_models(name):
         assert layers_in(build_model(cfg, 50).state_dict()) == layers
 
 
-def test_a_config_whose_sizes_cannot_be_built_names_them_not_the_reviews(run_dir, tmp_path):
-    """embed_dim 2**30 passes config.json's bounds; building it ran out of memory, and predict advised "give shorter
-    reviews" for a one-word review (fault hunt)."""
+# --- fault review, session 56 -----------------------------------------------------------------
+
+def test_a_corrupt_xz_tarball_is_one_line(tmp_path, monkeypatch):
+    """xz's own error (lzma.LZMAError) is no OSError: tarfile passes it on as it is, and it was a traceback."""
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    f = write_acl_tarball(tmp_path / "aclImdb_v1.tar.xz", make_reviews(60, 1), make_reviews(30, 2), mode="w:xz")
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 0xFF  # the stream footer's magic bytes
+    f.write_bytes(bytes(raw))
+    res = CliRunner().invoke(main, ["train", *TINY, "--data", str(f), "--out", str(tmp_path / "r")])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert_one_line_error(res.output, res.stdout, res.exit_code, r"aclImdb_v1\.tar\.xz: truncated or corrupt archive")
+
+
+def test_a_tarball_review_id_of_5000_digits_is_one_line(tmp_path, monkeypatch, run_dir):
+    """int() refuses a string of more than 4,300 digits (ValueError: a traceback from evaluate, a line naming no file
+    from train)."""
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    import io
+    import tarfile
+
+    f = write_acl_tarball(tmp_path / "src.tar", make_reviews(40, 1), make_reviews(20, 2), mode="w")
+    with tarfile.open(f) as src, tarfile.open(tmp_path / "aclImdb_v1.tar", "w", format=tarfile.PAX_FORMAT) as dst:
+        for m in src:
+            dst.addfile(m, src.extractfile(m))
+        info = tarfile.TarInfo(f"aclImdb/test/pos/{'1' * 5000}_7.txt")
+        info.size = 4
+        dst.addfile(info, io.BytesIO(b"good"))
+    for argv in (["train", *TINY, "--out", str(tmp_path / "r")], ["evaluate", str(run_dir)]):
+        res = CliRunner().invoke(main, [*argv, "--data", str(tmp_path / "aclImdb_v1.tar")])
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+        assert_one_line_error(res.output, res.stdout, res.exit_code, r"a review id of 5,000 digits")
+
+
+def test_a_stray_cache_folder_with_a_pid_no_process_can_have_is_swept(tmp_path, monkeypatch, tiny_parquet):
+    """The cache sweep asked os.kill about a pid of 20 digits: OverflowError, a traceback from train."""
+    from rnnlab.text import _HOST
+
+    cache = tmp_path / "cache"
+    stray = cache / f".corpus-x.{_HOST}.{'9' * 20}.ab.tmp"
+    stray.mkdir(parents=True)
+    monkeypatch.setenv("RNNLAB_CACHE", str(cache))
+    res = CliRunner().invoke(main, ["train", *TINY, "--data", str(tiny_parquet), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert not stray.exists()  # no process has that number: the builder that left it is dead
+
+
+def test_evaluate_prints_a_data_path_that_is_not_utf8_under_a_strict_stdout(tmp_path, run_dir):
+    """evaluate's text output printed the data's path raw: a byte that is not UTF-8 made a strict stdout (as under
+    LANG=en_US.UTF-8) raise UnicodeEncodeError, a traceback."""
+    f = os.fsencode(tmp_path) + b"/d\xff.csv"
+    with open(f, "w") as fh:
+        fh.write("text,label\ngreat film,1\nawful film,0\n")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "RNNLAB_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "rnnlab", "evaluate", str(run_dir), "--data", f], capture_output=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr.decode(errors="replace")
+    assert r.stdout.decode("utf-8").startswith(f"{tmp_path}/d\\udcff.csv: 2 reviews, accuracy ")
+
+
+@pytest.mark.parametrize("embed_dim", [2**30, 20_000_000])
+def test_a_config_whose_sizes_are_not_its_weights_is_refused_before_any_memory_is_taken(run_dir, tmp_path, embed_dim):
+    """embed_dim 20,000,000 (8 GB of embedding) in a damaged config.json: Linux grants the memory, so under a memory
+    limit the process was killed without a word (fault review). The sizes are compared with the weights' shapes on
+    torch's meta device first, before anything is built."""
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     cfg = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**cfg, "embed_dim": 2**30}))
+    (run / "config.json").write_text(json.dumps({**cfg, "embed_dim": embed_dim}))
     for argv in (["predict", str(run), "good"], ["explain", str(run), "--text", "good"], ["evaluate", str(run)]):
         r = CliRunner().invoke(main, argv)
-        assert r.exit_code == 2 and r.stderr.splitlines() == [
-            f"Error: {run}: out of memory building the model config.json describes ({cfg['model']}, embed_dim "
-            f"{2**30}, hidden_dim {cfg['hidden_dim']}, layers {cfg['layers']}): a damaged config.json, or a run for a "
-            "larger machine"], (argv, r.output)
+        assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, (argv, r.output)
+        assert re.fullmatch(rf"Error: {re.escape(str(run / 'model.safetensors'))}: embedding\.weight has shape "
+                            rf"\((\d+), {cfg['embed_dim']}\), the config/vocabulary needs \(\1, {embed_dim}\)\n",
+                            r.stderr), (argv, r.output)
+
+
+@pytest.mark.parametrize("command", ["lab", "shortfall"])
+def test_a_file_where_a_part_s_folder_goes_is_refused_before_any_job(command, tmp_path, tiny_parquet, monkeypatch):
+    """OUT/serial a file: the experiment ran every job, then failed on its folder (fault review). Now before the
+    data is read."""
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "serial").write_text("notes")
+    argv = [command, *(["serial"] if command == "shortfall" else []), "--quick", "--data", str(tiny_parquet),
+            "--out", str(out)]
+    res = CliRunner().invoke(main, argv)
+    assert_one_line_error(res.output, res.stdout, res.exit_code,
+                          rf"^Error: {re.escape(str(out / 'serial'))}: a file where the results' serial/ folder goes")
+    assert sorted(p.name for p in out.iterdir()) == ["serial"] and (out / "serial").read_text() == "notes"
+
+
+def test_a_lab_markdown_that_is_a_fifo_is_refused_before_any_job(tmp_path, tiny_parquet, monkeypatch):
+    """lab --markdown FIFO: refused only by the last write, after every job, leaving lab.json without its report."""
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    fifo = _fifo(tmp_path / "f.md")
+    res = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_parquet), "--out", str(tmp_path / "l"),
+                                    "--markdown", str(fifo)])
+    assert_one_line_error(res.output, res.stdout, res.exit_code, rf"{re.escape(str(fifo))}: not a regular file")
+    assert not (tmp_path / "l").exists()

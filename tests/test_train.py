@@ -644,6 +644,26 @@ def test_a_resume_without_a_checkpoint_record_deletes_no_checkpoint(tmp_path, ti
     assert kept and sorted(p.name for p in run.path.glob("ckpt-*")) == kept
 
 
+@pytest.mark.parametrize("named", ["ckpt-9", ""])
+def test_a_resume_whose_record_names_no_checkpoint_folder_deletes_none(tmp_path, tiny_data, named):
+    """checkpoint.json naming a folder that is not there (a run copied mid-training, a folder renamed): the resume
+    deleted every real checkpoint as a leftover, then failed, so no resume could work again (fault review). The
+    folders stay, and the refusal is one line; an empty name is a malformed record."""
+    from click.testing import CliRunner
+
+    from rnnlab.cli import main
+
+    _, run = _run(tmp_path, tiny_data, epochs=2)
+    ck = json.loads((run.path / "checkpoint.json").read_text())
+    (run.path / "checkpoint.json").write_text(json.dumps({**ck, "dir": named}))
+    kept = sorted(p.name for p in run.path.glob("ckpt-*"))
+    r = CliRunner().invoke(main, ["train", "--resume", str(run.path), "--epochs", "3"])
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]  # after its progress lines
+    assert r.exit_code == 2 and len(errors) == 1 and "Traceback" not in r.output, r.output
+    assert ("ckpt-9/last.safetensors: missing" in errors[0]) if named else ("bad checkpoint directory name" in errors[0])
+    assert kept and sorted(p.name for p in run.path.glob("ckpt-*")) == kept
+
+
 def test_a_resume_of_a_run_with_damaged_metrics_is_one_line(tmp_path, tiny_data):
     _, run = _run(tmp_path, tiny_data, epochs=2)
     (run.path / "metrics.jsonl").write_text('{"epoch": 1}\n')

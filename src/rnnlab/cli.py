@@ -29,7 +29,7 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, echo_whole, first_line, in_the_way, is_run_dir, one_line, shorten, whole_stdout
+from .io import HANGUP, RunError, echo_whole, first_line, in_the_way, is_run_dir, one_line, printable, shorten, whole_stdout
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -629,7 +629,7 @@ def evaluate(run_dir, data_path, as_json, device):
         click.echo(json.dumps(rep))
         return
     (tn, fp), (fn, tp) = rep["confusion"]["matrix"]
-    click.echo(f"{split.source}: {rep['n']:,} review{'s' * (rep['n'] != 1)}, accuracy {rep['acc']:.4f}")
+    click.echo(f"{printable(split.source)}: {rep['n']:,} review{'s' * (rep['n'] != 1)}, accuracy {rep['acc']:.4f}")
     click.echo(f"confusion (rows true, cols predicted):\n           neg     pos\n  neg  {tn:7d} {fp:7d}\n  pos  {fn:7d} {tp:7d}")
     read = (f"; the run reads the {'last' if cfg.truncate == 'tail' else 'first'} {cfg.max_len} of each"
             if cfg.max_len else "")
@@ -780,7 +780,7 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
     from .lab import held, load_data, run_experiments
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
-        _not_a_run_or_data(out)
+        _not_a_run_or_data(out, (*names, "jobs"))
         check_ray(ray_address)  # before the data is read
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
@@ -824,13 +824,16 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     from .lab import held, load_data, run_lab
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
-        _not_a_run_or_data(out)
+        from .report import LAB_FOLDERS, not_the_labs_own, writable
+
+        _not_a_run_or_data(out, LAB_FOLDERS)
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
+        for page in (out / "report.html", out / "report.md"):
+            if page.is_dir():
+                raise RunError(f"{page}: a folder where the lab writes its report; move it, or give another --out")
+        writable(out / "report.html", *([out / "report.md"] if markdown is None else [markdown]))  # before the work
         if markdown is not None:
-            from .report import not_the_labs_own, writable
-
-            writable(markdown)  # before the work, not after it
             not_the_labs_own(out, markdown)
             if markdown.resolve() == (out / "report.html").resolve():
                 raise RunError(f"{markdown}: the lab writes its HTML report there; give --markdown another file")
@@ -842,8 +845,12 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     click.echo(json.dumps(result))
 
 
-def _not_a_run_or_data(out: Path) -> None:
-    """RunError if --out holds a training run or a dataset: lab, compare or shortfall would mix its files into them."""
+def _not_a_run_or_data(out: Path, folders) -> None:
+    """RunError if --out holds a training run or a dataset (lab, compare or shortfall would mix its files into
+    them), or a file where one of the `folders` it writes goes (found after every job had run, otherwise)."""
+    for name in folders:
+        if (out / name).exists() and not (out / name).is_dir() or (out / name).is_symlink() and not (out / name).exists():
+            raise RunError(f"{out / name}: a file where the results' {name}/ folder goes; move it, or give another --out")
     if out.is_dir() and (out / "config.json").is_file() and (out / "vocab.json").is_file():
         raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the results their own --out")
     if out.is_dir() and any((out / n).exists() for n in ("train.parquet", "test.parquet", "aclImdb")):

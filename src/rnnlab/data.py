@@ -13,10 +13,12 @@ with a one-line message naming the file and the problem.
 """
 from __future__ import annotations
 
+import lzma
 import os
 import posixpath
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,8 +329,8 @@ def _load_acl_tarball(f: Path) -> Dataset:
             ends = {name: _link_end(name, links) for name, (kind, _) in entries.items() if kind == "link"}
             needed = sorted({e for e in ends.values() if e in others}, key=lambda n: others[n].offset_data)
             texts = {n: _member_text(tar, others[n], f) for n in needed}  # in the archive's order: one rewind
-    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-        if isinstance(e, DataError):
+    except (tarfile.TarError, EOFError, OSError, ValueError, lzma.LZMAError, zlib.error) as e:  # the last two: a
+        if isinstance(e, DataError):  # corrupt compressed stream, which tarfile passes on as it is
             raise
         if isinstance(e, tarfile.ReadError) and str(e).startswith("file could not be opened successfully"):
             # tarfile's list of the compressions it tried, one a line: a saved web page, a zip, an empty file
@@ -345,6 +347,8 @@ def _load_acl_tarball(f: Path) -> Dataset:
         else:
             text = value
         split, cls, rid = _ACL_NAME.search(name).group(1, 2, 3)
+        if len(rid) > 18:  # aclImdb's are at most 5 digits; past 4,300, int() refuses the string
+            raise DataError(f"{f}: {name[:80]}...: a review id of {len(rid):,} digits")
         rows[split].append((1 if cls == "pos" else 0, int(rid), text))
     for split in ("train", "test"):
         if not rows[split]:

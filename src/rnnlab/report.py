@@ -676,6 +676,8 @@ def writable(*paths: Path) -> None:
     """ReportError unless each path's folder exists (or can be made) and takes a new file: checked before the
     first write, so a refused second file never leaves the first one new and the second one old."""
     for p in paths:
+        if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO, a device: a rename would replace it
+            raise ReportError(f"cannot write {p}: not a regular file")
         parent = p.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent

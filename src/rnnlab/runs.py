@@ -335,8 +335,9 @@ class RunDir:
         between the checkpoint and the figure)."""
         remove_leftovers(self.path)
         recorded = self._checkpoint()
-        if recorded is None:  # no record (or a lost one): nothing is known to be stale, and restore says what is wrong
-            return
+        if recorded is None or not (self.path / recorded["dir"]).is_dir():
+            return  # no record, a lost one, or one naming no folder: nothing is known to be stale (the others may be
+            # the good checkpoints: kept), and restore says what is wrong
         for old in self.path.glob("ckpt-*"):
             if old.name != recorded["dir"] and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
@@ -396,7 +397,7 @@ class RunDir:
                 and (ck.get("best_step") is None or _count(ck["best_step"]))
                 and (ck.get("best_acc") is None or _number(ck["best_acc"]))):  # null: no validation pass
             raise RunError(f"{f}: malformed checkpoint record")
-        if "/" in ck["dir"] or ck["dir"].startswith("."):
+        if not ck["dir"] or "/" in ck["dir"] or ck["dir"].startswith("."):
             raise RunError(f"{f}: bad checkpoint directory name {ck['dir']!r}")
         return ck
 
@@ -535,6 +536,8 @@ class RunDir:
         if layers_in(state) != cfg.layers:
             raise RunError(f"{f}: holds {layers_in(state)} layer(s) where config.json says layers {cfg.layers} "
                            "(damaged or edited)")
+        with torch.device("meta"):  # shapes only, no memory: sizes that do not match the weights are refused before
+            _check_state(build_model(cfg, len(vocab)), state, f)  # any is taken (Linux grants more than it has)
         try:
             model = build_model(cfg, len(vocab))
         except (MemoryError, RuntimeError) as e:  # a damaged config.json's sizes can ask for terabytes

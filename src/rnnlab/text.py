@@ -416,7 +416,7 @@ def _sweep(cache: Path) -> None:
         for p in cache.glob(".corpus-*.tmp"):
             parts = p.name.split(".")  # ['', 'corpus-<key>', *host, pid, random, 'tmp']
             host, pid = ".".join(parts[2:-3]), parts[-3]
-            dead = host == _HOST and pid.isdigit() and not _alive(int(pid))
+            dead = host == _HOST and pid.isascii() and pid.isdigit() and not _alive(int(pid))
             if dead or time.time() - p.lstat().st_mtime > _STALE_SECONDS:
                 _remove(p)
     except OSError:
@@ -426,7 +426,7 @@ def _sweep(cache: Path) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process can have
         return False
     except PermissionError:
         return True  # someone else's live process
