@@ -261,6 +261,22 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
+def test_loading_and_explaining_a_run_does_not_import_torch_dynamo(runs):
+    """Comparing config.json's sizes with the weights on the meta device ran nn.init.normal_ there, through torch's
+    Python references, which import torch._dynamo: 1.1 s more for every predict and explain on a 2-core VM."""
+    code = """
+import sys
+from rnnlab.explain import explain, load_run
+for path in sys.argv[1:]:
+    explain(load_run(path), "a fine film, and a long one")
+assert "torch._dynamo" not in sys.modules, "torch._dynamo imported"
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code, *map(str, runs.values())], capture_output=True, text=True,
+                       cwd=REPO, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
 def test_gradient_norm_matches_the_explicit_loop(runs):
     """||dL/dx_t|| through the fused kernel equals the one through the vanilla RNN written out over time."""
     run = load_run(runs["rnn"])

@@ -518,7 +518,7 @@ class RunDir:
     def load_model(self, device="cpu"):
         """(config, vocab, model in eval mode) from a saved run; every file checked."""
         from .memory import is_out_of_memory
-        from .models import build_model
+        from .models import build_model, shapes_only
 
         cfg, vocab = self.config(), self.vocab()
         if len(vocab) > cfg.vocab_size:
@@ -536,8 +536,8 @@ class RunDir:
         if layers_in(state) != cfg.layers:
             raise RunError(f"{f}: holds {layers_in(state)} layer(s) where config.json says layers {cfg.layers} "
                            "(damaged or edited)")
-        with torch.device("meta"):  # shapes only, no memory: sizes that do not match the weights are refused before
-            _check_state(build_model(cfg, len(vocab)), state, f)  # any is taken (Linux grants more than it has)
+        _check_state(shapes_only(cfg, len(vocab)), state, f)  # sizes that do not match the weights: refused before
+        # any memory is taken (Linux grants more than it has, then kills the process without a word)
         try:
             model = build_model(cfg, len(vocab))
         except (MemoryError, RuntimeError) as e:  # a damaged config.json's sizes can ask for terabytes

@@ -36,7 +36,7 @@ from .batching import batch_indices
 from .config import TrainConfig
 from .io import HANGUP, RunError
 from .memory import is_out_of_memory, memory_available, require, size, token_bytes
-from .models import build_model, count_parameters, mask
+from .models import build_model, count_parameters, mask, shapes_only
 from .prepare import Prepared
 from .scoring import NonFiniteAnswer, score
 
@@ -178,8 +178,7 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
     sizes = (f"{cfg.model} (vocab_size {vocab_size}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, "
              f"layers {cfg.layers})")
     if torch.device(device).type == "cpu":
-        with torch.device("meta"):
-            n = count_parameters(build_model(cfg, vocab_size))
+        n = count_parameters(shapes_only(cfg, vocab_size))
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
             raise TooLarge(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
