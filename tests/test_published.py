@@ -125,8 +125,10 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
     intel = [minutes(results / d / "lab.json") for d in ("lab_intel_head", "lab_intel207_3730a66")]
     intel.append(minutes(LAB / "lab.json"))  # the published one last (3730a66: published in sessions 50-54)
     clean = [*zen3, *zen4, *intel]
+    niced = minutes(results / "lab_zen3_37328bd" / "lab.json")  # session 56: niced tests beside it, not idle
     assert line.startswith(f"About {min(clean)} to {max(clean)} minutes on 2 CPU cores")
-    assert (f"{zen3[0]} and {zen3[1]} on two AMD Zen 3 VMs, {min(zen4)} to {max(zen4)} in {len(zen4)} runs on Zen 4 "
+    assert (f"{zen3[0]} and {zen3[1]} on two AMD Zen 3 VMs ({niced} in session 56, tests niced beside it), "
+            f"{min(zen4)} to {max(zen4)} in {len(zen4)} runs on Zen 4 "
             f"VMs, {intel[0]}, {intel[1]} and {intel[2]} on two Intel VMs; the published [lab.json](docs/lab/lab.json) "
             f"took {intel[2]}") in line
     env = json.loads((LAB / "lab.json").read_text())["environment"]
@@ -137,7 +139,8 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
                                                    "lab_zen4_c75ad7f", f"lab_intel207_{env['git_commit'][:7]}",
                                                    "lab_intel207_3730a66",
                                                    "lab_intel_head", "lab_zen4_f5352fa", "lab_zen4_66cbbff",
-                                                   "lab_zen4_a168e2d_outputs_deleted", "lab_zen4_652482a")]
+                                                   "lab_zen4_a168e2d_outputs_deleted", "lab_zen4_652482a",
+                                                   "lab_zen3_37328bd")]
     assert "the lab's raw files are docs/lab (published)" in memory[10].read_text()  # the published lab's watch
     peak = lambda f: float(re.search(r"^final peak PSS ([0-9.]+) GB$", f.read_text(), re.M).group(1))  # noqa: E731
     peaks = [peak(f) for f in memory]
@@ -204,7 +207,8 @@ def test_readme_kernel_row_quotes_the_committed_kernel_runs():
     sessions = {"Intel": [["kernels.json", "kernels_repeat.json"],  # the session's two runs, README's table the first
                           ["kernels_intel207_s49.json"]],  # a newer Xeon (model 207)
                 "Zen 3": [["kernels_amd.json"], ["kernels_amd_rerun.json"],
-                          ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"]],
+                          ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"],
+                          ["kernels_zen3_s56.json", "kernels_zen3_s56_second.json", "kernels_zen3_s56_third.json"]],
                 "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"],
                           ["kernels_zen4_s45.json"]]}
     measured = {cpu: [[one_thread(f) for f in runs] for runs in group] for cpu, group in sessions.items()}
