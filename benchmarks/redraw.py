@@ -7,8 +7,8 @@ the same code on the same files gives the same bytes (the explained reviews' pag
 own (after a change to how figures are drawn; then `rnnlab report docs/lab --markdown docs/RESULTS.md`
 puts them into the report and docs/RESULTS_figures), with --out next to each other for a comparison.
 Prints one line per figure: the path and whether it changed. An SVG whose numbers differ only past their fifth
-decimal is the same drawing: another CPU's float rounding (numpy's vectorised log on AVX-512 or AVX2 moved a log
-axis's spine by 0.000001 pt in the serial figure), not another figure.
+decimal is the same drawing: another CPU's float rounding (on an AMD Zen 3 VM the Intel-drawn serial figure's
+log axis came out 0.000001 pt apart), not another figure.
 """
 from __future__ import annotations
 

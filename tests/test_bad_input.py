@@ -1089,10 +1089,22 @@ def test_evaluate_prints_a_data_path_that_is_not_utf8_under_a_strict_stdout(tmp_
 
 
 @pytest.mark.parametrize("embed_dim", [2**30, 20_000_000])
-def test_a_config_whose_sizes_are_not_its_weights_is_refused_before_any_memory_is_taken(run_dir, tmp_path, embed_dim):
+def test_a_config_whose_sizes_are_not_its_weights_is_refused_before_any_memory_is_taken(run_dir, tmp_path, embed_dim,
+                                                                                         monkeypatch):
     """embed_dim 20,000,000 (8 GB of embedding) in a damaged config.json: Linux grants the memory, so under a memory
     limit the process was killed without a word (fault review). The sizes are compared with the weights' shapes on
-    torch's meta device first, before anything is built."""
+    torch's meta device first: the model is never built anywhere else."""
+    import torch
+
+    import rnnlab.models
+
+    build = rnnlab.models.build_model
+
+    def only_on_meta(cfg, vocab_size):
+        assert torch.get_default_device().type == "meta", "built the damaged config's model in memory"
+        return build(cfg, vocab_size)
+
+    monkeypatch.setattr(rnnlab.models, "build_model", only_on_meta)
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     cfg = json.loads((run / "config.json").read_text())
@@ -1129,3 +1141,26 @@ def test_a_lab_markdown_that_is_a_fifo_is_refused_before_any_job(tmp_path, tiny_
                                     "--markdown", str(fifo)])
     assert_one_line_error(res.output, res.stdout, res.exit_code, rf"{re.escape(str(fifo))}: not a regular file")
     assert not (tmp_path / "l").exists()
+
+
+def test_a_model_that_matches_its_weights_but_not_this_machine_s_memory_is_one_line(run_dir, tmp_path, monkeypatch):
+    """A run trained on a larger machine: its config and weights agree, and building it fails for want of memory
+    (the CPU allocator's RuntimeError, simulated): one line naming the sizes."""
+    import rnnlab.models
+
+    build = rnnlab.models.build_model
+
+    def no_memory(cfg, vocab_size):
+        import torch
+
+        if torch.get_default_device().type == "meta":
+            return build(cfg, vocab_size)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(rnnlab.models, "build_model", no_memory)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    r = CliRunner().invoke(main, ["predict", str(run_dir), "good"])
+    assert r.exit_code == 2 and r.stderr.splitlines() == [
+        f"Error: {run_dir}: out of memory building the model config.json describes ({cfg['model']}, embed_dim "
+        f"{cfg['embed_dim']}, hidden_dim {cfg['hidden_dim']}, layers {cfg['layers']}): a damaged config.json, or a run "
+        "for a larger machine"], r.output

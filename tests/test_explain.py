@@ -261,14 +261,22 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-def test_loading_and_explaining_a_run_does_not_import_torch_dynamo(runs):
+def test_loading_explaining_and_building_a_run_do_not_import_torch_dynamo(runs):
     """Comparing config.json's sizes with the weights on the meta device ran nn.init.normal_ there, through torch's
-    Python references, which import torch._dynamo: 1.1 s more for every predict and explain on a 2-core VM."""
+    Python references, which import torch._dynamo: 1.1 s more for every predict and explain on a 2-core VM (and for
+    train's memory check, which counts the weights the same way)."""
     code = """
 import sys
+from rnnlab.config import PRESETS
 from rnnlab.explain import explain, load_run
+from rnnlab.scoring import predict_texts
+from rnnlab.runs import RunDir
+from rnnlab.train import _built
 for path in sys.argv[1:]:
     explain(load_run(path), "a fine film, and a long one")
+    predict_texts(*RunDir(path).load_model(), ["a fine film"])
+for cfg in PRESETS.values():
+    _built(cfg, 100, "cpu")
 assert "torch._dynamo" not in sys.modules, "torch._dynamo imported"
 print("ok")
 """

@@ -121,7 +121,10 @@ def test_a_model_whose_training_state_exceeds_the_memory_available_is_refused_be
         seen.setdefault("devices", []).append(torch.empty(0).device.type)  # the default device while it builds
         return real(cfg, vocab_size)
 
+    import rnnlab.models
+
     monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(rnnlab.models, "build_model", build)  # models.shapes_only's meta build
     monkeypatch.setattr(train_mod, "memory_available", lambda: 100 << 20)  # 100 MB left
     cmd = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--preset", "rnn", "--epochs", "1",
            "--hidden-dim", "2000"]  # 2000^2 + 2000 x 100 + ... = 4.2 million weights: 67 MB, 16 bytes each

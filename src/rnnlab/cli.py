@@ -777,10 +777,11 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
     from .experiments import EXPERIMENTS
     from .experiments.common import seeds_used
     from .jobs import check_ray
-    from .lab import held, load_data, run_experiments
+    from .lab import check_out, held, load_data, run_experiments
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
-        _not_a_run_or_data(out, (*names, "jobs"))
+        check_out(out, device)
+        _not_a_run_or_data(out, names)
         check_ray(ray_address)  # before the data is read
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
@@ -821,18 +822,19 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     """The whole lab: the notebook's exercise, four shortfalls, the comparison, the report. Rerun to resume."""
     from .experiments.common import seeds_used
     from .jobs import check_ray
-    from .lab import held, load_data, run_lab
+    from .lab import check_out, held, load_data, run_lab
+    from .report import LAB_FOLDERS, not_the_labs_own, writable
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
-        from .report import LAB_FOLDERS, not_the_labs_own, writable
-
-        _not_a_run_or_data(out, LAB_FOLDERS)
+        check_out(out, device)
+        _not_a_run_or_data(out, [n for n in LAB_FOLDERS if n != "jobs"])  # check_out names a file at jobs
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
-        for page in (out / "report.html", out / "report.md"):
+        pages = [out / "report.html", out / "report.md" if markdown is None else markdown]
+        for page in pages[:1] if markdown is not None else pages:
             if page.is_dir():
                 raise RunError(f"{page}: a folder where the lab writes its report; move it, or give another --out")
-        writable(out / "report.html", *([out / "report.md"] if markdown is None else [markdown]))  # before the work
+        writable(*pages)  # before the work, not after it
         if markdown is not None:
             not_the_labs_own(out, markdown)
             if markdown.resolve() == (out / "report.html").resolve():

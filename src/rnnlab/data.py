@@ -347,9 +347,11 @@ def _load_acl_tarball(f: Path) -> Dataset:
         else:
             text = value
         split, cls, rid = _ACL_NAME.search(name).group(1, 2, 3)
-        if len(rid) > 18:  # aclImdb's are at most 5 digits; past 4,300, int() refuses the string
-            raise DataError(f"{f}: {name[:80]}...: a review id of {len(rid):,} digits")
-        rows[split].append((1 if cls == "pos" else 0, int(rid), text))
+        try:
+            number = int(rid)
+        except ValueError:  # past 4,300 digits (sys.get_int_max_str_digits) int() refuses the string
+            raise DataError(f"{f}: {name[:80]}...: a review id of {len(rid):,} digits") from None
+        rows[split].append((1 if cls == "pos" else 0, number, text))
     for split in ("train", "test"):
         if not rows[split]:
             raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")

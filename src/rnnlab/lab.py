@@ -44,6 +44,13 @@ OWN_FILES = ("lab.json", "report.html", "report.md")  # what a lab writes in OUT
 
 def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset:
     """Check the device and the output path, then load the data (DataError/RunError/ValueError on bad input)."""
+    check_out(out, device)
+    log(f"loading data ({shorten(data_source(data_arg))})")
+    return load_imdb(data_arg)
+
+
+def check_out(out: Path, device: str) -> None:
+    """RunError/StorageError/ValueError where the device or the output path cannot serve: before any work."""
     from .train import resolve_device
 
     resolve_device(device)
@@ -61,8 +68,6 @@ def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
             where = d if d in (out, out / "jobs") else f"{out} (in {d})"  # the folder it would be made in
             raise RunError(f"cannot write {where}: permission denied or read-only")
-    log(f"loading data ({shorten(data_source(data_arg))})")
-    return load_imdb(data_arg)
 
 
 @contextlib.contextmanager

@@ -546,7 +546,7 @@ class RunDir:
             raise RunError(f"{self.path}: out of memory building the model config.json describes ({cfg.model}, "
                            f"embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}): a damaged "
                            "config.json, or a run for a larger machine") from None
-        _load_state(model, state, f)
+        model.load_state_dict(state)  # keys, shapes, dtypes and values checked above
         return cfg, vocab, model.to(device).eval()
 
     def _require_dir(self) -> None:
