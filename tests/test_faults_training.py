@@ -364,12 +364,35 @@ def test_an_out_that_is_a_symbolic_link_or_a_mount_point_is_refused_before_the_d
     assert list((tmp_path / "mnt").iterdir()) == [] and list((tmp_path / "big").iterdir()) == []
 
 
-def test_a_lab_whose_jobs_folder_is_a_file_says_so(tmp_path, tiny_data):
+@pytest.mark.parametrize("command", [["shortfall", "vanishing-gradients"], ["compare"], ["lab"]])
+@pytest.mark.parametrize("what", ["a file", "a link to nowhere"])
+def test_a_lab_whose_jobs_folder_is_a_file_says_so_before_the_data_is_read(tmp_path, tiny_data, command, what):
+    """A link to nowhere at OUT/jobs passed the checks and failed after the data was read, as mkdir's bare "File
+    exists" (a diff review)."""
     (tmp_path / "lab").mkdir()
-    (tmp_path / "lab" / "jobs").write_text("x")
-    res = CliRunner().invoke(main, ["shortfall", "vanishing-gradients", "--quick", "--data", str(tiny_data), "--out",
-                                    str(tmp_path / "lab")])
-    assert res.exit_code == 2 and "jobs is a file, not the folder of the lab's jobs" in res.output, res.output
+    if what == "a file":
+        (tmp_path / "lab" / "jobs").write_text("x")
+    else:
+        (tmp_path / "lab" / "jobs").symlink_to(tmp_path / "gone")
+    res = CliRunner().invoke(main, [*command, "--quick", "--data", str(tiny_data), "--out", str(tmp_path / "lab")])
+    said = "is a file" if what == "a file" else "is a symbolic link to nowhere"
+    assert res.exit_code == 2 and f"jobs {said}, not the folder of the lab's jobs" in res.output, res.output
+    assert "loading data" not in res.output
+
+
+def test_a_read_only_folder_of_data_given_as_out_is_called_data_not_unwritable(tmp_path, tiny_data, monkeypatch):
+    """--data and --out swapped, the data's folder read-only (as ../shared is): "holds data" tells what is wrong;
+    "cannot write" (the order of a diff review's first fix) would invite making it writable."""
+    import rnnlab.lab
+
+    real = rnnlab.lab.os.access
+    writes = rnnlab.lab.os.W_OK
+    monkeypatch.setattr(rnnlab.lab.os, "access", lambda p, mode: (Path(p) != tiny_data or not mode & writes)
+                        and real(p, mode))  # read-only
+    for command in (["lab"], ["compare"]):
+        res = CliRunner().invoke(main, [*command, "--quick", "--data", str(tiny_data), "--out", str(tiny_data)])
+        assert res.exit_code == 2 and res.stderr.splitlines()[-1].startswith(f"Error: {tiny_data}: holds data"), \
+            res.output
 
 
 def test_threads_beyond_any_machine_are_refused_when_parsed(tiny_data):

@@ -780,8 +780,8 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
     from .lab import check_out, held, load_data, run_experiments
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
+        _not_a_run_or_data(out, names)  # first: a read-only folder of data is "holds data", not "cannot write"
         check_out(out, device)
-        _not_a_run_or_data(out, names)
         check_ray(ray_address)  # before the data is read
         ds = load_data(out, data_path, device, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
@@ -826,8 +826,8 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     from .report import LAB_FOLDERS, not_the_labs_own, writable
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
+        _not_a_run_or_data(out, [n for n in LAB_FOLDERS if n != "jobs"])  # check_out names what is at jobs
         check_out(out, device)
-        _not_a_run_or_data(out, [n for n in LAB_FOLDERS if n != "jobs"])  # check_out names a file at jobs
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         pages = [out / "report.html", out / "report.md" if markdown is None else markdown]

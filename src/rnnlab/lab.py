@@ -63,6 +63,8 @@ def check_out(out: Path, device: str) -> None:
     if why := in_the_way(out):  # a link to nothing, or a loop, on the way to OUT
         raise RunError(f"{out}: {why}")
     for d in (out / "jobs", nearest_existing(out)):  # before any job trains: a read-only --out fails now
+        if d.is_symlink() and not d.exists():  # mkdir would say only "file exists", after the data is read
+            raise RunError(f"{out}: {d} is a symbolic link to nowhere, not the folder of the lab's jobs; move it")
         if d.exists() and not d.is_dir():
             raise RunError(f"{out}: {d} is a file, not the folder of the lab's jobs; move it")
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
