@@ -29,7 +29,8 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import HANGUP, RunError, echo_whole, first_line, in_the_way, is_run_dir, one_line, printable, shorten, whole_stdout
+from .io import (HANGUP, RunError, echo_whole, first_line, in_the_way, is_run_dir, one_line, printable, shorten,
+                 whole_stdout)
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -850,9 +851,9 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
 def _not_a_run_or_data(out: Path, folders) -> None:
     """RunError if --out holds a training run or a dataset (lab, compare or shortfall would mix its files into
     them), or a file where one of the `folders` it writes goes (found after every job had run, otherwise)."""
-    for name in folders:
-        if (out / name).exists() and not (out / name).is_dir() or (out / name).is_symlink() and not (out / name).exists():
-            raise RunError(f"{out / name}: a file where the results' {name}/ folder goes; move it, or give another --out")
+    for part in (out / name for name in folders):
+        if part.exists() and not part.is_dir() or part.is_symlink() and not part.exists():  # a file, a dead link
+            raise RunError(f"{part}: a file where the results' {part.name}/ folder goes; move it, or give another --out")
     if out.is_dir() and (out / "config.json").is_file() and (out / "vocab.json").is_file():
         raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the results their own --out")
     if out.is_dir() and any((out / n).exists() for n in ("train.parquet", "test.parquet", "aclImdb")):
