@@ -1164,3 +1164,23 @@ def test_a_model_that_matches_its_weights_but_not_this_machine_s_memory_is_one_l
         f"Error: {run_dir}: out of memory building the model config.json describes ({cfg['model']}, embed_dim "
         f"{cfg['embed_dim']}, hidden_dim {cfg['hidden_dim']}, layers {cfg['layers']}): a damaged config.json, or a run "
         "for a larger machine"], r.output
+
+
+@pytest.mark.parametrize("where", ["lab.json", "figures"])
+def test_a_lab_s_record_or_figures_folder_in_the_way_is_refused_before_any_job(where, tmp_path, tiny_parquet,
+                                                                              monkeypatch):
+    """A folder at OUT/lab.json, or a file where --markdown's figures folder goes (outside the lab): refused only by
+    the report, after every job (a diff review's list of what was left)."""
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    out, md = tmp_path / "l", tmp_path / "docs" / "R.md"
+    if where == "lab.json":
+        (out / "lab.json").mkdir(parents=True)
+        needle = rf"^Error: {re.escape(str(out / 'lab.json'))}: a folder where the lab writes its record"
+    else:
+        md.parent.mkdir()
+        (md.parent / "R_figures").write_text("notes")
+        needle = rf"^Error: {re.escape(str(md.parent / 'R_figures'))}: a file where the Markdown's figures folder goes"
+    res = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tiny_parquet), "--out", str(out), "--markdown",
+                                    str(md)])
+    assert_one_line_error(res.output, res.stdout, res.exit_code, needle)
+    assert not (out / "jobs").exists()

@@ -824,7 +824,7 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     from .experiments.common import seeds_used
     from .jobs import check_ray
     from .lab import check_out, held, load_data, run_lab
-    from .report import LAB_FOLDERS, not_the_labs_own, writable
+    from .report import LAB_FOLDERS, figures_folder, not_the_labs_own, writable
 
     with _stops_cleanly(out), seeds_used("quick" if quick else "full", seeds):
         _not_a_run_or_data(out, [n for n in LAB_FOLDERS if n != "jobs"])  # check_out names what is at jobs
@@ -832,11 +832,13 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
         if markdown is not None and markdown.is_dir():
             raise RunError(f"{markdown}: is a directory; give a file name for --markdown")
         pages = [out / "report.html", out / "report.md" if markdown is None else markdown]
-        for page in pages[:1] if markdown is not None else pages:
+        for page in [out / "lab.json", *(pages[:1] if markdown is not None else pages)]:
             if page.is_dir():
-                raise RunError(f"{page}: a folder where the lab writes its report; move it, or give another --out")
+                what = "record" if page.name == "lab.json" else "report"
+                raise RunError(f"{page}: a folder where the lab writes its {what}; move it, or give another --out")
         writable(*pages)  # before the work, not after it
         if markdown is not None:
+            figures_folder(out, markdown)
             not_the_labs_own(out, markdown)
             if markdown.resolve() == (out / "report.html").resolve():
                 raise RunError(f"{markdown}: the lab writes its HTML report there; give --markdown another file")

@@ -672,6 +672,18 @@ def readme_text(readme: Path) -> str:
     return text
 
 
+def figures_folder(lab: Path, markdown: Path) -> Path | None:
+    """Where the Markdown's figures are copied: None where it lies inside LAB (it links them in place), else
+    `<its name>_figures/` next to it. ReportError where a file is in the way."""
+    if markdown.parent.resolve().is_relative_to(lab.resolve()):
+        return None
+    assets = markdown.parent / f"{markdown.stem}_figures"
+    if (assets.exists() or assets.is_symlink()) and not assets.is_dir():
+        raise ReportError(f"{assets}: a file where the Markdown's figures folder goes; move it, or write the "
+                          "Markdown elsewhere")
+    return assets
+
+
 def writable(*paths: Path) -> None:
     """ReportError unless each path's folder exists (or can be made) and takes a new file: checked before the
     first write, so a refused second file never leaves the first one new and the second one old."""
@@ -764,11 +776,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         raise ReportError(f"{out}: the lab's Markdown report; give --out another file")
     writable(out, markdown)
     not_the_labs_own(lab, out, markdown)
-    inside = markdown.parent.resolve().is_relative_to(lab.resolve())
-    assets = None if inside else markdown.parent / f"{markdown.stem}_figures"
-    if assets is not None and assets.exists() and not assets.is_dir():
-        raise ReportError(f"{assets}: a file where the Markdown's figures folder goes; move it, or write the "
-                          "Markdown elsewhere")
+    assets = figures_folder(lab, markdown)
     created = []  # what this call made, folders too: taken back if a later write fails (nothing half-done is left)
     for folder in (out.parent, markdown.parent):
         for d in reversed(missing_folders(folder)):  # outermost first
