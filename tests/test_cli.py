@@ -52,6 +52,46 @@ def seed_run(tmp_path_factory, tiny_data):
     return out, json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
 
 
+def test_predict_answers_a_stream_on_stdin_as_it_comes_and_its_notes_count_the_whole_stream(seed_run):
+    """`yes 'good film' | rnnlab predict RUN -` read all of stdin before predicting: nothing was printed and memory
+    grew until the kernel's OOM killer stopped it (session 57's fault hunt). Stdin is read in chunks now."""
+    import threading
+
+    out = seed_run[0]
+    proc = subprocess.Popen(CMD + ["predict", str(out), "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"a fine film\n" * 2500)
+        proc.stdin.flush()
+        got = []
+        reader = threading.Thread(target=lambda: got.extend(proc.stdout.readline() for _ in range(2000)), daemon=True)
+        reader.start()
+        reader.join(120)
+        assert len(got) == 2000, "no answers while stdin was open"  # two chunks answered; the third waits for more
+        assert {line.split(b"\t")[0] for line in got} <= {b"positive", b"negative"}
+        rest, err = proc.communicate(b"caf\xc3\xa9\n!!!\n", timeout=120)  # the last two, then the end of stdin
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and len(rest.splitlines()) == 502, err
+    err = err.decode()  # the notes count every review of the stream, not those of the last chunk
+    assert "of 1 of the 2,502 reviews (the first: review 2501) as spaces: é" in err, err
+    assert "review 2,502 of 2,502 has no word the tokenizer reads" in err, err
+
+
+def test_predict_refuses_a_review_on_stdin_longer_than_it_reads(seed_run, monkeypatch):
+    """`rnnlab predict RUN - < /dev/zero`: one line without an end, read whole, grew to the machine's memory."""
+    from click.testing import CliRunner
+
+    import rnnlab.cli as cli
+
+    monkeypatch.setattr(cli, "LONGEST_LINE", 100)
+    r = CliRunner().invoke(cli.main, ["predict", str(seed_run[0])], input="good\n" + "x" * 100 + "\n")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2, r.output  # at the limit: read
+    r = CliRunner().invoke(cli.main, ["predict", str(seed_run[0])], input="good\n" + "x" * 101 + "\n")
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.strip().splitlines()[-1] == (
+        "Error: review 2 on stdin is longer than 100 bytes with no end of line: give one review per line"), r.output
+
+
 def test_train_prints_a_summary_and_records_where_it_came_from(seed_run, tiny_data):
     out, summary, stderr = seed_run
     assert summary["run_dir"] == str(out) and summary["best_epoch"] == 2 and 0 <= summary["test_acc"] <= 1
@@ -285,8 +325,8 @@ def test_the_data_line_names_the_source_read(tmp_path, tiny_data, monkeypatch):
     from rnnlab.lab import load_data
 
     logs = []
-    load_data(tmp_path / "lab", None, "cpu", logs.append)
-    load_data(tmp_path / "lab", str(tiny_data), "cpu", logs.append)
+    load_data(None, logs.append)
+    load_data(str(tiny_data), logs.append)
     assert logs == [f"loading data ($RNNLAB_DATA: {tiny_data})", f"loading data ({tiny_data})"]  # the lab's too
     for blank in ("  ", " /x "):  # $RNNLAB_DATA as load_imdb reads it (blank: unset; stripped)
         monkeypatch.setenv("RNNLAB_DATA", blank)

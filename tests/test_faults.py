@@ -805,6 +805,32 @@ main()
         "interrupted (SIGTERM) while starting; nothing was done"], (p.returncode, p.stderr)
 
 
+@pytest.mark.parametrize("dropped", ["", "SIGTERM"])
+def test_an_interrupt_python_drops_in_a_cleanup_still_ends_the_command_as_interrupted(dropped):
+    """A Ctrl-C that lands in a weakref callback or a finalizer is dropped by Python ("Exception ignored", a
+    traceback): a lab rerun ran on to its end and exited 0 (session 57's fault hunt). Now: no traceback, the
+    command's output whole, one line, exit 130."""
+    code = f"""
+import sys
+import rnnlab.cli as cli
+real = cli.get_preset
+class Cleanup:
+    def __del__(self):
+        raise KeyboardInterrupt({dropped!r})
+def preset(name):
+    Cleanup()  # dropped at once: Python prints its traceback, or hands it to sys.unraisablehook
+    return real(name)
+cli.get_preset = preset
+sys.argv = ["rnnlab", "presets", "seed"]
+from rnnlab.__main__ import main
+main()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and json.loads(p.stdout)["seed"]["model"] == "rnn", (p.returncode, p.stdout, p.stderr)
+    assert p.stderr.strip().splitlines() == [f"interrupted ({dropped or 'Ctrl-C'}) where Python could not stop the "
+                                             "command, which ran on to its end: its output is whole"], p.stderr
+
+
 def test_a_write_the_disk_cuts_short_is_written_again_and_a_full_disk_raises(monkeypatch):
     """Output into a nearly full disk: the first write() took 4,096 of 4,970 bytes, and sys.stdout (unbuffered, as
     under PYTHONUNBUFFERED) dropped the rest: exit 0, the output cut (session 53's fault hunt)."""

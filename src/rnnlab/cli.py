@@ -163,6 +163,20 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(_SIGNALLED[-1])  # its message names the signal (Ctrl-C has none)
 
 
+_DROPPED: list[str] = []  # interrupts Python dropped: raised inside a finalizer or a weakref callback
+
+
+def _unraisable(hook):
+    """sys.unraisablehook that notes a dropped interrupt instead of printing "Exception ignored" and its traceback
+    (the command then runs on to its end: Main says so after it); any other exception goes to `hook`."""
+    def note(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _DROPPED.append(str(unraisable.exc_value) or "Ctrl-C")
+        else:
+            hook(unraisable)
+    return note
+
+
 def _pipes_gone() -> list[int]:
     """Which of standard output and standard error (1, 2) are pipes whose reader has closed them (poll reports an
     error on their end). Without poll (Windows): standard output, the one a reader usually stops."""
@@ -230,6 +244,9 @@ class Main(click.Group):
 
     def invoke(self, ctx):
         _SIGNALLED.clear()
+        _DROPPED.clear()
+        hook = sys.unraisablehook
+        sys.unraisablehook = _unraisable(hook)
         try:
             os.getcwd()
         except FileNotFoundError:  # torch's import would die in MKL's loader with a FATAL ERROR of its own
@@ -241,7 +258,12 @@ class Main(click.Group):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
         try:
-            return super().invoke(ctx)
+            done = super().invoke(ctx)
+            if _DROPPED:  # a Ctrl-C that landed in a cleanup did not stop the command: exit as interrupted all the same
+                _log(f"interrupted ({_DROPPED[-1]}) where Python could not stop the command, which ran on to its end: "
+                     "its output is whole")
+                sys.exit(130)
+            return done
         except click.UsageError as e:
             if isinstance(e, click.NoSuchOption) and e.ctx is not None and e.ctx.command.name in ("predict", "explain"):
                 # a review may start with "-" ("-1/10, awful"): say how to give it
@@ -275,6 +297,7 @@ class Main(click.Group):
                 raise
             _os_error(e)
         finally:
+            sys.unraisablehook = hook
             if WHOLE_PROCESS:
                 _work_over()
 
@@ -653,7 +676,7 @@ def predict(run_dir, texts, as_json, device):
     is refused (predict reads one run; explain shows several): such a review goes on stdin.
     """
     from .scoring import score_texts
-    from .text import unread_note, wordless_note
+    from .text import stand_in, unread_note, wordless_note
 
     cfg, vocab, model, dev = _open_run(run_dir, device)
     run = next((t for t in texts if is_run_dir(t)), None)
@@ -669,21 +692,44 @@ def predict(run_dir, texts, as_json, device):
         if not texts and sys.stdin.isatty():  # it would wait without a word
             raise InputError("no review given, and stdin is a terminal: pass TEXT arguments, or pipe or redirect "
                              "reviews to stdin, one per line (< reviews.txt)")
-        raw = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-        texts = [line.removesuffix("\r") for line in raw.split("\n")]  # only \n ends a review
-        if texts and texts[-1] == "":
-            texts.pop()
-        if not texts:
-            raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    probs, full = score_texts(cfg, vocab, model, list(texts), dev)
-    for note in filter(None, (unread_note(list(texts)), wordless_note(list(texts), vocab.strip_html),
-                              cut_note(cfg, full))):
+    chunks = _stdin_reviews() if not texts or texts == ("-",) else [list(texts)]
+    seen, lengths = [], []  # each review's stand-in for the notes, and its length in tokens
+    for chunk in chunks:
+        probs, full = score_texts(cfg, vocab, model, chunk, dev)
+        seen += (stand_in(t, vocab.strip_html) for t in chunk)
+        lengths += full.tolist()
+        out = []
+        for p in probs:
+            label = "positive" if p > 0.5 else "negative"
+            out.append(json.dumps({"label": label, "p_positive": float(p)}) if as_json else f"{label}\t{p:.4f}")
+        echo_whole("\n".join(out))  # megabytes for a file of reviews: in pieces (| head)
+    if not seen:
+        raise InputError("no review given: pass TEXT arguments or lines on stdin")
+    for note in filter(None, (unread_note(seen), wordless_note(seen, vocab.strip_html),
+                              cut_note(cfg, lengths))):
         _log(f"note: {note}")
-    out = []
-    for p in probs:
-        label = "positive" if p > 0.5 else "negative"
-        out.append(json.dumps({"label": label, "p_positive": float(p)}) if as_json else f"{label}\t{p:.4f}")
-    echo_whole("\n".join(out))  # megabytes for a file of reviews: in pieces (| head)
+
+
+STDIN_CHUNK = 1_000  # reviews read from stdin and predicted at a time: a stream's answers come as it is read
+LONGEST_LINE = 64 * 2**20  # bytes: a review longer than this on stdin is refused (`< /dev/zero` has no line end)
+
+
+def _stdin_reviews():
+    """The reviews on stdin, one per line (only \\n ends one; a \\r before it is dropped), as UTF-8 with
+    undecodable bytes as U+FFFD, in lists of STDIN_CHUNK: an endless stream (`yes | rnnlab predict RUN -`) is
+    answered as it comes, its memory growing by a few bytes a review (what the notes need)."""
+    chunk, n = [], 0
+    while line := sys.stdin.buffer.readline(LONGEST_LINE + 1):
+        n += 1
+        if len(line) > LONGEST_LINE and not line.endswith(b"\n"):
+            raise InputError(f"review {n:,} on stdin is longer than {LONGEST_LINE:,} bytes with no end of line: "
+                             "give one review per line")
+        chunk.append(line.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r"))
+        if len(chunk) == STDIN_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def cut_note(cfg, full_lengths) -> str:
@@ -784,7 +830,7 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
         _not_a_run_or_data(out, names)  # first: a read-only folder of data is "holds data", not "cannot write"
         check_out(out, device)
         check_ray(ray_address)  # before the data is read
-        ds = load_data(out, data_path, device, _log)
+        ds = load_data(data_path, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             verdicts = run_experiments([EXPERIMENTS[n] for n in names], ds, out, quick=quick, device=device,
                                        runner=runner, log=_log, data_arg=data_path)
@@ -843,7 +889,7 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
             if markdown.resolve() == (out / "report.html").resolve():
                 raise RunError(f"{markdown}: the lab writes its HTML report there; give --markdown another file")
         check_ray(ray_address)  # before the data is read
-        ds = load_data(out, data_path, device, _log)
+        ds = load_data(data_path, _log)
         with _runner(jobs, threads, ray_address, _log) as runner, held(out):
             result = run_lab(ds, out, quick=quick, device=device, runner=runner, log=_log, data_arg=data_path,
                              markdown=markdown)

@@ -42,9 +42,8 @@ BASELINE = Path(__file__).resolve().parents[3] / "shared" / "bench" / "seed_base
 OWN_FILES = ("lab.json", "report.html", "report.md")  # what a lab writes in OUT itself, beside its folders
 
 
-def load_data(out: Path, data_arg: str | None, device: str, log: Log) -> Dataset:
-    """Check the device and the output path, then load the data (DataError/RunError/ValueError on bad input)."""
-    check_out(out, device)
+def load_data(data_arg: str | None, log: Log) -> Dataset:
+    """The data, its source logged first (DataError on bad input); `check_out` has vetted the output path."""
     log(f"loading data ({shorten(data_source(data_arg))})")
     return load_imdb(data_arg)
 

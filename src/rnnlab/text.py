@@ -65,6 +65,14 @@ def unread(text: str) -> str:
                                  and _NON_ALNUM.search(c.lower())))
 
 
+def stand_in(text: str, strip_html: bool) -> str:
+    """A review in the few characters `unread_note` and `wordless_note` read of it: its unread characters, then "a"
+    where it has a word, "<br />" where only its tags have letters, nothing where it has none. The notes on a stream
+    of reviews keep these, not the reviews."""
+    has_word = _ALNUM.search((_BR.sub(" ", text) if strip_html else text).lower())
+    return unread(text) + ("a" if has_word else "<br />" if _ALNUM.search(text.lower()) else "")
+
+
 def unread_note(texts: list[str]) -> str:
     """"" or a line for the user: which reviews lose characters the tokenizer cannot read, and some of them."""
     hit = [(i, u) for i, u in enumerate(map(unread, texts)) if u]
