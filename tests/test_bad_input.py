@@ -431,7 +431,7 @@ CASES = [
              lambda r: _write(r / "meta.json", '{"a":' * 100000 + "1" + "}" * 100000), r"meta\.json.*nested too deeply"),
     *[c for cmd in ("evaluate", "predict") for c in (
         run_case(f"{cmd}-missing-run-dir", cmd, None, "no-such-run", elsewhere=lambda t: t / "no-such-run"),
-        run_case(f"{cmd}-review-given-as-run-dir", cmd, None, r"^Error: x{77}\.\.\.: no such run directory$",
+        run_case(f"{cmd}-review-given-as-run-dir", cmd, None, r"^Error: x{38}\.\.\.x{39}: no such run directory$",
                  elsewhere=lambda t: "x" * 5000),  # a name too long for a path: cut in the line, not an OSError
         run_case(f"{cmd}-config-nested-too-deeply", cmd,
                  lambda r: _write(r / "config.json", "[" * 100000 + "]" * 100000), r"config\.json.*nested too deeply"),
@@ -553,6 +553,10 @@ CASES = [
       for cmd in (["lab"], ["shortfall", "serial"], ["compare"])),
     train_case("tensorboard-is-empty", lambda t, c: c.data,
                r"Invalid value for '--tensorboard': an empty path; give a folder", "--tensorboard", ""),
+    # --- found by session 57's fault hunt ------------------------------------------------------------------
+    Case("report-of-a-training-run", lambda t, c: (["report", str(c.run)],  # was "holds nothing rnnlab made"
+                                                   r"run: a training run, not a lab: report renders the folder rnnlab "
+                                                   r"lab writes \(its --out\)$", None)),
 ]
 
 

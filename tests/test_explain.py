@@ -774,7 +774,7 @@ BAD = {  # id -> (argv after `explain`, with {run} {data} {tmp}; a regex the err
     "html-through-a-link-to-a-labs-report": (["{run}", "good", "--html", "{tmp}/mine.html"], r"the report of the lab"),
     "html-and-png-one-file": (["{run}", "good", "--html", "{tmp}/a.png", "--png", "{tmp}/a.png"], r"different files"),
     "words-and-review": (["{run}", "film", "--review", "3", "--data", "{data}"], r"as TEXT or with --review N"),
-    "text-without-run": (["a" * 5000], r"^Error: a{77}\.\.\.: no such run directory$"),  # cut, not echoed
+    "text-without-run": (["a" * 5000], r"^Error: a{38}\.\.\.a{39}: no such run directory$"),  # cut, not echoed
     "mistyped-second-run": (["{run}", "{tmp}/no-such-run"], r"no-such-run: no such run directory .*--text"),
     "text-and-option": (["{run}", "good", "--text", "good"], r"once: as TEXT or with --text"),
 }

@@ -114,3 +114,14 @@ def test_the_temporary_prefix_keeps_all_the_bytes_it_can():
     from rnnlab.io import temp_prefix
 
     assert len(os.fsencode(temp_prefix("a" * 300))) + 8 + len(".tmp") == 255
+
+
+def test_a_long_path_in_an_error_line_keeps_its_end():
+    """An error line cut a long path at its end ("/tmp/pytest-of-root/.../w/no-...: no such run directory"): the name
+    the user typed was the part cut (session 57, seen under pytest-xdist's longer temporary folders)."""
+    from rnnlab.io import shorten
+
+    path = "/a/long/" + "x" * 100 + "/no-such-run"
+    cut = shorten(path)
+    assert len(cut) == 80 and cut.startswith("/a/long/") and cut.endswith("x/no-such-run") and "..." in cut
+    assert shorten("short") == "short" and shorten("y" * 80) == "y" * 80 and len(shorten("z" * 81)) == 80

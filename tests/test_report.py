@@ -216,6 +216,20 @@ def test_rendering_a_report_does_not_import_torch(lab):
     assert r.returncode == 0 and r.stdout.strip() == "False", (r.stdout, r.stderr[-500:])
 
 
+def test_the_count_of_tests_in_the_opening_paragraph_is_the_verdicts_own():
+    """"Each of the N outcomes below is its own 95% test": N counted from the verdicts shown (it was typed in, as
+    "about 27", where the published lab judges 28), and no count where no verdict is shown."""
+    from rnnlab.report import collect, intro
+
+    lab = Path(__file__).resolve().parents[1] / "docs" / "lab"
+    verdicts = [json.loads(f.read_text()) for f in sorted(lab.glob("*/verdict.json"))]
+    n = sum(1 + len(v.get("questions", [])) + len(v.get("controls", [])) for v in verdicts)
+    assert len(verdicts) == 5 and n > 5
+    assert f"Each of the {n} outcomes below is its own 95% test, so about {n * 0.05:.1f} of them" in intro(collect(lab))
+    empty = intro([])
+    assert "outcomes below" not in empty and "A claim of several parts does not hold" in empty
+
+
 def test_html_is_one_self_contained_file(lab):
     written = write_report(lab)
     assert written["html"] == str(lab / "report.html") and written["markdown"] == str(lab / "report.md")

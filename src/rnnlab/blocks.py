@@ -110,6 +110,7 @@ class Section:
     mode: str = ""
     seeds: tuple | None = None  # the training seeds the part ran on, where it records them
     data: str | None = None  # the fingerprint of the data the part ran on, where it records one
+    tests: int = 0  # the outcomes its verdict judges: the claim, each sub-question and each control
 
 
 # --- numbers in words ---------------------------------------------------------------------------------

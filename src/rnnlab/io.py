@@ -207,8 +207,12 @@ def one_line(s: str) -> str:
 
 
 def shorten(s: str, n: int = 80) -> str:
-    """`s` cut to n characters for an error line (a review taken for a path can be thousands)."""
-    return s if len(s) <= n else s[:n - 3] + "..."
+    """`s` cut to n characters for an error line (a review taken for a path can be thousands), by its middle: a long
+    path keeps its start and the names at its end."""
+    if len(s) <= n:
+        return s
+    head = (n - 3) // 2
+    return s[:head] + "..." + s[len(s) - (n - 3 - head):]
 
 
 def _raise_if_refused(path: Path, e: BaseException, tmp: str | None = None) -> None:

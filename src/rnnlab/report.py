@@ -26,18 +26,27 @@ from pathlib import Path
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
-from .io import (RunError, atomic_path, fault, first_line, missing_folders, owner, read_json, require_file,
-                 text_file_sha256, write_text)
+from .io import (RunError, atomic_path, fault, first_line, is_run_dir, missing_folders, owner, read_json,
+                 require_file, text_file_sha256, write_text)
+
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
          "from the numbers saved next to it, with a 95% interval over training seeds (every seed is tested on the "
          "same reviews and the same planted probes, so the interval leaves out which were drawn); \"inconclusive\" "
          "means the interval straddles the threshold, or a part or a control the claim requires left it undecided "
          "(its rows say which). Thresholds are declared in code before this lab ran (a section says where its verdict was "
-         "rewritten after). Each of the outcomes below is "
-         "its own 95% test, so with about 27 of them one or two may fall the other way by chance; a claim of several "
-         "parts does not hold if any part does not, so a true claim of k parts is refuted by chance up to about "
-         "k x 2.5% of the time.")
+         "rewritten after). ")
+
+
+def intro(sections: list[Section]) -> str:
+    """The report's opening paragraph; the number of tests is counted from the verdicts shown."""
+    n = sum(s.tests for s in sections)
+    parts = ("a claim of several parts does not hold if any part does not, so a true claim of k parts is refuted by "
+             "chance up to about k x 2.5% of the time.")
+    if not n:
+        return INTRO + parts[0].upper() + parts[1:]
+    return INTRO + (f"Each of the {n} outcomes below is its own 95% test, so about {n * 0.05:.1f} of them may fall the "
+                    f"other way by chance; {parts}")
 
 
 def data_budget(sections: list[Section]) -> str:
@@ -276,6 +285,7 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
         sec.blocks.append(Text(QUICK))
     try:
         sec.blocks += verdict_blocks(v)
+        sec.tests = 1 + len(v.get("questions", [])) + len(v.get("controls", []))
         if isinstance(v.get("rejudged"), dict):  # benchmarks/rejudge.py --write: no outcome moved, after the lab ran
             sec.blocks.append(Text(f"This verdict was rewritten after this lab ran (commit "
                                    f"{v['rejudged'].get('commit') or '?'}), from the committed rows by "
@@ -479,6 +489,8 @@ def collect(lab: Path) -> list[Section]:
     if not lab.is_dir():
         raise ReportError(f"{lab}: no such directory; make it with rnnlab lab, or give the folder a lab wrote")
     if not any((lab / n).is_dir() for n in ("seed", *EXPERIMENTS)):
+        if is_run_dir(lab):
+            raise ReportError(f"{lab}: a training run, not a lab: report renders the folder rnnlab lab writes (its --out)")
         raise ReportError(f"{lab}: holds nothing rnnlab made (expected seed/ or one of {', '.join(EXPERIMENTS)})")
     lab_part, record = None, None  # the section "How the lab was run", from lab.json
     if (lab / "lab.json").exists():
@@ -571,13 +583,13 @@ def render_html(sections: list[Section], lab: Path) -> str:
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>rnnlab report: {esc(head)}</title><style>{CSS}</style></head><body>\n"
-            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(INTRO + ' ' + data_budget(sections))}</p>"
+            f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(intro(sections) + ' ' + data_budget(sections))}</p>"
             f"{overview(sections).html(None)}<p class=\"note\">Rendered {time.strftime('%Y-%m-%d %H:%M')} from "
             f"{esc(lab)} by rnnlab report.</p></header>\n{body}\n</body></html>\n")
 
 
 def render_markdown(sections: list[Section], lab: Path, link) -> str:
-    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(INTRO + " " + data_budget(sections)),
+    out = ["# rnnlab report", f"**{md_text(summary(sections))}**", md_text(intro(sections) + " " + data_budget(sections)),
            overview(sections).md(link),
            f"<sub>Rendered from {md_text(lab)} by rnnlab report.</sub>"]
     for s in sections:
