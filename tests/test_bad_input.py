@@ -860,7 +860,7 @@ def test_a_matplotlib_backend_it_does_not_know_is_not_a_traceback(run_dir, tmp_p
 @pytest.mark.parametrize("args", [["train", "--data", "x" * 5000], ["report", "x" * 5000],
                                   ["lab", "--quick", "--data", "x" * 5000, "--out", "OUT"]])
 def test_a_name_too_long_for_the_file_system_is_short_lines(args, tmp_path):
-    """ENAMETOOLONG carries the whole name; every line shows at most its first 80 characters."""
+    """ENAMETOOLONG carries the whole name; every line shows at most 80 characters of it."""
     args = [str(tmp_path / "lab") if a == "OUT" else a for a in args]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2, (r.output, r.exception)

@@ -89,7 +89,31 @@ def test_predict_refuses_a_review_on_stdin_longer_than_it_reads(seed_run, monkey
     assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2, r.output  # at the limit: read
     r = CliRunner().invoke(cli.main, ["predict", str(seed_run[0])], input="good\n" + "x" * 101 + "\n")
     assert r.exit_code == 2 and r.stdout == "" and r.stderr.strip().splitlines()[-1] == (
-        "Error: review 2 on stdin is longer than 100 bytes with no end of line: give one review per line"), r.output
+        "Error: review 2 on stdin is longer than 100 bytes: give one review per line"), r.output
+
+
+def test_predict_numbers_an_error_in_a_later_chunk_of_stdin_from_the_stream(seed_run, monkeypatch):
+    """An error naming a review by its number (NaN answers, a review too long for memory) counts from its chunk's
+    first: beyond the first 1,000 lines of stdin it says which review that is (the session's diff review)."""
+    from click.testing import CliRunner
+
+    import rnnlab.cli as cli
+    import rnnlab.scoring as scoring
+    from rnnlab.io import RunError
+
+    real = scoring.score_texts
+
+    def score(cfg, vocab, model, texts, dev):
+        if texts[0] == "bad":
+            raise RunError("review number 1 is bad")
+        return real(cfg, vocab, model, texts, dev)
+
+    monkeypatch.setattr(scoring, "score_texts", score)
+    monkeypatch.setattr(cli, "STDIN_CHUNK", 2)
+    r = CliRunner().invoke(cli.main, ["predict", str(seed_run[0])], input="good\nfine\nbad\nok\n")
+    assert r.exit_code == 2 and len(r.stdout.splitlines()) == 2, r.output
+    assert r.stderr.strip().splitlines()[-1] == ("Error: review number 1 is bad (numbered from review 3 of stdin, the "
+                                                 "first after the 2 answered)"), r.stderr
 
 
 def test_train_prints_a_summary_and_records_where_it_came_from(seed_run, tiny_data):

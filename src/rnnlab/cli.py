@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -166,6 +167,14 @@ def _interrupt(signum, frame):
 _DROPPED: list[str] = []  # interrupts Python dropped: raised inside a finalizer or a weakref callback
 
 
+def _exit_if_dropped() -> None:
+    """A Ctrl-C that landed in a cleanup did not stop the command, which ran on to its end: exit as interrupted."""
+    if _DROPPED:
+        _log(f"interrupted ({_DROPPED[-1]}) where Python could not stop the command, which ran on to its end: its "
+             "output is whole")
+        sys.exit(130)
+
+
 def _unraisable(hook):
     """sys.unraisablehook that notes a dropped interrupt instead of printing "Exception ignored" and its traceback
     (the command then runs on to its end: Main says so after it); any other exception goes to `hook`."""
@@ -245,8 +254,6 @@ class Main(click.Group):
     def invoke(self, ctx):
         _SIGNALLED.clear()
         _DROPPED.clear()
-        hook = sys.unraisablehook
-        sys.unraisablehook = _unraisable(hook)
         try:
             os.getcwd()
         except FileNotFoundError:  # torch's import would die in MKL's loader with a FATAL ERROR of its own
@@ -257,13 +264,17 @@ class Main(click.Group):
             if now == signal.SIG_DFL or getattr(now, "early", False):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
+        hook = sys.unraisablehook
         try:
+            if threading.current_thread() is threading.main_thread():  # where a signal can interrupt the command
+                sys.unraisablehook = _unraisable(hook)
             done = super().invoke(ctx)
-            if _DROPPED:  # a Ctrl-C that landed in a cleanup did not stop the command: exit as interrupted all the same
-                _log(f"interrupted ({_DROPPED[-1]}) where Python could not stop the command, which ran on to its end: "
-                     "its output is whole")
-                sys.exit(130)
+            _exit_if_dropped()
             return done
+        except SystemExit as e:
+            if e.code in (0, None):
+                _exit_if_dropped()
+            raise
         except click.UsageError as e:
             if isinstance(e, click.NoSuchOption) and e.ctx is not None and e.ctx.command.name in ("predict", "explain"):
                 # a review may start with "-" ("-1/10, awful"): say how to give it
@@ -692,12 +703,27 @@ def predict(run_dir, texts, as_json, device):
         if not texts and sys.stdin.isatty():  # it would wait without a word
             raise InputError("no review given, and stdin is a terminal: pass TEXT arguments, or pipe or redirect "
                              "reviews to stdin, one per line (< reviews.txt)")
-    chunks = _stdin_reviews() if not texts or texts == ("-",) else [list(texts)]
+    stream = not texts or texts == ("-",)
     seen, lengths = [], []  # each review's stand-in for the notes, and its length in tokens
-    for chunk in chunks:
-        probs, full = score_texts(cfg, vocab, model, chunk, dev)
+
+    def notes():
+        for note in filter(None, (unread_note(seen), wordless_note(seen, vocab.strip_html), cut_note(cfg, lengths))):
+            _log(f"note: {note}")
+
+    for chunk in _stdin_reviews() if stream else [list(texts)]:
+        if lengths:  # a long stream: the collector, off for a short command (main), frees what each chunk leaves
+            gc.enable()
+        try:
+            probs, full = score_texts(cfg, vocab, model, chunk, dev)
+        except RunError as e:  # a review's number in it counts from the chunk's first
+            if not lengths:
+                raise
+            raise InputError(f"{e} (numbered from review {len(lengths) + 1:,} of stdin, the first after the "
+                             f"{len(lengths):,} answered)") from None
         seen += (stand_in(t, vocab.strip_html) for t in chunk)
         lengths += full.tolist()
+        if not stream:
+            notes()  # before the answers
         out = []
         for p in probs:
             label = "positive" if p > 0.5 else "negative"
@@ -705,29 +731,30 @@ def predict(run_dir, texts, as_json, device):
         echo_whole("\n".join(out))  # megabytes for a file of reviews: in pieces (| head)
     if not seen:
         raise InputError("no review given: pass TEXT arguments or lines on stdin")
-    for note in filter(None, (unread_note(seen), wordless_note(seen, vocab.strip_html),
-                              cut_note(cfg, lengths))):
-        _log(f"note: {note}")
+    if stream:
+        notes()  # after the answers: they count the whole stream
 
 
 STDIN_CHUNK = 1_000  # reviews read from stdin and predicted at a time: a stream's answers come as it is read
+CHUNK_BYTES = 16 * 2**20  # or fewer, where their text reaches this
 LONGEST_LINE = 64 * 2**20  # bytes: a review longer than this on stdin is refused (`< /dev/zero` has no line end)
 
 
 def _stdin_reviews():
     """The reviews on stdin, one per line (only \\n ends one; a \\r before it is dropped), as UTF-8 with
-    undecodable bytes as U+FFFD, in lists of STDIN_CHUNK: an endless stream (`yes | rnnlab predict RUN -`) is
-    answered as it comes, its memory growing by a few bytes a review (what the notes need)."""
-    chunk, n = [], 0
+    undecodable bytes as U+FFFD, in lists of STDIN_CHUNK reviews or CHUNK_BYTES: an endless stream (`yes | rnnlab
+    predict RUN -`) is answered as it comes, its memory growing only by what the notes keep of each review (its
+    characters the tokenizer cannot read, if any, and its length)."""
+    chunk, size, n = [], 0, 0
     while line := sys.stdin.buffer.readline(LONGEST_LINE + 1):
         n += 1
         if len(line) > LONGEST_LINE and not line.endswith(b"\n"):
-            raise InputError(f"review {n:,} on stdin is longer than {LONGEST_LINE:,} bytes with no end of line: "
-                             "give one review per line")
+            raise InputError(f"review {n:,} on stdin is longer than {LONGEST_LINE:,} bytes: give one review per line")
         chunk.append(line.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r"))
-        if len(chunk) == STDIN_CHUNK:
+        size += len(line)
+        if len(chunk) == STDIN_CHUNK or size >= CHUNK_BYTES:
             yield chunk
-            chunk = []
+            chunk, size = [], 0
     if chunk:
         yield chunk
 
