@@ -159,7 +159,7 @@ def test_readme_quotes_the_test_command_minutes_from_commands_json():
         log = (ROOT / "benchmarks" / "results" / v["log"]).read_text()
         assert v["tests"] in log and f"install: {v['install_seconds']} s" in log
     minutes = sorted(round(v["total_seconds"] / 60) for v in now)
-    said = f"{minutes[0]} minutes" if minutes[0] == minutes[-1] else f"{minutes[0]} to {minutes[-1]} minutes"
+    said = f"{minutes[0]} minutes" if minutes[0] == minutes[-1] else f"{minutes[0]}-{minutes[-1]} minutes"
     assert f"{said} on a 2-core Zen 3 VM" in README.read_text(encoding="utf-8")
     assert "-n 2 --dist loadfile" in (ROOT / ".ci" / "run").read_text()
 
