@@ -805,13 +805,10 @@ main()
         "interrupted (SIGTERM) while starting; nothing was done"], (p.returncode, p.stderr)
 
 
-@pytest.mark.parametrize("dropped", ["", "SIGTERM"])
-def test_an_interrupt_python_drops_in_a_cleanup_still_ends_the_command_as_interrupted(dropped):
-    """A Ctrl-C that lands in a weakref callback or a finalizer is dropped by Python ("Exception ignored", a
-    traceback): a lab rerun ran on to its end and exited 0 (session 57's fault hunt). Now: no traceback, the
-    command's output whole, one line, exit 130."""
-    code = f"""
-import sys
+DROPS = """
+import signal, sys, time
+if {ignored}:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job (cmd &) runs
 import rnnlab.cli as cli
 real = cli.get_preset
 class Cleanup:
@@ -819,16 +816,38 @@ class Cleanup:
         raise KeyboardInterrupt({dropped!r})
 def preset(name):
     Cleanup()  # dropped at once: Python prints its traceback, or hands it to sys.unraisablehook
+    time.sleep({work})  # the command's work, on after it
     return real(name)
 cli.get_preset = preset
 sys.argv = ["rnnlab", "presets", "seed"]
 from rnnlab.__main__ import main
 main()
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("dropped", ["", "SIGTERM", "SIGHUP"])
+def test_an_interrupt_python_drops_in_a_cleanup_is_sent_again_and_stops_the_command(dropped):
+    """A Ctrl-C that lands in a weakref callback or a finalizer is dropped by Python ("Exception ignored", a
+    traceback): a lab rerun ran on to its end and exited 0 (session 57's fault hunt), then ran on to its end and
+    exited 130 (session 57's fix). Now it is sent again and stops the command where it can: one line, exit 130,
+    no output, well before the 20 s of work it interrupted."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", DROPS.format(ignored=False, dropped=dropped, work=20)],
+                       capture_output=True, text=True, timeout=120)
+    assert time.perf_counter() - t0 < 15, "the interrupt did not stop the command"
+    assert p.returncode == 130 and p.stdout == "", (p.returncode, p.stdout, p.stderr)
+    assert p.stderr.strip().splitlines() == [f"interrupted ({dropped or 'Ctrl-C'}); the command stopped before it "
+                                             "finished"], p.stderr
+
+
+def test_a_dropped_interrupt_whose_signal_is_ignored_still_ends_the_command_as_interrupted():
+    """Where the signal is ignored (a background job's Ctrl-C) it is not sent again (a signal ignored would not
+    arrive): the command runs on to its end, its output whole, then says so in one line and exits 130."""
+    p = subprocess.run([sys.executable, "-c", DROPS.format(ignored=True, dropped="", work=0)],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 130 and json.loads(p.stdout)["seed"]["model"] == "rnn", (p.returncode, p.stdout, p.stderr)
-    assert p.stderr.strip().splitlines() == [f"interrupted ({dropped or 'Ctrl-C'}) where Python could not stop the "
-                                             "command, which ran on to its end: its output is whole"], p.stderr
+    assert p.stderr.strip().splitlines() == ["interrupted (Ctrl-C) where Python could not stop the command, which ran "
+                                             "on to its end: its output is whole"], p.stderr
 
 
 def test_a_write_the_disk_cuts_short_is_written_again_and_a_full_disk_raises(monkeypatch):

@@ -11,6 +11,7 @@ on stderr and a non-zero code, never a traceback (set RNNLAB_DEBUG=1 to see one)
 """
 from __future__ import annotations
 
+import _thread
 import atexit
 import contextlib
 import dataclasses
@@ -165,10 +166,12 @@ def _interrupt(signum, frame):
 
 
 _DROPPED: list[str] = []  # interrupts Python dropped: raised inside a finalizer or a weakref callback
+_RESENDS: list[threading.Timer] = []  # their signals, sent again (cancelled once the command is over)
 
 
 def _exit_if_dropped() -> None:
-    """A Ctrl-C that landed in a cleanup did not stop the command, which ran on to its end: exit as interrupted."""
+    """A Ctrl-C that landed in a cleanup, delivered again, did not stop the command (it came as the command's work
+    ended, or something caught it), which ran on to its end: exit as interrupted."""
     if _DROPPED:
         _log(f"interrupted ({_DROPPED[-1]}) where Python could not stop the command, which ran on to its end: its "
              "output is whole")
@@ -176,14 +179,31 @@ def _exit_if_dropped() -> None:
 
 
 def _unraisable(hook):
-    """sys.unraisablehook that notes a dropped interrupt instead of printing "Exception ignored" and its traceback
-    (the command then runs on to its end: Main says so after it); any other exception goes to `hook`."""
+    """sys.unraisablehook that sends a dropped interrupt again, as its signal to the main thread, 10 ms after this
+    hook returns, so the command stops where it can (instead of Python's "Exception ignored" and a traceback, and
+    the command running on); noted, so a command it still did not stop (one that came as the work ended) exits
+    as interrupted. Any other exception goes to `hook`."""
     def note(unraisable):
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            _DROPPED.append(str(unraisable.exc_value) or "Ctrl-C")
-        else:
-            hook(unraisable)
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return hook(unraisable)
+        _DROPPED.append(str(unraisable.exc_value) or "Ctrl-C")
+        sig = getattr(signal, _DROPPED[-1], signal.SIGINT)  # SIGTERM, SIGHUP: _interrupt's; Ctrl-C's has no name
+        if callable(signal.getsignal(sig)):  # Python's handler: a signal ignored or left to the OS is not sent
+            try:
+                _RESENDS.append(threading.Timer(0.01, _send, (sig,)))
+                _RESENDS[-1].start()
+            except KeyboardInterrupt:  # another came while this hook ran: dropped, and noted above
+                pass
     return note
+
+
+def _send(sig) -> None:
+    """`sig` to the main thread: a real signal where the OS has them (it ends a wait in a system call), else
+    Python's stand-in."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, sig)
+    else:
+        _thread.interrupt_main(sig)
 
 
 def _pipes_gone() -> list[int]:
@@ -308,6 +328,9 @@ class Main(click.Group):
                 raise
             _os_error(e)
         finally:
+            for timer in _RESENDS:  # the command is over: an interrupt now would only cut its exit short
+                timer.cancel()
+            _RESENDS.clear()
             sys.unraisablehook = hook
             if WHOLE_PROCESS:
                 _work_over()
