@@ -523,3 +523,26 @@ def test_a_v1_memory_controller_mounted_with_others_is_still_the_memory_controll
     membership.write_text("5:hugetlb,memory:/job\n")
     _group(root / "memory" / "job", 700 << 20, 100 << 20, v1=True)
     assert memory_mod.memory_available(str(meminfo), str(root), str(membership)) == 600 << 20
+
+
+@pytest.mark.parametrize("damage", ["best", "metrics"])
+def test_a_resume_that_fails_leaves_the_runs_config_as_it_was(tmp_path, straight, damage):
+    """`train --resume RUN --epochs 7` over a damaged checkpoint failed, as it should, but had already written epochs
+    7 into config.json: predict and explain then said the run had stopped at epoch 3 of 7 and that --resume would
+    finish it (session 58's fault hunt). Now config.json takes the new --epochs only once the saved state loads."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    before = (run / "config.json").read_bytes()
+    if damage == "best":
+        ck = run / json.loads((run / "checkpoint.json").read_text())["dir"]
+        (ck / "best.safetensors").write_bytes((ck / "best.safetensors").read_bytes()[:10])
+    else:
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write("{not json\n")
+    res = CliRunner().invoke(main, ["train", "--resume", str(run), "--epochs", "7"])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert (run / "config.json").read_bytes() == before
+    res = CliRunner().invoke(main, ["predict", str(run), "a fine film"])
+    assert res.exit_code == 0 and "of 7" not in res.output, res.output

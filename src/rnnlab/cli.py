@@ -498,9 +498,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                     raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data"
                                    if trained_on is None else f"{run.path / 'vocab.json'}: not the vocabulary this "
                                    "run's own data gives (damaged or edited; config.json's vocab_size sets its size)")
-                if cfg != saved:
-                    run.save_config(cfg)  # the new --epochs holds for the next --resume as well
-                run.remove_leftovers()
+                run.remove_leftovers()  # config.json takes a new --epochs once the saved state has loaded (restore)
             else:
                 run = RunDir.create(out, cfg, data.vocab, ds, default_name=default_name)
                 held.enter_context(run.exclusive())

@@ -82,7 +82,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     model = _built(cfg, len(data.vocab), device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     try:
-        metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
+        metrics, best = run_dir.restore(model, opt, cfg) if run_dir else ([], BestWeights())
     except RunError as e:
         raise CannotResume(str(e)) from None
     epochs = range(len(metrics) + 1, cfg.epochs + 1)  # a resumed run starts after its saved epochs
