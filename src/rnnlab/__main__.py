@@ -3,6 +3,7 @@
 Loading them (torch above all) takes a second or more; Ctrl-C, SIGTERM or SIGHUP meanwhile stop the command
 with one line, as they do later, instead of a traceback from inside an import or no line at all.
 """
+import atexit
 import signal
 import sys
 
@@ -11,6 +12,19 @@ _EARLY = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is n
 
 def _stop(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _exit_code_stands() -> None:
+    """At exit: under `python -m`, CPython ends the process by SIGINT, whatever its exit code, where an interrupt left
+    Python code that C ran through PyRun_String (as pybind11 runs a library's), which marks it "unhandled" though
+    rnnlab handled it (its line said, exit 130; a caller saw -2 after 6 of 80 SIGTERMs to `predict`). Running an
+    empty string that way clears the mark."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except Exception:  # not CPython
+        pass
 
 
 _stop.early = True  # rnnlab.cli.Main replaces it (under `python -m` this module is __main__, not rnnlab.__main__)
@@ -23,12 +37,18 @@ def main() -> None:
     try:
         from . import cli
         from .cli import main as command
-    except KeyboardInterrupt as e:
-        sys.stderr.write(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done\n")
+    except (KeyboardInterrupt, ImportError) as e:  # ImportError: an interrupt inside a compiled library's import
+        from .io import interrupt_in
+
+        if (stop := interrupt_in(e)) is None:
+            raise
+        sys.stderr.write(f"interrupted ({str(stop) or 'Ctrl-C'}) while starting; nothing was done\n")
         sys.exit(130)
     # a signal once the command's work is over is ignored while the process exits; not where a host lives on
     # after it (IPython's `%run -m rnnlab`, an interactive interpreter), whose Ctrl-C must keep working
     cli.WHOLE_PROCESS = not ("IPython" in sys.modules or hasattr(sys, "ps1") or sys.flags.interactive)
+    if cli.WHOLE_PROCESS:
+        atexit.register(_exit_code_stands)
     command(prog_name="rnnlab")  # whose rnnlab.cli.Main puts its own handler in place of _stop
 
 

@@ -31,8 +31,8 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import (HANGUP, RunError, echo_whole, first_line, in_the_way, is_run_dir, one_line, printable, shorten,
-                 whole_stdout)
+from .io import (HANGUP, RunError, echo_whole, first_line, in_the_way, interrupt_in, is_run_dir, one_line, printable,
+                 shorten, whole_stdout)
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -271,6 +271,15 @@ class Main(click.Group):
         ctx.meta[ASKED_HELP] = bool({"-h", "--help"} & set(options))  # for main(), which runs before the command's own
         return name, command, rest
 
+    def _command(self, ctx):
+        """The command; an error an interrupt caused is raised as that interrupt (`io.interrupt_in`)."""
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            if (stop := interrupt_in(e)) is None:
+                raise
+            raise stop from None
+
     def invoke(self, ctx):
         _SIGNALLED.clear()
         _DROPPED.clear()
@@ -288,7 +297,7 @@ class Main(click.Group):
         try:
             if threading.current_thread() is threading.main_thread():  # where a signal can interrupt the command
                 sys.unraisablehook = _unraisable(hook)
-            done = super().invoke(ctx)
+            done = self._command(ctx)
             _exit_if_dropped()
             return done
         except SystemExit as e:

@@ -51,6 +51,18 @@ def first_line(e: BaseException) -> str:
     return s[0][:200] if s else type(e).__name__
 
 
+def interrupt_in(e: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt (Ctrl-C, or a signal raised as one) behind an error, if any: a KeyboardInterrupt inside a compiled
+    library's import reaches Python as "ImportError: initialization failed", its cause the interrupt."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 @contextlib.contextmanager
 def exclusive(folder: Path, busy: str) -> Iterator[None]:
     """Hold `folder` for this process: an advisory lock on it, released however the process ends. RunError
