@@ -440,3 +440,27 @@ def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_not
                        capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "results.csv is not the file its verdict.json was judged on" in r.stderr
     assert (lab / "long-reviews" / "verdict.json").read_bytes() == before
+
+
+def test_replication_quotes_the_shuffled_order_benchmark_as_judged():
+    """REPLICATION.md's shuffled-words table: every interval and outcome as benchmarks/shuffled_order.py judged them
+    (shuffled_order_zen3.json), against a lab its check says was trained the same way; and that judging again from
+    the runs file gives the same verdicts."""
+    import subprocess
+    import sys
+
+    judged = json.loads((ROOT / "benchmarks" / "results" / "shuffled_order_zen3.json").read_text())
+    assert judged["check"]["equal"] and judged["lab"] == "benchmarks/results/lab_zen3_37328bd"
+    text = (ROOT / "docs" / "REPLICATION.md").read_text(encoding="utf-8")
+    names = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "transformer": "Transformer"}
+    for m, name in names.items():
+        v = judged["verdicts"][m]
+        est, (lo, hi) = v["effect"]["estimate"], v["effect"]["ci95"]
+        assert f"| {name} | {est:.4f} [{lo:.4f}, {hi:.4f}] | {v['outcome']} |" in text, m
+    assert judged["verdicts"]["bow"]["effect"]["per_seed"] == [0.0, 0.0, 0.0]
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shuffled_order.py"), "--lab", judged["lab"],
+                            "--rows", str(ROOT / "benchmarks" / "results" / "shuffled_order_zen3_runs.json")],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])})
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["verdicts"] == judged["verdicts"]
