@@ -617,6 +617,26 @@ def test_a_run_whose_path_is_not_utf8_explains_to_html_and_png(runs, tmp_path):
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_killed_explains_hidden_copy_of_the_old_page_is_swept_by_the_next(runs, tmp_path):
+    """`kill -9` of `explain --html A --png B` over an existing A left `.A.PID.previous` (a hard link to the old page,
+    kept to put it back if B failed) for good (session 58's fault hunt). The next explain writing A deletes those
+    of processes that are gone, and leaves a live one's."""
+    import subprocess
+    import sys
+
+    page = tmp_path / "e.html"
+    page.write_text("old")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale, live = tmp_path / f".e.html.{int(dead.stdout)}.previous", tmp_path / f".e.html.{os.getppid()}.previous"
+    for f in (stale, live):
+        os.link(page, f)
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--html", str(page),
+                                  "--png", str(tmp_path / "e.png")])
+    assert r.exit_code == 0, r.output
+    assert not stale.exists() and live.exists() and page.read_text() != "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "e.html", "e.png"])
+
+
 def test_cli_text_stdin_json_html_png(runs, tmp_path):
     r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(runs["lstm"]), "--text", REVIEW, "--json",
                                   "--html", str(tmp_path / "e.html"), "--png", str(tmp_path / "e.png")])

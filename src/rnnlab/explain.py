@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import os
 import sys
@@ -54,8 +55,8 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, owner, printable,
-                 shorten)
+from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, owner, pid_alive,
+                 printable, shorten)
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -701,6 +702,11 @@ def _previous(path: Path) -> tuple[bool, Path | None]:
     """(was there a file at `path`, a hidden second name for it) before it is replaced. The second name is a hard
     link: it needs no space, which a full disk would not give; None where the file system has no hard links."""
     target = path.resolve()
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.previous"):  # a killed explain's (kill -9)
+        pid = stale.name[len(target.name) + 2:-len(".previous")]
+        if pid.isascii() and pid.isdigit() and not pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     if not target.is_file():
         return False, None
     keep = target.with_name(f".{target.name}.{os.getpid()}.previous")

@@ -51,6 +51,17 @@ def first_line(e: BaseException) -> str:
     return s[0][:200] if s else type(e).__name__
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (someone else's counts)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process can have
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 def interrupt_in(e: BaseException) -> KeyboardInterrupt | None:
     """The interrupt (Ctrl-C, or a signal raised as one) behind an error, if any: a KeyboardInterrupt inside a compiled
     library's import reaches Python as "ImportError: initialization failed", its cause the interrupt."""

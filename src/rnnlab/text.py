@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 from .data import Dataset
-from .io import fault
+from .io import fault, pid_alive
 
 PAD, UNK = 0, 1
 _NON_ALNUM = re.compile(r"[^a-z0-9\s]")
@@ -424,18 +424,10 @@ def _sweep(cache: Path) -> None:
         for p in cache.glob(".corpus-*.tmp"):
             parts = p.name.split(".")  # ['', 'corpus-<key>', *host, pid, random, 'tmp']
             host, pid = ".".join(parts[2:-3]), parts[-3]
-            dead = host == _HOST and pid.isascii() and pid.isdigit() and not _alive(int(pid))
+            dead = host == _HOST and pid.isascii() and pid.isdigit() and not pid_alive(int(pid))
             if dead or time.time() - p.lstat().st_mtime > _STALE_SECONDS:
                 _remove(p)
     except OSError:
         pass  # an unreadable cache directory is reported when it is written
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process can have
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
