@@ -171,6 +171,25 @@ def test_the_memory_available_is_read_from_meminfo_and_the_cgroups_limit(tmp_pat
     assert train_mod.memory_available(str(tmp_path / "no-meminfo"), str(v1)) is None
 
 
+def test_the_memory_available_is_at_most_what_ulimit_v_leaves_to_map():
+    """Under `ulimit -v 6000000` a model of 6 GB got "out of memory on a batch of 64 reviews", the weight check having
+    read 20 GB from MemAvailable (session 58's fault hunt): the address space this process may still map counts."""
+    import subprocess
+    import sys
+
+    code = """
+import resource
+from rnnlab.memory import memory_available
+with open("/proc/self/status") as f:
+    mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (300 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+print(memory_available())
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (200 << 20) < int(r.stdout) <= 300 << 20
+
+
 def _group(folder, limit, used, v1=False):
     """A cgroup folder with a memory limit and usage, as v2 (or v1) names its files."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,8 @@ def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgro
     """Bytes of memory the host can still give this process: Linux's MemAvailable plus free swap, or less where a
     cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) is nearer: this process's own group's (`membership`
     names it), each parent's up to the mount, and the mount's own; a group's reclaimable page cache (inactive_file)
-    counted as free. None where unknown (not Linux)."""
+    counted as free; or less where this process's address space is capped (`ulimit -v`) nearer. None where unknown
+    (not Linux)."""
     try:
         with open(meminfo) as f:
             info = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
@@ -99,7 +100,22 @@ def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgro
                 stat = dict(line.split() for line in (folder / stat_file).read_text().splitlines() if line.strip())
                 used = int((folder / usage_file).read_text()) - int(stat.get(key, 0))
                 have = min(have, max(0, int(limit) - used))
-    return have
+    return min(have, _address_space_left())
+
+
+def _address_space_left() -> int:
+    """Bytes this process may still map under its RLIMIT_AS (`ulimit -v`): its limit less what it maps now."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return 1 << 62
+        with open("/proc/self/status") as f:
+            mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        return max(0, soft - mapped)
+    except (ImportError, OSError, ValueError, StopIteration):
+        return 1 << 62
 
 
 _V2 = ("memory.max", "memory.current", "memory.stat", "inactive_file")
