@@ -458,6 +458,10 @@ def test_replication_quotes_the_shuffled_order_benchmark_as_judged():
         est, (lo, hi) = v["effect"]["estimate"], v["effect"]["ci95"]
         assert f"| {name} | {est:.4f} [{lo:.4f}, {hi:.4f}] | {v['outcome']} |" in text, m
     assert judged["verdicts"]["bow"]["effect"]["per_seed"] == [0.0, 0.0, 0.0]
+    rnn, transformer = (judged["verdicts"][m]["effect"] for m in ("rnn", "transformer"))  # the README's sentence
+    assert judged["verdicts"]["transformer"]["outcome"] == "does not hold" and max(map(abs, transformer["ci95"])) < 0.005
+    assert f"shuffled words cost it nothing, the RNN {round(100 * rnn['estimate'])} points" in \
+        " ".join(README.read_text(encoding="utf-8").split())
     again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shuffled_order.py"), "--lab", judged["lab"],
                             "--rows", str(ROOT / "benchmarks" / "results" / "shuffled_order_zen3_runs.json")],
                            capture_output=True, text=True, cwd=ROOT, timeout=300,
