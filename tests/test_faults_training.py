@@ -544,8 +544,8 @@ def test_a_v1_memory_controller_mounted_with_others_is_still_the_memory_controll
     assert memory_mod.memory_available(str(meminfo), str(root), str(membership)) == 600 << 20
 
 
-@pytest.mark.parametrize("damage", ["best", "metrics"])
-def test_a_resume_that_fails_leaves_the_runs_config_as_it_was(tmp_path, straight, damage):
+@pytest.mark.parametrize("damage", ["best", "metrics", "memory"])
+def test_a_resume_that_fails_leaves_the_runs_config_as_it_was(tmp_path, straight, damage, monkeypatch):
     """`train --resume RUN --epochs 7` over a damaged checkpoint failed, as it should, but had already written epochs
     7 into config.json: predict and explain then said the run had stopped at epoch 3 of 7 and that --resume would
     finish it (session 58's fault hunt). Now config.json takes the new --epochs only once the saved state loads."""
@@ -557,9 +557,16 @@ def test_a_resume_that_fails_leaves_the_runs_config_as_it_was(tmp_path, straight
     if damage == "best":
         ck = run / json.loads((run / "checkpoint.json").read_text())["dir"]
         (ck / "best.safetensors").write_bytes((ck / "best.safetensors").read_bytes()[:10])
-    else:
+    elif damage == "metrics":
         with open(run / "metrics.jsonl", "a") as f:
             f.write("{not json\n")
+    else:  # the state loads, but this machine has too little memory for its batches (review's finding)
+        from rnnlab.memory import TooLong
+
+        def short(*args):
+            raise TooLong("a batch of 16 reviews needs 9 GB, and 1 GB is available", "use less")
+
+        monkeypatch.setattr(train_mod, "_check_memory", short)
     res = CliRunner().invoke(main, ["train", "--resume", str(run), "--epochs", "7"])
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert (run / "config.json").read_bytes() == before

@@ -38,10 +38,12 @@ def main() -> None:
         from . import cli
         from .cli import main as command
     except (KeyboardInterrupt, ImportError) as e:  # ImportError: an interrupt inside a compiled library's import
-        from .io import interrupt_in
+        stop = e
+        if isinstance(e, ImportError):
+            from .io import interrupt_in
 
-        if (stop := interrupt_in(e)) is None:
-            raise
+            if (stop := interrupt_in(e)) is None:
+                raise
         sys.stderr.write(f"interrupted ({str(stop) or 'Ctrl-C'}) while starting; nothing was done\n")
         sys.exit(130)
     # a signal once the command's work is over is ignored while the process exits; not where a host lives on

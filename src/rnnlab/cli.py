@@ -19,6 +19,7 @@ import errno
 import gc
 import json
 import os
+import queue
 import re
 import signal
 import sys
@@ -166,44 +167,53 @@ def _interrupt(signum, frame):
 
 
 _DROPPED: list[str] = []  # interrupts Python dropped: raised inside a finalizer or a weakref callback
-_RESENDS: list[threading.Timer] = []  # their signals, sent again (cancelled once the command is over)
+RESENT = {s.name: s for s in (signal.SIGINT, signal.SIGTERM, *HANGUP)}  # _interrupt's messages; Ctrl-C's is ""
 
 
 def _exit_if_dropped() -> None:
-    """A Ctrl-C that landed in a cleanup, delivered again, did not stop the command (it came as the command's work
-    ended, or something caught it), which ran on to its end: exit as interrupted."""
+    """A Ctrl-C that landed in a cleanup, sent again, did not stop the command (it came as the command's work
+    ended, or its signal is ignored), which ran on to its end: exit as interrupted."""
     if _DROPPED:
         _log(f"interrupted ({_DROPPED[-1]}) where Python could not stop the command, which ran on to its end: its "
              "output is whole")
         sys.exit(130)
 
 
-def _unraisable(hook):
-    """sys.unraisablehook that sends a dropped interrupt again, as its signal to the main thread, 10 ms after this
-    hook returns, so the command stops where it can (instead of Python's "Exception ignored" and a traceback, and
-    the command running on); noted, so a command it still did not stop (one that came as the work ended) exits
-    as interrupted. Any other exception goes to `hook`."""
-    def note(unraisable):
+class Resender:
+    """Sends an interrupt that Python dropped in a cleanup (a finalizer, a weakref callback: "Exception ignored" and a
+    traceback, the command running on) again, as its signal, to the main thread, 10 ms after it was noted, so the
+    command stops where it can. `note` is the sys.unraisablehook while the command runs: it only notes the interrupt
+    and queues it (SimpleQueue.put is safe in a finalizer; starting a thread there is not); a thread of its own sends
+    it, unless the command is over by then (`over`: nothing is sent after it). A signal the process ignores, or
+    leaves to the OS, is not sent: the command runs on and exits as interrupted (`_exit_if_dropped`)."""
+
+    def __init__(self, hook):
+        self.hook, self.queue, self.lock, self.done = hook, queue.SimpleQueue(), threading.Lock(), False
+        threading.Thread(target=self._run, daemon=True, name="rnnlab-resend").start()
+
+    def note(self, unraisable):
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            return hook(unraisable)
+            return self.hook(unraisable)
         _DROPPED.append(str(unraisable.exc_value) or "Ctrl-C")
-        sig = getattr(signal, _DROPPED[-1], signal.SIGINT)  # SIGTERM, SIGHUP: _interrupt's; Ctrl-C's has no name
-        if callable(signal.getsignal(sig)):  # Python's handler: a signal ignored or left to the OS is not sent
-            try:
-                _RESENDS.append(threading.Timer(0.01, _send, (sig,)))
-                _RESENDS[-1].start()
-            except KeyboardInterrupt:  # another came while this hook ran: dropped, and noted above
-                pass
-    return note
+        self.queue.put(RESENT.get(_DROPPED[-1], signal.SIGINT))
 
+    def _run(self):
+        while (sig := self.queue.get()) is not None:
+            time.sleep(0.01)
+            with self.lock:
+                if self.done or not callable(signal.getsignal(sig)):
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    if hasattr(signal, "pthread_kill"):  # a real signal: it also ends a wait in a system call
+                        signal.pthread_kill(threading.main_thread().ident, sig)
+                    else:
+                        _thread.interrupt_main(sig)
 
-def _send(sig) -> None:
-    """`sig` to the main thread: a real signal where the OS has them (it ends a wait in a system call), else
-    Python's stand-in."""
-    if hasattr(signal, "pthread_kill"):
-        signal.pthread_kill(threading.main_thread().ident, sig)
-    else:
-        _thread.interrupt_main(sig)
+    def over(self):
+        """The command's work is over: nothing is sent from now on (one already sent is handled at once)."""
+        with self.lock:
+            self.done = True
+        self.queue.put(None)
 
 
 def _pipes_gone() -> list[int]:
@@ -272,10 +282,11 @@ class Main(click.Group):
         return name, command, rest
 
     def _command(self, ctx):
-        """The command; an error an interrupt caused is raised as that interrupt (`io.interrupt_in`)."""
+        """The command; an ImportError an interrupt caused (inside a compiled library's import) is raised as that
+        interrupt (`io.interrupt_in`)."""
         try:
             return super().invoke(ctx)
-        except Exception as e:
+        except ImportError as e:  # only this: an error in a command's own interrupt handling keeps its way out
             if (stop := interrupt_in(e)) is None:
                 raise
             raise stop from None
@@ -293,11 +304,16 @@ class Main(click.Group):
             if now == signal.SIG_DFL or getattr(now, "early", False):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
-        hook = sys.unraisablehook
+        hook, resender = sys.unraisablehook, None
         try:
             if threading.current_thread() is threading.main_thread():  # where a signal can interrupt the command
-                sys.unraisablehook = _unraisable(hook)
-            done = self._command(ctx)
+                resender = Resender(hook)
+                sys.unraisablehook = resender.note
+            try:
+                done = self._command(ctx)
+            finally:
+                if resender is not None:
+                    resender.over()
             _exit_if_dropped()
             return done
         except SystemExit as e:
@@ -337,9 +353,6 @@ class Main(click.Group):
                 raise
             _os_error(e)
         finally:
-            for timer in _RESENDS:  # the command is over: an interrupt now would only cut its exit short
-                timer.cancel()
-            _RESENDS.clear()
             sys.unraisablehook = hook
             if WHOLE_PROCESS:
                 _work_over()
@@ -507,7 +520,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                     raise RunError(f"{resume}: vocabulary differs from this data; resume with the run's own --data"
                                    if trained_on is None else f"{run.path / 'vocab.json'}: not the vocabulary this "
                                    "run's own data gives (damaged or edited; config.json's vocab_size sets its size)")
-                run.remove_leftovers()  # config.json takes a new --epochs once the saved state has loaded (restore)
+                run.remove_leftovers()  # config.json takes a new --epochs once the resume can go on (train)
             else:
                 run = RunDir.create(out, cfg, data.vocab, ds, default_name=default_name)
                 held.enter_context(run.exclusive())

@@ -448,14 +448,11 @@ class RunDir:
                 raise RunError(f"{f}: record {i} is not an epoch's metrics")
         return rows
 
-    def restore(self, model, opt, cfg: TrainConfig | None = None):
-        """For --resume: load the last completed epoch into `model` and `opt`, and the torch RNG; then, where `cfg`
-        (the configuration it resumes with) differs from config.json (a new --epochs or --device), rewrite
-        config.json, so it holds for later resumes too: only once the saved state has loaded (a resume that fails
-        leaves the run as it was).
+    def restore(self, model, opt):
+        """For --resume: load the last completed epoch into `model` and `opt`, and the torch RNG.
 
         Returns (metrics of the completed epochs, train.BestWeights of the run so far); a run with
-        no completed epoch returns ([], an empty BestWeights) and leaves everything else as it is.
+        no completed epoch returns ([], an empty BestWeights) and leaves everything as it is.
         """
         from .train import BestWeights
 
@@ -465,7 +462,6 @@ class RunDir:
             if len(recorded) >= 2:
                 raise RunError(f"{self.path / 'checkpoint.json'}: missing, though metrics.jsonl records "
                                f"{len(recorded)} epochs; the run cannot be resumed (train it again into a new --out)")
-            self._resumed_as(cfg)
             return [], BestWeights()
         d = self.path / ck["dir"]
         _load_state(model, load_tensors(d / "last.safetensors"), d / "last.safetensors")
@@ -492,11 +488,13 @@ class RunDir:
         best = BestWeights(-math.inf if acc is None else acc, ck["best_epoch"], ck.get("best_step"), best_state)
         # model.safetensors must be the best of the epochs kept (a kill may have left a later one)
         save_tensors(self.path / "model.safetensors", best_state, {"epoch": str(best.epoch)})
-        self._resumed_as(cfg)
         return metrics, best
 
-    def _resumed_as(self, cfg: TrainConfig | None) -> None:
-        if cfg is not None and cfg != self.config():
+    def resumed_as(self, cfg: TrainConfig) -> None:
+        """config.json rewritten where `cfg`, the configuration the run resumes with, differs (a new --epochs or
+        --device): it then holds for later resumes too. Called once the resume can go on (its state loaded, its
+        memory checked): a resume that fails leaves the run as it was."""
+        if cfg != self.config():
             self.save_config(cfg)
 
     def unfinished(self) -> str | None:

@@ -82,12 +82,14 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     model = _built(cfg, len(data.vocab), device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"fused": True} if device.type in ("cpu", "cuda") else {}))
     try:
-        metrics, best = run_dir.restore(model, opt, cfg) if run_dir else ([], BestWeights())
+        metrics, best = run_dir.restore(model, opt) if run_dir else ([], BestWeights())
     except RunError as e:
         raise CannotResume(str(e)) from None
     epochs = range(len(metrics) + 1, cfg.epochs + 1)  # a resumed run starts after its saved epochs
     if device.type == "cpu" and epochs:  # (a finished run only scores its test split again)
         _check_memory(cfg, data, model)
+    if run_dir:
+        run_dir.resumed_as(cfg)
     steps = math.ceil(len(data.train.lengths) / cfg.batch_size)  # every epoch's, in either batching
     checks = validation_steps(steps, cfg.val_checks) if data.val is not None else set()
     if cfg.val_checks > len(checks) > 0 and epochs:
