@@ -444,27 +444,34 @@ def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_not
 
 def test_replication_quotes_the_shuffled_order_benchmark_as_judged():
     """REPLICATION.md's shuffled-words table: every interval and outcome as benchmarks/shuffled_order.py judged them
-    (shuffled_order_zen3.json), against a lab its check says was trained the same way; and that judging again from
-    the runs file gives the same verdicts."""
+    (shuffled_order_zen3.json), against a lab its check says was trained the same way; judging its runs again gives
+    the same verdicts; and the README's sentence."""
     import subprocess
     import sys
 
-    judged = json.loads((ROOT / "benchmarks" / "results" / "shuffled_order_zen3.json").read_text())
-    assert judged["check"]["equal"] and judged["lab"] == "benchmarks/results/lab_zen3_37328bd"
-    text = (ROOT / "docs" / "REPLICATION.md").read_text(encoding="utf-8")
+    f = ROOT / "benchmarks" / "results" / "shuffled_order_zen3.json"
+    judged = json.loads(f.read_text())
+    assert judged["lab"] == "benchmarks/results/lab_zen3_37328bd" and len(judged["check"]) == 2
+    assert all(c["equal"] for c in judged["check"])
+    text = " ".join((ROOT / "docs" / "REPLICATION.md").read_text(encoding="utf-8").split())
     names = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "transformer": "Transformer"}
     for m, name in names.items():
         v = judged["verdicts"][m]
         est, (lo, hi) = v["effect"]["estimate"], v["effect"]["ci95"]
         assert f"| {name} | {est:.4f} [{lo:.4f}, {hi:.4f}] | {v['outcome']} |" in text, m
     assert judged["verdicts"]["bow"]["effect"]["per_seed"] == [0.0, 0.0, 0.0]
+    checks = " and ".join(str(c["test_acc"]) for c in judged["check"])
+    assert f"(they gave {checks})" in text and f"; {judged['wall_seconds']:,.0f} s at {judged['jobs']} jobs)" in text
     rnn, transformer = (judged["verdicts"][m]["effect"] for m in ("rnn", "transformer"))  # the README's sentence
     assert judged["verdicts"]["transformer"]["outcome"] == "does not hold" and max(map(abs, transformer["ci95"])) < 0.005
     assert f"shuffled words cost it nothing, the RNN {round(100 * rnn['estimate'])} points" in \
         " ".join(README.read_text(encoding="utf-8").split())
     again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shuffled_order.py"), "--lab", judged["lab"],
-                            "--rows", str(ROOT / "benchmarks" / "results" / "shuffled_order_zen3_runs.json")],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            "--rows", str(f)], capture_output=True, text=True, cwd=ROOT, timeout=300,
                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])})
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["verdicts"] == judged["verdicts"]
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shuffled_order.py"), "--lab", "docs/lab",
+                              "--rows", str(f)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])})
+    assert refused.returncode == 1 and "not trained as these runs were" in refused.stderr  # another CPU's lab
