@@ -940,3 +940,25 @@ main()
     p = subprocess.run([sys.executable, "-m", "drive_rnnlab"], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 130 and p.stderr.strip().splitlines() == [
         "interrupted (SIGTERM); the command stopped before it finished"], (p.returncode, p.stderr)
+
+
+def test_a_command_starts_where_no_thread_can_be_had_and_a_dropped_interrupt_is_still_noted(monkeypatch):
+    """The thread that sends a dropped interrupt again is started with each command: where none can be (a cap on
+    processes: "can't start new thread") the command runs as before it, and a dropped interrupt still ends it as
+    interrupted (diff review, session 58)."""
+    import threading
+
+    from click.testing import CliRunner
+
+    import rnnlab.cli as cli
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    r = CliRunner().invoke(cli.main, ["presets", "seed"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["seed"]["model"] == "rnn", r.output
+    resender = cli.Resender(lambda u: None)
+    resender.note(type("U", (), {"exc_value": KeyboardInterrupt("SIGTERM")})())
+    assert cli._DROPPED[-1] == "SIGTERM"
+    cli._DROPPED.clear()

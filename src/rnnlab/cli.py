@@ -189,7 +189,8 @@ class Resender:
 
     def __init__(self, hook):
         self.hook, self.queue, self.lock, self.done = hook, queue.SimpleQueue(), threading.Lock(), False
-        threading.Thread(target=self._run, daemon=True, name="rnnlab-resend").start()
+        with contextlib.suppress(RuntimeError):  # no thread to be had (a cap on processes): noted, not sent
+            threading.Thread(target=self._run, daemon=True, name="rnnlab-resend").start()
 
     def note(self, unraisable):
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
