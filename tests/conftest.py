@@ -10,18 +10,6 @@ import pytest
 
 SHARED_IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
 
-# The files that take longest, longest first (their summed test times, one run of the suite by two workers on a Zen 3
-# VM, session 58: 1,188, 890, 791, 407, 309, 231, 177 and 160 s under load); then the rest in their usual order. CI's
-# two pytest-xdist workers take a file at a time in this order (`.ci/run`: --dist loadfile --no-loadscope-reorder),
-# so no long file starts last and leaves one worker running it alone.
-LONGEST_FIRST = ("test_train.py", "test_memory.py", "test_cli.py", "test_shared.py", "test_jobs.py", "test_lab.py",
-                 "test_published.py", "test_notebook.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
-
 POS = ["great", "excellent", "wonderful", "loved", "superb", "brilliant"]
 NEG = ["awful", "terrible", "boring", "hated", "worst", "dull"]
 FILLER = ["the", "film", "movie", "plot", "actor", "scene", "story", "and", "a", "was", "it", "this",

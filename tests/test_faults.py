@@ -807,6 +807,8 @@ main()
 
 DROPS = """
 import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal starts it, whatever ran the tests
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # (CI under nohup: SIGHUP ignored; a background job: SIGINT)
 if {ignored}:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job (cmd &) runs
 import rnnlab.cli as cli
