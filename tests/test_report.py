@@ -1331,3 +1331,18 @@ def test_a_per_model_effect_shows_what_it_measures_where_it_is_named():
     estimate, interval, threshold, _ = effect_cells(e)
     assert estimate == "speed-up(transformer) - speed-up(lstm) = 0.5; gru: 0.25"
     assert interval == "lstm: [0.1, 0.9]; gru: [-0.1, 0.6]" and threshold == "> 0; > 0"
+
+
+@pytest.mark.parametrize("flag", ["--markdown", "--out"])
+def test_a_stream_path_redirected_to_a_file_is_one_line(lab, tmp_path, flag):
+    """`--markdown /dev/stdout > out.md` wrote the Markdown into out.md and its figures into /dev/stdout_figures/
+    (session 57's fault hunt): the links could never reach them."""
+    out = tmp_path / "out.md"
+    args = [flag, "/dev/stdout"] + (["--out", str(tmp_path / "r.html")] if flag == "--markdown" else [])
+    with out.open("w") as f:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "report", str(lab), *args], stdout=f,
+                           stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        "Error: cannot write /dev/stdout: a stream, not a file; give a file name (the Markdown's figures go in a "
+        "folder next to it)"], r.stderr
+    assert out.read_text() == "" and not Path("/dev/stdout_figures").exists() and not (tmp_path / "r.html").exists()

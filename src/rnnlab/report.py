@@ -702,6 +702,10 @@ def writable(*paths: Path) -> None:
     for p in paths:
         if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO, a device: a rename would replace it
             raise ReportError(f"cannot write {p}: not a regular file")
+        folder = p.absolute().parent  # `--markdown /dev/stdout > f`: f is regular, but the figures would go to /dev
+        if folder in (Path("/dev"), Path("/dev/fd")) or folder.is_relative_to("/proc"):
+            raise ReportError(f"cannot write {p}: a stream, not a file; give a file name (the Markdown's figures go "
+                              "in a folder next to it)")
         parent = p.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
