@@ -346,10 +346,6 @@ class RunDir:
         rows = [r for r in self._metric_rows() if r["epoch"] <= recorded["epoch"]]  # checked: a damaged file is one line
         learning_curve(rows, self.path / "learning_curve.png")
 
-    def save_config(self, cfg: TrainConfig) -> None:
-        """Rewrite config.json: a resumed run's new --epochs (or --device) holds for its later resumes too."""
-        write_json(self.path / "config.json", cfg.to_dict())
-
     def save_summary(self, summary: dict) -> None:
         write_json(self.path / "summary.json", summary)
 
@@ -495,7 +491,7 @@ class RunDir:
         --device): it then holds for later resumes too. Called once the resume can go on (its state loaded, its
         memory checked): a resume that fails leaves the run as it was."""
         if cfg != self.config():
-            self.save_config(cfg)
+            write_json(self.path / "config.json", cfg.to_dict())
 
     def unfinished(self) -> str | None:
         """A sentence when training stopped before the configured epochs (killed, out of space): the weights are
