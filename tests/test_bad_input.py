@@ -290,6 +290,10 @@ CASES = [
     train_case("training-split-empty", lambda t, c: c.data, r"leaves no training reviews", "--val-fraction", "0.999"),
     train_case("model-too-big-for-memory", lambda t, c: c.data, r"out of memory building the rnn .*embed_dim 2000000000",
                "--embed-dim", "2000000000"),
+    train_case("model-whose-bytes-overflow-64-bits", lambda t, c: c.data,  # was torch's traceback, and a run folder
+               r"^Error: out of memory building the lstm \(vocab_size \d+, embed_dim \d+, hidden_dim 800000000, layers 1\): a "
+               r"weight of these sizes takes more bytes than a 64-bit size counts; use smaller sizes$",  # left behind
+               "--model", "lstm", "--hidden-dim", "800000000"),
     train_case("size-beyond-a-c-integer", lambda t, c: c.data, r"max_len must be below 2\*\*31",
                "--max-len", "99999999999999999999"),
     train_case("empty-directory", lambda t, c: _mkdir(t / "empty"), "empty"),
@@ -466,6 +470,10 @@ CASES = [
         run_case(f"{cmd}-config-invalid-value", cmd,
                  lambda r: _edit_json(r / "config.json", lambda d: {**d, "embed_dim": 0}),
                  r"config\.json.*embed_dim"),
+        run_case(f"{cmd}-config-sizes-beyond-64-bit-bytes", cmd,  # torch's "Storage size calculation overflowed":
+                 lambda r: _edit_json(r / "config.json", lambda d: {**d, "hidden_dim": 2_000_000_000}),  # a traceback
+                 r"^Error: .*damaged-run: out of memory building the model.* \(rnn, embed_dim \d+, hidden_dim 2000000000, "
+                 r"layers 1\): a damaged config\.json, or a run for a larger machine$"),
         run_case(f"{cmd}-config-unknown-key", cmd,
                  lambda r: _edit_json(r / "config.json", lambda d: {**d, "colour": "red"}),
                  r"config\.json.*colour"),

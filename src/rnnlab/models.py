@@ -282,7 +282,8 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> Classifier:
 def shapes_only(cfg: TrainConfig, vocab_size: int) -> Classifier:
     """`build_model` on torch's meta device: every weight's shape and dtype, no memory taken and no values. Its
     initialisers are skipped: normal_ on a meta tensor runs through torch's Python references, whose first use
-    imports torch._dynamo (1.1 s on a 2-core VM, more than the rest of an explanation)."""
+    imports torch._dynamo (1.1 s on a 2-core VM, more than the rest of an explanation). MemoryError where a weight's
+    size in bytes does not fit in 64 bits (torch's RuntimeError "Storage size calculation overflowed")."""
     skip = lambda tensor, *args, **kwargs: tensor  # noqa: E731
     saved = {name: getattr(nn.init, name) for name in ("normal_", "orthogonal_")}
     try:
@@ -290,6 +291,10 @@ def shapes_only(cfg: TrainConfig, vocab_size: int) -> Classifier:
             setattr(nn.init, name, skip)
         with torch.device("meta"):
             return build_model(cfg, vocab_size)
+    except RuntimeError as e:
+        if "overflow" not in str(e):
+            raise
+        raise MemoryError("a weight of these sizes takes more bytes than a 64-bit size counts") from None
     finally:
         for name, fn in saved.items():
             setattr(nn.init, name, fn)

@@ -539,9 +539,9 @@ class RunDir:
         if layers_in(state) != cfg.layers:
             raise RunError(f"{f}: holds {layers_in(state)} layer(s) where config.json says layers {cfg.layers} "
                            "(damaged or edited)")
-        _check_state(shapes_only(cfg, len(vocab)), state, f)  # sizes that do not match the weights: refused before
-        # any memory is taken (Linux grants more than it has, then kills the process without a word)
         try:
+            _check_state(shapes_only(cfg, len(vocab)), state, f)  # sizes that do not match the weights: refused
+            # before any memory is taken (Linux grants more than it has, then kills the process without a word)
             model = build_model(cfg, len(vocab))
         except (MemoryError, RuntimeError) as e:  # a damaged config.json's sizes can ask for terabytes
             if not is_out_of_memory(e):

@@ -180,7 +180,10 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
     sizes = (f"{cfg.model} (vocab_size {vocab_size}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, "
              f"layers {cfg.layers})")
     if torch.device(device).type == "cpu":
-        n = count_parameters(shapes_only(cfg, vocab_size))
+        try:
+            n = count_parameters(shapes_only(cfg, vocab_size))
+        except MemoryError as e:
+            raise TooLarge(f"out of memory building the {sizes}: {e}") from None
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
             raise TooLarge(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
