@@ -179,11 +179,11 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
     allocation only covers the sizes beyond what can be granted at all."""
     sizes = (f"{cfg.model} (vocab_size {vocab_size}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, "
              f"layers {cfg.layers})")
+    try:
+        n = count_parameters(shapes_only(cfg, vocab_size))
+    except MemoryError as e:  # on any device: sizes no memory can hold
+        raise TooLarge(f"out of memory building the {sizes}: {e}") from None
     if torch.device(device).type == "cpu":
-        try:
-            n = count_parameters(shapes_only(cfg, vocab_size))
-        except MemoryError as e:
-            raise TooLarge(f"out of memory building the {sizes}: {e}") from None
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
             raise TooLarge(f"out of memory building the {sizes}: its {n:,} weights, with their gradients and Adam's "
