@@ -424,6 +424,16 @@ def test_alignment_of_different_tokenisers_keeps_every_token(runs):
     assert br and all(idx[0] is None and idx[1] is not None for idx in br)
 
 
+def test_a_run_that_read_no_word_lines_up_with_no_token_of_another(runs):
+    """A review of <br /> tags alone: the run that strips them reads one <unk> stand-in, which was lined up with the
+    other run's first "br" (and said "1 token read by all"): session 59's fault hunt."""
+    strip, keep = explain_runs([runs["rnn-strip"], runs["rnn"]], "<br /><br />", attribution=False)
+    assert strip.words == ["<unk>"] and strip.positions == [-1] and keep.words == ["br", "br"]
+    al = align([strip, keep])
+    assert al.rows == [("<unk>", [0, None]), ("br", [None, 0]), ("br", [None, 1])]
+    assert "no tokens read by all" in al.note and f"{strip.run} read no word of it" in al.note
+
+
 def test_runs_that_read_different_parts_share_no_token_even_where_words_repeat(runs):
     """A run that read the head and one that read the tail of a review, tokenised differently, line up no word:
     the same words at both ends are two places in the review, not one."""

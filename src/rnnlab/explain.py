@@ -103,7 +103,7 @@ class Explanation:
     words: list[str]  # the tokens read, after tokenising and cutting as the run was trained
     ids: list[int]  # their vocabulary ids (1 = <unk>)
     start: int  # position of words[0] among the review's tokens (> 0: the head was cut)
-    positions: list[int]  # each token's index among the review's tokens with <br /> tags kept (`align`)
+    positions: list[int]  # each token's index among the review's tokens, <br /> tags kept (`align`); [-1]: none read
     n_review_tokens: int  # tokens of the whole review before the cut
     truncation: str  # "" or what was cut, in words
     opinion: list[float]  # P(positive) if the review ended here
@@ -230,7 +230,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     start, L, n_full = int(enc.starts[0]), int(enc.lengths[0]), int(full_len[0])
     words = (tokenize(text, vocab.strip_html) or ["<unk>"])[start:start + L]  # an empty review reads as <unk>
     where = tag_kept_positions(text) if vocab.strip_html else range(n_full)
-    positions = list(where[start:start + L]) or [0]
+    positions = list(where[start:start + L]) or [-1]  # a review with no word: its <unk> stand-in is at none
     ids = [int(i) for i in enc.ids[start:start + L]]
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
     points = memory_plan(model, L, ig_steps)
@@ -446,7 +446,8 @@ def align(exps: list[Explanation]) -> Alignment:
 
     Every token is placed by its position in the review (`Explanation.positions`: among the review's tokens
     with <br /> tags kept), so runs that cut the review differently share exactly the tokens they both read,
-    and a run that strips the tags leaves those rows blank. Linear in the review's length.
+    and a run that strips the tags leaves those rows blank. A run that read no word of the review (its tags
+    stripped, nothing left) gets its <unk> stand-in a row of its own, first. Linear in the review's length.
     """
     if len(exps) == 1:
         return Alignment([(w, [j]) for j, w in enumerate(exps[0].words)], "")
@@ -462,6 +463,8 @@ def align(exps: list[Explanation]) -> Alignment:
         how = ", ".join(f"{e.run} {'strips' if e.strip_html else 'keeps'} <br /> tags" for e in exps)
         cuts = [e.run for e in exps if e.truncation]
         cut_note = f"; {', '.join(cuts)} read only part of the review" if cuts else ""
+        empty = [e.run for e in exps if e.positions == [-1]]
+        cut_note += f"; {', '.join(empty)} read no word of it (an empty review reads as one <unk>)" if empty else ""
         return Alignment(rows, f"the runs tokenise differently ({how}): aligned by position in the review, "
                                f"{token_count(shared) if shared else 'no tokens'} read by all{cut_note}; a token a "
                                "run did not read "
