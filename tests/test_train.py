@@ -846,6 +846,10 @@ def test_the_val_checks_note_names_the_epochs_steps_and_only_when_the_checks_exc
     notes, m = trained(val_checks=14)
     assert notes == [] and [p[0] for p in m["val_passes"]] == list(range(1, 15))
     assert trained(val_fraction=0.0)[0] == []
+    assert trained(val_fraction=0.0, val_checks=4)[0] == [  # accepted silently before (session 59's fault hunt)
+        "note: --val-checks 4 does nothing without a validation split (val_fraction 0)"]
+    assert trained(lr_hold=0.5)[0] == ["note: --lr-hold 0.5 does nothing with the constant schedule (cosine only)"]
+    assert trained(lr_hold=0.5, lr_schedule="cosine")[0] == []
 
 
 def test_every_step_trains_at_the_schedules_rate_for_its_place_in_the_whole_run(tmp_path, tiny_data):

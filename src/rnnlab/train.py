@@ -95,6 +95,10 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     if cfg.val_checks > len(checks) > 0 and epochs:
         log(f"note: --val-checks {cfg.val_checks} is more than the {steps} steps of an epoch: "
             "validation runs after every step")
+    if cfg.val_checks > 1 and not checks and epochs:
+        log(f"note: --val-checks {cfg.val_checks} does nothing without a validation split (val_fraction 0)")
+    if cfg.lr_hold and cfg.lr_schedule != "cosine" and epochs:
+        log(f"note: --lr-hold {cfg.lr_hold} does nothing with the {cfg.lr_schedule} schedule (cosine only)")
     show = sys.stderr.isatty() if progress is None else progress
     with StopOnSignal() as stop:
         for epoch in epochs:
