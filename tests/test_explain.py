@@ -432,6 +432,10 @@ def test_a_run_that_read_no_word_lines_up_with_no_token_of_another(runs):
     al = align([strip, keep])
     assert al.rows == [("<unk>", [0, None]), ("br", [None, 0]), ("br", [None, 1])]
     assert "no tokens read by all" in al.note and f"{strip.run} read no word of it" in al.note
+    strip, keep = explain_runs([runs["rnn-strip"], runs["rnn"]], "!!! ???", attribution=False)  # neither reads a word
+    assert strip.positions == keep.positions == [-1] and align([strip, keep]).rows == [("<unk>", [0, 0])]
+    assert align([strip, keep]).note == (f"{strip.run}, {keep.run}: none read a word of the review (an empty review "
+                                         "reads as one <unk>)")
 
 
 def test_runs_that_read_different_parts_share_no_token_even_where_words_repeat(runs):

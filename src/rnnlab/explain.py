@@ -228,9 +228,10 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     model.eval()
     enc, full_len = encode_texts(vocab, [text], None, cfg.max_len, cfg.truncate)  # exactly as predict cuts
     start, L, n_full = int(enc.starts[0]), int(enc.lengths[0]), int(full_len[0])
-    words = (tokenize(text, vocab.strip_html) or ["<unk>"])[start:start + L]  # an empty review reads as <unk>
+    read = tokenize(text, vocab.strip_html)
+    words = (read or ["<unk>"])[start:start + L]  # an empty review reads as <unk>
     where = tag_kept_positions(text) if vocab.strip_html else range(n_full)
-    positions = list(where[start:start + L]) or [-1]  # a review with no word: its <unk> stand-in is at none
+    positions = list(where[start:start + L]) if read else [-1]  # no word: its <unk> stand-in is at no place
     ids = [int(i) for i in enc.ids[start:start + L]]
     tokens, lengths, _ = (t.to(device) for t in enc.collate(np.array([0])))  # (1, L), (1,)
     points = memory_plan(model, L, ig_steps)
@@ -458,6 +459,8 @@ def align(exps: list[Explanation]) -> Alignment:
         k = next(i for i, j in enumerate(idx) if j is not None)
         rows.append((exps[k].words[idx[k]], idx))
     names = ", ".join(e.run for e in exps)
+    if all(e.positions == [-1] for e in exps):
+        return Alignment(rows, f"{names}: none read a word of the review (an empty review reads as one <unk>)")
     if len({(e.strip_html, e.n_review_tokens) for e in exps}) > 1:
         shared = sum(all(j is not None for j in idx) for _, idx in rows)
         how = ", ".join(f"{e.run} {'strips' if e.strip_html else 'keeps'} <br /> tags" for e in exps)
