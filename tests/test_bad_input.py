@@ -178,6 +178,12 @@ def _edit_json(f: Path, fn) -> None:
     f.write_text(json.dumps(fn(d)))
 
 
+def _overflowing_config(run: Path) -> Path:
+    """A run whose config.json asks for a weight whose size in bytes overflows 64 bits."""
+    _edit_json(run / "config.json", lambda d: {**d, "hidden_dim": 2_000_000_000})
+    return run
+
+
 def _truncate(f: Path, keep: Callable[[int], int]) -> None:
     raw = f.read_bytes()
     f.write_bytes(raw[: keep(len(raw))])
@@ -395,6 +401,9 @@ CASES = [
     Case("preset-and-config", lambda t, c: (
         ["train", "--preset", "lstm", "--config", str(_write(t / "e2.toml", "epochs = 2\n")), "--show-config"],
         r"--preset and --config", None)),
+    Case("resume-config-sizes-beyond-64-bit-bytes", lambda t, c: (  # was "resume it on a machine with more memory"
+        ["train", "--resume", str(_overflowing_config(_copy_run(c.run, t))), "--epochs", "2"],
+        r"hidden_dim 2000000000.*: no machine can resume this run \(its config\.json damaged or edited\)$", None)),
     Case("resume-metrics-not-utf8", lambda t, c: (
         ["train", "--resume", str(_append(_copy_run(c.run, t) / "metrics.jsonl", b"\xff\n").parent), "--epochs", "2"],
         r"metrics\.jsonl: not UTF-8", None)),
@@ -471,9 +480,10 @@ CASES = [
                  lambda r: _edit_json(r / "config.json", lambda d: {**d, "embed_dim": 0}),
                  r"config\.json.*embed_dim"),
         run_case(f"{cmd}-config-sizes-beyond-64-bit-bytes", cmd,  # torch's "Storage size calculation overflowed":
-                 lambda r: _edit_json(r / "config.json", lambda d: {**d, "hidden_dim": 2_000_000_000}),  # a traceback
-                 r"^Error: .*damaged-run: out of memory building the model.* \(rnn, embed_dim \d+, hidden_dim 2000000000, "
-                 r"layers 1\): a damaged config\.json, or a run for a larger machine$"),
+                 _overflowing_config,  # a traceback
+                 r"^Error: .*damaged-run: config\.json describes a model no machine can build \(rnn, embed_dim \d+, "
+                 r"hidden_dim 2000000000, layers 1: a weight of these sizes takes more bytes than a 64-bit size counts\): "
+                 r"damaged or edited$"),
         run_case(f"{cmd}-config-unknown-key", cmd,
                  lambda r: _edit_json(r / "config.json", lambda d: {**d, "colour": "red"}),
                  r"config\.json.*colour"),

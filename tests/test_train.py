@@ -882,3 +882,13 @@ def test_a_summary_naming_a_path_through_a_link_loop_is_not_finished_and_not_fat
     (tmp_path / "run" / "summary.json").write_text(json.dumps({"run_dir": "loop/x", "epochs": 0}))
     monkeypatch.chdir(tmp_path)
     assert RunDir(tmp_path / "run").finished_summary() is None
+
+
+def test_sizes_whose_bytes_overflow_64_bits_are_refused_on_any_device():
+    """torch's "Storage size calculation overflowed" was a traceback; on a GPU the meta model was skipped, so the
+    refusal must not depend on the device (no GPU is touched: it comes first)."""
+    from rnnlab.train import Unbuildable, _built
+
+    for device in ("cpu", "cuda"):
+        with pytest.raises(Unbuildable, match="more bytes than a 64-bit size counts; use smaller sizes"):
+            _built(with_overrides(TrainConfig(), {"model": "lstm", "hidden_dim": 800_000_000}), 100, device)

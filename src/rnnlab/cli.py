@@ -454,7 +454,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
     from .memory import TooLong
     from .prepare import prepare
     from .runs import RunDir, check_new_run, read_config, run_data_path, run_fingerprint, unused
-    from .train import CannotResume, Divergence, Interrupted, OutOfMemory, TooLarge, resolve_device, train as train_run
+    from .train import (CannotResume, Divergence, Interrupted, OutOfMemory, TooLarge, Unbuildable, resolve_device,
+                        train as train_run)
 
     overrides = {k: v for k, v in flags.items() if v is not None}
     preset_given = click.get_current_context().get_parameter_source("preset_name").name != "DEFAULT"
@@ -559,6 +560,8 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
         except (RunError, ValueError, OutOfMemory) as e:
             if resume is None:
                 run.discard_if_empty()
+            if isinstance(e, Unbuildable) and resume is not None:
+                _fail(f"{e.facts}: no machine can resume this run (its config.json damaged or edited)")
             if isinstance(e, (TooLarge, TooLong)) and resume is not None:  # a resumed run keeps its sizes and data
                 _fail(f"{e.facts}: this run cannot be resumed here; free memory, or resume it on a machine with more")
             if run.path.exists() and (run.path / "checkpoint.json").exists() and not isinstance(e, CannotResume):

@@ -539,16 +539,21 @@ class RunDir:
         if layers_in(state) != cfg.layers:
             raise RunError(f"{f}: holds {layers_in(state)} layer(s) where config.json says layers {cfg.layers} "
                            "(damaged or edited)")
+        sizes = f"{cfg.model}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}"
         try:
-            _check_state(shapes_only(cfg, len(vocab)), state, f)  # sizes that do not match the weights: refused
-            # before any memory is taken (Linux grants more than it has, then kills the process without a word)
+            shapes = shapes_only(cfg, len(vocab))
+        except MemoryError as e:
+            raise RunError(f"{self.path}: config.json describes a model no machine can build ({sizes}: {e}): damaged "
+                           "or edited") from None
+        _check_state(shapes, state, f)  # sizes that do not match the weights: refused before any memory is taken
+        # (Linux grants more than it has, then kills the process without a word)
+        try:
             model = build_model(cfg, len(vocab))
         except (MemoryError, RuntimeError) as e:  # a damaged config.json's sizes can ask for terabytes
             if not is_out_of_memory(e):
                 raise
-            raise RunError(f"{self.path}: out of memory building the model config.json describes ({cfg.model}, "
-                           f"embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, layers {cfg.layers}): a damaged "
-                           "config.json, or a run for a larger machine") from None
+            raise RunError(f"{self.path}: out of memory building the model config.json describes ({sizes}): a "
+                           "damaged config.json, or a run for a larger machine") from None
         model.load_state_dict(state)  # keys, shapes, dtypes and values checked above
         return cfg, vocab, model.to(device).eval()
 

@@ -61,6 +61,10 @@ class TooLarge(OutOfMemory):
         self.facts = facts
 
 
+class Unbuildable(TooLarge):
+    """Sizes no machine can hold: a weight's size in bytes overflows 64 bits."""
+
+
 class CannotResume(RunError):
     """The run directory's saved state cannot be loaded: resuming it again would fail the same way."""
 
@@ -177,16 +181,16 @@ def _out_of_memory_as(message: Callable[[], str]):
 def _built(cfg: TrainConfig, vocab_size: int, device):
     """The model on `device`; one that does not fit in memory -> OutOfMemory naming its sizes.
 
-    On the CPU its weights are counted first (built on the meta device: no memory): with their gradients and Adam's
-    two moments they need 16 bytes each, and a model whose need exceeds the memory available is refused before any is
-    taken. Linux grants more than it has and kills the process that touches it (no message), so torch's own failed
+    Its weights are counted first (built on the meta device: no memory; Unbuildable where a weight's bytes overflow 64
+    bits). On the CPU, with their gradients and Adam's two moments they need 16 bytes each, and a model whose need
+    exceeds the memory available is refused before any is taken. Linux grants more than it has and kills the process that touches it (no message), so torch's own failed
     allocation only covers the sizes beyond what can be granted at all."""
     sizes = (f"{cfg.model} (vocab_size {vocab_size}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, "
              f"layers {cfg.layers})")
     try:
         n = count_parameters(shapes_only(cfg, vocab_size))
     except MemoryError as e:  # on any device: sizes no memory can hold
-        raise TooLarge(f"out of memory building the {sizes}: {e}") from None
+        raise Unbuildable(f"out of memory building the {sizes}: {e}") from None
     if torch.device(device).type == "cpu":
         need, have = 16 * n, memory_available()
         if have is not None and need > have:
