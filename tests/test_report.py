@@ -1333,16 +1333,19 @@ def test_a_per_model_effect_shows_what_it_measures_where_it_is_named():
     assert interval == "lstm: [0.1, 0.9]; gru: [-0.1, 0.6]" and threshold == "> 0; > 0"
 
 
-@pytest.mark.parametrize("flag", ["--markdown", "--out"])
-def test_a_stream_path_redirected_to_a_file_is_one_line(lab, tmp_path, flag):
+@pytest.mark.parametrize("markdown", ["/dev/stdout", "/dev/fd/1", "/dev/../dev/stdout"])
+def test_a_markdown_to_a_stream_redirected_to_a_file_is_one_line(lab, tmp_path, markdown):
     """`--markdown /dev/stdout > out.md` wrote the Markdown into out.md and its figures into /dev/stdout_figures/
-    (session 57's fault hunt): the links could never reach them."""
+    (session 57's fault hunt): its links could never reach them. The self-contained HTML may go to a stream."""
     out = tmp_path / "out.md"
-    args = [flag, "/dev/stdout"] + (["--out", str(tmp_path / "r.html")] if flag == "--markdown" else [])
     with out.open("w") as f:
-        r = subprocess.run([sys.executable, "-m", "rnnlab", "report", str(lab), *args], stdout=f,
-                           stderr=subprocess.PIPE, text=True)
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "report", str(lab), "--out", str(tmp_path / "r.html"),
+                            "--markdown", markdown], stdout=f, stderr=subprocess.PIPE, text=True)
     assert r.returncode == 2 and r.stderr.splitlines() == [
-        "Error: cannot write /dev/stdout: a stream, not a file; give a file name (the Markdown's figures go in a "
-        "folder next to it)"], r.stderr
+        f"Error: cannot write the Markdown to {markdown}: a stream, not a file; give it a file name (its figures go "
+        "in a folder next to it)"], r.stderr
     assert out.read_text() == "" and not Path("/dev/stdout_figures").exists() and not (tmp_path / "r.html").exists()
+    with out.open("w") as f:
+        r = subprocess.run([sys.executable, "-m", "rnnlab", "report", str(lab), "--out", "/dev/stdout",
+                            "--markdown", str(tmp_path / "r.md")], stdout=f, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 0 and out.read_text().startswith("<!DOCTYPE html>") and (tmp_path / "r.md").exists()

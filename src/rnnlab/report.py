@@ -686,7 +686,12 @@ def readme_text(readme: Path) -> str:
 
 def figures_folder(lab: Path, markdown: Path) -> Path | None:
     """Where the Markdown's figures are copied: None where it lies inside LAB (it links them in place), else
-    `<its name>_figures/` next to it. ReportError where a file is in the way."""
+    `<its name>_figures/` next to it. ReportError where a file is in the way, or where the Markdown is a stream
+    (`--markdown /dev/stdout > f`: f is a regular file, but the figures would go to /dev, where no link reaches)."""
+    folder = Path(os.path.abspath(markdown)).parent.resolve()
+    if folder == Path("/dev") or folder.is_relative_to("/proc"):  # /dev/fd is /proc/self/fd
+        raise ReportError(f"cannot write the Markdown to {markdown}: a stream, not a file; give it a file name (its "
+                          "figures go in a folder next to it)")
     if markdown.parent.resolve().is_relative_to(lab.resolve()):
         return None
     assets = markdown.parent / f"{markdown.stem}_figures"
@@ -702,10 +707,6 @@ def writable(*paths: Path) -> None:
     for p in paths:
         if p.exists() and not p.is_file() and not p.is_dir():  # a FIFO, a device: a rename would replace it
             raise ReportError(f"cannot write {p}: not a regular file")
-        folder = p.absolute().parent  # `--markdown /dev/stdout > f`: f is regular, but the figures would go to /dev
-        if folder in (Path("/dev"), Path("/dev/fd")) or folder.is_relative_to("/proc"):
-            raise ReportError(f"cannot write {p}: a stream, not a file; give a file name (the Markdown's figures go "
-                              "in a folder next to it)")
         parent = p.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
