@@ -342,6 +342,28 @@ def test_workers_killed_while_idle_between_batches_or_before_the_end_cost_second
     assert [p for p in multiprocessing.active_children() if p.pid not in others] == []
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ending", ["interrupt", "normal"])
+def test_workers_killed_by_the_same_signal_after_the_last_job_cost_seconds_not_a_wait_for_ever(
+        ds, tiny_data, tmp_path, ending):
+    """SIGTERM to a lab's process group after its pool's last job (during the timings, the conclusions, explain or
+    the report): the idle workers die holding the task queue's lock, the lab's KeyboardInterrupt closes the pool
+    before the kernel has reaped them, so no worker looked dead, and the pool's own clean-up waited on that lock for
+    ever (session 59's fault hunt). The same where the workers die as the command ends without an error."""
+    calls = tmp_path / "calls"
+    others = {p.pid for p in multiprocessing.active_children()}
+    t0 = time.monotonic()
+    with contextlib.suppress(KeyboardInterrupt):
+        with Runner(workers=2, threads=1, log=lambda s: None) as runner:
+            rows = runner.run([echo(n, calls) for n in "ab"], ds, str(tiny_data), tmp_path / "one")
+            for pid in {r[0]["pid"] for r in rows.values()}:
+                os.kill(pid, signal.SIGTERM)  # no wait: the parent's interrupt comes at once
+            if ending == "interrupt":
+                raise KeyboardInterrupt("SIGTERM")
+    assert time.monotonic() - t0 < 60
+    assert [p for p in multiprocessing.active_children() if p.pid not in others] == []
+
+
 # --- real jobs: in this process and in two worker processes -----------------------------------------
 
 def fit_jobs() -> list[Job]:

@@ -247,20 +247,22 @@ class Runner:
             return f"Ray ({shorten(self.ray_address)}), {self.threads} thread(s) per job"
         return f"{self.workers} worker(s) x {self.threads} thread(s)"
 
-    def __exit__(self, *exc):
-        self._close_pool()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self._close_pool()
+        else:  # an interrupt (the workers may have died of the same signal): no waiting for them
+            self._stop_pool()
 
     def _close_pool(self) -> None:
-        """Close the pool: its workers finish and exit; stopped at once if one has died (a worker killed while idle
-        holds the task queue's lock for ever, and close() then join() would wait for it)."""
+        """Close the pool: its workers finish and exit, then the pool's own clean-up runs, bounded (`_stop_pool`).
+        A worker killed while idle holds the task queue's lock for ever, and that clean-up waits for it; killed just
+        now, it may not look dead yet, so no check beforehand can be trusted."""
         if self._pool is None:
             return
-        if _dead_worker(self._pool, self._workers) is not None:
-            self._stop_pool()
-            return
-        self._pool.close()
-        self._pool.join()
-        self._pool = None
+        if _dead_worker(self._pool, self._workers) is None:
+            self._pool.close()
+            self._pool.join()
+        self._stop_pool()
 
     def run(self, jobs: list[Job], ds, data_arg: str | None, store: Path) -> dict[str, list[dict]]:
         """{job.key: rows} for every job, from STORE where finished earlier, else by running it."""
@@ -359,6 +361,8 @@ class Runner:
         which a worker killed from outside may have died holding, and then waits for ever (Ctrl-C and SIGTERM with
         it): so it gets STOP_WAIT seconds in a thread, and the workers are killed whatever it does."""
         pool, self._pool = self._pool, None
+        if pool is None:
+            return
         stopper = threading.Thread(target=pool.terminate, daemon=True)
         try:
             stopper.start()
