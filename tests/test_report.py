@@ -1215,16 +1215,34 @@ def test_a_full_lab_on_other_than_the_labs_seeds_does_not_replace_the_readmes_re
 
 
 def test_the_data_budget_sentence_takes_the_labs_own_mode_and_seeds():
-    """A lab with full and quick parts gets the full budget (with a warning elsewhere) and the seeds its parts ran
-    on, not the code's; a lab whose parts record no mode gets no sentence (mutation test)."""
+    """A full lab gets the full budget and the seeds its parts ran on, not the code's; a lab with full and quick parts
+    gets no budget (it claimed the full one: session 59's fault hunt); a lab whose parts record no mode gets no
+    sentence (mutation test)."""
     from rnnlab.blocks import Section
     from rnnlab.report import data_budget
 
-    mixed = data_budget([Section("a", "A", mode="full", seeds=(0, 1, 2, 3, 4)), Section("b", "B", mode="quick")])
-    assert mixed.startswith("The shortfalls and comparison train each model for 3 epochs on the same class-balanced "
-                            "10,000 training reviews (each of the 5 seeds holds out 10% of them"), mixed
-    assert mixed.endswith("the notebook's exercise uses every review of both."), mixed
+    full = data_budget([Section("a", "A", mode="full", seeds=(0, 1, 2, 3, 4)), Section("b", "B", mode="full")])
+    assert full.startswith("The shortfalls and comparison train each model for 3 epochs on the same class-balanced "
+                           "10,000 training reviews (each of the 5 seeds holds out 10% of them"), full
+    assert full.endswith("the notebook's exercise uses every review of both."), full
+    mixed = data_budget([Section("a", "A", mode="full", seeds=(0, 1, 2)), Section("b", "B", mode="quick")])
+    assert mixed == "Its parts come from a full lab and a --quick one (the warning names which): no one budget describes them."
     assert data_budget([Section("a", "A"), Section("b", "B", mode="unreadable")]) == ""
+
+
+def test_a_quick_part_in_a_full_lab_is_a_warning(lab, tmp_path):
+    """`shortfall long-reviews --quick --seeds 0,1,2` into a full lab's folder: its report counted the smoke test's
+    verdict in the headline with no warning (session 59's fault hunt); the README refuses it too."""
+    full = _full(lab)
+    f = full / "long-reviews" / "verdict.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "mode": "quick"}))
+    write_report(full)
+    text = (full / "report.md").read_text()
+    assert "Warning: parts of a --quick lab among a full lab's" in text
+    assert "made by a --quick lab, a smoke test on little data (long-reviews), the others by a full lab (" in text
+    assert "no one budget describes them" in text
+    r = CliRunner().invoke(main, ["report", str(full), "--readme", str(_readme(lab.parent))])
+    assert r.exit_code == 2 and "Some parts of this lab were made by a --quick lab" in r.stderr, r.output
 
 
 def test_an_explained_page_deleted_is_not_named_as_there(lab):

@@ -56,7 +56,9 @@ def data_budget(sections: list[Section]) -> str:
     modes = {s.mode for s in sections if s.mode in ("full", "quick")}
     if not modes:
         return ""
-    mode = "quick" if modes == {"quick"} else "full"  # parts of both: a warning says so
+    if len(modes) > 1:
+        return "Its parts come from a full lab and a --quick one (the warning names which): no one budget describes them."
+    mode = modes.pop()
     n, epochs, val = DATA[mode], QUICK_EPOCHS if mode == "quick" else BUDGET["epochs"], BUDGET["val_fraction"]
     seeds = next((len(s.seeds) for s in sections if s.seeds), len(SEEDS[mode]))
     plural = lambda k, word: f"{k:,} {word}{'' if k == 1 else 's'}"  # noqa: E731
@@ -512,10 +514,28 @@ def collect(lab: Path) -> list[Section]:
     mixed = mixed_seeds(sections, record)
     if mixed:
         warnings.append(Section("seeds", "Warning: parts from different seeds", [Text(mixed)], outcome="mixed seeds"))
+    mixed = mixed_modes(sections)
+    if mixed:
+        warnings.append(Section("modes", "Warning: parts of a --quick lab among a full lab's", [Text(mixed)],
+                                outcome="mixed modes"))
     return [*warnings, *sections]
 
 
-WARNINGS = ("data", "seeds")  # the ids of the sections collect puts first when a lab's parts disagree
+WARNINGS = ("data", "seeds", "modes")  # the ids of the sections collect puts first when a lab's parts disagree
+
+
+def mixed_modes(sections: list[Section]) -> str | None:
+    """A sentence naming the parts a --quick lab made where others are a full lab's (`shortfall NAME --quick` into a
+    full lab's folder): the headline would count a smoke test's verdicts beside the evidence."""
+    by: dict[str, list[str]] = {}
+    for s in sections:
+        if s.mode in ("full", "quick") and s.id != "lab":
+            by.setdefault(s.mode, []).append(s.id)
+    if len(by) < 2:
+        return None
+    return (f"Some parts of this lab were made by a --quick lab, a smoke test on little data ({', '.join(by['quick'])}), "
+            f"the others by a full lab ({', '.join(by['full'])}); the headline counts both. Rerun the quick parts "
+            "without --quick.")
 
 
 def mixed_data(sections: list[Section], record: dict | None) -> str | None:
