@@ -408,7 +408,8 @@ def _a_fifo(f: Path) -> None:
 BAD_FIGURES = {"a folder": (_a_folder, "Is a directory"), "a FIFO": (_a_fifo, "not a regular file"), "not an image": (lambda f: f.write_bytes(b"junk" * 50),
                "not an image file"), "empty": (lambda f: f.write_bytes(b""), "not an image file"),
                "truncated": (_truncated, ""), "a bit flipped": (_flipped, ""),
-               "a JPEG": (lambda f: plt.imsave(f, [[0.0, 1.0]], format="jpg"), "a JPEG image, not a PNG")}
+               "a JPEG": (lambda f: plt.imsave(f, [[0.0, 1.0]], format="jpg"), "a JPEG image, not a PNG"),
+               "deleted": (lambda f: f.unlink(), "missing (rerunning the lab draws it again)")}  # was left out unsaid
 
 
 @pytest.mark.parametrize("part", ["seed", "long-reviews", "explain"])

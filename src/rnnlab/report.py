@@ -231,12 +231,12 @@ def _not_there(sec: Section, path: Path, err: RunError, lab: Path, known: dict) 
 
 
 def figure(png: Path, alt: str) -> list:
-    """[the figure at `png`], [] if there is none, or [a note saying why it is not shown]: it cannot be read or is
-    not a whole PNG image (an image the browser cannot draw is not embedded)."""
+    """[the figure at `png`], or [a note saying why it is not shown]: it is missing (the lab draws every figure it
+    names), cannot be read, or is not a whole PNG image (an image the browser cannot draw is not embedded)."""
     from PIL import Image, UnidentifiedImageError
 
-    if not png.exists():
-        return []
+    if not png.exists() and not png.is_symlink():
+        return [Text(f"Figure not shown: {png}: missing (rerunning the lab draws it again)", note=True)]
     if not png.is_file() and not png.is_dir():  # a FIFO: its read would block for ever
         return [Text(f"Figure not shown: {png}: not a regular file", note=True)]
     try:
