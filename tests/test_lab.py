@@ -276,6 +276,19 @@ def test_the_logged_job_count_is_the_number_of_jobs_run(runs):
     (line,) = [x for x in runs.first.lines if x.startswith("[lab] ") and " jobs: " in x]
     assert f"[jobs] {n}/{n} " in runs.first.stderr
     assert line.startswith(f"[lab] {n} jobs: "), (line, n)
+    assert runs.first_record["jobs"] == runs.first_record["jobs_run"] == n
+
+
+def test_a_resumed_lab_says_how_many_jobs_an_earlier_run_finished(runs):
+    """A rerun's lab.json said "wall time: jobs 0.2 s" with nothing to tell that every job had run before (session
+    59's second fault hunt): it records the jobs it ran, and the report names the others."""
+    n = len(runs.first_files)
+    record = json.loads((runs.first_out / "lab.json").read_text())  # the rerun's, which ran nothing
+    assert (record["jobs"], record["jobs_run"]) == (n, 0)
+    assert (f"{n} on 1 worker(s) x 1 thread(s); {n} of them finished by an earlier run (read from the job store), so "
+            "not in the wall time below") in (runs.first_out / "report.md").read_text()
+    resumed = json.loads((runs.two_out / "lab.json").read_text())
+    assert (resumed["jobs"], resumed["jobs_run"]) == (n, n - len(runs.stored_at_stop))
 
 
 # --- its rerun ----------------------------------------------------------------------------------------

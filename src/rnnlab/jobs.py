@@ -234,6 +234,7 @@ class Runner:
         self._pool, self._pool_size = None, 0
         self._workers: dict = {}  # every worker process the pool has had, by pid (a dead one leaves the pool's list)
         self._known: set[str] = set()  # keys of the jobs this runner has run or said were done (a later call reads them quietly)
+        self.ran = 0  # jobs this runner has run (the others its calls returned were read from their stores)
 
     def __enter__(self):
         if self.ray_address:  # before the caller writes anything: a cluster that cannot be reached leaves no trace
@@ -305,6 +306,7 @@ class Runner:
                                                    "rows_version": ROWS_VERSION})
             results[job.key] = rows
             self._known.add(job.key)
+            self.ran += 1
             count["done"] += 1
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
 

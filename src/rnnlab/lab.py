@@ -126,9 +126,10 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
     jobs = seed_jobs + extra + [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
     log(f"[lab] {len({j.key for j in jobs})} jobs: the notebook's exercise, {len(experiments)} experiments"
         f"{' and the seed baseline' if extra else ''}; {runner.where}")
-    t0 = time.perf_counter()
+    t0, ran = time.perf_counter(), runner.ran
     results = runner.run(jobs, ds, data_arg, out / "jobs")
     phases["jobs"] = time.perf_counter() - t0
+    ran = runner.ran - ran  # the rest were finished by an earlier run of this lab (rerun to resume)
     t0 = time.perf_counter()
     write_exercise(out / "seed", seed_jobs[0].args["cfg"], [r for j in seed_jobs for r in results[j.key]], mode,
                    _exercise_train_reviews(ds, seed_jobs[0].args["n_train"]), ds.fingerprint())
@@ -142,7 +143,7 @@ def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", r
               "environment": env, "seeds": list(SEEDS[mode]), "workers": runner.workers,
               **({"ray": runner.ray_address} if runner.ray_address else {}),
               "threads_per_job": runner.threads,
-              "phases_seconds": phases, "jobs": len({j.key for j in jobs}),
+              "phases_seconds": phases, "jobs": len({j.key for j in jobs}), "jobs_run": ran,
               "job_seconds_by_experiment": _job_seconds(out / "jobs", experiments, mode, device),
               **({"seed_baseline_epoch_seconds": results[extra[0].key][0]["value"]} if extra else {})}
     record["phases_seconds"] = {k: round(v, 1) for k, v in phases.items()}

@@ -469,12 +469,21 @@ def _cores(env: dict) -> str:
     return f"{env.get('cpu_count', '?')} cores" + (f" ({usable} usable)" if usable is not None else "")
 
 
+def _earlier(record: dict) -> str:
+    """Where a rerun resumed the lab: how many of its jobs an earlier run finished (the jobs' wall time is this run's)."""
+    jobs, ran = record.get("jobs"), record.get("jobs_run")
+    if type(jobs) is not int or type(ran) is not int or not 0 <= ran < jobs:
+        return ""
+    return f"; {jobs - ran} of them finished by an earlier run (read from the job store), so not in the wall time below"
+
+
 def _lab_table(record: dict) -> Section:
     env = record.get("environment", {})
     rows = [["command", record.get("command", "")], ["machine", f"{env.get('processor', '?')}, {_cores(env)}, "
              f"torch {env.get('torch', '?')}"], ["commit", f"{env.get('git_commit', 'n/a')}"
              f"{' (uncommitted changes)' if env.get('git_dirty') else ''}"],
-            ["jobs", f"{record.get('jobs')} on {record.get('workers')} worker(s) x {record.get('threads_per_job')} thread(s)"]]
+            ["jobs", f"{record.get('jobs')} on {record.get('workers')} worker(s) x {record.get('threads_per_job')} thread(s)"
+             + _earlier(record)]]
     if "seeds" in record:
         rows.append(["seeds", ", ".join(map(str, record["seeds"]))])
     rows += [[f"wall time: {k}", f"{fmt(v)} s"] for k, v in record.get("phases_seconds", {}).items()]
