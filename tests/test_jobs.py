@@ -343,20 +343,23 @@ def test_workers_killed_while_idle_between_batches_or_before_the_end_cost_second
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("ending", ["interrupt", "normal"])
+@pytest.mark.parametrize("ending", ["interrupt", "normal", "normal, one worker killed"])
 def test_workers_killed_by_the_same_signal_after_the_last_job_cost_seconds_not_a_wait_for_ever(
         ds, tiny_data, tmp_path, ending):
     """SIGTERM to a lab's process group after its pool's last job (during the timings, the conclusions, explain or
     the report): the idle workers die holding the task queue's lock, the lab's KeyboardInterrupt closes the pool
     before the kernel has reaped them, so no worker looked dead, and the pool's own clean-up waited on that lock for
-    ever (session 59's fault hunt). The same where the workers die as the command ends without an error."""
+    ever (session 59's fault hunt). The same where the workers die as the command ends without an error, and where
+    one dies holding the lock while the other waits for it (the diff review's case)."""
     calls = tmp_path / "calls"
     others = {p.pid for p in multiprocessing.active_children()}
     t0 = time.monotonic()
     with contextlib.suppress(KeyboardInterrupt):
         with Runner(workers=2, threads=1, log=lambda s: None) as runner:
-            rows = runner.run([echo(n, calls) for n in "ab"], ds, str(tiny_data), tmp_path / "one")
-            for pid in {r[0]["pid"] for r in rows.values()}:
+            rows = runner.run([echo(n, calls, sleep=1.0) for n in "ab"], ds, str(tiny_data), tmp_path / "one")
+            pids = sorted({r[0]["pid"] for r in rows.values()})
+            assert len(pids) == 2  # each job on its own worker: both are idle now
+            for pid in pids[:1] if ending.endswith("one worker killed") else pids:
                 os.kill(pid, signal.SIGTERM)  # no wait: the parent's interrupt comes at once
             if ending == "interrupt":
                 raise KeyboardInterrupt("SIGTERM")

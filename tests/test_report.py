@@ -1239,11 +1239,11 @@ def test_a_quick_part_in_a_full_lab_is_a_warning(lab, tmp_path):
     f.write_text(json.dumps({**json.loads(f.read_text()), "mode": "quick"}))
     write_report(full)
     text = (full / "report.md").read_text()
-    assert "Warning: parts of a --quick lab among a full lab's" in text
-    assert "made by a --quick lab, a smoke test on little data (long-reviews), the others by a full lab (" in text
+    assert "Warning: parts of a --quick run beside a full run's" in text
+    assert "made by a --quick run, a smoke test on little data (long-reviews), the others by a full run (" in text
     assert "no one budget describes them" in text
     r = CliRunner().invoke(main, ["report", str(full), "--readme", str(_readme(lab.parent))])
-    assert r.exit_code == 2 and "Some parts of this lab were made by a --quick lab" in r.stderr, r.output
+    assert r.exit_code == 2 and "Some parts of this lab were made by a --quick run" in r.stderr, r.output
 
 
 def test_an_explained_page_deleted_is_not_named_as_there(lab):

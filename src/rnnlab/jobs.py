@@ -255,15 +255,21 @@ class Runner:
             self._stop_pool()
 
     def _close_pool(self) -> None:
-        """Close the pool: its workers finish and exit, then the pool's own clean-up runs, bounded (`_stop_pool`).
-        A worker killed while idle holds the task queue's lock for ever, and that clean-up waits for it; killed just
-        now, it may not look dead yet, so no check beforehand can be trusted."""
-        if self._pool is None:
+        """Close the pool: its workers finish and exit (waited for STOP_WAIT seconds at most), then the pool's own
+        clean-up runs, bounded (`_stop_pool`). A worker killed while idle holds the task queue's lock for ever, and
+        the other workers and that clean-up wait for it; killed just now, it may not look dead yet, so no check
+        beforehand can be trusted. An interrupt meanwhile ends in the same stop."""
+        pool = self._pool
+        if pool is None:
             return
-        if _dead_worker(self._pool, self._workers) is None:
-            self._pool.close()
-            self._pool.join()
-        self._stop_pool()
+        try:
+            if _dead_worker(pool, self._workers) is None:
+                pool.close()
+                joiner = threading.Thread(target=pool.join, daemon=True)
+                joiner.start()
+                joiner.join(STOP_WAIT)
+        finally:
+            self._stop_pool()
 
     def run(self, jobs: list[Job], ds, data_arg: str | None, store: Path) -> dict[str, list[dict]]:
         """{job.key: rows} for every job, from STORE where finished earlier, else by running it."""

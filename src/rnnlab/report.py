@@ -525,7 +525,7 @@ def collect(lab: Path) -> list[Section]:
         warnings.append(Section("seeds", "Warning: parts from different seeds", [Text(mixed)], outcome="mixed seeds"))
     mixed = mixed_modes(sections)
     if mixed:
-        warnings.append(Section("modes", "Warning: parts of a --quick lab among a full lab's", [Text(mixed)],
+        warnings.append(Section("modes", "Warning: parts of a --quick run beside a full run's", [Text(mixed)],
                                 outcome="mixed modes"))
     return [*warnings, *sections]
 
@@ -542,9 +542,8 @@ def mixed_modes(sections: list[Section]) -> str | None:
             by.setdefault(s.mode, []).append(s.id)
     if len(by) < 2:
         return None
-    return (f"Some parts of this lab were made by a --quick lab, a smoke test on little data ({', '.join(by['quick'])}), "
-            f"the others by a full lab ({', '.join(by['full'])}); the headline counts both. Rerun the quick parts "
-            "without --quick.")
+    return (f"Some parts of this lab were made by a --quick run, a smoke test on little data ({', '.join(by['quick'])}), "
+            f"the others by a full run ({', '.join(by['full'])}); the headline counts both. Rerun them in one mode.")
 
 
 def mixed_data(sections: list[Section], record: dict | None) -> str | None:
