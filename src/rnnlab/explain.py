@@ -447,8 +447,8 @@ def align(exps: list[Explanation]) -> Alignment:
 
     Every token is placed by its position in the review (`Explanation.positions`: among the review's tokens
     with <br /> tags kept), so runs that cut the review differently share exactly the tokens they both read,
-    and a run that strips the tags leaves those rows blank. A run that read no word of the review (its tags
-    stripped, nothing left) gets its <unk> stand-in a row of its own, first. Linear in the review's length.
+    and a run that strips the tags leaves those rows blank. A run that read no word of the review (nothing its
+    tokenizer keeps, `positions` [-1]) gets its <unk> stand-in a row of its own, first. Linear in the review's length.
     """
     if len(exps) == 1:
         return Alignment([(w, [j]) for j, w in enumerate(exps[0].words)], "")

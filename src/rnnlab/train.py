@@ -183,8 +183,9 @@ def _built(cfg: TrainConfig, vocab_size: int, device):
 
     Its weights are counted first (built on the meta device: no memory; Unbuildable where a weight's bytes overflow 64
     bits). On the CPU, with their gradients and Adam's two moments they need 16 bytes each, and a model whose need
-    exceeds the memory available is refused before any is taken. Linux grants more than it has and kills the process that touches it (no message), so torch's own failed
-    allocation only covers the sizes beyond what can be granted at all."""
+    exceeds the memory available is refused before any is taken. Linux grants more than it has and kills the process
+    that touches it (no message), so torch's own failed allocation only covers the sizes beyond what can be granted
+    at all."""
     sizes = (f"{cfg.model} (vocab_size {vocab_size}, embed_dim {cfg.embed_dim}, hidden_dim {cfg.hidden_dim}, "
              f"layers {cfg.layers})")
     try:
