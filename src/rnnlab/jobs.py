@@ -265,9 +265,7 @@ class Runner:
         try:
             if _dead_worker(pool, self._workers) is None:
                 pool.close()
-                joiner = threading.Thread(target=pool.join, daemon=True)
-                joiner.start()
-                joiner.join(STOP_WAIT)
+                _bounded(pool.join)
         finally:
             self._stop_pool()
 
@@ -371,12 +369,11 @@ class Runner:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        stopper = threading.Thread(target=pool.terminate, daemon=True)
+        stopped = False
         try:
-            stopper.start()
-            stopper.join(STOP_WAIT)
+            stopped = _bounded(pool.terminate)
         finally:  # also when Ctrl-C comes meanwhile
-            if stopper.is_alive():
+            if not stopped:
                 for p in [*getattr(pool, "_pool", []), *self._workers.values()]:
                     with contextlib.suppress(OSError, ValueError):
                         p.kill()
@@ -445,7 +442,16 @@ class Runner:
             raise
 
 
-STOP_WAIT = 5.0  # seconds Pool.terminate() gets before the workers are killed
+STOP_WAIT = 5.0  # seconds a pool's join or terminate gets before the workers are killed
+
+
+def _bounded(fn) -> bool:
+    """Run fn() in a daemon thread for at most STOP_WAIT seconds; whether it finished (one that waits on a lock a
+    dead worker holds is left behind)."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(STOP_WAIT)
+    return not thread.is_alive()
 
 
 def _dead_worker(pool, workers: dict):
