@@ -1246,6 +1246,21 @@ def test_a_quick_part_in_a_full_lab_is_a_warning(lab, tmp_path):
     assert r.exit_code == 2 and "Some parts of this lab were made by a --quick run" in r.stderr, r.output
 
 
+def test_a_quick_explain_part_in_a_full_lab_is_a_warning(lab):
+    """`explain` records its mode in picks.json; the report read none from it, so a --quick lab's explain part left in a
+    full lab's folder (no lab.json to say otherwise) went unflagged (session 59's note)."""
+    full = _full(lab)
+    (full / "lab.json").unlink(missing_ok=True)
+    f = full / "explain" / "picks.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "mode": "quick"}))
+    write_report(full)
+    text = (full / "report.md").read_text()
+    assert "made by a --quick run, a smoke test on little data (explain), the others by a full run (" in text
+    assert "compare). Rerun them in one mode." in text  # not "the headline counts both": explain has no verdict
+    r = CliRunner().invoke(main, ["report", str(full), "--readme", str(_readme(lab.parent))])
+    assert r.exit_code == 2 and "(explain), the others by a full run" in r.stderr, r.output
+
+
 def test_an_explained_page_deleted_is_not_named_as_there(lab):
     """The report pointed at explain/review-7.html in the lab's folder after the page had been deleted."""
     write_report(lab)

@@ -388,8 +388,9 @@ def _again(picks: dict, n: int, lab: Path, known: dict) -> str:
 def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Section:
     if not isinstance(picks["models"], list) or not isinstance(picks["picks"], list):
         raise TypeError("models and picks must be lists")
-    seed = picks.get("seed")
+    seed, mode = picks.get("seed"), picks.get("mode")
     sec.seeds, sec.data = (seed,) if type(seed) is int else None, _as_fingerprint(picks)
+    sec.mode = mode if mode in ("full", "quick") else ""  # so a --quick explain part in a full lab is flagged
     sec.blocks.append(Text(f"Each review is read by the comparison's {', '.join(picks['models'])} (preset, "
                            f"{f'seed {seed}' if sec.seeds else 'first seed'}). "
                            "The running opinion is P(positive) had the review ended at that word; the attribution "
@@ -542,8 +543,9 @@ def mixed_modes(sections: list[Section]) -> str | None:
             by.setdefault(s.mode, []).append(s.id)
     if len(by) < 2:
         return None
+    counted = "; the headline counts both" if set(by["quick"]) - {"explain"} else ""  # explain has no verdict
     return (f"Some parts of this lab were made by a --quick run, a smoke test on little data ({', '.join(by['quick'])}), "
-            f"the others by a full run ({', '.join(by['full'])}); the headline counts both. Rerun them in one mode.")
+            f"the others by a full run ({', '.join(by['full'])}){counted}. Rerun them in one mode.")
 
 
 def mixed_data(sections: list[Section], record: dict | None) -> str | None:
