@@ -1423,6 +1423,30 @@ def test_bottleneck_one_seed_at_every_probe_does_not_put_the_others_above_chance
     assert v["outcome"] == UNDECIDED and "above chance" in v["effect"]["undecided"]
 
 
+def test_bottleneck_a_control_that_keeps_the_passage_perfectly_lets_the_claims_stand():
+    """The Transformer following at one rate at every distance (a fade of exactly 0 on every seed) is the control's
+    best result; it came out inconclusive (identical values) and demoted the fades it guards, in the bottleneck and
+    in the comparison's memory question (session 60's statistics audit). (Mutant: no step for the control.)"""
+    rows = bn_rows(**BN_BASE)
+    for r in rows:
+        if r["part"] == "probe" and r["model"] == "transformer":
+            r["value"] = {0: 0.6333, 1: 0.6583, 2: 0.6083}[r["seed"]]
+    v = bottleneck.verdict(rows)
+    assert v["controls"][0]["outcome"] == FAILS and v["controls"][0]["effect"]["per_seed"] == [0.0, 0.0, 0.0]
+    assert v["questions"][0]["outcome"] == HOLDS, v["questions"][0]["effect"]
+
+
+def test_bottleneck_a_model_at_one_rate_on_every_seed_near_the_end_is_above_chance():
+    """Every seed at 0.9 near the end: no spread, but 0.4 above chance is 48 steps of 1/120 from it; only a rate of
+    exactly 1.0 on every seed counted (session 60's statistics audit). (Mutant: no step in _heard.)"""
+    rows = _probe_rows((0.9, 0.9, 0.9), (0.5, 0.45, 0.52), model="rnn", hidden_dim=128, pool="last")
+    v = bottleneck.judge_fade("c", "k", rows, 0, 350, "fade", model="rnn", hidden_dim=128, pool="last")
+    assert v["outcome"] == HOLDS and v["numbers"]["near_above_chance"]["ci95"] == pytest.approx([0.4 - 1 / 120, 0.4 + 1 / 120])
+    at_chance = _probe_rows((0.5, 0.5, 0.5), (0.1, 0.12, 0.08), model="rnn", hidden_dim=128, pool="last")
+    assert bottleneck.judge_fade("c", "k", at_chance, 0, 350, "fade", model="rnn", hidden_dim=128,
+                                 pool="last")["outcome"] == UNDECIDED  # identical at chance: still not heard
+
+
 def test_bottleneck_records_how_far_above_chance_the_model_follows_near_the_end():
     """numbers.near_above_chance: follow rate at the nearest distance minus 0.5, per seed. (Mutant: not stored.)"""
     forgets = bottleneck.verdict(bn_rows(**BN_BASE))["questions"][0]

@@ -177,6 +177,22 @@ def test_judge_with_identical_values_is_inconclusive(direction):
     assert "undecided" not in judge("c", "k", [0.3, 0.31], 0.0, "above")["effect"]
 
 
+@pytest.mark.parametrize("direction", ["above", "below"])
+def test_judge_decides_identical_values_beyond_the_measurements_step(direction):
+    """A negative control blind by construction gives exactly 0 on every seed; with `step`, the measurement's
+    resolution, identical values decide where they lie more than one step from the threshold, on the interval value
+    +- step, and stay undecided within it (the statistics audit of session 60: a perfect control came out
+    inconclusive and demoted the claims it guards). (Mutants: step ignored; the distance test dropped.)"""
+    j = judge("c", "k", [0.0, 0.0, 0.0], 0.2, direction, step=1 / 120)
+    assert j["outcome"] == (FAILS if direction == "above" else HOLDS) and "undecided" not in j["effect"]
+    assert j["effect"]["ci95"] == pytest.approx([-1 / 120, 1 / 120])
+    assert j["effect"]["interval"] == "all 3 values identical: the value +- one measurement step (0.008333)"
+    near = judge("c", "k", [0.195, 0.195, 0.195], 0.2, direction, step=1 / 120)  # within a step of the threshold
+    assert near["outcome"] == UNDECIDED and "identical" in near["effect"]["undecided"]
+    assert judge("c", "k", [0.0, 0.0, 0.0], 0.2, direction)["outcome"] == UNDECIDED  # no step: as before
+    assert judge("c", "k", [0.0, math.nan, 0.0], 0.2, direction, step=1 / 120)["outcome"] == UNDECIDED
+
+
 def test_judge_refuses_an_unknown_direction():
     with pytest.raises(ValueError, match="abov"):
         judge("c", "k", [0.1, 0.2, 0.3], 0.0, "abov")

@@ -42,6 +42,7 @@ HIDDEN = {"full": (32, 64, 128, 256), "quick": (16, 32)}
 REF = {"full": 128, "quick": 16}  # the size the pooled models and the claim are judged at (a wider one is trained)
 DISTANCES = {"full": (0, 10, 25, 50, 100, 200, 350), "quick": (0, 25, 100)}
 PROBES = 60  # per polarity and distance
+STEP = 1 / (2 * PROBES)  # a follow rate's resolution: identical rates decide only beyond it (stats.judge)
 SENTENCES = 20  # planted passages per polarity (the most polar found)
 MIN_COUNT = 20  # words seen fewer times in train get no polarity (their log-odds is noise)
 KEPT = "the negative control did not show the Transformer keeping the passage"  # why a gated part is undecided
@@ -189,17 +190,17 @@ def _fade(rows, near, far, **m) -> list[float]:
 
 def _heard(rows, near: int, **m) -> tuple[bool, dict]:
     """Whether the model follows the passage at `near` above chance (95% interval), and that effect."""
-    rates = list(_follow(rows, near, **m).values())
-    heard = judge("", "", [r - 0.5 for r in rates], 0.0, "above", effect=f"follow({near}) - 0.5")
-    every_probe = len(rates) > 1 and all(r == 1.0 for r in rates)  # no spread, but no doubt either
-    return heard["outcome"] == HOLDS or every_probe, heard["effect"]
+    rates = list(_follow(rows, near, **m).values())  # every seed at 0.9, or every probe followed: no doubt either
+    heard = judge("", "", [r - 0.5 for r in rates], 0.0, "above", effect=f"follow({near}) - 0.5", step=STEP)
+    return heard["outcome"] == HOLDS, heard["effect"]
 
 
-def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: str, **m) -> dict:
+def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: str, step: float = 0.0, **m) -> dict:
     """A fade (follow rate at `near` minus at `far`, paired by seed) judged above FADE; decided only where the model
     follows the passage at `near` above chance: one at chance there has nothing to lose, and a fade of 0 would
-    read as a memory that keeps it."""
-    v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect)
+    read as a memory that keeps it. `step`: STEP for a negative control, whose fade may be 0 at every seed by
+    design (stats.judge); 0 for a claim, where identical values stay undecided."""
+    v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect, step=step)
     heard, near_effect = _heard(rows, near, **m)
     v["numbers"] = {**v["numbers"], "near_above_chance": near_effect}
     if not heard:
@@ -223,7 +224,8 @@ def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict, control:
               f"{far}, 95% interval above {FADE}, decided only where it follows the passage above chance at distance "
               f"{near}, and only if the negative control does not hold)",
               paired(far_p, _follow(rows, far, **final)), 0.0, "above", effect=f"follow({far}) {p}-pooled - final state")
-    chance = judge("", "", [r - 0.5 for r in far_p.values()], 0.0, "above", effect=f"follow({far}) {p}-pooled - 0.5")
+    chance = judge("", "", [r - 0.5 for r in far_p.values()], 0.0, "above", effect=f"follow({far}) {p}-pooled - 0.5",
+                   step=STEP)
     fades = judge_fade("", "", rows, near, far, f"drop in follow rate, {p}-pooled", **pooled)
     v["outcome"] = combine([v["outcome"], chance["outcome"]])
     if v["outcome"] != HOLDS and fades["outcome"] == HOLDS:
@@ -251,7 +253,7 @@ def verdict(rows: list[dict]) -> dict:
                  f"{near} is above chance (0.5; 95% interval above)")
     control = judge_fade("Negative control: the Transformer's follow rate fades with distance too (expected: does not "
                          "hold, attention reads every position directly)", fade_crit, rows, near, far,
-                         "drop in follow rate, transformer", model="transformer")
+                         "drop in follow rate, transformer", step=STEP, model="transformer")
     forgets = judge_fade(f"The final hidden state forgets: the vanilla RNN (hidden {ref}) follows a passage planted "
                          f"{near} tokens before the end far more often than one planted {far} tokens before it",
                          fade_crit + UNLESS_CONTROL, rows, near, far, "drop in follow rate, near - far", **final)

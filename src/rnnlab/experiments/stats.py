@@ -58,24 +58,31 @@ def outcome(low: float, high: float, threshold: float, direction: str) -> str:
 
 
 def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: float, direction: str,
-          effect: str = "", numbers: dict | None = None, transform: str = "", over: str = "seeds") -> dict:
+          effect: str = "", numbers: dict | None = None, transform: str = "", over: str = "seeds",
+          step: float = 0.0) -> dict:
     """A verdict from per-seed effect sizes (or per `over`: what the values are replicates of): their mean, its 95%
     t interval and the outcome.
 
     Undecided whatever the interval says: when a value is not finite (a failed or missing measurement:
     the others alone would decide on fewer seeds than the claim was declared with), or when every seed gives
-    exactly the same value (a zero-width interval is not certainty: the seed did not vary what it should)."""
+    exactly the same value (a zero-width interval is not certainty: the seed did not vary what it should).
+    Except, for the last, where `step` > 0, the measurement's resolution (a follow rate over 120 probes moves in
+    steps of 1/120), and the common value lies more than one step from the threshold: then the interval is that
+    value +- one step. Callers pass it where identical values are what the design expects: a negative control blind
+    by construction (the same follow rate at every distance), a model that follows every probe."""
     est, lo, hi = t_interval(per_seed)
     n, kept = len(per_seed), finite(per_seed)
-    why = ""
+    why, how = "", f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else "")
     if len(kept) < n:
         why = f"{n - len(kept)} of {n} values missing or not finite"
     elif len(kept) < 2:  # outcome() reads the NaN interval as undecided; this says why, in verdict.json too
         why = f"no 95% interval from {len(kept)} value{'s' * (len(kept) != 1)}"
+    elif np.ptp(kept) == 0 and step > 0 and abs(est - threshold) > step:
+        lo, hi = est - step, est + step
+        how = f"all {n} values identical: the value +- one measurement step ({step:.4g})"
     elif np.ptp(kept) == 0:
         why = f"all {n} values identical: no spread to judge"
-    return decide(claim, criterion, (est, lo, hi), threshold, direction, effect or criterion,
-                  f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else ""),
+    return decide(claim, criterion, (est, lo, hi), threshold, direction, effect or criterion, how,
                   per_seed, int(len(kept)), numbers, why)
 
 
