@@ -572,3 +572,34 @@ def test_a_resume_that_fails_leaves_the_runs_config_as_it_was(tmp_path, straight
     assert (run / "config.json").read_bytes() == before
     res = CliRunner().invoke(main, ["predict", str(run), "a fine film"])
     assert res.exit_code == 0 and "of 7" not in res.output, res.output
+
+
+def test_a_broken_pipe_on_the_log_before_the_first_epoch_leaves_no_run(tmp_path, tiny_data, monkeypatch):
+    """`train ... 2>&1 | head -1`: the log line naming the run, written once its folder existed, outside the handlers
+    that discard an empty run, raised BrokenPipeError and left config, meta and vocab behind, so the same command was
+    refused next time (session 60's fault hunt). (Mutant: the log line back outside the try.)"""
+    import rnnlab.cli as cli_mod
+
+    out, log = tmp_path / "run", cli_mod._log
+
+    def pipe_gone(msg):
+        if msg.startswith("train "):
+            raise BrokenPipeError(32, "Broken pipe")
+        log(msg)
+
+    monkeypatch.setattr(cli_mod, "_log", pipe_gone)
+    CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), *ARGS])
+    assert not out.exists()
+
+
+def test_train_with_standard_error_closed_trains(tmp_path, tiny_data):
+    """`train ... 2>&-`: Python sets sys.stderr to None, and the progress check's sys.stderr.isatty() raised
+    AttributeError (exit 1, no word, an empty run left that refused the next run; session 60's fault hunt). Now it
+    trains without a progress line and prints its summary."""
+    out = tmp_path / "run"
+    code = ("import sys; from rnnlab.cli import main; sys.argv = ['rnnlab', 'train', '--data', %r, '--out', %r, %s]; "
+            "main()") % (str(tiny_data), str(out), ", ".join(repr(a) for a in [*ARGS[:3], "1", *ARGS[4:]]))
+    r = subprocess.run(["bash", "-c", f'exec "$0" -c "$1" 2>&-', sys.executable, code], capture_output=False,
+                       stdout=subprocess.PIPE, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout
+    assert json.loads(r.stdout.splitlines()[-1])["epochs"] == 1 and (out / "checkpoint.json").is_file()

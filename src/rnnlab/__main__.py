@@ -44,7 +44,8 @@ def main() -> None:
 
             if (stop := interrupt_in(e)) is None:
                 raise
-        sys.stderr.write(f"interrupted ({str(stop) or 'Ctrl-C'}) while starting; nothing was done\n")
+        if sys.stderr is not None:  # started with stderr closed (2>&-): nothing to say it on
+            sys.stderr.write(f"interrupted ({str(stop) or 'Ctrl-C'}) while starting; nothing was done\n")
         sys.exit(130)
     # a signal once the command's work is over is ignored while the process exits; not where a host lives on
     # after it (IPython's `%run -m rnnlab`, an interactive interpreter), whose Ctrl-C must keep working

@@ -536,9 +536,9 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
                     raise
         except (DataError, RunError, ConfigError, ValueError) as e:
             _fail(e)
-        _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test {len(data.test)} "
-             f"reviews; {cfg.model}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} -> {run.path}")
         try:
+            _log(f"train {len(data.train)} / val {len(data.val) if data.val is not None else 0} / test "
+                 f"{len(data.test)} reviews; {cfg.model}, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} -> {run.path}")
             trained = train_run(cfg, data, run, log=_log, on_step=on_step, on_epoch=on_epoch)
         except (Interrupted, KeyboardInterrupt) as e:  # KeyboardInterrupt: outside the epochs (set-up, final test)
             if isinstance(e, KeyboardInterrupt):  # its message names the signal; Ctrl-C's is empty
@@ -567,6 +567,10 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             if run.path.exists() and (run.path / "checkpoint.json").exists() and not isinstance(e, CannotResume):
                 _fail(f"{e} (completed epochs are kept: rnnlab train --resume {run.path})")
             _fail(e)
+        except BaseException:  # anything else (a broken pipe, a fault of the machine) leaves no empty run behind
+            if resume is None:
+                run.discard_if_empty()
+            raise
         click.echo(json.dumps(trained.summary))
 
 

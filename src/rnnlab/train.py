@@ -103,7 +103,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
         log(f"note: --val-checks {cfg.val_checks} does nothing without a validation split (val_fraction 0)")
     if cfg.lr_hold and cfg.lr_schedule != "cosine" and epochs:
         log(f"note: --lr-hold {cfg.lr_hold} does nothing with the {cfg.lr_schedule} schedule (cosine only)")
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr is not None and sys.stderr.isatty()) if progress is None else progress  # None: 2>&-
     with StopOnSignal() as stop:
         for epoch in epochs:
             row = _epoch(cfg, data, model, opt, epoch, steps, checks, best, stop, on_step, show)
