@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 from rnnlab.experiments import EXPERIMENTS
+from rnnlab.experiments.common import measured
 
 INT = re.compile(r"-?\d+")
 
@@ -43,9 +44,10 @@ def cell(s: str):
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The rows as the lab judged them: an empty cell is a column the row lacks, or (value) a failed measurement, NaN."""
     with open(path, newline="", encoding="utf-8") as f:
-        return [{k: v for k, v in ((k, cell(v)) for k, v in r.items()) if v is not None or k == "value"}
-                for r in csv.DictReader(f)]  # an empty cell: a column the row lacks, or (value) a measurement of None
+        return [measured({k: v for k, v in ((k, cell(v)) for k, v in r.items()) if v is not None or k == "value"})
+                for r in csv.DictReader(f)]
 
 
 def _num(x):

@@ -51,3 +51,8 @@ def die(ds, name: str, calls: str | None = None, sleep: float = 0.0) -> list[dic
     time.sleep(sleep)
     os.kill(os.getpid(), signal.SIGKILL)
     return []
+
+
+def nan(ds, name: str) -> list[dict]:
+    """A row whose measurement failed (NaN), as a vanishing-gradient ratio that underflowed."""
+    return [{"part": "nan", "name": name, "value": float("nan")}]

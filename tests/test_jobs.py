@@ -91,6 +91,17 @@ def test_a_job_is_keyed_by_its_function_and_arguments_only():
     assert re.fullmatch(r"[0-9a-f]{20}", a.key)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_measurement_reads_the_same_fresh_and_from_the_store(ds, tiny_data, tmp_path, workers):
+    """A NaN value came back as NaN from a job just run and as None from the store (JSON has no NaN), so a fresh
+    `shortfall` wrote "nan" into results.csv where its rerun wrote "", with another results_sha256 (session 60).
+    (Mutant: the fresh rows returned as the job gave them.)"""
+    jobs = [Job("fake_jobs:nan", {"name": n}, label=n) for n in "ab"]
+    fresh = Runner(workers=workers, threads=1, log=lambda s: None).run(jobs, ds, str(tiny_data), tmp_path / "jobs")
+    again = Runner(workers=workers, threads=1, log=lambda s: None).run(jobs, ds, str(tiny_data), tmp_path / "jobs")
+    assert fresh == again and [rows[0]["value"] for rows in fresh.values()] == [None, None]
+
+
 def test_a_finished_job_is_stored_and_kept_on_rerun(ds, tiny_data, tmp_path):
     store, calls = tmp_path / "jobs", tmp_path / "calls"
     jobs = [echo("a", calls), echo("b", calls)]

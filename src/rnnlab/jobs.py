@@ -302,9 +302,9 @@ class Runner:
             for name, blob in files.items():  # before the record: a recorded job has its files
                 (store / job.key).mkdir(exist_ok=True)
                 write_bytes(store / job.key / name, blob)
+            rows = json.loads(json.dumps(jsonable(rows)))  # as stored (NaN as None): a rerun reads back the same rows
             write_json(store / f"{job.key}.json", {"fn": job.fn, "args": job.args, "data": fingerprint,
-                                                   "label": job.label, "rows": rows,
-                                                   "rows_sha256": rows_digest(json.loads(json.dumps(jsonable(rows)))),
+                                                   "label": job.label, "rows": rows, "rows_sha256": rows_digest(rows),
                                                    "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
                                                    "seconds": round(seconds, 1), "threads": self.threads,
                                                    "rows_version": ROWS_VERSION})

@@ -174,7 +174,7 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
     tagged_jobs = [(tag, _on_device(job, device)) for tag, job in module.jobs(mode)]
     runner = runner or Runner(workers=1)
     results = runner.run([job for _, job in tagged_jobs], ds, data_arg, Path(out_dir) / "jobs")
-    rows = [{**tag, **r} for tag, job in tagged_jobs for r in results[job.key] if r["part"] in module.PARTS]
+    rows = [measured({**tag, **r}) for tag, job in tagged_jobs for r in results[job.key] if r["part"] in module.PARTS]
     judged = module.verdict(rows)
     csv_text = rows_to_csv(rows)
     record = {"experiment": name, **rounded(judged), "mode": mode, "data": ds.source,
@@ -224,16 +224,23 @@ COLUMN_ORDER = ("model", "setting", "hidden_dim", "pool", "max_len", "truncate",
                 "bucket", "filler", "threads", "seq_len", "distance", "epoch", "step", "repeat", "metric", "value")
 
 
+def measured(row: dict) -> dict:
+    """The row with a `value` of None (a measurement that failed: NaN, which JSON stores as null) as NaN, which every
+    verdict counts as missing."""
+    return {**row, "value": math.nan} if "value" in row and row["value"] is None else row
+
+
 def rows_to_csv(rows: list[dict]) -> str:
-    """Rows as CSV, columns in a fixed order (None or missing -> empty cell). Floats in full: the shortest text that
-    reads back as the same float, so a verdict recomputed from results.csv gives its numbers to the last digit."""
+    """Rows as CSV, columns in a fixed order (None, NaN or missing -> empty cell). Floats in full: the shortest text
+    that reads back as the same float, so a verdict recomputed from results.csv gives its numbers to the last digit."""
     keys = {k for r in rows for k in r}
     columns = [c for c in COLUMN_ORDER if c in keys] + sorted(keys - set(COLUMN_ORDER))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None else repr(float(v)) if isinstance(v, float) else v) for k, v in r.items()})
+        w.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
+                        if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
 
 

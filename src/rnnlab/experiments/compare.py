@@ -28,7 +28,7 @@ from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
 from .common import DATA, SEEDS, as_trained, by_length_rows, by_seed, diff, fit, mean_sd, paired, title, values
 from .bottleneck import FADE, KEPT, STEP, judge_fade
-from .serial import NOT_TIMED, SWEEP, speedups, timing_job_for
+from .serial import NOT_TIMED, SWEEP, minus, speedups, timing_job_for
 from .stats import UNDECIDED, UNLESS_CONTROL, combine, judge, needs_control, t_interval
 from .vanishing_gradients import VANISHED, judged_length
 
@@ -212,7 +212,7 @@ def verdict(rows: list[dict]) -> dict:
     serial = both("Gates do not fix serial computation: a second thread speeds up the Transformer more than the "
                   "LSTM and the GRU", "speed-up from 1 to 2 threads, Transformer minus the model, at each length; "
                   "95% t interval over lengths above 0",
-                  {k: ([s_t[T] - s_k[T] for T in sorted(set(s_t) & set(s_k))], 0.0, "above")
+                  {k: (minus(s_t, s_k), 0.0, "above")
                    for k, s_k in ((k, speedups(rows, k)) for k in GATED)}, over="lengths (one timing run)",
                   effect="speed-up(transformer) - speed-up({k})")
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare

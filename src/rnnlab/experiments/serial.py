@@ -168,16 +168,22 @@ def medians(rows, model, threads) -> dict[int, float]:
     for r in rows:
         if r["part"] == "timing" and r["model"] == model and r["threads"] == threads:
             by_T.setdefault(r["seq_len"], []).append(r["value"])
-    return {T: statistics.median(v) for T, v in sorted(by_T.items())}
+    return {T: math.nan if any(math.isnan(x) for x in v) else statistics.median(v) for T, v in sorted(by_T.items())}
 
 
 def speedups(rows, model) -> dict[int, float]:
-    """{T: median seconds at the fewest threads / at the most}; none when timed at one thread count."""
+    """{T: median seconds at the fewest threads / at the most}; none when timed at one thread count. NaN at a length
+    timed at one of the two only (a failed or missing timing, which the questions count)."""
     ts = sorted({r["threads"] for r in rows if r["part"] == "timing"})
     if len(ts) < 2:
         return {}
     lo, hi = medians(rows, model, ts[0]), medians(rows, model, ts[-1])
-    return {T: lo[T] / hi[T] for T in lo if T in hi}
+    return {T: lo.get(T, math.nan) / hi.get(T, math.nan) for T in sorted(set(lo) | set(hi))}
+
+
+def minus(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """a[T] - b[T] at every length either has, NaN where one lacks it (as common.paired does for seeds)."""
+    return [a.get(T, math.nan) - b.get(T, math.nan) for T in sorted(set(a) | set(b))]
 
 
 def exponent(lengths, seconds) -> float:
@@ -253,7 +259,7 @@ def verdict(rows: list[dict]) -> dict:
     helped = {}
     for k in (m for m in PARALLEL if m in models):
         s = speedups(rows, k)
-        diff = [s[T] - rnn[T] for T in sorted(set(s) & set(rnn))]
+        diff = minus(s, rnn)
         helped[k] = judge(f"A second thread speeds up the {k} more than the vanilla RNN",
                           f"speed-up from {threads[0]} to {fast} threads (ratio of medians), {k} minus RNN, at each "
                           "length; 95% t interval over lengths; holds if it lies above 0", diff, 0.0, "above",
