@@ -413,6 +413,16 @@ def test_alignment_by_position_on_the_shared_tail(runs):
     assert "shared head" in align(head).note
 
 
+def test_runs_that_differ_in_stripping_tags_read_a_review_without_tags_alike(runs):
+    """A run that strips <br /> tags beside one that keeps them, on a review with no tag: the note said the runs
+    tokenise differently and a stripped tag was left blank, where both read the same tokens one to one (session
+    60's check of the guarantees). (Mutant: strip_html compared again.)"""
+    text = "A fine film. I liked it a lot, and the ending most of all."
+    exps = explain_runs([runs["rnn-strip"], runs["rnn"]], text, attribution=False)
+    assert exps[0].strip_html != exps[1].strip_html and exps[0].words == exps[1].words
+    assert align(exps).note == f"{exps[0].run}, {exps[1].run}: the same {len(exps[0])} tokens, aligned one to one"
+
+
 def test_alignment_of_different_tokenisers_keeps_every_token(runs):
     exps = explain_runs([runs["rnn-strip"], runs["rnn"], runs["rnn-tail"]], REVIEW, attribution=False)
     al = align(exps)

@@ -461,7 +461,7 @@ def align(exps: list[Explanation]) -> Alignment:
     names = ", ".join(e.run for e in exps)
     if all(e.positions == [-1] for e in exps):
         return Alignment(rows, f"{names}: none read a word of the review (an empty review reads as one <unk>)")
-    if len({(e.strip_html, e.n_review_tokens) for e in exps}) > 1:
+    if len({e.n_review_tokens for e in exps}) > 1:  # a review with no tag reads the same whether they are stripped
         shared = sum(all(j is not None for j in idx) for _, idx in rows)
         how = ", ".join(f"{e.run} {'strips' if e.strip_html else 'keeps'} <br /> tags" for e in exps)
         cuts = [e.run for e in exps if e.truncation]

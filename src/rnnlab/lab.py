@@ -214,7 +214,7 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
 
 # --- three real reviews, word by word -----------------------------------------------------------------
 
-EXPLAINED = ("rnn", "lstm", "transformer")  # the comparison's models whose first seed keeps its weights
+EXPLAINED = ("rnn", "lstm", "transformer")  # the comparison's models explained (their first seed's kept runs)
 
 
 def explain_reviews(d: Path, ds: Dataset, store: Path, mode: str, device: str, log: Log) -> None:

@@ -231,16 +231,17 @@ def measured(row: dict) -> dict:
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    """Rows as CSV, columns in a fixed order (None, NaN or missing -> empty cell). Floats in full: the shortest text
-    that reads back as the same float, so a verdict recomputed from results.csv gives its numbers to the last digit."""
+    """Rows as CSV, columns in a fixed order (None or missing -> empty cell; a NaN value too, as the job store keeps
+    it). Floats in full: the shortest text that reads back as the same float, so a verdict recomputed from results.csv
+    gives its numbers to the last digit."""
     keys = {k for r in rows for k in r}
     columns = [c for c in COLUMN_ORDER if c in keys] + sorted(keys - set(COLUMN_ORDER))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
-                        if isinstance(v, float) else v) for k, v in r.items()})
+        w.writerow({k: ("" if v is None or (k == "value" and isinstance(v, float) and math.isnan(v)) else
+                        repr(float(v)) if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
 
 
