@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import matplotlib
 
@@ -1374,6 +1375,56 @@ def test_serial_a_length_timed_at_one_thread_count_only_is_counted_missing():
     v = serial.verdict(rows)
     for q in v["questions"][1:]:
         assert q["outcome"] == UNDECIDED and q["effect"]["undecided"] == "1 of 5 values missing or not finite", q
+
+
+@pytest.mark.parametrize("share, decided", [(0.05, True), (0.35, False), (float("nan"), True)])
+def test_serial_timings_on_a_busy_machine_are_inconclusive(share, decided):
+    """Session 59's lab, run beside other work, turned serial's claim to "does not hold": nothing said the machine was
+    busy. Each timing job records the share of the machine's CPU time other processes used meanwhile; above BUSY every
+    timing judgement, here and in the comparison, is inconclusive and says why. NaN (no /proc/stat) checks nothing.
+    (Mutants: no demotion; the control left out; the comparison's question left out.)"""
+    busy = [{"part": "busy", "model": m, "metric": "others_cpu_share", "value": share if m == "cnn" else 0.01}
+            for m in ("rnn", "cnn", "transformer")]
+    v = serial.verdict(serial_rows(**SER_BASE) + busy)
+    judged = [*v["questions"], *v["controls"]]
+    if decided:
+        assert [q["outcome"] for q in judged] == [HOLDS, HOLDS, HOLDS, FAILS] and v["outcome"] == HOLDS
+    else:
+        assert all(q["outcome"] == UNDECIDED for q in judged) and v["outcome"] == UNDECIDED
+        assert all(q["effect"]["undecided"] == "other processes used 35% of the machine's CPU time while the cnn was "
+                   "timed (more than 10%): these timings are not this machine's own" for q in judged)
+    assert v["numbers"]["others_cpu_share"]["cnn"] == share or math.isnan(share)
+    c = compare.verdict(cmp_rows(**CMP_BASE) + [{**r, "setting": "lab"} for r in busy])
+    assert cmp_outcomes(c)["serial"] == (CMP_EXPECTED["serial"] if decided else UNDECIDED)
+    assert "more than 10% of the machine's CPU time" in c["questions"][3]["criterion"]
+
+
+def test_others_cpu_share_sees_processes_that_keep_every_cpu_busy():
+    """The measurement itself: one busy process per CPU while this one sleeps reads as most of the machine; a
+    machine without /proc/stat gives NaN. (Only the busy direction: the test suite's other worker shares the CPUs.)"""
+    import subprocess
+    import sys
+    import time
+
+    kids = [subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 3\nwhile time.time() < t: pass"])
+            for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)  # they have started
+        out = []
+        with serial.others_share(out):
+            time.sleep(1.5)
+    finally:
+        for k in kids:
+            k.wait()
+    assert 0.6 < out[0] <= 1.0, out
+
+
+def test_others_cpu_share_is_nan_where_proc_stat_cannot_tell(monkeypatch):
+    monkeypatch.setattr(serial, "cpu_jiffies", lambda: None)
+    out = []
+    with serial.others_share(out):
+        pass
+    assert math.isnan(out[0])
 
 
 def test_serial_linearity_is_judged_on_two_lengths():

@@ -45,7 +45,8 @@ Log = Callable[[str], None]
 
 MEASURES = ("vanishing_gradients", "bottleneck")  # modules whose measure() sees every trained model
 TIMING = {"train_seconds", "train_seconds_per_epoch", "tokens_per_second", "seconds", "median_seconds", "flops_per_second",
-          "fraction_of_matmul_peak", "matmul_flops_per_second", "job_seconds"}  # depend on the machine's load
+          "fraction_of_matmul_peak", "matmul_flops_per_second", "job_seconds",
+          "others_cpu_share"}  # depend on the machine's load
 
 
 @contextlib.contextmanager

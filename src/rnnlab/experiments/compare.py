@@ -28,12 +28,12 @@ from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
 from .common import DATA, SEEDS, as_trained, by_length_rows, by_seed, diff, fit, mean_sd, paired, title, values
 from .bottleneck import FADE, KEPT, STEP, judge_fade
-from .serial import NOT_TIMED, SWEEP, minus, speedups, timing_job_for
+from .serial import BUSY_RULE, NOT_TIMED, SWEEP, busy_machine, minus, speedups, timing_job_for
 from .stats import UNDECIDED, UNLESS_CONTROL, combine, judge, needs_control, t_interval
 from .vanishing_gradients import VANISHED, judged_length
 
 NAME = "compare"
-PARTS = ("accuracy", "by_length", "ratio", "probe", "timing", "flops", "peak")
+PARTS = ("accuracy", "by_length", "ratio", "probe", "timing", "flops", "peak", "busy")
 PRESETS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "bow": BOW, "transformer": TRANSFORMER}
 LABELS = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU", "bow": "bag of embeddings (mean)",
           "tfidf": "tf-idf uni+bigram logistic regression", "transformer": "Transformer (2 layers, d 64, mean-pooled)"}
@@ -217,6 +217,11 @@ def verdict(rows: list[dict]) -> dict:
                   effect="speed-up(transformer) - speed-up({k})")
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare
         serial.update(outcome=UNDECIDED, criterion=NOT_TIMED)
+    serial["criterion"] += BUSY_RULE
+    if busy_machine(rows):  # each model's part says why (the report reads it there)
+        serial["outcome"] = UNDECIDED
+        for e in serial["effect"].values():
+            e["undecided"] = busy_machine(rows)
     main["questions"] = [fix, long_, memory, serial]
     main["controls"] = [mem_control]
     main["numbers"]["table"] = summary_table(rows)

@@ -7,7 +7,9 @@ Varies: the sequence length (64 ... 1024 tokens), the model (the vanilla RNN, LS
 and the Transformer, which process all positions at once) and the number of CPU threads (1, 2; on a GPU
 only 1, since CPU threads do not run the model there: its thread questions stay inconclusive).
 Held fixed: each model's lab preset (sizes), batch size, device, and the batch itself (real test
-reviews cut to exactly T tokens). Measured, with nothing else running: forward + backward seconds
+reviews cut to exactly T tokens). Measured, with nothing else running (checked: on Linux each timing job records
+the share of all CPUs' time other processes used meanwhile, from /proc/stat; above BUSY, 10%, every timing verdict
+here and in the comparison is inconclusive, as a loaded machine turned this claim once): forward + backward seconds
 per batch (warm-up steps dropped, the thread counts interleaved step by step, 7 repeats, medians and
 spread; torch.cuda.synchronize() before every clock read on a GPU); achieved matmul FLOP/s (counted
 by formula, backward = 2x forward) as a fraction of this machine's measured float32 matmul rate.
@@ -27,7 +29,10 @@ that of sqrt(T) and T^1.5 too. docs/REVIEW.md has the history.)
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import resource
 import statistics
 import time
 
@@ -42,7 +47,8 @@ from .common import fixed_length_batch, linear_fit, mean_sd, title, values
 from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, part_of, t_interval
 
 NAME = "serial"
-PARTS = ("timing", "peak", "flops")
+PARTS = ("timing", "peak", "flops", "busy")
+BUSY = 0.1  # the share of the machine's CPU time other processes may use while a model is timed
 LINEAR_DEV = math.log2(1.1)  # |k - 1| below this, for time ~ T^k: each doubling of T doubles the time, within 10%
 CNN = with_overrides(RNN, {"model": "cnn", "pool": "max"})
 CONFIGS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "cnn": CNN, "transformer": TRANSFORMER}
@@ -51,6 +57,8 @@ SWEEP = {"full": {"lengths": (64, 128, 256, 512, 1024), "batch": 32, "warmup": 2
          "quick": {"lengths": (32, 64, 128), "batch": 8, "warmup": 1, "repeats": 3, "matmul_n": 512,
                    "models": ("rnn", "cnn", "transformer")}}
 PARALLEL = ("cnn", "transformer")
+BUSY_RULE = (f"; inconclusive wherever other processes used more than {BUSY:.0%} of the machine's CPU time while a "
+             "model was timed")
 NOT_TIMED = "not measured: timed at one thread count (one CPU core, or a GPU, where CPU threads do not run the model)"
 
 
@@ -89,20 +97,67 @@ def timing_job(ds, cfg: dict, threads: list[int], lengths: list[int], batch: int
     prep = prepare(with_overrides(cfg, {"max_len": 0, "val_fraction": 0.0}), ds)
     set_seed(0)
     model = build_model(cfg, len(prep.vocab)).to(dev).train()
-    rows = [{"part": "peak", "threads": n, "repeat": i, "metric": "matmul_flops_per_second", "value": v}
-            for n in threads for i, v in enumerate(_with_threads(n, lambda: matmul_flops(matmul_n, dev)))]
-    for T in lengths:
-        b = tuple(t.to(dev) for t in fixed_length_batch(prep.test.untruncated(), T, batch))
-        for _ in range(warmup):
-            for n in threads:
-                _with_threads(n, lambda: step_seconds(model, *b, dev))
-        for i in range(repeats):  # thread counts interleaved: a slow moment of the machine hits both
-            for n in threads:
-                rows.append({"part": "timing", "threads": n, "seq_len": T, "repeat": i, "metric": "seconds",
-                             "value": _with_threads(n, lambda: step_seconds(model, *b, dev))})
-        rows.append({"part": "flops", "seq_len": T, "metric": "train_flops",
-                     "value": float(train_flops(cfg.model, batch, T, cfg.embed_dim, cfg.hidden_dim, cfg.layers))})
-    return rows
+    rows, others = [], []
+    with others_share(others):
+        rows += [{"part": "peak", "threads": n, "repeat": i, "metric": "matmul_flops_per_second", "value": v}
+                 for n in threads for i, v in enumerate(_with_threads(n, lambda: matmul_flops(matmul_n, dev)))]
+        for T in lengths:
+            b = tuple(t.to(dev) for t in fixed_length_batch(prep.test.untruncated(), T, batch))
+            for _ in range(warmup):
+                for n in threads:
+                    _with_threads(n, lambda: step_seconds(model, *b, dev))
+            for i in range(repeats):  # thread counts interleaved: a slow moment of the machine hits both
+                for n in threads:
+                    rows.append({"part": "timing", "threads": n, "seq_len": T, "repeat": i, "metric": "seconds",
+                                 "value": _with_threads(n, lambda: step_seconds(model, *b, dev))})
+            rows.append({"part": "flops", "seq_len": T, "metric": "train_flops",
+                         "value": float(train_flops(cfg.model, batch, T, cfg.embed_dim, cfg.hidden_dim, cfg.layers))})
+    return rows + [{"part": "busy", "metric": "others_cpu_share", "value": others[0]}]
+
+
+def cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs together since boot, from /proc/stat's first line; None where there is
+    none (not Linux). Busy is everything but idle and iowait, steal included (a VM's host taking its CPUs)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError):
+        return None
+    if len(ticks) < 5:
+        return None
+    total = sum(ticks)  # guest time is counted in user already
+    return total - ticks[3] - ticks[4], total
+
+
+def _own_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return r.ru_utime + r.ru_stime
+
+
+@contextlib.contextmanager
+def others_share(out: list):
+    """Appends to `out` the share of all CPUs' time that other processes used meanwhile (their busy ticks less this
+    process's CPU time, over all ticks), or NaN where /proc/stat cannot tell."""
+    before, own = cpu_jiffies(), _own_seconds()
+    yield
+    after, own = cpu_jiffies(), _own_seconds() - own
+    if before is None or after is None or after[1] <= before[1]:
+        out.append(math.nan)
+        return
+    others = after[0] - before[0] - own * os.sysconf("SC_CLK_TCK")
+    out.append(min(1.0, max(0.0, others / (after[1] - before[1]))))
+
+
+def busy_machine(rows) -> str:
+    """Why the timings in `rows` are not this machine's own, or "": other processes used more than BUSY of its CPU
+    time while a model was timed (rows made before this was recorded, or where it cannot be: not checked)."""
+    shares = {r.get("model", "?"): r["value"] for r in rows if r["part"] == "busy" and r["value"] is not None
+              and math.isfinite(r["value"])}
+    if not shares or max(shares.values()) <= BUSY:
+        return ""
+    model = max(shares, key=shares.get)
+    return (f"other processes used {shares[model]:.0%} of the machine's CPU time while the {model} was timed (more "
+            f"than {BUSY:.0%}): these timings are not this machine's own")
 
 
 def _with_threads(n: int, fn):
@@ -257,18 +312,28 @@ def verdict(rows: list[dict]) -> dict:
         demote(linear, sub_linear)
     rnn = speedups(rows, "rnn")
     helped = {}
+
+    def helped_crit(k: str) -> str:
+        return (f"speed-up from {threads[0]} to {fast} threads (ratio of medians), {k} minus the RNN, at each length; 95% t "
+                "interval over lengths; holds if it lies above 0")
+
     for k in (m for m in PARALLEL if m in models):
         s = speedups(rows, k)
         diff = minus(s, rnn)
-        helped[k] = judge(f"A second thread speeds up the {k} more than the vanilla RNN",
-                          f"speed-up from {threads[0]} to {fast} threads (ratio of medians), {k} minus RNN, at each "
-                          "length; 95% t interval over lengths; holds if it lies above 0", diff, 0.0, "above",
-                          effect=f"speed-up({k}) - speed-up(rnn)", over="lengths (one timing run)")
+        helped[k] = judge(f"A second thread speeds up the {k} more than the vanilla RNN", helped_crit(k), diff, 0.0,
+                          "above", effect=f"speed-up({k}) - speed-up(rnn)", over="lengths (one timing run)")
         if len(threads) < 2:
             helped[k]["outcome"] = UNDECIDED
             helped[k]["criterion"] = NOT_TIMED
+    busy = busy_machine(rows)
+    for q in (linear, control, *helped.values()):
+        q["criterion"] += BUSY_RULE
+        if busy:  # the first reason to give, whatever else left it open
+            q["outcome"] = UNDECIDED
+            q["effect"]["undecided"] = busy
     peak = mean_sd(values(rows, part="peak", threads=fast, metric="matmul_flops_per_second"))[0]
-    numbers = {"threads": threads, "matmul_flops_per_second": peak, "by_model": {}}
+    numbers = {"threads": threads, "matmul_flops_per_second": peak, "by_model": {},
+               "others_cpu_share": {r.get("model", "?"): r["value"] for r in rows if r["part"] == "busy"}}
     for m in models:
         med = medians(rows, m, fast)
         flops = {r["seq_len"]: r["value"] for r in rows if r["part"] == "flops" and r["model"] == m}
@@ -282,8 +347,10 @@ def verdict(rows: list[dict]) -> dict:
             "fraction_of_matmul_peak": {str(T): flops[T] / med[T] / peak for T in med if T in flops}}
     return {"claim": "The vanilla RNN's time per batch grows linearly with the sequence length, and a second thread "
                      "speeds up the parallel-in-time models more than it speeds up the RNN",
-            "criterion": linear["criterion"] + "; and, for the cnn and the Transformer: " +
-                         next(iter(helped.values()), {"criterion": "(no parallel model timed)"})["criterion"],
+            "criterion": linear["criterion"] + "; and, for each parallel model (the cnn, the Transformer): " +
+                         (next(iter(helped.values()))["criterion"].replace(helped_crit(next(iter(helped))),
+                                                                            helped_crit("the model"))
+                          if helped else "(no parallel model timed)"),
             "outcome": combine([linear["outcome"], *(q["outcome"] for q in helped.values())]),
             "effect": linear["effect"], "numbers": numbers, "parts": [part_of(q) for q in helped.values()],
             "questions": [linear, *helped.values()], "controls": [control]}
@@ -334,7 +401,10 @@ def figure(rows: list[dict], judged: dict):
         ax.legend(fontsize=7, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.17))
     named = ", ".join(m for m in ("rnn", "lstm", "gru", "transformer") if m in models)  # those timed
     cnn = "; cnn at the rnn's sizes" if "cnn" in models else ""
+    shares = [v for v in judged["numbers"].get("others_cpu_share", {}).values() if v is not None and math.isfinite(v)]
+    alone = ("nothing else running" if not shares else f"other processes used up to {max(shares):.0%} of the CPUs"
+             + (" (not this machine's own timings)" if max(shares) > BUSY else ""))  # no record: labs before session 60
     fig.suptitle(title("Serial computation", judged, f"lab presets ({named}{cnn}), forward + backward, median of "
-                       "the repeats, nothing else running"))
+                       f"the repeats, {alone}"))
     tight(fig)
     return fig
