@@ -68,6 +68,14 @@ def outcomes(v: dict) -> dict[str, tuple[str, float | None]]:
     return {k: (q["outcome"], _num((q.get("effect") or {}).get("estimate"))) for k, q in judgements(v).items()}
 
 
+def per_model(v: dict) -> dict:
+    """{(judgement, model): (estimate, interval)} of the effects that are one per model (the comparison's questions),
+    whose outcomes the verdict does not keep: `outcomes` cannot see them move."""
+    return {(k, m): (e.get("estimate"), tuple(e.get("ci95") or ())) for k, q in judgements(v).items()
+            if isinstance(q.get("effect"), dict) and "estimate" not in q["effect"]
+            for m, e in q["effect"].items() if isinstance(e, dict)}
+
+
 def brief(q: dict) -> dict:
     e = q.get("effect") or {}
     return {"outcome": q["outcome"], "estimate": _num(e.get("estimate")),
@@ -83,7 +91,7 @@ def rewritten(d: Path, saved: dict, judged: dict, env: dict) -> dict | None:
     if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
         raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: nothing rewritten")
     now = json.loads(json.dumps(jsonable(rounded(judged))))  # as the lab writes it
-    if outcomes(saved) != outcomes(now):
+    if outcomes(saved) != outcomes(now) or per_model(saved) != per_model(now):
         raise SystemExit(f"{d}: an outcome or estimate moves under this code (rejudge.py without --write lists "
                          "them): --write rewrites wording only, nothing rewritten")
     if all(saved.get(k) == v for k, v in now.items()):

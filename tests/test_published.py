@@ -418,6 +418,26 @@ def test_same_drawing_forgives_an_svg_only_its_last_decimal():
 
 
 @needs_lab
+def test_rejudge_write_refuses_a_change_that_moves_one_model_of_a_comparison_question(monkeypatch):
+    """The comparison's questions keep one effect per model and no per-model outcome, so --write took a change that
+    moved the GRU's long-review interval (the bucket read as long: 100-200) for wording only (session 60's statistics
+    audit). (Mutant: per_model not compared.)"""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rejudge import read_rows, rewritten
+
+    from rnnlab.experiments import compare
+
+    saved = json.loads((LAB / "compare" / "verdict.json").read_text())
+    rows = read_rows(LAB / "compare" / "results.csv")
+    assert rewritten(LAB / "compare", saved, compare.verdict(rows), {}) is None  # this code's: nothing to rewrite
+    monkeypatch.setattr(compare, "FULL_READ", "100-200")
+    with pytest.raises(SystemExit, match="an outcome or estimate moves"):
+        rewritten(LAB / "compare", saved, compare.verdict(rows), {})
+
+
+@needs_lab
 def test_rejudge_write_puts_this_code_s_judgement_into_a_verdict_and_touches_nothing_else(tmp_path):
     """benchmarks/rejudge.py --write: a verdict whose criterion's wording is stale gets this code's, with a record
     of the rewrite; a verdict this code already gives is left byte for byte."""
