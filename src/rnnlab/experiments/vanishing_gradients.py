@@ -7,7 +7,9 @@ end, the model (vanilla RNN, LSTM, GRU, and the Transformer for contrast), its s
 initialisation, after training) and, for the exploding side, gradient clipping (1.0 or off).
 Held fixed: the lab's budget (rnnlab.config.BUDGET: the last 400 tokens, clipping at 1.0, the same
 epochs and data); one batch of real test reviews per length, cut to exactly that length and shared
-by every model; 3 seeds. Measured, in float64 (a ratio that underflows even there is NaN): the batch-mean ||dL/dh_t|| of
+by every model; 3 seeds. Measured, in float64 (a norm computed as the root of its summed squares, so a gradient
+below ~1e-154, whose squares underflow, has norm 0 and its ratio is NaN: the vanilla RNN, LSTM and GRU at
+initialisation reach it within 800 tokens): the batch-mean ||dL/dh_t|| of
 the vanilla RNN written out as a loop over time (`RecurrentClassifier.unrolled`) and, for every
 model, ||dL/dx_t|| at the embedding output, against the distance from the last token; their ratio
 first/last. During training (rnnlab.train's on_step hook): every step's loss, unclipped gradient
