@@ -1509,6 +1509,24 @@ def test_bottleneck_a_model_at_one_rate_on_every_seed_near_the_end_is_above_chan
                                  pool="last")["outcome"] == UNDECIDED  # identical at chance: still not heard
 
 
+def test_bottleneck_a_pooled_part_on_one_seed_says_it_has_one_value():
+    """On one seed the pooled parts said "not shown to follow the passage above chance even at distance 0", which
+    replaced the true reason, one value and so no interval (session 60's statistics audit). (Mutant: the reason
+    overwritten whatever was recorded.)"""
+    rows = [r for r in bn_rows(**BN_BASE) if r["seed"] == 0]
+    for q in bottleneck.verdict(rows)["questions"][2:]:
+        assert q["outcome"] == UNDECIDED and q["effect"]["undecided"] == "no 95% interval from 1 value", q["claim"]
+
+
+def test_a_seed_with_two_rows_is_a_missing_value_not_the_last_of_them():
+    """A results.csv with a seed's row twice (edited, or joined twice) was read as its last row: a duplicated 0.99
+    moved long reviews' estimate from -0.013 to 0.10 without a word (session 60's statistics audit). Now that seed is
+    NaN and the claim says a value is missing. (Mutant: by_seed keeps the last row again.)"""
+    rows = [{"part": "accuracy", "seed": s, "model": "rnn", "metric": "test_acc", "value": v}
+            for s, v in ((0, 0.70), (1, 0.71), (2, 0.69), (0, 0.99))]
+    assert math.isnan(common.by_seed(rows, metric="test_acc")[0]) and common.by_seed(rows, metric="test_acc")[1] == 0.71
+
+
 def test_bottleneck_records_how_far_above_chance_the_model_follows_near_the_end():
     """numbers.near_above_chance: follow rate at the nearest distance minus 0.5, per seed. (Mutant: not stored.)"""
     forgets = bottleneck.verdict(bn_rows(**BN_BASE))["questions"][0]

@@ -232,7 +232,7 @@ def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict, control:
         v["outcome"] = FAILS
         if control != FAILS:  # a probe that shows attention fading too cannot tell a memory's fade
             demote(v, KEPT)
-    elif v["outcome"] == UNDECIDED and not _heard(rows, near, **pooled)[0]:
+    elif v["outcome"] == UNDECIDED and "undecided" not in v["effect"] and not _heard(rows, near, **pooled)[0]:
         v["effect"]["undecided"] = (f"the {p}-pooled RNN is not shown to follow the passage above chance even at "
                                     f"distance {near}: the probe cannot tell whether {p} pooling relieves it")
     v["numbers"] = {"above_chance": chance["effect"], "own_drop": fades["effect"]}

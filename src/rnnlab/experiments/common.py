@@ -265,8 +265,12 @@ def values(rows: list[dict], **match) -> list[float]:
 
 
 def by_seed(rows: list[dict], **match) -> dict[int, float]:
-    """{seed: value} of the rows matching `match` (one per seed)."""
-    return {r["seed"]: r["value"] for r in matching(rows, **match)}
+    """{seed: value} of the rows matching `match` (one per seed; NaN for a seed with several: rows edited or joined
+    twice, which no verdict should read as one of them)."""
+    out: dict[int, float] = {}
+    for r in matching(rows, **match):
+        out[r["seed"]] = math.nan if r["seed"] in out else r["value"]
+    return out
 
 
 def diff(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
