@@ -228,6 +228,10 @@ def test_the_count_of_tests_in_the_opening_paragraph_is_the_verdicts_own():
     assert f"Each of the {n} outcomes below is its own 95% test, so about {n * 0.05:.1f} of them" in intro(collect(lab))
     empty = intro([])
     assert "outcomes below" not in empty and "A claim of several parts does not hold" in empty
+    from rnnlab.blocks import Section
+
+    quick = intro([Section("a", "A", mode="quick", tests=3)])  # no "0.15 of them may fall the other way": no intervals
+    assert "Each of the 3 outcomes below is a 95% test where it has an interval; a --quick lab's one seed" in quick
 
 
 def test_html_is_one_self_contained_file(lab):
