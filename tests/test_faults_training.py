@@ -603,3 +603,19 @@ def test_train_with_standard_error_closed_trains(tmp_path, tiny_data):
                        stdout=subprocess.PIPE, text=True, timeout=300)
     assert r.returncode == 0, r.stdout
     assert json.loads(r.stdout.splitlines()[-1])["epochs"] == 1 and (out / "checkpoint.json").is_file()
+
+
+def test_an_interrupt_in_the_tensorboard_import_leaves_no_run(tmp_path, tiny_data, monkeypatch):
+    """Between the run's folder and its first epoch, `--tensorboard`'s slow import: a SIGTERM there left config, meta
+    and vocab behind, and the same command was refused next time (the diff review of session 60)."""
+    import rnnlab.cli as cli_mod
+
+    out = tmp_path / "run"
+
+    def interrupted(log_dir):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(cli_mod, "_tensorboard", interrupted)
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), "--tensorboard",
+                                    str(tmp_path / "tb"), *ARGS])
+    assert res.exit_code != 0 and not out.exists(), res.output

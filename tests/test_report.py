@@ -1250,6 +1250,19 @@ def test_a_quick_part_in_a_full_lab_is_a_warning(lab, tmp_path):
     assert r.exit_code == 2 and "Some parts of this lab were made by a --quick run" in r.stderr, r.output
 
 
+def test_the_mode_warning_says_the_headline_counts_both_only_where_both_have_verdicts():
+    """A quick seed part (the exercise: no verdict) beside full shortfalls: the headline counts no quick outcome (the
+    diff review of session 60)."""
+    from rnnlab.blocks import Section
+    from rnnlab.report import mixed_modes
+
+    seed_only = mixed_modes([Section("seed", "S", mode="quick"), Section("serial", "R", mode="full", outcome="holds")])
+    assert seed_only and "the headline counts both" not in seed_only
+    both = mixed_modes([Section("long-reviews", "L", mode="quick", outcome="inconclusive"),
+                        Section("serial", "R", mode="full", outcome="holds")])
+    assert "the headline counts both" in both
+
+
 def test_a_quick_explain_part_in_a_full_lab_is_a_warning(lab):
     """`explain` records its mode in picks.json; the report read none from it, so a --quick lab's explain part left in a
     full lab's folder (no lab.json to say otherwise) went unflagged (session 59's note)."""

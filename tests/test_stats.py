@@ -185,10 +185,12 @@ def test_judge_decides_identical_values_beyond_the_measurements_step(direction):
     inconclusive and demoted the claims it guards). (Mutants: step ignored; the distance test dropped.)"""
     j = judge("c", "k", [0.0, 0.0, 0.0], 0.2, direction, step=1 / 120)
     assert j["outcome"] == (FAILS if direction == "above" else HOLDS) and "undecided" not in j["effect"]
-    assert j["effect"]["ci95"] == pytest.approx([-1 / 120, 1 / 120])
-    assert j["effect"]["interval"] == "all 3 values identical: the value +- one measurement step (0.008333)"
-    near = judge("c", "k", [0.195, 0.195, 0.195], 0.2, direction, step=1 / 120)  # within a step of the threshold
-    assert near["outcome"] == UNDECIDED and "identical" in near["effect"]["undecided"]
+    half = 4.302653 * (1 / 120) / 3  # t(0.975, 2) x sd of (0, 0, step) / sqrt(3): the narrowest interval one step allows
+    assert j["effect"]["ci95"] == pytest.approx([-half, half], rel=1e-5)
+    assert j["effect"]["interval"] == ("all 3 values identical: the value +- the narrowest 95% t interval's "
+                                       "half-width values one measurement step (0.008333) apart could give")
+    near = judge("c", "k", [0.19, 0.19, 0.19], 0.2, direction, step=1 / 120)  # 1.2 steps away: within 1.43
+    assert near["outcome"] == UNDECIDED and near["effect"]["ci95"][1] > 0.2
     assert judge("c", "k", [0.0, 0.0, 0.0], 0.2, direction)["outcome"] == UNDECIDED  # no step: as before
     assert judge("c", "k", [0.0, math.nan, 0.0], 0.2, direction, step=1 / 120)["outcome"] == UNDECIDED
 

@@ -530,7 +530,7 @@ def train(preset_name, config_file, data_path, out, resume, show_config, tb_dir,
             if tb_dir:  # only now: a log written before the run existed filled --out (or outlived a failed start)
                 try:
                     on_step, on_epoch = _tensorboard(tb_dir)
-                except RunError:
+                except BaseException:  # its slow import interrupted too: no empty run left behind
                     if resume is None:
                         run.discard_if_empty()
                     raise

@@ -209,7 +209,8 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
     write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
                                     "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(csv_text),
                                     "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
-                                    "test_acc_mean": float(np.mean([r["value"] for r in final]))})
+                                    "test_acc_mean": float(np.mean([np.nan if r["value"] is None else r["value"]
+                                                                    for r in final]))})  # None: a NaN as stored
 
 
 # --- three real reviews, word by word -----------------------------------------------------------------

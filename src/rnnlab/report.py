@@ -541,12 +541,14 @@ def mixed_modes(sections: list[Section]) -> str | None:
     """A sentence naming the parts a --quick lab made where others are a full lab's (`shortfall NAME --quick` into a
     full lab's folder): the headline would count a smoke test's verdicts beside the evidence."""
     by: dict[str, list[str]] = {}
+    judged: dict[str, bool] = {}  # whether a part of each mode has a verdict the headline counts (not seed, explain)
     for s in sections:
         if s.mode in ("full", "quick") and s.id != "lab":
             by.setdefault(s.mode, []).append(s.id)
+            judged[s.mode] = judged.get(s.mode, False) or s.outcome in OUTCOME_CLASS
     if len(by) < 2:
         return None
-    counted = "; the headline counts both" if set(by["quick"]) - {"explain"} else ""  # explain has no verdict
+    counted = "; the headline counts both" if judged["quick"] and judged["full"] else ""
     return (f"Some parts of this lab were made by a --quick run, a smoke test on little data ({', '.join(by['quick'])}), "
             f"the others by a full run ({', '.join(by['full'])}){counted}. Rerun them in one mode.")
 

@@ -195,12 +195,13 @@ def _heard(rows, near: int, **m) -> tuple[bool, dict]:
     return heard["outcome"] == HOLDS, heard["effect"]
 
 
-def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: str, step: float = 0.0, **m) -> dict:
+def judge_fade(claim: str, criterion: str, rows, near: int, far: int, effect: str, resolution: float = 0.0,
+               **m) -> dict:
     """A fade (follow rate at `near` minus at `far`, paired by seed) judged above FADE; decided only where the model
     follows the passage at `near` above chance: one at chance there has nothing to lose, and a fade of 0 would
-    read as a memory that keeps it. `step`: STEP for a negative control, whose fade may be 0 at every seed by
-    design (stats.judge); 0 for a claim, where identical values stay undecided."""
-    v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect, step=step)
+    read as a memory that keeps it. `resolution`: STEP for a negative control, whose fade may be 0 at every seed by
+    design (stats.judge's step); 0 for a claim, where identical values stay undecided. (`m` filters the rows.)"""
+    v = judge(claim, criterion, _fade(rows, near, far, **m), FADE, "above", effect=effect, step=resolution)
     heard, near_effect = _heard(rows, near, **m)
     v["numbers"] = {**v["numbers"], "near_above_chance": near_effect}
     if not heard:
@@ -253,7 +254,7 @@ def verdict(rows: list[dict]) -> dict:
                  f"{near} is above chance (0.5; 95% interval above)")
     control = judge_fade("Negative control: the Transformer's follow rate fades with distance too (expected: does not "
                          "hold, attention reads every position directly)", fade_crit, rows, near, far,
-                         "drop in follow rate, transformer", step=STEP, model="transformer")
+                         "drop in follow rate, transformer", resolution=STEP, model="transformer")
     forgets = judge_fade(f"The final hidden state forgets: the vanilla RNN (hidden {ref}) follows a passage planted "
                          f"{near} tokens before the end far more often than one planted {far} tokens before it",
                          fade_crit + UNLESS_CONTROL, rows, near, far, "drop in follow rate, near - far", **final)

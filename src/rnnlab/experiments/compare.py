@@ -28,7 +28,7 @@ from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
 from .common import DATA, SEEDS, as_trained, by_length_rows, by_seed, diff, fit, mean_sd, paired, title, values
 from .bottleneck import FADE, KEPT, STEP, judge_fade
-from .serial import BUSY_RULE, NOT_TIMED, SWEEP, busy_machine, minus, speedups, timing_job_for
+from .serial import NOT_TIMED, SWEEP, busy_machine, busy_rule, minus, speedups, timing_job_for
 from .stats import UNDECIDED, UNLESS_CONTROL, combine, judge, needs_control, t_interval
 from .vanishing_gradients import VANISHED, judged_length
 
@@ -202,7 +202,7 @@ def verdict(rows: list[dict]) -> dict:
                 "model follows the passage at the nearest distance above chance (0.5; 95% interval above)")
     mem_control = judge_fade("Negative control (the memory question): the Transformer's follow rate fades with distance "
                              "too (expected: does not hold, attention reads every position directly)", mem_crit, rows,
-                             dists[0], dists[-1], "drop in follow rate, transformer", step=STEP, model="transformer",
+                             dists[0], dists[-1], "drop in follow rate, transformer", resolution=STEP, model="transformer",
                              setting="lab")
     memory = both(mem_claim, mem_crit + UNLESS_CONTROL,
                   {k: needs_control(judge_fade(f"{mem_claim} [{k}]", mem_crit, rows, dists[0], dists[-1],
@@ -217,7 +217,7 @@ def verdict(rows: list[dict]) -> dict:
                   effect="speed-up(transformer) - speed-up({k})")
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare
         serial.update(outcome=UNDECIDED, criterion=NOT_TIMED)
-    serial["criterion"] += BUSY_RULE
+    serial["criterion"] += busy_rule(rows)
     if busy_machine(rows):  # each model's part says why (the report reads it there)
         serial["outcome"] = UNDECIDED
         for e in serial["effect"].values():

@@ -8,8 +8,10 @@ and the Transformer, which process all positions at once) and the number of CPU 
 only 1, since CPU threads do not run the model there: its thread questions stay inconclusive).
 Held fixed: each model's lab preset (sizes), batch size, device, and the batch itself (real test
 reviews cut to exactly T tokens). Measured, with nothing else running (checked: on Linux each timing job records
-the share of all CPUs' time other processes used meanwhile, from /proc/stat; above BUSY, 10%, every timing verdict
-here and in the comparison is inconclusive, as a loaded machine turned this claim once): forward + backward seconds
+the share of its CPUs' time, those it may run on, that other processes or the VM's host used meanwhile, from
+/proc/stat; above BUSY, 10%, every timing verdict here and in the comparison is inconclusive, as a loaded machine
+turned this claim once; not told, NaN, under a CPU quota or for a window under 2 s, as --quick's mostly are; Ray's
+own processes count as others): forward + backward seconds
 per batch (warm-up steps dropped, the thread counts interleaved step by step, 7 repeats, medians and
 spread; torch.cuda.synchronize() before every clock read on a GPU); achieved matmul FLOP/s (counted
 by formula, backward = 2x forward) as a fraction of this machine's measured float32 matmul rate.
@@ -32,9 +34,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,7 +50,7 @@ from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, part
 
 NAME = "serial"
 PARTS = ("timing", "peak", "flops", "busy")
-BUSY = 0.1  # the share of the machine's CPU time other processes may use while a model is timed
+BUSY = 0.1  # the share of the timed CPUs' time other processes may use while a model is timed
 LINEAR_DEV = math.log2(1.1)  # |k - 1| below this, for time ~ T^k: each doubling of T doubles the time, within 10%
 CNN = with_overrides(RNN, {"model": "cnn", "pool": "max"})
 CONFIGS = {"rnn": RNN, "lstm": LSTM, "gru": GRU, "cnn": CNN, "transformer": TRANSFORMER}
@@ -57,8 +59,8 @@ SWEEP = {"full": {"lengths": (64, 128, 256, 512, 1024), "batch": 32, "warmup": 2
          "quick": {"lengths": (32, 64, 128), "batch": 8, "warmup": 1, "repeats": 3, "matmul_n": 512,
                    "models": ("rnn", "cnn", "transformer")}}
 PARALLEL = ("cnn", "transformer")
-BUSY_RULE = (f"; inconclusive wherever other processes used more than {BUSY:.0%} of the machine's CPU time while a "
-             "model was timed")
+BUSY_RULE = (f"; inconclusive wherever other processes (or the VM's host) used more than {BUSY:.0%} of the timed CPUs' "
+             "time while a model was timed")
 NOT_TIMED = "not measured: timed at one thread count (one CPU core, or a GPU, where CPU threads do not run the model)"
 
 
@@ -115,37 +117,61 @@ def timing_job(ds, cfg: dict, threads: list[int], lengths: list[int], batch: int
     return rows + [{"part": "busy", "metric": "others_cpu_share", "value": others[0]}]
 
 
-def cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) clock ticks of all CPUs together since boot, from /proc/stat's first line; None where there is
-    none (not Linux). Busy is everything but idle and iowait, steal included (a VM's host taking its CPUs)."""
+MIN_TICKS = 400  # clock ticks over the timed CPUs (2 s on 2 CPUs at 100 Hz): a shorter window is within their rounding
+PROC_STAT = "/proc/stat"
+
+
+def cpu_jiffies(cpus) -> tuple[int, int] | None:
+    """(busy, total) clock ticks since boot of the CPUs `cpus`, from their /proc/stat lines; None where there are none
+    (not Linux). Busy is everything but idle and iowait, steal included (the VM's host taking its CPUs)."""
     try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
-    except (OSError, ValueError):
+        with open(PROC_STAT) as f:
+            lines = {w[0]: w[1:9] for w in (line.split() for line in f) if w and w[0][3:].isdigit()}
+        ticks = [[int(x) for x in lines[f"cpu{c}"]] for c in cpus]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError, KeyError):
         return None
-    if len(ticks) < 5:
+    if not ticks or any(len(t) < 5 for t in ticks):
         return None
-    total = sum(ticks)  # guest time is counted in user already
-    return total - ticks[3] - ticks[4], total
+    total = sum(map(sum, ticks))  # guest time is counted in user already
+    return total - sum(t[3] + t[4] for t in ticks), total
 
 
-def _own_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
-    return r.ru_utime + r.ru_stime
+def timed_cpus() -> list[int] | None:
+    """The CPUs this process may run on (taskset, a container's cpuset), whose /proc/stat lines say who used them;
+    None where they cannot say what this process competes with: a cgroup CPU quota (a container's --cpus) shares
+    CPUs that others may use without slowing it, and throttles it without their use."""
+    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):  # cgroup v2, v1
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            quota = Path(path).read_text().split()[0]
+            if quota not in ("max", "-1"):
+                return None
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
 
 
 @contextlib.contextmanager
 def others_share(out: list):
-    """Appends to `out` the share of all CPUs' time that other processes used meanwhile (their busy ticks less this
-    process's CPU time, over all ticks), or NaN where /proc/stat cannot tell."""
-    before, own = cpu_jiffies(), _own_seconds()
+    """Appends to `out` the share of the timed CPUs' time that went elsewhere meanwhile (other processes, or the VM's
+    host: their busy ticks less this process's CPU time, over all their ticks), or NaN where it cannot be told: no
+    /proc/stat, a CPU quota (`timed_cpus`), or a window under MIN_TICKS (a --quick timing, mostly)."""
+    cpus = timed_cpus()
+    before, own = cpu_jiffies(cpus) if cpus else None, time.process_time()  # every thread of this process
     yield
-    after, own = cpu_jiffies(), _own_seconds() - own
-    if before is None or after is None or after[1] <= before[1]:
+    after, own = cpu_jiffies(cpus) if cpus else None, time.process_time() - own
+    if before is None or after is None or after[1] - before[1] < MIN_TICKS:
         out.append(math.nan)
         return
     others = after[0] - before[0] - own * os.sysconf("SC_CLK_TCK")
     out.append(min(1.0, max(0.0, others / (after[1] - before[1]))))
+
+
+def busy_rule(rows) -> str:
+    """The criterion's clause on other processes' CPU use: BUSY_RULE, saying so where no share was recorded (labs
+    before session 60, no /proc/stat, a CPU quota, --quick's short timings)."""
+    told = any(r["part"] == "busy" and r["value"] is not None and math.isfinite(r["value"]) for r in rows)
+    return BUSY_RULE + ("" if told else " (not recorded for these timings: not checked)")
 
 
 def busy_machine(rows) -> str:
@@ -156,8 +182,8 @@ def busy_machine(rows) -> str:
     if not shares or max(shares.values()) <= BUSY:
         return ""
     model = max(shares, key=shares.get)
-    return (f"other processes used {shares[model]:.0%} of the machine's CPU time while the {model} was timed (more "
-            f"than {BUSY:.0%}): these timings are not this machine's own")
+    return (f"other processes (or the VM's host) used {shares[model]:.0%} of the timed CPUs' time while the {model} was "
+            f"timed (more than {BUSY:.0%}): these timings are not this machine's own")
 
 
 def _with_threads(n: int, fn):
@@ -274,8 +300,12 @@ def linearity(claim: str, criterion: str, rows, model, threads, effect: str) -> 
     1 +- LINEAR_DEV and does not hold where it lies wholly outside (an equivalence test)."""
     k, lo, hi = exponent_interval(rows, model, threads)
     far, near = max(abs(lo - 1), abs(hi - 1)), (0.0 if lo <= 1 <= hi else min(abs(lo - 1), abs(hi - 1)))
-    reps = sorted({r["repeat"] for r in rows if r["part"] == "timing" and r["model"] == model and r["threads"] == threads})
-    why = ("no exponent: fewer than two lengths timed, or a time not positive" if not math.isfinite(k) else
+    mine = [r for r in rows if r["part"] == "timing" and r["model"] == model and r["threads"] == threads]
+    reps = sorted({r["repeat"] for r in mine})
+    lengths = {r["seq_len"] for r in rows if r["part"] == "timing"}  # every length any model was timed at
+    lost = len(lengths - {r["seq_len"] for r in mine}) + len({r["seq_len"] for r in mine if not math.isfinite(r["value"])})
+    why = (f"{lost} of {len(lengths)} lengths missing, or with a time not finite" if lost else
+           "no exponent: fewer than two lengths timed, or a time not positive" if not math.isfinite(k) else
            "the repeats did not vary (one per length, or all equal): no interval to judge" if lo == hi else "")
     return decide(claim, criterion, (abs(k - 1), near, far), LINEAR_DEV, "below", effect,
                   "95% bootstrap interval over the repeats at each length (one timing run; |k - 1|'s from k's)",
@@ -325,9 +355,12 @@ def verdict(rows: list[dict]) -> dict:
         if len(threads) < 2:
             helped[k]["outcome"] = UNDECIDED
             helped[k]["criterion"] = NOT_TIMED
-    busy = busy_machine(rows)
+    combined = linear["criterion"] + (
+        f"; and, for each parallel model timed ({', '.join(helped)}): " + helped_crit("the model") if helped
+        and len(threads) > 1 else "; and the thread questions: " + NOT_TIMED if helped else "")
+    busy, rule = busy_machine(rows), busy_rule(rows)
     for q in (linear, control, *helped.values()):
-        q["criterion"] += BUSY_RULE
+        q["criterion"] += rule
         if busy:  # the first reason to give, whatever else left it open
             q["outcome"] = UNDECIDED
             q["effect"]["undecided"] = busy
@@ -347,10 +380,7 @@ def verdict(rows: list[dict]) -> dict:
             "fraction_of_matmul_peak": {str(T): flops[T] / med[T] / peak for T in med if T in flops}}
     return {"claim": "The vanilla RNN's time per batch grows linearly with the sequence length, and a second thread "
                      "speeds up the parallel-in-time models more than it speeds up the RNN",
-            "criterion": linear["criterion"] + "; and, for each parallel model (the cnn, the Transformer): " +
-                         (next(iter(helped.values()))["criterion"].replace(helped_crit(next(iter(helped))),
-                                                                            helped_crit("the model"))
-                          if helped else "(no parallel model timed)"),
+            "criterion": combined + rule,
             "outcome": combine([linear["outcome"], *(q["outcome"] for q in helped.values())]),
             "effect": linear["effect"], "numbers": numbers, "parts": [part_of(q) for q in helped.values()],
             "questions": [linear, *helped.values()], "controls": [control]}

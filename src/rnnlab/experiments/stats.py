@@ -66,10 +66,11 @@ def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: floa
     Undecided whatever the interval says: when a value is not finite (a failed or missing measurement:
     the others alone would decide on fewer seeds than the claim was declared with), or when every seed gives
     exactly the same value (a zero-width interval is not certainty: the seed did not vary what it should).
-    Except, for the last, where `step` > 0, the measurement's resolution (a follow rate over 120 probes moves in
-    steps of 1/120), and the common value lies more than one step from the threshold: then the interval is that
-    value +- one step. Callers pass it where identical values are what the design expects: a negative control blind
-    by construction (the same follow rate at every distance), a model that follows every probe."""
+    Except, for the last, where `step` > 0 is the measurement's resolution (a follow rate over 120 probes moves in
+    steps of 1/120): then the interval is the common value +- the half-width of the narrowest t interval values one
+    step apart could give (n - 1 of them equal, one a step off: +-1.43 steps for 3), and it decides as any interval.
+    Callers pass it where identical values are what the design expects: a negative control blind by construction
+    (the same follow rate at every distance), a model that follows every probe."""
     est, lo, hi = t_interval(per_seed)
     n, kept = len(per_seed), finite(per_seed)
     why, how = "", f"95% Student t interval of the mean over {over}" + (f" ({transform})" if transform else "")
@@ -77,9 +78,11 @@ def judge(claim: str, criterion: str, per_seed: Sequence[float], threshold: floa
         why = f"{n - len(kept)} of {n} values missing or not finite"
     elif len(kept) < 2:  # outcome() reads the NaN interval as undecided; this says why, in verdict.json too
         why = f"no 95% interval from {len(kept)} value{'s' * (len(kept) != 1)}"
-    elif np.ptp(kept) == 0 and step > 0 and abs(est - threshold) > step:
-        lo, hi = est - step, est + step
-        how = f"all {n} values identical: the value +- one measurement step ({step:.4g})"
+    elif np.ptp(kept) == 0 and step > 0:
+        _, a, b = t_interval([0.0] * (len(kept) - 1) + [step])
+        lo, hi = est - (b - a) / 2, est + (b - a) / 2
+        how = (f"all {n} values identical: the value +- the narrowest 95% t interval's half-width values one "
+               f"measurement step ({step:.4g}) apart could give")
     elif np.ptp(kept) == 0:
         why = f"all {n} values identical: no spread to judge"
     return decide(claim, criterion, (est, lo, hi), threshold, direction, effect or criterion, how,
