@@ -6,7 +6,8 @@
 set -euo pipefail
 data=$1 out=$2
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+busy=
+trap 'rm -rf "$tmp"; [ -n "$busy" ] && kill "$busy" 2>/dev/null' EXIT
 for case in idle beside_busy; do
   if [ $case = beside_busy ]; then
     python -c "import time
@@ -15,7 +16,7 @@ while time.time() < t: pass" & busy=$!
     sleep 1
   fi
   OMP_NUM_THREADS=1 rnnlab shortfall serial --data "$data" --out "$tmp/$case" > /dev/null
-  [ $case = beside_busy ] && kill $busy
+  [ $case = beside_busy ] && kill $busy && busy=
   mkdir -p "$out/$case"
   cp "$tmp/$case/serial/results.csv" "$tmp/$case/serial/verdict.json" "$out/$case/"
   grep others_cpu_share "$out/$case/results.csv"

@@ -82,14 +82,21 @@ def brief(q: dict) -> dict:
             "ci95": [_num(x) for x in e.get("ci95") or []], **({"undecided": e["undecided"]} if "undecided" in e else {})}
 
 
+def judged_rows(d: Path, saved: dict) -> None:
+    """SystemExit unless d/results.csv is the file `saved` (its verdict.json) was judged on."""
+    from rnnlab.io import text_sha256
+
+    if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
+        raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: nothing rewritten")
+
+
 def rewritten(d: Path, saved: dict, judged: dict, env: dict) -> dict | None:
     """verdict.json in `d` with this code's judgement, where only its wording differs (None: nothing differs); else
     SystemExit: rows that are not the ones the verdict was judged on, or an outcome or estimate that moved."""
     from rnnlab.experiments.common import rounded
-    from rnnlab.io import jsonable, text_sha256
+    from rnnlab.io import jsonable
 
-    if saved.get("results_sha256") != text_sha256((d / "results.csv").read_text(encoding="utf-8")):
-        raise SystemExit(f"{d}/results.csv is not the file its verdict.json was judged on: nothing rewritten")
+    judged_rows(d, saved)
     now = json.loads(json.dumps(jsonable(rounded(judged))))  # as the lab writes it
     if outcomes(saved) != outcomes(now) or per_model(saved) != per_model(now):
         raise SystemExit(f"{d}: an outcome or estimate moves under this code (rejudge.py without --write lists "
@@ -125,6 +132,8 @@ def main() -> None:
         if not (d / "results.csv").exists():
             continue
         saved = json.loads((d / "verdict.json").read_text())
+        if args.write:  # before judging: rows damaged since are refused, not judged
+            judged_rows(d, saved)
         judged = e.module().verdict(read_rows(d / "results.csv"))
         was, new = judgements(saved), judgements(judged)
         if args.write and (verdict := rewritten(d, saved, judged, env)) is not None:

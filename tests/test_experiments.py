@@ -1413,15 +1413,17 @@ def test_others_cpu_share_sees_processes_that_keep_every_cpu_busy():
     import sys
     import time
 
-    if serial.timed_cpus() is None:
-        pytest.skip("a cgroup CPU quota: the share cannot be told here (NaN), as the code says")
-    kids = [subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 5\nwhile time.time() < t: pass"])
-            for _ in serial.timed_cpus()]
+    cpus = serial.timed_cpus()
+    if cpus is None or serial.cpu_jiffies(cpus) is None:
+        pytest.skip("a cgroup CPU quota, or no /proc/stat: the share cannot be told here (NaN), as the code says")
+    window = 1.5 * serial.MIN_TICKS / os.sysconf("SC_CLK_TCK")  # over MIN_TICKS per CPU
+    kids = [subprocess.Popen([sys.executable, "-c", f"import os, time\nos.nice(19)\nt = time.time() + {window + 2}\n"
+                              "while time.time() < t: pass"]) for _ in cpus]  # niced: the other test worker barely slows
     try:
         time.sleep(0.5)  # they have started
         out = []
         with serial.others_share(out):
-            time.sleep(3.0)  # 3 s x the CPUs x 100 Hz: over MIN_TICKS
+            time.sleep(window)
     finally:
         for k in kids:
             k.wait()
@@ -1437,6 +1439,37 @@ def test_others_cpu_share_reads_only_the_cpus_this_process_may_use(tmp_path, mon
     monkeypatch.setattr(serial, "PROC_STAT", str(stat))
     assert serial.cpu_jiffies([0]) == (0, 100) and serial.cpu_jiffies([1]) == (300, 300)
     assert serial.cpu_jiffies([0, 1]) == (300, 400) and serial.cpu_jiffies([2]) is None
+
+
+def test_a_cgroup_cpu_quota_anywhere_above_this_process_makes_the_share_untold(tmp_path, monkeypatch):
+    """A quota on this process's own cgroup or a parent (systemd's CPUQuota, a pod's limit) hides behind the mount's
+    root, which has no cpu.max on cgroup v2: the root alone was read (the diff review of session 60)."""
+    root = tmp_path / "cgroup"
+    (root / "pod" / "box").mkdir(parents=True)
+    (root / "pod" / "cpu.max").write_text("50000 100000\n")
+    (root / "pod" / "box" / "cpu.max").write_text("max 100000\n")
+    monkeypatch.setattr(serial, "CGROUP", str(root))
+    real = serial.Path
+
+    def fake(p, *rest):
+        return real(tmp_path / "self_cgroup") if str(p) == "/proc/self/cgroup" else real(p, *rest)
+
+    (tmp_path / "self_cgroup").write_text("0::/pod/box\n")
+    monkeypatch.setattr(serial, "Path", fake)
+    assert serial._cpu_quota() and serial.timed_cpus() is None
+    (root / "pod" / "cpu.max").write_text("max 100000\n")
+    assert not serial._cpu_quota()
+
+
+def test_the_busy_rule_names_the_timings_with_no_share_and_a_damaged_share_is_not_a_traceback():
+    """Only the transformer's window told a share: the criterion read as if every timing had been checked; a text
+    value in a damaged results.csv raised TypeError (the diff review of session 60)."""
+    rows = serial_rows(**SER_BASE) + [{"part": "busy", "model": "transformer", "value": 0.01},
+                                      {"part": "busy", "model": "rnn", "value": math.nan},
+                                      {"part": "busy", "model": "cnn", "value": "garbled"}]
+    v = serial.verdict(rows)
+    assert v["criterion"].endswith("(not recorded for the cnn, rnn timings: not checked)")
+    assert v["outcome"] == HOLDS
 
 
 @pytest.mark.parametrize("why", ["no /proc/stat", "a window too short"])

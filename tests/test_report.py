@@ -232,6 +232,8 @@ def test_the_count_of_tests_in_the_opening_paragraph_is_the_verdicts_own():
 
     quick = intro([Section("a", "A", mode="quick", tests=3)])  # no "0.15 of them may fall the other way": no intervals
     assert "Each of the 3 outcomes below is a 95% test where it has an interval; a --quick lab's one seed" in quick
+    seed_quick = intro([Section("seed", "S", mode="quick"), Section("serial", "R", mode="full", outcome="holds", tests=4)])
+    assert "about 0.2 of them may fall the other way" in seed_quick  # a quick exercise has no outcome to count
 
 
 def test_html_is_one_self_contained_file(lab):

@@ -45,7 +45,7 @@ def intro(sections: list[Section]) -> str:
              "chance up to about k x 2.5% of the time.")
     if not n:
         return INTRO + parts[0].upper() + parts[1:]
-    if any(s.mode == "quick" for s in sections):  # one seed: most outcomes have no interval to test
+    if any(s.mode == "quick" and s.tests for s in sections):  # one seed: most outcomes have no interval to test
         return INTRO + (f"Each of the {n} outcomes below is a 95% test where it has an interval; a --quick lab's one seed "
                         f"leaves most of them without one (inconclusive), as a smoke test should; {parts}")
     return INTRO + (f"Each of the {n} outcomes below is its own 95% test, so about {n * 0.05:.1f} of them may fall the "

@@ -11,8 +11,9 @@ reviews cut to exactly T tokens). Measured, with nothing else running (checked: 
 the share of its CPUs' time, those it may run on, that other processes or the VM's host used meanwhile, from
 /proc/stat; above BUSY, 10%, every timing verdict here and in the comparison is inconclusive, as a loaded machine
 turned this claim once; not told, NaN, under a CPU quota or for a window under 2 s, as --quick's mostly are; Ray's
-own processes count as others): forward + backward seconds
-per batch (warm-up steps dropped, the thread counts interleaved step by step, 7 repeats, medians and
+own processes count as others, and so does work on CPUs the timing's threads do not use, so on a machine with many
+more CPUs than threads the check errs towards inconclusive; a GPU's other users are not seen): forward + backward
+seconds per batch (warm-up steps dropped, the thread counts interleaved step by step, 7 repeats, medians and
 spread; torch.cuda.synchronize() before every clock read on a GPU); achieved matmul FLOP/s (counted
 by formula, backward = 2x forward) as a fraction of this machine's measured float32 matmul rate.
 
@@ -117,8 +118,8 @@ def timing_job(ds, cfg: dict, threads: list[int], lengths: list[int], batch: int
     return rows + [{"part": "busy", "metric": "others_cpu_share", "value": others[0]}]
 
 
-MIN_TICKS = 400  # clock ticks over the timed CPUs (2 s on 2 CPUs at 100 Hz): a shorter window is within their rounding
-PROC_STAT = "/proc/stat"
+MIN_TICKS = 200  # clock ticks per timed CPU (2 s at 100 Hz): a shorter window is within their rounding
+PROC_STAT, CGROUP = "/proc/stat", "/sys/fs/cgroup"
 
 
 def cpu_jiffies(cpus) -> tuple[int, int] | None:
@@ -140,45 +141,71 @@ def timed_cpus() -> list[int] | None:
     """The CPUs this process may run on (taskset, a container's cpuset), whose /proc/stat lines say who used them;
     None where they cannot say what this process competes with: a cgroup CPU quota (a container's --cpus) shares
     CPUs that others may use without slowing it, and throttles it without their use."""
-    for path in ("/sys/fs/cgroup/cpu.max", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):  # cgroup v2, v1
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            quota = Path(path).read_text().split()[0]
-            if quota not in ("max", "-1"):
-                return None
+    if _cpu_quota():
+        return None
     try:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return list(range(os.cpu_count() or 1))
 
 
+def _cpu_quota() -> bool:
+    """Whether this process's cgroup, or one above it, caps its CPU time (cgroup v2's cpu.max, v1's cfs_quota_us)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:  # "0::/path" (v2), "N:cpu,cpuacct:/path" (v1)
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        name, root = (("cpu.max", Path(CGROUP)) if controllers == "" else ("cpu.cfs_quota_us", Path(CGROUP) / "cpu")
+                      if "cpu" in controllers.split(",") else (None, None))
+        if name is None:
+            continue
+        here = root / path.strip("/")
+        for d in (here, *here.parents):
+            with contextlib.suppress(OSError, IndexError):
+                if (d / name).read_text().split()[0] not in ("max", "-1"):
+                    return True
+            if d == root:
+                break
+    return False
+
+
 @contextlib.contextmanager
 def others_share(out: list):
     """Appends to `out` the share of the timed CPUs' time that went elsewhere meanwhile (other processes, or the VM's
     host: their busy ticks less this process's CPU time, over all their ticks), or NaN where it cannot be told: no
-    /proc/stat, a CPU quota (`timed_cpus`), or a window under MIN_TICKS (a --quick timing, mostly)."""
+    /proc/stat, a CPU quota (`timed_cpus`), or a window under MIN_TICKS per CPU (a --quick timing, mostly)."""
     cpus = timed_cpus()
     before, own = cpu_jiffies(cpus) if cpus else None, time.process_time()  # every thread of this process
     yield
     after, own = cpu_jiffies(cpus) if cpus else None, time.process_time() - own
-    if before is None or after is None or after[1] - before[1] < MIN_TICKS:
+    if before is None or after is None or after[1] - before[1] < MIN_TICKS * len(cpus):
         out.append(math.nan)
         return
     others = after[0] - before[0] - own * os.sysconf("SC_CLK_TCK")
     out.append(min(1.0, max(0.0, others / (after[1] - before[1]))))
 
 
+def _shares(rows) -> dict[str, float]:
+    """{model: the CPU share other processes took while it was timed}, where one was told (a number, finite)."""
+    return {r.get("model", "?"): float(r["value"]) for r in rows if r["part"] == "busy"
+            and isinstance(r["value"], (int, float)) and math.isfinite(r["value"])}
+
+
 def busy_rule(rows) -> str:
-    """The criterion's clause on other processes' CPU use: BUSY_RULE, saying so where no share was recorded (labs
+    """The criterion's clause on other processes' CPU use: BUSY_RULE, naming the timings with no share recorded (labs
     before session 60, no /proc/stat, a CPU quota, --quick's short timings)."""
-    told = any(r["part"] == "busy" and r["value"] is not None and math.isfinite(r["value"]) for r in rows)
-    return BUSY_RULE + ("" if told else " (not recorded for these timings: not checked)")
+    timed = sorted({r.get("model", "?") for r in rows if r["part"] == "timing"})
+    untold = [m for m in timed if m not in _shares(rows)]
+    return BUSY_RULE + ("" if not untold else " (not recorded for these timings: not checked)" if len(untold) == len(timed)
+                        else f" (not recorded for the {', '.join(untold)} timing{'s' * (len(untold) > 1)}: not checked)")
 
 
 def busy_machine(rows) -> str:
     """Why the timings in `rows` are not this machine's own, or "": other processes used more than BUSY of its CPU
     time while a model was timed (rows made before this was recorded, or where it cannot be: not checked)."""
-    shares = {r.get("model", "?"): r["value"] for r in rows if r["part"] == "busy" and r["value"] is not None
-              and math.isfinite(r["value"])}
+    shares = _shares(rows)
     if not shares or max(shares.values()) <= BUSY:
         return ""
     model = max(shares, key=shares.get)
@@ -431,9 +458,11 @@ def figure(rows: list[dict], judged: dict):
         ax.legend(fontsize=7, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.17))
     named = ", ".join(m for m in ("rnn", "lstm", "gru", "transformer") if m in models)  # those timed
     cnn = "; cnn at the rnn's sizes" if "cnn" in models else ""
-    shares = [v for v in judged["numbers"].get("others_cpu_share", {}).values() if v is not None and math.isfinite(v)]
-    alone = ("nothing else running" if not shares else f"other processes used up to {max(shares):.0%} of the CPUs"
-             + (" (not this machine's own timings)" if max(shares) > BUSY else ""))  # no record: labs before session 60
+    recorded = judged["numbers"].get("others_cpu_share", {})  # none: labs before session 60
+    shares = list(_shares([{"part": "busy", "model": m, "value": v} for m, v in recorded.items()]).values())
+    alone = ("nothing else running" if not recorded else "nothing else running (not checked)" if not shares else
+             f"other processes used up to {max(shares):.0%} of the CPUs"
+             + (" (not this machine's own timings)" if max(shares) > BUSY else ""))
     fig.suptitle(title("Serial computation", judged, f"lab presets ({named}{cnn}), forward + backward, median of "
                        f"the repeats, {alone}"))
     tight(fig)
