@@ -476,11 +476,12 @@ def align(exps: list[Explanation]) -> Alignment:
     if all(e.start == lo and len(e) == hi - lo for e in exps):
         return Alignment(rows, f"{names}: the same {token_count(hi - lo)}, aligned one to one")
     s_lo, s_hi = max(e.start for e in exps), min(e.start + len(e) for e in exps)
-    shared = f"tokens {s_lo + 1}-{s_hi} of {exps[0].n_review_tokens}" if s_hi > s_lo else "no tokens"
     where = "tail" if s_hi == hi else "head" if s_lo == lo else "middle"
+    shared = (f"all read tokens {s_lo + 1}-{s_hi} of {exps[0].n_review_tokens} (the shared {where})" if s_hi > s_lo
+              else "no tokens read by all")
     parts = "; ".join(f"{e.run} read tokens {e.start + 1}-{e.start + len(e)}" for e in exps)
     return Alignment(rows, f"the runs cut the review differently ({parts}): aligned by position, "
-                           f"all read {shared} (the shared {where}); a token a run did not read is left blank")
+                           f"{shared}; a token a run did not read is left blank")
 
 
 # --- choosing real reviews worth explaining ---------------------------------------------------------
