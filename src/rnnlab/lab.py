@@ -31,7 +31,7 @@ import numpy as np
 from .config import NOTEBOOK, QUICK_SEED, from_dict, with_overrides
 from .data import Dataset, data_source, load_imdb
 from .experiments import EXPERIMENTS
-from .experiments.common import SEEDS, _on_device, rows_to_csv, run_experiment
+from .experiments.common import SEEDS, _on_device, measured, rows_to_csv, run_experiment
 from .io import (RunError, StorageError, exclusive, file_in_the_way, in_the_way, nearest_existing, remove_empty,
                  remove_leftovers, shorten, text_sha256, write_json, write_text)
 from .jobs import Job, Runner
@@ -209,8 +209,7 @@ def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_review
     write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
                                     "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(csv_text),
                                     "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
-                                    "test_acc_mean": float(np.mean([np.nan if r["value"] is None else r["value"]
-                                                                    for r in final]))})  # None: a NaN as stored
+                                    "test_acc_mean": float(np.mean([measured(r)["value"] for r in final]))})
 
 
 # --- three real reviews, word by word -----------------------------------------------------------------

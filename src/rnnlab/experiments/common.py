@@ -280,7 +280,7 @@ def diff(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    """a[seed] - b[seed] over the seeds either has, in seed order (NaN where one lacks it)."""
+    """a[k] - b[k] over the keys (seeds; serial: lengths) either has, in order (NaN where one lacks it)."""
     return list(diff(a, b).values())
 
 

@@ -28,7 +28,7 @@ from ..config import BOW, GRU, LSTM, RNN, TRANSFORMER, with_overrides
 from ..jobs import Job
 from .common import DATA, SEEDS, as_trained, by_length_rows, by_seed, diff, fit, mean_sd, paired, title, values
 from .bottleneck import FADE, KEPT, STEP, judge_fade
-from .serial import NOT_TIMED, SWEEP, busy_machine, busy_rule, minus, speedups, timing_job_for
+from .serial import NOT_TIMED, SWEEP, busy_machine, busy_rule, speedups, timing_job_for
 from .stats import UNDECIDED, UNLESS_CONTROL, combine, judge, needs_control, t_interval
 from .vanishing_gradients import VANISHED, judged_length
 
@@ -212,16 +212,17 @@ def verdict(rows: list[dict]) -> dict:
     serial = both("Gates do not fix serial computation: a second thread speeds up the Transformer more than the "
                   "LSTM and the GRU", "speed-up from 1 to 2 threads, Transformer minus the model, at each length; "
                   "95% t interval over lengths above 0",
-                  {k: (minus(s_t, s_k), 0.0, "above")
+                  {k: (paired(s_t, s_k), 0.0, "above")
                    for k, s_k in ((k, speedups(rows, k)) for k in GATED)}, over="lengths (one timing run)",
                   effect="speed-up(transformer) - speed-up({k})")
     if not s_t:  # timed at one thread count (one CPU core, or a GPU): no speed-up to compare
         serial.update(outcome=UNDECIDED, criterion=NOT_TIMED)
     serial["criterion"] += busy_rule(rows)
-    if busy_machine(rows):  # each model's part says why (the report reads it there)
+    busy = busy_machine(rows)
+    if busy:  # each model's part says why (the report reads it there)
         serial["outcome"] = UNDECIDED
         for e in serial["effect"].values():
-            e["undecided"] = busy_machine(rows)
+            e["undecided"] = busy
     main["questions"] = [fix, long_, memory, serial]
     main["controls"] = [mem_control]
     main["numbers"]["table"] = summary_table(rows)

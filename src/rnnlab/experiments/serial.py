@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from ..config import GRU, LSTM, RNN, TRANSFORMER, from_dict, with_overrides
 from ..jobs import Job, usable_cpus
 from ..runs import torch_threads
-from .common import fixed_length_batch, linear_fit, mean_sd, title, values
+from .common import fixed_length_batch, linear_fit, mean_sd, paired, title, values
 from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, part_of, t_interval
 
 NAME = "serial"
@@ -187,17 +187,21 @@ def others_share(out: list):
     out.append(min(1.0, max(0.0, others / (after[1] - before[1]))))
 
 
-def _shares(rows) -> dict[str, float]:
-    """{model: the CPU share other processes took while it was timed}, where one was told (a number, finite)."""
-    return {r.get("model", "?"): float(r["value"]) for r in rows if r["part"] == "busy"
-            and isinstance(r["value"], (int, float)) and math.isfinite(r["value"])}
+def _recorded(rows) -> dict:
+    """{model: the CPU share other processes took while it was timed}, as recorded (NaN where not told)."""
+    return {r.get("model", "?"): r["value"] for r in rows if r["part"] == "busy"}
+
+
+def _told(recorded: dict) -> dict[str, float]:
+    """The recorded shares that are numbers (finite): a damaged or untold one is left out."""
+    return {m: float(v) for m, v in recorded.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
 def busy_rule(rows) -> str:
     """The criterion's clause on other processes' CPU use: BUSY_RULE, naming the timings with no share recorded (labs
     before session 60, no /proc/stat, a CPU quota, --quick's short timings)."""
     timed = sorted({r.get("model", "?") for r in rows if r["part"] == "timing"})
-    untold = [m for m in timed if m not in _shares(rows)]
+    untold = [m for m in timed if m not in _told(_recorded(rows))]
     return BUSY_RULE + ("" if not untold else " (not recorded for these timings: not checked)" if len(untold) == len(timed)
                         else f" (not recorded for the {', '.join(untold)} timing{'s' * (len(untold) > 1)}: not checked)")
 
@@ -205,7 +209,7 @@ def busy_rule(rows) -> str:
 def busy_machine(rows) -> str:
     """Why the timings in `rows` are not this machine's own, or "": other processes used more than BUSY of its CPU
     time while a model was timed (rows made before this was recorded, or where it cannot be: not checked)."""
-    shares = _shares(rows)
+    shares = _told(_recorded(rows))
     if not shares or max(shares.values()) <= BUSY:
         return ""
     model = max(shares, key=shares.get)
@@ -287,11 +291,6 @@ def speedups(rows, model) -> dict[int, float]:
         return {}
     lo, hi = medians(rows, model, ts[0]), medians(rows, model, ts[-1])
     return {T: lo.get(T, math.nan) / hi.get(T, math.nan) for T in sorted(set(lo) | set(hi))}
-
-
-def minus(a: dict[int, float], b: dict[int, float]) -> list[float]:
-    """a[T] - b[T] at every length either has, NaN where one lacks it (as common.paired does for seeds)."""
-    return [a.get(T, math.nan) - b.get(T, math.nan) for T in sorted(set(a) | set(b))]
 
 
 def exponent(lengths, seconds) -> float:
@@ -376,7 +375,7 @@ def verdict(rows: list[dict]) -> dict:
 
     for k in (m for m in PARALLEL if m in models):
         s = speedups(rows, k)
-        diff = minus(s, rnn)
+        diff = paired(s, rnn)  # per length, NaN where one side lacks it
         helped[k] = judge(f"A second thread speeds up the {k} more than the vanilla RNN", helped_crit(k), diff, 0.0,
                           "above", effect=f"speed-up({k}) - speed-up(rnn)", over="lengths (one timing run)")
         if len(threads) < 2:
@@ -393,7 +392,7 @@ def verdict(rows: list[dict]) -> dict:
             q["effect"]["undecided"] = busy
     peak = mean_sd(values(rows, part="peak", threads=fast, metric="matmul_flops_per_second"))[0]
     numbers = {"threads": threads, "matmul_flops_per_second": peak, "by_model": {},
-               "others_cpu_share": {r.get("model", "?"): r["value"] for r in rows if r["part"] == "busy"}}
+               "others_cpu_share": _recorded(rows)}
     for m in models:
         med = medians(rows, m, fast)
         flops = {r["seq_len"]: r["value"] for r in rows if r["part"] == "flops" and r["model"] == m}
@@ -459,7 +458,7 @@ def figure(rows: list[dict], judged: dict):
     named = ", ".join(m for m in ("rnn", "lstm", "gru", "transformer") if m in models)  # those timed
     cnn = "; cnn at the rnn's sizes" if "cnn" in models else ""
     recorded = judged["numbers"].get("others_cpu_share", {})  # none: labs before session 60
-    shares = list(_shares([{"part": "busy", "model": m, "value": v} for m, v in recorded.items()]).values())
+    shares = list(_told(recorded).values())
     alone = ("nothing else running" if not recorded else "nothing else running (not checked)" if not shares else
              f"other processes used up to {max(shares):.0%} of the CPUs"
              + (" (not this machine's own timings)" if max(shares) > BUSY else ""))
