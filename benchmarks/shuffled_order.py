@@ -21,8 +21,9 @@ does not, the script says so and judges nothing (a pairing that fails it mixes m
 Criterion, declared before any run: "M uses word order" holds if the 95% Student t interval over the 3 seeds lies
 above 0.005 (half a point of accuracy lost by shuffling), does not hold if it lies below, else inconclusive
 (rnnlab.experiments.stats.judge, as the lab's verdicts). Negative control: the bag of embeddings, a mean of word
-vectors, blind to order by construction: expected exactly 0 at every seed (which the verdict rule reads as
-undecided: three identical values). Every interval is over training seeds only, on one test subset and one shuffle.
+vectors, blind to order by construction: expected exactly 0 at every seed, judged as the lab judges its controls, with
+the measurement's step (one test review of the subset: 1/10,000) so that three identical values decide (the lab's
+`stats.judge` `step`). Every interval is over training seeds only, on one test subset and one shuffle.
 """
 from __future__ import annotations
 
@@ -126,7 +127,10 @@ def main() -> None:
                         "equal": r["test_acc"] == in_order[(r["model"], r["seed"])]} for r in rows if not r["shuffled"]]
     failed = [c for c in result["check"] if not c["equal"]]
     result["verdicts"] = None if failed else {m: verdict(m, rows, in_order, seeds) for m in MODELS}
-    if args.rows:  # the machine and commit of the runs, not of this judging
+    if args.rows:  # the machine and commit of the runs; the commit of this judging beside them
+        from rnnlab.runs import environment
+        env = environment()
+        result["judged_at"] = env["git_commit"][:7] + (" (uncommitted changes)" if env["git_dirty"] else "")
         print(json.dumps(result, indent=2))
         if args.out and not failed:
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
@@ -139,6 +143,7 @@ def main() -> None:
 
 
 def verdict(m: str, rows: list[dict], in_order: dict, seeds) -> dict:
+    from rnnlab.config import DATA
     from rnnlab.experiments.stats import judge
 
     shuf = {r["seed"]: r["test_acc"] for r in rows if r["model"] == m and r["shuffled"]}
@@ -148,7 +153,8 @@ def verdict(m: str, rows: list[dict], in_order: dict, seeds) -> dict:
                  f"acc(words in order, the lab's) - acc(words shuffled), paired by seed; holds if the 95% interval lies "
                  f"above {THRESHOLD}, does not hold if below", drop, THRESHOLD, "above",
                  effect=f"acc(in order) - acc(shuffled), {m}",
-                 numbers={"in_order": [in_order[(m, s)] for s in seeds], "shuffled": [shuf[s] for s in seeds]})
+                 numbers={"in_order": [in_order[(m, s)] for s in seeds], "shuffled": [shuf[s] for s in seeds]},
+                 step=1 / DATA["full"]["n_test"] if m == "bow" else 0.0)
 
 if __name__ == "__main__":
     main()
