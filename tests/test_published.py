@@ -501,7 +501,10 @@ def test_replication_quotes_the_shuffled_order_benchmark_as_judged():
         v = judged["verdicts"][m]
         est, (lo, hi) = v["effect"]["estimate"], v["effect"]["ci95"]
         assert f"| {name} | {est:.4f} [{lo:.4f}, {hi:.4f}] | {v['outcome']} |" in text, m
-    assert judged["verdicts"]["bow"]["effect"]["per_seed"] == [0.0, 0.0, 0.0]
+    bow = judged["verdicts"]["bow"]
+    assert bow["effect"]["per_seed"] == [0.0, 0.0, 0.0]
+    lo, hi = bow["effect"]["ci95"]
+    assert f"| bag of embeddings (control) | 0 on every seed [{lo:.5f}, {hi:.5f}] | {bow['outcome']}, as designed |" in text
     checks = " and ".join(str(c["test_acc"]) for c in judged["check"])
     assert f"(they gave {checks})" in text and f"; {judged['wall_seconds']:,.0f} s at {judged['jobs']} jobs)" in text
     rnn, transformer = (judged["verdicts"][m]["effect"] for m in ("rnn", "transformer"))  # the README's sentence
