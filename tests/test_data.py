@@ -613,7 +613,7 @@ def test_a_float_or_text_label_says_what_it_is(tmp_path):
             load_split(f)
 
 
-def test_a_split_of_one_class_is_read_for_evaluation_from_parquet_as_from_csv(tmp_path):
+def test_a_split_of_one_class_is_read_for_evaluation_in_every_form(tmp_path):
     import pandas as pd
 
     texts, labels = make_reviews(20, seed=4)
@@ -622,11 +622,22 @@ def test_a_split_of_one_class_is_read_for_evaluation_from_parquet_as_from_csv(tm
     d.mkdir()
     pd.DataFrame({"text": neg, "label": [0] * len(neg)}).to_parquet(d / "test.parquet")
     pd.DataFrame({"text": neg, "label": [0] * len(neg)}).to_csv(tmp_path / "neg.csv", index=False)
-    for path in (d / "test.parquet", d, tmp_path / "neg.csv"):  # the file itself, a dir's test.parquet, a CSV
-        split = load_split(path)
-        assert split.texts == neg and set(split.labels.tolist()) == {0}, path
+    acl = tmp_path / "aclImdb"  # aclImdb's layout, its pos folder empty (an aclImdb test folder was refused)
+    for cls in ("neg", "pos"):
+        (acl / "test" / cls).mkdir(parents=True)
+    for i, t in enumerate(neg):
+        (acl / "test" / "neg" / f"{i}_2.txt").write_text(t, encoding="utf-8")
+    for path in (d / "test.parquet", d, tmp_path / "neg.csv", acl):  # the file itself, a dir's test.parquet, a CSV,
+        split = load_split(path)  # an aclImdb folder
+        assert sorted(split.texts) == sorted(neg) and set(split.labels.tolist()) == {0}, path
     with pytest.raises(DataError, match="one class"):  # training still needs both
         load_imdb(write_parquet_dir(tmp_path / "train-neg", (neg, [0] * len(neg)), (neg, [0] * len(neg))))
+    (acl / "train" / "neg").mkdir(parents=True)
+    (acl / "train" / "pos").mkdir()
+    (acl / "train" / "neg" / "0_1.txt").write_text("bad", encoding="utf-8")
+    (acl / "train" / "pos" / "0_9.txt").write_text("good", encoding="utf-8")
+    with pytest.raises(DataError, match="one class"):
+        load_imdb(acl)
 
 
 def test_an_aclimdb_folder_gives_one_split_without_reading_the_other(tmp_path):

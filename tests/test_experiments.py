@@ -1183,7 +1183,7 @@ def test_hidden_grads_match_backprop_by_hand():
     model = build_model(with_overrides(TrainConfig(), {"embed_dim": 8, "hidden_dim": 12}), 30)
     tokens, lengths, labels = torch.randint(2, 30, (4, 15)), torch.full((4,), 15), torch.tensor([0.0, 1, 0, 1])
     g = vg.hidden_grads(model, tokens, lengths, labels)
-    states = model.states(tokens, lengths).detach().requires_grad_(True)  # (B, T, H)
+    states = model.states(tokens).detach().requires_grad_(True)  # (B, T, H)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(model.fc(states[:, -1]).squeeze(-1), labels)
     (dh,) = torch.autograd.grad(loss, states)
     dh = dh[:, -1]
@@ -1449,13 +1449,8 @@ def test_a_cgroup_cpu_quota_anywhere_above_this_process_makes_the_share_untold(t
     (root / "pod" / "cpu.max").write_text("50000 100000\n")
     (root / "pod" / "box" / "cpu.max").write_text("max 100000\n")
     monkeypatch.setattr(serial, "CGROUP", str(root))
-    real = serial.Path
-
-    def fake(p, *rest):
-        return real(tmp_path / "self_cgroup") if str(p) == "/proc/self/cgroup" else real(p, *rest)
-
     (tmp_path / "self_cgroup").write_text("0::/pod/box\n")
-    monkeypatch.setattr(serial, "Path", fake)
+    monkeypatch.setattr(serial, "MEMBERSHIP", str(tmp_path / "self_cgroup"))
     assert serial._cpu_quota() and serial.timed_cpus() is None
     (root / "pod" / "cpu.max").write_text("max 100000\n")
     assert not serial._cpu_quota()

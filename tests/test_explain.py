@@ -295,7 +295,7 @@ def test_gradient_norm_matches_the_explicit_loop(runs):
     target = torch.tensor([1.0 if e.p_positive > 0.5 else 0.0])
     torch.nn.functional.binary_cross_entropy_with_logits(logit, target).backward()
     np.testing.assert_allclose(e.grad_norm, x.grad[0].norm(dim=-1).numpy(), rtol=1e-4, atol=1e-9)
-    h = run.model.states(ids, torch.tensor([len(e.ids)]))[0].detach()
+    h = run.model.states(ids)[0].detach()
     ref = [float(h[0].norm())] + [float((h[t] - h[t - 1]).norm()) for t in range(1, len(h))]
     np.testing.assert_allclose(e.state_change, ref, rtol=1e-5)
 

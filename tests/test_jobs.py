@@ -650,6 +650,28 @@ def test_only_the_cores_this_process_may_use_are_counted(monkeypatch):
     assert "usable_cpus" not in environment() and _cores(environment()) == "2 cores"
 
 
+def test_more_threads_than_cpus_is_said_not_refused(ds, tiny_data, tmp_path, monkeypatch):
+    """`--jobs 2 --threads 1000` on 2 CPUs crawled in silence; refusing it would be wrong on a Ray cluster's bigger
+    machines, so a local runner says it before its jobs: the processes it runs them on (no more than the jobs) times
+    the threads, against the CPUs it may use. Not for the default, a fitting count, or jobs already done."""
+    from rnnlab.jobs import Runner
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the runs' threads, not this test's subject
+    for k, (workers, threads, n, said) in enumerate(((1, 3, 1, 1), (8, 1, 3, 3), (8, 1, 2, None), (None, 1, 3, None),
+                                                       (2, 2, 1, None))):
+        lines = []
+        Runner(workers=workers, threads=threads, log=lines.append).run([echo(c, tmp_path / "calls") for c in "abc"[:n]],
+                                                                       ds, str(tiny_data), tmp_path / str(k))
+        notes = [s for s in lines if s.startswith("note:")]
+        assert notes == ([f"note: {said} process(es) x {threads} thread(s) on the 2 CPU(s) this process may use: the "
+                          "jobs share them and run slower (the results do not change)"] if said else []), (k, lines)
+        again = []
+        Runner(workers=workers, threads=threads, log=again.append).run([echo(c, tmp_path / "calls") for c in "abc"[:n]],
+                                                                       ds, str(tiny_data), tmp_path / str(k))
+        assert not [s for s in again if s.startswith("note:")]  # all done before: nothing runs
+
+
 def test_a_worker_ignores_ctrl_c_before_it_loads_torch():
     """Ctrl-C reaches every process of the terminal's group: a worker still loading torch printed its traceback
     ('Process SpawnPoolWorker-2:') under the lab's one line. The worker ignores it before that import."""

@@ -892,3 +892,18 @@ def test_sizes_whose_bytes_overflow_64_bits_are_refused_on_any_device():
     for device in ("cpu", "cuda"):
         with pytest.raises(Unbuildable, match="more bytes than a 64-bit size counts; use smaller sizes"):
             _built(with_overrides(TrainConfig(), {"model": "lstm", "hidden_dim": 800_000_000}), 100, device)
+
+
+def test_the_modules_example_runs(tiny_data, tmp_path):
+    """train.py's docstring shows the loop called from Python; it passed `data.source` where `RunDir.create` takes the
+    Dataset, so a learner copying it met an AttributeError. Run as written, on the tiny data and a scratch folder."""
+    import textwrap
+
+    import rnnlab.train as module
+
+    code = textwrap.dedent(module.__doc__.split("\n\n")[1])
+    assert '"../shared/data/imdb"' in code and '"runs/seed"' in code
+    code = code.replace('"../shared/data/imdb"', repr(str(tiny_data))).replace('"runs/seed"', repr(str(tmp_path / "seed")))
+    scope: dict = {}
+    exec(compile(code, "train.py's docstring", "exec"), scope)
+    assert scope["trained"].summary["test_acc"] is not None and (tmp_path / "seed" / "model.safetensors").is_file()

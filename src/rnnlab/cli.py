@@ -68,7 +68,8 @@ RESUMABLE = ("epochs", "device")  # what --resume may change: extend a run, move
 
 
 def _preset_values(name: str) -> str:
-    """'seed: 5 · tuned: 32 · rnn, lstm, gru, bow, transformer: 4': each preset's value of one field."""
+    """Each preset's value of one field, e.g. for epochs 'seed, notebook: 5 · tuned: 32 · rnn, lstm, gru, bow,
+    transformer: 3'."""
     by_value: dict[str, list[str]] = {}
     for p, cfg in PRESETS.items():
         if p != "default":
@@ -1001,13 +1002,12 @@ def report_command(lab_dir, out, markdown, readme):
     Reads what `rnnlab lab` leaves (LAB_DIR/<experiment>/); a missing part gets a section naming the
     command that makes it. Prints one JSON line last.
     """
-    from .io import atomic_path, held
-    from .report import full_lab, readme_text, readme_with_block, writable, write_report
+    from .io import atomic_path, held_elsewhere
+    from .report import full_lab, pages, readme_text, readme_with_block, writable, write_report
 
     try:
-        if held(lab_dir):  # a lab, shortfall or compare is writing it now
-            html = out if out is not None else lab_dir / "report.html"
-            md = markdown if markdown is not None else html.with_suffix(".md")
+        html, md = pages(lab_dir, out, markdown)
+        if held_elsewhere(lab_dir):  # a lab, shortfall or compare is writing it now
             running = f"{lab_dir}: an rnnlab lab (or shortfall, compare) is writing it now"
             if readme is not None or any(p.resolve().is_relative_to(lab_dir.resolve()) for p in (html, md)):
                 raise InputError(f"{running}, and renders its report itself when it ends; to look at the parts "
@@ -1016,8 +1016,6 @@ def report_command(lab_dir, out, markdown, readme):
         if readme is None:
             written = write_report(lab_dir, out, markdown)
         else:  # checked first: a README that cannot be updated leaves the report files as they were
-            html = out if out is not None else lab_dir / "report.html"
-            md = markdown if markdown is not None else html.with_suffix(".md")
             for flag, path in (("--out", html), ("--markdown", md)):
                 if readme.resolve() == path.resolve() or (readme.exists() and path.exists()
                                                           and os.path.samefile(readme, path)):  # README.md, readme.md

@@ -137,7 +137,7 @@ def load_split(path: str | os.PathLike | None = None, name: str = "test") -> Spl
     directory's NAME.parquet (the other split's file is not needed), else split NAME of the dataset."""
     resolved = resolve_data_path(path)
     p = Path(resolved) if resolved is not None else None
-    # reviews of one class are a fine evaluation set, in any form
+    # reviews of one class are a fine evaluation set, in any form (training needs both: load_imdb)
     if p is not None and p.is_file() and p.suffix.lower() == ".csv":
         return load_csv(p, both_classes=False)
     if p is not None and p.is_file() and p.suffix.lower() == ".parquet":
@@ -146,7 +146,7 @@ def load_split(path: str | os.PathLike | None = None, name: str = "test") -> Spl
         return load_parquet(p / f"{name}.parquet", both_classes=False)
     acl = None if p is None or not p.is_dir() else p if (p / name).is_dir() else p / "aclImdb"
     if acl is not None and (acl / name).is_dir() and not (p / "train.parquet").exists():
-        return _load_acl_split(acl, name)  # the other split is not read (nor refused)
+        return _load_acl_split(acl, name, both_classes=False)  # the other split is not read (nor refused)
     ds = load_imdb(resolved)
     return ds.test if name == "test" else ds.train
 
@@ -273,7 +273,7 @@ def _misnamed(name: str) -> str:
             "class folder)")
 
 
-def _load_acl_split(root: Path, split: str) -> Split:
+def _load_acl_split(root: Path, split: str, both_classes: bool = True) -> Split:
     d = root / split
     if not d.is_dir():
         raise DataError(f"{d}: missing split directory")
@@ -295,7 +295,7 @@ def _load_acl_split(root: Path, split: str) -> Split:
             except UnicodeDecodeError:
                 raise DataError(f"{fp}: not UTF-8 text") from None
             rows.append((label, int(m.group(1)), text))
-    return _acl_rows_to_split(rows, str(d))
+    return _acl_rows_to_split(rows, str(d), both_classes)
 
 
 def _load_acl_tarball(f: Path) -> Dataset:
@@ -393,9 +393,9 @@ def _check_archive_end(tar: tarfile.TarFile, f: Path) -> None:
         raise DataError(f"{f}: truncated or corrupt archive (data after the last readable member)")
 
 
-def _acl_rows_to_split(rows: list, source: str) -> Split:
+def _acl_rows_to_split(rows: list, source: str, both_classes: bool = True) -> Split:
     rows.sort(key=lambda r: (r[0], r[1]))  # negatives first, then by review id: the HF order
-    return _validated([r[2] for r in rows], [r[0] for r in rows], source)
+    return _validated([r[2] for r in rows], [r[0] for r in rows], source, both_classes)
 
 
 # --- hub -----------------------------------------------------------------------------------

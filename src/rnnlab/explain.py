@@ -240,7 +240,7 @@ def _explain(run: Run, text: str, attribution: bool | None, ig_steps: int, sourc
     change = None  # ||h_t - h_{t-1}|| of a recurrent model's top layer
     with torch.no_grad():
         if cfg.model in RECURRENT_KINDS:
-            h = model.states(tokens, lengths)  # one pass for the running opinion and the state change
+            h = model.states(tokens)  # one pass for the running opinion and the state change
             logits, steps = model.read_steps(h, lengths)
             h = h[0, :L]  # (L, H)
             change = (h - torch.cat([torch.zeros_like(h[:1]), h[:-1]])).norm(dim=-1).cpu().double().numpy().tolist()

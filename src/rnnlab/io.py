@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -94,7 +95,7 @@ def exclusive(folder: Path, busy: str) -> Iterator[None]:
         os.close(fd)
 
 
-def held(folder: Path) -> bool:
+def held_elsewhere(folder: Path) -> bool:
     """Whether another process holds `folder` with `exclusive` now. A shared probe: two probes never see each
     other, and `exclusive` sees one only for its instant. False where there is no lock (Windows) or no folder."""
     try:
@@ -150,7 +151,7 @@ def nearest_existing(path: str | os.PathLike) -> Path:
 
 def missing_folders(folder: Path) -> list[Path]:
     """`folder` and those of its parents that do not exist yet, innermost first: what a mkdir(parents=True) makes."""
-    return [d for d in (folder, *folder.parents) if not d.exists()]
+    return list(itertools.takewhile(lambda d: not os.path.lexists(d), (folder, *folder.parents)))
 
 
 def remove_empty(folders: list[Path]) -> None:

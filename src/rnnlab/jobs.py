@@ -212,12 +212,16 @@ def _release_memory() -> None:
         pass
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), not the machine's count."""
+def affinity() -> list[int]:
+    """The CPUs this process may run on: its affinity mask (taskset, a container's cpuset), not the machine's."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def usable_cpus() -> int:
+    return len(affinity()) or 1
 
 
 class Runner:
@@ -314,9 +318,15 @@ class Runner:
             count["done"] += 1
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
 
+        pooled = self.workers > 1 and len(parallel) > 1
+        processes = max(self._pool_size, min(self.workers, len(parallel))) if pooled else 1
+        if todo and not self.ray_address and processes * self.threads > usable_cpus():  # said, not refused: a Ray
+            # cluster's machines may have more CPUs than this one
+            self.log(f"note: {processes} process(es) x {self.threads} thread(s) on the {usable_cpus()} CPU(s) this "
+                     "process may use: the jobs share them and run slower (the results do not change)")
         if self.ray_address:
             self._run_ray(parallel, data_arg, fingerprint, finished)
-        elif self.workers > 1 and len(parallel) > 1:
+        elif pooled:
             self._run_pool(parallel, data_arg, fingerprint, finished)
         else:
             for job in parallel:

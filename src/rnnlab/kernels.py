@@ -29,7 +29,10 @@ layouts (LSTM gates i, f, g, o; GRU r, z, n with b_hn inside r * (W_hn h + b_hn)
 or float64, and return gradients for x (so the embedding trains) and all four weight tensors.
 One unidirectional layer with biases and a zero initial state; stack calls for more layers
 (with dropout between them, as nn.LSTM does). `tests/test_kernels.py` checks values and
-gradients against the nn modules, and gradcheck.
+gradients against the nn modules, and gradcheck. Where the modules go further, these kernels do not:
+no second derivatives (a backward with create_graph=True raises), no empty batch (B = 0 raises), and an
+infinite input gives the GRU NaN states where nn.GRU saturates (an independent check of session 61;
+nothing rnnlab runs reaches them).
 
 On CPU, nn.GRU runs a chain of small ops per step and nn.LSTM runs oneDNN's fused LSTM. These
 kernels spend most of a layer's time in the matmuls that any kernel of this design must do (how
@@ -39,7 +42,7 @@ docs/PERFORMANCE.md). How:
 - Time is cut into chunks of ~ROWS_PER_CHUNK rows (K steps x B). Per chunk the input
   projection of its K steps is one addmm into a chunk buffer, where each step then adds its
   recurrent term in place (one addmm per step) while the chunk is in cache.
-- Few elementwise kernels per step, as each costs a fixed few microseconds: tanh is ~5x slower
+- Few elementwise kernels per step, as each costs a fixed few microseconds: tanh is several times slower
   than sigmoid on CPU, so the g / n pre-activations are doubled (their weight rows x2) and
   tanh(a) = 2 sigmoid(2a) - 1. One in-place sigmoid covers all four LSTM gates, and the LSTM
   keeps 2c, so tanh(c) is one more sigmoid: addmm, sigmoid, add, mul, addcmul, sigmoid, add,
@@ -83,7 +86,7 @@ class _TanhRecurrence(torch.autograd.Function):
     """hs[t] = tanh(xw[t] + hs[t-1] @ W_hh.T) with hs[-1] = 0, and hand-written BPTT.
 
     Forward keeps s = (h + 1) / 2 = sigmoid(2z), so each step is one addmm and one in-place
-    sigmoid (tanh itself is ~3x slower than sigmoid on CPU); backward is one mul and one addmm
+    sigmoid (tanh itself is several times slower on CPU: module docstring); backward is one mul and one addmm
     per step, with the weight gradient as one big matmul at the end.
     """
 

@@ -15,7 +15,6 @@ seed baseline's epoch time on this machine (../shared/bench/seed_baseline.py, fo
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -32,8 +31,8 @@ from .config import NOTEBOOK, QUICK_SEED, from_dict, with_overrides
 from .data import Dataset, data_source, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, measured, rows_to_csv, run_experiment
-from .io import (RunError, StorageError, exclusive, file_in_the_way, in_the_way, nearest_existing, remove_empty,
-                 remove_leftovers, shorten, text_sha256, write_json, write_text)
+from .io import (RunError, StorageError, exclusive, file_in_the_way, in_the_way, missing_folders, nearest_existing,
+                 remove_empty, remove_leftovers, shorten, text_sha256, write_json, write_text)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -57,8 +56,7 @@ def check_out(out: Path, device: str) -> None:
     if blocked is not None:
         raise RunError(f"{out}: output path is a file, not a directory" if blocked == out
                        else f"{out}: {blocked} is a file, not a directory")
-    if out.is_symlink() and not out.exists():  # before the data is read (held() would find it after)
-        raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
+    dangling(out)  # before the data is read (held() would find it after)
     if why := in_the_way(out):  # a link to nothing, or a loop, on the way to OUT
         raise RunError(f"{out}: {why}")
     for d in (out / "jobs", nearest_existing(out)):  # before any job trains: a read-only --out fails now
@@ -71,14 +69,19 @@ def check_out(out: Path, device: str) -> None:
             raise RunError(f"cannot write {where}: permission denied or read-only")
 
 
+def dangling(out: Path) -> None:
+    """Refuse an OUT that is a symbolic link to nowhere."""
+    if out.is_symlink() and not out.exists():
+        raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
+
+
 @contextlib.contextmanager
 def held(out: Path):
     """OUT made and held by this process while a lab (or shortfall, compare) writes it: a second one into the same
     OUT fails at once instead of running every job again beside it; writes a killed run left half-done are
     deleted (they are never read)."""
-    if out.is_symlink() and not out.exists():  # mkdir would say only "file exists"
-        raise StorageError(f"cannot write {out}: a symbolic link to nowhere (a loop, or its target is gone)")
-    made = list(itertools.takewhile(lambda p: not os.path.lexists(p), (out, *out.parents)))  # innermost first
+    dangling(out)  # mkdir would say only "file exists"
+    made = missing_folders(out)  # innermost first
     out.mkdir(parents=True, exist_ok=True)
     with exclusive(out, "another rnnlab lab, shortfall or compare is writing here; wait for it or stop it"):
         remove_leftovers(out, only=OWN_FILES)  # --out may be a folder of the user's own
@@ -94,16 +97,14 @@ def held(out: Path):
 
 
 def run_experiments(experiments, ds: Dataset, out: Path, quick: bool = False, device: str = "auto",
-                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None,
-                    command: str | None = None) -> list[dict]:
-    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts.
-    `command`: what verdict.json records as the command that made them (default: this process's)."""
+                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None) -> list[dict]:
+    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts."""
     runner = runner or Runner(workers=1, log=log)
     mode = "quick" if quick else "full"
     jobs = [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
     runner.run(jobs, ds, data_arg, out / "jobs")
     return [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
-                           data_arg=data_arg, command=command) for e in experiments]
+                           data_arg=data_arg) for e in experiments]
 
 
 def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", runner: Runner | None = None,

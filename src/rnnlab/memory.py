@@ -90,7 +90,8 @@ def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgro
         have = info["MemAvailable"] + info.get("SwapFree", 0)
     except (OSError, ValueError, KeyError, IndexError):
         return None
-    for folder, (limit_file, usage_file, stat_file, key) in _cgroups(Path(cgroup), membership):
+    for folder, v2 in cgroup_folders("memory", Path(cgroup), membership):
+        limit_file, usage_file, stat_file, key = _V2 if v2 else _V1
         try:
             limit = (folder / limit_file).read_text().strip()
         except OSError:
@@ -122,11 +123,11 @@ _V2 = ("memory.max", "memory.current", "memory.stat", "inactive_file")
 _V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "total_inactive_file")
 
 
-def _cgroups(root: Path, membership: str) -> list[tuple[Path, tuple[str, str, str, str]]]:
-    """The cgroup folders whose memory limit may apply to this process, with their files: its own group and each
-    parent below the mount (from /proc/self/cgroup: "0::/a/b" for v2, "4:memory:/a/b" for v1), then the mounts'
-    roots (a container with its own cgroup namespace sees its group there)."""
-    mounts = {"": (root, _V2), "memory": (root / "memory", _V1)}
+def cgroup_folders(controller: str, root: Path, membership: str) -> list[tuple[Path, bool]]:
+    """The cgroup folders whose `controller` ("memory", "cpu") limits may apply to this process, each with whether it
+    is cgroup v2's: its own group and each parent below the mount (from /proc/self/cgroup: "0::/a/b" for v2,
+    "4:memory:/a/b" for v1), then the mounts' roots (a container with its own cgroup namespace sees its group there)."""
+    mounts = {"": (root, True), controller: (root / controller, False)}
     try:
         lines = Path(membership).read_text().splitlines()
     except (OSError, ValueError):
@@ -135,14 +136,14 @@ def _cgroups(root: Path, membership: str) -> list[tuple[Path, tuple[str, str, st
     for line in lines:
         _, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
-        kind = "" if controllers == "" else "memory" if "memory" in controllers.split(",") else None
+        kind = "" if controllers == "" else controller if controller in controllers.split(",") else None
         names = path.split("/")[1:] if path.startswith("/") else [".."]  # a group's name may hold spaces or ':'
         if kind is None or ".." in names:  # ".." never comes from the kernel: nothing outside the mount is read
             continue
-        base, files = mounts[kind]
+        base, v2 = mounts[kind]
         folder = base.joinpath(*names)
         while folder != base and base in folder.parents:
-            folders.append((folder, files))
+            folders.append((folder, v2))
             folder = folder.parent
     return folders + list(mounts.values())
 

@@ -118,19 +118,20 @@ class RecurrentClassifier(Classifier):
                     for block in p.data.split(hidden_dim, 0):  # LSTM/GRU stack their gates
                         nn.init.orthogonal_(block)
 
-    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Top-layer hidden states (B, T, H); entries past a review's end are junk (never read)."""
+    def states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Top-layer hidden states (B, T, H); entries past a review's end are junk (never read: the callers pool
+        them with the lengths)."""
         if self.training and self.drop.p == 0 and tokens.device.type == "cpu":
             return run_recurrent(self.rnn, *fold(self.embedding, tokens))  # each distinct token projected once
         return run_recurrent(self.rnn, self.drop(self.embedding(tokens)))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         lengths = lengths.to(tokens.device)
-        return self.fc(self.drop(pool_states(self.states(tokens, lengths), lengths, self.pool))).squeeze(-1)
+        return self.fc(self.drop(pool_states(self.states(tokens), lengths, self.pool))).squeeze(-1)
 
     def forward_steps(self, tokens: torch.Tensor, lengths: torch.Tensor):
         lengths = lengths.to(tokens.device)
-        return self.read_steps(self.states(tokens, lengths), lengths)  # one pass: the states of every prefix
+        return self.read_steps(self.states(tokens), lengths)  # one pass: the states of every prefix
 
     def read_steps(self, out: torch.Tensor, lengths: torch.Tensor):
         """`forward_steps` from the states `out` (B, T, H) that `states` returned."""

@@ -803,6 +803,14 @@ def readme_with_block(lab: Path, readme: Path) -> str:
     return f"{head}{README_START}\n{block}\n{README_END}{tail}"
 
 
+def pages(lab: str | os.PathLike, out: str | os.PathLike | None, markdown: str | os.PathLike | None) -> tuple[Path, Path]:
+    """The HTML page and the Markdown twin `write_report` writes: by default LAB/report.html and the page with .md."""
+    out = Path(out) if out is not None else Path(lab) / "report.html"
+    if not out.name:  # '' or '/': no file name to write, nor to put .md on
+        raise ReportError(f"{out}: give a file name")
+    return out, Path(markdown) if markdown is not None else out.with_suffix(".md")
+
+
 def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike | None = None,
                  markdown: str | os.PathLike | None = None) -> dict:
     """Render LAB to `out` (default LAB/report.html) and its Markdown twin (default: `out` with .md).
@@ -813,10 +821,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     """
     lab = Path(lab)
     sections = collect(lab)
-    out = Path(out) if out is not None else lab / "report.html"
-    if not out.name:  # '' or '/': no file name to write, nor to put .md on
-        raise ReportError(f"{out}: give a file name")
-    markdown = Path(markdown) if markdown is not None else out.with_suffix(".md")
+    out, markdown = pages(lab, out, markdown)
     for p in (out, markdown):
         if p.is_dir():
             raise ReportError(f"{p}: is a directory; give a file name")
@@ -852,8 +857,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        pages = [(markdown, render_markdown(sections, lab, link)), (out, render_html(sections, lab))]
-        for path, text in pages:
+        files = [(markdown, render_markdown(sections, lab, link)), (out, render_html(sections, lab))]
+        for path, text in files:
             if not path.exists():
                 created.append(path)
             write_text(path, text)

@@ -31,9 +31,9 @@ import torch
 
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held, in_the_way, load_tensors,
-                 missing_folders, read_json, read_jsonl, remove_empty, remove_leftovers, require_file, save_tensors,
-                 shorten, temp_prefix, write_json, write_jsonl)
+from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held_elsewhere, in_the_way,
+                 load_tensors, missing_folders, read_json, read_jsonl, remove_empty, remove_leftovers, require_file,
+                 save_tensors, shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
 from .text import Vocab
 
@@ -511,7 +511,7 @@ class RunDir:
             return None
         if ck is None:
             return None
-        if held(self.path):  # `train` is writing it now
+        if held_elsewhere(self.path):  # `train` is writing it now
             return f"{self.path}: being trained now (epoch {ck['epoch']} of {self.config().epochs} done)"
         epochs = self.config().epochs
         stopped = ("its final test did not run" if ck["epoch"] >= epochs
@@ -530,7 +530,7 @@ class RunDir:
             raise RunError(f"{self.path}: vocab.json's tokenizer strip_html ({vocab.strip_html}) contradicts "
                            f"config.json's ({cfg.strip_html})")
         if not any((self.path / f).exists() for f in ("model.safetensors", "checkpoint.json", "summary.json")):
-            if held(self.path):  # --resume is refused while `train` holds it
+            if held_elsewhere(self.path):  # --resume is refused while `train` holds it
                 raise RunError(f"{self.path}: is being trained now: no weights yet (its first epoch has not finished)")
             raise RunError(f"{self.path}: stopped before its first epoch finished (killed, or out of memory): no "
                            f"weights yet; rnnlab train --resume {self.path} trains it")

@@ -6,8 +6,9 @@
     from rnnlab.runs import RunDir
     from rnnlab.train import train
     cfg = preset("seed")
-    data = prepare(cfg, load_imdb("../shared/data/imdb"))
-    trained = train(cfg, data, RunDir.create("runs/seed", cfg, data.vocab, data.source))
+    ds = load_imdb("../shared/data/imdb")
+    data = prepare(cfg, ds)
+    trained = train(cfg, data, RunDir.create("runs/seed", cfg, data.vocab, ds))
     trained.model, trained.metrics, trained.summary   # selected weights, one row per epoch, test accuracy
 
 Adam + BCE-with-logits as in the notebook. Each step records the unclipped gradient norm, then
