@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 
 import json
+import math
 import os
 import re
 import shutil
@@ -1295,3 +1296,48 @@ def test_the_figures_gradient_axis_has_numbers_at_both_ends(runs, tmp_path, monk
     import matplotlib.pyplot as plt
 
     plt.close(drawn[0])
+
+
+def test_a_run_name_with_a_terminals_escape_codes_is_shown_not_obeyed(runs, tmp_path):
+    """A run folder (or --html path) named with ESC[2J or an OSC title sequence reached the terminal raw: the header
+    cleared the screen and set the window's title; the SVG figure was not well-formed XML (the HTML audit)."""
+    from xml.dom import minidom
+
+    run = tmp_path / "evil\x1b[2J\x1b]0;pwned\x07run"
+    shutil.copytree(runs["rnn"], run)
+    for extra in ([], ["--plain"], ["--html", str(tmp_path / "o\x1b[2J.html")], ["--png", str(tmp_path / "f.svg")]):
+        r = CliRunner().invoke(main, ["explain", str(run), "--text", REVIEW, "--no-attribution", *extra])
+        assert r.exit_code == 0, r.output
+        assert "\x1b[2J" not in r.output and "\x1b]" not in r.output and "\x07" not in r.output, extra
+        assert "evil\\x1b[2J\\x1b]0;pwned\\x07run" in r.output, extra
+    assert "evil" in minidom.parse(str(tmp_path / "f.svg")).toxml()
+
+
+def test_json_writes_a_value_that_is_not_a_number_as_null(runs, monkeypatch):
+    """An attribution of 0/0 printed NaN, which is not JSON (a strict parser refuses the whole object)."""
+    import rnnlab.explain
+
+    real = rnnlab.explain.explain_runs
+
+    def with_nan(*a, **k):
+        return [dataclasses.replace(e, attribution=[math.nan] + e.attribution[1:], attribution_delta=math.inf)
+                for e in real(*a, **k)]
+
+    pytest.importorskip("captum")
+    monkeypatch.setattr(rnnlab.explain, "explain_runs", with_nan)
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--text", REVIEW, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert out["runs"][0]["attribution"][0] is None and out["runs"][0]["attribution_delta"] is None
+    (e,) = real([runs["rnn"]], REVIEW)
+    assert json.loads(dataclasses.replace(e, attribution_delta=math.nan).to_json())["attribution_delta"] is None
+
+
+def test_an_empty_review_from_the_data_is_refused_without_a_note_on_how_it_would_be_read(runs, tmp_path):
+    """`--review 0` of a file whose review is empty said "the model reads one <unk> token", then refused it."""
+    f = tmp_path / "e.csv"
+    f.write_text('text,label\n"",1\n"good film",0\n', encoding="utf-8")
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--review", "0", "--data", str(f)])
+    assert r.exit_code == 2 and "note:" not in r.output, r.output
+    assert r.stderr.strip().splitlines() == [f"Error: empty review (review 0 of {f}): there is nothing to explain"]
+    assert CliRunner().invoke(main, ["explain", str(runs["rnn"]), "--review", "1", "--data", str(f)]).exit_code == 0

@@ -74,3 +74,12 @@ def test_a_font_looked_up_before_rnnlab_plots_is_imported_is_looked_up_again():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     before, after, own = r.stdout.splitlines()
     assert after.startswith(own), (before, after)
+
+
+def test_a_glyph_the_font_lacks_is_drawn_without_a_warning(tmp_path, recwarn):
+    """A run named with an emoji printed matplotlib's "Glyph 128104 missing from font(s)" and a source line on
+    stderr, twice per figure (the HTML audit of session 61); the figure shows a box, which says enough."""
+    fig, ax = plt.subplots()
+    ax.set_title("run \U0001F468\u200d\U0001F469\u200d\U0001F467")
+    save_figure(fig, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0 and not [w for w in recwarn if "Glyph" in str(w.message)]

@@ -244,7 +244,10 @@ def test_html_is_one_self_contained_file(lab):
     assert not re.search(r"https?://", text), re.search(r".{60}https?://.{60}", text)
     page = Page(text)
     for tag, a in page.tags:  # nothing is fetched: no URL in any attribute, no external script or stylesheet
-        assert tag not in ("link", "iframe", "object", "embed", "base") and not (tag == "script" and "src" in a)
+        if tag == "link":  # an empty icon: a browser that gets the page from a server asks it for /favicon.ico
+            assert a == {"rel": "icon", "href": "data:,"}, a  # otherwise, and logs the 404 as a console error
+            continue
+        assert tag not in ("iframe", "object", "embed", "base") and not (tag == "script" and "src" in a)
         for key in ("src", "href", "srcset", "data", "action", "poster"):
             assert not re.match(r"\s*(\w+:)?//", a.get(key) or ""), (tag, a)
     assert "@import" not in text and not re.search(r"url\(\s*['\"]?(?!data:)", text)
@@ -1019,6 +1022,24 @@ def test_report_renders_in_headless_chromium(lab, tmp_path, width):
     assert 0.005 < dark < 0.5, dark  # text and figures drawn, not a blank (or black) page
 
 
+@pytest.mark.browser
+def test_a_lab_at_a_long_path_does_not_widen_the_page(tmp_path):
+    """The report's notes name the lab's folder ("Rendered ... from PATH", "To read it again: rnnlab explain PATH"),
+    one unbreakable string: at a longer path than the tests' the page scrolled sideways on a phone (450 px of 390;
+    the HTML audit of session 61)."""
+    browser = _chromium()
+    lab = make_lab(tmp_path / ("experiments_2024_imdb_sentiment_full_lab_seed0_threads1" * 3) / "lab")
+    write_report(lab)
+    page = tmp_path / "checked.html"
+    page.write_text((lab / "report.html").read_text().replace("</body>", CHECK + "</body>"))
+    r = _browser(browser, tmp_path / "profile", "--window-size=360,900", "--virtual-time-budget=10000", "--dump-dom",
+                 page.as_uri())
+    found = re.search(r'<pre id="test-result">(.*?)</pre>', r.stdout, re.S)
+    assert found, "the test's script did not run:\n" + r.stdout[-2000:]
+    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert result["scrollWidth"] <= result["innerWidth"], result
+
+
 def test_the_readme_says_when_another_part_decided_a_claim_and_what_an_interval_is_over(lab):
     v = json.loads((lab / "serial" / "verdict.json").read_text())
     v["outcome"] = "inconclusive"  # its effect alone holds (0.0123 [0.0023, 0.0223] > 0): a sub-question decided
@@ -1289,6 +1310,50 @@ def test_an_explained_page_deleted_is_not_named_as_there(lab):
     text = (lab / "report.md").read_text()
     assert "explain/review-7.html in the lab's folder" not in text
     assert "Interactive page: explain/review-7.html, which picks.json names, is not in the lab's folder." in text
+
+
+def test_an_explained_figure_outside_the_folder_is_not_embedded(lab):
+    """picks.json's page was checked to lie in the lab's explain/ folder, its figure not: '..' embedded any PNG on
+    the disk in the report (the HTML audit of session 61). A missing one inside is still said to be missing."""
+    picks = json.loads((lab / "explain" / "picks.json").read_text())
+    picks["picks"][1]["files"]["png"] = "../serial/serial.png"
+    write_json(lab / "explain" / "picks.json", picks)
+    write_report(lab)
+    md = (lab / "report.md").read_text()
+    assert ("Figure not shown: explain/../serial/serial.png, which picks.json names, is not in the lab's folder."
+            in md)
+    assert len(Page((lab / "report.html").read_text()).images["explain"]) == 0
+    picks["picks"][1]["files"]["png"] = "gone.png"
+    write_json(lab / "explain" / "picks.json", picks)
+    write_report(lab)
+    assert "gone.png: missing (rerunning the lab draws it again)" in (lab / "report.md").read_text()
+
+
+def test_an_outcome_rnnlab_does_not_write_is_unreadable_not_left_out_of_the_count(lab):
+    """A verdict.json whose outcome was "Holds" got a grey badge and was left out of the headline's count (4 claims
+    of 5), with no problem named (the HTML audit of session 61)."""
+    v = json.loads((lab / "serial" / "verdict.json").read_text())
+    v["outcome"] = "Holds"
+    write_json(lab / "serial" / "verdict.json", v)
+    written = write_report(lab)
+    md = (lab / "report.md").read_text()
+    assert "serial/verdict.json: outcome 'Holds' is none of rnnlab's (holds, does not hold, inconclusive)" in md
+    assert "unreadable" in written["summary"] or any("serial" in p for p in written["problems"]), written
+
+
+def test_a_labs_fields_cannot_change_the_markdown_around_them(lab):
+    """The Markdown escaped |, _ and < only: a claim holding ![t](http://...) drew a remote image on GitHub, a
+    newline ended its table row, and a command holding ``` closed its code block (the HTML audit of session 61)."""
+    v = json.loads((lab / "serial" / "verdict.json").read_text())
+    v["claim"] = "a claim ![t](http://example.com/x.png) with `code`\nand a second line | and a bar"
+    v["command"] = "rnnlab shortfall serial  # ``` not the end"
+    write_json(lab / "serial" / "verdict.json", v)
+    write_report(lab)
+    md = (lab / "report.md").read_text()
+    assert "![t](http" not in md and "a claim !\\[t](http://example.com/x.png) with \\`code\\` and a second line \\| and a" in md
+    row = next(line for line in md.splitlines() if line.startswith("| ") and "a claim" in line)
+    assert row.count(" | ") == 3, row  # the overview's four cells, the claim's bar escaped
+    assert "````bash\nrnnlab shortfall serial  # ``` not the end\n````" in md
 
 
 @pytest.mark.parametrize("name", ["../../lab.json", "x" * 5000])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,10 @@ def esc(s) -> str:
 
 
 def md_text(s) -> str:
-    return str(s).replace("|", "\\|").replace("_", "\\_").replace("<", "&lt;")
+    """`s` as Markdown shows it as written, on one line: a lab's field cannot end a table row, draw a remote image
+    (![..](url)), open code (`) or HTML (<)."""
+    return (" ".join(str(s).splitlines()).replace("|", "\\|").replace("_", "\\_").replace("<", "&lt;")
+            .replace("`", "\\`").replace("![", "!\\["))
 
 
 @dataclass
@@ -97,7 +101,8 @@ class Code:
         return f"<pre><code>{esc(self.text)}</code></pre>"
 
     def md(self, link) -> str:
-        return f"```bash\n{self.text}\n```"
+        fence = "`" * max(3, 1 + max(map(len, re.findall("`+", self.text)), default=0))  # longer than any inside
+        return f"{fence}bash\n{self.text}\n{fence}"
 
 
 @dataclass
@@ -140,5 +145,5 @@ th,td{border:1px solid #d0d7de;padding:.2rem .5rem;text-align:left;vertical-alig
 .badge{display:inline-block;padding:.05rem .6rem;border-radius:1rem;font-weight:700;font-size:.75rem;color:#fff;
 text-transform:uppercase}.holds .badge{background:#1a7f37}.fails .badge{background:#cf222e}
 .unknown .badge{background:#6e7781}.note{font-size:.85rem;color:#59636e}pre{background:#f6f8fa;padding:.6rem;
-overflow-x:auto}.headline{font-size:1.2rem;font-weight:600}
+overflow-x:auto}.headline{font-size:1.2rem;font-weight:600}p,h1,h2,h3{overflow-wrap:break-word}
 """

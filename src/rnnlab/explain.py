@@ -55,8 +55,8 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, owner, pid_alive,
-                 printable, shorten)
+from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, jsonable, one_line,
+                 owner, pid_alive, printable, shorten)
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -128,7 +128,7 @@ class Explanation:
         return dataclasses.asdict(self) | {"attribution_warning": attribution_warning(self)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        return json.dumps(jsonable(self.to_dict()), allow_nan=False)  # NaN (an attribution of 0/0) as null
 
     @classmethod
     def from_dict(cls, d: dict) -> "Explanation":
@@ -818,6 +818,8 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             click.echo(f"note: {note}", err=True)
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "a review given on the command line" if words else source
+        if not text.strip():  # a data file's empty review, refused before any note on what it reads
+            raise ValueError(f"empty review ({source}): there is nothing to explain")
         wordless = {r.name: wordless_note([text], r.vocab.strip_html) for r in runs}
         if len(set(wordless.values())) > 1:  # runs that tokenise differently (<br /> tags): say which
             wordless = {name: f"{name}: {note}" for name, note in wordless.items() if note}
@@ -850,22 +852,25 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
             previous[1].unlink(missing_ok=True)
     for path in (html_path, png_path):
         if path:
-            click.echo(f"wrote {path}", err=True)
+            click.echo(f"wrote {one_line(str(path))}", err=True)
+    # the terminal shows a run's or a data file's name with its control characters escaped (a name holding a
+    # terminal's escape codes would clear the screen or set the window's title), as error lines do
+    shown = [dataclasses.replace(e, run=one_line(e.run), source=one_line(e.source)) for e in exps]
     if as_json:
         al = align(exps)
-        echo_whole(json.dumps({"source": source, "alignment": {"note": al.note, "rows": [
-            {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}))
-        for e in exps:  # as the page and the terminal view say it (each run's "attribution_warning" in the JSON)
+        echo_whole(json.dumps(jsonable({"source": source, "alignment": {"note": al.note, "rows": [
+            {"word": w, "index": idx} for w, idx in al.rows]}, "runs": [e.to_dict() for e in exps]}), allow_nan=False))
+        for e in shown:  # as the page and the terminal view say it (each run's "attribution_warning" in the JSON)
             if attribution_warning(e):
                 click.echo(f"note: {e.run}: {attribution_warning(e).split('. ')[0]}", err=True)
         return
     if html_path or png_path:  # the words are in the file: here each run's answer, not a table of 1,000 rows
-        runs = ["\n".join(header_lines(e)) for e in exps]
-        echo_whole(printable("\n\n".join(runs + ([f"aligned: {align(exps).note}"] if len(exps) > 1 else []))))
+        runs = ["\n".join(header_lines(e)) for e in shown]
+        echo_whole(printable("\n\n".join(runs + ([f"aligned: {align(shown).note}"] if len(shown) > 1 else []))))
         return
     colour = (not plain and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
               and os.environ.get("TERM", "") != "dumb")  # a dumb terminal shows escape codes as text
-    echo_whole(printable(render_terminal(exps, colour)), nl=False)  # a name's bytes that are not UTF-8, escaped
+    echo_whole(printable(render_terminal(shown, colour)), nl=False)  # a name's bytes that are not UTF-8, escaped
 
 
 from .explain_views import header_lines, render_terminal, write_html, write_png  # noqa: E402  (re-exported)

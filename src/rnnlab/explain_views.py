@@ -483,11 +483,13 @@ def write_html(explanations: list[Explanation], path: str | os.PathLike, title: 
 def write_png(explanations: list[Explanation], path: str | os.PathLike, max_labels: int = 60) -> Path:
     """A figure: the running opinion of every run; each run's attribution as bars; the gradient norm on a
     log axis (and ||h_t - h_{t-1}|| for recurrent runs). Token labels under every k-th token."""
-    from .io import printable
+    from .io import one_line, printable
     from .plots import plt, save_figure, tight
 
-    exps = [dataclasses.replace(e, run=printable(e.run), source=printable(e.source), words=list(map(printable, e.words)))
-            for e in explanations]  # matplotlib takes no lone surrogates (bytes of a name that are not UTF-8)
+    exps = [dataclasses.replace(e, run=one_line(printable(e.run)), source=one_line(printable(e.source)),
+                                words=list(map(printable, e.words)))
+            for e in explanations]  # matplotlib takes no lone surrogates (bytes of a name that are not UTF-8), and
+    # an SVG no control characters
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     al = align(exps)

@@ -5,6 +5,7 @@ import io
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 
 
@@ -123,7 +124,10 @@ def save_figure(fig, path: str | os.PathLike, **kw) -> None:
     fmt = path.suffix.lstrip(".")
     buf = io.BytesIO()
     try:  # no date in an SVG (a PNG has none): the same rows redraw the same bytes (benchmarks/redraw.py)
-        fig.savefig(buf, format=fmt, bbox_inches="tight", **({"metadata": {"Date": None}} if fmt == "svg" else {}), **kw)
+        with warnings.catch_warnings():  # a name's emoji is drawn as a box, not also told as a source line
+            warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from font", UserWarning)
+            fig.savefig(buf, format=fmt, bbox_inches="tight", **({"metadata": {"Date": None}} if fmt == "svg" else {}),
+                        **kw)
     finally:
         plt.close(fig)
     write_bytes(path, buf.getvalue())

@@ -27,7 +27,7 @@ from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section,
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
 from .io import (RunError, atomic_path, fault, first_line, is_run_dir, missing_folders, owner, read_json,
-                 require_file, text_file_sha256, write_text)
+                 require_file, shorten, text_file_sha256, write_text)
 
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
@@ -280,6 +280,9 @@ def experiment_section(name: str, lab: Path, known: dict) -> Section:
     d = lab / name
     try:
         v = _record(d / "verdict.json", ("claim", "criterion", "outcome"))
+        if v["outcome"] not in OUTCOME_CLASS:  # it would be left out of the headline's count, unsaid
+            raise RunError(f"{d / 'verdict.json'}: outcome {shorten(repr(v['outcome']))} is none of rnnlab's "
+                           f"({', '.join(OUTCOME_CLASS)})")
         _judged_rows(d, v)
     except RunError as err:
         return _not_there(sec, d / "verdict.json", err, lab, known)
@@ -417,8 +420,11 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
                             + (f" To read it again: {_again(picks, p['data_index'], lab, known)}"
                                if "data_index" in p else ""), note=True)]
         png = p.get("files", {}).get("png")
-        if png:
+        if png and _in_folder(lab / "explain", lab / "explain" / png, exists=False):  # missing: figure() says so
             sec.blocks += figure(lab / "explain" / png, f"{p['rule']}: the review word by word")
+        elif png:  # a name with '..' would embed any image on the disk
+            sec.blocks.append(Text(f"Figure not shown: explain/{png}, which picks.json names, is not in the lab's "
+                                   "folder.", note=True))
         page = f"explain/{p['files']['html']}"
         sec.blocks.append(Text(f"Interactive page: {page} in the lab's folder (hover a word for its numbers)."
                                if _in_folder(lab / "explain", lab / page) else
@@ -426,11 +432,11 @@ def _explain_blocks(sec: Section, picks: dict, lab: Path, known: dict) -> Sectio
     return sec
 
 
-def _in_folder(folder: Path, f: Path) -> bool:
-    """Whether `f` is a file inside `folder` (a name with '..' that leads out of it is not; one the system cannot
-    look up, too long or with a NUL, neither)."""
+def _in_folder(folder: Path, f: Path, exists: bool = True) -> bool:
+    """Whether `f` is a file inside `folder` (with exists=False: would be, if it were there; a name with '..' that
+    leads out of it is not; one the system cannot look up, too long or with a NUL, neither)."""
     try:
-        return f.is_file() and f.resolve().is_relative_to(folder.resolve())
+        return (f.is_file() or not exists) and f.resolve().is_relative_to(folder.resolve())
     except (OSError, ValueError, RuntimeError):  # RuntimeError: a link loop
         return False
 
@@ -617,7 +623,8 @@ def render_html(sections: list[Section], lab: Path) -> str:
                      + "</section>" for s in sections)
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>rnnlab report: {esc(head)}</title><style>{CSS}</style></head><body>\n"
+            f'<title>rnnlab report: {esc(head)}</title><link rel="icon" href="data:,"><style>{CSS}</style></head>'
+            "<body>\n"
             f"<header><h1>rnnlab report</h1><p class=\"headline\">{esc(head)}</p><p>{esc(intro(sections) + ' ' + data_budget(sections))}</p>"
             f"{overview(sections).html(None)}<p class=\"note\">Rendered {time.strftime('%Y-%m-%d %H:%M')} from "
             f"{esc(lab)} by rnnlab report.</p></header>\n{body}\n</body></html>\n")
