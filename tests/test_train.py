@@ -907,3 +907,16 @@ def test_the_modules_example_runs(tiny_data, tmp_path):
     scope: dict = {}
     exec(compile(code, "train.py's docstring", "exec"), scope)
     assert scope["trained"].summary["test_acc"] is not None and (tmp_path / "seed" / "model.safetensors").is_file()
+
+
+def test_a_config_of_an_earlier_version_loads_where_its_retired_fields_did_nothing():
+    """config.RETIRED: a saved run's config.json from before a field was removed loads where the field held its
+    no-op value, and is refused, naming it, where the run depended on it."""
+    from rnnlab.config import RETIRED, TrainConfig, from_dict
+
+    old = {**TrainConfig().__dict__, **RETIRED}
+    assert from_dict(old) == TrainConfig()
+    with pytest.raises(ConfigError, match=r"bidirectional=True is no longer supported"):
+        from_dict({**old, "bidirectional": True})
+    with pytest.raises(ConfigError):
+        from_dict({**old, "no_such_field": 1})

@@ -95,10 +95,10 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
         _check_memory(cfg, data, model)
     if run_dir:
         run_dir.resumed_as(cfg)
-    steps = math.ceil(len(data.train.lengths) / cfg.batch_size)  # every epoch's, in either batching
-    checks = validation_steps(steps, cfg.val_checks) if data.val is not None else set()
+    n_steps = math.ceil(len(data.train.lengths) / cfg.batch_size)  # every epoch's, in either batching
+    checks = validation_steps(n_steps, cfg.val_checks) if data.val is not None else set()
     if cfg.val_checks > len(checks) > 0 and epochs:
-        log(f"note: --val-checks {cfg.val_checks} is more than the {steps} steps of an epoch: "
+        log(f"note: --val-checks {cfg.val_checks} is more than the {n_steps} steps of an epoch: "
             "validation runs after every step")
     if cfg.val_checks > 1 and not checks and epochs:
         log(f"note: --val-checks {cfg.val_checks} does nothing without a validation split (val_fraction 0)")
@@ -107,7 +107,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     show = (sys.stderr is not None and sys.stderr.isatty()) if progress is None else progress  # None: 2>&-
     with StopOnSignal() as stop:
         for epoch in epochs:
-            row = _epoch(cfg, data, model, opt, epoch, steps, checks, best, stop, on_step, show)
+            row = _epoch(cfg, data, model, opt, epoch, n_steps, checks, best, stop, on_step, show)
             if "val_acc" not in row:
                 best.take(epoch, model)  # no validation split: the last epoch is kept
             if cfg.test_every_epoch:
@@ -123,7 +123,7 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
     return _finish(cfg, data, model, metrics, best, device, run_dir)
 
 
-def _epoch(cfg, data, model, opt, epoch, steps, checks, best, stop, on_step, show) -> dict:
+def _epoch(cfg, data, model, opt, epoch, n_steps, checks, best, stop, on_step, show) -> dict:
     """One epoch's steps, a validation pass after each step in `checks`; returns its row of metrics.jsonl."""
     device = next(model.parameters()).device
     batches = batch_indices(data.train.lengths, cfg.batch_size, cfg.batching, cfg.seed, epoch)
@@ -131,8 +131,8 @@ def _epoch(cfg, data, model, opt, epoch, steps, checks, best, stop, on_step, sho
     losses, norms, passes, n_tokens, eval_seconds = [], [], [], 0, 0.0
     t0 = time.perf_counter()
     for step, idx in enumerate(_bar(batches, f"epoch {epoch}/{cfg.epochs}", show), 1):
-        global_step = (epoch - 1) * steps + step
-        lr = lr_at(cfg, global_step - 1, cfg.epochs * steps)
+        global_step = (epoch - 1) * n_steps + step
+        lr = lr_at(cfg, global_step - 1, cfg.epochs * n_steps)
         tokens, lengths, labels = (t.to(device) for t in data.train.collate(idx))
         loss, norm = _step(cfg, model, opt, lr, tokens, lengths, labels, f"epoch {epoch}, step {step}")
         losses.append(loss)
@@ -251,22 +251,23 @@ def objective(model, tokens, lengths, labels, step_weight: float) -> torch.Tenso
     """
     chunks = length_chunks(lengths)
     if chunks is None:
-        final, steps = _losses(model, tokens, lengths, labels, step_weight)
+        final, step_loss = _losses(model, tokens, lengths, labels, step_weight)
     else:
         parts = [(i, _losses(model, tokens[i, : int(lengths[i].max())], lengths[i], labels[i], step_weight))
                  for i in chunks]
         final = sum(len(i) / len(lengths) * f for i, (f, _) in parts)
-        steps = sum(lengths[i].sum() / lengths.sum() * s for i, (_, s) in parts) if step_weight else None
-    return final if not step_weight else (1.0 - step_weight) * final + step_weight * steps
+        step_loss = sum(lengths[i].sum() / lengths.sum() * s for i, (_, s) in parts) if step_weight else None
+    return final if not step_weight else (1.0 - step_weight) * final + step_weight * step_loss
 
 
 def _losses(model, tokens, lengths, labels, step_weight: float):
     """(mean BCE of the predictions, mean BCE of every real step's logit or None without a step weight)."""
     if step_weight == 0:
         return F.binary_cross_entropy_with_logits(model(tokens, lengths), labels), None
-    logits, steps = model.forward_steps(tokens, lengths)  # (B,), (B, T)
-    real = mask(lengths, steps.shape[1]).to(steps.dtype)
-    per_step = F.binary_cross_entropy_with_logits(steps, labels[:, None].expand_as(steps), reduction="none")
+    logits, step_logits = model.forward_steps(tokens, lengths)  # (B,), (B, T)
+    real = mask(lengths, step_logits.shape[1]).to(step_logits.dtype)
+    per_step = F.binary_cross_entropy_with_logits(step_logits, labels[:, None].expand_as(step_logits),
+                                                  reduction="none")
     return F.binary_cross_entropy_with_logits(logits, labels), (per_step * real).sum() / real.sum()
 
 

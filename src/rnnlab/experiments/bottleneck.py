@@ -111,7 +111,7 @@ def word_polarity(prep) -> np.ndarray:
     return lo
 
 
-def build_probes(ds, full, distances, seed: int = 0) -> dict:
+def build_probes(ds, full, distances) -> dict:
     """Probe sequences of one fixed length: neutral filler, a planted passage, then `d` filler tokens.
 
     Passages: the two most polar 4-12-token sentences of a test review (mean word log-odds from train),
@@ -119,7 +119,7 @@ def build_probes(ds, full, distances, seed: int = 0) -> dict:
     polar, joined. PROBES (passage, filler) pairs are drawn per polarity, and each is planted at every distance: the
     probes of two distances differ only in where the passage sits, so a fade compares the same probes.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)  # the same probes for every model, seed and run
     lo, vocab = word_polarity(full), full.vocab
     texts, labels = ds.test.texts, ds.test.labels
     polar: dict[int, list] = {0: [], 1: []}
@@ -164,15 +164,19 @@ def build_probes(ds, full, distances, seed: int = 0) -> dict:
             "polarity": np.array(polarity), "examples": {y: [p[1] for p in passages[y][:3]] for y in (0, 1)}}
 
 
+PROBE_BATCH = 256  # probes scored at once
+
+
 @torch.no_grad()
-def follow_rates(model, probes: dict, device, batch: int = 256) -> dict[int, float]:
+def follow_rates(model, probes: dict, device) -> dict[int, float]:
     """Share of probes whose predicted label is the planted passage's, per distance."""
     was = model.training
     model.eval()
     tokens = probes["tokens"]
     lengths = torch.full((len(tokens),), tokens.shape[1], dtype=torch.int64)
-    pred = np.concatenate([(model(tokens[i:i + batch].to(device), lengths[i:i + batch].to(device)) > 0).cpu().numpy()
-                           for i in range(0, len(tokens), batch)])
+    b = PROBE_BATCH
+    pred = np.concatenate([(model(tokens[i:i + b].to(device), lengths[i:i + b].to(device)) > 0).cpu().numpy()
+                           for i in range(0, len(tokens), b)])
     model.train(was)
     follow = pred.astype(np.int64) == probes["polarity"]
     return {int(d): float(follow[probes["distance"] == d].mean()) for d in sorted(set(probes["distance"]))}

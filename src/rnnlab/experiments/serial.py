@@ -221,14 +221,17 @@ def _sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_flops(n: int, dev, repeats: int = 5) -> list[float]:
+MATMUL_REPEATS = 5  # the matmul's throughput, per thread count
+
+
+def matmul_flops(n: int, dev) -> list[float]:
     """float32 (n x n) @ (n x n) throughput of this device at the current thread count, per repeat."""
     if torch.device(dev).type == "cuda":
         n = max(n, 8192)  # a GPU finishes 2048^3 in microseconds: too short to clock
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     a @ b  # warm-up
     out = []
-    for _ in range(repeats):
+    for _ in range(MATMUL_REPEATS):
         _sync(dev)
         t0 = time.perf_counter()
         a @ b
@@ -283,10 +286,13 @@ def exponent(lengths, seconds) -> float:
     return linear_fit(np.log(T), np.log(s))["slope"] if (s > 0).all() else math.nan
 
 
-def exponent_interval(rows, model, threads, draws: int = 2000) -> tuple[float, float, float]:
+DRAWS = 2000  # bootstrap resamples of k's interval
+
+
+def exponent_interval(rows, model, threads) -> tuple[float, float, float]:
     """k fitted to the model's median time per length, and its 95% bootstrap interval: the repeats resampled
     within each length (each length is timed in a block of its own, so repeat i at one length has nothing to do
-    with repeat i at another), `draws` times, seeded: the same rows give the same interval."""
+    with repeat i at another), DRAWS times, seeded: the same rows give the same interval."""
     times = {}
     for r in rows:
         if r["part"] == "timing" and r["model"] == model and r["threads"] == threads:
@@ -296,7 +302,7 @@ def exponent_interval(rows, model, threads, draws: int = 2000) -> tuple[float, f
         return math.nan, math.nan, math.nan
     est = exponent(T, [np.median(times[t]) for t in T])
     rng = np.random.default_rng(0)
-    med = np.stack([np.median(rng.choice(times[t], (draws, len(times[t]))), axis=1) for t in T], axis=1)
+    med = np.stack([np.median(rng.choice(times[t], (DRAWS, len(times[t]))), axis=1) for t in T], axis=1)
     x = np.log(np.asarray(T, dtype=np.float64))
     x -= x.mean()
     slopes = (np.log(med) - np.log(med).mean(axis=1, keepdims=True)) @ x / (x @ x)  # least squares, every draw at once

@@ -164,8 +164,9 @@ def _profile(key: dict, part: str, g: np.ndarray) -> list[dict]:
 
 # --- verdict -------------------------------------------------------------------------------------
 
-def _ratio(rows, model, stage, n, part="dx", clip=1.0) -> dict[int, float]:
-    return by_seed(rows, part="ratio", model=model, clip=clip, stage=stage, seq_len=n,
+def _ratio(rows, model, stage, n, part="dx") -> dict[int, float]:
+    """The first-over-last gradient ratio by seed, of the runs trained as the lab trains (clipping at 1.0)."""
+    return by_seed(rows, part="ratio", model=model, clip=1.0, stage=stage, seq_len=n,
                    metric=f"{part}_log10_first_over_last")
 
 
