@@ -575,6 +575,10 @@ CASES = [
     Case("report-of-a-training-run", lambda t, c: (["report", str(c.run)],  # was "holds nothing rnnlab made"
                                                    r"run: a training run, not a lab: report renders the folder rnnlab "
                                                    r"lab writes \(its --out\)$", None)),
+    # --- found by session 61's fault hunt: an unset "$RUN" read the current folder as the run or the lab ---------
+    *(Case(f"{cmd[0]}-run-is-empty", lambda t, c, cmd=cmd: (
+        cmd, r"(RUN_DIR|\[LAB_DIR\]).*: an empty path; give a folder \(\. for the current one\)", None))
+      for cmd in (["predict", "", "good"], ["evaluate", ""], ["report", ""], ["explain", "", "good"])),
 ]
 
 

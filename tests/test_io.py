@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from rnnlab.io import StorageError, atomic_path, write_text
+from rnnlab.io import UMASK, StorageError, atomic_path, write_text
 
 
 def test_written_file_has_the_umask_mode(tmp_path):
@@ -125,3 +125,15 @@ def test_a_long_path_in_an_error_line_keeps_its_end():
     cut = shorten(path)
     assert len(cut) == 80 and cut.startswith("/a/long/") and cut.endswith("x/no-such-run") and "..." in cut
     assert shorten("short") == "short" and shorten("y" * 80) == "y" * 80 and len(shorten("z" * 81)) == 80
+
+
+def test_a_file_replaced_keeps_its_mode(tmp_path):
+    """Every atomic write gave the new file 0o666 less the umask: `report --readme` turned a README of mode 600 into
+    644 (a fault hunt of session 61). A file it replaces keeps its mode; a new one gets a new file's."""
+    f = tmp_path / "README.md"
+    f.write_text("old")
+    f.chmod(0o600)
+    write_text(f, "new")
+    assert f.read_text() == "new" and stat.S_IMODE(f.stat().st_mode) == 0o600
+    write_text(tmp_path / "fresh.txt", "x")
+    assert stat.S_IMODE((tmp_path / "fresh.txt").stat().st_mode) == 0o666 & ~UMASK

@@ -694,7 +694,7 @@ DEVICE = click.option("--device", type=click.Choice(CHOICES["device"]), default=
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=Folder())
 @click.option("--data", "data_path", default=None,
               help="A CSV or parquet file, or a parquet dir (its test.parquet), aclImdb dir or tarball (its test split). "
                    "Default: the run's own test split.")
@@ -726,7 +726,7 @@ def evaluate(run_dir, data_path, as_json, device):
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=Folder())
 @click.argument("texts", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per review.")
 @DEVICE
@@ -988,7 +988,7 @@ def _not_a_run_or_data(out: Path, folders) -> None:
 
 
 @main.command("report")
-@click.argument("lab_dir", type=click.Path(path_type=Path), default=Path("results/lab"), required=False)
+@click.argument("lab_dir", type=Folder(), default=Path("results/lab"), required=False)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="The HTML file (one file, figures embedded). Default: LAB_DIR/report.html.")
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
@@ -1010,7 +1010,7 @@ def report_command(lab_dir, out, markdown, readme):
         if held_elsewhere(lab_dir):  # a lab, shortfall or compare is writing it now
             running = f"{lab_dir}: an rnnlab lab (or shortfall, compare) is writing it now"
             if readme is not None or any(p.resolve().is_relative_to(lab_dir.resolve()) for p in (html, md)):
-                raise InputError(f"{running}, and renders its report itself when it ends; to look at the parts "
+                raise InputError(f"{running} (a lab renders its report itself when it ends); to look at the parts "
                                  "finished so far, give --out (and --markdown) outside it, without --readme")
             _log(f"note: {running}: this report holds the parts finished so far")
         if readme is None:

@@ -583,8 +583,10 @@ def _split_args(args) -> tuple[list[Path], list[str]]:
     """RUN_DIR... [TEXT]...: the first argument and those after it that are run directories (a directory with a
     config.json) are the runs, the rest the review's words. A lone word that looks like a path, or a first word
     that looks like a path into an existing folder, is taken for a mistyped run, not for a review."""
+    if args and args[0] == "":  # Path("") is the current folder: an unset "$RUN" would read whatever run is there
+        raise ValueError("RUN_DIR '': an empty path; give a folder (. for the current one)")
     k = 1 if args and _is_dir(args[0]) else 0
-    while k and k < len(args) and is_run_dir(args[k]):
+    while k and k < len(args) and args[k] and is_run_dir(args[k]):
         k += 1
     runs, words = [Path(a) for a in args[:k]], list(args[k:])
     lone_path = len(words) == 1 and _pathlike(words[0])

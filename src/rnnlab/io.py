@@ -273,7 +273,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private; give it a normal file's mode
+        try:  # mkstemp makes it private: the mode of the file it replaces, else a new file's
+            mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~UMASK
+        except OSError:
+            mode = 0o666 & ~UMASK
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError):  # gone already, or the file system refuses even this
@@ -296,6 +300,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     its escape, \\udcff, as in JSON."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace")
+
+
+def write_files(files: list[tuple[str | os.PathLike, str | bytes]]) -> None:
+    """Write a set of files that are read together: each to a temporary file first, then all renamed into place in
+    the order given (the one that vouches for the others last). A full disk or an interrupt while they are written
+    leaves every file as it was; only a stop between the renames, which take microseconds, can mix old and new."""
+    with contextlib.ExitStack() as renames:
+        temps = [(renames.enter_context(atomic_path(path)), data) for path, data in reversed(files)]  # LIFO: the
+        for tmp, data in temps:  # first given is renamed first
+            if isinstance(data, bytes):
+                tmp.write_bytes(data)
+            else:
+                tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # as write_text
 
 
 def text_sha256(text: str) -> str:
@@ -379,8 +396,12 @@ def jsonable(o: Any) -> Any:
     return o
 
 
+def json_text(obj: Any) -> str:
+    return json.dumps(jsonable(obj), indent=2) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
+    write_text(path, json_text(obj))
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:

@@ -116,12 +116,15 @@ def tight(fig) -> None:
 
 
 def save_figure(fig, path: str | os.PathLike, **kw) -> None:
-    """Rendered in memory (log axes labelled in plain text: `plain_log_ticks`), then written atomically: a full
-    disk is then one OSError (matplotlib's PDF writer, failing while it writes to a file, hides it behind an
-    AttributeError of its own)."""
+    """Rendered in memory (`figure_bytes`), then written atomically: a full disk is then one OSError (matplotlib's
+    PDF writer, failing while it writes to a file, hides it behind an AttributeError of its own)."""
     path = Path(path)
+    write_bytes(path, figure_bytes(fig, path.suffix.lstrip("."), **kw))
+
+
+def figure_bytes(fig, fmt: str, **kw) -> bytes:
+    """The figure as a file of format `fmt` (log axes labelled in plain text: `plain_log_ticks`); it is closed."""
     plain_log_ticks(fig)
-    fmt = path.suffix.lstrip(".")
     buf = io.BytesIO()
     try:  # no date in an SVG (a PNG has none): the same rows redraw the same bytes (benchmarks/redraw.py)
         with warnings.catch_warnings():  # a name's emoji is drawn as a box, not also told as a source line
@@ -130,7 +133,7 @@ def save_figure(fig, path: str | os.PathLike, **kw) -> None:
                         **kw)
     finally:
         plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def learning_curve(metrics: list[dict], path: str | os.PathLike) -> None:

@@ -44,7 +44,7 @@ def prepare(cfg: TrainConfig, ds: Dataset, log: Callable[[str], None] = lambda s
         if len(val) == 0 or len(full) == 0:  # (the loaded train split itself is never empty: data.py checks)
             raise DataError(f"{ds.source}: val_fraction {cfg.val_fraction:g} of {len(tr_idx) + len(val_idx)} training "
                             f"reviews leaves {'no validation' if len(val) == 0 else 'no training'} reviews; "
-                            "use more data or another --val-fraction")
+                            "use more data (or, training one run, another --val-fraction)")
     vocab = corpus.vocab(cfg.vocab_size)
     if len(vocab) <= 2:  # <pad> and <unk> only: every review would read as <unk>s, and accuracy be chance
         raise DataError(f"{ds.source}: the training reviews hold no words (every text is empty, or punctuation "

@@ -27,7 +27,7 @@ from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section,
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
 from .io import (RunError, atomic_path, fault, first_line, is_run_dir, missing_folders, owner, read_json,
-                 require_file, shorten, text_file_sha256, write_text)
+                 require_file, shorten, text_file_sha256, write_files)
 
 
 INTRO = ("A vanilla RNN classifying IMDB reviews, and its four shortfalls measured. Each verdict is computed "
@@ -462,7 +462,9 @@ def _completeness(picks: dict) -> str:
 def lab_section(record) -> Section:
     """The lab's record as a table; a record that is not what rnnlab writes is shown as unreadable, with why."""
     if not isinstance(record, dict):
-        return _unreadable_lab(f"not what rnnlab writes (a JSON {type(record).__name__}, not an object)")
+        kind = {"NoneType": "null", "list": "array", "str": "string", "bool": "true or false"}.get(
+            type(record).__name__, "number")
+        return _unreadable_lab(f"not what rnnlab writes (a JSON {kind}, not an object)")
     try:
         return _lab_table(record)
     except BAD_FIELDS as err:
@@ -492,7 +494,8 @@ def _lab_table(record: dict) -> Section:
     rows = [["command", record.get("command", "")], ["machine", f"{env.get('processor', '?')}, {_cores(env)}, "
              f"torch {env.get('torch', '?')}"], ["commit", f"{env.get('git_commit', 'n/a')}"
              f"{' (uncommitted changes)' if env.get('git_dirty') else ''}"],
-            ["jobs", f"{record.get('jobs')} on {record.get('workers')} worker(s) x {record.get('threads_per_job')} thread(s)"
+            ["jobs", f"{record.get('jobs', '?')} on {record.get('workers', '?')} worker(s) x "
+                     f"{record.get('threads_per_job', '?')} thread(s)"
              + _earlier(record)]]
     if "seeds" in record:
         rows.append(["seeds", ", ".join(map(str, record["seeds"]))])
@@ -519,7 +522,7 @@ def collect(lab: Path) -> list[Section]:
             record = read_json(lab / "lab.json")
         except RunError as e:
             lab_part = _unreadable_lab(str(e).removeprefix(f"{lab / 'lab.json'}: "))
-    if lab_part is None and record is not None:
+    if lab_part is None and (lab / "lab.json").exists():  # `null` there too is a record rnnlab did not write
         lab_part = lab_section(record)
     known = _known(lab)
     sections = [exercise_section(lab, known), *(experiment_section(n, lab, known) for n in EXPERIMENTS),
@@ -714,7 +717,8 @@ def readme_text(readme: Path) -> str:
     """The README's text, checked before anything is written: UTF-8, with the results markers."""
     require_file(readme, ReportError)
     try:
-        text = readme.read_text(encoding="utf-8")
+        with open(readme, encoding="utf-8", newline="") as f:  # its line ends as they are (\r\n kept)
+            text = f.read()
     except UnicodeDecodeError:
         raise ReportError(f"{readme}: not UTF-8 text") from None
     except OSError as e:
@@ -806,8 +810,9 @@ def readme_with_block(lab: Path, readme: Path) -> str:
     text = readme_text(readme)
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
-    block = readme_block(collect(lab), lab)
-    return f"{head}{README_START}\n{block}\n{README_END}{tail}"
+    nl = "\r\n" if "\r\n" in text else "\n"  # the README's own line ends: only the block changes
+    block = readme_block(collect(lab), lab).replace("\n", nl)
+    return f"{head}{README_START}{nl}{block}{nl}{README_END}{tail}"
 
 
 def pages(lab: str | os.PathLike, out: str | os.PathLike | None, markdown: str | os.PathLike | None) -> tuple[Path, Path]:
@@ -859,16 +864,15 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
             with atomic_path(target) as tmp:
                 shutil.copyfile(png, tmp)
         rel = Path(os.path.relpath(target.resolve(), markdown.parent.resolve())).as_posix()
-        return urllib.parse.quote(rel)  # a space or a parenthesis in a name would end the Markdown link
+        # a space or a parenthesis in a name would end the Markdown link; a byte that is not UTF-8 is %-escaped
+        return urllib.parse.quote(rel, errors="surrogateescape")
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         markdown.parent.mkdir(parents=True, exist_ok=True)
         files = [(markdown, render_markdown(sections, lab, link)), (out, render_html(sections, lab))]
-        for path, text in files:
-            if not path.exists():
-                created.append(path)
-            write_text(path, text)
+        created += [path for path, _ in files if not path.exists()]
+        write_files(files)  # both or neither: a full disk left a new Markdown beside the old page
     except BaseException:
         for path in reversed(created):
             with contextlib.suppress(OSError):
