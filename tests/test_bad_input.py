@@ -579,6 +579,9 @@ CASES = [
     *(Case(f"{cmd[0]}-run-is-empty", lambda t, c, cmd=cmd: (
         cmd, r"(RUN_DIR|\[LAB_DIR\]).*: an empty path; give a folder \(\. for the current one\)", None))
       for cmd in (["predict", "", "good"], ["evaluate", ""], ["report", ""], ["explain", "", "good"])),
+    Case("evaluate-data-is-a-symlink-loop", lambda t, c: (  # was "no such file or directory"
+        ["evaluate", str(c.run), "--data", str(_loop(t / "loop"))], r"loop: a symbolic link to nowhere", None)),
+    train_case("data-is-a-symlink-loop", lambda t, c: _loop(t / "loop"), r"loop: a symbolic link to nowhere"),
 ]
 
 

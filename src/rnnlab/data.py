@@ -113,6 +113,8 @@ def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
     if path is None:
         return _load_hub()
     p = Path(path)
+    if not p.exists() and p.is_symlink():
+        raise DataError(f"{p}: a symbolic link to nowhere (a loop, or its target is gone)")
     if not p.exists():
         hub = re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith(".")
         raise DataError(f"{p}: no such file or directory" + (
