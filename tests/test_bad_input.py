@@ -582,6 +582,9 @@ CASES = [
     Case("evaluate-data-is-a-symlink-loop", lambda t, c: (  # was "no such file or directory"
         ["evaluate", str(c.run), "--data", str(_loop(t / "loop"))], r"loop: a symbolic link to nowhere", None)),
     train_case("data-is-a-symlink-loop", lambda t, c: _loop(t / "loop"), r"loop: a symbolic link to nowhere"),
+    *(Case(f"train-{flag[2:]}-is-empty", lambda t, c, flag=flag: (  # --resume '' resumed the run in the current folder
+        ["train", flag, ""], rf"Invalid value for '{flag}': an empty path; give a folder", None))
+      for flag in ("--resume", "--out")),
 ]
 
 

@@ -613,7 +613,7 @@ def test_a_float_or_text_label_says_what_it_is(tmp_path):
             load_split(f)
 
 
-def test_a_split_of_one_class_is_read_for_evaluation_in_every_form(tmp_path):
+def test_a_split_of_one_class_is_read_for_evaluation_from_a_file_or_a_folder(tmp_path):
     import pandas as pd
 
     texts, labels = make_reviews(20, seed=4)

@@ -1311,6 +1311,10 @@ def test_a_run_name_with_a_terminals_escape_codes_is_shown_not_obeyed(runs, tmp_
         assert "\x1b[2J" not in r.output and "\x1b]" not in r.output and "\x07" not in r.output, extra
         assert "evil\\x1b[2J\\x1b]0;pwned\\x07run" in r.output, extra
     assert "evil" in minidom.parse(str(tmp_path / "f.svg")).toxml()
+    strip = tmp_path / "strip\x1b]0;pwned\x07"  # in a note too: runs that read the review differently
+    shutil.copytree(runs["rnn-strip"], strip)
+    r = CliRunner().invoke(main, ["explain", str(runs["rnn"]), str(strip), "--plain", "--text", "<br /><br />"])
+    assert r.exit_code == 0 and "\x07" not in r.output and "strip\\x1b]0;pwned\\x07: the review has no word" in r.stderr
 
 
 def test_json_writes_a_value_that_is_not_a_number_as_null(runs, monkeypatch):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,35 @@ def test_a_file_replaced_keeps_its_mode(tmp_path):
     assert f.read_text() == "new" and stat.S_IMODE(f.stat().st_mode) == 0o600
     write_text(tmp_path / "fresh.txt", "x")
     assert stat.S_IMODE((tmp_path / "fresh.txt").stat().st_mode) == 0o666 & ~UMASK
+
+
+def test_a_set_of_files_is_renamed_in_order_and_a_failure_names_its_own_file(tmp_path, monkeypatch):
+    """write_files: the last file given (the one that vouches for the others) is renamed last; a full disk while one
+    temporary is written names that file (the first file's context claimed every error as its own: "cannot write
+    report.md" for the page that did not fit); a directory in the way is refused before anything is written (its
+    rename failed at the end, after the others were replaced). The diff review of session 61."""
+    from rnnlab.io import write_files
+
+    files = [(tmp_path / "results.csv", "r"), (tmp_path / "fig.png", b"p"), (tmp_path / "verdict.json", "{}")]
+    replaced, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (replaced.append(Path(b).name), real_replace(a, b)))
+    write_files(files)
+    assert replaced == ["results.csv", "fig.png", "verdict.json"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    before = {f.name: f.stat().st_ino for f in tmp_path.iterdir()}
+    real_bytes = Path.write_bytes
+
+    def full(self, data):
+        if ".fig.png." in self.name:
+            raise OSError(28, "No space left on device")
+        return real_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(StorageError, match=r"cannot write .*/fig\.png: no space left on device$"):
+        write_files(files)
+    monkeypatch.setattr(Path, "write_bytes", real_bytes)
+    (tmp_path / "table.csv").mkdir()
+    with pytest.raises(StorageError, match=r"table\.csv: it is a directory"):
+        write_files(files[:2] + [(tmp_path / "table.csv", "t")] + files[2:])
+    assert {f.name: f.stat().st_ino for f in tmp_path.iterdir() if f.is_file()} == before
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]

@@ -670,6 +670,17 @@ def test_more_threads_than_cpus_is_said_not_refused(ds, tiny_data, tmp_path, mon
         Runner(workers=workers, threads=threads, log=again.append).run([echo(c, tmp_path / "calls") for c in "abc"[:n]],
                                                                        ds, str(tiny_data), tmp_path / str(k))
         assert not [s for s in again if s.startswith("note:")]  # all done before: nothing runs
+    lines = []  # a pool kept from a batch of 3 runs a later batch of 2 on 2 of its workers; timings are not counted
+    with Runner(workers=3, threads=1, log=lines.append) as runner:  # (they run alone, at their own thread counts)
+        runner.run([echo(c, tmp_path / "calls") for c in "def"], ds, str(tiny_data), tmp_path / "pool")
+        runner.run([echo(c, tmp_path / "calls") for c in "gh"], ds, str(tiny_data), tmp_path / "pool")
+    assert [s for s in lines if s.startswith("note:")] == [
+        "note: 3 process(es) x 1 thread(s) on the 2 CPU(s) this process may use: the jobs share them and run slower "
+        "(the results do not change)"], lines
+    lines = []
+    timing = Job("fake_jobs:echo", {"name": "t", "calls": str(tmp_path / "calls")}, label="t", exclusive=True)
+    Runner(workers=1, threads=3, log=lines.append).run([timing], ds, str(tiny_data), tmp_path / "timing")
+    assert not [s for s in lines if s.startswith("note:")], lines
 
 
 def test_a_worker_ignores_ctrl_c_before_it_loads_torch():

@@ -1348,6 +1348,7 @@ def test_a_labs_fields_cannot_change_the_markdown_around_them(lab):
     v = json.loads((lab / "serial" / "verdict.json").read_text())
     v["claim"] = "a claim ![t](http://example.com/x.png) with `code`\nand a second line | and a bar"
     v["command"] = "rnnlab shortfall serial  # ``` not the end"
+    v["criterion"] = "C:\\temp\\` rm x_y"  # a backslash before the backtick: it escaped the escape
     write_json(lab / "serial" / "verdict.json", v)
     write_report(lab)
     md = (lab / "report.md").read_text()
@@ -1355,6 +1356,7 @@ def test_a_labs_fields_cannot_change_the_markdown_around_them(lab):
     row = next(line for line in md.splitlines() if line.startswith("| ") and "a claim" in line)
     assert row.count(" | ") == 3, row  # the overview's four cells, the claim's bar escaped
     assert "````bash\nrnnlab shortfall serial  # ``` not the end\n````" in md
+    assert "C:\\\\temp\\\\\\` rm x\\_y" in md
 
 
 @pytest.mark.parametrize("name", ["../../lab.json", "x" * 5000])
@@ -1509,3 +1511,7 @@ def test_the_readme_keeps_its_line_ends_outside_the_block(lab, tmp_path):
     data = readme.read_bytes()
     assert data.startswith(b"# x\r\n\r\n") and data.endswith(b"-->\r\n") and b"\n" not in data.replace(b"\r\n", b"")
     assert data.count(b"\r\n") > 5
+    mixed = _readme(tmp_path)  # one \r\n line above the block: the block keeps its own line ends
+    mixed.write_bytes(mixed.read_bytes().replace(b"\n", b"\r\n", 1))
+    r = CliRunner().invoke(main, ["report", str(lab), "--out", str(tmp_path / "r.html"), "--readme", str(mixed)])
+    assert r.exit_code == 0 and mixed.read_bytes().count(b"\r\n") == 1, r.output

@@ -22,8 +22,8 @@ def esc(s) -> str:
 def md_text(s) -> str:
     """`s` as Markdown shows it as written, on one line: a lab's field cannot end a table row, draw a remote image
     (![..](url)), open code (`) or HTML (<)."""
-    return (" ".join(str(s).splitlines()).replace("|", "\\|").replace("_", "\\_").replace("<", "&lt;")
-            .replace("`", "\\`").replace("![", "!\\["))
+    return (" ".join(str(s).splitlines()).replace("\\", "\\\\").replace("|", "\\|").replace("_", "\\_")
+            .replace("<", "&lt;").replace("`", "\\`").replace("![", "!\\["))
 
 
 @dataclass

@@ -421,14 +421,16 @@ DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else th
 
 
 class Folder(click.Path):
-    """A folder to write in: "" is refused, not read as the current folder (as Path("") is)."""
+    """A folder (or, with what="a file name", a file) named on the command line: "" is refused, not read as the
+    current folder (as Path("") is: an unset "$RUN" would read, resume or overwrite whatever is there)."""
 
-    def __init__(self):
+    def __init__(self, what: str = "a folder (. for the current one)"):
         super().__init__(path_type=Path)
+        self.what = what
 
     def convert(self, value, param, ctx):
         if value == "":
-            self.fail("an empty path; give a folder (. for the current one)", param, ctx)
+            self.fail(f"an empty path; give {self.what}", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -440,9 +442,9 @@ class Folder(click.Path):
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="Start from a TOML or JSON config (e.g. a run's config.json) instead of a preset.")
 @click.option("--data", "data_path", type=str, default=None, help=DATA_HELP + " With --resume: the run's data.")
-@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", "out", type=Folder(), default=None,
               help="Run directory (default: runs/<preset>-<time>, -2, -3, ... where that is taken).")
-@click.option("--resume", "resume", type=click.Path(path_type=Path), default=None,
+@click.option("--resume", "resume", type=Folder(), default=None,
               help="Continue an interrupted run directory to its configured epochs.")
 @click.option("--show-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.option("--tensorboard", "tb_dir", type=Folder(), default=None,
@@ -941,7 +943,7 @@ def compare(out, **opts):
 @main.command()
 @click.option("--out", type=Folder(), default=Path("results/lab"), show_default=True,
               help="Writes OUT/<experiment>/ for every experiment and OUT/report.html, OUT/report.md.")
-@click.option("--markdown", type=click.Path(path_type=Path), default=None,
+@click.option("--markdown", type=Folder("a file name"), default=None,
               help="Write the report's Markdown twin here (figures copied next to it) instead of OUT/report.md.")
 @_lab_options
 def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, device):
@@ -989,12 +991,12 @@ def _not_a_run_or_data(out: Path, folders) -> None:
 
 @main.command("report")
 @click.argument("lab_dir", type=Folder(), default=Path("results/lab"), required=False)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=Folder("a file name"), default=None,
               help="The HTML file (one file, figures embedded). Default: LAB_DIR/report.html.")
-@click.option("--markdown", type=click.Path(path_type=Path), default=None,
+@click.option("--markdown", type=Folder("a file name"), default=None,
               help="The Markdown twin. Default: next to --out, with .md; its figures are copied into "
                    "<its name>_figures/ next to it when it lies outside LAB_DIR.")
-@click.option("--readme", type=click.Path(path_type=Path), default=None,
+@click.option("--readme", type=Folder("a file name"), default=None,
               help="Also rewrite the results block of this README (between its results markers) from LAB_DIR.")
 def report_command(lab_dir, out, markdown, readme):
     """Render LAB_DIR (default results/lab) to one self-contained HTML page and a Markdown twin.
@@ -1025,7 +1027,7 @@ def report_command(lab_dir, out, markdown, readme):
             full_lab(lab_dir)
             text = readme_with_block(lab_dir, readme)
             with atomic_path(readme) as tmp:  # renamed onto the README only once the report is written: both or neither
-                Path(tmp).write_text(text, encoding="utf-8")
+                Path(tmp).write_text(text, encoding="utf-8", newline="")  # its line ends as read, on Windows too
                 written = write_report(lab_dir, out, markdown)
     except RunError as e:
         _fail(e)

@@ -619,9 +619,9 @@ def _before_the_wait(run: Run, text: str, ig_steps: int | None) -> None:
     n = int(encode_texts(run.vocab, [text], None, run.cfg.max_len, run.cfg.truncate)[0].lengths[0])
     memory_plan(run.model, n, ig_steps_for(run.cfg.model) if ig_steps is None else ig_steps)
     if per_prefix(run.model) and n > PER_PREFIX_NOTE_TOKENS:
-        click.echo(f"note: {run.name} ({run.cfg.model}) reads each of the review's {n:,} prefixes anew for its running "
-                   f"opinion: time grows faster than the length squared (a Transformer: ~17 s at 1,000 tokens on a "
-                   f"2-core VM, docs/PERFORMANCE.md); Ctrl-C stops it", err=True)
+        click.echo(f"note: {one_line(run.name)} ({run.cfg.model}) reads each of the review's {n:,} prefixes anew "
+                   "for its running opinion: time grows faster than the length squared (a Transformer: ~17 s at "
+                   "1,000 tokens on a 2-core VM, docs/PERFORMANCE.md); Ctrl-C stops it", err=True)
 
 
 def _is_dir(arg: str) -> bool:
@@ -817,7 +817,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         dev = resolve_device(device)
         runs = [load_run(r, dev) for r in run_dirs]
         for note in filter(None, (RunDir(r).unfinished() for r in run_dirs)):  # as predict says, before the wait
-            click.echo(f"note: {note}", err=True)
+            click.echo(one_line(f"note: {note}"), err=True)  # a run's name shown, its escape codes not obeyed
         text, source, truth = _read_review(text, review, data_path, split_name, run_dirs)
         source = "a review given on the command line" if words else source
         if not text.strip():  # a data file's empty review, refused before any note on what it reads
@@ -826,7 +826,7 @@ def command(args, text, review, data_path, split_name, html_path, png_path, as_j
         if len(set(wordless.values())) > 1:  # runs that tokenise differently (<br /> tags): say which
             wordless = {name: f"{name}: {note}" for name, note in wordless.items() if note}
         for note in dict.fromkeys(filter(None, [unread_note([text]), *wordless.values()])):
-            click.echo(f"note: {note}", err=True)
+            click.echo(one_line(f"note: {note}"), err=True)  # a run's name shown, its escape codes not obeyed
         for run in runs:
             _before_the_wait(run, text, ig_steps)
         exps = explain_runs(runs, text, attribution=attribution, ig_steps=ig_steps, source=source,

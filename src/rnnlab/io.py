@@ -264,7 +264,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise StorageError(f"cannot write {path}: a symbolic link loop") from None
         except OSError as e:
             raise StorageError(f"cannot write {path}: {fault(e)}") from None
-    if path.exists() and not path.is_file() and not path.is_dir():
+    if path.is_dir():  # the rename would fail at the end (in a set of files, after the others were replaced)
+        raise StorageError(f"cannot write {path}: it is a directory")
+    if path.exists() and not path.is_file():
         raise StorageError(f"cannot write {path}: not a regular file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
@@ -274,7 +276,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         try:  # mkstemp makes it private: the mode of the file it replaces, else a new file's
-            mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~UMASK
+            mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~UMASK  # (no setuid, no sticky)
         except OSError:
             mode = 0o666 & ~UMASK
         os.chmod(tmp, mode)
@@ -305,14 +307,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_files(files: list[tuple[str | os.PathLike, str | bytes]]) -> None:
     """Write a set of files that are read together: each to a temporary file first, then all renamed into place in
     the order given (the one that vouches for the others last). A full disk or an interrupt while they are written
-    leaves every file as it was; only a stop between the renames, which take microseconds, can mix old and new."""
+    leaves every file as it was; only a stop, or a failed rename, between the renames can mix old and new (a
+    directory in the way is refused before anything is written)."""
     with contextlib.ExitStack() as renames:
-        temps = [(renames.enter_context(atomic_path(path)), data) for path, data in reversed(files)]  # LIFO: the
-        for tmp, data in temps:  # first given is renamed first
-            if isinstance(data, bytes):
-                tmp.write_bytes(data)
-            else:
-                tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # as write_text
+        temps = [(path, renames.enter_context(atomic_path(path)), data) for path, data in reversed(files)]  # LIFO:
+        for path, tmp, data in temps:  # the first given is renamed first
+            try:
+                if isinstance(data, bytes):
+                    tmp.write_bytes(data)
+                else:
+                    tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # as write_text
+            except OSError as e:  # named here: the set's other files would each claim the error as theirs
+                _raise_if_refused(Path(path), e, str(tmp))
+                raise
 
 
 def text_sha256(text: str) -> str:

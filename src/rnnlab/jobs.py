@@ -319,9 +319,10 @@ class Runner:
             self.log(f"[jobs] {count['done']}/{len(todo)} {job.label}: {seconds:.0f} s")
 
         pooled = self.workers > 1 and len(parallel) > 1
-        processes = max(self._pool_size, min(self.workers, len(parallel))) if pooled else 1
-        if todo and not self.ray_address and processes * self.threads > usable_cpus():  # said, not refused: a Ray
-            # cluster's machines may have more CPUs than this one
+        processes = min(self.workers, len(parallel)) if pooled else 1  # running at once (a pool kept from a larger
+        # batch has idle workers); timings (exclusive) run at their own thread counts, alone, and are not counted
+        if parallel and not self.ray_address and processes * self.threads > usable_cpus():  # said, not refused: a
+            # Ray cluster's machines may have more CPUs than this one
             self.log(f"note: {processes} process(es) x {self.threads} thread(s) on the {usable_cpus()} CPU(s) this "
                      "process may use: the jobs share them and run slower (the results do not change)")
         if self.ray_address:

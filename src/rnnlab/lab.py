@@ -97,14 +97,17 @@ def held(out: Path):
 
 
 def run_experiments(experiments, ds: Dataset, out: Path, quick: bool = False, device: str = "auto",
-                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None) -> list[dict]:
-    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts."""
+                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None,
+                    command: str | None = None) -> list[dict]:
+    """Run the experiments' jobs together, then write each experiment's artifacts; returns their verdicts.
+    `command`: what verdict.json records as the command that made them (default: this process's; the notebook
+    passes the rnnlab command its cell stands for)."""
     runner = runner or Runner(workers=1, log=log)
     mode = "quick" if quick else "full"
     jobs = [_on_device(job, device) for e in experiments for _, job in e.module().jobs(mode)]
     runner.run(jobs, ds, data_arg, out / "jobs")
     return [run_experiment(e.module(), ds, out, quick=quick, device=device, runner=runner, log=log,
-                           data_arg=data_arg) for e in experiments]
+                           data_arg=data_arg, command=command) for e in experiments]
 
 
 def run_lab(ds: Dataset, out: Path, quick: bool = False, device: str = "auto", runner: Runner | None = None,

@@ -810,7 +810,7 @@ def readme_with_block(lab: Path, readme: Path) -> str:
     text = readme_text(readme)
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
-    nl = "\r\n" if "\r\n" in text else "\n"  # the README's own line ends: only the block changes
+    nl = "\r\n" if rest.startswith("\r\n") else "\n"  # the block's own line ends: only the block changes
     block = readme_block(collect(lab), lab).replace("\n", nl)
     return f"{head}{README_START}{nl}{block}{nl}{README_END}{tail}"
 

@@ -166,7 +166,7 @@ class Fitted:
 
 def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, device: str = "auto",
                    runner: Runner | None = None, log: Log = print, data_arg: str | None = None,
-                   env: dict | None = None) -> dict:
+                   command: str | None = None, env: dict | None = None) -> dict:
     """Run one experiment module's jobs (finished ones are kept), write its artifacts; returns the verdict.
     `env`: the environment to record (the lab's, read before it wrote anything); None: read it now."""
     started = time.perf_counter()
@@ -183,7 +183,7 @@ def run_experiment(module, ds: Dataset, out_dir: Path, quick: bool = False, devi
               "hardware": env or environment(), "threads_per_job": runner.threads, "workers": runner.workers,
               "jobs": len(tagged_jobs), "results_sha256": text_sha256(csv_text),
               "seconds": round(time.perf_counter() - started, 1),
-              "command": shlex.join(["rnnlab", *sys.argv[1:]]),
+              "command": command or shlex.join(["rnnlab", *sys.argv[1:]]),
               "settings": {k: (asdict(v) if is_dataclass(v) else v) for k, v in module.settings(mode).items()}}
     d = Path(out_dir) / name
     d.mkdir(parents=True, exist_ok=True)
