@@ -275,10 +275,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        try:  # mkstemp makes it private: the mode of the file it replaces, else a new file's
-            mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~UMASK  # (no setuid, no sticky)
-        except OSError:
-            mode = 0o666 & ~UMASK
+        mode = 0o666 & ~UMASK  # mkstemp makes it private: a new file's mode, or that of the file it replaces
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                mode = path.stat().st_mode & 0o777  # (not its setuid or sticky bits)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as e:
@@ -293,15 +293,13 @@ HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # a closed termi
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(data)
+    write_files([(path, data)])
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """UTF-8; a lone surrogate (a byte of a file name that is not UTF-8, as Python keeps it) is written as
     its escape, \\udcff, as in JSON."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace")
+    write_files([(path, text)])
 
 
 def write_files(files: list[tuple[str | os.PathLike, str | bytes]]) -> None:
@@ -316,7 +314,7 @@ def write_files(files: list[tuple[str | os.PathLike, str | bytes]]) -> None:
                 if isinstance(data, bytes):
                     tmp.write_bytes(data)
                 else:
-                    tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # as write_text
+                    tmp.write_text(data, encoding="utf-8", errors="backslashreplace")  # write_text's promise
             except OSError as e:  # named here: the set's other files would each claim the error as theirs
                 _raise_if_refused(Path(path), e, str(tmp))
                 raise
