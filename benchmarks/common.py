@@ -15,12 +15,19 @@ def machine() -> str:
     return f"{env['processor']}, {env['cpu_count']} cores, torch {env['torch']}"
 
 
+def commit() -> str | None:
+    """This checkout's commit, short, and whether it has uncommitted changes; None outside git."""
+    env = environment()
+    if not env.get("git_commit"):
+        return None
+    return env["git_commit"][:7] + (" (uncommitted changes)" if env["git_dirty"] else "")
+
+
 def publish(result: dict, out: str | None) -> None:
     """Add the machine and the commit to `result`, print it as JSON and, with `out`, write it there."""
     result["machine"] = machine()
-    env = environment()
-    if env.get("git_commit"):
-        result["commit"] = env["git_commit"][:7] + (" (uncommitted changes)" if env["git_dirty"] else "")
+    if (c := commit()) is not None:
+        result["commit"] = c
     print(json.dumps(result, indent=2))
     if out:
         Path(out).write_text(json.dumps(result, indent=2) + "\n")

@@ -95,7 +95,7 @@ def lab_accuracy(lab: Path) -> dict[tuple[str, int], float]:
 
 
 def main() -> None:
-    from common import publish
+    from common import commit, publish
     from rnnlab.config import SEEDS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="the IMDB copy to train on (not with --rows)")
@@ -128,9 +128,7 @@ def main() -> None:
     failed = [c for c in result["check"] if not c["equal"]]
     result["verdicts"] = None if failed else {m: verdict(m, rows, in_order, seeds) for m in MODELS}
     if args.rows:  # the machine and commit of the runs; the commit of this judging beside them
-        from rnnlab.runs import environment
-        env = environment()
-        result["judged_at"] = env["git_commit"][:7] + (" (uncommitted changes)" if env["git_dirty"] else "")
+        result["judged_at"] = commit()
         print(json.dumps(result, indent=2))
         if args.out and not failed:
             Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
