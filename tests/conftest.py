@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
-import numpy as np
-import pytest
+if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker of `pytest -n N`: set before any test imports torch
+    # Torch's threads: each worker its share of the cores, inherited by the commands its tests start. Two workers
+    # each running 2 OpenMP threads on 2 cores wait on each other's preempted threads: the real-IMDB test took
+    # 207 s beside test_memory's passes where it takes 29 s with one thread each (and 600+ s once in CI).
+    _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _CPUS // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))))
+
+import numpy as np  # noqa: E402 (after the threads are set: its OpenBLAS reads them too)
+import pytest  # noqa: E402
 
 SHARED_IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
 
