@@ -9,6 +9,8 @@ import re
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,9 +175,11 @@ def test_readme_quotes_the_lab_wall_times_from_the_lab_records():
 
 def test_readme_quotes_the_test_command_minutes_from_commands_json():
     """The second command's minutes: the CI runs recorded in commands.json as `.ci/run` runs the tests now (two
-    workers, since session 57), each with its log committed; the one-worker runs before them are not quoted."""
+    workers of one torch thread each, since session 62), each with its log committed; the runs before them (one
+    worker, or two of two threads each) are not quoted."""
     runs = json.loads((ROOT / "benchmarks" / "results" / "commands.json").read_text())
-    now = [v for k, v in runs.items() if k.startswith("ci") and v.get("test_workers") == 2]
+    now = [v for k, v in runs.items()
+           if k.startswith("ci") and v.get("test_workers") == 2 and v.get("worker_threads") == 1]
     assert now and all("failed" not in v["tests"] for v in now)
     for v in now:  # the log it was read from, committed beside it
         log = (ROOT / "benchmarks" / "results" / v["log"]).read_text()
@@ -184,6 +188,34 @@ def test_readme_quotes_the_test_command_minutes_from_commands_json():
     said = f"{minutes[0]} minutes" if minutes[0] == minutes[-1] else f"{minutes[0]}-{minutes[-1]} minutes"
     assert f"{said} on a 2-core Zen 3 VM" in README.read_text(encoding="utf-8")
     assert "-n 2 --dist loadfile" in (ROOT / ".ci" / "run").read_text()
+    assert 'setdefault("OMP_NUM_THREADS"' in (ROOT / "tests" / "conftest.py").read_text()
+
+
+def test_each_test_worker_runs_torch_with_its_share_of_the_cores(tmp_path):
+    """What the minutes above were measured with: conftest.py gives each of `pytest -n 2`'s workers the cores // 2
+    torch threads (one on 2 cores), and the commands its tests start inherit them; a plain `pytest` is left as is."""
+    shutil.copy(ROOT / "tests" / "conftest.py", tmp_path)
+    (tmp_path / "test_probe.py").write_text(
+        "import os, pathlib, torch\n\n"
+        "def test_probe():\n"
+        "    name = os.environ.get('PYTEST_XDIST_WORKER', 'alone')\n"
+        "    pathlib.Path(os.environ['PROBE_OUT'], name).write_text(f\"{torch.get_num_threads()} "
+        "{os.environ.get('OMP_NUM_THREADS')}\")\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER",
+                                                            "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS")}
+    cpus = len(os.sched_getaffinity(0))
+    for args in (["-n", "2"], []):
+        out = tmp_path / ("two" if args else "one")
+        out.mkdir()
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(tmp_path)],
+                           cwd=tmp_path, env={**env, "PROBE_OUT": str(out)}, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:]
+        (name, (threads, omp)), = ((f.name, f.read_text().split()) for f in out.iterdir())
+        if args:  # a worker: its share, set for the commands it starts too
+            assert name.startswith("gw") and threads == omp == str(max(1, cpus // 2)), (name, threads, omp)
+        else:  # torch's own default, nothing set
+            assert name == "alone" and omp == "None", (name, threads, omp)
 
 
 def test_readme_quotes_the_quick_lab_seconds_from_commands_json():
