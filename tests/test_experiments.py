@@ -839,7 +839,8 @@ def test_bottleneck_wider_is_not_judged_on_the_reference_size():
 CMP_MODELS = ("rnn", "lstm", "gru", "bow", "tfidf", "transformer")
 TFIDF_DROP = [-0.01, 0.0, -0.02]
 CMP_BASE = dict(order_gain=above(0.0, 0.02), rnn_ratio=below(VANISHED, 1.5), lstm_ratio=above(VANISHED, 2.0),
-                gru_ratio=above(VANISHED, 1.5), lstm_long=below(0.0, 0.05), gru_long=below(0.0, 0.04),
+                gru_ratio=above(VANISHED, 1.5), lstm_long=below(-long_reviews.GAIN, 0.05),
+                gru_long=below(-long_reviews.GAIN, 0.04),
                 lstm_fade=above(FADE, 0.2), gru_fade=above(FADE, 0.15),
                 lstm_speedup=[1.05, 1.0, 1.02, 1.0, 1.01], gru_speedup=[1.0, 1.02, 1.0, 1.03, 1.0])
 TRANSFORMER_SPEEDUP = [1.6, 1.7, 1.75, 1.8, 1.7]
@@ -954,8 +955,10 @@ def test_compare_timed_at_one_thread_count_leaves_only_the_serial_question_undec
     ("rnn_ratio", above(VANISHED, 1.0), "fix", FAILS),    # the RNN did not vanish: nothing for gates to fix
     ("lstm_ratio", below(VANISHED, 1.0), "fix", FAILS),
     ("gru_ratio", straddle(VANISHED, 1.0), "fix", UNDECIDED),
-    ("lstm_long", above(0.0, 0.05), "long", FAILS),
-    ("gru_long", straddle(0.0, 0.05), "long", UNDECIDED),
+    ("lstm_long", above(-long_reviews.GAIN, 0.05), "long", FAILS),
+    ("gru_long", straddle(-long_reviews.GAIN, 0.05), "long", UNDECIDED),
+    ("lstm_long", [0.002, -0.003, 0.0], "long", FAILS),  # fixed: the LSTM loses what tf-idf loses (undecided without
+    # the margin of a point: "does not hold" then needed a gated model that loses significantly less than tf-idf)
     ("lstm_fade", below(FADE, 0.15), "memory", FAILS),
     ("gru_fade", straddle(FADE, 0.1), "memory", UNDECIDED),
     ("lstm_speedup", [1.9, 1.9, 1.95, 2.0, 1.9], "serial", FAILS),  # the LSTM scales better than the Transformer
