@@ -527,6 +527,20 @@ def test_device_cuda_without_a_gpu_is_one_line_for_every_command(args, seed_run,
     assert not (tmp_path / "o").exists()  # nothing written
 
 
+def test_auto_means_a_cuda_gpu_or_the_cpu_never_apples_mps(monkeypatch):
+    """On a Mac, `auto` picked MPS, which no machine rnnlab is tested on has, over the CPU and its kernels; MPS is
+    there when asked for."""
+    import torch
+
+    from rnnlab.train import resolve_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") and resolve_device("mps") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
 def test_the_cli_runs_from_a_thread_that_cannot_set_signal_handlers():
     """Commands install a SIGTERM handler (SIGTERM as Ctrl-C); off the main thread that is not allowed and is
     skipped, not an error (e.g. rnnlab called from a worker thread of a notebook or a server)."""

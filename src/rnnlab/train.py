@@ -342,9 +342,11 @@ def set_seed(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto": a CUDA GPU where one exists, else the CPU. Apple's MPS only when asked for (`--device mps`): no
+    machine rnnlab is tested on has it, and on a Mac the CPU runs rnnlab's own recurrent kernels."""
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA GPU is available (a run's config may say cuda: --device cpu or auto)")
     if name == "mps" and not mps:
