@@ -78,6 +78,19 @@ def test_predict_answers_a_stream_on_stdin_as_it_comes_and_its_notes_count_the_w
     assert "review 2,502 of 2,502 has no word the tokenizer reads" in err, err
 
 
+def test_predict_notes_an_unquoted_sentence_read_as_one_review_a_word(seed_run):
+    """`predict RUN Slow start, but a wonderful ending` printed six answers without a word (explain joins its
+    words into one review): a note says each is a review and how to quote one (session 62's walkthrough)."""
+    words = ["Slow", "start,", "but", "a", "wonderful", "ending"]
+    r = subprocess.run(CMD + ["predict", str(seed_run[0]), *words], capture_output=True, text=True)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 6, r.stderr
+    assert ('note: 6 reviews of one word each, one answer per word (each TEXT is a review): quote a review to give it '
+            'whole: rnnlab predict RUN "Slow start, but a wonderful ending"') in r.stderr
+    for texts in (["Slow start, but a wonderful ending"], ["great"], ["Slow start", "great"]):  # quoted, or one
+        r = subprocess.run(CMD + ["predict", str(seed_run[0]), *texts], capture_output=True, text=True)
+        assert r.returncode == 0 and "one word each" not in r.stderr, r.stderr
+
+
 def test_predict_refuses_a_review_on_stdin_longer_than_it_reads(seed_run, monkeypatch):
     """`rnnlab predict RUN - < /dev/zero`: one line without an end, read whole, grew to the machine's memory."""
     from click.testing import CliRunner

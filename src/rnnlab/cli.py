@@ -735,6 +735,8 @@ def evaluate(run_dir, data_path, as_json, device):
 def predict(run_dir, texts, as_json, device):
     """Classify TEXTS (or one review per line of stdin, also when TEXTS is "-"): label and P(positive).
 
+    Each TEXT is one review: quote a review of several words ("slow start, great ending").
+
     Stdin is read as UTF-8; undecodable bytes become U+FFFD. An empty review is read as a single
     <unk> token, each unknown word as one <unk>; both still get a prediction. A review that starts
     with "-" goes after --: rnnlab predict RUN -- "-1/10, awful". A TEXT that names a run directory
@@ -761,7 +763,8 @@ def predict(run_dir, texts, as_json, device):
     seen, lengths = [], []  # each review's stand-in for the notes, and its length in tokens
 
     def notes():
-        for note in filter(None, (unread_note(seen), wordless_note(seen, vocab.strip_html), cut_note(cfg, lengths))):
+        for note in filter(None, (unread_note(seen), wordless_note(seen, vocab.strip_html), cut_note(cfg, lengths),
+                                  words_note(texts))):
             _log(f"note: {note}")
 
     for chunk in _stdin_reviews() if stream else [list(texts)]:
@@ -787,6 +790,15 @@ def predict(run_dir, texts, as_json, device):
         raise InputError("no review given: pass TEXT arguments or lines on stdin")
     if stream:
         notes()  # after the answers: they count the whole stream
+
+
+def words_note(texts) -> str:
+    """A note where every TEXT is one word: an unquoted sentence (`predict RUN slow but good`), each word of it scored
+    as a review of its own, one answer a word."""
+    if len(texts) < 2 or any(len(t.split()) != 1 for t in texts):
+        return ""
+    return (f"{len(texts)} reviews of one word each, one answer per word (each TEXT is a review): quote a review to "
+            f"give it whole: rnnlab predict RUN \"{one_line(printable(shorten(' '.join(texts), 40)))}\"")
 
 
 STDIN_CHUNK = 1_000  # reviews read from stdin and predicted at a time: a stream's answers come as it is read
