@@ -449,6 +449,24 @@ def test_cache_fault(case, tmp_path, disk, small_data, reference, monkeypatch, c
     _no_temp_dir_of_this_process(w.cache)
 
 
+def test_a_cache_that_cannot_be_written_is_said_before_the_tokenising_that_would_fill_it(small_data, tmp_path,
+                                                                                        monkeypatch):
+    """"tokenising ... (cached afterwards)" came first and "cannot write corpus cache" after it (session 62's
+    walkthrough): a folder that cannot be made or written is now found first, and the line promises no cache."""
+    (tmp_path / "file").write_text("x")
+    lines = []
+    for cache, said in ((tmp_path / "file" / "cache", "a parent path is a file, not a directory"), (tmp_path / "c", "")):
+        monkeypatch.setenv("RNNLAB_CACHE", str(cache))
+        lines.clear()
+        encode_corpus(load_imdb(small_data), progress=lines.append)
+        if said:
+            assert lines == [f"warning: cannot write corpus cache {cache}: {said}; continuing without a cache",
+                             "tokenising train and test"]
+        else:  # a folder it can make: the promise, then the cache it made
+            assert lines == ["tokenising train and test (once for these text settings; cached afterwards)"]
+            assert [d.name.startswith("corpus-") for d in cache.iterdir()] == [True]
+
+
 def test_no_home_folder_means_no_cache_not_a_traceback(small_data, reference, monkeypatch, capsys):
     """HOME unset and no passwd entry (a container's made-up uid): Path.home() raised, and train stopped with a
     traceback (fault hunt). The corpus is tokenised without a cache, with one warning."""

@@ -223,8 +223,16 @@ def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
         corpus = _cached(entry, strip_html, key, (len(ds.train), len(ds.test)), warn)
         if corpus is not None:
             return corpus
+        try:  # said now, before the tokenising it would keep (a full disk is still found only when written)
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            (probe := _private_name(entry)).mkdir()
+            probe.rmdir()
+        except OSError as e:
+            _uncached(warn, entry, e)
+            use_cache = False
     if progress:
-        progress("tokenising train and test (once for these text settings; cached afterwards)")
+        progress("tokenising train and test" + (" (once for these text settings; cached afterwards)" if use_cache
+                                                else ""))
     corpus = _encode(ds, strip_html, key)
     if use_cache:
         corpus = _store(entry, corpus, warn)
@@ -295,14 +303,17 @@ def _store(entry: Path, corpus: Corpus, warn) -> Corpus:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
     except Exception as e:  # noqa: BLE001 - the run goes on without a cache
-        warn(f"warning: cannot write corpus cache {entry.parent}: {_why(e, with_file=False)}; "
-             "continuing without a cache")
+        _uncached(warn, entry, e)
         return corpus
     finally:
         _remove(tmp)
     # another process renamed its entry into place first: use it (verified), as later runs will
     rows = (len(corpus.train_offsets) - 1, len(corpus.test_offsets) - 1)
     return _cached(entry, corpus.strip_html, corpus.key, rows, warn) or corpus
+
+
+def _uncached(warn, entry: Path, e: Exception) -> None:
+    warn(f"warning: cannot write corpus cache {entry.parent}: {_why(e, with_file=False)}; continuing without a cache")
 
 
 def _save_corpus(d: Path, c: Corpus) -> None:
