@@ -68,3 +68,13 @@ def test_test_only_words_map_to_unk_when_vocab_exceeds_corpus():
     ids, starts, lengths = corpus.split("test", 20000)
     assert len(vocab) == 5 and ids.max() < len(vocab)
     assert ids[:3].tolist() == [1, 1, 1]
+
+
+def test_bucketed_batches_are_served_in_a_shuffled_order_not_shortest_first():
+    """Reviews of similar length share a batch, but the batches come in a shuffled order: served by length, every
+    epoch would be a curriculum from short to long (a mutant of session 62 that no test caught)."""
+    lengths = np.arange(1, 201)  # one pool: 50 batches of 4
+    for epoch in (1, 2):
+        batches = batch_indices(lengths, 4, "bucket", seed=0, epoch=epoch)
+        longest = [int(lengths[b].max()) for b in batches]
+        assert len(batches) == 50 and longest != sorted(longest) and longest != sorted(longest, reverse=True)

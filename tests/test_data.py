@@ -660,3 +660,15 @@ def test_a_splits_fingerprint_sees_every_row_and_keeps_its_recorded_form():
     assert s.fingerprint() != Split(["a", "bc"], labels, "x").fingerprint()
     assert s.fingerprint() != Split(["ab", "d"], labels, "x").fingerprint()  # as many reviews, another text
     assert s.fingerprint() == hashlib.sha256(b"2ab\x00c\x00" + labels.tobytes()).hexdigest()
+
+
+def test_a_boolean_label_column_is_refused_not_read_as_0_and_1(tmp_path):
+    """A parquet whose label column is boolean (`is_negative`, say) is refused in one line, not read as 0/1 (a mutant
+    of session 62 that no test caught: the label tests had float and text columns only)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "bool.parquet"
+    pq.write_table(pa.table({"text": ["good", "bad"], "label": [True, False]}), f)
+    with pytest.raises(DataError, match=r"row 0: label True \(a bool\) is not the integer 0 or 1"):
+        load_split(f)

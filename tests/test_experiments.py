@@ -724,6 +724,17 @@ def test_bottleneck_pooling_that_relieves_it_holds_even_where_it_fades_a_little_
     assert mean["outcome"] == HOLDS
 
 
+def test_bottleneck_pooling_is_not_refuted_while_its_control_is_undecided():
+    """"Mean pooling relieves it" is refuted only where the negative control shows attention keeping the passage:
+    with the control inconclusive the part and the claim stay inconclusive (a mutant of session 62 that no test
+    caught: the tests paired a fading pooled RNN only with a control that held or did not)."""
+    v = bottleneck.verdict(bn_rows(**{**BN_BASE, "mean_gain": straddle(0.0, 0.05), "tf_fade": straddle(FADE, 0.1)},
+                                   pooled_near=(0.9, 0.91, 0.89)))
+    assert v["controls"][0]["outcome"] == UNDECIDED
+    mean = v["questions"][2]
+    assert mean["outcome"] == UNDECIDED and v["outcome"] == UNDECIDED and mean["effect"]["undecided"] == bottleneck.KEPT
+
+
 def test_bottleneck_effects_are_the_numbers_in_the_rows():
     """Judged at hidden 128 (the reference) and 256 (the widest), nearest 0 vs farthest 350: each effect lists
     the per-seed fade or gain put into the rows."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import subprocess
 import signal
@@ -650,5 +651,8 @@ def test_an_experiments_files_are_replaced_as_one_set_or_not_at_all(tmp_path, ti
         run_experiment(long_reviews, ds, tmp_path, quick=True, log=lambda s: None)
     assert {f.name: f.stat().st_ino for f in d.iterdir()} == inodes  # nothing replaced, no temporary left
     monkeypatch.undo()
+    order, replace = [], os.replace  # the rows first, the verdict that vouches for them last (session 62's mutants)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (order.append(Path(dst).name), replace(src, dst))[1])
     run_experiment(long_reviews, ds, tmp_path, quick=True, log=lambda s: None)
     assert {f.name for f in d.iterdir()} == set(inodes) and {f.stat().st_ino for f in d.iterdir()}.isdisjoint(inodes.values())
+    assert order[0] == "results.csv" and order[-1] == "verdict.json" and len(order) == len(inodes), order

@@ -920,3 +920,25 @@ def test_a_config_of_an_earlier_version_loads_where_its_retired_fields_did_nothi
         from_dict({**old, "bidirectional": True})
     with pytest.raises(ConfigError):
         from_dict({**old, "no_such_field": 1})
+
+
+def test_the_returned_model_and_its_test_score_are_the_epoch_kept_on_validation(tmp_path, monkeypatch):
+    """`train` scores the test split with the weights of the epoch validation kept, and returns them: without the
+    reload, every summary's test_acc (and the lab's) would be the last epoch's, which `evaluate` on the saved run
+    does not reproduce (a mutant of session 62 that no test caught: the saved file was right)."""
+    import rnnlab.train as train_mod
+
+    d = write_parquet_dir(tmp_path / "imdb", make_reviews(240, seed=1), make_reviews(120, seed=2))
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 3})
+    data = prepare(cfg, load_imdb(d))
+    accs = iter([0.6, 0.9, 0.7])  # validation: epoch 2 is the one kept
+    monkeypatch.setattr(train_mod, "score", lambda model, enc, device="cpu": (
+        {"acc": next(accs), "loss": 0.5} if enc is data.val else score(model, enc, device)))
+    seen = {}
+    trained = train(cfg, data, log=lambda s: None, on_step=lambda m, row: seen.__setitem__(
+        row["epoch"], {k: v.clone() for k, v in m.state_dict().items()}))
+    assert trained.summary["best_epoch"] == 2
+    kept = trained.model.state_dict()
+    assert all(torch.equal(kept[k], seen[2][k]) for k in kept)  # epoch 2's last step: the weights validated at 0.9
+    assert not all(torch.equal(kept[k], seen[3][k]) for k in kept)
+    assert trained.summary["test_acc"] == round(score(trained.model, data.test)["acc"], 4)
