@@ -360,9 +360,11 @@ def test_full_mode_reuses_no_quick_job(runs, tiny_data):
     log = runs.full
     full = lab.exercise_jobs("full", "cpu") + ([lab.baseline_job(str(tiny_data))] if lab.BASELINE.exists() else [])
     full += [_on_device(j, "cpu") for e in EXPERIMENTS.values() for _, j in e.module().jobs("full")]
-    parallel = {j.key for j in full if not j.exclusive}
+    parallel, alone = {j.key for j in full if not j.exclusive}, {j.key for j in full if j.exclusive}
     assert "jobs already done, read from" not in log, log
-    assert f"[jobs] {len(parallel)} jobs on 2 worker processes x 1 thread(s)" in log.splitlines(), log
+    assert len(alone) > 0 and f"[lab] {len(parallel) + len(alone)} jobs: " in log  # the same count, both lines
+    assert (f"[jobs] {len(parallel)} jobs on 2 worker processes x 1 thread(s), then {len(alone)} timing(s) alone"
+            in log.splitlines()), log
     assert {n: b for n, (b, _) in runs.full_files.items()} == {n: b for n, (b, _) in runs.first_files.items()}
 
 

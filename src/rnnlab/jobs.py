@@ -328,7 +328,7 @@ class Runner:
         if self.ray_address:
             self._run_ray(parallel, data_arg, fingerprint, finished)
         elif pooled:
-            self._run_pool(parallel, data_arg, fingerprint, finished)
+            self._run_pool(parallel, data_arg, fingerprint, finished, alone=sum(j.exclusive for j in todo))
         else:
             for job in parallel:
                 t0 = time.perf_counter()
@@ -339,7 +339,7 @@ class Runner:
             finished(job, execute(job, ds, self.threads), time.perf_counter() - t0)
         return results
 
-    def _run_pool(self, jobs: list[Job], data_arg, fingerprint: str, finished) -> None:
+    def _run_pool(self, jobs: list[Job], data_arg, fingerprint: str, finished, alone: int = 0) -> None:
         # multiprocessing's Pool, whose terminate() is safe mid-task (a terminated worker cannot leave a
         # queue locked for the parent, as it can with concurrent.futures' executor)
         n = min(self.workers, len(jobs))  # no process without a job: each costs its start-up and its memory
@@ -358,7 +358,8 @@ class Runner:
             self._pool_size, self._workers = n, {}
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads, fingerprint)): job
                    for job in jobs}
-        self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)")
+        self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)"
+                 + (f", then {alone} timing(s) alone" if alone else ""))  # the count the lab's first line gave
         try:
             while pending:
                 done = [r for r in pending if r.ready()]
