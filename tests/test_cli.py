@@ -603,8 +603,10 @@ def test_out_of_memory_outside_training_is_one_line(tmp_path, tiny_data, monkeyp
     (["lab", "--jobs", "0"], "Error: Invalid value for '--jobs': 0 is not in the range x>=1. (see: rnnlab lab --help)"),
     (["predict", "RUN", "-1/10"], "Error: No such option '-1' (a review that starts with '-' goes after --: rnnlab "
                                   "predict RUN -- TEXT) (see: rnnlab predict --help)"),
-    (["shortfall"], "Error: Missing argument '{long-reviews|vanishing-gradients|serial|bottleneck|all}'. Choose from: "
-                    "long-reviews, vanishing-gradients, serial, bottleneck, all (see: rnnlab shortfall --help)"),
+    (["shortfall"], "Error: Missing argument 'NAME'. Choose from: long-reviews, vanishing-gradients, serial, "
+                    "bottleneck, all (see: rnnlab shortfall --help)"),
+    (["shortfall", "vanishing"], "Error: Invalid value for 'NAME': 'vanishing' is not one of 'long-reviews', "
+                                 "'vanishing-gradients', 'serial', 'bottleneck', 'all'. (see: rnnlab shortfall --help)"),
     (["lab", "--jobs"], "Error: Option '--jobs' requires an argument. (see: rnnlab lab --help)"),  # click gave no ctx
 ])
 def test_a_mistyped_command_line_is_one_error_line(args, line):

@@ -934,12 +934,15 @@ def _experiments(names, data_path, quick, out: Path, device, jobs, threads, ray_
 
 
 @main.command()
-@click.argument("name", type=click.Choice([*SHORTFALLS, "all"]))
+@click.argument("name", type=click.Choice([*SHORTFALLS, "all"]), metavar="NAME")
 @click.option("--out", type=Folder(), default=Path("results/shortfalls"), show_default=True,
               help="Each experiment writes OUT/<name>/{results.csv,<name>.png,<name>.svg,verdict.json}.")
 @_lab_options
 def shortfall(name, out, **opts):
-    """Measure a shortfall of the vanilla RNN (or all four); one JSON verdict line per experiment."""
+    """Measure a shortfall of the vanilla RNN (or all four); one JSON verdict line per experiment.
+
+    NAME: long-reviews, vanishing-gradients, serial, bottleneck, or all.
+    """
     _experiments(SHORTFALLS if name == "all" else (name,), out=out, **opts)
 
 
