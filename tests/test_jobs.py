@@ -450,7 +450,7 @@ def test_exclusive_jobs_run_last_alone_in_this_process(ds, tiny_data, tmp_path, 
     assert all(rows[j.key][0]["pid"] != os.getpid() for j in others)  # in worker processes
     assert len({rows[j.key][0]["pid"] for j in others}) <= 2
     assert t["start"] >= max(rows[j.key][0]["end"] for j in others)  # after every other job, so alone
-    assert "[jobs] 3 jobs on 2 worker processes x 1 thread(s)" in log
+    assert "[jobs] 3 jobs on 2 worker processes x 1 thread(s), then 1 timing(s) alone" in log
     assert log.index("[jobs] a timing: running alone (a timing)") > max(
         i for i, line in enumerate(log) if re.match(r"\[jobs\] \d/4 echo", line))
 
