@@ -23,6 +23,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from scipy import stats as sps  # noqa: E402
 
+import rnnlab.jobs as jobs_mod  # noqa: E402
 from rnnlab.experiments import EXPERIMENTS, bottleneck, common, compare, long_reviews, serial  # noqa: E402
 from rnnlab.experiments import vanishing_gradients as vg  # noqa: E402
 from rnnlab.experiments.stats import FAILS, HOLDS, UNDECIDED, judge  # noqa: E402
@@ -1462,12 +1463,12 @@ def test_a_cgroup_cpu_quota_anywhere_above_this_process_makes_the_share_untold(t
     (root / "pod" / "box").mkdir(parents=True)
     (root / "pod" / "cpu.max").write_text("50000 100000\n")
     (root / "pod" / "box" / "cpu.max").write_text("max 100000\n")
-    monkeypatch.setattr(serial, "CGROUP", str(root))
+    monkeypatch.setattr(jobs_mod, "CGROUP", str(root))
     (tmp_path / "self_cgroup").write_text("0::/pod/box\n")
-    monkeypatch.setattr(serial, "MEMBERSHIP", str(tmp_path / "self_cgroup"))
-    assert serial._cpu_quota() and serial.timed_cpus() is None
+    monkeypatch.setattr(jobs_mod, "MEMBERSHIP", str(tmp_path / "self_cgroup"))
+    assert jobs_mod.cpu_quota() == 0.5 and serial.timed_cpus() is None
     (root / "pod" / "cpu.max").write_text("max 100000\n")
-    assert not serial._cpu_quota()
+    assert jobs_mod.cpu_quota() is None and serial.timed_cpus() == jobs_mod.affinity()
 
 
 def test_the_busy_rule_names_the_timings_with_no_share_and_a_damaged_share_is_not_a_traceback():

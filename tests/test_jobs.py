@@ -839,3 +839,32 @@ def test_ray_exiting_while_it_starts_without_a_signal_is_a_start_failure_not_an_
     monkeypatch.setattr(ray, "shutdown", lambda: None)
     with pytest.raises(RunError, match=r"^--ray local: cannot start or reach Ray \(it exited with code 1\)$"):
         Runner(ray_address="local")._connect_ray()
+
+
+def test_a_cpu_quota_caps_the_cpus_the_lab_counts_on(tmp_path, monkeypatch):
+    """A container given 2 CPUs' worth of a 64-core host (`docker --cpus 2`: a cgroup quota, its affinity all 64)
+    started 64 worker processes by default, each with its own torch: the quota caps the count now (rounded up), on
+    cgroup v2 and v1, and a quota above the affinity or one that cannot be read changes nothing."""
+    import rnnlab.jobs as jobs_mod
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    root, member = tmp_path / "cgroup", tmp_path / "self_cgroup"
+    monkeypatch.setattr(jobs_mod, "CGROUP", str(root))
+    monkeypatch.setattr(jobs_mod, "MEMBERSHIP", str(member))
+    (root / "box").mkdir(parents=True)
+    member.write_text("0::/box\n")
+    assert jobs_mod.cpu_quota() is None and jobs_mod.usable_cpus() == 64 == Runner().workers
+    for cpu_max, usable in (("200000 100000", 2), ("150000 100000", 2), ("max 100000", 64), ("6400000 100000", 64),
+                            ("garbage", 64), ("", 64)):
+        (root / "box" / "cpu.max").write_text(cpu_max + "\n")
+        assert jobs_mod.usable_cpus() == usable == Runner().workers, cpu_max
+    assert Runner(threads=2).workers == 32
+    (root / "box" / "cpu.max").write_text("300000 100000\n")
+    assert Runner(threads=2).workers == 1  # 3 CPUs' worth: one job of 2 threads
+    member.write_text("4:cpu,cpuacct:/box\n")  # cgroup v1: the quota over the period, in the cpu controller's mount
+    (root / "cpu" / "box").mkdir(parents=True)
+    (root / "cpu" / "box" / "cpu.cfs_quota_us").write_text("50000\n")
+    (root / "cpu" / "box" / "cpu.cfs_period_us").write_text("100000\n")
+    assert jobs_mod.cpu_quota() == 0.5 and jobs_mod.usable_cpus() == 1
+    (root / "cpu" / "box" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert jobs_mod.usable_cpus() == 64

@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from .io import HANGUP, RunError, fault, first_line, jsonable, read_json, shorten, write_bytes, write_json
+from .memory import cgroup_folders
 
 
 ROWS_VERSION = 2  # raised whenever a change to rnnlab moves what a job returns (2: session 55, the retention probe)
@@ -220,8 +222,29 @@ def affinity() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+CGROUP, MEMBERSHIP = "/sys/fs/cgroup", "/proc/self/cgroup"
+
+
+def cpu_quota() -> float | None:
+    """The CPUs' worth of time this process's cgroup, or one above it, may use (cgroup v2's cpu.max, v1's
+    cfs_quota_us over cfs_period_us: a container's --cpus, systemd's CPUQuota, a pod's limit); None: no cap."""
+    caps = []
+    for folder, v2 in cgroup_folders("cpu", Path(CGROUP), MEMBERSHIP):
+        with contextlib.suppress(OSError, IndexError, ValueError, ZeroDivisionError):
+            if v2:
+                quota, period = (folder / "cpu.max").read_text().split()[:2]
+            else:
+                quota, period = ((folder / f"cpu.cfs_{f}_us").read_text().split()[0] for f in ("quota", "period"))
+            if quota not in ("max", "-1"):
+                caps.append(int(quota) / int(period))
+    return min(caps, default=None)
+
+
 def usable_cpus() -> int:
-    return len(affinity()) or 1
+    """The CPUs this process may run on (its affinity), or fewer where a CPU quota caps its time (rounded up):
+    the lab's default --jobs, so a container given 2 CPUs' worth of a 64-core host does not start 64 workers."""
+    n, quota = len(affinity()) or 1, cpu_quota()
+    return n if quota is None else max(1, min(n, math.ceil(quota)))
 
 
 class Runner:

@@ -476,7 +476,7 @@ def _unreadable_lab(why: str) -> Section:
 
 
 def _cores(env: dict) -> str:
-    """The machine's cores, and how many the run could use where fewer (taskset, a container's cpuset)."""
+    """The machine's cores, and how many the run could use where fewer (taskset, a cpuset, a CPU quota)."""
     usable = env.get("usable_cpus")
     return f"{env.get('cpu_count', '?')} cores" + (f" ({usable} usable)" if usable is not None else "")
 

@@ -163,7 +163,7 @@ def environment() -> dict:
     usable = usable_cpus()
     env = {"python": platform.python_version(), "torch": torch.__version__, "rnnlab": __version__, **_git(),
            "platform": platform.platform(), **_cpu(), "cpu_count": os.cpu_count(),
-           **({"usable_cpus": usable} if usable != os.cpu_count() else {}),  # taskset, a cpuset
+           **({"usable_cpus": usable} if usable != os.cpu_count() else {}),  # taskset, a cpuset, a CPU quota
            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)

@@ -37,15 +37,13 @@ import math
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import GRU, LSTM, RNN, TRANSFORMER, from_dict, with_overrides
-from ..jobs import Job, affinity, usable_cpus
-from ..memory import cgroup_folders
+from ..jobs import Job, affinity, cpu_quota, usable_cpus
 from ..runs import torch_threads
 from .common import fixed_length_batch, linear_fit, mean_sd, paired, title, values
 from .stats import FAILS, HOLDS, UNDECIDED, combine, decide, demote, judge, part_of, t_interval
@@ -120,7 +118,7 @@ def timing_job(ds, cfg: dict, threads: list[int], lengths: list[int], batch: int
 
 
 MIN_TICKS = 200  # clock ticks per timed CPU (2 s at 100 Hz): a shorter window is within their rounding
-PROC_STAT, CGROUP, MEMBERSHIP = "/proc/stat", "/sys/fs/cgroup", "/proc/self/cgroup"
+PROC_STAT = "/proc/stat"
 
 
 def cpu_jiffies(cpus) -> tuple[int, int] | None:
@@ -142,16 +140,7 @@ def timed_cpus() -> list[int] | None:
     """The CPUs this process may run on (taskset, a container's cpuset), whose /proc/stat lines say who used them;
     None where they cannot say what this process competes with: a cgroup CPU quota (a container's --cpus) shares
     CPUs that others may use without slowing it, and throttles it without their use."""
-    return None if _cpu_quota() else affinity()
-
-
-def _cpu_quota() -> bool:
-    """Whether this process's cgroup, or one above it, caps its CPU time (cgroup v2's cpu.max, v1's cfs_quota_us)."""
-    for folder, v2 in cgroup_folders("cpu", Path(CGROUP), MEMBERSHIP):
-        with contextlib.suppress(OSError, IndexError):
-            if (folder / ("cpu.max" if v2 else "cpu.cfs_quota_us")).read_text().split()[0] not in ("max", "-1"):
-                return True
-    return False
+    return None if cpu_quota() is not None else affinity()
 
 
 @contextlib.contextmanager
