@@ -277,6 +277,9 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
+LOOP = r"^Error: .*loop-a: a symbolic link to nowhere \(a loop, or its target is gone\)$"  # was "no such run directory"
+
+
 def _unrelated_files(t: Path) -> Path:
     _write(t / "stuff" / "notes.txt", "hello")
     _write(t / "stuff" / "data.json", "{}")
@@ -458,6 +461,7 @@ CASES = [
                  r"--out DIR makes one$", elsewhere=lambda t: _mkdir(t / "empty-run")),
         run_case(f"{cmd}-a-labs-folder", cmd, None, r"^Error: .*lab: a lab's folder, not a run: its trained models are "
                  r"the runs in .*lab/jobs/ ", elsewhere=lambda t: _mkdir(_mkdir(t / "lab") / "jobs").parent),
+        run_case(f"{cmd}-run-dir-is-a-symlink-loop", cmd, None, LOOP, elsewhere=lambda t: _loop(t / "loop-a")),
         run_case(f"{cmd}-a-published-labs-folder", cmd, None, r"^Error: .*lab: a lab's folder, not a run: a lab keeps "
                  r"its trained models in its jobs/ folder, and this one has none$",
                  elsewhere=lambda t: _write(_mkdir(t / "lab") / "lab.json", "{}").parent),
@@ -546,6 +550,9 @@ CASES = [
         ["evaluate", str(c.run), "--data", str(_fifo(_copy_split(c.data, t / "d", "train") / "test.parquet").parent)],
         r"test\.parquet: not a regular file$", None), HANGS),
     train_case("data-path-with-a-newline", lambda t, c: t / "no\nsuch", r"no\\nsuch: no such file or directory$"),
+    Case("explain-run-is-a-symlink-loop", lambda t, c: (["explain", str(_loop(t / "loop-a")), "good"], LOOP, None)),
+    Case("resume-run-is-a-symlink-loop", lambda t, c: (["train", "--resume", str(_loop(t / "loop-a"))], LOOP, None)),
+    Case("report-lab-is-a-symlink-loop", lambda t, c: (["report", str(_loop(t / "loop-a"))], LOOP, None)),
     Case("evaluate-run-with-a-newline", lambda t, c: (["evaluate", str(t / "no\nsuch")],
                                                       r"no\\nsuch: no such run directory$", None)),
     Case("report-lab-with-a-newline-and-an-escape", lambda t, c: (["report", str(t / "no\nlab\x1b[2J")],

@@ -55,8 +55,8 @@ import numpy as np
 
 from .config import CHOICES, RECURRENT_KINDS
 from .data import DataError
-from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, jsonable, one_line,
-                 owner, pid_alive, printable, shorten)
+from .io import (JOB_KEY, RUN_FILES, RunError, echo_whole, file_in_the_way, in_the_way, is_run_dir, jsonable, no_such,
+                 one_line, owner, pid_alive, printable, shorten)
 
 IG_STEPS = 50  # Integrated Gradients' steps, every model but the Transformer (more seldom help a recurrent one)
 IG_STEPS_TRANSFORMER = 200  # its answer bends smoothly along the path: completeness held on 35% of 100 test
@@ -592,7 +592,7 @@ def _split_args(args) -> tuple[list[Path], list[str]]:
     lone_path = len(words) == 1 and _pathlike(words[0])
     if not runs or lone_path:
         hint = " (to explain it as a review: --text)" if runs else ""
-        raise ValueError(f"{shorten(words[0])}: no such run directory{hint}")
+        raise ValueError(f"{no_such(words[0], 'run directory')}{hint}")
     if words and _pathlike(words[0]) and _is_dir(str(Path(words[0]).parent)):  # a mistyped or broken run
         raise ValueError(f"{shorten(words[0])}: not a run directory (no readable config.json); to explain words "
                          "that look like a path: --text")

@@ -230,6 +230,16 @@ def one_line(s: str) -> str:
     return s.translate(_CONTROL)
 
 
+def no_such(path, what: str) -> str:
+    """"PATH: no such WHAT", or, where PATH is a symbolic link whose target is not there (a loop, or gone), that."""
+    name = shorten(str(path))
+    try:
+        dangling = os.path.islink(path) and not os.path.exists(path)
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL byte
+        dangling = False
+    return f"{name}: a symbolic link to nowhere (a loop, or its target is gone)" if dangling else f"{name}: no such {what}"
+
+
 def shorten(s: str, n: int = 80) -> str:
     """`s` cut to n characters for an error line (a review taken for a path can be thousands), by its middle: a long
     path keeps its start and the names at its end."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from .blocks import CSS, OUTCOME_CLASS, Code, Figure, Heading, Outcome, Section, Table, Text, esc, fmt, md_text
 from .experiments import EXPERIMENTS
 from .experiments.stats import t_interval
-from .io import (RunError, atomic_path, fault, first_line, is_run_dir, missing_folders, owner, read_json,
+from .io import (RunError, atomic_path, fault, first_line, is_run_dir, missing_folders, no_such, owner, read_json,
                  require_file, shorten, text_file_sha256, write_files)
 
 
@@ -511,7 +511,9 @@ def _lab_table(record: dict) -> Section:
 def collect(lab: Path) -> list[Section]:
     """Every section, read from LAB (ReportError if it is absent or holds nothing rnnlab made)."""
     if not lab.is_dir():
-        raise ReportError(f"{lab}: no such directory; make it with rnnlab lab, or give the folder a lab wrote")
+        why = no_such(lab, "directory")
+        raise ReportError(why + ("; make it with rnnlab lab, or give the folder a lab wrote"
+                                 if why.endswith("no such directory") else ""))
     if not any((lab / n).is_dir() for n in ("seed", *EXPERIMENTS)):
         if is_run_dir(lab):
             raise ReportError(f"{lab}: a training run, not a lab: report renders the folder rnnlab lab writes (its --out)")

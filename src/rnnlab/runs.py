@@ -32,8 +32,8 @@ import torch
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
 from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held_elsewhere, in_the_way,
-                 load_tensors, missing_folders, read_json, read_jsonl, remove_empty, remove_leftovers, require_file,
-                 save_tensors, shorten, temp_prefix, write_json, write_jsonl)
+                 load_tensors, missing_folders, no_such, read_json, read_jsonl, remove_empty, remove_leftovers,
+                 require_file, save_tensors, shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
 from .text import Vocab
 
@@ -568,7 +568,7 @@ class RunDir:
         if inside:
             raise RunError(f"{shorten(self.path.name, 40)} is a file of a run: give its folder, {shorten(str(parent))}")
         if not found:
-            raise RunError(f"{shorten(str(self.path))}: no such run directory")
+            raise RunError(no_such(self.path, "run directory"))
 
 
 def _count(v) -> bool:
