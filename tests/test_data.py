@@ -640,6 +640,26 @@ def test_a_split_of_one_class_is_read_for_evaluation_from_a_file_or_a_folder(tmp
         load_imdb(acl)
 
 
+def test_an_aclimdb_tarball_gives_one_split_of_one_class_for_evaluation_as_its_folder_does(tmp_path):
+    """A tarball of one class, or of the test split alone, was refused for evaluation where the same folder was read
+    (left by session 61); the tarball, or a folder holding it, now gives the split asked for, as the folder does."""
+    texts, labels = make_reviews(20, seed=4)
+    neg = ([t for t, y in zip(texts, labels) if y == 0], [0] * labels.count(0))
+    tar = write_acl_tarball(tmp_path / "only" / "aclImdb_v1.tar.gz", ([], []), neg)  # no train split, no pos
+    for path in (tar, tar.parent):
+        split = load_split(path)
+        assert sorted(split.texts) == sorted(neg[0]) and set(split.labels.tolist()) == {0} and split.source == \
+            f"{tar}:test", path
+    with pytest.raises(DataError, match=re.escape(f"{tar}: no aclImdb/train/{{pos,neg}}/*.txt reviews in the archive")):
+        load_split(tar, "train")
+    with pytest.raises(DataError, match="no aclImdb/train/"):  # training still needs both splits, and both classes
+        load_imdb(tar)
+    train, test = make_reviews(40, seed=1), make_reviews(20, seed=2)
+    both = write_acl_tarball(tmp_path / "both" / "aclImdb_v1.tar.gz", train, test)
+    assert load_split(both, "test").texts == load_split(write_parquet_dir(tmp_path / "pq", train, test), "test").texts
+    assert load_split(both, "train").texts == load_imdb(both).train.texts
+
+
 def test_an_aclimdb_folder_gives_one_split_without_reading_the_other(tmp_path):
     train, test = make_reviews(40, seed=1), make_reviews(20, seed=2)
     acl = write_acl_dir(tmp_path / "d", train, test)

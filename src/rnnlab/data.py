@@ -149,6 +149,15 @@ def load_split(path: str | os.PathLike | None = None, name: str = "test") -> Spl
     acl = None if p is None or not p.is_dir() else p if (p / name).is_dir() else p / "aclImdb"
     if acl is not None and (acl / name).is_dir() and not (p / "train.parquet").exists():
         return _load_acl_split(acl, name, both_classes=False)  # the other split is not read (nor refused)
+    tar = p if p is not None and p.is_file() and _is_tarball(p) else None
+    if p is not None and p.is_dir() and not any((p / n).exists() for n in ("train.parquet", "test.parquet", "train",
+                                                                           "test", "aclImdb")):
+        tar = _dir_tarball(p)
+    if tar is not None:  # as the folder: the other split not needed (nor refused), one class a fine evaluation set
+        rows = _acl_tarball_rows(tar)
+        if not rows[name]:
+            raise DataError(f"{tar}: no aclImdb/{name}/{{pos,neg}}/*.txt reviews in the archive")
+        return _acl_rows_to_split(rows[name], f"{tar}:{name}", both_classes=False)
     ds = load_imdb(resolved)
     return ds.test if name == "test" else ds.train
 
@@ -165,6 +174,14 @@ def _load_dir(p: Path) -> Dataset:
     acl = p if (p / "train").is_dir() or (p / "test").is_dir() else p / "aclImdb"
     if acl.is_dir():
         return Dataset(_load_acl_split(acl, "train"), _load_acl_split(acl, "test"), str(acl))
+    tar = _dir_tarball(p)
+    if tar is not None:
+        return _load_acl_tarball(tar)
+    raise DataError(f"{p}: no train.parquet/test.parquet, aclImdb directory or aclImdb*.tar.gz here")
+
+
+def _dir_tarball(p: Path) -> Path | None:
+    """The one aclImdb*.tar.gz in folder `p`, or None; DataError for several, or one that is not a regular file."""
     tars = sorted(p.glob("aclImdb*.tar.gz"))
     for t in tars:
         if not t.is_file():
@@ -172,9 +189,7 @@ def _load_dir(p: Path) -> Dataset:
     if len(tars) > 1:
         raise DataError(f"{p}: holds {len(tars)} aclImdb tarballs ({', '.join(t.name for t in tars)}); "
                         "give one of them as --data")
-    if tars:
-        return _load_acl_tarball(tars[0])
-    raise DataError(f"{p}: no train.parquet/test.parquet, aclImdb directory or aclImdb*.tar.gz here")
+    return tars[0] if tars else None
 
 
 def load_parquet(f: str | os.PathLike, both_classes: bool = True) -> Split:
@@ -301,8 +316,18 @@ def _load_acl_split(root: Path, split: str, both_classes: bool = True) -> Split:
 
 
 def _load_acl_tarball(f: Path) -> Dataset:
-    """The aclImdb folder's rows from its tarball: a review stored as a link is read through it, as the folder loader
-    reads it, and a name listed twice (tar -r) counts once, as its last listing, as extraction would leave it."""
+    rows = _acl_tarball_rows(f)
+    for split in ("train", "test"):
+        if not rows[split]:
+            raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
+    return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
+                   _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+
+
+def _acl_tarball_rows(f: Path) -> dict[str, list]:
+    """{"train": rows, "test": rows} of the aclImdb folder from its tarball, each (label, id, text): a review stored
+    as a link is read through it, as the folder loader reads it, and a name listed twice (tar -r) counts once, as
+    its last listing, as extraction would leave it."""
     entries: dict[str, tuple] = {}  # a review's normalised name -> ("text", text) or ("link", target): last wins
     others: dict[str, tarfile.TarInfo] = {}  # any other file, read only if a review links to it
     links: dict[str, str] = {}  # every link's normalised name -> its target's (chains through any file)
@@ -354,11 +379,7 @@ def _load_acl_tarball(f: Path) -> Dataset:
         except ValueError:  # past 4,300 digits (sys.get_int_max_str_digits) int() refuses the string
             raise DataError(f"{f}: {name[:80]}...: a review id of {len(rid):,} digits") from None
         rows[split].append((1 if cls == "pos" else 0, number, text))
-    for split in ("train", "test"):
-        if not rows[split]:
-            raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
-    return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
-                   _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+    return rows
 
 
 def _link_end(name: str, links: dict[str, str]) -> str:
