@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import first_line, is_utf8, require_file
+from .io import first_line, is_utf8, no_such, require_file
 
 ENV_VAR = "RNNLAB_DATA"
 HUB_NAME = "stanfordnlp/imdb"
@@ -113,11 +113,9 @@ def load_imdb(path: str | os.PathLike | None = None) -> Dataset:
     if path is None:
         return _load_hub()
     p = Path(path)
-    if not p.exists() and p.is_symlink():
-        raise DataError(f"{p}: a symbolic link to nowhere (a loop, or its target is gone)")
-    if not p.exists():
-        hub = re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith(".")
-        raise DataError(f"{p}: no such file or directory" + (
+    if not p.exists():  # or a symbolic link to nowhere
+        hub = re.fullmatch(r"[\w.-]+/[\w.-]+", str(path)) and not str(path).startswith(".") and not p.is_symlink()
+        raise DataError(no_such(p, "file or directory") + (
             f" (--data takes a local path; without --data or ${ENV_VAR}, {HUB_NAME} is read from the hub)" if hub else ""))
     if not p.is_file() and not p.is_dir():  # a FIFO or a device: reading it could block for ever
         raise DataError(f"{p}: not a regular file or a directory")
