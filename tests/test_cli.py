@@ -84,9 +84,12 @@ def test_predict_notes_an_unquoted_sentence_read_as_one_review_a_word(seed_run):
     words = ["Slow", "start,", "but", "a", "wonderful", "ending"]
     r = subprocess.run(CMD + ["predict", str(seed_run[0]), *words], capture_output=True, text=True)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 6, r.stderr
-    assert ('note: 6 reviews of one word each, one answer per word (each TEXT is a review): quote a review to give it '
-            'whole: rnnlab predict RUN "Slow start, but a wonderful ending"') in r.stderr
-    for texts in (["Slow start, but a wonderful ending"], ["great"], ["Slow start", "great"]):  # quoted, or one
+    assert r.stderr.splitlines()[-1] == (
+        'note: 6 reviews of one word each, one answer per word (each TEXT is a review): to give a review of several '
+        'words, quote it whole (rnnlab predict RUN "slow start, great ending")')  # an example, not the text (cut, or
+    # quoted as a shell would not read it, that would be another review)
+    for texts in (["Slow start, but a wonderful ending"], ["great"], ["Slow start", "great"],  # quoted, or one
+                  ["great", "awful", "--json"]):  # a script's list of words
         r = subprocess.run(CMD + ["predict", str(seed_run[0]), *texts], capture_output=True, text=True)
         assert r.returncode == 0 and "one word each" not in r.stderr, r.stderr
 

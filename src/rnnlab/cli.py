@@ -764,7 +764,7 @@ def predict(run_dir, texts, as_json, device):
 
     def notes():
         for note in filter(None, (unread_note(seen), wordless_note(seen, vocab.strip_html), cut_note(cfg, lengths),
-                                  words_note(texts))):
+                                  "" if as_json else words_note(texts))):  # --json: a script's list of words
             _log(f"note: {note}")
 
     for chunk in _stdin_reviews() if stream else [list(texts)]:
@@ -794,11 +794,12 @@ def predict(run_dir, texts, as_json, device):
 
 def words_note(texts) -> str:
     """A note where every TEXT is one word: an unquoted sentence (`predict RUN slow but good`), each word of it scored
-    as a review of its own, one answer a word."""
+    as a review of its own, one answer a word. Its example is not the user's text: cut short, or quoted as a shell
+    would not read it, that would be another review."""
     if len(texts) < 2 or any(len(t.split()) != 1 for t in texts):
         return ""
-    return (f"{len(texts)} reviews of one word each, one answer per word (each TEXT is a review): quote a review to "
-            f"give it whole: rnnlab predict RUN \"{one_line(printable(shorten(' '.join(texts), 40)))}\"")
+    return (f"{len(texts)} reviews of one word each, one answer per word (each TEXT is a review): to give a review of "
+            "several words, quote it whole (rnnlab predict RUN \"slow start, great ending\")")
 
 
 STDIN_CHUNK = 1_000  # reviews read from stdin and predicted at a time: a stream's answers come as it is read
