@@ -18,9 +18,9 @@ memory, the serial computation. Whether such a criterion can fail is a question 
 the Transformer, the same test should say "fixed". The memory question is gated by that negative control (a
 probe that shows the Transformer fading too cannot tell a memory's fade: inconclusive). For long reviews and the
 serial computation it did not say "fixed" in the published lab (docs/REVIEW.md, session 39), so there "gates do not
-fix it" has no model that shows the test could have said otherwise. The long-review test carries a margin of a
-point (GAIN, as the long-review shortfall's): without one, a model that truly fixed it (no difference from tf-idf)
-would read as inconclusive, never "fixed". The serial test has none (docs/REVIEW.md, session 62, says why).
+fix it" has no model that shows the test could have said otherwise. The long-review test carries a margin
+(GAIN, the long-review shortfall's point of accuracy): without one, a model that truly fixed it (no difference from
+tf-idf) would read as inconclusive, never "fixed". The serial test has none (docs/REVIEW.md, session 62, says why).
 """
 from __future__ import annotations
 
@@ -194,10 +194,11 @@ def verdict(rows: list[dict]) -> dict:
                effect="log10(dL/dx first/last), {k}")
     tfidf_drop = diff(_bucket(rows, "tfidf", FULL_READ), _bucket(rows, "tfidf", SHORT))
     long_ = both("Gates do not fix long reviews: the LSTM and the GRU lose more accuracy from short reviews "
-                 "(<= 100 tokens) to long ones they still read whole (200-400 tokens) than tf-idf, which has no memory",
-                 f"per seed, (acc on 200-400 - acc on 0-100) of the model minus that of tf-idf; holds if the 95% "
-                 f"interval lies below -{GAIN} (a point or more lost beyond tf-idf's), does not hold if above (fixed: "
-                 f"within a point of tf-idf's drop, or better)",
+                 "(<= 100 tokens) to long ones they still read whole (200-400 tokens) than tf-idf, which has no "
+                 f"memory, by {GAIN:g} or more",
+                 "per seed, (acc on 200-400 - acc on 0-100) of the model minus that of tf-idf; holds if the 95% "
+                 f"interval lies below -{GAIN} (lost beyond tf-idf's drop), does not hold if above (fixed: within "
+                 f"{GAIN:g} of tf-idf's drop, or better)",
                  {k: (paired(diff(_bucket(rows, k, FULL_READ), _bucket(rows, k, SHORT)), tfidf_drop), -GAIN, "below")
                   for k in GATED}, effect="acc(200-400) - acc(0-100), {k} minus tfidf")
     dists = sorted({r["distance"] for r in rows if r["part"] == "probe"}) or [0]
