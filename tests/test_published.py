@@ -195,15 +195,17 @@ def test_each_test_worker_runs_torch_with_its_share_of_the_cores(tmp_path):
     """What the minutes above were measured with: conftest.py gives each of `pytest -n 2`'s workers the cores // 2
     torch threads (one on 2 cores), and the commands its tests start inherit them; a plain `pytest` is left as is."""
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path)
-    (tmp_path / "test_probe.py").write_text(
-        "import os, pathlib, torch\n\n"
+    (tmp_path / "test_probe.py").write_text(  # the worker's torch threads, and a command's it starts
+        "import os, pathlib, subprocess, sys, torch\n\n"
         "def test_probe():\n"
         "    name = os.environ.get('PYTEST_XDIST_WORKER', 'alone')\n"
-        "    pathlib.Path(os.environ['PROBE_OUT'], name).write_text(f\"{torch.get_num_threads()} "
+        "    child = subprocess.run([sys.executable, '-c', 'import torch; print(torch.get_num_threads())'],\n"
+        "                           capture_output=True, text=True, check=True).stdout.strip()\n"
+        "    pathlib.Path(os.environ['PROBE_OUT'], name).write_text(f\"{torch.get_num_threads()} {child} "
         "{os.environ.get('OMP_NUM_THREADS')}\")\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PYTEST_XDIST_WORKER",
                                                             "PYTEST_XDIST_WORKER_COUNT", "PYTEST_ADDOPTS")}
-    cpus = len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # as conftest
     for args in (["-n", "2"], []):
         out = tmp_path / ("two" if args else "one")
         out.mkdir()
@@ -211,11 +213,11 @@ def test_each_test_worker_runs_torch_with_its_share_of_the_cores(tmp_path):
                            cwd=tmp_path, env={**env, "PROBE_OUT": str(out)}, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 0, r.stdout[-2000:]
-        (name, (threads, omp)), = ((f.name, f.read_text().split()) for f in out.iterdir())
+        (name, (threads, child, omp)), = ((f.name, f.read_text().split()) for f in out.iterdir())
         if args:  # a worker: its share, set for the commands it starts too
-            assert name.startswith("gw") and threads == omp == str(max(1, cpus // 2)), (name, threads, omp)
+            assert name.startswith("gw") and threads == child == omp == str(max(1, cpus // 2)), (name, threads, omp)
         else:  # torch's own default, nothing set
-            assert name == "alone" and omp == "None", (name, threads, omp)
+            assert name == "alone" and omp == "None" and child == threads, (name, threads, child, omp)
 
 
 def test_readme_quotes_the_quick_lab_seconds_from_commands_json():

@@ -253,6 +253,8 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, medium_data, sig):
     args = ["--preset", "default", "--data", str(medium_data), "--epochs", "4", "--hidden-dim", "32",
             "--embed-dim", "32", "--vocab-size", "80", "--dropout", "0.1", "--batch-size", "32"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if sig == signal.SIGTERM:  # at two threads, as `train` runs on a 2-core laptop (a test worker's commands run one)
+        env["OMP_NUM_THREADS"] = "2"
     cmd = [sys.executable, "-m", "rnnlab.cli", "train"]
     full = subprocess.run(cmd + args + ["--out", str(tmp_path / "full")], capture_output=True, text=True, env=env)
     assert full.returncode == 0, full.stderr

@@ -348,10 +348,12 @@ class Runner:
             # Ray cluster's machines may have more CPUs than this one
             self.log(f"note: {processes} process(es) x {self.threads} thread(s) on the {usable_cpus()} CPU(s) this "
                      "process may use: the jobs share them and run slower (the results do not change)")
+        alone = sum(j.exclusive for j in todo)
+        then = f", then {alone} timing(s) alone" if alone else ""  # so the count adds up to the lab's first line's
         if self.ray_address:
-            self._run_ray(parallel, data_arg, fingerprint, finished)
+            self._run_ray(parallel, data_arg, fingerprint, finished, then)
         elif pooled:
-            self._run_pool(parallel, data_arg, fingerprint, finished, alone=sum(j.exclusive for j in todo))
+            self._run_pool(parallel, data_arg, fingerprint, finished, then)
         else:
             for job in parallel:
                 t0 = time.perf_counter()
@@ -362,7 +364,7 @@ class Runner:
             finished(job, execute(job, ds, self.threads), time.perf_counter() - t0)
         return results
 
-    def _run_pool(self, jobs: list[Job], data_arg, fingerprint: str, finished, alone: int = 0) -> None:
+    def _run_pool(self, jobs: list[Job], data_arg, fingerprint: str, finished, then: str = "") -> None:
         # multiprocessing's Pool, whose terminate() is safe mid-task (a terminated worker cannot leave a
         # queue locked for the parent, as it can with concurrent.futures' executor)
         n = min(self.workers, len(jobs))  # no process without a job: each costs its start-up and its memory
@@ -381,8 +383,7 @@ class Runner:
             self._pool_size, self._workers = n, {}
         pending = {self._pool.apply_async(_worker_execute, (job, data_arg, self.threads, fingerprint)): job
                    for job in jobs}
-        self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s)"
-                 + (f", then {alone} timing(s) alone" if alone else ""))  # the count the lab's first line gave
+        self.log(f"[jobs] {len(jobs)} jobs on {self._pool_size} worker processes x {self.threads} thread(s){then}")
         try:
             while pending:
                 done = [r for r in pending if r.ready()]
@@ -456,11 +457,11 @@ class Runner:
                            f"{self.threads}: no job could start")
         return ray
 
-    def _run_ray(self, jobs: list[Job], data_arg, fingerprint: str, finished) -> None:
+    def _run_ray(self, jobs: list[Job], data_arg, fingerprint: str, finished, then: str = "") -> None:
         ray = self._connect_ray()
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_worker_execute)
         pending = {remote.remote(job, data_arg, self.threads, fingerprint): job for job in jobs}
-        self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each")
+        self.log(f"[jobs] {len(jobs)} jobs on Ray ({self.ray_address}), {self.threads} thread(s) each{then}")
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
