@@ -152,10 +152,7 @@ def load_split(path: str | os.PathLike | None = None, name: str = "test") -> Spl
                                                                            "test", "aclImdb")):
         tar = _dir_tarball(p)
     if tar is not None:  # as the folder: the other split not needed (nor refused), one class a fine evaluation set
-        rows = _acl_tarball_rows(tar)
-        if not rows[name]:
-            raise DataError(f"{tar}: no aclImdb/{name}/{{pos,neg}}/*.txt reviews in the archive")
-        return _acl_rows_to_split(rows[name], f"{tar}:{name}", both_classes=False)
+        return _acl_rows_to_split(_split_rows(tar, _acl_tarball_rows(tar), name), f"{tar}:{name}", both_classes=False)
     ds = load_imdb(resolved)
     return ds.test if name == "test" else ds.train
 
@@ -315,11 +312,15 @@ def _load_acl_split(root: Path, split: str, both_classes: bool = True) -> Split:
 
 def _load_acl_tarball(f: Path) -> Dataset:
     rows = _acl_tarball_rows(f)
-    for split in ("train", "test"):
-        if not rows[split]:
-            raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
-    return Dataset(_acl_rows_to_split(rows["train"], f"{f}:train"),
-                   _acl_rows_to_split(rows["test"], f"{f}:test"), str(f))
+    train, test = (_split_rows(f, rows, split) for split in ("train", "test"))  # both there before either is read
+    return Dataset(_acl_rows_to_split(train, f"{f}:train"), _acl_rows_to_split(test, f"{f}:test"), str(f))
+
+
+def _split_rows(f: Path, rows: dict[str, list], split: str) -> list:
+    """A split's rows of the tarball `f` (`_acl_tarball_rows`); DataError where it has none."""
+    if not rows[split]:
+        raise DataError(f"{f}: no aclImdb/{split}/{{pos,neg}}/*.txt reviews in the archive")
+    return rows[split]
 
 
 def _acl_tarball_rows(f: Path) -> dict[str, list]:
