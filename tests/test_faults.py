@@ -482,6 +482,18 @@ def test_no_home_folder_means_no_cache_not_a_traceback(small_data, reference, mo
         "warning: no home folder to keep the tokenised corpus in; set RNNLAB_CACHE to keep it"]
 
 
+def test_a_home_folder_that_does_not_exist_is_not_made(small_data, reference, monkeypatch, tmp_path, capsys):
+    """HOME naming a folder that is not there (a service account's, a typo): the cache made that folder, the user's
+    home, with .cache/rnnlab in it. Now no cache, one warning, and nothing made."""
+    monkeypatch.delenv("RNNLAB_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "gone"))
+    corpus = encode_corpus(load_imdb(small_data))
+    assert digest(corpus) == digest(reference) and not is_mapped(corpus)
+    assert not (tmp_path / "gone").exists()
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no home folder to keep the tokenised corpus in; set RNNLAB_CACHE to keep it"]
+
+
 def test_fault_case_ids_are_unique():
     assert len({c.id for c in CASES}) == len(CASES)
 
@@ -681,6 +693,11 @@ def test_an_unwritable_home_gives_matplotlib_a_temporary_config_folder_without_i
     assert r.returncode == 0 and r.stderr == "", r.stderr  # matplotlib said "mkdir -p failed" and more here
     used = Path(r.stdout.strip())
     assert used.name.startswith("matplotlib-") and not used.exists()  # removed at exit
+    env["HOME"] = str(tmp_path / "gone")  # a HOME that does not exist: a temporary folder, the home not made
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "" and Path(r.stdout.strip()).name.startswith("matplotlib-"), r.stderr
+    assert not (tmp_path / "gone").exists()
+    (tmp_path / "home").mkdir()
     env["HOME"] = str(tmp_path / "home")  # a writable HOME: matplotlib's own folder, nothing set
     r = subprocess.run([sys.executable, "-c", "import os, rnnlab.plots; print(os.environ.get('MPLCONFIGDIR'))"],
                        env=env, capture_output=True, text=True, timeout=120)

@@ -10,16 +10,20 @@ from pathlib import Path
 
 
 def _writable_matplotlib_config() -> None:
-    """Where matplotlib's config or cache folder cannot be made (a read-only HOME, MPLCONFIGDIR or XDG_CACHE_HOME),
-    give it a temporary one, as it would itself, but without its two warning lines: rnnlab already warns once about
-    its own unwritable cache."""
+    """Where matplotlib's config or cache folder cannot be made (a read-only HOME, MPLCONFIGDIR or XDG_CACHE_HOME,
+    or a HOME that does not exist, which rnnlab does not make), give it a temporary one, as it would itself, but
+    without its two warning lines: rnnlab already warns once about its own unwritable cache."""
     folders = [os.environ.get("MPLCONFIGDIR")]  # where it is set, matplotlib's config and cache folder both
     if not folders[0]:
         home = os.path.expanduser("~")
         folders = [os.path.join(os.environ.get(xdg) or os.path.join(home, default), "matplotlib")
                    for xdg, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"))]
+        if not os.path.isdir(home) and not all(os.environ.get(x) for x in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")):
+            folders = [None]
     try:
         for folder in folders:
+            if folder is None:
+                break
             os.makedirs(folder, exist_ok=True)
             if not os.access(folder, os.W_OK | os.X_OK):
                 break

@@ -194,13 +194,15 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
 
 
 def cache_dir() -> Path | None:
-    """$RNNLAB_CACHE (empty: unset), else ~/.cache/rnnlab; None where there is no home folder to find."""
+    """$RNNLAB_CACHE (empty: unset), else ~/.cache/rnnlab; None where there is no home folder to find, or HOME names
+    a folder that does not exist (rnnlab does not make the user's home folder)."""
     if os.environ.get("RNNLAB_CACHE"):
         return Path(os.environ["RNNLAB_CACHE"])
     try:
-        return Path.home() / ".cache" / "rnnlab"
+        home = Path.home()
     except RuntimeError:  # HOME unset, and the user has no passwd entry (a container's made-up uid)
         return None
+    return home / ".cache" / "rnnlab" if home.is_dir() else None
 
 
 def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
