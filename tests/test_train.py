@@ -1,6 +1,7 @@
 """Training end to end on synthetic data: learning, determinism, run files, divergence, resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from rnnlab.models import RecurrentClassifier, build_model
 from rnnlab.prepare import prepare, stratified_split
 from rnnlab.runs import RunDir
 from rnnlab.scoring import score
-from rnnlab.train import BestWeights, Divergence, lr_at, objective, train
+from rnnlab.train import BestWeights, Divergence, Interrupted, lr_at, objective, train
 
 SMALL = dict(embed_dim=16, hidden_dim=16, vocab_size=60, batch_size=16, val_fraction=0.2, test_every_epoch=False)
 TIMING = {"train_seconds", "tokens_per_second"}
@@ -852,6 +853,46 @@ def test_the_val_checks_note_names_the_epochs_steps_and_only_when_the_checks_exc
         "note: --val-checks 4 does nothing without a validation split (val_fraction 0)"]
     assert trained(lr_hold=0.5)[0] == ["note: --lr-hold 0.5 does nothing with the constant schedule (cosine only)"]
     assert trained(lr_hold=0.5, lr_schedule="cosine")[0] == []
+
+
+def test_a_cosine_run_resumed_for_more_epochs_says_its_rate_rises_again_and_a_resume_of_the_same_length_does_not(
+        tmp_path, tiny_data):
+    """A finished 2-epoch cosine run ends near a rate of 0; resumed for 4 epochs, the schedule spans 4 and step 28 of
+    56 trains at half the rate again (a reviewer's finding: said nowhere). Resumed where it stopped, with the epochs
+    it had, the rate goes on falling: no note."""
+    ds = load_imdb(tiny_data)
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 2, "val_fraction": 0.1, "lr_schedule": "cosine"})
+    run = RunDir.create(tmp_path / "run", cfg, prepare(cfg, ds).vocab, ds)
+    train(cfg, prepare(cfg, ds), run, log=lambda s: None)
+    last = run.metrics()[-1]["lr"]
+    longer = with_overrides(cfg, {"epochs": 4})
+    log: list[str] = []
+    train(longer, prepare(longer, ds), RunDir(run.path), log=log.append)
+    after = lr_at(longer, 28, 56)
+    assert after == pytest.approx(cfg.lr / 2) and last < after / 10
+    assert [s for s in log if s.startswith("note:")] == [
+        f"note: the cosine schedule now spans 4 epochs: the learning rate rises from {last:.3g} (epoch 2's last step) "
+        f"to {after:.3g}, then falls again (a run of 4 epochs from the start would not)"]
+    cut = RunDir.create(tmp_path / "cut", cfg, prepare(cfg, ds).vocab, ds)
+
+    def stop_after_epoch_1(row):
+        if row["epoch"] == 1:
+            raise Interrupted("stopped after epoch 1")
+
+    with pytest.raises(Interrupted):
+        train(cfg, prepare(cfg, ds), cut, log=lambda s: None, on_epoch=stop_after_epoch_1)
+    log.clear()
+    train(cfg, prepare(cfg, ds), RunDir(cut.path), log=log.append)
+    assert not [s for s in log if s.startswith("note:")], log
+
+
+def test_test_every_epoch_without_a_test_split_trains_instead_of_failing(tiny_data):
+    """The notebook's presets score the test split every epoch; trained without one (as the experiments train,
+    test=None), the first epoch's end failed inside predict_proba (a reviewer's reading)."""
+    cfg = with_overrides(TrainConfig(), {**SMALL, "epochs": 1, "test_every_epoch": True})
+    data = dataclasses.replace(prepare(cfg, load_imdb(tiny_data)), test=None)
+    trained = train(cfg, data, None, log=lambda s: None)
+    assert "test_acc" not in trained.metrics[0] and len(trained.metrics) == 1
 
 
 def test_every_step_trains_at_the_schedules_rate_for_its_place_in_the_whole_run(tmp_path, tiny_data):

@@ -97,20 +97,16 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
         run_dir.resumed_as(cfg)
     n_steps = math.ceil(len(data.train.lengths) / cfg.batch_size)  # every epoch's, in either batching
     checks = validation_steps(n_steps, cfg.val_checks) if data.val is not None else set()
-    if cfg.val_checks > len(checks) > 0 and epochs:
-        log(f"note: --val-checks {cfg.val_checks} is more than the {n_steps} steps of an epoch: "
-            "validation runs after every step")
-    if cfg.val_checks > 1 and not checks and epochs:
-        log(f"note: --val-checks {cfg.val_checks} does nothing without a validation split (val_fraction 0)")
-    if cfg.lr_hold and cfg.lr_schedule != "cosine" and epochs:
-        log(f"note: --lr-hold {cfg.lr_hold} does nothing with the {cfg.lr_schedule} schedule (cosine only)")
+    if epochs:
+        for note in _notes(cfg, n_steps, checks, metrics):
+            log(f"note: {note}")
     show = (sys.stderr is not None and sys.stderr.isatty()) if progress is None else progress  # None: 2>&-
     with StopOnSignal() as stop:
         for epoch in epochs:
             row = _epoch(cfg, data, model, opt, epoch, n_steps, checks, best, stop, on_step, show)
             if "val_acc" not in row:
                 best.take(epoch, model)  # no validation split: the last epoch is kept
-            if cfg.test_every_epoch:
+            if cfg.test_every_epoch and data.test is not None:
                 row["test_acc"] = _score(model, data.test, device, f"epoch {epoch}")["acc"]
             metrics.append(row)
             if run_dir is not None:
@@ -121,6 +117,25 @@ def train(cfg: TrainConfig, data: Prepared, run_dir=None, log: Callable[[str], N
             if stop.signal:  # it came during validation or the checkpoint: the epoch is saved, stop here
                 raise Interrupted(f"{stop.signal} after epoch {epoch}")
     return _finish(cfg, data, model, metrics, best, device, run_dir)
+
+
+def _notes(cfg: TrainConfig, n_steps: int, checks: set[int], metrics: list[dict]) -> list[str]:
+    """What the user asked for that does not do what it seems to (said before the first epoch)."""
+    notes = []
+    if cfg.val_checks > len(checks) > 0:
+        notes.append(f"--val-checks {cfg.val_checks} is more than the {n_steps} steps of an epoch: validation runs "
+                     "after every step")
+    if cfg.val_checks > 1 and not checks:
+        notes.append(f"--val-checks {cfg.val_checks} does nothing without a validation split (val_fraction 0)")
+    if cfg.lr_hold and cfg.lr_schedule != "cosine":
+        notes.append(f"--lr-hold {cfg.lr_hold} does nothing with the {cfg.lr_schedule} schedule (cosine only)")
+    last = metrics[-1].get("lr") if metrics else None  # a run resumed with more epochs: its cosine is stretched
+    after = lr_at(cfg, len(metrics) * n_steps, cfg.epochs * n_steps)
+    if cfg.lr_schedule == "cosine" and type(last) is float and after > last * 1.001:
+        notes.append(f"the cosine schedule now spans {cfg.epochs} epochs: the learning rate rises from {last:.3g} "
+                     f"(epoch {len(metrics)}'s last step) to {after:.3g}, then falls again (a run of {cfg.epochs} epochs "
+                     "from the start would not)")
+    return notes
 
 
 def _epoch(cfg, data, model, opt, epoch, n_steps, checks, best, stop, on_step, show) -> dict:
