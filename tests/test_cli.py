@@ -584,6 +584,8 @@ def test_out_of_memory_outside_training_is_one_line(tmp_path, tiny_data, monkeyp
     import torch
 
     for message, oom in (("DefaultCPUAllocator: can't allocate memory: you tried to allocate 40000000000 bytes", True),
+                         ("DefaultCPUAllocator: not enough memory: you tried to allocate 40000000000 bytes", True),
+                         ("CUDA error: an illegal memory access was encountered", False),
                          ("some other failure", False)):
         def fail(*a, **k):
             raise RuntimeError(message)

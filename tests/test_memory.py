@@ -371,3 +371,24 @@ def test_a_resumed_run_whose_reviews_no_longer_fit_is_told_it_cannot_be_resumed_
     last = res.output.strip().splitlines()[-1]
     assert last.endswith("this run cannot be resumed here; free memory, or resume it on a machine with more")
     assert "--resume" not in last and "--max-len" not in last
+
+
+@pytest.mark.parametrize("error,oom", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (MemoryError(), True),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 40000000000 bytes"), True),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to "
+                  "allocate 40000000000 bytes"), True),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), False),
+    (RuntimeError("shared memory segment could not be mapped"), False),
+    (RuntimeError("some other failure"), False)])
+def test_one_reading_of_out_of_memory_for_training_scoring_and_the_commands(error, oom):
+    """train and scoring called any RuntimeError naming "memory" out of memory (a CUDA illegal access became "use a
+    smaller --batch-size"), the commands only two phrases (the CPU allocator's "not enough memory" was a traceback
+    there): a reviewer's reading. One predicate now, for all three."""
+    import rnnlab.cli as cli
+    import rnnlab.train as train
+
+    assert memory_mod.is_out_of_memory(error) is oom
+    assert train.is_out_of_memory is cli.is_out_of_memory is memory_mod.is_out_of_memory

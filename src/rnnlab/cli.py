@@ -34,6 +34,7 @@ from .data import DataError, data_source
 from .experiments import SHORTFALLS
 from .io import (HANGUP, RunError, echo_whole, first_line, in_the_way, interrupt_in, is_run_dir, one_line, printable,
                  shorten, whole_stdout)
+from .memory import is_out_of_memory
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
 
@@ -133,13 +134,6 @@ def _fail(e) -> None:
 
 def _log(msg: str) -> None:
     click.echo(one_line(msg), err=True)
-
-
-def _out_of_memory(e: RuntimeError) -> bool:
-    """torch's failed allocation (OutOfMemoryError, or the CPU allocator's "can't allocate memory")."""
-    torch = sys.modules.get("torch")  # not imported: not torch's error (and help, whose exit is a RuntimeError, stays fast)
-    return ((torch is not None and isinstance(e, torch.OutOfMemoryError)) or "can't allocate memory" in str(e)
-            or "out of memory" in str(e))
 
 
 _READS_A_RUN = "give shorter reviews, or use a run trained with a --max-len"  # it reads the run as it was trained
@@ -338,7 +332,7 @@ class Main(click.Group):
             if isinstance(e, RuntimeError) and str(e).startswith("Symlink loop from"):  # pathlib's, before 3.13
                 _log(f"Error: {shorten(str(e).removeprefix('Symlink loop from ').strip(chr(39)))}: a symbolic link loop")
                 sys.exit(2)
-            if isinstance(e, RuntimeError) and not _out_of_memory(e):
+            if isinstance(e, RuntimeError) and not is_out_of_memory(e):
                 raise
             _log(f"Error: out of memory; {OUT_OF_MEMORY_HINTS.get(ctx.invoked_subcommand, OUT_OF_MEMORY_HINTS[None])}")
             sys.exit(2)

@@ -11,6 +11,7 @@ that would need more than is available says so before it starts, in one line (To
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,11 +71,15 @@ def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> l
     return out
 
 
-def is_out_of_memory(e: BaseException) -> bool:
-    """A CUDA or host allocation failure (the CPU allocator raises a RuntimeError that says "memory")."""
-    import torch
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")  # torch's CUDA and CPU allocators
 
-    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "memory" in str(e).lower()
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A CUDA or host allocation failure: MemoryError, torch's OutOfMemoryError, or the RuntimeError of torch's CPU
+    allocator, which says so in words (not any error that names memory: CUDA's "an illegal memory access")."""
+    torch = sys.modules.get("torch")  # not imported: not torch's error
+    return (isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError))
+            or any(words in str(e).lower() for words in OUT_OF_MEMORY))
 
 
 def memory_available(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup",
