@@ -10,8 +10,8 @@
 PyTorch has no fused recurrent kernel for the vanilla RNN on CPU (nn.RNN runs its steps as ordinary
 operators, each recorded for autograd): `tanh_rnn_layer` computes the input projection of all steps
 in one matmul, one matmul and one in-place sigmoid per step, and the weight gradient as one big
-matmul after the loop (1.06-1.3x faster per training step than nn.RNN, by CPU; with folded input,
-below, more: docs/PERFORMANCE.md). `models.run_recurrent`
+matmul after the loop (faster per training step than nn.RNN, and more so with folded input, below:
+docs/PERFORMANCE.md). `models.run_recurrent`
 uses all three on CPU; on a GPU cuDNN's fused kernels are faster.
 
 Folded input: when the embedding feeds the layer directly (no dropout between them), a layer
@@ -31,8 +31,8 @@ One unidirectional layer with biases and a zero initial state; stack calls for m
 (with dropout between them, as nn.LSTM does). `tests/test_kernels.py` checks values and
 gradients against the nn modules, and gradcheck. Where the modules go further, these kernels do not:
 no second derivatives (a backward with create_graph=True raises), no empty batch (B = 0 raises), and an
-infinite input gives the GRU NaN states where nn.GRU saturates (an independent check of session 61;
-nothing rnnlab runs reaches them).
+infinite input gives the GRU NaN states where nn.GRU saturates (nothing rnnlab runs reaches them;
+docs/REVIEW.md).
 
 On CPU, nn.GRU runs a chain of small ops per step and nn.LSTM runs oneDNN's fused LSTM. These
 kernels spend most of a layer's time in the matmuls that any kernel of this design must do (how
@@ -108,7 +108,7 @@ class _TanhRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dhs):
         hs, W_hh = ctx.saved_tensors
-        T, B, H = hs.shape
+        T, _, H = hs.shape
         da = torch.mul(hs, hs).neg_().add_(1.0)  # tanh' = 1 - h^2, turned into dL/da in place
         dh = dhs[T - 1]
         for t in range(T - 1, 0, -1):

@@ -224,7 +224,7 @@ class TransformerClassifier(Classifier):
         self.dim, self.scale = embed_dim, math.sqrt(embed_dim)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        B, T = tokens.shape
+        T = tokens.shape[1]
         lengths = lengths.to(tokens.device)
         x = self.embedding(tokens) * self.scale + sinusoidal_positions(T, self.dim, tokens.device)
         out = _encode(self.encoder, x, ~mask(lengths, T))  # (B, T, E)
