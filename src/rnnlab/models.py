@@ -284,7 +284,9 @@ def shapes_only(cfg: TrainConfig, vocab_size: int) -> Classifier:
     """`build_model` on torch's meta device: every weight's shape and dtype, no memory taken and no values. Its
     initialisers are skipped: normal_ on a meta tensor runs through torch's Python references, whose first use
     imports torch._dynamo (1.1 s on a 2-core VM, more than the rest of an explanation). MemoryError where a weight's
-    size in bytes does not fit in 64 bits (torch's RuntimeError "Storage size calculation overflowed")."""
+    size in bytes does not fit in 64 bits (torch's RuntimeError "Storage size calculation overflowed"). While it
+    runs, nn.init.normal_ and orthogonal_ do nothing in every thread of the process: a library user who builds models
+    in threads builds them one at a time (rnnlab's jobs are processes)."""
     skip = lambda tensor, *args, **kwargs: tensor  # noqa: E731
     saved = {name: getattr(nn.init, name) for name in ("normal_", "orthogonal_")}
     try:
