@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,48 @@ def test_the_digest_is_of_the_bytes_write_text_writes(tmp_path):
         assert text_file_sha256(tmp_path / "r.csv") == text_sha256(text)
     (tmp_path / "r.csv").write_bytes(b"ab\n")
     assert text_file_sha256(tmp_path / "r.csv") != text_sha256("a\rb\n")
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_write_removes_the_temporaries_a_killed_writer_left_beside_its_file_and_only_those(tmp_path):
+    """kill -9 between a temporary's making and its rename left `.p.html.XXXXXXXX.tmp` (explain --html), a report's
+    figure's, or a half-made run's hidden sibling (train), and no later run removed them (session 63's fault hunt).
+    The next write of the same file removes those of dead processes of this machine; a live writer's, another
+    machine's, another file's and a name of the user's own stay."""
+    from rnnlab.io import HOST
+
+    dead, live = _dead_pid(), os.getpid()
+    left = {f".p.html.{HOST}-{dead}.ab12cd34.tmp": False, f".p.html.{HOST}-{live}.ab12cd34.tmp": True,
+            f".p.html.{'0' * 6 if HOST != '0' * 6 else '1' * 6}-{dead}.ab12cd34.tmp": True,
+            f".q.html.{HOST}-{dead}.ab12cd34.tmp": True, ".p.html.mine.tmp": True, ".p.html.ab12cd34.tmp": True}
+    for name in left:
+        (tmp_path / name).write_text("half")
+    (tmp_path / f".p.html.{HOST}-{dead}.zz99yy88.tmp").mkdir()  # a directory of a dead writer: gone too
+    (tmp_path / f".p.html.{HOST}-{dead}.zz99yy88.tmp" / "x").write_text("x")
+    write_text(tmp_path / "p.html", "page")
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(["p.html", *(n for n, kept in left.items() if kept)])
+
+
+def test_a_run_killed_while_it_was_made_leaves_nothing_after_the_next_train_to_the_same_place(tmp_path, tiny_data):
+    """train killed inside RunDir.create left `.run.XXXXXXXX.tmp/` (config, meta, vocab) beside the run for good."""
+    from rnnlab.config import TrainConfig
+    from rnnlab.data import load_imdb
+    from rnnlab.io import HOST
+    from rnnlab.prepare import prepare
+    from rnnlab.runs import RunDir
+
+    half = tmp_path / f".run.{HOST}-{_dead_pid()}.k1ll3d00.tmp"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    ds = load_imdb(tiny_data)
+    cfg = TrainConfig(epochs=1)
+    RunDir.create(tmp_path / "run", cfg, prepare(cfg, ds).vocab, ds)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["run"]
 
 
 def test_the_temporary_prefix_keeps_all_the_bytes_it_can():

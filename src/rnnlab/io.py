@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import io
 import itertools
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -117,13 +119,32 @@ def held_elsewhere(folder: Path) -> bool:
         os.close(fd)
 
 
+HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:6]  # this machine, in
+# temporary names: a process of another machine sharing the folder is not ours to call dead
+
+
 def temp_prefix(name: str) -> str:
-    """The prefix of a temporary name beside `name` (`.NAME.` + 8 random characters + `.tmp`), NAME cut so the whole
-    fits the 255 bytes a file name may have: a name the file system takes must not fail for its temporary's sake."""
-    return "." + os.fsdecode(os.fsencode(name)[:255 - 14]) + "."
+    """The prefix of a temporary name beside `name`: `.NAME.<host>-<pid>.`, to which mkstemp and mkdtemp add 8 random
+    characters and `.tmp`; NAME cut so the whole fits the 255 bytes a file name may have (a name the file system takes
+    must not fail for its temporary's sake). The host and pid tell a writer killed mid-write (`remove_dead_temps`)."""
+    owner = f"{HOST}-{os.getpid()}"
+    return "." + os.fsdecode(os.fsencode(name)[:255 - 15 - len(owner)]) + f".{owner}."
 
 
-RANDOM_TMP = r"[a-z0-9_]{8}\.tmp"  # what mkstemp and mkdtemp put after temp_prefix's prefix
+RANDOM_TMP = r"(?:[0-9a-f]{6}-[0-9]+\.)?[a-z0-9_]{8}\.tmp"  # what follows `.NAME.` (older versions wrote no host-pid)
+_DEAD_TMP = re.compile(r"\.(?P<name>.+)\.(?P<host>[0-9a-f]{6})-(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.tmp", re.DOTALL)
+
+
+def remove_dead_temps(path: Path) -> None:
+    """Delete the temporaries of `path` that a process of this machine, now gone, left beside it (killed between
+    making one and renaming it: SIGKILL, a power cut). A live writer's, or another machine's, are left alone."""
+    name = temp_prefix(path.name)[1:].rsplit(".", 2)[0]  # NAME as cut in the temporaries
+    with contextlib.suppress(OSError):
+        for f in path.parent.glob(f".{glob.escape(name)}.*.tmp"):
+            m = _DEAD_TMP.fullmatch(f.name)
+            if m and m["name"] == name and m["host"] == HOST and not pid_alive(int(m["pid"])):
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
 
 
 def remove_leftovers(*folders: Path, only: tuple[str, ...] | None = None) -> None:
@@ -131,7 +152,7 @@ def remove_leftovers(*folders: Path, only: tuple[str, ...] | None = None) -> Non
     names `temp_prefix` made. With `only`, just those of the files named: a folder of the user's own, as --out may
     be, where `.notes.tmp` or `.draft.20240101.tmp` is theirs. Only in folders this process holds (exclusive):
     another process's writes in progress look the same."""
-    prefixes = r"\..+\." if only is None else "|".join(re.escape(temp_prefix(n)) for n in only)
+    prefixes = r"\..+\." if only is None else "|".join(re.escape(f".{n}.") for n in only)
     ours = re.compile(f"(?:{prefixes}){RANDOM_TMP}", re.DOTALL)
     for folder in folders:
         for f in folder.glob(".*.tmp"):
@@ -278,6 +299,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise StorageError(f"cannot write {path}: it is a directory")
     if path.exists() and not path.is_file():
         raise StorageError(f"cannot write {path}: not a regular file")
+    remove_dead_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     except OSError as e:  # e.g. a folder that takes no new file (/proc): ENOENT on the temporary name

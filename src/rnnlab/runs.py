@@ -32,8 +32,8 @@ import torch
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
 from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held_elsewhere, in_the_way,
-                 load_tensors, missing_folders, no_such, read_json, read_jsonl, remove_empty, remove_leftovers,
-                 require_file, save_tensors, shorten, temp_prefix, write_json, write_jsonl)
+                 load_tensors, missing_folders, no_such, read_json, read_jsonl, remove_dead_temps, remove_empty,
+                 remove_leftovers, require_file, save_tensors, shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
 from .text import Vocab
 
@@ -270,6 +270,7 @@ class RunDir:
         made = missing_folders(path.parent)
         try:  # made whole in a hidden sibling, then renamed into place: a kill at any moment leaves no half run
             path.parent.mkdir(parents=True, exist_ok=True)
+            remove_dead_temps(path)  # a run killed here before: its hidden half-made sibling
             tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent))
             os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it private; a run directory is made as mkdir would
             write_json(tmp / "vocab.json", vocab.to_json())
