@@ -734,6 +734,17 @@ def test_predict_evaluate_and_explain_say_when_a_run_stopped_before_its_epochs(t
     write_json(run.path / "summary.json", {"epochs": 1, "test_acc": 0.5})  # finished, then `--resume --epochs 3` stopped
     r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])  # its old summary said nothing (fault hunt)
     assert r.exit_code == 0 and note in r.stderr.splitlines(), r.stderr
+    (run.path / "summary.json").unlink()  # stopped after epoch 1 of 3, its optimizer state cut short: --resume would
+    ck = run.path / json.loads((run.path / "checkpoint.json").read_text())["dir"]  # fail, so none is advised (fault
+    data = (ck / "optimizer.safetensors").read_bytes()  # hunt: every call advised it)
+    (ck / "optimizer.safetensors").write_bytes(data[: len(data) // 2])
+    r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
+    assert r.exit_code == 0 and "--resume" not in r.stderr, r.stderr
+    assert (f"note: {run.path}: training stopped after epoch 1 of 3; these are the weights it had then. It cannot be "
+            f"resumed ({ck.name}/optimizer.safetensors is missing or damaged): train it again") in r.stderr.splitlines()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(run.path), "--data", str(tiny_data)])
+    assert resumed.exit_code != 0 and "optimizer.safetensors: corrupt or truncated" in resumed.output, resumed.output
+    (ck / "optimizer.safetensors").write_bytes(data)
     write_json(run.path / "summary.json", {"epochs": 3, "test_acc": 0.5})
     r = CliRunner().invoke(main, ["predict", str(run.path), "good film"])
     assert r.exit_code == 0 and "note:" not in r.stderr, r.stderr

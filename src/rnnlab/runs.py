@@ -517,6 +517,12 @@ class RunDir:
         epochs = self.config().epochs
         stopped = ("its final test did not run" if ck["epoch"] >= epochs
                    else f"training stopped after epoch {ck['epoch']} of {epochs}; these are the weights it had then")
+        for name in ("last", "optimizer", "rng", "best"):  # what --resume loads: where one is damaged it would fail
+            try:
+                load_tensors(self.path / ck["dir"] / f"{name}.safetensors")
+            except RunError:
+                return (f"{self.path}: {stopped}. It cannot be resumed ({ck['dir']}/{name}.safetensors is missing or "
+                        "damaged): train it again")
         return f"{self.path}: {stopped}. rnnlab train --resume {self.path} finishes it"
 
     def load_model(self, device="cpu"):
