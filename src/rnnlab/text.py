@@ -286,8 +286,8 @@ def _cached(entry: Path, strip_html: bool, key: str, rows: tuple[int, int], warn
     try:
         return _load_corpus(entry, strip_html, key, rows)
     except Exception as e:  # noqa: BLE001 - whatever is wrong with it, it is rebuilt
-        warn(f"warning: corpus cache {entry} is unusable ({_why(e)}); rebuilding it")
-        _discard(entry)
+        gone = _discard(entry)  # where it cannot be removed (read-only), the next line says the cache cannot be written
+        warn(f"warning: corpus cache {entry} is unusable ({_why(e)})" + ("; rebuilding it" if gone else ""))
         return None
 
 
@@ -421,14 +421,18 @@ def _remove(p: Path) -> None:
             pass
 
 
-def _discard(entry: Path) -> None:
-    """Move a broken entry aside in one rename (so no reader sees it half deleted), then delete it."""
+def _discard(entry: Path) -> bool:
+    """Move a broken entry aside in one rename (so no reader sees it half deleted), then delete it; False where it
+    stays (a read-only file system or folder)."""
     aside = _private_name(entry)
     try:
         os.rename(entry, aside)
+    except FileNotFoundError:
+        return True  # already gone (another process)
     except OSError:
-        return  # already gone (another process), or the file system is read-only
+        return False
     _remove(aside)
+    return True
 
 
 def _sweep(cache: Path) -> None:
