@@ -575,6 +575,26 @@ def test_a_lab_file_with_fields_of_the_wrong_type_is_unreadable_not_fatal(lab, c
     assert "Unreadable:" in page.sections[section] and "not what rnnlab writes" in page.sections[section]
 
 
+NUMBER_DAMAGE = {  # text where a verdict has numbers was shown as if measured (session 63's fault hunt)
+    "an estimate as text": lambda e: e.update(estimate="x"),
+    "a bound as text": lambda e: e.update(ci95=["x", 0.1]),
+    "a threshold as text": lambda e: e.update(threshold="x"),
+    "a seed's value as text": lambda e: e.update(per_seed=[0.1, "x"]),
+    "a boolean estimate": lambda e: e.update(estimate=True),
+}
+
+
+@pytest.mark.parametrize("case", NUMBER_DAMAGE)
+def test_a_verdict_with_text_where_its_numbers_belong_is_unreadable(lab, case):
+    v = json.loads((lab / "long-reviews" / "verdict.json").read_text())
+    NUMBER_DAMAGE[case](v["effect"])
+    (lab / "long-reviews" / "verdict.json").write_text(json.dumps(v))
+    written = write_report(lab)
+    assert written["problems"] == ["long-reviews: unreadable"]
+    section = Page((lab / "report.html").read_text()).sections["long-reviews"]
+    assert "Unreadable:" in section and "where a number belongs" in section
+
+
 def _refused_readme(lab: Path, why: str) -> None:
     """`report --readme`: one line naming why, exit 2, the README as it was and no report file written."""
     readme = _readme(lab.parent)

@@ -92,17 +92,28 @@ def _named(key: str, e: dict) -> str:
     return f"{name} = " if isinstance(name, str) and name and name != key else f"{key}: "
 
 
+def num(x) -> str:
+    """`fmt` of a number of a verdict (an estimate, a bound, a threshold, a seed's value) or of None (not measured);
+    TypeError for anything else, so a verdict.json with text where rnnlab writes numbers reads as unreadable (a
+    number replaced by "x" was shown as "x" as if it had been measured: session 63's fault hunt)."""
+    if x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)):
+        return fmt(x)
+    if isinstance(x, list):
+        return ", ".join(num(v) for v in x)
+    raise TypeError(f"{shorten(repr(x))} where a number belongs")
+
+
 def effect_cells(e: dict) -> list[str]:
     """[estimate, 95% interval, threshold, per seed] of one effect (or of several, one per model)."""
     if e and "estimate" not in e:  # one effect per model
-        return ["; ".join(f"{_named(k, v)}{fmt(v.get('estimate'))}" for k, v in e.items()),
-                "; ".join(f"{k}: [{fmt(_bounds(v)[0])}, {fmt(_bounds(v)[1])}]" for k, v in e.items()),
-                "; ".join(f"{'<' if v.get('direction') == 'below' else '>'} {fmt(v.get('threshold'))}" for v in e.values()),
+        return ["; ".join(f"{_named(k, v)}{num(v.get('estimate'))}" for k, v in e.items()),
+                "; ".join(f"{k}: [{num(_bounds(v)[0])}, {num(_bounds(v)[1])}]" for k, v in e.items()),
+                "; ".join(f"{'<' if v.get('direction') == 'below' else '>'} {num(v.get('threshold'))}" for v in e.values()),
                 ""]
     lo, hi = _bounds(e) if e else (None, None)
     name = f"{e['name']} = " if isinstance(e.get("name"), str) and e["name"] else ""  # what the number measures
-    return [name + fmt(e.get("estimate")), f"[{fmt(lo)}, {fmt(hi)}]",
-            f"{'<' if e.get('direction') == 'below' else '>'} {fmt(e.get('threshold'))}", fmt(e.get("per_seed"))]
+    return [name + num(e.get("estimate")), f"[{num(lo)}, {num(hi)}]",
+            f"{'<' if e.get('direction') == 'below' else '>'} {num(e.get('threshold'))}", num(e.get("per_seed"))]
 
 
 def _alone(e) -> str | None:
