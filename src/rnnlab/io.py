@@ -119,16 +119,24 @@ def held_elsewhere(folder: Path) -> bool:
         os.close(fd)
 
 
-HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:6]  # this machine, in
-# temporary names: a process of another machine sharing the folder is not ours to call dead
+def _pid_namespace() -> str:
+    """Linux's PID namespace of this process (containers that share a host name have their own pids), else ""."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+HOST = hashlib.sha256(f"{socket.gethostname()}|{_pid_namespace()}".encode("utf-8", "surrogateescape")).hexdigest()[:6]
+# this machine and PID namespace, in temporary names: a process of another one sharing the folder is not ours to call dead
+OWNER_MAX = 6 + 1 + 10  # `<host>-<pid>`, at most: NAME is cut by the most it can be, so every writer cuts it alike
 
 
 def temp_prefix(name: str) -> str:
     """The prefix of a temporary name beside `name`: `.NAME.<host>-<pid>.`, to which mkstemp and mkdtemp add 8 random
     characters and `.tmp`; NAME cut so the whole fits the 255 bytes a file name may have (a name the file system takes
     must not fail for its temporary's sake). The host and pid tell a writer killed mid-write (`remove_dead_temps`)."""
-    owner = f"{HOST}-{os.getpid()}"
-    return "." + os.fsdecode(os.fsencode(name)[:255 - 15 - len(owner)]) + f".{owner}."
+    return "." + os.fsdecode(os.fsencode(name)[:255 - 15 - OWNER_MAX]) + f".{HOST}-{os.getpid()}."
 
 
 RANDOM_TMP = r"(?:[0-9a-f]{6}-[0-9]+\.)?[a-z0-9_]{8}\.tmp"  # what follows `.NAME.` (older versions wrote no host-pid)
@@ -152,8 +160,11 @@ def remove_leftovers(*folders: Path, only: tuple[str, ...] | None = None) -> Non
     names `temp_prefix` made. With `only`, just those of the files named: a folder of the user's own, as --out may
     be, where `.notes.tmp` or `.draft.20240101.tmp` is theirs. Only in folders this process holds (exclusive):
     another process's writes in progress look the same."""
-    prefixes = r"\..+\." if only is None else "|".join(re.escape(f".{n}.") for n in only)
-    ours = re.compile(f"(?:{prefixes}){RANDOM_TMP}", re.DOTALL)
+    if only is None:
+        ours = re.compile(rf"\..+\.{RANDOM_TMP}", re.DOTALL)
+    else:  # a folder of the user's own: this machine's names only (`.notes.cafe00-2024.backup01.tmp` may be theirs)
+        names = "|".join(re.escape(f".{n}.") for n in only)
+        ours = re.compile(f"(?:{names})(?:{HOST}-[0-9]+\\.)?[a-z0-9_]{{8}}\\.tmp")
     for folder in folders:
         for f in folder.glob(".*.tmp"):
             if not ours.fullmatch(f.name):
