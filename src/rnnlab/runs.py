@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import math
 import os
 import platform
@@ -517,10 +518,8 @@ class RunDir:
         epochs = self.config().epochs
         stopped = ("its final test did not run" if ck["epoch"] >= epochs
                    else f"training stopped after epoch {ck['epoch']} of {epochs}; these are the weights it had then")
-        for name in ("last", "optimizer", "rng", "best"):  # what --resume loads: where one is damaged it would fail
-            try:
-                load_tensors(self.path / ck["dir"] / f"{name}.safetensors")
-            except RunError:
+        for name in ("last", "optimizer", "rng", "best"):  # what --resume loads: where one is cut short it would fail
+            if not _whole_safetensors(self.path / ck["dir"] / f"{name}.safetensors"):
                 return (f"{self.path}: {stopped}. It cannot be resumed ({ck['dir']}/{name}.safetensors is missing or "
                         "damaged): train it again")
         return f"{self.path}: {stopped}. rnnlab train --resume {self.path} finishes it"
@@ -576,6 +575,27 @@ class RunDir:
             raise RunError(f"{shorten(self.path.name, 40)} is a file of a run: give its folder, {shorten(str(parent))}")
         if not found:
             raise RunError(no_such(self.path, "run directory"))
+
+
+def _whole_safetensors(path: Path) -> bool:
+    """Whether `path` is a safetensors file whose header parses and whose size is what the header says, read without its
+    tensors (a run's checkpoint may be gigabytes). True where it cannot be read to tell (the resume will say why)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 2 <= n <= 100_000_000 else None
+            size = os.fstat(f.fileno()).st_size
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError):  # ValueError: JSON, UTF-8
+        return False
+    except OSError:
+        return True
+    if not isinstance(header, dict):
+        return False
+    try:
+        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return False
+    return size == 8 + n + end
 
 
 def _count(v) -> bool:
