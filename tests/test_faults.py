@@ -498,6 +498,29 @@ def test_a_home_folder_that_does_not_exist_is_not_made(small_data, reference, mo
         "warning: no home folder to keep the tokenised corpus in; set RNNLAB_CACHE to keep it"]
 
 
+def test_a_home_folder_that_cannot_be_looked_at_is_still_tried_not_fatal(small_data, reference, monkeypatch, tmp_path):
+    """HOME below a folder the user cannot enter: pathlib's is_dir raised PermissionError and train stopped (the diff
+    review of session 63). It is tried as before, and the cache's write says what it finds."""
+    import os as os_mod
+
+    monkeypatch.delenv("RNNLAB_CACHE", raising=False)
+    (home := tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    stat = os_mod.stat
+
+    def closed(path, *a, **k):
+        if str(path) == str(home):
+            raise PermissionError(13, "Permission denied", str(path))
+        return stat(path, *a, **k)
+
+    monkeypatch.setattr(os_mod, "stat", closed)
+    from rnnlab.text import cache_dir
+
+    assert cache_dir() == home / ".cache" / "rnnlab"
+    monkeypatch.setattr(os_mod, "stat", stat)
+    assert digest(encode_corpus(load_imdb(small_data))) == digest(reference)
+
+
 def test_fault_case_ids_are_unique():
     assert len({c.id for c in CASES}) == len(CASES)
 

@@ -71,7 +71,8 @@ def fitting(batches: list[np.ndarray], lengths: np.ndarray, per_token: int) -> l
     return out
 
 
-OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")  # torch's CUDA and CPU allocators
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory",  # torch's CUDA and CPU allocators
+                 "cannot allocate memory")  # ENOMEM's strerror (a failed mmap)
 
 
 def is_out_of_memory(e: BaseException) -> bool:

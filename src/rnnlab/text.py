@@ -202,7 +202,13 @@ def cache_dir() -> Path | None:
         home = Path.home()
     except RuntimeError:  # HOME unset, and the user has no passwd entry (a container's made-up uid)
         return None
-    return home / ".cache" / "rnnlab" if home.is_dir() else None
+    try:
+        os.stat(home)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:  # there, but not to be looked at (a folder above it closed): the cache's write says why
+        pass
+    return home / ".cache" / "rnnlab"
 
 
 def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
