@@ -272,7 +272,7 @@ def test_readme_kernel_row_quotes_the_committed_kernel_runs():
                           ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"],
                           ["kernels_zen3_s56.json", "kernels_zen3_s56_second.json", "kernels_zen3_s56_third.json"]],
                 "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"],
-                          ["kernels_zen4_s45.json"]]}
+                          ["kernels_zen4_s45.json"], ["kernels_zen4_s63.json"]]}
     measured = {cpu: [[one_thread(f) for f in runs] for runs in group] for cpu, group in sessions.items()}
     allocator = [json.loads((ROOT / "benchmarks" / "results" / f"allocator_intel207_s51{end}.json").read_text())["kernels"]
                  for end in ("", "_second", "_third")]  # session 51: three runs of 3 rounds each, pooled
