@@ -139,8 +139,9 @@ def temp_prefix(name: str) -> str:
     return "." + os.fsdecode(os.fsencode(name)[:255 - 15 - OWNER_MAX]) + f".{HOST}-{os.getpid()}."
 
 
-RANDOM_TMP = r"(?:[0-9a-f]{6}-[0-9]+\.)?[a-z0-9_]{8}\.tmp"  # what follows `.NAME.` (older versions wrote no host-pid)
-_DEAD_TMP = re.compile(r"\.(?P<name>.+)\.(?P<host>[0-9a-f]{6})-(?P<pid>[0-9]+)\.[a-z0-9_]{8}\.tmp", re.DOTALL)
+_RANDOM = r"[a-z0-9_]{8}\.tmp"  # what mkstemp and mkdtemp put after temp_prefix's prefix
+RANDOM_TMP = rf"(?:[0-9a-f]{{6}}-[0-9]+\.)?{_RANDOM}"  # what follows `.NAME.` (older versions wrote no host-pid)
+_DEAD_TMP = re.compile(rf"\.(?P<name>.+)\.(?P<host>[0-9a-f]{{6}})-(?P<pid>[0-9]+)\.{_RANDOM}", re.DOTALL)
 
 
 def remove_dead_temps(path: Path) -> None:
@@ -164,7 +165,7 @@ def remove_leftovers(*folders: Path, only: tuple[str, ...] | None = None) -> Non
         ours = re.compile(rf"\..+\.{RANDOM_TMP}", re.DOTALL)
     else:  # a folder of the user's own: this machine's names only (`.notes.cafe00-2024.backup01.tmp` may be theirs)
         names = "|".join(re.escape(f".{n}.") for n in only)
-        ours = re.compile(f"(?:{names})(?:{HOST}-[0-9]+\\.)?[a-z0-9_]{{8}}\\.tmp")
+        ours = re.compile(rf"(?:{names})(?:{HOST}-[0-9]+\.)?{_RANDOM}")
     for folder in folders:
         for f in folder.glob(".*.tmp"):
             if not ours.fullmatch(f.name):

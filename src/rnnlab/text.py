@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import sys
 import time
 import unicodedata
@@ -40,7 +39,7 @@ from typing import Callable
 import numpy as np
 
 from .data import Dataset
-from .io import fault, pid_alive
+from .io import HOST, fault, pid_alive
 
 PAD, UNK = 0, 1
 _NON_ALNUM = re.compile(r"[^a-z0-9\s]")
@@ -276,7 +275,7 @@ def _encode(ds: Dataset, strip_html: bool, key: str) -> Corpus:
 _ARRAYS = {"counts": np.int64, "train_ids": np.int32, "train_offsets": np.int64,
            "test_ids": np.int32, "test_offsets": np.int64}
 _FILES = ["words.json", *(f"{name}.npy" for name in _ARRAYS)]
-_HOST = socket.gethostname()
+_HOST = HOST  # this machine and PID namespace, as every temporary name of rnnlab's says it
 _STALE_SECONDS = 3600  # a temporary directory this old is abandoned, whoever made it
 
 
