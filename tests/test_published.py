@@ -554,3 +554,48 @@ def test_replication_quotes_the_shuffled_order_benchmark_as_judged():
                               "--rows", str(f)], capture_output=True, text=True, cwd=ROOT, timeout=300,
                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])})
     assert refused.returncode == 1 and "not trained as these runs were" in refused.stderr  # another CPU's lab
+
+
+REPLICATION_LABS = {"docs_lab": LAB, **{n: ROOT / "benchmarks" / "results" / n for n in (
+    "lab_zen4_652482a", "lab_intel_head", "lab_seeds345", "lab_zen4_seeds678", "lab_zen4_seeds91011")}}
+
+
+@needs_lab
+def test_replication_tables_are_this_codes_verdicts_on_the_six_labs_raw_rows():
+    """REPLICATION.md's two tables (claims; every outcome that moved) and its accuracy table, recomputed from each lab's
+    results.csv and compare/table.csv: a changed raw number or a hand-edited cell fails here (the audit of session 64
+    found both unchecked). The committed rejudge_*.json are this recomputation too."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from rejudge import brief, judgements, read_rows
+    from replication_tables import tables
+
+    from rnnlab.experiments import EXPERIMENTS
+
+    labs = []
+    for name, d in REPLICATION_LABS.items():
+        exps = {}
+        for e, x in EXPERIMENTS.items():
+            saved = json.loads((d / e / "verdict.json").read_text())
+            was, now = judgements(saved), judgements(x.module().verdict(read_rows(d / e / "results.csv")))
+            exps[e] = {k: {"saved": brief(was[k]) if k in was else None, "now": brief(now[k]) if k in now else None}
+                       for k in {**was, **now}}
+        committed = json.loads((ROOT / "benchmarks" / "results" / f"rejudge_{name}.json").read_text())["experiments"]
+        assert json.loads(json.dumps(exps)) == committed, name
+        labs.append({"experiments": exps})
+    names = ["published (Intel, model 207), seeds 0-2", "AMD Zen 4, seeds 0-2", "Intel (older VM), seeds 0-2",
+             "Intel, seeds 3-5", "AMD Zen 4, seeds 6-8", "AMD Zen 4, seeds 9-11"]
+    text = (ROOT / "docs" / "REPLICATION.md").read_text(encoding="utf-8")
+    for line in tables(labs, names).splitlines():
+        if line.startswith("|"):
+            assert line in text, line
+    acc = {d: {r["model"]: r for r in csv.DictReader((p / "compare" / "table.csv").open())} for d, p in REPLICATION_LABS.items()}
+    cell = lambda r: (f"{float(r['test_acc_mean']):.3f} [{float(r['test_acc_ci95_low']):.3f}, "  # noqa: E731
+                      f"{float(r['test_acc_ci95_high']):.3f}]")
+    for m, label in (("rnn", "vanilla RNN"), ("lstm", "LSTM"), ("gru", "GRU"), ("bow", "bag of embeddings"),
+                     ("tfidf", "tf-idf + logistic regression"), ("transformer", "Transformer")):
+        assert cell(acc["docs_lab"][m]) == cell(acc["lab_intel_head"][m]), m  # one column for both
+        cols = [cell(acc[d][m]) for d in ("docs_lab", "lab_zen4_652482a", "lab_seeds345", "lab_zen4_seeds678",
+                                          "lab_zen4_seeds91011")]
+        assert f"| {label} | {' | '.join(cols)} |" in text, m
