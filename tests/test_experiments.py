@@ -716,6 +716,25 @@ def test_bottleneck_pooling_that_forgets_as_the_final_state_does_does_not_reliev
     assert "cannot tell whether mean pooling relieves it" in mean["effect"]["undecided"]
 
 
+def test_bottleneck_pooling_decided_by_another_part_names_it():
+    """A pooling question whose own gain cannot decide (a final-state value missing: "1 of 3 values missing") but
+    whose other test does (the pooled RNN at chance far from the end; or its own fade) records that part in
+    verdict.json's "parts", and the report's outcome cell names it, so "does not hold" does not sit unexplained
+    beside an effect that says why it is undecided (session 64's audit)."""
+    from rnnlab.report import _deciding, _outcome_cell
+
+    rows = bn_rows(**{**BN_BASE, "fade": (0.55, 0.56, 0.57), "mean_gain": (0.05, 0.06, 0.07)})
+    rows = [r for r in rows if not (r["model"] == "rnn" and r["pool"] == "last" and r["hidden_dim"] == 128
+                                    and r["seed"] == SEEDS[2] and r.get("distance") == DISTS[-1])]
+    mean = bottleneck.verdict(rows)["questions"][2]
+    assert mean["outcome"] == FAILS and "missing" in mean["effect"]["undecided"]
+    assert _deciding(mean) == ["the mean-pooled RNN above chance"]
+    assert _outcome_cell(mean, _deciding(mean)) == "does not hold (decided by: the mean-pooled RNN above chance)"
+    v = bottleneck.verdict(bn_rows(**{**BN_BASE, "mean_gain": straddle(0.0, 0.05)}, pooled_near=(0.9, 0.91, 0.89)))
+    mean = v["questions"][2]
+    assert mean["outcome"] == FAILS and _deciding(mean) == ["the mean-pooled RNN's own fade"]
+
+
 def test_bottleneck_pooling_that_relieves_it_holds_even_where_it_fades_a_little_too():
     """Relief decides first: far from the end the pooled RNN still follows the passage well above the final state
     and chance, though it followed it even more often near the end (a drop above FADE)."""

@@ -241,6 +241,8 @@ def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict, control:
         v["effect"]["undecided"] = (f"the {p}-pooled RNN is not shown to follow the passage above chance even at "
                                     f"distance {near}: the probe cannot tell whether {p} pooling relieves it")
     v["numbers"] = {"above_chance": chance["effect"], "own_drop": fades["effect"]}
+    v["parts"] = [part_of(chance, f"the {p}-pooled RNN above chance"),  # the report names the one that decided
+                  {"part": f"the {p}-pooled RNN's own fade", "outcome": FAILS if fades["outcome"] == HOLDS else UNDECIDED}]
     return v
 
 
@@ -301,7 +303,7 @@ def figure(rows: list[dict], judged: dict):
     """Follow rate against distance; accuracy against hidden size by review length."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS, tight
+    from ..plots import MODEL_COLORS, accuracy_floor, tight
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.8))
     seeds = sorted({r["seed"] for r in rows})
@@ -327,18 +329,20 @@ def figure(rows: list[dict], judged: dict):
     a.set_title("retention probe (0.5 = ignores the passage)", fontsize=10); a.grid(alpha=0.3)
     a.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: off the curves
     buckets = list(dict.fromkeys(r["bucket"] for r in rows if r["part"] == "by_length" and r["metric"] == "test_acc"))
-    width = 0.8 / max(len(hs), 1)
+    width, lows = 0.8 / max(len(hs), 1), []
     for i, h in enumerate(hs):
         ms = [mean_sd(values(rows, part="by_length", metric="test_acc", model="rnn", hidden_dim=h, pool="last",
                              bucket=bk)) for bk in buckets]
+        lows += [v - s for v, s in ms]
         b.bar(np.arange(len(buckets)) + i * width, [v - 0.5 for v, _ in ms], width, bottom=0.5, yerr=[s for _, s in ms],
               capsize=2, color=shades[h], label=f"hidden {h}")
     b.set_xticks(np.arange(len(buckets)) + width * (len(hs) - 1) / 2, buckets)
-    b.set_ylim(0.5, 1.0); b.set_xlabel("review length (tokens, before truncation)")
+    b.set_ylim(accuracy_floor(lows), 1.0); b.set_xlabel("review length (tokens, before truncation)")
     b.set_ylabel("test accuracy (mean ± sd over seeds)")
     b.set_title("vanilla RNN, final state: accuracy by hidden size and length", fontsize=10)
     b.legend(fontsize=7); b.grid(alpha=0.3, axis="y")
     fig.suptitle(title("Fixed memory bottleneck", judged, f"preset rnn at the lab's budget (hidden size varied), "
-                       f"{len(seeds)} seeds; bars from chance (0.5)"))
+                       f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}; bars from chance (0.5)"
+                       + ("" if b.get_ylim()[0] >= 0.5 else ", down where below it")))
     tight(fig)
     return fig
