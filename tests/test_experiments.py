@@ -1701,3 +1701,30 @@ def test_vanishing_threshold_is_a_thousandfold(ratio, expected):
 @pytest.mark.parametrize("fade, expected", [((0.23, 0.235, 0.24), HOLDS), ((0.16, 0.165, 0.17), FAILS)])
 def test_bottleneck_threshold_is_a_drop_of_a_fifth_of_the_probes(fade, expected):
     assert bn_outcomes(bottleneck.verdict(bn_rows(**{**BN_BASE, "fade": fade})))["forgets"] == expected
+
+
+def test_accuracy_figures_show_a_model_below_chance_and_count_one_seed_in_the_singular():
+    """The long-reviews and bottleneck figures draw accuracy from chance (0.5): a bucket where a model is below chance
+    (a --quick lab's RNN: 0.44) used to be no bar at all, read as missing data. The axis now reaches below it, and
+    says so; where every value is above chance it starts at 0.5 as before (the published figures). A one-seed lab's
+    titles said "1 seeds" (session 64's walkthrough)."""
+    from rnnlab.lab import exercise_rows
+    from rnnlab.plots import accuracy_floor, exercise_figure
+
+    assert accuracy_floor([0.7, 0.62]) == 0.5 and accuracy_floor([0.444, 0.8]) == 0.4 and accuracy_floor([]) == 0.5
+    above_chance = long_reviews.figure(long_rows(**LR_BASE), long_reviews.verdict(long_rows(**LR_BASE)))
+    assert [ax.get_ylim()[0] for ax in above_chance.axes] == [0.5, 0.5]
+    assert "or below" not in above_chance._suptitle.get_text()
+    rows = [r if not (r["part"] == "by_length" and r["bucket"] == "800+" and r["max_len"] == 0 and r["metric"] ==
+                      "test_acc") else {**r, "value": 0.3} for r in long_rows(**LR_BASE, seeds=SEEDS[:1])]
+    fig = long_reviews.figure(rows, long_reviews.verdict(rows))
+    assert fig.axes[1].get_ylim()[0] < 0.3 and fig.axes[0].get_ylim()[0] == 0.5
+    assert "1 seed;" in fig._suptitle.get_text() and "or below, where a model is" in fig._suptitle.get_text()
+    rows = [r if not (r["part"] == "by_length" and r["bucket"] == "0-100") else {**r, "value": 0.45}
+            for r in bn_rows(**BN_BASE)]
+    fig = bottleneck.figure(rows, bottleneck.verdict(rows))
+    assert fig.axes[1].get_ylim()[0] == 0.4 and "down where below it" in fig._suptitle.get_text()
+    fig = exercise_figure(exercise_rows([{"epoch": 1, "test_acc": 0.6, "train_loss": 0.6, "train_seconds": 1.0,
+                                          "grad_norm_max": 1.0}], 0))
+    assert fig._suptitle.get_text().endswith(", 1 seed")
+    plt.close("all")

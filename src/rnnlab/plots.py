@@ -112,6 +112,13 @@ def plain_log_ticks(fig) -> None:
                         setter(PlainLogFormatter(base, labelOnlyBase=fmt.labelOnlyBase))
 
 
+def accuracy_floor(lows) -> float:
+    """The bottom of an accuracy axis that starts at chance (0.5): lower, to the 0.05 below, where a mean minus its
+    spread (`lows`) falls under chance, so a model below chance shows a bar or point there instead of none."""
+    low = min((v for v in lows if math.isfinite(v)), default=0.5)
+    return 0.5 if low >= 0.5 else math.floor((low - 0.01) * 20) / 20
+
+
 def tight(fig) -> None:
     """tight_layout, for the labels the figure is saved with: laid out around matplotlib's TeX log labels (longer
     than the plain ones save_figure puts in), a figure kept wide gaps between its panels."""
@@ -170,6 +177,7 @@ def exercise_figure(rows: list[dict]):
     a.axhline(0.5, color="k", lw=0.8, ls=":")
     a.set_xlabel("epoch"); a.set_ylabel("test accuracy"); a.grid(alpha=0.3); a.legend(fontsize=8)
     b.set_xlabel("epoch"); b.set_ylabel("training loss (BCE)"); b.grid(alpha=0.3)
-    fig.suptitle(f"The notebook's exercise (preset notebook: shuffled batches, whole reviews), {len(seeds)} seeds")
+    fig.suptitle(f"The notebook's exercise (preset notebook: shuffled batches, whole reviews), {len(seeds)} "
+                 + ("seed" if len(seeds) == 1 else "seeds"))
     tight(fig)
     return fig

@@ -111,35 +111,40 @@ def figure(rows: list[dict], judged: dict):
     """Accuracy against tokens kept (RNN head/tail, bag of embeddings); accuracy by review length."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS, tight
+    from ..plots import MODEL_COLORS, accuracy_floor, tight
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.8))
     seeds = sorted({r["seed"] for r in rows})
     lengths = sorted({r["max_len"] for r in rows if r["part"] == "accuracy"}, key=lambda n: n or 10 ** 9)
     xpos = {n: i for i, n in enumerate(lengths)}
+    lows = []
     for model, trunc, marker, ls in (("rnn", "tail", "o", "-"), ("rnn", "head", "s", "--"), ("bow", "tail", "D", "-")):
         pts = [n for n in lengths if _acc(rows, model, n, trunc if n else "whole")]
         ms = [mean_sd(list(_acc(rows, model, n, trunc if n else "whole").values())) for n in pts]
+        lows += [v - s for v, s in ms]
         if pts:
             a.errorbar([xpos[n] + (0.06 if trunc == "head" else 0) for n in pts], [v for v, _ in ms],
                        yerr=[s for _, s in ms], marker=marker, ls=ls, capsize=3, color=MODEL_COLORS[model],
                        alpha=1.0 if trunc == "tail" else 0.6,
                        label={"rnn": "vanilla RNN", "bow": "bag of embeddings"}[model] + f", {trunc} (whole = all)")
     a.set_xticks(range(len(lengths)), [str(n) if n else "whole" for n in lengths])
-    a.set_ylim(0.5, 1.0); a.set_xlabel("tokens kept per review"); a.set_ylabel("test accuracy (mean ± sd over seeds)")
+    a.set_ylim(accuracy_floor(lows), 1.0); a.set_xlabel("tokens kept per review"); a.set_ylabel("test accuracy (mean ± sd over seeds)")
     a.set_title(f"accuracy against the tokens read (comparator: last {COMPARATOR})", fontsize=10)
     a.grid(alpha=0.3); a.legend(fontsize=7)
     buckets = list(dict.fromkeys(r["bucket"] for r in rows if r["part"] == "by_length" and r["max_len"] == 0))
+    lows = []
     for i, model in enumerate(("rnn", "bow")):
         ms = [mean_sd(values(rows, part="by_length", metric="test_acc", model=model, max_len=0, bucket=bk))
               for bk in buckets]
+        lows += [v - s for v, s in ms]
         b.bar(np.arange(len(buckets)) + i * 0.4, [v - 0.5 for v, _ in ms], 0.4, bottom=0.5, yerr=[s for _, s in ms],
               capsize=3, color=MODEL_COLORS[model], label={"rnn": "vanilla RNN", "bow": "bag of embeddings"}[model])
     b.set_xticks(np.arange(len(buckets)) + 0.2, buckets)
-    b.set_ylim(0.5, 1.0); b.set_xlabel("review length (tokens)"); b.set_ylabel("test accuracy (mean ± sd)")
+    b.set_ylim(accuracy_floor(lows), 1.0); b.set_xlabel("review length (tokens)"); b.set_ylabel("test accuracy (mean ± sd)")
     b.set_title("models reading whole reviews, by review length", fontsize=10); b.grid(alpha=0.3, axis="y")
     b.legend(fontsize=7)
     fig.suptitle(title("Long reviews", judged, f"presets rnn and bow at the lab's budget, tokens kept varied, "
-                       f"{len(seeds)} seeds; accuracy axes from chance (0.5)"))
+                       f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}; accuracy axes from chance (0.5)"
+                       + ("" if min(a.get_ylim()[0], b.get_ylim()[0]) >= 0.5 else " or below, where a model is")))
     tight(fig)
     return fig
