@@ -608,6 +608,12 @@ def test_html_single_run_and_without_attribution(runs, tmp_path):
     assert not EXTERNAL.search(src)
 
 
+def test_html_says_what_the_attribution_is_measured_from_once(runs):
+    """The attribution's lead-in and its note each said "the same length with no words" (session 64's walkthrough)."""
+    src = render_html(explain_runs([runs["rnn"]], REVIEW))
+    assert src.count("the same length with no words") == 1 and "away from a blank review: Integrated Gradients" in src
+
+
 def test_png(runs, tmp_path):
     exps = explain_runs([runs["rnn"], runs["rnn-tail"], runs["bow"]], REVIEW)
     f = write_png(exps, tmp_path / "e.png")

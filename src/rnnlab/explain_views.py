@@ -438,8 +438,8 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
             "<h2>Which words decided it (attribution)</h2>"]
     if any(has_attr):
         ok = next(e for e in exps if e.attribution is not None)
-        body += ['<p class="note">How much each word moved the final logit away from a review of the same length '
-                 f"with no words: {esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
+        body += ['<p class="note">How much each word moved the final logit away from a blank review: '
+                 f"{esc(ok.attribution_note)}. Blue pushed towards positive, red towards negative; "
                  "colours are relative to each run's strongest word (faded where completeness fails). By completeness the attributions add up to "
                  "the logit's change; Captum's convergence delta is how far they miss it.</p>"]
         body += [f'<p class="warn">{esc(e.run)}: {esc(attribution_warning(e))}.</p>'
