@@ -246,10 +246,10 @@ def test_readme_speed_table_quotes_the_committed_measurements():
     assert wall["j2t1"] == json.loads((LAB / "lab.json").read_text())["wall_seconds"]  # the published lab
     assert summary["wall_seconds"] == {"--jobs 2 --threads 1": wall["j2t1"], "--jobs 1 --threads 2": wall["j1t2"]}
     assert (f"{wall['j2t1']:,.0f} vs {wall['j1t2']:,.0f} s: {wall['j1t2'] / wall['j2t1']:.2f}x (one run each; "
-            f"9 jobs: ") in readme
+            f"[9 jobs](benchmarks/results/jobs_intel207_s53.json): ") in readme
     jobs = json.loads((ROOT / "benchmarks" / "results" / "jobs_intel207_s53.json").read_text())  # the comparison's
     s = jobs["settings"]
-    assert f"9 jobs: {jobs['speedup_of_jobs_over_threads']:.2f}x)" in readme and len(jobs["jobs"]) == 9
+    assert f"9 jobs](benchmarks/results/jobs_intel207_s53.json): {jobs['speedup_of_jobs_over_threads']:.2f}x)" in readme and len(jobs["jobs"]) == 9
     assert s == {k: statistics.median(v) for k, v in jobs["seconds"].items()}
 
 
