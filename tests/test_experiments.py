@@ -1703,6 +1703,16 @@ def test_bottleneck_threshold_is_a_drop_of_a_fifth_of_the_probes(fade, expected)
     assert bn_outcomes(bottleneck.verdict(bn_rows(**{**BN_BASE, "fade": fade})))["forgets"] == expected
 
 
+@pytest.mark.parametrize("k, expected", [((1.11, 1.12, 1.13), HOLDS), ((0.87, 0.88, 0.89), HOLDS),
+                                         ((1.14, 1.15, 1.16), FAILS), ((0.84, 0.85, 0.86), FAILS)])
+def test_serial_threshold_is_ten_percent_per_doubling(k, expected):
+    """|k - 1| < log2(1.1) = 0.1375: k around 1.12 and 0.88 is linear, around 1.15 and 0.85 is not (log2(1.12) =
+    0.1635 would take 1.15 too; session 64's audit found no test of the constant itself)."""
+    v = serial.verdict(serial_rows(**{**SER_BASE, "k": k}))
+    assert v["questions"][0]["effect"]["threshold"] == pytest.approx(math.log2(1.1))
+    assert ser_outcomes(v)["linear"] == expected
+
+
 def test_accuracy_figures_show_a_model_below_chance_and_count_one_seed_in_the_singular():
     """The long-reviews and bottleneck figures draw accuracy from chance (0.5): a bucket where a model is below chance
     (a --quick lab's RNN: 0.44) used to be no bar at all, read as missing data. The axis now reaches below it, and
