@@ -599,3 +599,49 @@ def test_replication_tables_are_this_codes_verdicts_on_the_six_labs_raw_rows():
         cols = [cell(acc[d][m]) for d in ("docs_lab", "lab_zen4_652482a", "lab_seeds345", "lab_zen4_seeds678",
                                           "lab_zen4_seeds91011")]
         assert f"| {label} | {' | '.join(cols)} |" in text, m
+
+
+def test_performance_kernel_table_and_session_63_paragraphs_quote_their_raw_files():
+    """PERFORMANCE.md's kernel table (kernels.json) and session 63's kernel and explain paragraphs, recomputed from
+    the files they name: session 64's audit changed 1.62x to 1.72x and 1.40 s to 1.20 s there and no test failed."""
+    results = ROOT / "benchmarks" / "results"
+    perf = " ".join((ROOT / "docs" / "PERFORMANCE.md").read_text(encoding="utf-8").split())
+    runs = {r["threads"]: r for r in json.loads((results / "kernels.json").read_text())["runs"]}
+    from decimal import ROUND_HALF_UP, Decimal
+
+    ms = lambda t, v: f"{Decimal(str(runs[t]['variants'][v]['median_ms'])).quantize(1, ROUND_HALF_UP)} ms"  # noqa: E731
+    x = lambda t, k: runs[t]["speedups"][k]  # noqa: E731
+    span = lambda s, b="": f"{b}{s['median']:.2f}x{b} [{s['min']:.2f}-{s['max']:.2f}]"  # noqa: E731
+    for name, v, k in (("LSTM", "lstm_layer folded", "lstm_layer folded vs nn.LSTM"),
+                       ("GRU", "gru_layer folded", "gru_layer folded vs nn.GRU")):
+        assert (f"| rnnlab {name} kernel, folded input | {ms(1, v)} | {span(x(1, k), '**')} | {ms(2, v)} | "
+                f"{span(x(2, k))} |") in perf, name
+    for name, v, k in (("LSTM", "lstm_layer", "lstm_layer vs nn.LSTM"), ("GRU", "gru_layer", "gru_layer vs nn.GRU")):
+        assert (f"| rnnlab {name} kernel, dense input | {ms(1, v)} | {span(x(1, k))} | {ms(2, v)} | "
+                f"{span(x(2, k))} |") in perf, name
+    for m in ("LSTM", "GRU", "RNN"):
+        assert f"| `nn.{m}` | {ms(1, f'nn.{m}')} | | {ms(2, f'nn.{m}')} | |" in perf, m
+    s63 = json.loads((results / "kernels_zen4_s63.json").read_text())["runs"][0]
+    v, sp = s63["variants"], s63["speedups"]
+    assert s63["threads"] == 1
+    assert (f"the LSTM kernel is {span(sp['lstm_layer folded vs nn.LSTM'], '**')} faster than `nn.LSTM` "
+            f"({v['lstm_layer folded']['median_ms']:.0f} against {v['nn.LSTM']['median_ms']:.0f} ms; floor "
+            f"{sp['lstm matmuls only folded vs nn.LSTM']['median']:.2f}x; {v['lstm_layer folded']['fraction_of_sgemm']:.2f} "
+            f"of sgemm against `nn.LSTM`'s {v['nn.LSTM']['fraction_of_sgemm']:.2f}) and the GRU kernel "
+            f"{span(sp['gru_layer folded vs nn.GRU'], '**')} ({v['gru_layer folded']['median_ms']:.0f} against "
+            f"{v['nn.GRU']['median_ms']:.0f} ms; floor {sp['gru matmuls only folded vs nn.GRU']['median']:.2f}x); dense "
+            f"input {sp['lstm_layer vs nn.LSTM']['median']:.2f}x / {sp['gru_layer vs nn.GRU']['median']:.2f}x") in perf
+    assert f"single-thread sgemm {s63['sgemm_gflops']} / {s63['sgemm_gflops_after']} GFLOP/s" in perf
+    ex = json.loads((results / "explain_zen4_s63.json").read_text())
+    d2 = lambda x: Decimal(str(x)).quantize(Decimal("0.01"), ROUND_HALF_UP)  # noqa: E731  the page rounds half up
+    lo_hi = lambda xs: f"{d2(min(xs))}-{d2(max(xs))}"  # noqa: E731
+    under = lambda xs: sum(s < 2 for s in xs)  # noqa: E731
+    r = ex["runs"]
+    assert (f"`import torch` alone **{ex['import_torch_seconds_median']:.2f} s** ({lo_hi(ex['import_torch_seconds'])}); "
+            f"the vanilla RNN's command **{r['rnn']['cli_seconds_median']:.2f} s** ({lo_hi(r['rnn']['cli_seconds'])}, "
+            f"{under(r['rnn']['cli_seconds'])} of 9 rounds under 2 s; library {r['rnn']['library_seconds_median']:.2f} s), "
+            f"the LSTM's **{r['lstm']['cli_seconds_median']:.2f} s** ({lo_hi(r['lstm']['cli_seconds'])}, "
+            f"{under(r['lstm']['cli_seconds'])} of 9; library {r['lstm']['library_seconds_median']:.2f} s), the "
+            f"Transformer's **{r['transformer']['cli_seconds_median']:.2f} s** ({lo_hi(r['transformer']['cli_seconds'])}, "
+            f"{under(r['transformer']['cli_seconds'])} of 9; library {r['transformer']['library_seconds_median']:.2f} s)"
+            ) in perf
