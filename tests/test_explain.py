@@ -34,7 +34,7 @@ from rnnlab.data import load_imdb
 from rnnlab.io import save_tensors
 from rnnlab.explain import Explanation, Run, align, decided_at, explain, explain_runs, load_run, pick_reviews
 from rnnlab.runs import torch_threads
-from rnnlab.explain_views import render_html, render_terminal, write_html, write_png
+from rnnlab.explain_views import header_lines, render_html, render_terminal, write_html, write_png
 from rnnlab.prepare import prepare
 from rnnlab.runs import RunDir
 from rnnlab.scoring import predict_texts
@@ -612,6 +612,36 @@ def test_html_says_what_the_attribution_is_measured_from_once(runs):
     """The attribution's lead-in and its note each said "the same length with no words" (session 64's walkthrough)."""
     src = render_html(explain_runs([runs["rnn"]], REVIEW))
     assert src.count("the same length with no words") == 1 and "away from a blank review: Integrated Gradients" in src
+
+
+def test_the_page_and_terminal_say_how_far_the_run_was_trained(runs, data, tmp_path):
+    """A learner reading an explanation should know how much to trust the model behind it (session 64's walkthrough:
+    a barely trained run's "and", "is" as its most positive words, with nothing saying it scored 0.64): a finished
+    run's summary.json, or a lab job's record beside its folder, gives the epochs and accuracies on the page, in the
+    terminal's header and in --json; a run with neither (the fixture's, trained in memory) says nothing."""
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--epochs", "2", "--embed-dim", "8", "--hidden-dim", "8",
+                                  "--vocab-size", "50", "--val-fraction", "0.2", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (e,) = explain_runs([tmp_path / "run"], REVIEW, attribution=False)
+    said = ("trained 2 epochs" + ("" if summary["best_epoch"] == 2 else " (kept: epoch 1, the best on validation)")
+            + f": validation accuracy {summary['val_acc']:.3f}, test accuracy {summary['test_acc']:.3f}")
+    assert e.trained == said
+    assert f"This run: {said}." in render_html([e]) and f"  {said}" in header_lines(e)
+    r = CliRunner().invoke(main, ["explain", str(tmp_path / "run"), "--text", REVIEW, "--json", "--no-attribution"])
+    assert json.loads(r.stdout)["runs"][0]["trained"] == said
+    key = "0123456789abcdef0123"  # a lab's job store: the run in KEY/, its record in KEY.json
+    shutil.copytree(runs["rnn"], tmp_path / "jobs" / key)
+    rows = [{"part": "accuracy", "metric": m, "value": v} for m, v in
+            (("test_acc", 0.51), ("val_acc", 0.46), ("epochs", 3.0), ("best_epoch", 3.0))]
+    (tmp_path / "jobs" / f"{key}.json").write_text(json.dumps({"rows": [{"part": "by_length", "metric": "x"}, *rows]}))
+    (e,) = explain_runs([tmp_path / "jobs" / key], REVIEW, attribution=False)
+    assert e.run == "rnn 01234567" and e.trained == "trained 3 epochs: validation accuracy 0.460, test accuracy 0.510"
+    (tmp_path / "jobs" / f"{key}.json").write_text('{"rows": [{"part": "accuracy", "metric": "epochs", "value": "x"}]}')
+    (e,) = explain_runs([tmp_path / "jobs" / key], REVIEW, attribution=False)  # a damaged record: no line, no error
+    assert e.trained == "" and "This run" not in render_html([e])
+    (e,) = explain_runs([runs["rnn"]], REVIEW, attribution=False)
+    assert e.trained == "" and not any("trained" in ln for ln in header_lines(e))
 
 
 def test_png(runs, tmp_path):

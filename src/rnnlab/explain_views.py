@@ -77,6 +77,7 @@ def header_lines(e: Explanation) -> list[str]:
     """What a reader needs before the tokens: the run, its answer, what the numbers mean, any cut."""
     truth = "" if e.true_label is None else f" (true label: {'positive' if e.true_label else 'negative'})"
     out = [f"{e.run} ({e.model}, pool {e.pool}): {e.label}, P(positive) = {e.p_positive:.4f}{truth}",
+           *([f"  {e.trained}"] if e.trained else []),
            f"  running opinion = P(positive) from {e.reading}",
            f"  {e.truncation}" if e.truncation else
            f"  read all {len(e)} tokens of the review" if len(e) != 1 else
@@ -384,6 +385,7 @@ def _card(e: Explanation) -> str:
                 "Read its one token.")
     lines = [f'<h3>{esc(e.run)} <span class="note">({esc(e.model)}, pool {esc(e.pool)})</span></h3>',
              f'<p class="verdict {cls}">{e.label}: P(positive) = {e.p_positive:.4f}{esc(truth)}</p>',
+             *([f'<p class="note">This run: {esc(e.trained)}.</p>'] if e.trained else []),
              f"<p>{esc(e.truncation[0].upper() + e.truncation[1:]) + '.' if e.truncation else read_all}"
              f" Running opinion: {esc(e.reading)}.</p>"]
     if e.attribution is not None:
