@@ -987,12 +987,22 @@ def lab(out, markdown, data_path, quick, jobs, threads, ray_address, seeds, devi
     click.echo(json.dumps(result))
 
 
+def _part_files(name: str) -> tuple[str, ...]:
+    """The files of fixed names a part's folder gets (an explained review's page is named by its pick)."""
+    return {"seed": ("results.csv", "summary.json", "seed.png", "seed.svg"), "explain": ("picks.json",)}.get(
+        name, ("results.csv", "verdict.json", f"{name}.png", f"{name}.svg", *(("table.csv",) * (name == "compare"))))
+
+
 def _not_a_run_or_data(out: Path, folders) -> None:
     """RunError if --out holds a training run or a dataset (lab, compare or shortfall would mix its files into
     them), or a file where one of the `folders` it writes goes (found after every job had run, otherwise)."""
     for part in (out / name for name in folders):
         if part.exists() and not part.is_dir() or part.is_symlink() and not part.exists():  # a file, a dead link
             raise RunError(f"{part}: a file where the results' {part.name}/ folder goes; move it, or give another --out")
+        for f in (part / name for name in _part_files(part.name)):  # a folder where a part's file goes: its write
+            if f.is_dir():  # refused it after every job (and, for picks.json, after the reviews were explained)
+                raise RunError(f"{f}: a folder where the results' {part.name}/{f.name} goes; move it, or give another "
+                               "--out")
     if out.is_dir() and (out / "config.json").is_file() and (out / "vocab.json").is_file():
         raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the results their own --out")
     if out.is_dir() and any((out / n).exists() for n in ("train.parquet", "test.parquet", "aclImdb")):

@@ -671,6 +671,9 @@ def _one_split(arg: str) -> bool:
         return False
 
 
+LONGEST_REVIEW = 64 * 2**20  # bytes of stdin, as predict's longest line (cli.LONGEST_LINE)
+
+
 def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, int | None]:
     """(text, where it came from, true label or None), from --text, --review N or stdin."""
     if text is not None and review is not None:
@@ -694,7 +697,11 @@ def _read_review(text, review, data_path, split_name, runs) -> tuple[str, str, i
     if text is None:
         if sys.stdin is None or sys.stdin.isatty():
             raise ValueError("no review given: pass TEXT (or --text TEXT), --review N [--data PATH], or the review on stdin")
-        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+        data = sys.stdin.buffer.read(LONGEST_REVIEW + 1)  # bounded: `< /dev/zero` or `yes |` has no end
+        if len(data) > LONGEST_REVIEW:
+            raise ValueError(f"the review on stdin is longer than {LONGEST_REVIEW:,} bytes (does it end?): "
+                             "explain reads one review")
+        text = data.decode("utf-8", errors="replace")
         source = "a review from standard input"
     else:
         source = "a review given with --text"

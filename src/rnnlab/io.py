@@ -254,7 +254,8 @@ def owner(path: str | os.PathLike) -> str:
 
 
 _CONTROL = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {10: "\\n", 13: "\\r", 9: "\\t"}
-            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029)})  # C0, DEL, C1 (CSI, NEL), line/paragraph separators
+            | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, 0xFFFE, 0xFFFF)})  # C0, DEL, C1 (CSI, NEL), line/paragraph
+# separators, and the two noncharacters XML refuses (an SVG figure naming a run with one was no XML a browser opens)
 
 
 def one_line(s: str) -> str:

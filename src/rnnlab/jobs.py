@@ -314,9 +314,11 @@ class Runner:
             if job.args.get("keep"):  # a job that keeps its model writes STORE/<key>/ (experiments.common.fit_job)
                 blocked.append((store / job.key, "a file"))
             for path, kind in blocked:
+                if kind == "a folder" and path.exists() and not path.is_file() and not path.is_dir():
+                    kind = "not a regular file (a FIFO, a device)"  # the record's write would refuse it, after the job
                 if os.path.lexists(path) and (path.is_dir() if kind == "a folder" else not path.is_dir()):
                     raise RunError(f"{path}: {kind} where the job store keeps this job's "
-                                   f"{'record' if kind == 'a folder' else 'files'}; move it away")
+                                   f"{'files' if kind == 'a file' else 'record'}; move it away")
         earlier = [k for k in results if k not in self._known]  # not those this command has run or already named
         self._known.update(earlier)
         if earlier:

@@ -18,7 +18,8 @@ def _writable_matplotlib_config() -> None:
         home = os.path.expanduser("~")
         folders = [os.path.join(os.environ.get(xdg) or os.path.join(home, default), "matplotlib")
                    for xdg, default in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"))]
-        if not os.path.isdir(home) and not all(os.environ.get(x) for x in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")):
+        no_home = os.environ.get("HOME") == "" or not os.path.isdir(home)  # an empty HOME reads as "/": not a home
+        if no_home and not all(os.environ.get(x) for x in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME")):
             folders = [None]
     try:
         for folder in folders:

@@ -32,7 +32,7 @@ import torch
 
 from . import __version__
 from .config import ConfigError, TrainConfig, from_dict
-from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held_elsewhere, in_the_way,
+from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held_elsewhere, in_the_way, owner,
                  load_tensors, missing_folders, no_such, read_json, read_jsonl, remove_dead_temps, remove_empty,
                  remove_leftovers, require_file, save_tensors, shorten, temp_prefix, write_json, write_jsonl)
 from .jobs import usable_cpus
@@ -191,12 +191,12 @@ def _git() -> dict:
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
-                                text=True, timeout=5)
+                                text=True, errors="surrogateescape", timeout=5)  # a checkout's name not UTF-8
         top, _, head = commit.stdout.strip().partition("\n")
         if commit.returncode or Path(top).resolve() / "src" / "rnnlab" != here:
             return {}
         dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+                               capture_output=True, text=True, errors="surrogateescape", timeout=5)
         return {"git_commit": head.strip(), "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {}
@@ -238,6 +238,8 @@ def check_new_run(path: Path, fix: str = "choose another --out") -> None:
         raise RunError(f"{path}: exists and is a file; {fix}")
     if blocked := in_the_way(path.parent):  # now, not after the data is read
         raise RunError(f"{path}: {blocked}; {fix}")
+    if whose := owner(path):  # inside another run's checkpoint folder (its next epoch or resume deletes it), ...
+        raise RunError(f"{path}: {whose}; {fix}")
     if path.is_dir() and any(path.iterdir()):
         raise RunError(f"{path}: exists and is not empty; {fix} (or --resume it)")
 

@@ -197,6 +197,8 @@ def cache_dir() -> Path | None:
     a folder that does not exist (rnnlab does not make the user's home folder)."""
     if os.environ.get("RNNLAB_CACHE"):
         return Path(os.environ["RNNLAB_CACHE"])
+    if os.environ.get("HOME") == "":  # `HOME= rnnlab ...`: Python reads an empty HOME as "/", the root folder
+        return None
     try:
         home = Path.home()
     except RuntimeError:  # HOME unset, and the user has no passwd entry (a container's made-up uid)

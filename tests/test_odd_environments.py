@@ -1,0 +1,132 @@
+"""Faults found by a hunt in odd environments and at odd paths: an empty HOME, a checkout whose folder name is not
+UTF-8, explain's stdin without an end, a run made inside another run's checkpoint folder, a FIFO where a job's
+record goes, and a name holding a character XML refuses."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rnnlab.cli import main
+
+CMD = [sys.executable, "-m", "rnnlab"]
+SMALL = ["--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8"]
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_data) -> Path:
+    out = tmp_path_factory.mktemp("odd") / "run"
+    r = subprocess.run(CMD + ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_an_empty_home_is_no_home_not_the_root_folder(monkeypatch, tmp_path):
+    """`HOME= rnnlab train`: Python reads an empty HOME as "/", and the corpus cache (and matplotlib's folders) were
+    made in /.cache and /.config, the file system's root folder (as root; a user got a permission error)."""
+    from rnnlab.text import cache_dir
+
+    monkeypatch.delenv("RNNLAB_CACHE")
+    monkeypatch.setenv("HOME", "")
+    assert cache_dir() is None
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = ""
+    r = subprocess.run([sys.executable, "-c", "import os, rnnlab.plots; print(os.environ['MPLCONFIGDIR'])"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert Path(r.stdout.strip()).name.startswith("matplotlib-")  # a temporary folder, not /.config/matplotlib
+
+
+@pytest.mark.skipif(shutil.which("git") is None or sys.platform != "linux", reason="needs git and byte file names")
+def test_a_checkout_whose_folder_name_is_not_utf8_records_its_commit(tmp_path):
+    """rnnlab in a folder named with a Latin-1 byte: git's output was decoded strictly, and every `train` and `lab`
+    stopped with "'utf-8' codec can't decode byte 0xe9" before the run was made."""
+    top = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9"))
+    shutil.copytree(SRC / "rnnlab", top / "src" / "rnnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-C", str(top), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "src"], ["commit", "-q", "-m", "x"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    r = subprocess.run([sys.executable, "-c", "import json; from rnnlab.runs import _git; print(json.dumps(_git()))"],
+                       env={**os.environ, "PYTHONPATH": str(top / "src")}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert len(got["git_commit"]) == 40 and got["git_dirty"] is False
+
+
+def test_explain_refuses_a_review_on_stdin_longer_than_it_reads(run, monkeypatch):
+    """`rnnlab explain RUN < /dev/zero` (or `yes | rnnlab explain RUN`) read stdin whole: it grew until the memory
+    ran out (predict reads a line of at most 64 MB since session 57; explain read without a bound)."""
+    import rnnlab.explain as ex
+
+    monkeypatch.setattr(ex, "LONGEST_REVIEW", 100)
+    r = CliRunner().invoke(main, ["explain", str(run), "--plain"], input="good film " * 10)  # 100 bytes: read
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["explain", str(run), "--plain"], input="good film " * 10 + "x")
+    assert r.exit_code == 2 and r.stdout == "" and r.stderr.strip().splitlines()[-1] == (
+        "Error: the review on stdin is longer than 100 bytes (does it end?): explain reads one review"), r.output
+
+
+def test_train_refuses_a_new_run_inside_another_runs_checkpoint_folder(run, tiny_data, tmp_path):
+    """`train --out RUN/ckpt-1/sub` (or RUN/ckpt-9) trained there; RUN's next epoch or resume deletes its old
+    checkpoint folders whole, and the new run with them, without a word."""
+    ckpt = next(run.glob("ckpt-*"))
+    for out in (ckpt / "sub", run / "ckpt-99"):
+        r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)])
+        assert r.exit_code == 2 and "one of the training run" in r.stderr and "choose another --out" in r.stderr, r.output
+        assert not out.exists()
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), *SMALL, "--out", str(tmp_path / "elsewhere")])
+    assert r.exit_code == 0, r.output  # a run anywhere else is made as before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_where_a_jobs_record_goes_is_refused_before_the_job_runs(tiny_data, tmp_path):
+    """A FIFO at STORE/<key>.json: the job ran (in a full lab, minutes) and only its record's write refused it."""
+    from rnnlab.data import load_imdb
+    from rnnlab.io import RunError
+    from rnnlab.jobs import Job, Runner
+
+    calls = tmp_path / "calls"
+    job = Job("fake_jobs:echo", {"name": "a", "calls": str(calls)}, label="echo a")
+    store = tmp_path / "jobs"
+    store.mkdir()
+    os.mkfifo(store / f"{job.key}.json")
+    with Runner(workers=1) as runner, pytest.raises(RunError, match="not a regular file .* where the job store keeps "
+                                                                     "this job's record; move it away"):
+        runner.run([job], load_imdb(tiny_data), data_arg=str(tiny_data), store=store)
+    assert not calls.exists()  # refused before it ran
+
+
+def test_a_name_with_a_character_xml_refuses_is_escaped_in_an_svg_figure(run, tmp_path):
+    """A run folder named with U+FFFE: explain's SVG figure held it raw, and is no XML a browser opens ("Invalid
+    character U+FFFE"), as the control characters once were."""
+    from rnnlab.io import one_line
+
+    assert one_line("a\ufffeb\uffff") == "a\\ufffeb\\uffff"
+    odd = tmp_path / "run\ufffe"
+    shutil.copytree(run, odd)
+    r = CliRunner().invoke(main, ["explain", str(odd), "--text", "good film", "--png", str(tmp_path / "f.svg")])
+    assert r.exit_code == 0, r.output
+    xml.dom.minidom.parse(str(tmp_path / "f.svg"))
+
+
+@pytest.mark.parametrize("command, where", [(["lab", "--quick"], "explain/picks.json"),
+                                            (["lab", "--quick"], "seed/summary.json"),
+                                            (["shortfall", "serial", "--quick"], "serial/serial.svg"),
+                                            (["compare", "--quick"], "compare/table.csv")])
+def test_a_folder_where_a_parts_file_goes_is_refused_before_the_data_is_read(command, where, tmp_path):
+    """A folder at OUT/<part>/<file>: refused only by that file's write, after every job had run (picks.json: after
+    the reviews were explained too)."""
+    out = tmp_path / "out"
+    (out / where).mkdir(parents=True)
+    r = CliRunner().invoke(main, [*command, "--data", str(tmp_path / "no-such-data"), "--out", str(out)])
+    assert r.exit_code == 2 and r.output.strip() == (
+        f"Error: {out / where}: a folder where the results' {where} goes; move it, or give another --out"), r.output
