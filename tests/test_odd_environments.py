@@ -130,3 +130,10 @@ def test_a_folder_where_a_parts_file_goes_is_refused_before_the_data_is_read(com
     r = CliRunner().invoke(main, [*command, "--data", str(tmp_path / "no-such-data"), "--out", str(out)])
     assert r.exit_code == 2 and r.output.strip() == (
         f"Error: {out / where}: a folder where the results' {where} goes; move it, or give another --out"), r.output
+
+
+def test_train_out_a_device_says_so():
+    """`train --out /dev/null` said "exists and is a file" (the hunt's wording note)."""
+    r = CliRunner().invoke(main, ["train", "--out", "/dev/null", "--epochs", "1"])
+    assert r.exit_code == 2 and r.output.strip().endswith("/dev/null: exists and is a file (a device, a FIFO); "
+                                                          "choose another --out"), r.output

@@ -235,7 +235,7 @@ def check_new_run(path: Path, fix: str = "choose another --out") -> None:
         raise RunError(f"{path}: {'a symbolic link' if path.is_symlink() else 'a mount point'}, which a finished run "
                        f"cannot be renamed onto; give a new folder inside it (e.g. {path / 'run'})")
     if path.exists() and not path.is_dir():
-        raise RunError(f"{path}: exists and is a file; {fix}")
+        raise RunError(f"{path}: exists and is a file{'' if path.is_file() else ' (a device, a FIFO)'}; {fix}")
     if blocked := in_the_way(path.parent):  # now, not after the data is read
         raise RunError(f"{path}: {blocked}; {fix}")
     if whose := owner(path):  # inside another run's checkpoint folder (its next epoch or resume deletes it), ...
