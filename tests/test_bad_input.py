@@ -561,6 +561,10 @@ CASES = [
                                                       r"no\\x9b31mlab\\x85x\\u2028y: no such directory; make it with rnnlab lab", None)),
     train_case("data-looks-like-a-hub-name", lambda t, c: "stanfordnlp/imdb",
                r"no such file or directory \(--data takes a local path"),
+    train_case("data-is-a-url", lambda t, c: "https://example.com/imdb.tar.gz",  # was echoed as "https:/example.com/..."
+               r"^Error: https://example\.com/imdb\.tar\.gz: a URL; --data takes a local path: download it first$"),
+    Case("evaluate-data-is-a-url", lambda t, c: (["evaluate", str(c.run), "--data", "s3://bucket/x.csv"],
+                                                 r"s3://bucket/x\.csv: a URL; --data takes a local path", None)),
     Case("explain-html-is-a-symlink-loop", lambda t, c: (
         ["explain", str(c.run), "great", "--html", str(_loop(t / "loop.html"))], r"loop\.html.*a symbolic link loop", None)),
     Case("evaluate-run-whose-config-is-a-dangling-link", lambda t, c: (  # a damaged run, not "not a run"

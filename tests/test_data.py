@@ -352,6 +352,20 @@ def test_env_var_bad_path_is_a_data_error(monkeypatch, tmp_path, hub_sentinel):
     assert hub_sentinel[1] == []
 
 
+def test_a_url_is_refused_as_a_url_not_a_missing_path(monkeypatch, tmp_path, hub_sentinel):
+    """A URL was read as a path ("https:/example.com/x.csv: no such file or directory"); a folder that is really
+    named so is still read."""
+    for arg, env, says in (("https://example.com/x.csv", None, "--data"), (None, "s3://bucket/imdb", "$RNNLAB_DATA")):
+        if env:
+            monkeypatch.setenv("RNNLAB_DATA", env)
+        with pytest.raises(DataError, match=f"^{re.escape(arg or env)}: a URL; {re.escape(says)} takes a local path"):
+            load_imdb(arg)
+    monkeypatch.chdir(_other_data(tmp_path).parent)
+    (tmp_path / "file:").mkdir()
+    (tmp_path / "other").rename(tmp_path / "file:" / "x")  # the relative path file://x names this folder
+    assert len(load_imdb("file://x").train) == 20 and hub_sentinel[1] == []
+
+
 @pytest.mark.parametrize("env", [None, "", "   "])
 def test_hub_is_attempted_without_path_or_env(monkeypatch, hub_sentinel, env):
     if env is not None:

@@ -93,10 +93,11 @@ def resolve_data_path(path: str | os.PathLike | None) -> str | None:
     if path is not None and not str(path).strip():
         raise DataError(f"--data {str(path)!r}: an empty path; give a data path, or leave --data out to read "
                         f"${ENV_VAR} or the hub")
-    if path:
-        return str(path)
-    env = os.environ.get(ENV_VAR, "").strip()
-    return env or None
+    found = str(path) if path else os.environ.get(ENV_VAR, "").strip() or None
+    if found and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", found) and not Path(found).exists():
+        raise DataError(f"{found}: a URL; {'--data' if path else '$' + ENV_VAR} takes a local path: download it "
+                        "first")  # Path() would have echoed it as "https:/host/..."
+    return found
 
 
 def data_source(path: str | os.PathLike | None) -> str:
