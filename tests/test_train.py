@@ -996,3 +996,13 @@ def test_the_returned_model_and_its_test_score_are_the_epoch_kept_on_validation(
     assert all(torch.equal(kept[k], seen[2][k]) for k in kept)  # epoch 2's last step: the weights validated at 0.9
     assert not all(torch.equal(kept[k], seen[3][k]) for k in kept)
     assert trained.summary["test_acc"] == round(score(trained.model, data.test)["acc"], 4)
+
+
+def test_a_huge_or_long_config_value_is_shortened_in_its_error_line():
+    """A 400-digit seed in config.json was echoed whole in its one line (left by session 63's hunt)."""
+    with pytest.raises(ConfigError, match=r"^seed must be below 2\*\*31, got 9999999999999999\.\.\.99999999 \(400 digits\)$"):
+        TrainConfig(seed=int("9" * 400))
+    with pytest.raises(ConfigError, match=r"; got 'xxxxxxxxxxxxxxx\.\.\.xxxxxxx' \(302 characters\)$"):
+        TrainConfig(model="x" * 300)
+    with pytest.raises(ConfigError, match=r"^model must be one of .*; got 'rnnn'$"):  # short: whole, as before
+        TrainConfig(model="rnnn")

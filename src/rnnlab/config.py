@@ -76,6 +76,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def _shown(v) -> str:
+    """A value for an error line: whole where short, else its ends and its length (a 400-digit seed, a long string)."""
+    s = str(v) if type(v) is int else repr(v)
+    return s if len(s) <= 40 else f"{s[:16]}...{s[-8:]} ({len(s):,} {'digits' if type(v) is int else 'characters'})"
+
+
 def _validate(c: TrainConfig) -> None:
     for f in fields(c):
         v = getattr(c, f.name)
@@ -84,14 +90,14 @@ def _validate(c: TrainConfig) -> None:
         if want is float and isinstance(v, int) and not isinstance(v, bool):
             ok = True
         if not ok:
-            raise ConfigError(f"{f.name} must be {f.type}, got {v!r}")
+            raise ConfigError(f"{f.name} must be {f.type}, got {_shown(v)}")
         if want is float and not math.isfinite(v):
             raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
         if want is int and not -2**31 < v < 2**31:  # torch and numpy take sizes and seeds as C integers
-            raise ConfigError(f"{f.name} must be below 2**31, got {v}")
+            raise ConfigError(f"{f.name} must be below 2**31, got {_shown(v)}")
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(c, name)!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {_shown(getattr(c, name))}")
     for name in ("embed_dim", "hidden_dim", "layers", "batch_size", "epochs", "val_checks"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(c, name)}")
