@@ -721,15 +721,19 @@ def test_bottleneck_pooling_decided_by_another_part_names_it():
     whose other test does (the pooled RNN at chance far from the end; or its own fade) records that part in
     verdict.json's "parts", and the report's outcome cell names it, so "does not hold" does not sit unexplained
     beside an effect that says why it is undecided (session 64's audit)."""
-    from rnnlab.report import _deciding, _outcome_cell
+    from rnnlab.blocks import Table
+    from rnnlab.report import _deciding, verdict_blocks
 
     rows = bn_rows(**{**BN_BASE, "fade": (0.55, 0.56, 0.57), "mean_gain": (0.05, 0.06, 0.07)})
     rows = [r for r in rows if not (r["model"] == "rnn" and r["pool"] == "last" and r["hidden_dim"] == 128
                                     and r["seed"] == SEEDS[2] and r.get("distance") == DISTS[-1])]
-    mean = bottleneck.verdict(rows)["questions"][2]
+    v = bottleneck.verdict(rows)
+    mean = v["questions"][2]
     assert mean["outcome"] == FAILS and "missing" in mean["effect"]["undecided"]
     assert _deciding(mean) == ["the mean-pooled RNN above chance"]
-    assert _outcome_cell(mean, _deciding(mean)) == "does not hold (decided by: the mean-pooled RNN above chance)"
+    (table,) = [b for b in verdict_blocks(v) if isinstance(b, Table)]  # the row the report shows (the diff review:
+    row = next(r for r in table.rows if r[1] == mean["claim"])  # the first version recorded the part, unshown)
+    assert row[2] == "does not hold (decided by: the mean-pooled RNN above chance)"
     v = bottleneck.verdict(bn_rows(**{**BN_BASE, "mean_gain": straddle(0.0, 0.05)}, pooled_near=(0.9, 0.91, 0.89)))
     mean = v["questions"][2]
     assert mean["outcome"] == FAILS and _deciding(mean) == ["the mean-pooled RNN's own fade"]
@@ -1737,4 +1741,18 @@ def test_accuracy_figures_show_a_model_below_chance_and_count_one_seed_in_the_si
     fig = exercise_figure(exercise_rows([{"epoch": 1, "test_acc": 0.6, "train_loss": 0.6, "train_seconds": 1.0,
                                           "grad_norm_max": 1.0}], 0))
     assert fig._suptitle.get_text().endswith(", 1 seed")
+    base = cmp_rows(**CMP_BASE)  # the comparison's figure too (the diff review found it left out)
+    fig = compare.figure(base, compare.verdict(base))
+    assert [ax.get_ylim()[0] for ax in fig.axes[:2]] == [0.5, 0.5] and "or below" not in fig._suptitle.get_text()
+    rows = [{**r, "value": 0.44} if r["model"] == "rnn" and r["part"] == "accuracy" and r["metric"] == "test_acc"
+            and r["setting"] == "lab" else r for r in base]
+    fig = compare.figure(rows, compare.verdict(rows))
+    assert fig.axes[0].get_ylim()[0] == 0.4 and "or below, where a model is" in fig._suptitle.get_text()
+    label = next(t for t in fig.axes[0].texts if t.get_text() == "0.440")
+    assert 0.44 < label.get_position()[1] < 0.5  # inside its bar, which goes down from chance, not on white
+    one = [r for r in base if r.get("seed") in (None, SEEDS[0])]
+    assert " 1 seed;" in compare.figure(one, compare.verdict(one))._suptitle.get_text()
+    one = [r for r in vg_rows(**VG_BASE) if r.get("seed") in (None, SEEDS[0])]
+    assert " 1 seed;" in vg.figure(one, vg.verdict(one))._suptitle.get_text()
+    assert accuracy_floor([-0.2]) == 0.0  # never below 0
     plt.close("all")

@@ -637,6 +637,8 @@ def test_the_page_and_terminal_say_how_far_the_run_was_trained(runs, data, tmp_p
     assert f"This run: {said}." in render_html([e]) and f"  {said}" in header_lines(e)
     r = CliRunner().invoke(main, ["explain", str(tmp_path / "run"), "--text", REVIEW, "--json", "--no-attribution"])
     assert json.loads(r.stdout)["runs"][0]["trained"] == said
+    shutil.copytree(tmp_path / "run", tmp_path / "copied")  # its summary names the old folder (the diff review)
+    assert explain_runs([tmp_path / "copied"], REVIEW, attribution=False)[0].trained == said
     key = "0123456789abcdef0123"  # a lab's job store: the run in KEY/, its record in KEY.json
     shutil.copytree(runs["rnn"], tmp_path / "jobs" / key)
     rows = [{"part": "accuracy", "metric": m, "value": v} for m, v in

@@ -3,6 +3,7 @@ UTF-8, explain's stdin without an end, a run made inside another run's checkpoin
 record goes, and a name holding a character XML refuses."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -85,6 +86,14 @@ def test_train_refuses_a_new_run_inside_another_runs_checkpoint_folder(run, tiny
         assert not out.exists()
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), *SMALL, "--out", str(tmp_path / "elsewhere")])
     assert r.exit_code == 0, r.output  # a run anywhere else is made as before
+    lab, res = tmp_path / "lab", tmp_path / "res" / "compare"  # and in an empty folder of a lab's or a part's (the
+    for f in (lab / "lab.json", res / "verdict.json", res / "results.csv"):  # diff review: the first version of the
+        f.parent.mkdir(parents=True, exist_ok=True)  # check refused these as "a file of the lab")
+        f.write_text("{}")
+    for out in (lab / "runs" / "rnn", res / "mine"):
+        out.mkdir(parents=True)
+        r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), *SMALL, "--out", str(out)])
+        assert r.exit_code == 0 and (out / "model.safetensors").is_file(), r.output
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -130,6 +139,38 @@ def test_a_folder_where_a_parts_file_goes_is_refused_before_the_data_is_read(com
     r = CliRunner().invoke(main, [*command, "--data", str(tmp_path / "no-such-data"), "--out", str(out)])
     assert r.exit_code == 2 and r.output.strip() == (
         f"Error: {out / where}: a folder where the results' {where} goes; move it, or give another --out"), r.output
+    (out / where).rmdir()  # a FIFO there: the same, before the data is read (the diff review)
+    os.mkfifo(out / where)
+    r = CliRunner().invoke(main, [*command, "--data", str(tmp_path / "no-such-data"), "--out", str(out)])
+    assert r.exit_code == 2 and r.output.strip() == (f"Error: {out / where}: not a regular file (a FIFO, a device) "
+                                                     f"where the results' {where} goes; move it, or give another --out")
+
+
+class _Endless(io.RawIOBase):
+    """A stdin that never ends (as `< /dev/zero`), failing the test once more than `cap` bytes were read from it."""
+
+    def __init__(self, cap: int):
+        self.given, self.cap = 0, cap
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if self.given > self.cap:
+            raise AssertionError("stdin read past its bound")
+        b[:] = b"x" * len(b)
+        self.given += len(b)
+        return len(b)
+
+
+def test_explain_reads_an_endless_stdin_only_up_to_its_bound(monkeypatch):
+    """The diff review: the test above passed with the bound taken out (its input ends); this one's does not."""
+    import rnnlab.explain as ex
+
+    monkeypatch.setattr(ex, "LONGEST_REVIEW", 1000)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(_Endless(100_000))))
+    with pytest.raises(ValueError, match="longer than 1,000 bytes"):
+        ex._read_review(None, None, None, None, [])
 
 
 def test_train_out_a_device_says_so():

@@ -95,8 +95,9 @@ def load_run(path: str | os.PathLike, device="cpu") -> Run:
 
 
 def how_trained(path: Path) -> str:
-    """"trained 3 epochs (kept: epoch 2): validation accuracy 0.781, test accuracy 0.779" from a finished run's
-    summary.json, or from the record beside a lab's job-store run (KEY.json), so a learner sees how far to trust the
+    """"trained 3 epochs (kept: epoch 2, the best on validation): validation accuracy 0.781, test accuracy 0.779" from
+    a finished run's summary.json (one moved or copied too: its run_dir names the old place, its epochs are still the
+    checkpoint's), or from the record beside a lab's job-store run (KEY.json), so a learner sees how far to trust the
     explanation; "" where neither is there or readable (an unfinished run, a damaged record): the explanation needs
     neither."""
     import math
@@ -105,7 +106,11 @@ def how_trained(path: Path) -> str:
     from .runs import RunDir
 
     try:
-        s = RunDir(path).finished_summary()
+        run = RunDir(path)
+        s = run.finished_summary()
+        if s is None and (path / "summary.json").is_file():  # moved or copied: finished_summary wants its own name
+            s = read_json(path / "summary.json")
+            s = s if isinstance(s, dict) and s.get("epochs") == run.completed_epochs() else None
         if s is None and JOB_KEY.fullmatch(path.name) and (path.parent / f"{path.name}.json").is_file():
             rows = read_json(path.parent / f"{path.name}.json")["rows"]
             s = {r["metric"]: r["value"] for r in rows if isinstance(r, dict) and r.get("part") == "accuracy"}

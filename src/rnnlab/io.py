@@ -225,11 +225,12 @@ DATA_FILES = ("train.parquet", "test.parquet", "aclImdb")
 JOB_KEY = re.compile(r"[0-9a-f]{20}")  # a job's name in a job store, STORE/<key>.json and STORE/<key>/ (rnnlab.jobs)
 
 
-def owner(path: str | os.PathLike) -> str:
+def owner(path: str | os.PathLike, runs_only: bool = False) -> str:
     """"" where an output file may be written at `path`; else whose file it is: one of a training run's own files, a
     data set's, or an existing file of a lab's (or of a shortfall's or comparison's results), or a job store's record,
     that a later command reads. Writing there would break the next `predict`, `train --resume`, `evaluate` or `report`, or
-    make the next lab train a job again."""
+    make the next lab train a job again. `runs_only`: a training run's own files only (a new run's folder: one inside a
+    run's checkpoint folder goes with it; an empty folder of a lab's is a fine place for one)."""
     p = Path(os.path.abspath(path))
     with contextlib.suppress(OSError, RuntimeError):  # RuntimeError: a link loop (3.11's resolve); named elsewhere
         p = Path(path).resolve()
@@ -239,6 +240,8 @@ def owner(path: str | os.PathLike) -> str:
             if (folder / "config.json").is_file() and (folder / "vocab.json").is_file() and (
                     rel[0] in RUN_FILES or rel[0].startswith("ckpt-")):
                 return f"one of the training run {folder}'s own files"
+            if runs_only:
+                continue
             if rel[0] in DATA_FILES and (folder / rel[0]).exists():
                 return f"a file of the data in {folder}"
             if (folder / "lab.json").is_file() and (rel == ("lab.json",) or (len(rel) > 1 and p.exists())):

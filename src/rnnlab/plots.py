@@ -117,7 +117,7 @@ def accuracy_floor(lows) -> float:
     """The bottom of an accuracy axis that starts at chance (0.5): lower, to the 0.05 below, where a mean minus its
     spread (`lows`) falls under chance, so a model below chance shows a bar or point there instead of none."""
     low = min((v for v in lows if math.isfinite(v)), default=0.5)
-    return 0.5 if low >= 0.5 else math.floor((low - 0.01) * 20) / 20
+    return 0.5 if low >= 0.5 else max(0.0, math.floor((low - 0.01) * 20) / 20)
 
 
 def tight(fig) -> None:

@@ -173,7 +173,7 @@ def verdict_blocks(v: dict) -> list:
     blocks = [Outcome(v["outcome"], v["claim"]), Text(f"Criterion: {v['criterion']}", note=True)]
     claims = [("claim", v), *(("sub-question", q) for q in v.get("questions", [])),
               *(("negative control", c) for c in v.get("controls", []))]
-    rows = [[kind, q["claim"], _outcome_cell(q, _deciding(v) if q is v else []), *effect_cells(q.get("effect") or {})]
+    rows = [[kind, q["claim"], _outcome_cell(q, _deciding(q)), *effect_cells(q.get("effect") or {})]
             for kind, q in claims]
     for row, (_, q) in zip(rows, claims):  # an effect that is |k - 1|: k itself beside it (serial's, below 1 or above)
         k = (q.get("numbers") or {}).get("k") if isinstance(q.get("numbers"), dict) else None

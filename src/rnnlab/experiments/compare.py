@@ -254,7 +254,7 @@ def figure(rows: list[dict], judged: dict):
     """Test accuracy per model; accuracy by review length; the gradient ratio; follow rate against distance."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS, tight
+    from ..plots import MODEL_COLORS, accuracy_floor, tight
 
     table = judged["numbers"]["table"]
     fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(14, 9))
@@ -266,17 +266,20 @@ def figure(rows: list[dict], judged: dict):
     a.bar(x, [t["test_acc_mean"] - 0.5 for t in table], bottom=0.5, yerr=err, capsize=4,
           color=[MODEL_COLORS.get(n) for n in names])
     for i, t in enumerate(table):
-        a.text(i, 0.51, f"{t['test_acc_mean']:.3f}", ha="center", va="bottom", fontsize=8, color="white")
-    a.set_xticks(x, names); a.set_ylim(0.5, 1.0); a.set_ylabel("test accuracy (mean, 95% interval over seeds)")
+        a.text(i, min(t["test_acc_mean"], 0.5) + 0.01, f"{t['test_acc_mean']:.3f}", ha="center", va="bottom",
+               fontsize=8, color="white")  # inside the bar, which goes down from 0.5 for a model below chance
+    a.set_xticks(x, names); a.set_ylim(accuracy_floor([t["test_acc_mean"] - e for t, e in zip(table, err[0])]), 1.0)
+    a.set_ylabel("test accuracy (mean, 95% interval over seeds)")
     a.set_title("(a) accuracy at one budget", fontsize=10); a.grid(alpha=0.3, axis="y")
-    buckets = list(dict.fromkeys(r["bucket"] for r in rows if r["part"] == "by_length"))
+    buckets, lows = list(dict.fromkeys(r["bucket"] for r in rows if r["part"] == "by_length")), []
     for n in names:
         ys = [mean_sd(values(rows, part="by_length", model=n, setting="lab", bucket=bk, metric="test_acc"))[0]
               for bk in buckets]
         b.plot(range(len(buckets)), ys, "o-", color=MODEL_COLORS.get(n), label=n)
-    b.set_xticks(range(len(buckets)), buckets); b.set_ylim(0.5, 1.0)
+        lows += ys
+    b.set_xticks(range(len(buckets)), buckets); b.set_ylim(accuracy_floor(lows), 1.0)
     b.axvspan(len(buckets) - 2.5, len(buckets) - 0.5, color="0.9", zorder=0)
-    b.text(len(buckets) - 1.5, 0.52, "cut to the last 400\n(except tf-idf)", ha="center", fontsize=7)
+    b.text(len(buckets) - 1.5, b.get_ylim()[0] + 0.02, "cut to the last 400\n(except tf-idf)", ha="center", fontsize=7)
     b.set_xlabel("review length (tokens)"); b.set_ylabel("test accuracy (mean over seeds)")
     b.set_title("(b) long reviews", fontsize=10); b.legend(fontsize=7); b.grid(alpha=0.3)
     grads = [(n, list(_log_ratio(rows, n).values())) for n in names]
@@ -300,6 +303,8 @@ def figure(rows: list[dict], judged: dict):
     d.set_title("(d) fixed memory: retention probe", fontsize=10); d.legend(fontsize=7); d.grid(alpha=0.3)
     seeds = max((t["seeds"] for t in table), default=0)
     fig.suptitle(title("Order matters", judged, f"presets rnn, lstm, gru, bow, transformer and tf-idf at the lab's "
-                       f"budget, {seeds} seeds; (b)-(d): what the gates fix; accuracy axes from chance (0.5)"))
+                       f"budget, {seeds} seed{'' if seeds == 1 else 's'}; (b)-(d): what the gates fix; accuracy axes "
+                       "from chance (0.5)" + ("" if min(a.get_ylim()[0], b.get_ylim()[0]) >= 0.5 else
+                                              " or below, where a model is")))
     tight(fig)
     return fig
