@@ -999,11 +999,12 @@ def _not_a_run_or_data(out: Path, folders) -> None:
     for part in (out / name for name in folders):
         if part.exists() and not part.is_dir() or part.is_symlink() and not part.exists():  # a file, a dead link
             raise RunError(f"{part}: a file where the results' {part.name}/ folder goes; move it, or give another --out")
-        for f in (part / name for name in _part_files(part.name)):  # a folder (or a FIFO, a device) where a part's
-            if f.exists() and not f.is_file():  # file goes: its write refused it after every job (and, for picks.json,
-                what = "a folder" if f.is_dir() else "not a regular file (a FIFO, a device)"  # after the reviews were
+        # a folder, a FIFO or a device where a part's file goes: its write refused it, after every job had run
+        for f in (part / name for name in _part_files(part.name)):
+            if f.exists() and not f.is_file():
+                what = "a folder" if f.is_dir() else "not a regular file (a FIFO, a device)"
                 raise RunError(f"{f}: {what} where the results' {part.name}/{f.name} goes; move it, or give another "
-                               "--out")  # explained)
+                               "--out")
     if out.is_dir() and (out / "config.json").is_file() and (out / "vocab.json").is_file():
         raise RunError(f"{out}: holds a training run (config.json, vocab.json); give the results their own --out")
     if out.is_dir() and any((out / n).exists() for n in ("train.parquet", "test.parquet", "aclImdb")):

@@ -468,8 +468,9 @@ def render_html(exps: list[Explanation], title: str | None = None) -> str:
                 "anywhere.</p>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{esc(title)}</title><link rel="icon" href="data:,"><style>{CSS}</style></head><body>\n'  # the icon:
-            + "\n".join(body)  # a browser that gets the page from a server asks for /favicon.ico and logs its 404
+            # an empty icon: a browser that gets the page from a server asks for /favicon.ico and logs its 404
+            f'<title>{esc(title)}</title><link rel="icon" href="data:,"><style>{CSS}</style></head><body>\n'
+            + "\n".join(body)
             + "\n</body></html>\n")
 
 

@@ -238,7 +238,7 @@ def check_new_run(path: Path, fix: str = "choose another --out") -> None:
         raise RunError(f"{path}: exists and is a file{'' if path.is_file() else ' (a device, a FIFO)'}; {fix}")
     if blocked := in_the_way(path.parent):  # now, not after the data is read
         raise RunError(f"{path}: {blocked}; {fix}")
-    if whose := owner(path, runs_only=True):  # inside another run's checkpoint folder (its next epoch or resume deletes it)
+    if whose := owner(path, runs_only=True):  # in another run's checkpoint folder: its next epoch or resume deletes it
         raise RunError(f"{path}: {whose}; {fix}")
     if path.is_dir() and any(path.iterdir()):
         raise RunError(f"{path}: exists and is not empty; {fix} (or --resume it)")

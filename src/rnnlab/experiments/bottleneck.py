@@ -242,7 +242,8 @@ def _relieves(rows, p: str, near: int, far: int, ref: int, final: dict, control:
                                     f"distance {near}: the probe cannot tell whether {p} pooling relieves it")
     v["numbers"] = {"above_chance": chance["effect"], "own_drop": fades["effect"]}
     v["parts"] = [part_of(chance, f"the {p}-pooled RNN above chance"),  # the report names the one that decided
-                  {"part": f"the {p}-pooled RNN's own fade", "outcome": FAILS if fades["outcome"] == HOLDS else UNDECIDED}]
+                  {"part": f"the {p}-pooled RNN's own fade",
+                   "outcome": FAILS if fades["outcome"] == HOLDS else UNDECIDED}]
     return v
 
 

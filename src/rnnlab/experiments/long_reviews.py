@@ -128,7 +128,8 @@ def figure(rows: list[dict], judged: dict):
                        alpha=1.0 if trunc == "tail" else 0.6,
                        label={"rnn": "vanilla RNN", "bow": "bag of embeddings"}[model] + f", {trunc} (whole = all)")
     a.set_xticks(range(len(lengths)), [str(n) if n else "whole" for n in lengths])
-    a.set_ylim(accuracy_floor(lows), 1.0); a.set_xlabel("tokens kept per review"); a.set_ylabel("test accuracy (mean ± sd over seeds)")
+    a.set_ylim(accuracy_floor(lows), 1.0); a.set_xlabel("tokens kept per review")
+    a.set_ylabel("test accuracy (mean ± sd over seeds)")
     a.set_title(f"accuracy against the tokens read (comparator: last {COMPARATOR})", fontsize=10)
     a.grid(alpha=0.3); a.legend(fontsize=7)
     buckets = list(dict.fromkeys(r["bucket"] for r in rows if r["part"] == "by_length" and r["max_len"] == 0))
@@ -140,7 +141,8 @@ def figure(rows: list[dict], judged: dict):
         b.bar(np.arange(len(buckets)) + i * 0.4, [v - 0.5 for v, _ in ms], 0.4, bottom=0.5, yerr=[s for _, s in ms],
               capsize=3, color=MODEL_COLORS[model], label={"rnn": "vanilla RNN", "bow": "bag of embeddings"}[model])
     b.set_xticks(np.arange(len(buckets)) + 0.2, buckets)
-    b.set_ylim(accuracy_floor(lows), 1.0); b.set_xlabel("review length (tokens)"); b.set_ylabel("test accuracy (mean ± sd)")
+    b.set_ylim(accuracy_floor(lows), 1.0); b.set_xlabel("review length (tokens)")
+    b.set_ylabel("test accuracy (mean ± sd)")
     b.set_title("models reading whole reviews, by review length", fontsize=10); b.grid(alpha=0.3, axis="y")
     b.legend(fontsize=7)
     fig.suptitle(title("Long reviews", judged, f"presets rnn and bow at the lab's budget, tokens kept varied, "

@@ -297,6 +297,7 @@ def figure(rows: list[dict], judged: dict):
     ex = next((q for q in judged.get("questions", []) if "clipping" in q["claim"].lower()), None)
     c.set_title(f"exploding side: clipping {ex['outcome'] if ex else ''}", fontsize=10)
     fig.suptitle(title("Vanishing gradients", judged, f"the lab's vanilla RNN, LSTM, GRU and Transformer "
-                       f"(preset rnn/lstm/gru/transformer), {len(seeds)} seed{'' if len(seeds) == 1 else 's'}; gradients in float64"))
+                       f"(preset rnn/lstm/gru/transformer), {len(seeds)} seed{'' if len(seeds) == 1 else 's'}; "
+                       "gradients in float64"))
     tight(fig)
     return fig
