@@ -653,6 +653,24 @@ def test_the_page_and_terminal_say_how_far_the_run_was_trained(runs, data, tmp_p
     assert e.trained == "" and not any("trained" in ln for ln in header_lines(e))
 
 
+def test_a_summary_with_numbers_out_of_range_gives_no_trained_line_and_no_error(runs, data, tmp_path):
+    """summary.json damaged with numbers no run gives: an accuracy of a 401-digit integer stopped explain with
+    OverflowError's traceback (math.isfinite); an accuracy of 5 or a kept epoch after the last was shown as read."""
+    r = CliRunner().invoke(main, ["train", "--data", str(data), "--epochs", "1", "--embed-dim", "8", "--hidden-dim", "8",
+                                  "--vocab-size", "50", "--val-fraction", "0.2", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    f = tmp_path / "run" / "summary.json"
+    good = json.loads(f.read_text())
+    for damage, said in (({"test_acc": 10 ** 400}, f"validation accuracy {good['val_acc']:.3f}"),
+                         ({"val_acc": 5.0, "best_epoch": 7}, f"test accuracy {good['test_acc']:.3f}"),
+                         ({"epochs": 10 ** 400}, None)):
+        f.write_text(json.dumps(good | damage))  # a big int is written whole and read back as an int
+        r = CliRunner().invoke(main, ["explain", str(tmp_path / "run"), "--text", REVIEW, "--json", "--no-attribution"])
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        trained = json.loads(r.stdout)["runs"][0]["trained"]
+        assert trained == ("" if said is None else f"trained 1 epoch: {said}"), trained
+
+
 def test_png(runs, tmp_path):
     exps = explain_runs([runs["rnn"], runs["rnn-tail"], runs["bow"]], REVIEW)
     f = write_png(exps, tmp_path / "e.png")
@@ -1168,6 +1186,9 @@ def test_top_words_strongest_first():
     e = _made_up([0.5] * 5, [0.1, 0.5, -0.3, 0.3, -0.6])
     pos, neg = top_words(e, k=2)
     assert pos == [("w1", 0.5), ("w3", 0.3)] and neg == [("w4", -0.6), ("w2", -0.3)]
+    e.ids[1] = e.ids[4] = 1  # read as <unk>: marked as the table marks it (session 64's second hunt: "wow +0.073"
+    pos, neg = top_words(e, k=2)  # named a word a run of vocabulary 3 had never seen)
+    assert pos == [("w1 (unk)", 0.5), ("w3", 0.3)] and neg == [("w4 (unk)", -0.6), ("w2", -0.3)]
 
 
 @pytest.mark.parametrize("late,seed", [(0.5, 0), (0.03, 0), (0.5, 1)])  # 0.03: not the first long review here

@@ -116,14 +116,17 @@ def how_trained(path: Path) -> str:
             s = {r["metric"]: r["value"] for r in rows if isinstance(r, dict) and r.get("part") == "accuracy"}
     except (RunError, OSError, ValueError, TypeError, KeyError, AttributeError):
         return ""
-    ok = lambda k: type((s or {}).get(k)) in (int, float) and math.isfinite(s[k]) and s[k] >= 0  # noqa: E731
+    def ok(k: str, top: float = math.inf) -> bool:  # a number from 0 to `top` (an int of 400 digits: no float)
+        v = (s or {}).get(k)
+        return type(v) in (int, float) and (abs(v) <= 1e15 or type(v) is float) and math.isfinite(v) and 0 <= v <= top
+
     if not ok("epochs"):
         return ""
     n = int(s["epochs"])
     out = f"trained {n} epoch{'' if n == 1 else 's'}"
-    if ok("best_epoch") and s["best_epoch"] != s["epochs"]:
+    if ok("best_epoch", s["epochs"]) and s["best_epoch"] != s["epochs"]:
         out += f" (kept: epoch {int(s['best_epoch'])}, the best on validation)"
-    scores = [f"{name} accuracy {s[k]:.3f}" for k, name in (("val_acc", "validation"), ("test_acc", "test")) if ok(k)]
+    scores = [f"{name} accuracy {s[k]:.3f}" for k, name in (("val_acc", "validation"), ("test_acc", "test")) if ok(k, 1)]
     return out + (": " + ", ".join(scores) if scores else "")
 
 
