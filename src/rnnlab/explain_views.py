@@ -101,12 +101,14 @@ def header_lines(e: Explanation) -> list[str]:
 
 
 def top_words(e: Explanation, k: int = 5) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """The k tokens with the largest positive and the k with the most negative attribution."""
+    """The k tokens with the largest positive and the k with the most negative attribution; a word the run read as
+    <unk> marked "(unk)", as the table marks it (the run knows nothing of that word but its place)."""
     if e.attribution is None:
         return [], []
     order = np.argsort(e.attribution)
-    pos = [(e.words[j], e.attribution[j]) for j in order[::-1][:k] if e.attribution[j] > 0]
-    neg = [(e.words[j], e.attribution[j]) for j in order[:k] if e.attribution[j] < 0]
+    name = lambda j: e.words[j] + (" (unk)" if e.ids[j] == 1 and e.words[j] != "<unk>" else "")  # noqa: E731
+    pos = [(name(j), e.attribution[j]) for j in order[::-1][:k] if e.attribution[j] > 0]
+    neg = [(name(j), e.attribution[j]) for j in order[:k] if e.attribution[j] < 0]
     return pos, neg
 
 
