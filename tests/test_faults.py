@@ -849,6 +849,49 @@ cli.main(prog_name="rnnlab")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["Error: Broken pipe"], (r.returncode, r.stderr)
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs pthread_sigmask")
+def test_a_signal_after_the_libraries_load_and_before_the_command_is_one_line():
+    """Between the imports and the command's handler a Ctrl-C was click's "Aborted!" (exit 1), and inside torch's C++
+    import code it aborted the process (session 64's second hunt: 3 in ~250 timed Ctrl-Cs). rnnlab.__main__ now holds
+    the signals until cli.Main reads the arguments: one sent in that gap is said as one sent while starting."""
+    code = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import rnnlab.cli as cli
+real = cli.Main.main
+def arrive(self, *args, **kw):  # after every import, before click has made the context
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):  # bytecode where an unheld signal is raised
+        pass
+    return real(self, *args, **kw)
+cli.Main.main = arrive
+sys.argv = ["rnnlab", "presets"]
+from rnnlab.__main__ import main
+main()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 130 and p.stderr.strip().splitlines() == [
+        "interrupted (Ctrl-C) while starting; nothing was done"], (p.returncode, p.stderr)
+    # the command itself runs with the mask the process started with: SIGINT deliverable, or held by the caller
+    code = """
+import signal, sys
+import rnnlab.cli as cli
+real = cli.Main._command
+def report(self, ctx):  # the command itself
+    sys.stderr.write(f"held: {sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))}\\n")
+    return real(self, ctx)
+cli.Main._command = report
+sys.argv = ["rnnlab", "presets"]
+from rnnlab.__main__ import main
+main()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "held: []" in p.stderr, p.stderr
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]))
+    assert p.returncode == 0 and f"held: [{int(signal.SIGINT)}]" in p.stderr, p.stderr
+
+
 def test_a_signal_while_the_arguments_are_read_is_one_line_not_clicks_aborted():
     code = """
 import os, signal, sys

@@ -245,3 +245,42 @@ def test_a_set_of_files_is_renamed_in_order_and_a_failure_names_its_own_file(tmp
         write_files(files[:2] + [(tmp_path / "table.csv", "t")] + files[2:])
     assert {f.name: f.stat().st_ino for f in tmp_path.iterdir() if f.is_file()} == before
     assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_an_interrupt_inside_a_tensor_load_is_an_interrupt_not_a_corrupt_file(tmp_path, monkeypatch):
+    """Ctrl-C while safetensors loaded a run's weights: the interrupt raised in Python code that the library runs
+    inside became its ValueError ("could not determine the shape of object type 'torch.storage.UntypedStorage'"), and
+    predict said the file was corrupt or truncated (exit 2; session 64's timed Ctrl-Cs, 1 in 60). The signal is now
+    noted during the load and raised as itself after it; the handlers are as they were."""
+    import signal
+
+    import safetensors.torch
+    import torch
+
+    import rnnlab.io as io_mod
+
+    f = tmp_path / "w.safetensors"
+    io_mod.save_tensors(f, {"w": torch.ones(3)})
+
+    def swallowing(*args, **kw):  # what the library did: the interrupt raised inside it, reported as its own error
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100_000):  # bytecode, where an interrupt not deferred is raised
+                pass
+        except KeyboardInterrupt:
+            pass
+        raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'")
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(safetensors.torch, "load_file", swallowing)
+        with pytest.raises(KeyboardInterrupt):
+            io_mod.load_tensors(f)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        monkeypatch.undo()
+        assert io_mod.load_tensors(f)["w"].tolist() == [1.0, 1.0, 1.0]  # and a load with no signal, as before
+        with pytest.raises(io_mod.RunError, match="corrupt or truncated"):  # and a corrupt file, as before
+            f.write_bytes(b"\x08" + b"\x00" * 7 + b"{bad json")
+            io_mod.load_tensors(f)
+    finally:
+        signal.signal(signal.SIGINT, before)

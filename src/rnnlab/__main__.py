@@ -34,6 +34,11 @@ def main() -> None:
     for sig in _EARLY:
         if signal.getsignal(sig) == signal.SIG_DFL:  # not one ignored (nohup) or handled by the caller
             signal.signal(sig, _stop)
+    # the signals are held (not lost) until cli.Main can stop the command with its line: inside torch's C++ import
+    # code a Ctrl-C aborted the process, and after the imports it was click's "Aborted!" (3 in ~250 timed tries)
+    held = None
+    if hasattr(signal, "pthread_sigmask"):
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, *_EARLY])
     try:
         from . import cli
         from .cli import main as command
@@ -49,6 +54,8 @@ def main() -> None:
         sys.exit(130)
     # a signal once the command's work is over is ignored while the process exits; not where a host lives on
     # after it (IPython's `%run -m rnnlab`, an interactive interpreter), whose Ctrl-C must keep working
+    cli.HELD_MASK = held  # the mask before this process held them: restored by cli.Main as it reads the arguments
+    cli.HOLD_SIGNALS = held is not None
     cli.WHOLE_PROCESS = not ("IPython" in sys.modules or hasattr(sys, "ps1") or sys.flags.interactive)
     if cli.WHOLE_PROCESS:
         atexit.register(_exit_code_stands)

@@ -146,6 +146,25 @@ _SIGNALLED: list[str] = []  # the signal _interrupt turned into KeyboardInterrup
 
 
 WHOLE_PROCESS = False  # rnnlab.__main__ sets it: the process ends with the command (not so under CliRunner)
+HELD_MASK = None  # rnnlab.__main__: the signal mask to restore once a signal can stop the command with its line
+HOLD_SIGNALS = False  # rnnlab.__main__: hold them again between reading the arguments and the command
+
+
+def _release_signals() -> None:
+    """Deliver the signals rnnlab.__main__ held while the libraries loaded (inside torch's C++ import code a Ctrl-C
+    aborted the process) and Main holds between reading the arguments and invoking the command (where it was click's
+    "Aborted!"): one that came meanwhile is raised here (pthread_sigmask runs the handlers), where the caller says it
+    with the "while starting" line."""
+    global HELD_MASK
+    if HELD_MASK is not None:
+        mask, HELD_MASK = HELD_MASK, None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _hold_signals() -> None:
+    global HELD_MASK
+    if HOLD_SIGNALS and HELD_MASK is None:
+        HELD_MASK = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM, *HANGUP])
 
 
 def _work_over() -> None:
@@ -258,7 +277,10 @@ class Main(click.Group):
             _log(f"Error: {STDOUT_CLOSED}")  # click would print its help or version into nothing and exit 0
             sys.exit(2)
         try:  # click would turn a signal while it reads the arguments into "Aborted!" and exit code 1
-            return super().make_context(info_name, args, *rest, **kwargs)
+            _release_signals()
+            ctx = super().make_context(info_name, args, *rest, **kwargs)
+            _hold_signals()  # until invoke: click runs code of its own between the two
+            return ctx
         except KeyboardInterrupt as e:
             _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
             sys.exit(130)
@@ -301,6 +323,11 @@ class Main(click.Group):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
         hook, resender = sys.unraisablehook, None
+        try:
+            _release_signals()
+        except KeyboardInterrupt as e:  # held since the arguments were read: nothing has run
+            _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}) while starting; nothing was done")
+            sys.exit(130)
         try:
             if threading.current_thread() is threading.main_thread():  # where a signal can interrupt the command
                 resender = Resender(hook)

@@ -516,6 +516,35 @@ def save_tensors(path: str | os.PathLike, tensors: dict, metadata: dict | None =
     write_bytes(path, save(tensors, metadata=metadata))  # bytes, so a full disk is Python's OSError, not Rust's
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP noted, not raised, while the block runs, then handled as they would have been: for a
+    compiled library that runs Python code inside and turns an interrupt there into an error of its own (safetensors'
+    load said "could not determine the shape of object type 'torch.storage.UntypedStorage'", which read as a corrupt
+    file). Outside the main thread (where no Python handler runs) the block runs as it is."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, *HANGUP)}
+    kept = {s: h for s, h in kept.items() if h not in (signal.SIG_IGN, None)}  # ignored, or not set from Python
+    for s in kept:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in kept.items():
+            signal.signal(s, h)
+        if got:  # the first, as its own handler takes it: KeyboardInterrupt, or the default action
+            handler = kept[got[0]]
+            if callable(handler):
+                handler(got[0], None)
+            else:
+                signal.raise_signal(got[0])
+
+
 def load_tensors(path: str | os.PathLike) -> dict:
     from safetensors import SafetensorError
     from safetensors.torch import load, load_file
@@ -524,9 +553,10 @@ def load_tensors(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise RunError(f"{path}: missing")
     try:
-        if not is_utf8(str(path)):  # safetensors opens UTF-8 names only
-            return load(path.read_bytes())
-        return load_file(str(path), device="cpu")
+        with signals_deferred():  # an interrupt inside the load was "corrupt or truncated" (below)
+            if not is_utf8(str(path)):  # safetensors opens UTF-8 names only
+                return load(path.read_bytes())
+            return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise RunError(f"{path}: corrupt or truncated safetensors file ({str(e).splitlines()[0][:160]})") from None
 
