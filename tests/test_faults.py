@@ -779,6 +779,12 @@ def test_a_command_failing_right_after_reading_parquet_exits_2_not_abort(tiny_da
             r.stderr
 
 
+def _presets_after(prelude: str, **kw) -> subprocess.CompletedProcess:
+    """`rnnlab presets` started as the console script starts it (rnnlab.__main__), after `prelude` (what it patches)."""
+    code = prelude + 'sys.argv = ["rnnlab", "presets"]\nfrom rnnlab.__main__ import main\nmain()\n'
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, **kw)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_the_libraries_load_is_one_line(sig):
     """Ctrl-C in the first ~0.1 s of a command (its libraries still importing) gave a traceback from inside an
@@ -793,11 +799,8 @@ def arrive(name, *args, **kw):
         os.kill(os.getpid(), {int(sig)})
     return real(name, *args, **kw)
 builtins.__import__ = arrive
-sys.argv = ["rnnlab", "presets"]
-from rnnlab.__main__ import main
-main()
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = _presets_after(code)
     assert p.returncode == 130 and p.stderr.strip().splitlines() == [
         f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else sig.name}) while starting; nothing was done"], p.stderr
 
@@ -865,11 +868,8 @@ def arrive(self, *args, **kw):  # after every import, before click has made the 
         pass
     return real(self, *args, **kw)
 cli.Main.main = arrive
-sys.argv = ["rnnlab", "presets"]
-from rnnlab.__main__ import main
-main()
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = _presets_after(code)
     assert p.returncode == 130 and p.stderr.strip().splitlines() == [
         "interrupted (Ctrl-C) while starting; nothing was done"], (p.returncode, p.stderr)
     # the command itself runs with the mask the process started with: SIGINT deliverable, or held by the caller
@@ -881,14 +881,10 @@ def report(self, ctx):  # the command itself
     sys.stderr.write(f"held: {sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))}\\n")
     return real(self, ctx)
 cli.Main._command = report
-sys.argv = ["rnnlab", "presets"]
-from rnnlab.__main__ import main
-main()
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = _presets_after(code)
     assert p.returncode == 0 and "held: []" in p.stderr, p.stderr
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]))
+    p = _presets_after(code, preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]))
     assert p.returncode == 0 and f"held: [{int(signal.SIGINT)}]" in p.stderr, p.stderr
 
 
@@ -901,11 +897,8 @@ def arrive(self, ctx, args):
     os.kill(os.getpid(), signal.SIGTERM)
     return real(self, ctx, args)
 cli.Main.parse_args = arrive
-sys.argv = ["rnnlab", "presets"]
-from rnnlab.__main__ import main
-main()
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = _presets_after(code)
     assert p.returncode == 130 and p.stderr.strip().splitlines() == [
         "interrupted (SIGTERM) while starting; nothing was done"], (p.returncode, p.stderr)
 

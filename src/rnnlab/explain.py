@@ -106,11 +106,10 @@ def how_trained(path: Path) -> str:
     from .runs import RunDir
 
     try:
-        run = RunDir(path)
-        s = run.finished_summary()
-        if s is None and (path / "summary.json").is_file():  # moved or copied: finished_summary wants its own name
+        s = None
+        if (path / "summary.json").is_file():  # not finished_summary: a moved or copied run's names its old folder
             s = read_json(path / "summary.json")
-            s = s if isinstance(s, dict) and s.get("epochs") == run.completed_epochs() else None
+            s = s if isinstance(s, dict) and s.get("epochs") == RunDir(path).completed_epochs() else None
         if s is None and JOB_KEY.fullmatch(path.name) and (path.parent / f"{path.name}.json").is_file():
             rows = read_json(path.parent / f"{path.name}.json")["rows"]
             s = {r["metric"]: r["value"] for r in rows if isinstance(r, dict) and r.get("part") == "accuracy"}

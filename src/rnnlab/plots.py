@@ -120,6 +120,11 @@ def accuracy_floor(lows) -> float:
     return 0.5 if low >= 0.5 else max(0.0, math.floor((low - 0.01) * 20) / 20)
 
 
+def below_chance(*axes) -> bool:
+    """Whether an accuracy axis reaches below chance (`accuracy_floor`): its figure's title says so."""
+    return any(ax.get_ylim()[0] < 0.5 for ax in axes)
+
+
 def tight(fig) -> None:
     """tight_layout, for the labels the figure is saved with: laid out around matplotlib's TeX log labels (longer
     than the plain ones save_figure puts in), a figure kept wide gaps between its panels."""

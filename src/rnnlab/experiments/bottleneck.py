@@ -304,7 +304,7 @@ def figure(rows: list[dict], judged: dict):
     """Follow rate against distance; accuracy against hidden size by review length."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS, accuracy_floor, tight
+    from ..plots import MODEL_COLORS, accuracy_floor, below_chance, tight
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.8))
     seeds = sorted({r["seed"] for r in rows})
@@ -344,6 +344,6 @@ def figure(rows: list[dict], judged: dict):
     b.legend(fontsize=7); b.grid(alpha=0.3, axis="y")
     fig.suptitle(title("Fixed memory bottleneck", judged, f"preset rnn at the lab's budget (hidden size varied), "
                        f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}; bars from chance (0.5)"
-                       + ("" if b.get_ylim()[0] >= 0.5 else ", down where below it")))
+                       + (", down where below it" if below_chance(b) else "")))
     tight(fig)
     return fig

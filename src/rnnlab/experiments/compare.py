@@ -254,7 +254,7 @@ def figure(rows: list[dict], judged: dict):
     """Test accuracy per model; accuracy by review length; the gradient ratio; follow rate against distance."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS, accuracy_floor, tight
+    from ..plots import MODEL_COLORS, accuracy_floor, below_chance, tight
 
     table = judged["numbers"]["table"]
     fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(14, 9))
@@ -304,7 +304,6 @@ def figure(rows: list[dict], judged: dict):
     seeds = max((t["seeds"] for t in table), default=0)
     fig.suptitle(title("Order matters", judged, f"presets rnn, lstm, gru, bow, transformer and tf-idf at the lab's "
                        f"budget, {seeds} seed{'' if seeds == 1 else 's'}; (b)-(d): what the gates fix; accuracy axes "
-                       "from chance (0.5)" + ("" if min(a.get_ylim()[0], b.get_ylim()[0]) >= 0.5 else
-                                              " or below, where a model is")))
+                       "from chance (0.5)" + (" or below, where a model is" if below_chance(a, b) else "")))
     tight(fig)
     return fig

@@ -111,7 +111,7 @@ def figure(rows: list[dict], judged: dict):
     """Accuracy against tokens kept (RNN head/tail, bag of embeddings); accuracy by review length."""
     import matplotlib.pyplot as plt
 
-    from ..plots import MODEL_COLORS, accuracy_floor, tight
+    from ..plots import MODEL_COLORS, accuracy_floor, below_chance, tight
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.8))
     seeds = sorted({r["seed"] for r in rows})
@@ -147,6 +147,6 @@ def figure(rows: list[dict], judged: dict):
     b.legend(fontsize=7)
     fig.suptitle(title("Long reviews", judged, f"presets rnn and bow at the lab's budget, tokens kept varied, "
                        f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}; accuracy axes from chance (0.5)"
-                       + ("" if min(a.get_ylim()[0], b.get_ylim()[0]) >= 0.5 else " or below, where a model is")))
+                       + (" or below, where a model is" if below_chance(a, b) else "")))
     tight(fig)
     return fig
