@@ -396,6 +396,36 @@ def test_real_hub_loader_offline_is_one_line_data_error(monkeypatch, tmp_path):
     assert "\n" not in str(e.value) and "RNNLAB_DATA" in str(e.value)
 
 
+def test_hub_without_a_home_folder_is_refused_before_any_cache_is_made(monkeypatch, tmp_path):
+    """An empty HOME reads as "/" to Python and the Hugging Face libraries: their cache would go to /.cache."""
+    monkeypatch.setenv("HOME", "")
+    for name in ("HF_HOME", "XDG_CACHE_HOME", "HF_DATASETS_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(data_mod, "_reachable", lambda host: pytest.fail("looked for the network"))
+    with pytest.raises(DataError, match="no home folder.*set HF_HOME") as e:
+        data_mod._load_hub()
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv("HOME", str(tmp_path / "gone"))  # a HOME that names no folder: the same
+    with pytest.raises(DataError, match="no home folder"):
+        data_mod._load_hub()
+
+
+@pytest.mark.parametrize("env", ["HF_HOME", "XDG_CACHE_HOME", "HOME"])
+def test_hub_cache_is_found_where_the_libraries_put_it(monkeypatch, tmp_path, env):
+    """A cached copy is read offline, without a look for the network, wherever the libraries' own rules put it."""
+    for name in ("HF_HOME", "XDG_CACHE_HOME", "HF_DATASETS_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(env, str(tmp_path))
+    base = {"HF_HOME": tmp_path, "XDG_CACHE_HOME": tmp_path / "huggingface",
+            "HOME": tmp_path / ".cache" / "huggingface"}[env]
+    (base / "datasets" / data_mod.HUB_NAME.replace("/", "___")).mkdir(parents=True)
+    monkeypatch.setattr(data_mod, "_reachable", lambda host: pytest.fail("looked for the network"))
+    monkeypatch.setattr(data_mod, "_offline", lambda fn: {"train": {"text": ["good", "bad"], "label": [1, 0]},
+                                                          "test": {"text": ["fine", "dull"], "label": [1, 0]}})
+    ds = data_mod._load_hub()
+    assert ds.source == f"hub:{data_mod.HUB_NAME}"
+
+
 # --- tokenizer -------------------------------------------------------------------------------
 
 TOKENIZER_CASES = [

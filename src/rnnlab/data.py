@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import first_line, is_utf8, no_such, require_file
+from .io import first_line, home, is_utf8, no_such, require_file
 
 ENV_VAR = "RNNLAB_DATA"
 HUB_NAME = "stanfordnlp/imdb"
@@ -426,8 +426,13 @@ def _acl_rows_to_split(rows: list, source: str, both_classes: bool = True) -> Sp
 def _load_hub() -> Dataset:
     """The seed's own source, used when no --data and no $RNNLAB_DATA: a copy in the local Hugging Face
     cache, else a download; without a network that fails within a few seconds, not after retries."""
+    hf_home = _hf_home()
+    if hf_home is None:
+        raise DataError(f"hub {HUB_NAME}: no home folder to cache a download in (HOME is empty or names no folder): "
+                        f"set HF_HOME to a folder, or pass --data PATH or set {ENV_VAR} to a local copy")
     try:
-        cached = _hub_cache_has(HUB_NAME)
+        cached = (Path(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets")
+                  / HUB_NAME.replace("/", "___")).is_dir()  # the datasets library's folder owner___name
         if not cached and not _reachable(HUB_HOST):
             raise ConnectionError(f"{HUB_HOST} is unreachable (offline?) and no copy is cached")
         from datasets import load_dataset
@@ -441,14 +446,16 @@ def _load_hub() -> Dataset:
                    f"hub:{HUB_NAME}")
 
 
-def _hub_cache_has(name: str) -> bool:
-    """Whether the datasets cache holds a download of `name` (its folder is owner___name)."""
-    try:
-        home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    except RuntimeError:  # no home folder to find
-        return False
-    cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets"))
-    return (cache / name.replace("/", "___")).is_dir()
+def _hf_home() -> Path | None:
+    """Where the Hugging Face libraries keep their caches, as they resolve it: $HF_HOME, else
+    $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; None where that needs a home folder and there is none
+    (an empty HOME would put it in /.cache)."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expanduser(os.environ["HF_HOME"]))
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "huggingface"
+    folder = home()
+    return folder / ".cache" / "huggingface" if folder else None
 
 
 def _offline(fn):

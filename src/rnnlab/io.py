@@ -174,6 +174,24 @@ def remove_leftovers(*folders: Path, only: tuple[str, ...] | None = None) -> Non
                 shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
 
 
+def home() -> Path | None:
+    """The user's home folder; None where there is none to find (an empty HOME, which Python reads as "/"; HOME
+    unset and no passwd entry) or HOME names a folder that does not exist (rnnlab does not make it)."""
+    if os.environ.get("HOME") == "":  # `HOME= rnnlab ...`
+        return None
+    try:
+        folder = Path.home()
+    except RuntimeError:  # HOME unset, and the user has no passwd entry (a container's made-up uid)
+        return None
+    try:
+        os.stat(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:  # there, but not to be looked at (a folder above it closed): a write there says why
+        pass
+    return folder
+
+
 def nearest_existing(path: str | os.PathLike) -> Path:
     """`path`, or the nearest of its parents that exists (or is a link)."""
     p = Path(path)

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 
 from .data import Dataset
-from .io import HOST, fault, pid_alive
+from .io import HOST, fault, home, pid_alive
 
 PAD, UNK = 0, 1
 _NON_ALNUM = re.compile(r"[^a-z0-9\s]")
@@ -193,23 +193,11 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
 
 
 def cache_dir() -> Path | None:
-    """$RNNLAB_CACHE (empty: unset), else ~/.cache/rnnlab; None where there is no home folder to find, or HOME names
-    a folder that does not exist (rnnlab does not make the user's home folder)."""
+    """$RNNLAB_CACHE (empty: unset), else ~/.cache/rnnlab; None where there is no home folder (`io.home`)."""
     if os.environ.get("RNNLAB_CACHE"):
         return Path(os.environ["RNNLAB_CACHE"])
-    if os.environ.get("HOME") == "":  # `HOME= rnnlab ...`: Python reads an empty HOME as "/", the root folder
-        return None
-    try:
-        home = Path.home()
-    except RuntimeError:  # HOME unset, and the user has no passwd entry (a container's made-up uid)
-        return None
-    try:
-        os.stat(home)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError:  # there, but not to be looked at (a folder above it closed): the cache's write says why
-        pass
-    return home / ".cache" / "rnnlab"
+    folder = home()
+    return folder / ".cache" / "rnnlab" if folder else None
 
 
 def encode_corpus(ds: Dataset, strip_html: bool = False, use_cache: bool = True,
