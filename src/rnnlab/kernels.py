@@ -74,6 +74,7 @@ No trained number moves: a denormal is ~1e-30 times any weight gradient it would
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 
@@ -169,14 +170,8 @@ def clear_pool() -> None:
 
 def _carve(buf: torch.Tensor, *shapes):
     """Consecutive views of `buf` with the given shapes."""
-    out, at = [], 0
-    for s in shapes:
-        n = 1
-        for d in s:
-            n *= d
-        out.append(buf[at:at + n].view(s))
-        at += n
-    return out
+    sizes = [math.prod(s) for s in shapes]
+    return [part.view(s) for part, s in zip(buf[:sum(sizes)].split(sizes), shapes)]
 
 
 def _chunks(T: int, B: int) -> list[tuple[int, int]]:
@@ -302,15 +297,16 @@ class _LSTMLayer(torch.autograd.Function):
                 continue
             # D[t] = [f | (i-i^2) 2g | (f-f^2) 2c_{t-1} | i (2 - (2g)^2/2) | (o-o^2) tanh c | o (1 - tanh(c)^2)/2]:
             # backward multiplies the first four by e = dL/d(2c), the fifth by dh: [carry | dG_i dG_f dG_g dG_o]
-            g, d, tc = G[:n], D[t0:t1], TC[:n]
-            torch.addcmul(g, g, g, value=-1.0, out=d[..., H:5 * H])  # s - s^2 (the g slot is rewritten)
-            d[..., :H].copy_(g[..., H:2 * H])
-            d[..., H:2 * H].mul_(g[..., 2 * H:3 * H])
-            d[..., 2 * H:3 * H].mul_(C2[:n])
-            torch.addcmul(two, g[..., 2 * H:3 * H], g[..., 2 * H:3 * H], value=-0.5, out=d[..., 3 * H:4 * H])
-            d[..., 3 * H:4 * H].mul_(g[..., :H])
-            d[..., 4 * H:5 * H].mul_(tc)
-            torch.addcmul(half, tc, tc, value=-0.5, out=d[..., 5 * H:]).mul_(g[..., 3 * H:4 * H])
+            g, tc = G[:n], TC[:n]
+            i, f, g2, o = g.split(H, -1)  # the gates as the step loop left them: i, f, 2g, o
+            carry, di, df, dg, do, dc = D[t0:t1].split(H, -1)
+            torch.addcmul(g, g, g, value=-1.0, out=D[t0:t1, :, H:5 * H])  # s - s^2 into di, df, dg, do
+            carry.copy_(f)
+            di.mul_(g2)
+            df.mul_(C2[:n])
+            torch.addcmul(two, g2, g2, value=-0.5, out=dg).mul_(i)  # overwrites dg's s - s^2
+            do.mul_(tc)
+            torch.addcmul(half, tc, tc, value=-0.5, out=dc).mul_(o)
         _keep(ctx, grad, ws, X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
         return Hs[1:]
 
@@ -401,16 +397,17 @@ class _GRULayer(torch.autograd.Function):
                 continue
             # D[t] = [D_n r | D_n hn (r-r^2) | (h_{t-1}-n)(z-z^2) | D_n | z], D_n = (1-z)(1-n^2), hn = W_hn h + b_hn;
             # backward multiplies it by dh: [dL/dhn | dG_r | dG_z | dG_n | the direct path dh z]
-            s, d, nt, tm = S[:n], D[t0:t1], N[:n], tmp[:n]
-            r, z, Dn = s[..., :H], s[..., H:2 * H], d[..., 3 * H:4 * H]
-            d[..., 4 * H:].copy_(z)
-            torch.addcmul(s[..., :2 * H], s[..., :2 * H], s[..., :2 * H], value=-1.0, out=d[..., H:3 * H])
+            s, nt, tm = S[:n], N[:n], tmp[:n]
+            r, z, sn = s.split(H, -1)  # as the step loop left them: r, z, S_n = 2 (W_in x + b_in + W_hn h + b_hn)
+            dhn, dr, dz, Dn, dzh = D[t0:t1].split(H, -1)
+            dzh.copy_(z)
+            torch.addcmul(s[..., :2 * H], s[..., :2 * H], s[..., :2 * H], value=-1.0, out=D[t0:t1, :, H:3 * H])  # dr, dz
             torch.addcmul(one, nt, nt, value=-1.0, out=Dn)
             Dn.addcmul_(Dn, z, value=-1.0)  # (1 - n^2)(1 - z)
-            torch.mul(Dn, r, out=d[..., :H])
-            torch.sub(s[..., 2 * H:], XN[:n], out=tm).mul_(Dn)  # 2 hn D_n
-            torch.addcmul(zero, d[..., H:2 * H], tm, value=0.5, out=d[..., H:2 * H])
-            d[..., 2 * H:3 * H].mul_(torch.sub(Hs[t0:t1], nt, out=tm))
+            torch.mul(Dn, r, out=dhn)
+            torch.sub(sn, XN[:n], out=tm).mul_(Dn)  # 2 hn D_n
+            torch.addcmul(zero, dr, tm, value=0.5, out=dr)
+            dz.mul_(torch.sub(Hs[t0:t1], nt, out=tm))
         _keep(ctx, grad, ws, X1 if index is None else x, D, Hs, W_ih, W_hh, idx)
         return Hs[1:]
 

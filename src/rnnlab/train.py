@@ -267,11 +267,13 @@ def objective(model, tokens, lengths, labels, step_weight: float) -> torch.Tenso
     chunks = length_chunks(lengths)
     if chunks is None:
         final, step_loss = _losses(model, tokens, lengths, labels, step_weight)
-    else:
-        parts = [(i, _losses(model, tokens[i, : int(lengths[i].max())], lengths[i], labels[i], step_weight))
-                 for i in chunks]
-        final = sum(len(i) / len(lengths) * f for i, (f, _) in parts)
-        step_loss = sum(lengths[i].sum() / lengths.sum() * s for i, (_, s) in parts) if step_weight else None
+    else:  # each chunk's means, weighted back into the batch's: by reviews, and (step loss) by real tokens
+        final = step_loss = 0
+        for i in chunks:
+            f, s = _losses(model, tokens[i, : int(lengths[i].max())], lengths[i], labels[i], step_weight)
+            final = final + len(i) / len(lengths) * f
+            if step_weight:
+                step_loss = step_loss + lengths[i].sum() / lengths.sum() * s
     return final if not step_weight else (1.0 - step_weight) * final + step_weight * step_loss
 
 
@@ -335,15 +337,16 @@ def _finish(cfg, data: Prepared, model, metrics, best: BestWeights, device, run_
     """Load the selected weights, score the test split once, write the summary."""
     model.load_state_dict(best.state)
     model.eval()
-    best_row = metrics[best.epoch - 1]
-    summary = {"best_epoch": best.epoch, "val_acc": best_row.get("val_acc"),
-               **({"best_step": best.step} if cfg.val_checks > 1 and best.step is not None else {}),
-               "epochs": len(metrics),
-               "train_seconds_per_epoch": round(float(np.median([r["train_seconds"] for r in metrics])), 2),
-               "tokens_per_second": int(np.median([r["tokens_per_second"] for r in metrics])), "device": str(device)}
+    summary = {}
     if data.test is not None:
         test = _score(model, data.test, device, "the final test")
-        summary = {"test_acc": round(test["acc"], 4), "test_loss": round(test["loss"], 4), **summary}
+        summary.update(test_acc=round(test["acc"], 4), test_loss=round(test["loss"], 4))
+    summary.update(best_epoch=best.epoch, val_acc=metrics[best.epoch - 1].get("val_acc"))
+    if cfg.val_checks > 1 and best.step is not None:
+        summary["best_step"] = best.step
+    summary.update(epochs=len(metrics),
+                   train_seconds_per_epoch=round(float(np.median([r["train_seconds"] for r in metrics])), 2),
+                   tokens_per_second=int(np.median([r["tokens_per_second"] for r in metrics])), device=str(device))
     if run_dir is not None:
         summary["run_dir"] = str(run_dir.path)
         run_dir.save_summary(summary)
