@@ -121,7 +121,9 @@ class RecurrentClassifier(Classifier):
         """Top-layer hidden states (B, T, H); entries past a review's end are junk (never read: the callers pool
         them with the lengths)."""
         if self.training and self.drop.p == 0 and tokens.device.type == "cpu":
-            return run_recurrent(self.rnn, *fold(self.embedding, tokens))  # each distinct token projected once
+            # each distinct token projected once; in training only: scoring keeps the dense path's order of sums,
+            # the one every published score was computed in
+            return run_recurrent(self.rnn, *fold(self.embedding, tokens))
         return run_recurrent(self.rnn, self.drop(self.embedding(tokens)))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
