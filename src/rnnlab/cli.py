@@ -265,6 +265,7 @@ def _usage(e: click.UsageError, group: click.Context | None = None) -> InputErro
 
 
 ASKED_HELP = "rnnlab.help"  # ctx.meta: the command was asked for its help
+LOADS_TORCH = "rnnlab.loads_torch"  # ctx.meta: the command will import torch (not report, presets or a help)
 STDOUT_CLOSED = "standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"
 
 
@@ -280,6 +281,8 @@ class Main(click.Group):
             _release_signals()
             ctx = super().make_context(info_name, args, *rest, **kwargs)
             _hold_signals()  # until invoke: click runs code of its own between the two
+            ctx.meta[LOADS_TORCH] = bool(args) and args[0] in self.commands and args[0] not in WITHOUT_TORCH and \
+                not {"-h", "--help"} & set(options)
             return ctx
         except KeyboardInterrupt as e:
             _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
@@ -323,6 +326,8 @@ class Main(click.Group):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
         hook, resender = sys.unraisablehook, None
+        if ctx.meta.get(LOADS_TORCH) and HELD_MASK is not None:
+            _load_torch()
         try:
             _release_signals()
         except KeyboardInterrupt as e:  # held since the arguments were read: nothing has run
@@ -425,10 +430,33 @@ WITHOUT_TORCH = ("report", "presets")  # the commands that never import torch (`
 TORCH_SETTINGS = ("TORCH_LOGS", "TORCH_LOGS_FORMAT")  # read by torch's import, which a value it cannot parse stops
 
 
+TORCH_ERROR: list[BaseException] = []  # what torch's import under the held signals raised (_load_torch)
+
+
+def _load_torch() -> None:
+    """torch imported while the signals rnnlab.__main__ holds are still held, for a command that imports it: a SIGTERM
+    inside its C++ import code (torch.distributed's) aborted the process with 88 lines of stack (exit 134, 2 in 35
+    timed kills to `predict`). Python's cycle collector is off meanwhile, as `main` has it for explain and predict. An
+    error is kept for `_torch_settings` to say (a failed import of torch cannot be tried again in the process)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    except (ImportError, ValueError) as e:
+        TORCH_ERROR.append(e)
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _torch_settings() -> None:
     """Where TORCH_LOGS or TORCH_LOGS_FORMAT is set, torch imported now: one line, before any work, where it
     refuses them (its import raised a traceback of 50 lines in the middle of a command)."""
     named = [v for v in TORCH_SETTINGS if os.environ.get(v)]
+    if TORCH_ERROR:
+        raise TORCH_ERROR[0] if not named or not isinstance(TORCH_ERROR[0], ValueError) else InputError(
+            f"{' or '.join(named)}: torch cannot read it ({shorten(first_line(TORCH_ERROR[0]), 120)}); fix it, or "
+            f"unset it") from None
     if not named:
         return
     try:
