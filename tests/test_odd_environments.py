@@ -1,6 +1,7 @@
 """Faults found by a hunt in odd environments and at odd paths: an empty HOME, a checkout whose folder name is not
 UTF-8, explain's stdin without an end, a run made inside another run's checkpoint folder, a FIFO where a job's
-record goes, and a name holding a character XML refuses."""
+record goes, and a name holding a character XML refuses; then (session 65) symbolic links where rnnlab writes, a
+weights file it may not read, the exercise's files as one set and RNNLAB_CACHE read as a shell would."""
 from __future__ import annotations
 
 import io
@@ -178,3 +179,135 @@ def test_train_out_a_device_says_so():
     r = CliRunner().invoke(main, ["train", "--out", "/dev/null", "--epochs", "1"])
     assert r.exit_code == 2 and r.output.strip().endswith("/dev/null: exists and is a file (a device, a FIFO); "
                                                           "choose another --out"), r.output
+
+
+# --- session 65's hunt: links where rnnlab writes, an unreadable weights file, a part's files as one set ---------------
+
+def test_a_link_in_a_job_store_is_refused_before_the_job_runs(tiny_data, tmp_path, run):
+    """STORE/<key>/ or STORE/<key>.json as a symbolic link (to a training run's folder, to its summary.json): the job
+    ran and its write replaced what the link led to (the run's weights; its summary), and the lab exited 0."""
+    from rnnlab.data import load_imdb
+    from rnnlab.io import RunError
+    from rnnlab.jobs import Job, Runner
+
+    victim = tmp_path / "victim"
+    shutil.copytree(run, victim)
+    before = {p.name: p.read_bytes() for p in victim.iterdir() if p.is_file()}
+    calls = tmp_path / "calls"
+    job = Job("fake_jobs:echo", {"name": "a", "calls": str(calls), "keep": True}, label="echo a")
+    store = tmp_path / "jobs"
+    store.mkdir()
+    for link, target, what in ((store / job.key, victim, "files"),
+                               (store / f"{job.key}.json", victim / "summary.json", "record")):
+        link.symlink_to(target)
+        with Runner(workers=1) as runner, pytest.raises(RunError, match=f"a symbolic link where the job store keeps "
+                                                                        f"this job's {what}"):
+            runner.run([job], load_imdb(tiny_data), data_arg=str(tiny_data), store=store)
+        link.unlink()
+    assert not calls.exists()  # refused before it ran
+    assert {p.name: p.read_bytes() for p in victim.iterdir() if p.is_file()} == before
+
+
+def test_a_part_folder_that_is_a_training_run_is_refused_before_the_data_is_read(run, tmp_path):
+    """OUT/seed/ a link to a run: the lab wrote its exercise's summary.json over the run's, and results.csv beside it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seed").symlink_to(run)
+    r = CliRunner().invoke(main, ["lab", "--quick", "--data", str(tmp_path / "no-such-data"), "--out", str(out)])
+    assert r.exit_code == 2 and r.output.strip() == (
+        f"Error: {out / 'seed'}: holds a training run (config.json, vocab.json) where the results' seed/ folder goes; "
+        "move it, or give another --out"), r.output
+
+
+def test_markdown_figures_through_a_link_never_replace_another_labs_or_runs_file(run, tmp_path):
+    """`report --markdown D/x.md` copies the figures into D/x_figures/: a link there (the folder, to another lab's
+    part; a figure, to a run's weights) replaced what it led to, and the run's next predict read a PNG as its model."""
+    lab = Path(__file__).resolve().parents[1] / "docs" / "lab"
+    other = tmp_path / "other"
+    shutil.copytree(lab / "compare", other / "compare")
+    shutil.copy(lab / "lab.json", other / "lab.json")
+    victim = tmp_path / "victim"
+    shutil.copytree(run, victim)
+    weights = (victim / "model.safetensors").read_bytes()
+    figure = (other / "compare" / "compare.png").read_bytes()
+    md = tmp_path / "md"
+    md.mkdir()
+    (md / "x_figures").symlink_to(other / "compare")
+    args = ["report", str(lab), "--out", str(md / "x.html"), "--markdown", str(md / "x.md")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and r.output.strip() == (
+        f"Error: {md / 'x_figures' / 'compare.png'}: a file of the lab {other}; write the report elsewhere"), \
+        r.output
+    (md / "x_figures").unlink()
+    (md / "x_figures").mkdir()
+    (md / "x_figures" / "compare.png").symlink_to(victim / "model.safetensors")
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "one of the training run" in r.output, r.output
+    assert (victim / "model.safetensors").read_bytes() == weights
+    assert (other / "compare" / "compare.png").read_bytes() == figure
+    assert not (md / "x.md").exists() and not (md / "x.html").exists()
+    (md / "x_figures" / "compare.png").unlink()
+    r = CliRunner().invoke(main, args)  # the way cleared: written
+    assert r.exit_code == 0, r.output
+    assert (md / "x_figures" / "compare.png").read_bytes() == (lab / "compare" / "compare.png").read_bytes()
+
+
+def test_a_weights_file_it_may_not_read_is_not_called_corrupt(run, monkeypatch):
+    """safetensors says "No such file or directory" for a file it may not open, and the error called an intact
+    file "corrupt or truncated", which invites deleting it."""
+    import builtins
+
+    import rnnlab.io as io_mod
+    from rnnlab.io import RunError, load_tensors
+
+    real = builtins.open
+
+    def refused(path, *args, **kw):
+        if str(path).endswith("model.safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(io_mod, "open", refused, raising=False)
+    with pytest.raises(RunError) as e:
+        load_tensors(run / "model.safetensors")
+    assert str(e.value) == f"cannot read {run / 'model.safetensors'}: permission denied", str(e.value)
+
+
+def test_the_exercises_files_are_written_as_one_set(tmp_path, monkeypatch):
+    """seed/'s results.csv, figures and summary.json were written one by one: a full disk at the figure left new rows
+    beside the old summary, and the report called the rows "changed since the lab wrote them"."""
+    import errno
+
+    import rnnlab.plots as plots
+    from rnnlab.io import StorageError
+    from rnnlab.lab import write_exercise
+
+    rows = [{"seed": 0, "part": "epoch", "epoch": e, "metric": m, "value": v}
+            for e in (1, 2) for m, v in (("test_acc", 0.5 + e / 10), ("train_loss", 0.7), ("train_seconds", 1.0),
+                                         ("grad_norm_max", 2.0))]
+    d = tmp_path / "seed"
+    write_exercise(d, {"epochs": 2}, rows, "quick", 100, "f" * 64)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    assert sorted(before) == ["results.csv", "seed.png", "seed.svg", "summary.json"]
+    real = plots.figure_bytes
+
+    def full(fig, fmt, **kw):
+        if fmt == "png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fig, fmt, **kw)
+
+    monkeypatch.setattr(plots, "figure_bytes", full)
+    with pytest.raises((OSError, StorageError)):
+        write_exercise(d, {"epochs": 2}, [{**r, "value": r["value"] / 2} for r in rows], "quick", 100, "f" * 64)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # the earlier set, whole
+
+
+def test_the_cache_setting_is_read_as_a_shell_would(monkeypatch, tmp_path):
+    """RNNLAB_CACHE="~/x" made a folder named "~" in the current folder, and " " one named " "."""
+    from rnnlab.text import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RNNLAB_CACHE", "~/x ")
+    assert cache_dir() == tmp_path / "x"
+    monkeypatch.setenv("RNNLAB_CACHE", "  ")
+    assert cache_dir() == tmp_path / ".cache" / "rnnlab"

@@ -1054,6 +1054,9 @@ def _not_a_run_or_data(out: Path, folders) -> None:
     for part in (out / name for name in folders):
         if part.exists() and not part.is_dir() or part.is_symlink() and not part.exists():  # a file, a dead link
             raise RunError(f"{part}: a file where the results' {part.name}/ folder goes; move it, or give another --out")
+        if part.is_dir() and (part / "config.json").is_file() and (part / "vocab.json").is_file():  # a link to a run
+            raise RunError(f"{part}: holds a training run (config.json, vocab.json) where the results' {part.name}/ "
+                           "folder goes; move it, or give another --out")
         # a folder, a FIFO or a device where a part's file goes: its write refused it, after every job had run
         for f in (part / name for name in _part_files(part.name)):
             if f.exists() and not f.is_file():

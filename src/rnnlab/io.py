@@ -570,6 +570,10 @@ def load_tensors(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise RunError(f"{path}: missing")
+    try:  # safetensors says "No such file or directory" for a file it may not read: not a damaged file
+        open(path, "rb").close()
+    except OSError as e:
+        raise RunError(f"cannot read {path}: {fault(e)}") from None
     try:
         with signals_deferred():  # an interrupt inside the load was "corrupt or truncated" (below)
             if not is_utf8(str(path)):  # safetensors opens UTF-8 names only

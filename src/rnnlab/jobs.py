@@ -314,6 +314,10 @@ class Runner:
             if job.args.get("keep"):  # a job that keeps its model writes STORE/<key>/ (experiments.common.fit_job)
                 blocked.append((store / job.key, "a file"))
             for path, kind in blocked:
+                if path.is_symlink():  # never made by rnnlab: its write would replace what the link leads to
+                    raise RunError(f"{path}: a symbolic link where the job store keeps this job's "
+                                   f"{'files' if kind == 'a file' else 'record'} (its write would go to "
+                                   f"{os.path.realpath(path)}); move it away")
                 if kind == "a folder" and path.exists() and not path.is_file() and not path.is_dir():
                     kind = "not a regular file (a FIFO, a device)"  # the record's write would refuse it, after the job
                 if os.path.lexists(path) and (path.is_dir() if kind == "a folder" else not path.is_dir()):

@@ -32,7 +32,7 @@ from .data import Dataset, data_source, load_imdb
 from .experiments import EXPERIMENTS
 from .experiments.common import SEEDS, _on_device, measured, rows_to_csv, run_experiment
 from .io import (RunError, StorageError, exclusive, file_in_the_way, in_the_way, missing_folders, nearest_existing,
-                 remove_empty, remove_leftovers, shorten, text_sha256, write_json, write_text)
+                 remove_empty, remove_leftovers, shorten, text_sha256, write_json)
 from .jobs import Job, Runner
 from .runs import environment
 
@@ -200,20 +200,22 @@ def exercise_rows(metrics: list[dict], seed: int) -> list[dict]:
 def write_exercise(d: Path, cfg: dict, rows: list[dict], mode: str, train_reviews: int, data_fingerprint: str) -> None:
     """OUT/seed/: results.csv (per seed and epoch), its learning-curve figure and summary.json, where
     `rnnlab report` reads the notebook's exercise (rows: exercise_rows of each seed's run)."""
-    from .plots import exercise_figure, save_figure
+    from .io import json_text, write_files
+    from .plots import exercise_figure, figure_bytes
 
     d.mkdir(parents=True, exist_ok=True)
     csv_text = rows_to_csv(rows)
-    write_text(d / "results.csv", csv_text)
     fig = exercise_figure(rows)
-    save_figure(fig, d / "seed.svg")
-    save_figure(fig, d / "seed.png", dpi=120)
     last = max(r["epoch"] for r in rows)
     final = [r for r in rows if r["metric"] == "test_acc" and r["epoch"] == last]
-    write_json(d / "summary.json", {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
-                                    "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(csv_text),
-                                    "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
-                                    "test_acc_mean": float(np.mean([measured(r)["value"] for r in final]))})
+    summary = {"config": cfg, "epochs": last, "mode": mode, "train_reviews": train_reviews,
+               "data_fingerprint": data_fingerprint, "results_sha256": text_sha256(csv_text),
+               "seeds": [r["seed"] for r in final], "test_acc_by_seed": [r["value"] for r in final],
+               "test_acc_mean": float(np.mean([measured(r)["value"] for r in final]))}
+    # one set, summary.json (which vouches for the rows) renamed last: a full disk or a stop while it is written
+    # leaves the previous set whole, as run_experiment's parts
+    write_files([(d / "results.csv", csv_text), (d / "seed.svg", figure_bytes(fig, "svg")),
+                 (d / "seed.png", figure_bytes(fig, "png", dpi=120)), (d / "summary.json", json_text(summary))])
 
 
 # --- three real reviews, word by word -----------------------------------------------------------------

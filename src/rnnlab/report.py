@@ -871,6 +871,7 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         target = png
         if assets is not None:
             target = assets / png.name
+            not_the_labs_own(lab, target)  # a link at the folder or the figure: where the copy would really go
             assets.mkdir(parents=True, exist_ok=True)
             if not target.exists():
                 created.append(target)

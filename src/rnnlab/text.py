@@ -193,9 +193,9 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
 
 
 def cache_dir() -> Path | None:
-    """$RNNLAB_CACHE (empty: unset), else ~/.cache/rnnlab; None where there is no home folder (`io.home`)."""
-    if os.environ.get("RNNLAB_CACHE"):
-        return Path(os.environ["RNNLAB_CACHE"])
+    """$RNNLAB_CACHE (empty or blank: unset), else ~/.cache/rnnlab; None where there is no home folder (`io.home`)."""
+    if os.environ.get("RNNLAB_CACHE", "").strip():  # as a shell would read it: "~/x" in the home folder, not ./~
+        return Path(os.path.expanduser(os.environ["RNNLAB_CACHE"].strip()))
     folder = home()
     return folder / ".cache" / "rnnlab" if folder else None
 
