@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -257,6 +258,14 @@ def test_presets_and_show_config_print_the_resolved_configuration(tiny_data):
 
     r = subprocess.run(CMD + ["presets", "tuned"], capture_output=True, text=True)
     assert json.loads(r.stdout) == {"tuned": TUNED.to_dict()}
+    f = Path(tempfile.mkdtemp()) / "tuned.json"  # `presets tuned > f.json; train --config f.json`: it was "unknown key"
+    f.write_text(r.stdout)
+    r = subprocess.run(CMD + ["train", "--config", str(f), "--epochs", "3", "--show-config"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and json.loads(r.stdout) == {**TUNED.to_dict(), "epochs": 3}, r.stderr
+    f.write_text(json.dumps({"tuned": TUNED.to_dict(), "lstm": {}}))  # several presets: which? refused
+    r = subprocess.run(CMD + ["train", "--config", str(f), "--show-config"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown config key" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     r = subprocess.run(CMD + ["train", "--preset", "tuned", "--epochs", "3", "--show-config"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and json.loads(r.stdout) == {**TUNED.to_dict(), "epochs": 3}

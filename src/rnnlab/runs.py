@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .config import ConfigError, TrainConfig, from_dict
+from .config import PRESETS, ConfigError, TrainConfig, from_dict
 from .io import (RUN_FILES, UMASK, RunError, StorageError, exclusive, fault, held_elsewhere, in_the_way, owner,
                  load_tensors, missing_folders, no_such, read_json, read_jsonl, remove_dead_temps, remove_empty,
                  remove_leftovers, require_file, save_tensors, shorten, temp_prefix, write_json, write_jsonl)
@@ -49,7 +49,8 @@ def data_record(ds) -> dict:
 
 
 def read_config(path: str | os.PathLike) -> TrainConfig:
-    """A TrainConfig from a TOML or JSON file of its fields (a run's config.json works as it is)."""
+    """A TrainConfig from a TOML or JSON file of its fields (a run's config.json works as it is, and so does what
+    `rnnlab presets NAME` prints)."""
     path = Path(path)
     if path.suffix.lower() != ".toml":
         try:
@@ -72,6 +73,8 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
             raise RunError(f"{path}: not valid TOML (nested too deeply)") from None
     if not isinstance(d, dict):
         raise RunError(f"{path}: needs an object/table of config fields")
+    if len(d) == 1 and next(iter(d)) in PRESETS and isinstance(next(iter(d.values())), dict):
+        d = next(iter(d.values()))  # `rnnlab presets NAME > FILE`'s {"NAME": {fields}}
     try:
         return from_dict(d)
     except (ConfigError, TypeError) as e:
