@@ -736,3 +736,16 @@ def test_a_boolean_label_column_is_refused_not_read_as_0_and_1(tmp_path):
     pq.write_table(pa.table({"text": ["good", "bad"], "label": [True, False]}), f)
     with pytest.raises(DataError, match=r"row 0: label True \(a bool\) is not the integer 0 or 1"):
         load_split(f)
+
+
+def test_hub_copy_in_hf_datasets_cache_needs_no_home_folder(monkeypatch, tmp_path):
+    """HOME= with $HF_DATASETS_CACHE holding the copy: read offline, as before the home-folder refusal."""
+    monkeypatch.setenv("HOME", "")
+    for name in ("HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
+    (tmp_path / data_mod.HUB_NAME.replace("/", "___")).mkdir()
+    monkeypatch.setattr(data_mod, "_reachable", lambda host: pytest.fail("looked for the network"))
+    monkeypatch.setattr(data_mod, "_offline", lambda fn: {"train": {"text": ["good", "bad"], "label": [1, 0]},
+                                                          "test": {"text": ["fine", "dull"], "label": [1, 0]}})
+    assert data_mod._load_hub().source == f"hub:{data_mod.HUB_NAME}"

@@ -804,7 +804,8 @@ builtins.__import__ = arrive
     held = sorted(int(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     assert p.returncode == 130 and p.stderr.strip().splitlines() == [
         f"held: {held}", "interrupted (SIGTERM) while starting; nothing was done"], (p.returncode, p.stderr)
-    for args in (["presets"], ["predict", "--help"], ["report", "--help"], ["nosuchcommand"]):  # no torch: not loaded
+    for args in (["presets"], ["predict", "--help"], ["report", "--help"], ["nosuchcommand"], ["predict", "--bogus"],
+                 ["train", "--epochs", "x"]):  # no torch: not loaded (a mistyped option is said at once)
         p = _presets_after(code, args)
         assert "held" not in p.stderr and "interrupted" not in p.stderr, (args, p.stderr)
 
@@ -1086,3 +1087,14 @@ def test_a_command_starts_where_no_thread_can_be_had_and_a_dropped_interrupt_is_
     resender.note(type("U", (), {"exc_value": KeyboardInterrupt("SIGTERM")})())
     assert cli._DROPPED[-1] == "SIGTERM"
     cli._DROPPED.clear()
+
+
+def test_a_torch_that_fails_to_load_a_library_is_one_line(tmp_path):
+    """torch's import raising OSError (a shared library missing) under the held signals: a traceback of 20 lines,
+    where the command's own import of it had said one line."""
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('raise OSError(2, "No such file or directory", "libtorch_cpu.so")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    p = _presets_after("import sys\n", ["predict", str(tmp_path / "no-run"), "great"], env=env)
+    assert p.returncode == 2 and p.stderr.strip() == "Error: libtorch_cpu.so: No such file or directory", p.stderr

@@ -4,6 +4,7 @@ record goes, and a name holding a character XML refuses; then (session 65) symbo
 weights file it may not read, the exercise's files as one set and RNNLAB_CACHE read as a shell would."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -303,7 +304,8 @@ def test_the_exercises_files_are_written_as_one_set(tmp_path, monkeypatch):
 
 
 def test_the_cache_setting_is_read_as_a_shell_would(monkeypatch, tmp_path):
-    """RNNLAB_CACHE="~/x" made a folder named "~" in the current folder, and " " one named " "."""
+    """RNNLAB_CACHE="~/x" made a folder named "~" in the current folder, and " " one named " "; with HOME= it is no
+    folder at all (the diff review: it read as /x)."""
     from rnnlab.text import cache_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -311,3 +313,29 @@ def test_the_cache_setting_is_read_as_a_shell_would(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "x"
     monkeypatch.setenv("RNNLAB_CACHE", "  ")
     assert cache_dir() == tmp_path / ".cache" / "rnnlab"
+    monkeypatch.setenv("RNNLAB_CACHE", "~/x")
+    monkeypatch.setenv("HOME", "")  # no home folder: no "~" either (it read as /x)
+    assert cache_dir() is None
+
+
+def test_markdown_into_another_labs_folder_can_be_written_again(tmp_path):
+    """The figure copies' owner check read the report's own earlier copies as "a file of the lab" of the folder the
+    Markdown went to: the first `report --markdown OTHER_LAB/x.md` passed, the same command again was refused."""
+    lab = Path(__file__).resolve().parents[1] / "docs" / "lab"
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(lab / "lab.json", other / "lab.json")
+    args = ["report", str(lab), "--out", str(tmp_path / "x.html"), "--markdown", str(other / "x.md")]
+    for _ in range(2):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+
+
+def test_an_edited_preset_keeps_its_presets_values(tmp_path):
+    """`rnnlab presets lstm > f.json`, trimmed to the fields changed: the fields left out are lstm's, not default's."""
+    from rnnlab.config import LSTM
+    from rnnlab.runs import read_config
+
+    f = tmp_path / "f.json"
+    f.write_text('{"lstm": {"epochs": 3}}')
+    assert read_config(f) == dataclasses.replace(LSTM, epochs=3)

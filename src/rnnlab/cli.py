@@ -95,7 +95,25 @@ def config_options(f):
     return f
 
 
-class GroupedCommand(click.Command):
+class Command(click.Command):
+    """An rnnlab command: one that imports torch loads it once its arguments are read (a mistyped option is said
+    without waiting for it), under the signals rnnlab.__main__ held: a SIGTERM inside torch's C++ import code
+    (torch.distributed's) aborted the process with 88 lines of stack (exit 134, 2 in 35 timed kills to `predict`)."""
+
+    def invoke(self, ctx):
+        if HOLD_SIGNALS and self.name not in WITHOUT_TORCH:
+            _hold_signals()
+            _load_torch()
+            try:
+                _release_signals()
+            except KeyboardInterrupt as e:  # came while torch loaded: nothing has run
+                _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}) while starting; nothing was done")
+                sys.exit(130)
+            _torch_settings()  # what the import raised, said in one line
+        return super().invoke(ctx)
+
+
+class GroupedCommand(Command):
     """--help lists the training options under Model, Text, Optimisation, Evaluation, Run."""
 
     def format_options(self, ctx, formatter):
@@ -203,8 +221,17 @@ class Resender:
 
     def __init__(self, hook):
         self.hook, self.queue, self.lock, self.done = hook, queue.SimpleQueue(), threading.Lock(), False
-        with contextlib.suppress(RuntimeError):  # no thread to be had (a cap on processes): noted, not sent
-            threading.Thread(target=self._run, daemon=True, name="rnnlab-resend").start()
+        # started with the signals blocked, which it keeps: the kernel hands a process's signal to a thread that does
+        # not block it, so this one would take those the main thread holds (`Command.invoke`) and Python would run
+        # their handler in the main thread at once, inside the import they are held for
+        blocking = hasattr(signal, "pthread_sigmask")  # not on Windows
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM, *HANGUP]) if blocking else None
+        try:
+            with contextlib.suppress(RuntimeError):  # no thread to be had (a cap on processes): noted, not sent
+                threading.Thread(target=self._run, daemon=True, name="rnnlab-resend").start()
+        finally:
+            if blocking:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def note(self, unraisable):
         if not isinstance(unraisable.exc_value, KeyboardInterrupt):
@@ -265,12 +292,13 @@ def _usage(e: click.UsageError, group: click.Context | None = None) -> InputErro
 
 
 ASKED_HELP = "rnnlab.help"  # ctx.meta: the command was asked for its help
-LOADS_TORCH = "rnnlab.loads_torch"  # ctx.meta: the command will import torch (not report, presets or a help)
 STDOUT_CLOSED = "standard output is closed; send it somewhere (e.g. > out.txt or > /dev/null)"
 
 
 class Main(click.Group):
     """Turns a fault of the machine anywhere in a command into one line and exit code 2."""
+
+    command_class = Command
 
     def make_context(self, info_name, args, *rest, **kwargs):
         options = args[:args.index("--")] if "--" in args else args
@@ -281,8 +309,6 @@ class Main(click.Group):
             _release_signals()
             ctx = super().make_context(info_name, args, *rest, **kwargs)
             _hold_signals()  # until invoke: click runs code of its own between the two
-            ctx.meta[LOADS_TORCH] = bool(args) and args[0] in self.commands and args[0] not in WITHOUT_TORCH and \
-                not {"-h", "--help"} & set(options)
             return ctx
         except KeyboardInterrupt as e:
             _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
@@ -326,8 +352,6 @@ class Main(click.Group):
                 with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
                     signal.signal(sig, _interrupt)
         hook, resender = sys.unraisablehook, None
-        if ctx.meta.get(LOADS_TORCH) and HELD_MASK is not None:
-            _load_torch()
         try:
             _release_signals()
         except KeyboardInterrupt as e:  # held since the arguments were read: nothing has run
@@ -417,8 +441,8 @@ def main(ctx):
     if sys.stdout is None:  # started with stdout closed (>&-): what it prints would vanish without a word
         raise InputError(STDOUT_CLOSED)
     whole_stdout()  # output into a nearly full disk: an error, not exit 0 with the output cut short
-    if ctx.invoked_subcommand not in WITHOUT_TORCH and not ctx.meta.get(ASKED_HELP):  # a command's help needs no torch
-        _torch_settings()
+    if ctx.invoked_subcommand not in WITHOUT_TORCH and not ctx.meta.get(ASKED_HELP) and not HOLD_SIGNALS:
+        _torch_settings()  # a command's help needs no torch; under held signals: `Command.invoke`, once its arguments
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():
@@ -434,15 +458,14 @@ TORCH_ERROR: list[BaseException] = []  # what torch's import under the held sign
 
 
 def _load_torch() -> None:
-    """torch imported while the signals rnnlab.__main__ holds are still held, for a command that imports it: a SIGTERM
-    inside its C++ import code (torch.distributed's) aborted the process with 88 lines of stack (exit 134, 2 in 35
-    timed kills to `predict`). Python's cycle collector is off meanwhile, as `main` has it for explain and predict. An
-    error is kept for `_torch_settings` to say (a failed import of torch cannot be tried again in the process)."""
+    """torch imported (`Command.invoke`, the signals held), with Python's cycle collector off meanwhile, as `main` has
+    it for explain and predict. An error is kept for `_torch_settings` to say (a failed import of torch cannot be
+    tried again in the process)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
         import torch  # noqa: F401
-    except (ImportError, ValueError) as e:
+    except Exception as e:  # ImportError, TORCH_LOGS' ValueError, a missing library's OSError: said by the command
         TORCH_ERROR.append(e)
     finally:
         if collecting:
@@ -1118,6 +1141,7 @@ def report_command(lab_dir, out, markdown, readme):
 
 
 from .explain import command as explain_command  # noqa: E402
+explain_command.__class__ = Command  # made in explain.py, which cannot import this module (it imports explain)
 main.add_command(explain_command, "explain")
 
 

@@ -427,12 +427,13 @@ def _load_hub() -> Dataset:
     """The seed's own source, used when no --data and no $RNNLAB_DATA: a copy in the local Hugging Face
     cache, else a download; without a network that fails within a few seconds, not after retries."""
     hf_home = _hf_home()
-    if hf_home is None:
+    datasets_cache = os.environ.get("HF_DATASETS_CACHE") or (hf_home / "datasets" if hf_home else None)
+    # the datasets library's folder owner___name; $HF_DATASETS_CACHE needs no home folder
+    cached = datasets_cache is not None and (Path(datasets_cache) / HUB_NAME.replace("/", "___")).is_dir()
+    if hf_home is None and not cached:
         raise DataError(f"hub {HUB_NAME}: no home folder to cache a download in (HOME is empty or names no folder): "
                         f"set HF_HOME to a folder, or pass --data PATH or set {ENV_VAR} to a local copy")
     try:
-        cached = (Path(os.environ.get("HF_DATASETS_CACHE") or hf_home / "datasets")
-                  / HUB_NAME.replace("/", "___")).is_dir()  # the datasets library's folder owner___name
         if not cached and not _reachable(HUB_HOST):
             raise ConnectionError(f"{HUB_HOST} is unreachable (offline?) and no copy is cached")
         from datasets import load_dataset
@@ -453,7 +454,7 @@ def _hf_home() -> Path | None:
     if os.environ.get("HF_HOME"):
         return Path(os.path.expanduser(os.environ["HF_HOME"]))
     if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "huggingface"
+        return Path(os.path.expanduser(os.environ["XDG_CACHE_HOME"])) / "huggingface"
     folder = home()
     return folder / ".cache" / "huggingface" if folder else None
 

@@ -93,7 +93,7 @@ def run_recurrent(module: nn.RNNBase, x: torch.Tensor, index: torch.Tensor | Non
     for layer in range(module.num_layers):
         if layer:
             x, index = F.dropout(x, module.dropout, module.training), None
-        x = layer_fn(x, *module.all_weights[layer], index=index)  # W_ih, W_hh, b_ih, b_hh of this layer
+        x = layer_fn(x, *module.all_weights[layer], index=index)  # W_ih, W_hh, b_ih, b_hh (one direction, biased)
     return x
 
 

@@ -871,7 +871,8 @@ def write_report(lab: str | os.PathLike = "results/lab", out: str | os.PathLike 
         target = png
         if assets is not None:
             target = assets / png.name
-            not_the_labs_own(lab, target)  # a link at the folder or the figure: where the copy would really go
+            if assets.is_symlink() or target.is_symlink():  # where the copy would really go (not an earlier copy of
+                not_the_labs_own(lab, target)  # this report's, which owner() reads as another lab's file)
             assets.mkdir(parents=True, exist_ok=True)
             if not target.exists():
                 created.append(target)

@@ -73,8 +73,9 @@ def read_config(path: str | os.PathLike) -> TrainConfig:
             raise RunError(f"{path}: not valid TOML (nested too deeply)") from None
     if not isinstance(d, dict):
         raise RunError(f"{path}: needs an object/table of config fields")
-    if len(d) == 1 and next(iter(d)) in PRESETS and isinstance(next(iter(d.values())), dict):
-        d = next(iter(d.values()))  # `rnnlab presets NAME > FILE`'s {"NAME": {fields}}
+    if len(d) == 1 and (name := next(iter(d))) in PRESETS and isinstance(d[name], dict):
+        # `rnnlab presets NAME > FILE`'s {"NAME": {fields}}: keys an edited copy leaves out are NAME's, not default's
+        d = {**PRESETS[name].to_dict(), **d[name]}
     try:
         return from_dict(d)
     except (ConfigError, TypeError) as e:

@@ -194,9 +194,11 @@ def _encode_texts(texts: list[str], strip_html: bool) -> tuple[list[list[str]], 
 
 def cache_dir() -> Path | None:
     """$RNNLAB_CACHE (empty or blank: unset), else ~/.cache/rnnlab; None where there is no home folder (`io.home`)."""
-    if os.environ.get("RNNLAB_CACHE", "").strip():  # as a shell would read it: "~/x" in the home folder, not ./~
-        return Path(os.path.expanduser(os.environ["RNNLAB_CACHE"].strip()))
     folder = home()
+    if setting := os.environ.get("RNNLAB_CACHE", "").strip():  # stripped as RNNLAB_DATA is; "~/x": the home's x, not ./~
+        if setting.startswith("~"):
+            return Path(os.path.expanduser(setting)) if folder else None
+        return Path(setting)
     return folder / ".cache" / "rnnlab" if folder else None
 
 
