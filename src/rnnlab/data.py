@@ -451,11 +451,10 @@ def _hf_home() -> Path | None:
     """Where the Hugging Face libraries keep their caches, as they resolve it: $HF_HOME, else
     $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface; None where that needs a home folder and there is none
     (an empty HOME would put it in /.cache)."""
-    if os.environ.get("HF_HOME"):
-        return Path(os.path.expanduser(os.environ["HF_HOME"]))
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.path.expanduser(os.environ["XDG_CACHE_HOME"])) / "huggingface"
     folder = home()
+    for setting, under in (("HF_HOME", ""), ("XDG_CACHE_HOME", "huggingface")):
+        if value := os.environ.get(setting):  # "~/x": the home's x, where there is a home
+            return None if value.startswith("~") and not folder else Path(os.path.expanduser(value)) / under
     return folder / ".cache" / "huggingface" if folder else None
 
 
