@@ -274,7 +274,7 @@ def test_readme_kernel_row_quotes_the_committed_kernel_runs():
                           ["kernels_zen3_s31_first.json", "kernels_zen3_s31.json", "kernels_zen3_s31_repeat.json"],
                           ["kernels_zen3_s56.json", "kernels_zen3_s56_second.json", "kernels_zen3_s56_third.json"]],
                 "Zen 4": [["kernels_zen4_s33.json", "kernels_zen4_s33_repeat.json", "kernels_zen4_s33_third.json"],
-                          ["kernels_zen4_s45.json"], ["kernels_zen4_s63.json"]]}
+                          ["kernels_zen4_s45.json"], ["kernels_zen4_s63.json"], ["kernels_zen4_s65.json"]]}
     measured = {cpu: [[one_thread(f) for f in runs] for runs in group] for cpu, group in sessions.items()}
     allocator = [json.loads((ROOT / "benchmarks" / "results" / f"allocator_intel207_s51{end}.json").read_text())["kernels"]
                  for end in ("", "_second", "_third")]  # session 51: three runs of 3 rounds each, pooled
@@ -624,17 +624,8 @@ def test_performance_kernel_table_and_session_63_paragraphs_quote_their_raw_file
                 f"{span(x(2, k))} |") in perf, name
     for m in ("LSTM", "GRU", "RNN"):
         assert f"| `nn.{m}` | {ms(1, f'nn.{m}')} | | {ms(2, f'nn.{m}')} | |" in perf, m
-    s63 = json.loads((results / "kernels_zen4_s63.json").read_text())["runs"][0]
-    v, sp = s63["variants"], s63["speedups"]
-    assert s63["threads"] == 1
-    assert (f"the LSTM kernel is {span(sp['lstm_layer folded vs nn.LSTM'], '**')} faster than `nn.LSTM` "
-            f"({v['lstm_layer folded']['median_ms']:.0f} against {v['nn.LSTM']['median_ms']:.0f} ms; floor "
-            f"{sp['lstm matmuls only folded vs nn.LSTM']['median']:.2f}x; {v['lstm_layer folded']['fraction_of_sgemm']:.2f} "
-            f"of sgemm against `nn.LSTM`'s {v['nn.LSTM']['fraction_of_sgemm']:.2f}) and the GRU kernel "
-            f"{span(sp['gru_layer folded vs nn.GRU'], '**')} ({v['gru_layer folded']['median_ms']:.0f} against "
-            f"{v['nn.GRU']['median_ms']:.0f} ms; floor {sp['gru matmuls only folded vs nn.GRU']['median']:.2f}x); dense "
-            f"input {sp['lstm_layer vs nn.LSTM']['median']:.2f}x / {sp['gru_layer vs nn.GRU']['median']:.2f}x") in perf
-    assert f"single-thread sgemm {s63['sgemm_gflops']} / {s63['sgemm_gflops_after']} GFLOP/s" in perf
+    for name in ("kernels_zen4_s63.json", "kernels_zen4_s65.json"):  # session 65's paragraph too
+        _kernel_paragraph(json.loads((results / name).read_text())["runs"][0], perf, span)
     d2 = lambda x: Decimal(str(x)).quantize(Decimal("0.01"), ROUND_HALF_UP)  # noqa: E731  the page rounds half up
     lo_hi = lambda xs: f"{d2(min(xs))}-{d2(max(xs))}"  # noqa: E731
     under = lambda xs: sum(s < 2 for s in xs)  # noqa: E731
@@ -649,3 +640,17 @@ def test_performance_kernel_table_and_session_63_paragraphs_quote_their_raw_file
                 f"Transformer's **{d2(r['transformer']['cli_seconds_median'])} s** ({lo_hi(r['transformer']['cli_seconds'])}, "
                 f"{under(r['transformer']['cli_seconds'])} of 9; library {d2(r['transformer']['library_seconds_median'])} s)"
                 ) in perf
+
+
+def _kernel_paragraph(run: dict, perf: str, span) -> None:
+    """A kernels run's paragraph in PERFORMANCE.md, recomputed from its raw file."""
+    v, sp = run["variants"], run["speedups"]
+    assert run["threads"] == 1
+    assert (f"the LSTM kernel is {span(sp['lstm_layer folded vs nn.LSTM'], '**')} faster than `nn.LSTM` "
+            f"({v['lstm_layer folded']['median_ms']:.0f} against {v['nn.LSTM']['median_ms']:.0f} ms; floor "
+            f"{sp['lstm matmuls only folded vs nn.LSTM']['median']:.2f}x; {v['lstm_layer folded']['fraction_of_sgemm']:.2f} "
+            f"of sgemm against `nn.LSTM`'s {v['nn.LSTM']['fraction_of_sgemm']:.2f}) and the GRU kernel "
+            f"{span(sp['gru_layer folded vs nn.GRU'], '**')} ({v['gru_layer folded']['median_ms']:.0f} against "
+            f"{v['nn.GRU']['median_ms']:.0f} ms; floor {sp['gru matmuls only folded vs nn.GRU']['median']:.2f}x); dense "
+            f"input {sp['lstm_layer vs nn.LSTM']['median']:.2f}x / {sp['gru_layer vs nn.GRU']['median']:.2f}x") in perf
+    assert f"single-thread sgemm {run['sgemm_gflops']} / {run['sgemm_gflops_after']} GFLOP/s" in perf
