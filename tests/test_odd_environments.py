@@ -339,3 +339,55 @@ def test_an_edited_preset_keeps_its_presets_values(tmp_path):
     f = tmp_path / "f.json"
     f.write_text('{"lstm": {"epochs": 3}}')
     assert read_config(f) == dataclasses.replace(LSTM, epochs=3)
+
+
+def test_a_number_past_a_floats_range_in_a_config_is_one_line(tmp_path):
+    """lr = 1111...1 (400 digits) in a --config file or a run's config.json: OverflowError's 51-line traceback (the
+    finiteness check converted it to a float), in train, predict, evaluate, explain and resume alike."""
+    from rnnlab.config import ConfigError, from_dict
+
+    with pytest.raises(ConfigError, match=r"^lr must be a finite number, got 1111.*\(400 digits\)$"):
+        from_dict({"lr": int("1" * 400)})
+    assert from_dict({"lr": 3}).lr == 3  # an integer in range is still a number
+    f = tmp_path / "c.toml"
+    f.write_text(f"dropout = {'1' * 400}\n")
+    p = subprocess.run(CMD + ["train", "--config", str(f), "--show-config"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "dropout must be a finite number" in p.stderr, \
+        p.stderr
+
+
+def test_a_ray_that_fails_its_own_import_is_one_line(tiny_data, tmp_path):
+    """A ray package whose import raises something other than ImportError (ray and protobuf's "Descriptors cannot be
+    created directly" TypeError): a traceback, exit 1."""
+    fake = tmp_path / "shadow" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise TypeError('Descriptors cannot be created directly.')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(SRC)])}
+    p = subprocess.run(CMD + ["lab", "--quick", "--data", str(tiny_data), "--out", str(tmp_path / "lab"), "--ray",
+                              "local"], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        "Error: --ray: the ray package fails to import (TypeError: Descriptors cannot be created directly.)"), p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "lab" / "lab.json").exists()
+
+
+def test_a_sigterm_while_the_workers_start_is_one_line(tiny_data, tmp_path):
+    """SIGTERM between spawning a worker and sending it its start-up data: under the lab's one line, the worker's
+    EOFError traceback (1 in 6 timed SIGTERMs at 2.3 s). The signal here arrives just after the first spawn."""
+    code = f"""
+import os, signal, sys, types
+import multiprocessing.popen_spawn_posix as p
+real = p.util.spawnv_passfds
+def spawn(*a, **k):
+    pid = real(*a, **k)
+    if not getattr(p, "sent", False):
+        p.sent = True
+        os.kill(os.getpid(), signal.SIGTERM)
+    return pid
+util = types.ModuleType("util"); util.__dict__.update(p.util.__dict__); util.spawnv_passfds = spawn; p.util = util
+sys.argv = ["rnnlab", "lab", "--quick", "--data", {str(tiny_data)!r}, "--out", {str(tmp_path / 'lab')!r}, "--jobs", "2"]
+from rnnlab.__main__ import main
+main()
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    lines = [x for x in p.stderr.splitlines() if x.startswith(("interrupted", "Traceback", "EOFError"))]
+    assert p.returncode == 130 and len(lines) == 1 and lines[0].startswith("interrupted (SIGTERM)"), p.stderr

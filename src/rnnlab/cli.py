@@ -442,7 +442,7 @@ def main(ctx):
         raise InputError(STDOUT_CLOSED)
     whole_stdout()  # output into a nearly full disk: an error, not exit 0 with the output cut short
     if ctx.invoked_subcommand not in WITHOUT_TORCH and not ctx.meta.get(ASKED_HELP) and not HOLD_SIGNALS:
-        _torch_settings()  # a command's help needs no torch; under held signals: `Command.invoke`, once its arguments
+        _torch_settings()  # a command's help needs no torch; with the signals held, Command.invoke imports it
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     if ctx.invoked_subcommand in SHORT_COMMANDS and gc.isenabled():

@@ -91,8 +91,8 @@ def _validate(c: TrainConfig) -> None:
             ok = True
         if not ok:
             raise ConfigError(f"{f.name} must be {f.type}, got {_shown(v)}")
-        if want is float and not math.isfinite(v):
-            raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
+        if want is float and not (math.isfinite(v) if type(v) is float else abs(v) < 2**1000):  # an int past
+            raise ConfigError(f"{f.name} must be a finite number, got {_shown(v)}")  # a float's range: OverflowError
         if want is int and not -2**31 < v < 2**31:  # torch and numpy take sizes and seeds as C integers
             raise ConfigError(f"{f.name} must be below 2**31, got {_shown(v)}")
     for name, allowed in CHOICES.items():

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import HANGUP, RunError, fault, first_line, jsonable, read_json, shorten, write_bytes, write_json
+from .io import (HANGUP, RunError, fault, first_line, jsonable, read_json, shorten, signals_deferred, write_bytes,
+                 write_json)
 from .memory import cgroup_folders
 
 
@@ -378,7 +379,9 @@ class Runner:
             self._close_pool()  # too small, or a worker died since the last batch (killed while idle): a new one
         if self._pool is None:
             try:
-                with _ignored(signal.SIGINT, *HANGUP):  # from their first instant: an ignored signal survives exec
+                # SIGTERM noted, not raised, while the workers start: raised between spawning one and sending it
+                # its start-up data, it left that worker's EOFError traceback under the lab's one line
+                with signals_deferred(), _ignored(signal.SIGINT, *HANGUP):  # an ignored signal survives exec
                     self._pool = multiprocessing.get_context("spawn").Pool(n, initializer=_worker_init,
                                                                            initargs=(os.getpid(),))
             except OSError as e:  # its locks are POSIX semaphores, files in /dev/shm (a container's is often small)
@@ -427,6 +430,8 @@ class Runner:
             import ray
         except ImportError:
             raise RunError("--ray needs the ray package: pip install ray") from None
+        except Exception as e:  # an install that fails its own import (protobuf's TypeError, a broken file)
+            raise RunError(f"--ray: the ray package fails to import ({type(e).__name__}: {first_line(e)})") from None
         if not ray.is_initialized():
             address = None if self.ray_address == "local" else self.ray_address
             _reachable(address)
