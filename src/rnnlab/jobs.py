@@ -419,6 +419,11 @@ class Runner:
             stopped = _bounded(pool.terminate)
         finally:  # also when Ctrl-C comes meanwhile
             if not stopped:
+                # terminate() told the pool's thread that replaces dead workers to stop, before it hung; one it was
+                # starting then came after the list below was read, and lived on (a test's leftover worker under load)
+                handler = getattr(pool, "_worker_handler", None)
+                if handler is not None and handler is not threading.current_thread():
+                    handler.join(STOP_WAIT)
                 for p in [*getattr(pool, "_pool", []), *self._workers.values()]:
                     with contextlib.suppress(OSError, ValueError):
                         p.kill()
