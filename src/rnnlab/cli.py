@@ -32,8 +32,8 @@ import click
 from .config import CHOICES, PRESETS, ConfigError, TrainConfig, preset as get_preset, with_overrides
 from .data import DataError, data_source
 from .experiments import SHORTFALLS
-from .io import (HANGUP, RunError, echo_whole, first_line, in_the_way, interrupt_in, is_run_dir, one_line, printable,
-                 shorten, whole_stdout)
+from .io import (HANGUP, STOPS, RunError, echo_whole, first_line, in_the_way, interrupt_in, is_run_dir, one_line,
+                 printable, shorten, whole_stdout)
 from .memory import is_out_of_memory
 
 # --- train's options: one per TrainConfig field, in groups ------------------------------------------
@@ -107,8 +107,7 @@ class Command(click.Command):
             try:
                 _release_signals()
             except KeyboardInterrupt as e:  # came while torch loaded: nothing has run
-                _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}) while starting; nothing was done")
-                sys.exit(130)
+                _stopped_starting(e)
             _torch_settings()  # what the import raised, said in one line
         return super().invoke(ctx)
 
@@ -179,16 +178,22 @@ def _release_signals() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
+def _stopped_starting(e: KeyboardInterrupt) -> None:
+    """A signal before the command's work began: its line, exit 130."""
+    _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}) while starting; nothing was done")
+    sys.exit(130)
+
+
 def _hold_signals() -> None:
     global HELD_MASK
     if HOLD_SIGNALS and HELD_MASK is None:
-        HELD_MASK = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM, *HANGUP])
+        HELD_MASK = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
 
 
 def _work_over() -> None:
     """The command's work is over: its output written, or its error line. A signal from here on would only
     interrupt the exit (click printed "Aborted!" with exit code 1, a finalizer a traceback): it is ignored."""
-    for sig in (signal.SIGINT, signal.SIGTERM, *HANGUP):
+    for sig in STOPS:
         with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(sig, signal.SIG_IGN)
 
@@ -199,7 +204,7 @@ def _interrupt(signum, frame):
 
 
 _DROPPED: list[str] = []  # interrupts Python dropped: raised inside a finalizer or a weakref callback
-RESENT = {s.name: s for s in (signal.SIGINT, signal.SIGTERM, *HANGUP)}  # _interrupt's messages; Ctrl-C's is ""
+RESENT = {s.name: s for s in STOPS}  # _interrupt's messages; Ctrl-C's is ""
 
 
 def _exit_if_dropped() -> None:
@@ -225,7 +230,7 @@ class Resender:
         # not block it, so this one would take those the main thread holds (`Command.invoke`) and Python would run
         # their handler in the main thread at once, inside the import they are held for
         blocking = hasattr(signal, "pthread_sigmask")  # not on Windows
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT, signal.SIGTERM, *HANGUP]) if blocking else None
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS) if blocking else None
         try:
             with contextlib.suppress(RuntimeError):  # no thread to be had (a cap on processes): noted, not sent
                 threading.Thread(target=self._run, daemon=True, name="rnnlab-resend").start()
@@ -311,8 +316,7 @@ class Main(click.Group):
             _hold_signals()  # until invoke: click runs code of its own between the two
             return ctx
         except KeyboardInterrupt as e:
-            _log(f"interrupted ({str(e) or 'Ctrl-C'}) while starting; nothing was done")
-            sys.exit(130)
+            _stopped_starting(e)
         except click.UsageError as e:
             if isinstance(e, NO_ARGS):  # bare `rnnlab`: its help, as click prints it
                 raise
@@ -355,8 +359,7 @@ class Main(click.Group):
         try:
             _release_signals()
         except KeyboardInterrupt as e:  # held since the arguments were read: nothing has run
-            _log(f"interrupted ({str(e) or (_SIGNALLED or ['Ctrl-C'])[-1]}) while starting; nothing was done")
-            sys.exit(130)
+            _stopped_starting(e)
         try:
             if threading.current_thread() is threading.main_thread():  # where a signal can interrupt the command
                 resender = Resender(hook)
@@ -473,20 +476,19 @@ def _load_torch() -> None:
 
 
 def _torch_settings() -> None:
-    """Where TORCH_LOGS or TORCH_LOGS_FORMAT is set, torch imported now: one line, before any work, where it
-    refuses them (its import raised a traceback of 50 lines in the middle of a command)."""
+    """What torch's import raised (`_load_torch`), raised: where it refuses TORCH_LOGS or TORCH_LOGS_FORMAT, one line
+    before any work (its import raised a traceback of 50 lines in the middle of a command). Where the signals were
+    not held (torch not imported yet), it is imported here if either is set."""
     named = [v for v in TORCH_SETTINGS if os.environ.get(v)]
-    if TORCH_ERROR:
-        raise TORCH_ERROR[0] if not named or not isinstance(TORCH_ERROR[0], ValueError) else InputError(
-            f"{' or '.join(named)}: torch cannot read it ({shorten(first_line(TORCH_ERROR[0]), 120)}); fix it, or "
-            f"unset it") from None
-    if not named:
+    if named and not TORCH_ERROR:
+        _load_torch()
+    if not TORCH_ERROR:
         return
-    try:
-        import torch  # noqa: F401
-    except ValueError as e:
+    e = TORCH_ERROR[0]
+    if named and isinstance(e, ValueError):
         raise InputError(f"{' or '.join(named)}: torch cannot read it ({shorten(first_line(e), 120)}); fix it, or "
                          f"unset it") from None
+    raise e
 
 
 DATA_HELP = "Parquet dir, aclImdb dir or tarball. Default: $RNNLAB_DATA, else the Hugging Face hub."

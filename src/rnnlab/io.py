@@ -356,6 +356,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 HANGUP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()  # a closed terminal or ssh session (not on Windows):
 # every command stops on it as on SIGTERM
+STOPS = (signal.SIGINT, signal.SIGTERM, *HANGUP)  # the signals that stop a command (exit 130 and one line)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -546,7 +547,7 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     got: list[int] = []
-    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, *HANGUP)}
+    kept = {s: signal.getsignal(s) for s in STOPS}
     kept = {s: h for s, h in kept.items() if h not in (signal.SIG_IGN, None)}  # ignored, or not set from Python
     for s in kept:
         signal.signal(s, lambda signum, frame: got.append(signum))

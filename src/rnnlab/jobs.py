@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .io import (HANGUP, RunError, fault, first_line, jsonable, read_json, shorten, signals_deferred, write_bytes,
-                 write_json)
+from .io import (HANGUP, STOPS, RunError, fault, first_line, jsonable, read_json, shorten, signals_deferred,
+                 write_bytes, write_json)
 from .memory import cgroup_folders
 
 
@@ -446,7 +446,7 @@ class Runner:
             ray_log = logging.getLogger("ray")
             level = ray_log.level
             ray_log.setLevel(logging.ERROR)  # Ray logs and warns while it connects: the one line below is enough
-            handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, *HANGUP)}
+            handlers = {s: signal.getsignal(s) for s in STOPS}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .batching import batch_indices
 from .config import TrainConfig
-from .io import HANGUP, RunError
+from .io import STOPS, RunError
 from .memory import is_out_of_memory, memory_available, require, size, token_bytes
 from .models import build_model, count_parameters, mask, shapes_only
 from .prepare import Prepared
@@ -383,7 +383,7 @@ class StopOnSignal:
 
     def __enter__(self):
         self._old = {}
-        for s in (signal.SIGINT, signal.SIGTERM, *HANGUP) if self.enabled else ():
+        for s in STOPS if self.enabled else ():
             if signal.getsignal(s) == signal.SIG_IGN:  # nohup, or a shell's background job (SIGINT): the run
                 continue  # was started to outlive its terminal, or a Ctrl-C meant for another command
             try:
